@@ -1,0 +1,3 @@
+from oncall.cli import main
+
+main()

@@ -1,0 +1,161 @@
+"""The `oncall` command line: parse, call the headless core, print (rich) or --json.
+
+Contract (design §5): command names, flags, --json field names and exit codes are stable.
+Exit codes: 0 ok, 1 the command ran and found a problem, 2 bad usage or bad input.
+Errors go to stderr as one readable line (the traceback only with -v).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any, NoReturn
+
+import click
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class Ctx:
+    def __init__(self, db: str | None, verbose: bool) -> None:
+        self.db_path = db
+        self.verbose = verbose
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one readable error line and exit."""
+    click.echo(f"oncall: error: {message}", err=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def db_option(f: Any) -> Any:
+    """--db on every command (also accepted before the command name)."""
+    return click.option("--db", "db", default=None, envvar="ONCALL_DB",
+                        help="incident database (default ./incident.duckdb, or $ONCALL_DB)")(f)
+
+
+def json_option(f: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(f)
+
+
+def resolve_db(ctx: click.Context, db: str | None) -> str | None:
+    return db or ctx.find_object(Ctx).db_path
+
+
+def open_store(ctx: click.Context, db: str | None, *, read_only: bool = False, create: bool = True):
+    from oncall.store import StoreError, open_db
+
+    try:
+        return open_db(resolve_db(ctx, db), read_only=read_only, create=create)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+class OncallGroup(click.Group):
+    """Turns any unexpected exception into one readable line (traceback with -v)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("oncall: interrupted", err=True)
+            sys.exit(130)
+        except Exception as exc:  # the last line of defence: never a bare traceback
+            obj = ctx.find_object(Ctx)
+            if obj is not None and obj.verbose:
+                traceback.print_exc()
+            from oncall.store import StoreError
+
+            code = EXIT_USAGE if isinstance(exc, (StoreError, ValueError)) else EXIT_PROBLEM
+            fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, StoreError) else str(exc), code)
+
+
+@click.group(cls=OncallGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--db", "db", default=None, envvar="ONCALL_DB",
+              help="incident database (default ./incident.duckdb, or $ONCALL_DB)")
+@click.option("-v", "--verbose", is_flag=True, help="show detail (tracebacks) on errors")
+@click.version_option(package_name="oncall")
+@click.pass_context
+def cli(ctx: click.Context, db: str | None, verbose: bool) -> None:
+    """oncall: a terminal incident console for LLM features in production."""
+    ctx.obj = Ctx(db, verbose)
+
+
+# -- load ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--format", "fmt", default=None, help="force a format instead of detecting it (see `oncall formats`)")
+@click.option("--map", "maps", multiple=True, metavar="FIELD=PATH",
+              help="generic JSONL/CSV/Parquet: where a canonical field lives, e.g. output=response.text")
+@click.option("--strict", is_flag=True, help="any problem is fatal and nothing from that file is written")
+@click.option("--no-progress", is_flag=True, help="no progress bar")
+@db_option
+@json_option
+@click.pass_context
+def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tuple[str, ...], strict: bool,
+         no_progress: bool, db: str | None, as_json: bool) -> None:
+    """Import trace exports (files, directories, globs; gzip/zstd ok) into the incident database."""
+    from oncall.ingest import registry
+    from oncall.ingest.loader import LoadError, load_paths, summary
+    from oncall.ingest.registry import FormatError, LoadOptions
+    from oncall.output import ProgressBar, print_load_report
+
+    column_map: dict[str, str] = {}
+    for m in maps:
+        if "=" not in m:
+            fail(f"--map {m!r}: expected FIELD=PATH, e.g. output=response.text")
+        k, v = m.split("=", 1)
+        column_map[k.strip()] = v.strip()
+    if fmt is not None and fmt not in registry.names():
+        fail(f"unknown format {fmt!r}; supported: {', '.join(registry.names())}")
+    store = open_store(ctx, db)
+    bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
+    try:
+        report = load_paths(store, list(paths), fmt=fmt, options=LoadOptions(strict=strict, column_map=column_map),
+                            progress=bar.update if bar else None)
+    except (LoadError, FormatError) as exc:
+        fail(str(exc))
+    finally:
+        if bar:
+            bar.close()
+    ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
+    summ = summary(store, ids)
+    if ids:
+        store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
+                           {"files": [f.path for f in report.files if f.status == 'loaded']})
+    if as_json:
+        emit_json({**report.to_dict(), "summary": summ})
+    else:
+        print_load_report(report, summ)
+    sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
+
+
+@cli.command()
+@json_option
+def formats(as_json: bool) -> None:
+    """List the import formats `oncall load` detects."""
+    from oncall.ingest import registry
+
+    items = [{"name": n, "description": d} for n, d in registry.available()]
+    if as_json:
+        emit_json(items)
+    else:
+        for it in items:
+            click.echo(f"{it['name']:<18} {it['description']}")
+
+
+def main() -> None:
+    cli(prog_name="oncall", max_content_width=100)
+
+
+if __name__ == "__main__":
+    main()

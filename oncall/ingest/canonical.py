@@ -1,0 +1,141 @@
+"""Small normalisers every importer shares: error classes, finish reasons, span kinds, provider names."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# Error classes the responder filters and compares on (design §4 `error=`, issue: compare by class).
+_RATE_LIMIT = re.compile(r"rate.?limit|too many requests|\b429\b|ratelimit|throttl", re.I)
+_QUOTA = re.compile(r"insufficient_quota|quota|billing|exceeded your current|credit balance", re.I)
+_TIMEOUT = re.compile(r"time.?out|timed out|deadline exceeded|\b408\b|\b504\b", re.I)
+_CONTENT = re.compile(r"content.?filter|content_policy|safety|moderation|responsible ?ai", re.I)
+_SERVER = re.compile(r"\b5\d\d\b|internal server error|service unavailable|bad gateway|overloaded|"
+                     r"server error|api ?connection", re.I)
+
+
+def classify_error(http_status: int | None, error_type: Any = None, message: Any = None) -> str | None:
+    """rate_limit | quota | server | timeout | content_filter | client | other, or None if no error info."""
+    text = " ".join(str(x) for x in (error_type, message) if x not in (None, ""))
+    if http_status is None and not text:
+        return None
+    if _QUOTA.search(text):
+        return "quota"
+    if http_status == 429 or _RATE_LIMIT.search(text):
+        return "rate_limit"
+    if http_status in (408, 504) or _TIMEOUT.search(text):
+        return "timeout"
+    if _CONTENT.search(text):
+        return "content_filter"
+    if (http_status is not None and 500 <= http_status < 600) or _SERVER.search(text):
+        return "server"
+    if http_status is not None and 400 <= http_status < 500:
+        return "client"
+    return "other"
+
+
+def http_status_from(*values: Any) -> int | None:
+    """An HTTP status from an int, a numeric string ("429") or text containing one ("Error code: 429")."""
+    for v in values:
+        if v is None or isinstance(v, bool):
+            continue
+        if isinstance(v, int) and 100 <= v < 600:
+            return v
+        if isinstance(v, str):
+            s = v.strip()
+            if re.fullmatch(r"[1-5]\d\d", s):
+                return int(s)
+            m = re.search(r"(?:error code|status(?: code)?|http)[: =]*([1-5]\d\d)\b", s, re.I)
+            if m:
+                return int(m.group(1))
+    return None
+
+
+_FINISH = {
+    "stop": "stop", "end_turn": "stop", "stop_sequence": "stop", "complete": "stop", "eos": "stop",
+    "length": "length", "max_tokens": "length", "max_output_tokens": "length",
+    "tool_calls": "tool_calls", "tool_call": "tool_calls", "tool-calls": "tool_calls", "tool_use": "tool_calls",
+    "function_call": "tool_calls",
+    "content_filter": "content_filter", "content-filter": "content_filter", "safety": "content_filter",
+    "refusal": "content_filter",
+    "error": "error", "other": "other", "unknown": "other",
+}
+
+
+def normalize_finish_reason(value: Any) -> str | None:
+    """stop | length | tool_calls | content_filter | error | other; first of a list."""
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = next((v for v in value if v not in (None, "")), None)
+        if value is None:
+            return None
+    s = str(value).strip().strip('"').lower()
+    if s.startswith("[") and s.endswith("]"):
+        s = s.strip("[]").split(",")[0].strip().strip('"\'')
+    if not s:
+        return None
+    return _FINISH.get(s, s)
+
+
+_KINDS = {
+    "llm": "llm", "generation": "llm", "chat": "llm", "text_completion": "llm", "generate_content": "llm",
+    "completion": "llm",
+    "embedding": "embedding", "embeddings": "embedding",
+    "tool": "tool", "execute_tool": "tool",
+    "agent": "agent", "invoke_agent": "agent", "create_agent": "agent",
+    "chain": "chain", "workflow": "chain", "invoke_workflow": "chain", "task": "chain",
+    "retriever": "retriever", "retrieval": "retriever",
+    "reranker": "reranker", "guardrail": "guardrail", "evaluator": "evaluator", "prompt": "prompt",
+    "parser": "chain", "span": "span", "event": "event",
+}
+
+
+def normalize_kind(value: Any) -> str | None:
+    """llm | embedding | tool | agent | chain | retriever | reranker | guardrail | evaluator | span | …"""
+    if value is None:
+        return None
+    s = str(value).strip().lower()
+    return _KINDS.get(s, s or None)
+
+
+_OTLP_SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}
+
+
+def normalize_span_kind(value: Any) -> str | None:
+    """OTLP span kind as a lower-case name from an int, `SPAN_KIND_CLIENT`, or `SpanKind.CLIENT`."""
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _OTLP_SPAN_KINDS.get(value)
+    s = str(value).strip()
+    if s.isdigit():
+        return _OTLP_SPAN_KINDS.get(int(s))
+    s = s.rsplit(".", 1)[-1].upper().removeprefix("SPAN_KIND_")
+    return s.lower() or None
+
+
+def normalize_status(value: Any) -> str:
+    """ok | error | unset from OTLP ints/names, Phoenix/LangSmith strings, Langfuse levels."""
+    if value is None:
+        return "unset"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return {0: "unset", 1: "ok", 2: "error"}.get(value, "unset")
+    s = str(value).strip().upper().removeprefix("STATUS_CODE_").removeprefix("STATUSCODE.")
+    if s in ("OK", "SUCCESS", "DEFAULT", "DEBUG", "1"):
+        return "ok"
+    if s in ("ERROR", "FAILURE", "FAILED", "2"):
+        return "error"
+    return "unset"
+
+
+_PROVIDERS = {"az.ai.openai": "azure.ai.openai", "vertex_ai": "gcp.vertex_ai", "openai.responses": "openai",
+              "openai.chat": "openai", "openai": "openai"}
+
+
+def normalize_provider(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    s = str(value).strip()
+    low = s.lower()
+    return _PROVIDERS.get(low, low)

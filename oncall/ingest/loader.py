@@ -1,0 +1,200 @@
+"""`oncall load`: expand paths, detect formats, import each file in its own transaction, summarise."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from oncall.ingest import registry
+from oncall.ingest.registry import FormatError, LoadOptions
+from oncall.ingest.source import SourceError, expand_paths, file_size, read_head, sha256_of
+from oncall.ingest.writer import FileWriter, TooManyProblems
+from oncall.store.db import IncidentDB, now_utc
+
+
+@dataclass
+class Problem:
+    file: str
+    line: int | None
+    kind: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where}: {self.kind}: {self.message}"
+
+
+@dataclass
+class FileResult:
+    path: str
+    format: str | None
+    status: str  # loaded | already-loaded | skipped | failed
+    spans: int = 0
+    duplicates: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    note: str | None = None
+    import_id: int | None = None
+
+
+@dataclass
+class LoadReport:
+    files: list[FileResult] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[Problem]:
+        return [p for f in self.files for p in f.problems]
+
+    @property
+    def spans_added(self) -> int:
+        return sum(f.spans for f in self.files)
+
+    @property
+    def failed(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"files": [asdict(f) for f in self.files], "spans_added": self.spans_added,
+                "problems": [asdict(p) for p in self.problems]}
+
+
+class LoadError(Exception):
+    """Bad usage or input that stops the whole load (unknown format forced, no files, --strict)."""
+
+
+ProgressFn = Callable[[str, int, int], None]  # (file, bytes done, bytes total)
+
+
+def load_paths(db: IncidentDB, args: list[str], *, fmt: str | None = None,
+               options: LoadOptions | None = None, progress: ProgressFn | None = None) -> LoadReport:
+    """Import every file named by args (files, directories, globs)."""
+    options = options or LoadOptions()
+    try:
+        paths = expand_paths(args)
+    except SourceError as exc:
+        raise LoadError(str(exc)) from None
+    if not paths:
+        raise LoadError(f"no files found in {' '.join(args)}")
+    if fmt is not None:
+        registry.get(fmt)  # fail early on an unknown --format
+    explicit = len(paths) == 1 and Path(args[0]).is_file() if len(args) == 1 else False
+    report = LoadReport()
+    for path in paths:
+        result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit)
+        report.files.append(result)
+        if options.strict and (result.status == "failed" or result.problems):
+            first = result.problems[0] if result.problems else None
+            raise LoadError(str(first) if first else f"{path}: {result.note}")
+    return report
+
+
+def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: LoadOptions | None = None,
+              progress: ProgressFn | None = None, explicit: bool = True) -> FileResult:
+    options = options or LoadOptions()
+    spath = str(path)
+    try:
+        size = file_size(path)
+        digest = sha256_of(path)
+    except OSError as exc:
+        return FileResult(spath, None, "failed", problems=[Problem(spath, None, "unreadable", str(exc))])
+    con = db.cursor()
+    prior = con.execute(
+        "SELECT import_id, format FROM imports WHERE sha256 = ? AND status = 'loaded' "
+        "AND coalesce(options->>'$.column_map', '{}') = ? LIMIT 1",
+        [digest, json.dumps(options.column_map, sort_keys=True)],
+    ).fetchone()
+    if prior:
+        return FileResult(spath, prior[1], "already-loaded", import_id=int(prior[0]),
+                          note=f"same content already loaded (import {prior[0]})")
+    try:
+        head = read_head(path)
+    except SourceError as exc:
+        return FileResult(spath, None, "failed", problems=[Problem(spath, None, "unreadable", str(exc))])
+
+    if fmt is not None:
+        module = registry.get(fmt)
+    else:
+        module = registry.detect(head)
+        if module is None:
+            supported = ", ".join(registry.names())
+            return FileResult(spath, None, "failed", problems=[Problem(
+                spath, None, "unknown-format",
+                f"cannot tell the format from the content; supported formats: {supported} "
+                "(use --format NAME to force one)")])
+        if module.NAME == registry.NOT_DATA:
+            reason = module.describe(head)
+            return FileResult(spath, None, "skipped", note=f"not trace data: {reason}")
+
+    fname = module.NAME
+    import_id = int(con.execute("SELECT nextval('import_id_seq')").fetchone()[0])
+    started = now_utc()
+    con.execute("BEGIN TRANSACTION")
+    writer = FileWriter(con, import_id, path, fname, strict=options.strict,
+                        on_progress=(lambda done: progress(spath, done, size)) if progress else None)
+    try:
+        module.read(path, writer, options)
+        writer.finish()
+        status = "loaded"
+        problems = [Problem(spath, line, kind, msg) for line, kind, msg in writer.problems]
+        con.execute(
+            "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [import_id, spath, digest, size, fname, started, now_utc(), writer.added,
+             writer.duplicates, len(problems), status,
+             json.dumps({"column_map": options.column_map}, sort_keys=True)],
+        )
+        if problems:
+            con.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?, ?, ?)",
+                [[import_id, p.file, p.line, p.kind, p.message] for p in problems[:10000]],
+            )
+        con.execute("COMMIT")
+    except (FormatError, SourceError, TooManyProblems) as exc:
+        con.execute("ROLLBACK")
+        kind = "strict" if isinstance(exc, TooManyProblems) else "unusable"
+        msg = str(exc)
+        prefix = f"{spath}: "
+        return FileResult(spath, fname, "failed",
+                          problems=[Problem(spath, None, kind, msg[len(prefix):] if msg.startswith(prefix) else msg)])
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    if progress:
+        progress(spath, size, size)
+    return FileResult(spath, fname, status, spans=writer.added, duplicates=writer.duplicates,
+                      problems=problems, import_id=import_id)
+
+
+def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, Any]:
+    """What is in the database (or in the given imports): spans, traces, time range, models, tenants."""
+    con = db.cursor()
+    where = ""
+    params: list[Any] = []
+    if import_ids is not None:
+        if not import_ids:
+            where = "WHERE false"
+        else:
+            where = f"WHERE import_id IN ({', '.join('?' for _ in import_ids)})"
+            params = list(import_ids)
+    row = con.execute(
+        f"""SELECT count(*), count(DISTINCT trace_id), min(start_time), max(coalesce(end_time, start_time)),
+                   count(*) FILTER (WHERE kind = 'llm'), count(*) FILTER (WHERE status = 'error')
+            FROM spans {where}""", params).fetchone()
+
+    def top(col: str) -> list[dict[str, Any]]:
+        rows = con.execute(
+            f"SELECT {col}, count(*) AS n FROM spans {where} {'AND' if where else 'WHERE'} {col} IS NOT NULL "
+            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20", params).fetchall()
+        return [{"value": r[0], "spans": int(r[1])} for r in rows]
+
+    return {
+        "spans": int(row[0]),
+        "traces": int(row[1]),
+        "llm_spans": int(row[4]),
+        "errors": int(row[5]),
+        "start": row[2].isoformat() if row[2] else None,
+        "end": row[3].isoformat() if row[3] else None,
+        "models_requested": top("model"),
+        "models_served": top("served_model"),
+        "tenants": top("tenant"),
+    }

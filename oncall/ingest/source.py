@@ -1,0 +1,174 @@
+"""Input files: path expansion, transparent gzip/zstd decompression, and content sniffing.
+
+Formats are detected from content, never from the file name; compression is detected from the
+magic bytes too (a `.json` file that is really gzip still loads).
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import hashlib
+import io
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Iterator
+
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PARQUET_MAGIC = b"PAR1"
+
+HEAD_BYTES = 256 * 1024
+
+
+class SourceError(Exception):
+    """A file cannot be read at all (missing, unreadable, corrupt compression)."""
+
+
+def expand_paths(args: list[str]) -> list[Path]:
+    """FILE, DIR (recursive, sorted) or GLOB arguments to a list of files, in a stable order."""
+    out: list[Path] = []
+    seen: set[Path] = set()
+    for arg in args:
+        p = Path(arg)
+        if p.is_dir():
+            found = sorted(q for q in p.rglob("*") if q.is_file() and not _hidden(q, p))
+        elif p.is_file():
+            found = [p]
+        else:
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                raise SourceError(f"{arg}: no such file, directory or matching glob")
+            found = []
+            for m in matches:
+                mp = Path(m)
+                if mp.is_dir():
+                    found.extend(sorted(q for q in mp.rglob("*") if q.is_file() and not _hidden(q, mp)))
+                elif mp.is_file():
+                    found.append(mp)
+        for f in found:
+            key = f.resolve()
+            if key not in seen:
+                seen.add(key)
+                out.append(f)
+    return out
+
+
+def _hidden(path: Path, root: Path) -> bool:
+    rel = path.relative_to(root)
+    return any(part.startswith(".") for part in rel.parts)
+
+
+def compression_of(path: Path) -> str | None:
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic.startswith(GZIP_MAGIC):
+        return "gzip"
+    if magic.startswith(ZSTD_MAGIC):
+        return "zstd"
+    return None
+
+
+def open_binary(path: Path) -> IO[bytes]:
+    """Open a file for reading decompressed bytes."""
+    comp = compression_of(path)
+    if comp == "gzip":
+        return gzip.open(path, "rb")
+    if comp == "zstd":
+        import zstandard
+
+        fh = open(path, "rb")
+        return zstandard.ZstdDecompressor().stream_reader(fh, closefd=True, read_across_frames=True)
+    return open(path, "rb")
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class Head:
+    """What detection sees: the first bytes (decompressed) and, when they parse, the first values."""
+
+    data: bytes
+    complete: bool  # the whole file fits in `data`
+    text: str | None = None  # data decoded as UTF-8 (None if it is not text)
+    first_line_obj: Any = None  # first non-empty line parsed as JSON (JSON Lines / console dumps)
+    doc: Any = None  # the whole head parsed as one JSON document, when complete and valid
+    is_parquet: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def read_head(path: Path) -> Head:
+    try:
+        with open(path, "rb") as raw:
+            if raw.read(4) == PARQUET_MAGIC:
+                return Head(data=b"", complete=False, is_parquet=True)
+        with open_binary(path) as fh:
+            data = fh.read(HEAD_BYTES + 1)
+    except (OSError, EOFError) as exc:
+        raise SourceError(f"{path}: cannot read: {exc}") from None
+    except Exception as exc:  # zstandard raises its own error type for corrupt frames
+        raise SourceError(f"{path}: cannot decompress: {exc}") from None
+    complete = len(data) <= HEAD_BYTES
+    data = data[:HEAD_BYTES]
+    head = Head(data=data, complete=complete)
+    try:
+        head.text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the head boundary is fine; invalid UTF-8 earlier is not text.
+        if not complete and exc.start >= len(data) - 4:
+            head.text = data[: exc.start].decode("utf-8", errors="strict")
+        else:
+            head.text = data.decode("utf-8", errors="replace")
+            head.extra["invalid_utf8"] = True
+    text = head.text.lstrip("\ufeff")
+    if complete:
+        try:
+            head.doc = json.loads(text)
+        except ValueError:
+            head.doc = None
+    for line in text.splitlines():
+        if line.strip():
+            try:
+                head.first_line_obj = json.loads(line)
+            except ValueError:
+                head.first_line_obj = None
+            break
+    return head
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(1-based line number, raw line bytes without the newline) for every line of the file."""
+    with open_binary(path) as fh:
+        reader = io.BufferedReader(fh, buffer_size=1 << 20) if not isinstance(fh, io.BufferedReader) else fh
+        for n, line in enumerate(reader, start=1):
+            if line.endswith(b"\n"):
+                line = line[:-1]
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+            yield n, line
+
+
+def read_all_text(path: Path) -> str:
+    """The whole (decompressed) file as text; invalid UTF-8 raises SourceError naming the offset."""
+    with open_binary(path) as fh:
+        data = fh.read()
+    try:
+        return data.decode("utf-8").lstrip("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise SourceError(f"{path}:{line}: invalid UTF-8 at byte offset {exc.start}") from None
+
+
+def file_size(path: Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0

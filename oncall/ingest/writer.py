@@ -1,0 +1,243 @@
+"""Writing one file's spans into the incident database, all or nothing.
+
+A FileWriter owns one transaction: importers hand it canonical rows (Python dicts, batched into
+Arrow) or Arrow tables / SQL selects (the bulk paths); on finish() it removes duplicates, resolves
+inherited cohort keys down each trace, indexes every id form and commits. If anything fails, or
+the process dies, the transaction never commits and the database is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Callable
+
+import duckdb
+import pyarrow as pa
+
+from oncall.redact import sql_redact
+from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS
+
+JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw"}
+# Text columns that may carry credentials; redacted in SQL on the way in.
+REDACTED_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "raw",
+                    "input_text", "output_text", "error"}
+BATCH_ROWS = 2000
+
+_STAGE_SCHEMA = pa.schema([ARROW_SCHEMA.field(c) for c in IMPORTER_COLUMNS])
+
+
+class TooManyProblems(Exception):
+    pass
+
+
+def _dumps(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _select_list() -> str:
+    parts = []
+    for c in IMPORTER_COLUMNS:
+        if c in REDACTED_COLUMNS:
+            parts.append(f"{sql_redact(c)} AS {c}")
+        else:
+            parts.append(c)
+    return ", ".join(parts)
+
+
+class FileWriter:
+    """The sink importers write into. One per file; owns that file's transaction."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, import_id: int, path: Path, fmt: str,
+                 *, strict: bool = False, on_progress: Callable[[int], None] | None = None) -> None:
+        self.con = con
+        self.import_id = import_id
+        self.path = path
+        self.format = fmt
+        self.strict = strict
+        self.on_progress = on_progress
+        self.rows: list[dict[str, Any]] = []
+        self.problems: list[tuple[int | None, str, str]] = []
+        self.added = 0
+        self.duplicates = 0
+        self._select = _select_list()
+        self._has_parents = False
+
+    # -- what importers call -----------------------------------------------------------------
+    def add(self, row: dict[str, Any], line: int | None = None) -> None:
+        """Add one canonical span row (keys from IMPORTER_COLUMNS; unknown keys are a bug)."""
+        unknown = set(row) - set(IMPORTER_COLUMNS)
+        if unknown:
+            raise KeyError(f"importer produced unknown columns: {sorted(unknown)}")
+        if line is not None and row.get("source_line") is None:
+            row["source_line"] = line
+        self.rows.append(row)
+        if len(self.rows) >= BATCH_ROWS:
+            self.flush()
+
+    def problem(self, line: int | None, kind: str, message: str) -> None:
+        """Report a record that could not be used. With --strict the whole file fails."""
+        self.problems.append((line, kind, message))
+        if self.strict:
+            where = f"{self.path}:{line}" if line else str(self.path)
+            raise TooManyProblems(f"{where}: {message}")
+
+    def add_arrow(self, table: pa.Table) -> None:
+        """Bulk path: an Arrow table whose columns are a subset of IMPORTER_COLUMNS."""
+        self.flush()
+        self._insert_relation(table)
+
+    def progress(self, done: int) -> None:
+        if self.on_progress:
+            self.on_progress(done)
+
+    # -- internals ---------------------------------------------------------------------------
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        rows, self.rows = self.rows, []
+        columns: dict[str, list[Any]] = {c: [] for c in IMPORTER_COLUMNS}
+        src = str(self.path)
+        for r in rows:
+            for c in IMPORTER_COLUMNS:
+                v = r.get(c)
+                if c in JSON_COLUMNS:
+                    v = _dumps(v)
+                elif c == "source_file" and v is None:
+                    v = src
+                elif c == "source_format" and v is None:
+                    v = self.format
+                columns[c].append(v)
+        arrays = []
+        for c in IMPORTER_COLUMNS:
+            field = _STAGE_SCHEMA.field(c)
+            arrays.append(pa.array(columns[c], type=field.type))
+        self._insert_relation(pa.Table.from_arrays(arrays, schema=_STAGE_SCHEMA))
+
+    def _insert_relation(self, table: pa.Table) -> None:
+        missing = [c for c in IMPORTER_COLUMNS if c not in table.column_names]
+        for c in missing:
+            table = table.append_column(_STAGE_SCHEMA.field(c), pa.nulls(len(table), _STAGE_SCHEMA.field(c).type))
+        table = table.select(IMPORTER_COLUMNS)
+        self.con.register("_oncall_batch", table)
+        try:
+            self.insert_select("SELECT * FROM _oncall_batch")
+        finally:
+            self.con.unregister("_oncall_batch")
+
+    def insert_select(self, select_sql: str, params: list[Any] | None = None) -> None:
+        """Bulk path: insert the rows of a SELECT producing IMPORTER_COLUMNS (by name)."""
+        src = str(self.path).replace("'", "''")
+        fmt = self.format.replace("'", "''")
+        # Ids: a record without a span id gets one derived from its content, so loading the same
+        # record twice dedupes; a record without a trace id is its own trace (flat request logs).
+        sql = f"""
+            INSERT INTO spans
+            SELECT nextval('span_pk_seq'), {int(self.import_id)},
+                   coalesce(source_file, '{src}'), coalesce(source_format, '{fmt}'), source_line,
+                   coalesce(trace_id, span_id, substr(md5(raw), 1, 16)),
+                   coalesce(span_id, substr(md5(raw), 1, 16)),
+                   {', '.join(IMPORTER_COLUMNS[IMPORTER_COLUMNS.index('parent_id'):])}
+            FROM (SELECT {self._select} FROM ({select_sql}))
+        """
+        before = self.added
+        n = self.con.execute(sql, params or []).fetchone()[0]
+        self.added = before + int(n)
+
+    def finish(self) -> None:
+        """Dedupe, resolve inheritance, index ids. Runs inside the file's transaction."""
+        self.flush()
+        con = self.con
+        iid = int(self.import_id)
+        # Duplicates: the same (trace_id, span_id) within this file or already loaded. Keep the
+        # earliest row; later copies are removed (OTLP JSONL retries, overlapping exports).
+        dup = con.execute(
+            f"""
+            DELETE FROM spans WHERE span_pk IN (
+                SELECT span_pk FROM (
+                    SELECT span_pk, import_id,
+                           row_number() OVER (PARTITION BY trace_id, span_id ORDER BY span_pk) AS rn
+                    FROM spans
+                    WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE import_id = {iid})
+                ) WHERE rn > 1 AND import_id = {iid}
+            )"""
+        ).fetchone()[0]
+        self.duplicates = int(dup)
+        self.added -= self.duplicates
+        resolve_inheritance(con, iid)
+        con.execute(
+            f"""
+            INSERT INTO span_ids
+            SELECT id, id_kind, span_pk FROM (
+                SELECT span_pk, unnest([request_id, response_id, span_id, trace_id]) AS id,
+                       unnest(['request', 'response', 'span', 'trace']) AS id_kind
+                FROM spans WHERE import_id = {iid}
+            ) WHERE id IS NOT NULL AND id <> ''
+            """
+        )
+
+
+def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
+    """Give every span the cohort keys (tenant, user, session, …) of its nearest ancestor that has them.
+
+    Applications set these on the root span while the LLM call is a child. Runs over every trace
+    the import touched, so a root loaded after its children (another file) still fills them in.
+    The span's own values always win; `inherited` records which ancestor each value came from.
+    """
+    has_children = con.execute(
+        f"""SELECT count(*) FROM spans WHERE parent_id IS NOT NULL
+            AND trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE import_id = {int(import_id)})"""
+    ).fetchone()[0]
+    if not has_children:
+        return
+    keys = INHERITED_KEYS
+    pick = ",\n".join(
+        f"arg_min(a.{k}, c.depth) FILTER (WHERE a.{k} IS NOT NULL) AS {k},"
+        f" arg_min(a.span_id, c.depth) FILTER (WHERE a.{k} IS NOT NULL) AS {k}__from"
+        for k in keys
+    )
+    con.execute(
+        f"""
+        CREATE OR REPLACE TEMP TABLE _oncall_inherit AS
+        WITH RECURSIVE touched AS (
+            SELECT DISTINCT trace_id FROM spans WHERE import_id = {int(import_id)}
+        ),
+        tspans AS (
+            SELECT span_pk, trace_id, span_id, parent_id, {', '.join(keys)}
+            FROM spans WHERE trace_id IN (SELECT trace_id FROM touched)
+        ),
+        chain(span_pk, trace_id, ancestor_id, depth) AS (
+            SELECT span_pk, trace_id, parent_id, 1 FROM tspans WHERE parent_id IS NOT NULL
+            UNION ALL
+            SELECT c.span_pk, c.trace_id, p.parent_id, c.depth + 1
+            FROM chain c JOIN tspans p ON p.trace_id = c.trace_id AND p.span_id = c.ancestor_id
+            WHERE p.parent_id IS NOT NULL AND c.depth < 64
+        )
+        SELECT c.span_pk, {pick}
+        FROM chain c JOIN tspans a ON a.trace_id = c.trace_id AND a.span_id = c.ancestor_id
+        GROUP BY c.span_pk
+        """
+    )
+    sets = ", ".join(f"{k} = coalesce(spans.{k}, i.{k})" for k in keys)
+    provenance = ", ".join(
+        f"'{k}', CASE WHEN spans.{k} IS NULL AND i.{k} IS NOT NULL "
+        f"THEN json_object('value', i.{k}, 'from_span', i.{k}__from) END"
+        for k in keys
+    )
+    con.execute(
+        f"""
+        UPDATE spans SET
+            inherited = CASE WHEN spans.inherited IS NULL THEN
+                nullif(CAST(json_object({provenance}) AS VARCHAR)::JSON, '{{}}'::JSON)
+                ELSE spans.inherited END,
+            {sets}
+        FROM _oncall_inherit i
+        WHERE spans.span_pk = i.span_pk
+          AND ({' OR '.join(f'(spans.{k} IS NULL AND i.{k} IS NOT NULL)' for k in keys)})
+        """
+    )
+    con.execute("DROP TABLE _oncall_inherit")

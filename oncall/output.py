@@ -1,0 +1,82 @@
+"""Terminal output for the CLI: tables, summaries, progress. Untrusted text goes through safe_text."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from oncall.safe_text import safe_rich, safe_text
+
+stdout = Console(highlight=False, soft_wrap=False)
+stderr = Console(stderr=True, highlight=False)
+
+
+class ProgressBar:
+    """A progress bar on stderr for big inputs (only created when stderr is a TTY)."""
+
+    MIN_BYTES = 8 * 1024 * 1024
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                                  TimeRemainingColumn(), console=stderr, transient=True)
+        self._tasks: dict[str, Any] = {}
+        self._started = False
+
+    def update(self, path: str, done: int, total: int) -> None:
+        if total < self.MIN_BYTES and path not in self._tasks:
+            return
+        if not self._started:
+            self._progress.start()
+            self._started = True
+        if path not in self._tasks:
+            self._tasks[path] = self._progress.add_task(safe_text(path, multiline=False, max_len=40), total=total)
+        self._progress.update(self._tasks[path], completed=min(done, total))
+
+    def close(self) -> None:
+        if self._started:
+            self._progress.stop()
+
+
+def print_load_report(report: Any, summ: dict[str, Any]) -> None:
+    for f in report.files:
+        name = safe_text(f.path, multiline=False)
+        if f.status == "loaded":
+            extra = f", {f.duplicates} duplicates dropped" if f.duplicates else ""
+            probs = f", {len(f.problems)} problems" if f.problems else ""
+            stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False))
+        elif f.status == "already-loaded":
+            stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim")
+        elif f.status == "skipped":
+            stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim")
+        else:
+            stdout.print(safe_rich(f"FAILED   {name}", multiline=False), style="bold red")
+    problems = report.problems
+    if problems:
+        by_kind: dict[str, int] = {}
+        for p in problems:
+            by_kind[p.kind] = by_kind.get(p.kind, 0) + 1
+        stderr.print(safe_rich(f"{len(problems)} problems: " +
+                               ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())), multiline=False),
+                     style="yellow")
+        for p in problems[:20]:
+            stderr.print(safe_rich(str(p), multiline=False, max_len=300))
+        if len(problems) > 20:
+            stderr.print(f"… and {len(problems) - 20} more (oncall load --json lists them all)")
+    t = Table(show_header=False, box=None, pad_edge=False)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['errors']:,} errors)")
+    t.add_row("traces", f"{summ['traces']:,}")
+    t.add_row("time range", f"{summ['start'] or '-'} → {summ['end'] or '-'}")
+    for key, label in (("models_requested", "models requested"), ("models_served", "models served"),
+                       ("tenants", "tenants")):
+        vals = summ[key]
+        if vals:
+            t.add_row(label, safe_rich(", ".join(f"{v['value']} ({v['spans']:,})" for v in vals[:8]), multiline=False))
+    stdout.print(t)

@@ -1,0 +1,89 @@
+"""The incident database schema: the canonical span columns and the responder's trail.
+
+Every importer produces rows with exactly the columns in SPAN_COLUMNS (missing ones are NULL).
+Migrations (oncall/store/migrations.py) create and evolve these tables; this module is the one
+place that names the columns, so importers, queries and the TUI agree on them.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+# (name, DuckDB type, Arrow type, what it holds). Order is the table's column order.
+SPAN_COLUMNS: list[tuple[str, str, pa.DataType, str]] = [
+    ("span_pk", "BIGINT", pa.int64(), "internal row id, assigned at load"),
+    ("import_id", "INTEGER", pa.int32(), "imports.import_id of the load that wrote the row"),
+    ("source_file", "VARCHAR", pa.string(), "path of the file the row came from"),
+    ("source_format", "VARCHAR", pa.string(), "detected or forced format name"),
+    ("source_line", "BIGINT", pa.int64(), "1-based line (JSONL/CSV/console dumps) or record index"),
+    ("trace_id", "VARCHAR", pa.string(), "normalised trace id (lower-case hex where possible)"),
+    ("span_id", "VARCHAR", pa.string(), "normalised span/run/observation id"),
+    ("parent_id", "VARCHAR", pa.string(), "parent span id; NULL for roots"),
+    ("request_id", "VARCHAR", pa.string(), "the application's request id if the export holds one"),
+    ("response_id", "VARCHAR", pa.string(), "the provider's response id (chatcmpl-…, resp_…)"),
+    ("name", "VARCHAR", pa.string(), "span / run / observation name"),
+    ("kind", "VARCHAR", pa.string(), "llm, embedding, tool, agent, chain, retriever, span, …"),
+    ("span_kind", "VARCHAR", pa.string(), "OTLP span kind name: client, server, internal, …"),
+    ("start_time", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC"), "start, UTC"),
+    ("end_time", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC"), "end, UTC"),
+    ("latency_ms", "DOUBLE", pa.float64(), "end - start in milliseconds (or the export's own latency)"),
+    ("ttft_ms", "DOUBLE", pa.float64(), "time to first token, milliseconds"),
+    ("provider", "VARCHAR", pa.string(), "openai, anthropic, azure.ai.openai, …"),
+    ("model", "VARCHAR", pa.string(), "requested model"),
+    ("served_model", "VARCHAR", pa.string(), "model the provider says served the request"),
+    ("session_id", "VARCHAR", pa.string(), "conversation / session / thread"),
+    ("user_id", "VARCHAR", pa.string(), "end user"),
+    ("tenant", "VARCHAR", pa.string(), "tenant / customer / org / team"),
+    ("feature", "VARCHAR", pa.string(), "product feature or workflow"),
+    ("prompt_name", "VARCHAR", pa.string(), "prompt template name"),
+    ("prompt_version", "VARCHAR", pa.string(), "prompt template version or label"),
+    ("env", "VARCHAR", pa.string(), "deployment environment"),
+    ("release", "VARCHAR", pa.string(), "application release / version"),
+    ("service", "VARCHAR", pa.string(), "service.name of the emitting process"),
+    ("status", "VARCHAR", pa.string(), "ok, error or unset"),
+    ("error_type", "VARCHAR", pa.string(), "rate_limit, quota, server, timeout, content_filter, client, other"),
+    ("error", "VARCHAR", pa.string(), "error message as exported"),
+    ("http_status", "INTEGER", pa.int32(), "HTTP status of the provider call when known"),
+    ("input_tokens", "BIGINT", pa.int64(), "prompt tokens"),
+    ("output_tokens", "BIGINT", pa.int64(), "completion tokens"),
+    ("total_tokens", "BIGINT", pa.int64(), "total tokens (exported, or input + output)"),
+    ("cached_tokens", "BIGINT", pa.int64(), "prompt tokens read from cache"),
+    ("reasoning_tokens", "BIGINT", pa.int64(), "reasoning output tokens"),
+    ("cost", "DOUBLE", pa.float64(), "cost in USD as exported"),
+    ("finish_reason", "VARCHAR", pa.string(), "stop, length, tool_calls, content_filter, … (normalised)"),
+    ("input_messages", "JSON", pa.string(), "canonical OpenAI-style chat messages sent"),
+    ("output_messages", "JSON", pa.string(), "canonical OpenAI-style chat messages received"),
+    ("tool_calls", "JSON", pa.string(), "tool calls in the output: [{id, name, arguments}]"),
+    ("input_text", "VARCHAR", pa.string(), "flattened text of the input, for search"),
+    ("output_text", "VARCHAR", pa.string(), "flattened text of the output, for search and quality checks"),
+    ("attributes", "JSON", pa.string(), "flat map of every attribute/field of the record (meta.KEY)"),
+    ("inherited", "JSON", pa.string(), "cohort keys resolved from ancestors: {key: {value, from_span}}"),
+    ("raw", "JSON", pa.string(), "the lossless original record"),
+]
+
+SPAN_COLUMN_NAMES: list[str] = [c[0] for c in SPAN_COLUMNS]
+
+# Columns an importer fills in; span_pk and import_id are assigned by the writer.
+IMPORTER_COLUMNS: list[str] = [c for c in SPAN_COLUMN_NAMES if c not in ("span_pk", "import_id")]
+
+ARROW_SCHEMA: pa.Schema = pa.schema([(name, atype) for name, _, atype, _ in SPAN_COLUMNS])
+
+# Cohort keys that a child span inherits from its nearest ancestor when it has none of its own.
+INHERITED_KEYS: list[str] = [
+    "session_id",
+    "user_id",
+    "tenant",
+    "feature",
+    "prompt_name",
+    "prompt_version",
+    "env",
+    "release",
+    "request_id",
+]
+
+ERROR_TYPES = ("rate_limit", "quota", "server", "timeout", "content_filter", "client", "other")
+
+
+def spans_ddl() -> str:
+    cols = ",\n    ".join(f"{name} {dtype}" for name, dtype, _, _ in SPAN_COLUMNS)
+    return f"CREATE TABLE spans (\n    {cols}\n)"

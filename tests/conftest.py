@@ -1,0 +1,31 @@
+"""Shared test fixtures: a fresh incident database per test and the public fixture files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from oncall.store import open_db
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def fixtures_dir() -> Path:
+    return Path(os.environ.get("ONCALL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    d = fixtures_dir()
+    if not d.is_dir():
+        pytest.skip(f"shared fixtures not found at {d} (set ONCALL_FIXTURES)")
+    return d
+
+
+@pytest.fixture
+def db(tmp_path):
+    store = open_db(tmp_path / "incident.duckdb")
+    yield store
+    store.close()
