@@ -7,54 +7,23 @@ Errors go to stderr as one readable line (the traceback only with -v).
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import traceback
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-
-
-class Ctx:
-    def __init__(self, db: str | None, verbose: bool) -> None:
-        self.db_path = db
-        self.verbose = verbose
-
-
-def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
-    """Print one readable error line and exit."""
-    click.echo(f"oncall: error: {message}", err=True)
-    sys.exit(code)
-
-
-def emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
-
-
-def db_option(f: Any) -> Any:
-    """--db on every command (also accepted before the command name)."""
-    return click.option("--db", "db", default=None, envvar="ONCALL_DB",
-                        help="incident database (default ./incident.duckdb, or $ONCALL_DB)")(f)
-
-
-def json_option(f: Any) -> Any:
-    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(f)
-
-
-def resolve_db(ctx: click.Context, db: str | None) -> str | None:
-    return db or ctx.find_object(Ctx).db_path
-
-
-def open_store(ctx: click.Context, db: str | None, *, read_only: bool = False, create: bool = True):
-    from oncall.store import StoreError, open_db
-
-    try:
-        return open_db(resolve_db(ctx, db), read_only=read_only, create=create)
-    except StoreError as exc:
-        fail(str(exc))
+from oncall.cliutil import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    Ctx,
+    db_option,
+    emit_json,
+    fail,
+    json_option,
+    open_store,
+)
 
 
 class OncallGroup(click.Group):
@@ -151,6 +120,10 @@ def formats(as_json: bool) -> None:
     else:
         for it in items:
             click.echo(f"{it['name']:<18} {it['description']}")
+
+
+# -- commands from other modules (one line each; keep this list sorted) ----------------------
+# COMMANDS-REGISTRY (helpers: add `cli.add_command(...)` lines below this marker)
 
 
 def main() -> None:

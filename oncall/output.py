@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-import time
 from typing import Any
 
 from rich.console import Console
@@ -21,7 +19,13 @@ class ProgressBar:
     MIN_BYTES = 8 * 1024 * 1024
 
     def __init__(self) -> None:
-        from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
 
         self._progress = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
                                   TimeRemainingColumn(), console=stderr, transient=True)
@@ -50,9 +54,7 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
             extra = f", {f.duplicates} duplicates dropped" if f.duplicates else ""
             probs = f", {len(f.problems)} problems" if f.problems else ""
             stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False))
-        elif f.status == "already-loaded":
-            stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim")
-        elif f.status == "skipped":
+        elif f.status == "already-loaded" or f.status == "skipped":
             stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim")
         else:
             stdout.print(safe_rich(f"FAILED   {name}", multiline=False), style="bold red")

@@ -6,12 +6,12 @@ import re
 from typing import Any
 
 # Error classes the responder filters and compares on (design §4 `error=`, issue: compare by class).
-_RATE_LIMIT = re.compile(r"rate.?limit|too many requests|\b429\b|ratelimit|throttl", re.I)
-_QUOTA = re.compile(r"insufficient_quota|quota|billing|exceeded your current|credit balance", re.I)
-_TIMEOUT = re.compile(r"time.?out|timed out|deadline exceeded|\b408\b|\b504\b", re.I)
-_CONTENT = re.compile(r"content.?filter|content_policy|safety|moderation|responsible ?ai", re.I)
+_RATE_LIMIT = re.compile(r"rate.?limit|too many requests|\b429\b|ratelimit|throttl", re.IGNORECASE)
+_QUOTA = re.compile(r"insufficient_quota|quota|billing|exceeded your current|credit balance", re.IGNORECASE)
+_TIMEOUT = re.compile(r"time.?out|timed out|deadline exceeded|\b408\b|\b504\b", re.IGNORECASE)
+_CONTENT = re.compile(r"content.?filter|content_policy|safety|moderation|responsible ?ai", re.IGNORECASE)
 _SERVER = re.compile(r"\b5\d\d\b|internal server error|service unavailable|bad gateway|overloaded|"
-                     r"server error|api ?connection", re.I)
+                     r"server error|api ?connection", re.IGNORECASE)
 
 
 def classify_error(http_status: int | None, error_type: Any = None, message: Any = None) -> str | None:
@@ -45,7 +45,7 @@ def http_status_from(*values: Any) -> int | None:
             s = v.strip()
             if re.fullmatch(r"[1-5]\d\d", s):
                 return int(s)
-            m = re.search(r"(?:error code|status(?: code)?|http)[: =]*([1-5]\d\d)\b", s, re.I)
+            m = re.search(r"(?:error code|status(?: code)?|http)[: =]*([1-5]\d\d)\b", s, re.IGNORECASE)
             if m:
                 return int(m.group(1))
     return None

@@ -11,7 +11,7 @@ import base64
 import binascii
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -92,7 +92,7 @@ def _int_or_none(value: Any) -> int | None:
 _S_MAX = 7_258_118_400  # 2200-01-01 in seconds
 
 
-def epoch_us_from_number(n: int | float | Decimal, unit: str | None = None) -> int | None:
+def epoch_us_from_number(n: float | Decimal, unit: str | None = None) -> int | None:
     """Convert an epoch number to microseconds, guessing ns/us/ms/s by magnitude unless `unit` says."""
     try:
         if unit == "ns":
@@ -131,8 +131,8 @@ def to_epoch_us(value: Any, unit: str | None = None) -> int | None:
         return None
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        delta = value - datetime(1970, 1, 1, tzinfo=timezone.utc)
+            value = value.replace(tzinfo=UTC)
+        delta = value - datetime(1970, 1, 1, tzinfo=UTC)
         return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
     if isinstance(value, dict):
         if "low" in value and "high" in value:
@@ -200,7 +200,7 @@ def _parse_iso_us(s: str) -> int | None:
         offset_s = sign * (hh * 3600 + mm * 60)
     else:
         offset_s = 0
-    us = to_epoch_us(dt.replace(tzinfo=timezone.utc))
+    us = to_epoch_us(dt.replace(tzinfo=UTC))
     if us is None:
         return None
     return us + int(frac) - offset_s * 1_000_000
@@ -216,9 +216,7 @@ def coerce_int(value: Any) -> int | None:
 def coerce_float(value: Any) -> float | None:
     if value is None or isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        f = float(value)
-    elif isinstance(value, Decimal):
+    if isinstance(value, (int, float)) or isinstance(value, Decimal):
         f = float(value)
     elif isinstance(value, str):
         try:

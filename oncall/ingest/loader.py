@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from oncall.ingest import registry
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import SourceError, expand_paths, file_size, read_head, sha256_of
+from oncall.ingest.source import (
+    SourceError,
+    expand_paths,
+    file_size,
+    read_head,
+    sha256_of,
+)
 from oncall.ingest.writer import FileWriter, TooManyProblems
 from oncall.store.db import IncidentDB, now_utc
 
@@ -155,7 +162,7 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
         msg = str(exc)
         prefix = f"{spath}: "
         return FileResult(spath, fname, "failed",
-                          problems=[Problem(spath, None, kind, msg[len(prefix):] if msg.startswith(prefix) else msg)])
+                          problems=[Problem(spath, None, kind, msg.removeprefix(prefix))])
     except BaseException:
         con.execute("ROLLBACK")
         raise

@@ -9,8 +9,9 @@ the process dies, the transaction never commits and the database is exactly as i
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import duckdb
 import pyarrow as pa

@@ -7,7 +7,7 @@ import json
 import os
 import re
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +40,7 @@ def current_user() -> str:
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<prog>.*?) \(PID (?P<pid>\d+)\)")
@@ -91,7 +91,7 @@ class IncidentDB:
         except duckdb.Error:
             pass
 
-    def __enter__(self) -> "IncidentDB":
+    def __enter__(self) -> IncidentDB:
         return self
 
     def __exit__(self, *exc: object) -> None:

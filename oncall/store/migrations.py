@@ -7,7 +7,7 @@ Add a migration by appending a function; never edit one that has shipped.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import duckdb
 

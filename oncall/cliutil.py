@@ -1,0 +1,50 @@
+"""Helpers every CLI command module shares: --db/--json options, one-line errors, JSON output."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any, NoReturn
+
+import click
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+class Ctx:
+    def __init__(self, db: str | None, verbose: bool) -> None:
+        self.db_path = db
+        self.verbose = verbose
+
+
+def fail(message: str, code: int = EXIT_USAGE) -> NoReturn:
+    """Print one readable error line and exit."""
+    click.echo(f"oncall: error: {message}", err=True)
+    sys.exit(code)
+
+
+def emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str, ensure_ascii=False))
+
+
+def db_option(f: Any) -> Any:
+    """--db on every command (also accepted before the command name)."""
+    return click.option("--db", "db", default=None, envvar="ONCALL_DB",
+                        help="incident database (default ./incident.duckdb, or $ONCALL_DB)")(f)
+
+
+def json_option(f: Any) -> Any:
+    return click.option("--json", "as_json", is_flag=True, help="machine-readable output")(f)
+
+
+def resolve_db(ctx: click.Context, db: str | None) -> str | None:
+    return db or ctx.find_object(Ctx).db_path
+
+
+def open_store(ctx: click.Context, db: str | None, *, read_only: bool = False, create: bool = True):
+    from oncall.store import StoreError, open_db
+
+    try:
+        return open_db(resolve_db(ctx, db), read_only=read_only, create=create)
+    except StoreError as exc:
+        fail(str(exc))
