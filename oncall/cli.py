@@ -60,6 +60,9 @@ def cli(ctx: click.Context, db: str | None, verbose: bool) -> None:
 
 # -- load ------------------------------------------------------------------------------------
 
+# Problem kinds that mean "this is not input oncall can load" (exit 2 when it is the only file).
+BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable")
+
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
 @click.option("--format", "fmt", default=None, help="force a format instead of detecting it (see `oncall formats`)")
@@ -96,6 +99,9 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     finally:
         if bar:
             bar.close()
+    only = report.files[0] if len(report.files) == 1 else None
+    if only is not None and only.status == "failed" and only.problems and only.problems[0].kind in BAD_INPUT:
+        fail(str(only.problems[0]))  # the one file given is not loadable input: exit 2
     ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
     summ = summary(store, ids)
     if ids:

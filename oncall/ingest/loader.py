@@ -119,6 +119,13 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
     except SourceError as exc:
         return FileResult(spath, None, "failed", problems=[Problem(spath, None, "unreadable", str(exc))])
 
+    if head.complete and not head.data.strip():
+        # Checked before detection so the responder hears "empty", not "unknown format".
+        what = "is empty (0 bytes)" if not head.data else "holds only whitespace"
+        return FileResult(spath, None, "failed", problems=[Problem(
+            spath, None, "empty", f"the file {what} after decompression; nothing to load "
+            "(was the exporter flushed before the copy?)")])
+
     if fmt is not None:
         module = registry.get(fmt)
     else:

@@ -224,16 +224,18 @@ def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
         """
     )
     sets = ", ".join(f"{k} = coalesce(spans.{k}, i.{k})" for k in keys)
+    # Only the keys actually inherited: null entries are filtered out before building the object.
     provenance = ", ".join(
-        f"'{k}', CASE WHEN spans.{k} IS NULL AND i.{k} IS NOT NULL "
-        f"THEN json_object('value', i.{k}, 'from_span', i.{k}__from) END"
+        f"{{'k': '{k}', 'v': CASE WHEN spans.{k} IS NULL AND i.{k} IS NOT NULL "
+        f"THEN json_object('value', i.{k}, 'from_span', i.{k}__from) END}}"
         for k in keys
     )
     con.execute(
         f"""
         UPDATE spans SET
             inherited = CASE WHEN spans.inherited IS NULL THEN
-                nullif(CAST(json_object({provenance}) AS VARCHAR)::JSON, '{{}}'::JSON)
+                nullif(to_json(map_from_entries(list_filter([{provenance}], lambda x: x.v IS NOT NULL))),
+                       '{{}}'::JSON)
                 ELSE spans.inherited END,
             {sets}
         FROM _oncall_inherit i

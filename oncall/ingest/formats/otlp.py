@@ -1,0 +1,219 @@
+"""OTLP/JSON trace documents: `ExportTraceServiceRequest` / `TracesData` (trace-formats.md §1).
+
+Accepts the spec's camelCase and protobuf's snake_case field names, the pre-1.0
+`instrumentationLibrarySpans`, a list of documents, and one resourceSpans entry per span. The span
+conversion (`span_row`) is shared with the JSON Lines reader, which calls it per line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
+from oncall.ingest.mapping import apply_status, map_attributes
+from oncall.ingest.registry import FormatError, LoadOptions
+from oncall.ingest.source import Head, SourceError, read_all_text
+
+NAME = "otlp-json"
+DESCRIPTION = "OTLP/JSON trace export (ExportTraceServiceRequest / TracesData, camelCase or snake_case)"
+
+_SCOPE_KEYS = ("scopeSpans", "scope_spans", "instrumentationLibrarySpans", "instrumentation_library_spans")
+
+
+# -- AnyValue ------------------------------------------------------------------------------------
+def decode_any(v: Any) -> Any:
+    """An OTLP AnyValue (camelCase or snake_case) as a plain Python value."""
+    if not isinstance(v, dict):
+        return v  # already plain (some writers emit bare values)
+    for k, val in v.items():
+        if k in ("stringValue", "string_value"):
+            return val
+        if k in ("intValue", "int_value"):
+            try:
+                return int(val)
+            except (TypeError, ValueError):
+                return val
+        if k in ("doubleValue", "double_value"):
+            f = coerce_float(val)
+            return f if f is not None else val
+        if k in ("boolValue", "bool_value"):
+            return val if isinstance(val, bool) else str(val).lower() == "true"
+        if k in ("arrayValue", "array_value"):
+            return [decode_any(x) for x in (val or {}).get("values") or []]
+        if k in ("kvlistValue", "kvlist_value"):
+            return decode_kv((val or {}).get("values") or [])
+        if k in ("bytesValue", "bytes_value"):
+            try:
+                return base64.b64decode(val).hex()
+            except (ValueError, TypeError):
+                return val
+    return None  # {} = empty AnyValue
+
+
+def decode_kv(kvs: Any) -> dict[str, Any]:
+    """OTLP `[{"key", "value": AnyValue}]` as a dict (a plain dict passes through)."""
+    if isinstance(kvs, dict):
+        return kvs
+    out: dict[str, Any] = {}
+    for kv in kvs or ():
+        if isinstance(kv, dict) and "key" in kv:
+            out[str(kv["key"])] = decode_any(kv.get("value"))
+    return out
+
+
+# -- document walking ----------------------------------------------------------------------------
+def resource_spans_of(doc: Any) -> list[dict[str, Any]]:
+    if isinstance(doc, list):
+        return [rs for d in doc for rs in resource_spans_of(d)]
+    if not isinstance(doc, dict):
+        return []
+    rs = doc.get("resourceSpans", doc.get("resource_spans"))
+    return [r for r in rs if isinstance(r, dict)] if isinstance(rs, list) else []
+
+
+def iter_spans(doc: Any) -> Iterator[tuple[dict[str, Any], str | None, dict[str, Any]]]:
+    """(decoded resource attributes, scope name, span) for every span in a document."""
+    for rs in resource_spans_of(doc):
+        res = decode_kv(((rs.get("resource") or {}).get("attributes")) or [])
+        for key in _SCOPE_KEYS:
+            for ss in rs.get(key) or ():
+                if not isinstance(ss, dict):
+                    continue
+                scope = ss.get("scope") or ss.get("instrumentationLibrary") or ss.get("instrumentation_library") or {}
+                scope_name = scope.get("name") if isinstance(scope, dict) else None
+                for span in ss.get("spans") or ():
+                    if isinstance(span, dict):
+                        yield res, scope_name, span
+
+
+def is_otlp_doc(obj: Any) -> bool:
+    if isinstance(obj, list):
+        return bool(obj) and is_otlp_doc(obj[0])
+    return isinstance(obj, dict) and ("resourceSpans" in obj or "resource_spans" in obj)
+
+
+# -- one span ------------------------------------------------------------------------------------
+def _g(span: dict[str, Any], camel: str, snake: str) -> Any:
+    v = span.get(camel)
+    return span.get(snake) if v is None else v
+
+
+def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_kind: Any,
+              start_us: int | None, end_us: int | None, attrs: dict[str, Any], resource: dict[str, Any],
+              scope_name: str | None, events: list[dict[str, Any]], status: str, status_message: Any,
+              raw: Any, kind_override: Any = None) -> dict[str, Any]:
+    """The canonical row of one span, whatever envelope it came in (OTLP, console, JS, Phoenix)."""
+    row: dict[str, Any] = map_attributes(attrs, resource=resource, scope=scope_name, events=events,
+                                         name=name if isinstance(name, str) else None,
+                                         kind=None if kind_override in (None, "") else str(kind_override))
+    row.setdefault("kind", "span")
+    row["trace_id"] = normalize_id(trace_id, hex_len=32)
+    row["span_id"] = normalize_id(span_id, hex_len=16)
+    parent = normalize_id(parent_id, hex_len=16) if parent_id not in (None, "") else None
+    row["parent_id"] = parent if parent and parent.strip("0") else None
+    row["name"] = None if name is None else str(name)
+    row["span_kind"] = span_kind
+    row["start_time"] = start_us
+    row["end_time"] = end_us
+    if start_us is not None and end_us is not None:
+        row["latency_ms"] = (end_us - start_us) / 1000.0
+    if status == "unset" and attrs.get("error.type") not in (None, ""):
+        status = "error"  # semconv: error.type is set only when the operation ended in an error
+    full = dict(attrs)
+    for k, v in resource.items():
+        full[f"resource.{k}"] = v
+    if scope_name:
+        full["scope.name"] = scope_name
+    row["attributes"] = full
+    row["raw"] = raw
+    apply_status(row, status, status_message)
+    return row
+
+
+def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | None) -> dict[str, Any]:
+    """Canonical row for one OTLP span (camelCase or snake_case)."""
+    attrs = decode_kv(span.get("attributes"))
+    events = []
+    for ev in span.get("events") or ():
+        if isinstance(ev, dict):
+            events.append({"name": ev.get("name"), "attributes": decode_kv(ev.get("attributes")),
+                           "time": to_epoch_us(_g(ev, "timeUnixNano", "time_unix_nano"), "ns")})
+    status = span.get("status") or {}
+    code = status.get("code") if isinstance(status, dict) else None
+    return build_row(
+        trace_id=_g(span, "traceId", "trace_id"), span_id=_g(span, "spanId", "span_id"),
+        parent_id=_g(span, "parentSpanId", "parent_span_id"), name=span.get("name"),
+        span_kind=normalize_span_kind(span.get("kind")),
+        start_us=to_epoch_us(_g(span, "startTimeUnixNano", "start_time_unix_nano"), "ns"),
+        end_us=to_epoch_us(_g(span, "endTimeUnixNano", "end_time_unix_nano"), "ns"),
+        attrs=attrs, resource=resource, scope_name=scope_name, events=events,
+        status=normalize_status(code), status_message=status.get("message") if isinstance(status, dict) else None,
+        raw=span,
+    )
+
+
+def add_document(doc: Any, sink: Any, line: int | None, path: Path) -> int:
+    """Add every span of one TracesData document; returns how many were added."""
+    n = 0
+    for res, scope_name, span in iter_spans(doc):
+        try:
+            row = span_row(span, res, scope_name)
+        except (TypeError, ValueError, AttributeError) as exc:
+            sink.problem(line, "bad-span", f"span {span.get('name')!r} cannot be read: {exc}")
+            continue
+        if not row.get("trace_id") or not row.get("span_id"):
+            sink.problem(line, "missing-id", f"span {span.get('name')!r} has no traceId/spanId; skipped")
+            continue
+        sink.add(row, line)
+        n += 1
+    return n
+
+
+# -- format contract -----------------------------------------------------------------------------
+def sniff(head: Head) -> bool:
+    if head.doc is not None:
+        return is_otlp_doc(head.doc)
+    if head.complete or head.text is None:
+        return False
+    # Too big for the head to parse: a pretty-printed document starts with `{` and names
+    # resourceSpans early; a JSON Lines file has a whole document on its first line (otlp-jsonl).
+    if is_otlp_doc(head.first_line_obj) or starts_long_otlp_line(head):
+        return False
+    start = head.text.lstrip("\ufeff \t\r\n")[:4096]
+    return start[:1] in "{[" and ('"resourceSpans"' in start or '"resource_spans"' in start)
+
+
+def starts_long_otlp_line(head: Head) -> bool:
+    """The head begins with one compact TracesData line too long to parse within the head.
+
+    Collector fileexporter batches can put megabytes on one line; that is JSON Lines (a compact
+    single document is the same thing as a one-line JSON Lines file), unlike a pretty-printed document.
+    """
+    if head.complete or not head.text:
+        return False
+    text = head.text.lstrip("\ufeff \t\r\n")
+    nl = text.find("\n")
+    first = text if nl < 0 else text[:nl]
+    return len(first) > 4096 and first.startswith(('{"resourceSpans"', '{"resource_spans"'))
+
+
+def read(path: Path, sink: Any, options: LoadOptions) -> None:
+    try:
+        text = read_all_text(path)
+    except SourceError as exc:
+        raise FormatError(str(exc)) from None
+    try:
+        doc = json.loads(text)
+    except ValueError as exc:
+        raise FormatError(f"{path}: not valid JSON ({exc}); an OTLP/JSON export must be one JSON document "
+                          "(use --format otlp-jsonl for one document per line)") from None
+    if not is_otlp_doc(doc):
+        raise FormatError(f"{path}: no resourceSpans/resource_spans at the top level; not an OTLP/JSON trace export")
+    n = add_document(doc, sink, None, path)
+    if n == 0 and not sink.problems:
+        sink.problem(None, "empty", "the document holds no spans")
