@@ -100,6 +100,10 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
               progress: ProgressFn | None = None, explicit: bool = True) -> FileResult:
     options = options or LoadOptions()
     spath = str(path)
+    own = Path(db.path).resolve()
+    if Path(path).resolve() in (own, own.with_name(own.name + ".wal")):
+        # `oncall load .` in the incident's own directory must not try to read the database itself.
+        return FileResult(spath, None, "skipped", note="the incident database itself")
     try:
         size = file_size(path)
         digest = sha256_of(path)

@@ -1,0 +1,135 @@
+"""Shared pieces for the record-shaped (non-OTLP) formats: Langfuse, LangSmith, LiteLLM, OpenAI Batch.
+
+These exports hold an OpenAI request/response or a loose `input`/`output` value rather than span
+attributes; the helpers here turn those into canonical columns the same way for every format.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from oncall.ingest.canonical import normalize_finish_reason
+from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads
+from oncall.ingest.mapping import _input_from_value, _output_from_value, flatten_attributes
+from oncall.ingest.messages import messages_text, normalize_messages, tool_calls_of
+
+# "system: You are…\nuser: Say 'Hello World!'" — Langfuse's rendering of some SDKs' prompts.
+_ROLE_LINE = re.compile(r"^(system|user|assistant|tool|human|ai)\s*:\s?", re.IGNORECASE)
+
+
+def _role_prefixed_messages(text: str) -> list[dict[str, Any]] | None:
+    """Split a "role: text" transcript into messages, or None when the text is not one."""
+    if not _ROLE_LINE.match(text):
+        return None
+    msgs: list[dict[str, Any]] = []
+    for line in text.split("\n"):
+        m = _ROLE_LINE.match(line)
+        if m:
+            msgs.extend(normalize_messages([{"role": m.group(1), "content": line[m.end():]}]))
+        elif msgs:
+            msgs[-1]["content"] = f"{msgs[-1]['content']}\n{line}"
+    return msgs
+
+
+def input_columns(value: Any) -> dict[str, Any]:
+    """input_messages and input_text from any request-ish value (messages, a request body, text)."""
+    v = json_deep_loads(value)
+    if isinstance(v, str):
+        msgs = _role_prefixed_messages(v) or [{"role": "user", "content": v}]
+        text = None
+    else:
+        msgs, text = _input_from_value(v)
+    out: dict[str, Any] = {}
+    if msgs:
+        out["input_messages"] = msgs
+        out["input_text"] = messages_text(msgs)
+    elif text:
+        out["input_text"] = text
+    return out
+
+
+def output_columns(value: Any) -> dict[str, Any]:
+    """output_messages, output_text, tool_calls, finish_reason, response_id from any response-ish value."""
+    v = json_deep_loads(value)
+    if isinstance(v, list) and v and all(isinstance(x, dict) and "toolName" in x for x in v):
+        # Vercel AI SDK: the output of a tool-calling step is the list of tool calls itself.
+        v = {"role": "assistant", "content": None,
+             "tool_calls": [{"id": x.get("toolCallId"), "type": "function",
+                             "function": {"name": x.get("toolName"), "arguments": x.get("input", x.get("args"))}}
+                            for x in v]}
+    msgs, finish, rid, text = _output_from_value(v)
+    out: dict[str, Any] = {}
+    if msgs:
+        out["output_messages"] = msgs
+        out["output_text"] = messages_text(msgs)
+        calls = tool_calls_of(msgs)
+        if calls:
+            out["tool_calls"] = calls
+    elif text:
+        out["output_text"] = text
+    if finish is not None:
+        out["finish_reason"] = normalize_finish_reason(finish)
+    if rid:
+        out["response_id"] = rid
+    return out
+
+
+def completion_usage(usage: Any) -> dict[str, Any]:
+    """Token columns from an OpenAI `usage` object (chat.completion or Responses API names)."""
+    if not isinstance(usage, dict):
+        return {}
+    out = {
+        "input_tokens": coerce_int(usage.get("prompt_tokens", usage.get("input_tokens"))),
+        "output_tokens": coerce_int(usage.get("completion_tokens", usage.get("output_tokens"))),
+        "total_tokens": coerce_int(usage.get("total_tokens")),
+    }
+    pd = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
+    cd = usage.get("completion_tokens_details") or usage.get("output_tokens_details") or {}
+    if isinstance(pd, dict):
+        out["cached_tokens"] = coerce_int(pd.get("cached_tokens"))
+    if isinstance(cd, dict):
+        out["reasoning_tokens"] = coerce_int(cd.get("reasoning_tokens"))
+    if out["total_tokens"] is None and out["input_tokens"] is not None and out["output_tokens"] is not None:
+        out["total_tokens"] = out["input_tokens"] + out["output_tokens"]
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def completion_columns(body: Any) -> dict[str, Any]:
+    """Everything a chat.completion (or Responses API object) says: output, served model, id, usage."""
+    body = json_deep_loads(body)
+    if not isinstance(body, dict):
+        return output_columns(body)
+    out = output_columns(body)
+    if isinstance(body.get("model"), str):
+        out["served_model"] = body["model"]
+    if isinstance(body.get("id"), str):
+        out["response_id"] = body["id"]
+    out.update(completion_usage(body.get("usage")))
+    return out
+
+
+def cost_of(*values: Any) -> float | None:
+    """The first usable cost: a number, a numeric string, or a `{total: …}` / per-part map."""
+    for v in values:
+        v = json_deep_loads(v) if isinstance(v, str) else v
+        if isinstance(v, dict):
+            if v.get("total") is not None:
+                v = v.get("total")
+            else:
+                parts = [coerce_float(x) for x in v.values()]
+                parts = [p for p in parts if p is not None]
+                v = sum(parts) if parts else None
+        c = coerce_float(v)
+        if c is not None:
+            return c
+    return None
+
+
+def flat(record: Any, prefix: str = "") -> dict[str, Any]:
+    """The record flattened to dotted keys for the `attributes` column (meta.KEY)."""
+    return flatten_attributes(record, prefix) if isinstance(record, dict) else {}
+
+
+def drop_none(row: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in row.items() if v is not None}
