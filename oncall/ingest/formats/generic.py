@@ -1,0 +1,426 @@
+"""Generic request logs: JSON Lines (or one JSON array), CSV with a header, Parquet — with a column mapping.
+
+Every record is one LLM call. Which field holds what is inferred from the names present (the
+first match of `DEFAULTS`), and `--map FIELD=PATH` says it explicitly (`--map output=response.text`,
+`--map tenant=meta.customer`). PATH is dotted into nested JSON; a CSV cell that holds JSON is
+reached the same way.
+
+The hot path is DuckDB: Python only cuts JSON Lines into (line number, text) batches handed to DuckDB
+as Arrow; validation, parsing, field extraction and conversion are one SQL statement per batch.
+CSV and Parquet rows are turned into JSON objects by DuckDB's own readers (`to_json(row)`), so the
+same extraction SQL serves every container. A malformed line is reported as `file:line` and skipped.
+
+The lossless record is `raw` (the line itself, or the row as JSON); `attributes` stays empty for
+generic rows, and `meta.KEY` filters read nested keys from `raw`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from oncall.ingest.registry import FormatError, LoadOptions
+from oncall.ingest.source import Head, SourceError, iter_lines, read_head
+
+NAME = "generic"
+DESCRIPTION = "generic request logs: JSON Lines / JSON array / CSV / Parquet, fields inferred or given with --map"
+
+BATCH_LINES = 20_000
+SAMPLE_RECORDS = 200
+
+# Canonical fields a mapping can name, and the candidate source paths tried when --map is silent.
+# "input"/"output" take messages, a request/response object or plain text; "response" takes an
+# OpenAI chat.completion (output, served model, usage and id come from it).
+DEFAULTS: dict[str, list[str]] = {
+    "request_id": ["request_id", "requestId", "req_id", "custom_id", "id"],
+    "trace_id": ["trace_id", "traceId"],
+    "span_id": ["span_id", "spanId"],
+    "parent_id": ["parent_id", "parentId", "parent_span_id"],
+    "response_id": ["response_id", "response.id", "completion_id"],
+    "session_id": ["session_id", "sessionId", "session", "conversation_id", "thread_id", "metadata.session_id"],
+    "user_id": ["user_id", "userId", "user", "end_user", "metadata.user_id"],
+    "tenant": ["tenant", "tenant_id", "tenantId", "customer", "org", "org_id", "team", "metadata.tenant"],
+    "feature": ["feature", "use_case", "workflow", "metadata.feature"],
+    "prompt_name": ["prompt_name", "prompt_id", "template", "metadata.prompt_name"],
+    "prompt_version": ["prompt_version", "promptVersion", "template_version", "metadata.prompt_version"],
+    "env": ["env", "environment", "metadata.env"],
+    "release": ["release", "app_version", "version", "metadata.release"],
+    "service": ["service", "service_name", "app"],
+    "name": ["name", "endpoint", "operation"],
+    "kind": ["kind", "type"],
+    "provider": ["provider", "llm_provider", "vendor"],
+    "model": ["model", "request.model", "model_requested", "requested_model"],
+    "served_model": ["served_model", "response.model", "model_served", "response_model"],
+    "start_time": ["start_time", "timestamp", "ts", "time", "created_at", "startTime", "request_time", "created"],
+    "end_time": ["end_time", "endTime", "finished_at"],
+    "latency_ms": ["latency_ms", "duration_ms", "elapsed_ms", "latencyMs"],
+    "latency_s": ["latency_s", "duration_s", "response_time", "latency", "duration"],
+    "ttft_ms": ["ttft_ms", "time_to_first_token_ms"],
+    "status": ["status", "outcome", "result"],
+    "http_status": ["http_status", "status_code", "statusCode", "response.status_code"],
+    "error": ["error", "error_message", "error.message", "err"],
+    "input_tokens": ["input_tokens", "prompt_tokens", "usage.prompt_tokens", "usage.input_tokens",
+                     "response.usage.prompt_tokens", "tokens_in"],
+    "output_tokens": ["output_tokens", "completion_tokens", "usage.completion_tokens", "usage.output_tokens",
+                      "response.usage.completion_tokens", "tokens_out"],
+    "total_tokens": ["total_tokens", "usage.total_tokens", "response.usage.total_tokens", "tokens"],
+    "cached_tokens": ["cached_tokens", "usage.prompt_tokens_details.cached_tokens"],
+    "reasoning_tokens": ["reasoning_tokens", "usage.completion_tokens_details.reasoning_tokens"],
+    "cost": ["cost", "cost_usd", "total_cost", "response_cost", "price", "usage.cost"],
+    "finish_reason": ["finish_reason", "response.choices.0.finish_reason", "stop_reason"],
+    "input": ["messages", "request.messages", "input", "input_text", "prompt", "request.prompt", "question", "query"],
+    "output": ["response.choices.0.message.content", "output", "output_text", "completion", "response_text", "answer",
+               "response.text", "response.output_text", "response"],
+}
+ALIASES = {"timestamp": "start_time", "time": "start_time", "user": "user_id", "session": "session_id",
+           "latency": "latency_ms", "duration_ms": "latency_ms", "prompt": "input", "messages": "input",
+           "completion": "output", "response_text": "output", "request": "request_id", "id": "request_id",
+           "tokens_in": "input_tokens", "tokens_out": "output_tokens", "finish": "finish_reason",
+           "input_text": "input", "output_text": "output"}
+FIELDS = sorted(DEFAULTS)
+
+
+# -- detection -------------------------------------------------------------------------------------
+def _looks_csv(text: str) -> bool:
+    lines = [ln for ln in text.split("\n")[:5] if ln.strip()]
+    if len(lines) < 1 or lines[0].lstrip()[:1] in "{[":
+        return False
+    n = lines[0].count(",")
+    return n >= 1 and all(ln.count(",") >= 1 for ln in lines[1:]) and len(lines[0]) < 10_000
+
+
+def container(head: Head) -> str | None:
+    if head.is_parquet:
+        return "parquet"
+    if isinstance(head.first_line_obj, dict) and not isinstance(head.doc, list):
+        return "jsonl"
+    if isinstance(head.doc, list) and head.doc and isinstance(head.doc[0], dict):
+        return "json-array"
+    if head.text and _looks_csv(head.text):
+        return "csv"
+    return None
+
+
+def sniff(head: Head) -> bool:
+    return container(head) is not None
+
+
+# -- mapping ---------------------------------------------------------------------------------------
+def normalize_map(column_map: dict[str, str]) -> dict[str, str]:
+    """--map keys as canonical field names; an unknown name is an error listing the valid ones."""
+    out = {}
+    for key, path in column_map.items():
+        k = ALIASES.get(key.strip(), key.strip())
+        if k not in DEFAULTS:
+            raise FormatError(f"--map {key}={path}: unknown field {key!r}; fields: {', '.join(FIELDS)} "
+                              f"(aliases: {', '.join(sorted(ALIASES))})")
+        if not path.strip():
+            raise FormatError(f"--map {key}=: empty source path")
+        out[k] = path.strip()
+    return out
+
+
+def _paths_of(obj: Any, prefix: str = "", depth: int = 0) -> set[str]:
+    """Every dotted path in a record (list items as .0), for matching the default candidates."""
+    out: set[str] = set()
+    if isinstance(obj, dict) and depth < 6:
+        for k, v in obj.items():
+            p = f"{prefix}{k}"
+            out.add(p)
+            if isinstance(v, str) and v[:1] in "{[" and depth < 2:
+                try:
+                    v = json.loads(v)  # CSV cells and double-encoded fields holding JSON
+                except ValueError:
+                    pass
+            out |= _paths_of(v, p + ".", depth + 1)
+    elif isinstance(obj, list) and obj and depth < 6:
+        out.add(prefix + "0")
+        out |= _paths_of(obj[0], f"{prefix}0.", depth + 1)
+    return out
+
+
+def choose_mapping(samples: list[dict[str, Any]], explicit: dict[str, str]) -> dict[str, list[str]]:
+    """For each field, the source paths to try in order: the --map path alone, or every default
+    candidate present in the sampled records (logs mix shapes: `messages` on one line, `prompt` on another)."""
+    present: set[str] = set()
+    for s in samples:
+        present |= _paths_of(s)
+    mapping: dict[str, list[str]] = {}
+    for fld, candidates in DEFAULTS.items():
+        if fld in explicit:
+            mapping[fld] = [explicit[fld]]
+            continue
+        found = [c for c in candidates if c in present and c not in explicit.values()]
+        if fld == "output" and "response.choices" in present and "response" in found:
+            found.remove("response")  # a chat.completion: its message content is already a candidate
+        if found:
+            mapping[fld] = found
+    return mapping
+
+
+# -- SQL -------------------------------------------------------------------------------------------
+def _sql_str(s: str) -> str:
+    return "'" + s.replace("'", "''") + "'"
+
+
+def _json_path(parts: list[str]) -> str:
+    out = "$"
+    for p in parts:
+        out += f"[{p}]" if p.isdigit() else '."' + p.replace('"', '\\"') + '"'
+    return out
+
+
+def _value(path: str, as_json: bool = False) -> str:
+    """SQL for the value at a dotted path of `j`, also looking inside string cells that hold JSON."""
+    parts = path.split(".")
+    fn = "json_extract" if as_json else "json_extract_string"
+    exprs = [f"{fn}(j, {_sql_str(_json_path(parts))})"]
+    for i in range(1, min(len(parts), 3)):
+        inner = f"json_extract_string(j, {_sql_str(_json_path(parts[:i]))})"
+        exprs.append(f"{fn}(CASE WHEN json_valid({inner}) THEN {inner} END, {_sql_str(_json_path(parts[i:]))})")
+    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+
+
+def _time(expr: str) -> str:
+    """Epoch s/ms/us/ns numbers (unit by magnitude) or ISO/SQL timestamp strings, as TIMESTAMPTZ."""
+    num = f"TRY_CAST({expr} AS DOUBLE)"
+    return (f"CASE WHEN {num} IS NOT NULL THEN make_timestamp(CAST(CASE "
+            f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) < 1e14 THEN {num} * 1e3 "
+            f"WHEN abs({num}) < 1e17 THEN {num} ELSE {num} / 1e3 END AS BIGINT))::TIMESTAMPTZ "
+            f"ELSE TRY_CAST({expr} AS TIMESTAMPTZ) END")
+
+
+_ERROR_CLASS = """CASE
+    WHEN e_text IS NULL AND (hs IS NULL OR hs < 400) THEN NULL
+    WHEN regexp_matches(e_text, '(?i)insufficient_quota|quota|billing|exceeded your current|credit balance') THEN 'quota'
+    WHEN hs = 429 OR regexp_matches(e_text, '(?i)rate.?limit|too many requests|\\b429\\b|ratelimit|throttl') THEN 'rate_limit'
+    WHEN hs IN (408, 504) OR regexp_matches(e_text, '(?i)time.?out|timed out|deadline exceeded') THEN 'timeout'
+    WHEN regexp_matches(e_text, '(?i)content.?filter|content_policy|safety|moderation') THEN 'content_filter'
+    WHEN hs BETWEEN 500 AND 599 OR regexp_matches(e_text, '(?i)\\b5\\d\\d\\b|internal server error|service unavailable|bad gateway|overloaded') THEN 'server'
+    WHEN hs BETWEEN 400 AND 499 THEN 'client'
+    ELSE 'other' END"""
+
+
+def _values(paths: list[str], as_json: bool = False) -> str:
+    exprs = [_value(p, as_json) for p in paths]
+    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+
+
+def select_sql(mapping: dict[str, list[str]], source: str) -> str:
+    """The one SELECT turning (line, j) rows of `source` into canonical columns."""
+    def s(field: str) -> str:
+        return _values(mapping[field]) if field in mapping else "NULL"
+
+    def num(field: str, typ: str) -> str:
+        return f"TRY_CAST({s(field)} AS {typ})" if field in mapping else "NULL"
+
+    inp = _values(mapping["input"], as_json=True) if "input" in mapping else "NULL::JSON"
+    out = _values(mapping["output"], as_json=True) if "output" in mapping else "NULL::JSON"
+    start = _time(s("start_time")) if "start_time" in mapping else "NULL::TIMESTAMPTZ"
+    end = _time(s("end_time")) if "end_time" in mapping else "NULL::TIMESTAMPTZ"
+    lat = (f"coalesce({num('latency_ms', 'DOUBLE')}, {num('latency_s', 'DOUBLE')} * 1000.0)"
+           if "latency_ms" in mapping or "latency_s" in mapping else "NULL")
+    status_raw = f"lower({s('status')})" if "status" in mapping else "NULL"
+    return f"""
+    WITH base AS (
+        SELECT line, j,
+            {inp} AS inp, {out} AS outp,
+            {start} AS st, {end} AS en, {lat} AS lat,
+            {num('http_status', 'INTEGER')} AS hs_raw,
+            {s('error')} AS err_raw,
+            {status_raw} AS status_raw
+        FROM {source}
+    ), shaped AS (
+        SELECT *,
+            CASE WHEN inp IS NULL THEN NULL
+                 WHEN json_type(inp) = 'ARRAY' THEN inp
+                 WHEN json_type(inp) = 'OBJECT' AND json_type(inp, '$.messages') = 'ARRAY' THEN inp -> '$.messages'
+                 WHEN json_type(inp) = 'OBJECT' AND json_exists(inp, '$.role') THEN json_array(inp)
+                 ELSE json_array(json_object('role', 'user', 'content',
+                        CASE WHEN json_type(inp) = 'VARCHAR' THEN inp ->> '$' ELSE inp::VARCHAR END)) END AS in_msgs,
+            CASE WHEN outp IS NULL THEN NULL
+                 WHEN json_type(outp) = 'VARCHAR' THEN outp ->> '$'
+                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.choices') THEN outp ->> '$.choices[0].message.content'
+                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.content') THEN outp ->> '$.content'
+                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.text') THEN outp ->> '$.text'
+                 WHEN json_type(outp) = 'NULL' THEN NULL
+                 ELSE outp::VARCHAR END AS out_text,
+            coalesce(hs_raw, CASE WHEN regexp_matches(status_raw, '^[1-5][0-9][0-9]$') THEN CAST(status_raw AS INTEGER) END) AS hs
+        FROM base
+    ), classified AS (
+        SELECT *,
+            CASE WHEN err_raw IS NOT NULL AND err_raw NOT IN ('', 'null', 'None', 'false') THEN err_raw END AS e_msg,
+            CASE WHEN status_raw IN ('error', 'failure', 'failed', 'fail', 'err', 'exception', 'false') OR hs >= 400
+                   OR (err_raw IS NOT NULL AND err_raw NOT IN ('', 'null', 'None', 'false')) THEN 'error'
+                 WHEN status_raw IS NULL AND hs IS NULL THEN 'ok'
+                 ELSE 'ok' END AS st_norm
+        FROM shaped
+    ), final AS (
+        SELECT *, coalesce(e_msg, CASE WHEN st_norm = 'error' THEN coalesce(status_raw, CAST(hs AS VARCHAR)) END) AS e_text
+        FROM classified
+    )
+    SELECT
+        NULL AS source_file, NULL AS source_format, line AS source_line,
+        coalesce({s('trace_id')}, {s('span_id')}, {s('request_id')}) AS trace_id,
+        coalesce({s('span_id')}, {s('request_id')}) AS span_id,
+        {s('parent_id')} AS parent_id,
+        {s('request_id')} AS request_id,
+        coalesce({s('response_id')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.id' END) AS response_id,
+        coalesce({s('name')}, 'request') AS name,
+        coalesce(lower({s('kind')}), 'llm') AS kind,
+        NULL AS span_kind,
+        st AS start_time,
+        coalesce(en, CASE WHEN st IS NOT NULL AND lat IS NOT NULL THEN st + to_microseconds(CAST(lat * 1000 AS BIGINT)) END) AS end_time,
+        coalesce(lat, CASE WHEN en IS NOT NULL AND st IS NOT NULL THEN epoch_us(en) / 1000.0 - epoch_us(st) / 1000.0 END) AS latency_ms,
+        {num('ttft_ms', 'DOUBLE')} AS ttft_ms,
+        lower({s('provider')}) AS provider,
+        {s('model')} AS model,
+        coalesce({s('served_model')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.model' END) AS served_model,
+        {s('session_id')} AS session_id, {s('user_id')} AS user_id, {s('tenant')} AS tenant,
+        {s('feature')} AS feature, {s('prompt_name')} AS prompt_name, {s('prompt_version')} AS prompt_version,
+        {s('env')} AS env, {s('release')} AS release, {s('service')} AS service,
+        st_norm AS status,
+        CASE WHEN st_norm = 'error' THEN {_ERROR_CLASS} END AS error_type,
+        e_msg AS error,
+        hs AS http_status,
+        coalesce({num('input_tokens', 'BIGINT')}, TRY_CAST(outp ->> '$.usage.prompt_tokens' AS BIGINT)) AS input_tokens,
+        coalesce({num('output_tokens', 'BIGINT')}, TRY_CAST(outp ->> '$.usage.completion_tokens' AS BIGINT)) AS output_tokens,
+        coalesce({num('total_tokens', 'BIGINT')}, TRY_CAST(outp ->> '$.usage.total_tokens' AS BIGINT),
+                 {num('input_tokens', 'BIGINT')} + {num('output_tokens', 'BIGINT')}) AS total_tokens,
+        {num('cached_tokens', 'BIGINT')} AS cached_tokens,
+        {num('reasoning_tokens', 'BIGINT')} AS reasoning_tokens,
+        {num('cost', 'DOUBLE')} AS cost,
+        lower(coalesce({s('finish_reason')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.choices[0].finish_reason' END)) AS finish_reason,
+        in_msgs AS input_messages,
+        CASE WHEN out_text IS NOT NULL THEN json_array(json_object('role', 'assistant', 'content', out_text)) END AS output_messages,
+        NULL AS tool_calls,
+        CASE WHEN in_msgs IS NOT NULL THEN array_to_string(json_extract_string(in_msgs, '$[*].content'), chr(10)) END AS input_text,
+        out_text AS output_text,
+        NULL AS attributes, NULL AS inherited,
+        j AS raw
+    FROM final
+    """
+
+
+# -- reading ---------------------------------------------------------------------------------------
+def _samples_jsonl(path: Path) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for _, line in iter_lines(path):
+        if len(out) >= SAMPLE_RECORDS:
+            break
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            out.append(obj)
+    return out
+
+
+def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> int:
+    """Validate one batch in SQL, report bad lines, insert the good ones."""
+    con = sink.con
+    tbl = pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.string())})
+    con.register("_oncall_lines", tbl)
+    try:
+        bad = con.execute(
+            "SELECT line, CASE WHEN NOT json_valid(text) THEN 'invalid-json' ELSE 'not-an-object' END "
+            "FROM _oncall_lines WHERE NOT json_valid(text) OR json_type(text) <> 'OBJECT' ORDER BY line").fetchall()
+        for line, kind in bad:
+            sink.problem(int(line), kind, "not valid JSON; line skipped" if kind == "invalid-json"
+                         else "line is not a JSON object; skipped")
+        before = sink.added
+        sink.insert_select(select.replace("{source}", "(SELECT line, text::JSON AS j FROM _oncall_lines "
+                                                      "WHERE json_valid(text) AND json_type(text) = 'OBJECT')"))
+        return sink.added - before
+    finally:
+        try:
+            con.unregister("_oncall_lines")
+        except Exception:  # noqa: BLE001 - an aborted transaction refuses this; the real error is already raised
+            pass
+
+
+def _read_jsonl(path: Path, sink: Any, select: str) -> int:
+    added = 0
+    done = 0
+    lines: list[int] = []
+    texts: list[str] = []
+    for n, raw in iter_lines(path):
+        done += len(raw) + 1
+        if not raw.strip():
+            continue
+        try:
+            texts.append(raw.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            sink.problem(n, "invalid-utf8", f"invalid UTF-8 at byte {exc.start} of the line; line skipped")
+            continue
+        lines.append(n)
+        if len(lines) >= BATCH_LINES:
+            added += _insert_batch(sink, lines, texts, select)
+            sink.progress(done)  # bytes of (decompressed) input consumed
+            lines, texts = [], []
+    if lines:
+        added += _insert_batch(sink, lines, texts, select)
+    return added
+
+
+def _compression(path: Path) -> str:
+    """By content, not by extension: DuckDB's own detection goes by the file name."""
+    with open(path, "rb") as fh:
+        magic = fh.read(4)
+    if magic[:2] == b"\x1f\x8b":
+        return "gzip"
+    if magic == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    return "none"
+
+
+def _duck_reader(kind: str, path: Path) -> str:
+    p = _sql_str(str(path))
+    comp = _sql_str(_compression(path))
+    if kind == "parquet":
+        return f"read_parquet({p})"
+    if kind == "csv":
+        return f"read_csv({p}, header = true, all_varchar = true, compression = {comp})"
+    return f"read_json({p}, format = 'array', records = false, compression = {comp})"
+
+
+def read(path: Path, sink: Any, options: LoadOptions) -> None:
+    explicit = normalize_map(options.column_map)
+    try:
+        head = read_head(path)
+    except SourceError as exc:
+        raise FormatError(str(exc)) from None
+    kind = container(head) or ("jsonl" if (head.text or "").lstrip()[:1] == "{" else None)
+    if kind is None:
+        raise FormatError(f"{path}: not JSON Lines, a JSON array of objects, CSV or Parquet")
+    con = sink.con
+    if kind == "jsonl":
+        samples = _samples_jsonl(path)
+        if not samples:
+            raise FormatError(f"{path}: no JSON object lines found")
+        select = select_sql(choose_mapping(samples, explicit), "{source}")
+        added = _read_jsonl(path, sink, select)
+    else:
+        reader = _duck_reader(kind, path)
+        if kind == "json-array":
+            source = f"(SELECT row_number() OVER () AS line, t.json::JSON AS j FROM {reader} t)"
+        elif kind == "csv":
+            source = f"(SELECT row_number() OVER () + 1 AS line, to_json(t) AS j FROM {reader} t)"
+        else:
+            source = f"(SELECT row_number() OVER () AS line, to_json(t) AS j FROM {reader} t)"
+        try:
+            samples = [json.loads(r[0]) for r in con.execute(f"SELECT j FROM {source} LIMIT {SAMPLE_RECORDS}").fetchall()]
+            select = select_sql(choose_mapping([s for s in samples if isinstance(s, dict)], explicit), "{source}")
+            before = sink.added
+            sink.insert_select(select.replace("{source}", source))
+            added = sink.added - before
+        except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error
+            if type(exc).__module__.startswith("duckdb"):
+                raise FormatError(f"{path}: {kind} cannot be read: {str(exc).splitlines()[0]}") from None
+            raise
+    if added == 0 and not sink.problems:
+        raise FormatError(f"{path}: no records found")
