@@ -130,6 +130,9 @@ def formats(as_json: bool) -> None:
 
 # -- commands from other modules (one line each; keep this list sorted) ----------------------
 # COMMANDS-REGISTRY (helpers: add `cli.add_command(...)` lines below this marker)
+from oncall.commands.demo import demo  # noqa: E402
+
+cli.add_command(demo)
 
 
 def main() -> None:

@@ -45,6 +45,8 @@ def open_store(ctx: click.Context, db: str | None, *, read_only: bool = False, c
     from oncall.store import StoreError, open_db
 
     try:
-        return open_db(resolve_db(ctx, db), read_only=read_only, create=create)
+        store = open_db(resolve_db(ctx, db), read_only=read_only, create=create)
     except StoreError as exc:
         fail(str(exc))
+    ctx.call_on_close(store.close)  # in-process callers (tests, scripts) may reopen the file right after
+    return store
