@@ -131,8 +131,10 @@ def formats(as_json: bool) -> None:
 # -- commands from other modules (one line each; keep this list sorted) ----------------------
 # COMMANDS-REGISTRY (helpers: add `cli.add_command(...)` lines below this marker)
 from oncall.commands.demo import demo  # noqa: E402
+from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 
-cli.add_command(demo)
+for _command in (demo, label, note, sample, search, show):
+    cli.add_command(_command)
 
 
 def main() -> None:

@@ -1,0 +1,280 @@
+"""`oncall search`, `oncall show`, `oncall sample`, `oncall label`, `oncall note`: find and read requests."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.output import stdout
+from oncall.safe_text import safe_rich, safe_text
+
+
+def _filter_or_fail(con: Any, words: tuple[str, ...]) -> Any:
+    from oncall.query.filters import FilterError, compile_filter, parse_filter
+
+    try:
+        flt = parse_filter(list(words))
+        compile_filter(con, flt)  # resolves times, validates regexes
+        return flt
+    except FilterError as exc:
+        fail(f"bad filter: {exc}")
+
+
+def _ts(v: Any) -> str:
+    return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, dt.datetime) else ""
+
+
+def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in d.items()}
+
+
+def _cell(value: Any) -> Text:
+    """A one-line table cell of untrusted text: inert, never wrapped."""
+    return Text(safe_text(value, multiline=False, max_len=300), no_wrap=True, overflow="ellipsis")
+
+
+def _request_key(r: dict[str, Any]) -> str:
+    return r.get("request_id") or r.get("response_id") or r.get("span_id") or str(r["span_pk"])
+
+
+# -- search -----------------------------------------------------------------------------------------
+@click.command()
+@click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
+@click.option("--limit", default=50, show_default=True, help="how many requests (newest first)")
+@db_option
+@json_option
+@click.pass_context
+def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> None:
+    """Matching requests, newest first: FILTER is terms like tenant=acme since=01:00 "refund"."""
+    from oncall.query.search import count
+    from oncall.query.search import search as run_search
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    flt = _filter_or_fail(store.con, filter_words)
+    page = run_search(store.con, flt, limit=limit)
+    total = count(store.con, flt)
+    if as_json:
+        emit_json({"filter": flt.text, "total": total, "notes": page.notes,
+                   "requests": [_jsonable(r) for r in page.rows]})
+        return
+    for n in page.notes:
+        click.echo(f"note: {n}", err=True)
+    # Columns by terminal width: the request id, time, tenant and status always; the rest as room allows.
+    width = stdout.width
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    cols = ["time", "request", "tenant", "status"]
+    if width >= 110:
+        cols += ["feature", "served model", "ms", "cost"]
+    if width >= 150:
+        cols += ["prompt", "tokens", "label"]
+    sizes = {"time": 14, "request": 21, "tenant": 9, "status": 10, "feature": 12, "served model": 18, "ms": 6,
+             "cost": 8, "prompt": 8, "tokens": 9, "label": 5}
+    for name in cols:
+        table.add_column("time (UTC)" if name == "time" else name, no_wrap=True, overflow="ellipsis",
+                         width=sizes[name])
+    # Rich squeezes fixed columns to make room for one long cell, so the output column gets an exact width.
+    out_width = max(10, width - sum(sizes[c] for c in cols) - 2 * len(cols) - 1)
+    table.add_column("output", no_wrap=True, overflow="ellipsis", width=out_width)
+    for r in page.rows:
+        status = "ok" if r["status"] != "error" else (r["error_type"] or "error")  # unset is not a failure
+        tokens = f"{r['input_tokens'] or 0}/{r['output_tokens'] or 0}" if r["input_tokens"] is not None else ""
+        cell: dict[str, Any] = {
+            "time": r["start_time"].astimezone(dt.UTC).strftime("%m-%d %H:%M:%S") if r["start_time"] else "",
+            "request": _cell(_request_key(r)), "tenant": _cell(r["tenant"]),
+            "status": Text(status, style="red" if r["status"] == "error" else ""),
+            "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
+            "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
+            "cost": f"{r['cost']:.5f}" if r["cost"] is not None else "",
+            "prompt": _cell(r["prompt_version"]), "tokens": tokens, "label": _cell(r["label"])}
+        table.add_row(*[cell[c] for c in cols], Text(safe_text(r["output_preview"], multiline=False,
+                                                                max_len=out_width), no_wrap=True))
+    stdout.print(table)
+    stdout.print(Text(f"{len(page.rows)} of {total:,} matching requests" +
+                      (f" (filter: {safe_text(flt.text, multiline=False)})" if flt.terms else ""), style="dim"))
+
+
+# -- show -------------------------------------------------------------------------------------------
+@click.command()
+@click.argument("request_id")
+@click.option("--raw", is_flag=True, help="include the lossless original record")
+@db_option
+@json_option
+@click.pass_context
+def show(ctx: click.Context, request_id: str, raw: bool, db: str | None, as_json: bool) -> None:
+    """One request: conversation, tool calls, models, tokens, cost, metadata, labels, trace tree.
+
+    REQUEST_ID is any id you were handed: the app's request id, the provider's response id
+    (chatcmpl-…), a trace or span id, a Langfuse or LangSmith id — or a unique prefix of one.
+    """
+    from oncall.query.detail import request_detail
+    from oncall.query.ids import AmbiguousRequest, UnknownRequest, resolve_request
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    try:
+        pk = resolve_request(store.con, request_id)
+    except (UnknownRequest, AmbiguousRequest) as exc:
+        if as_json:
+            emit_json({"error": str(exc), "suggestions": getattr(exc, "suggestions", None)
+                       or getattr(exc, "candidates", [])})
+            sys.exit(EXIT_PROBLEM)
+        fail(str(exc), EXIT_PROBLEM)
+    d = request_detail(store.con, pk, with_raw=raw)
+    if as_json:
+        d["trace"] = [_jsonable(s) for s in d["trace"]]
+        d["labels"] = [_jsonable(x) for x in d["labels"]]
+        emit_json(_jsonable(d))
+        return
+    print_request(d)
+
+
+def print_request(d: dict[str, Any]) -> None:
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold")
+    head.add_column()
+    fields = [("request", d.get("request_id")), ("response", d.get("response_id")), ("trace", d.get("trace_id")),
+              ("span", d.get("span_id")), ("time (UTC)", _ts(d.get("start_time"))),
+              ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
+              ("provider", d.get("provider")), ("model", d.get("model")), ("served model", d.get("served_model")),
+              ("tenant", d.get("tenant")), ("user", d.get("user_id")), ("session", d.get("session_id")),
+              ("feature", d.get("feature")), ("prompt", " ".join(x for x in (d.get("prompt_name"),
+                                                                          d.get("prompt_version")) if x) or None),
+              ("release", d.get("release")), ("status", d.get("status")
+                                              + (f" ({d['error_type']})" if d.get("error_type") else "")),
+              ("error", d.get("error")),
+              ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
+               if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
+              ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
+              ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
+                                                   f"({d.get('source_format')})")]
+    for k, v in fields:
+        if v not in (None, ""):
+            head.add_row(k, safe_rich(v, multiline=False))
+    stdout.print(head)
+    for title, msgs in (("input", d.get("input_messages")), ("output", d.get("output_messages"))):
+        stdout.print(Text(f"\n── {title} ──", style="bold cyan"))
+        if not msgs:
+            text = d.get(f"{title}_text")
+            stdout.print(safe_rich(text) if text else Text("(not in the export)", style="dim"))
+            continue
+        for m in msgs:
+            stdout.print(Text(f"[{m.get('role')}]", style="bold"), end=" ")
+            stdout.print(safe_rich(m.get("content") or ""))
+            for tc in m.get("tool_calls") or []:
+                fn = tc.get("function") or {}
+                stdout.print(Text("  → tool call ", style="yellow") + safe_rich(
+                    f"{fn.get('name')}({fn.get('arguments')})  id={tc.get('id')}"))
+    if d.get("labels"):
+        stdout.print(Text("\n── labels ──", style="bold cyan"))
+        for lab in d["labels"]:
+            stdout.print(safe_rich(f"{_ts(lab['at'])}  {lab['label']}  {lab['author']}  {lab['note'] or ''}"))
+    meta = d.get("attributes") or {}
+    if meta:
+        stdout.print(Text("\n── metadata ──", style="bold cyan"))
+        skip = ("gen_ai.input.messages", "gen_ai.output.messages", "llm.input_messages", "llm.output_messages")
+        for k in sorted(meta):
+            if not any(k.startswith(s) for s in skip):
+                stdout.print(safe_rich(k, multiline=False, max_len=60, style="dim"), end=" = ")
+                v = meta[k]
+                stdout.print(safe_rich(v if isinstance(v, str) else json.dumps(v), multiline=False, max_len=200))
+    if d.get("trace"):
+        stdout.print(Text("\n── trace ──", style="bold cyan"))
+        for s in d["trace"]:
+            line = Text("  " * s["depth"] + ("▶ " if s["focus"] else "• "))
+            line.append(safe_text(s["name"], multiline=False, max_len=60), style="bold" if s["focus"] else "")
+            off = f"+{s['offset_ms']:.0f}ms" if s.get("offset_ms") is not None else ""
+            dur = f"{s['latency_ms']:.0f}ms" if s.get("latency_ms") is not None else ""
+            line.append(f"  {s['kind']}  {off} {dur}", style="dim")
+            if s.get("status") == "error":
+                line.append(f"  error {s.get('error_type') or ''}", style="red")
+            stdout.print(line)
+
+
+# -- sample -----------------------------------------------------------------------------------------
+@click.command()
+@click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
+@click.option("-n", "n", default=10, show_default=True, help="how many requests")
+@click.option("--by", default=None, help="stratify by a key (tenant, model, served_model, feature, …)")
+@click.option("--seed", type=int, default=None, help="make the sample repeatable")
+@db_option
+@json_option
+@click.pass_context
+def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | None, seed: int | None,
+           db: str | None, as_json: bool) -> None:
+    """N requests of a cohort in full, to read (pipe into `less -R`)."""
+    from oncall.query.sample import sample as run_sample
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    flt = _filter_or_fail(store.con, filter_words)
+    try:
+        rows = run_sample(store.con, flt, n, by=by, seed=seed)
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json({"filter": flt.text, "seed": seed, "by": by, "requests": [_jsonable(r) for r in rows]})
+        return
+    for i, r in enumerate(rows, start=1):
+        stdout.print(Text(f"━━ {i}/{len(rows)}  ", style="bold") + safe_rich(_request_key(r), multiline=False)
+                     + Text(f"  {_ts(r['start_time'])}  ", style="dim")
+                     + safe_rich(" ".join(str(x) for x in (r["tenant"], r["feature"], r["served_model"] or r["model"],
+                                                           r["prompt_version"]) if x), multiline=False))
+        if r["status"] == "error":
+            stdout.print(Text("error: ", style="red") + safe_rich(r["error"] or r["error_type"]))
+        last_user = next((m for m in reversed(json.loads(r["input_messages"] or "[]")) if m.get("role") == "user"),
+                         None)
+        if last_user:
+            stdout.print(Text("user: ", style="bold") + safe_rich(last_user.get("content") or ""))
+        stdout.print(Text("output: ", style="bold") + safe_rich(r["output_text"] or ""))
+        stdout.print()
+
+
+# -- label / note -----------------------------------------------------------------------------------
+@click.command()
+@click.argument("request_id")
+@click.argument("verdict", type=click.Choice(["good", "bad"]))
+@click.option("--note", default=None, help="why")
+@db_option
+@json_option
+@click.pass_context
+def label(ctx: click.Context, request_id: str, verdict: str, note: str | None, db: str | None,
+          as_json: bool) -> None:
+    """Label a request good or bad (stored with time and $USER; shown by show, counted by compare)."""
+    from oncall.query.ids import AmbiguousRequest, UnknownRequest, resolve_request
+    from oncall.query.labels import add_label
+
+    store = open_store(ctx, db, create=False)
+    try:
+        pk = resolve_request(store.con, request_id)
+    except (UnknownRequest, AmbiguousRequest) as exc:
+        fail(str(exc), EXIT_PROBLEM)
+    label_id = add_label(store, pk, verdict, note, request_key=request_id)
+    if as_json:
+        emit_json({"label_id": label_id, "request": request_id, "span_pk": pk, "label": verdict, "note": note})
+    else:
+        click.echo(f"labelled {safe_text(request_id, multiline=False)} {verdict}")
+
+
+@click.command()
+@click.argument("text", nargs=-1, required=True)
+@db_option
+@json_option
+@click.pass_context
+def note(ctx: click.Context, text: tuple[str, ...], db: str | None, as_json: bool) -> None:
+    """A free note on the incident timeline."""
+    from oncall.query.labels import add_note
+
+    store = open_store(ctx, db, create=False)
+    try:
+        note_id = add_note(store, " ".join(text))
+    except ValueError as exc:
+        fail(str(exc))
+    if as_json:
+        emit_json({"note_id": note_id, "text": " ".join(text)})
+    else:
+        click.echo(f"note {note_id} added")

@@ -1,0 +1,81 @@
+"""Sampling a cohort to read: uniform over the filtered rows, or stratified by a key; repeatable with a seed.
+
+Uniform: every matching row gets a pseudo-random rank `hash(seed, span_pk)` and the N smallest win.
+That is a uniform sample without replacement, deterministic for a seed and database, and needs only
+a top-N over two narrow columns — no `ORDER BY random()` over text, and never `WHERE … USING
+SAMPLE`, which samples before filtering (design §10). Full text is fetched only for the N chosen rows.
+Stratified (`by=tenant`): the same ranking inside each group, N split evenly across the groups
+(remainder to the largest), so a small tenant is not drowned by a big one.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from oncall.query.filters import COLUMNS, Filter, compile_filter
+from oncall.query.search import ROW_COLUMNS
+
+MAX_SAMPLE = 10_000
+FULL_COLUMNS = ROW_COLUMNS + ["input_messages", "output_messages", "tool_calls", "input_text", "output_text",
+                              "error", "prompt_name", "release", "env"]
+
+
+def _by_column(by: str) -> str:
+    col = COLUMNS.get(by, by if by in ROW_COLUMNS else None)
+    if col is None or by in ("request", "text", "label", "since", "until", "error"):
+        allowed = sorted(k for k, v in COLUMNS.items() if v is not None)
+        raise ValueError(f"cannot stratify by {by!r}; use one of {', '.join(allowed)}")
+    return col
+
+
+def sample(con: Any, flt: Filter | str | Sequence[str] | None, n: int, *, by: str | None = None,
+           seed: int | None = None) -> list[dict[str, Any]]:
+    """N requests of the cohort in full (uniform, or stratified by a key), in a stable order."""
+    if n < 1 or n > MAX_SAMPLE:
+        raise ValueError(f"-n must be between 1 and {MAX_SAMPLE}")
+    if seed is None:
+        seed = random.SystemRandom().randrange(1 << 31)
+    c = compile_filter(con, flt, alias="s")
+    rank = "hash(s.span_pk, ?)"
+    if by is None:
+        picked = (f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE {c.where} ORDER BY r, s.span_pk LIMIT ?")
+        params = [seed, *c.params, n]
+    else:
+        col = _by_column(by)
+        groups = con.execute(f"SELECT s.{col}, count(*) FROM spans s WHERE {c.where} GROUP BY 1 ORDER BY 2 DESC",
+                             c.params).fetchall()
+        if not groups:
+            return []
+        quota = _quotas([int(g[1]) for g in groups], n)
+        cases = " ".join(f"WHEN s.{col} IS NOT DISTINCT FROM ? THEN {q}" for (g, _), q in zip(groups, quota,
+                                                                                              strict=True))
+        picked = (f"SELECT span_pk, r FROM (SELECT s.span_pk, {rank} AS r, row_number() OVER "
+                  f"(PARTITION BY s.{col} ORDER BY {rank}, s.span_pk) AS k, CASE {cases} ELSE 0 END AS quota "
+                  f"FROM spans s WHERE {c.where}) WHERE k <= quota")
+        params = [seed, seed, *[g[0] for g in groups], *c.params]
+    cols = ", ".join(f"s.{x}" for x in FULL_COLUMNS)
+    sql = (f"WITH picked AS ({picked}) SELECT {cols}, p.r AS sample_rank FROM picked p "
+           f"JOIN spans s ON s.span_pk = p.span_pk ORDER BY p.r, s.span_pk")
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def _quotas(sizes: list[int], n: int) -> list[int]:
+    """Split n across groups as evenly as their sizes allow (largest groups absorb what small ones lack)."""
+    quota = [0] * len(sizes)
+    left = n
+    open_groups = [i for i, s in enumerate(sizes) if s > 0]
+    while left > 0 and open_groups:
+        share = max(1, left // len(open_groups))
+        for i in list(open_groups):
+            take = min(share, sizes[i] - quota[i], left)
+            quota[i] += take
+            left -= take
+            if quota[i] >= sizes[i]:
+                open_groups.remove(i)
+            if left == 0:
+                break
+    return quota

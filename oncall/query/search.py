@@ -1,0 +1,103 @@
+"""Finding requests: filtered, newest first, paged by keyset (never OFFSET over the whole table).
+
+A page holds compact rows (ids, cohort keys, model, status, tokens, cost, a 200-character output
+preview, the latest label); full text is fetched only for the request being read (detail.py).
+Keyset paging on (start_time, span_pk) keeps page N as cheap as page 1 on a million rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from oncall.query.filters import Filter, compile_filter
+
+PREVIEW_CHARS = 200
+ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
+               "session_id", "feature", "model", "served_model", "prompt_version", "provider", "status",
+               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason"]
+SORTABLE = {"start_time", "latency_ms", "cost", "input_tokens", "output_tokens", "tenant", "model", "served_model",
+            "status", "feature"}
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """Position after the last row of a page (keyset: sort value, then span_pk)."""
+    value: Any
+    span_pk: int
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    next: Cursor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _select() -> str:
+    cols = ", ".join(f"s.{c}" for c in ROW_COLUMNS)
+    return (f"{cols}, left(s.output_text, {PREVIEW_CHARS}) AS output_preview, "
+            "(SELECT l.label FROM labels l WHERE l.span_pk = s.span_pk "
+            "ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1) AS label")
+
+
+def _rows(cur: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 50, before: Cursor | None = None,
+           order_by: str = "start_time", descending: bool = True) -> Page:
+    """One page of matching requests, newest first by default; pass `page.next` to get the next page."""
+    if order_by not in SORTABLE:
+        raise ValueError(f"cannot sort by {order_by!r}; sortable: {', '.join(sorted(SORTABLE))}")
+    c = compile_filter(con, flt, alias="s")
+    where, params = c.where, list(c.params)
+    cmp = "<" if descending else ">"
+    direction = "DESC" if descending else "ASC"
+    if before is not None:
+        if before.value is None:
+            where += f" AND s.{order_by} IS NULL AND s.span_pk {cmp} ?"
+            params.append(before.span_pk)
+        else:
+            where += (f" AND (s.{order_by} {cmp} ? OR (s.{order_by} = ? AND s.span_pk {cmp} ?)"
+                      f" OR s.{order_by} IS NULL)")
+            params += [before.value, before.value, before.span_pk]
+    sql = (f"SELECT {_select()} FROM spans s WHERE {where} "
+           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?")
+    cur = con.cursor() if hasattr(con, "cursor") else con
+    cur.execute(sql, params + [int(limit) + 1])
+    rows = _rows(cur)
+    nxt = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        last = rows[-1]
+        nxt = Cursor(last[order_by], int(last["span_pk"]))
+    return Page(rows, nxt, c.notes)
+
+
+def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
+    c = compile_filter(con, flt, alias="s")
+    return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+
+
+def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, limit: int = 100,
+            order_by: str = "start_time", descending: bool = True) -> list[dict[str, Any]]:
+    """Rows `offset`..`offset+limit` of the ordered result, for a virtual table that can jump anywhere.
+
+    The ordering runs on narrow columns (span_pk and the sort key) and only the page's rows are
+    fetched with text previews, so a jump to row 900,000 costs one sort of two columns, not a scan of
+    the outputs. Scrolling forward page by page should prefer `search(before=…)`.
+    """
+    if order_by not in SORTABLE:
+        raise ValueError(f"cannot sort by {order_by!r}; sortable: {', '.join(sorted(SORTABLE))}")
+    c = compile_filter(con, flt, alias="s")
+    direction = "DESC" if descending else "ASC"
+    sql = (f"WITH page AS (SELECT s.span_pk FROM spans s WHERE {c.where} "
+           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
+           f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
+           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
+    cur = con.cursor() if hasattr(con, "cursor") else con
+    cur.execute(sql, list(c.params) + [int(limit), int(offset)])
+    return _rows(cur)
