@@ -92,7 +92,7 @@ class Compiled:
 
 
 def _quote(v: str) -> str:
-    return v if v and not re.search(r"[\s\"']", v) else shlex.quote(v)
+    return v if v and not re.search(r"[\s\"'\\]", v) else shlex.quote(v)
 
 
 def _split(text: str) -> list[str]:
