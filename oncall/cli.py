@@ -130,10 +130,11 @@ def formats(as_json: bool) -> None:
 
 # -- commands from other modules (one line each; keep this list sorted) ----------------------
 # COMMANDS-REGISTRY (helpers: add `cli.add_command(...)` lines below this marker)
+from oncall.commands.analyze import blast_radius, changes, compare  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 
-for _command in (demo, label, note, sample, search, show):
+for _command in (blast_radius, changes, compare, demo, label, note, sample, search, show):
     cli.add_command(_command)
 
 

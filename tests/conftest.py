@@ -29,3 +29,24 @@ def db(tmp_path):
     store = open_db(tmp_path / "incident.duckdb")
     yield store
     store.close()
+
+
+@pytest.fixture(scope="session")
+def demo_db(tmp_path_factory) -> Path:
+    """The demo incident, built once per test session (read it with open_db(..., read_only=True))."""
+    from oncall.demo import build_demo
+
+    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
+    truth, report = build_demo(path)
+    assert report.problems == [] and report.spans_added == truth.spans
+    return path
+
+
+@pytest.fixture(scope="session")
+def steady_db(tmp_path_factory) -> Path:
+    """The same traffic with nothing injected: detectors must stay quiet on it."""
+    from oncall.demo import build_demo
+
+    path = tmp_path_factory.mktemp("steady") / "steady.duckdb"
+    build_demo(path, incident=False)
+    return path

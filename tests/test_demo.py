@@ -6,20 +6,11 @@ import hashlib
 import json
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 
 from oncall.cli import cli
 from oncall.demo import EXPORT_NAME, build_demo, demo_truth, generate_demo
 from oncall.store import open_db
-
-
-@pytest.fixture(scope="module")
-def demo_db(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("demo") / "demo.duckdb"
-    truth, report = build_demo(path)
-    assert report.problems == [] and report.spans_added == truth.spans
-    return path
 
 
 def q(path: Path, sql: str) -> list[tuple]:

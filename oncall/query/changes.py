@@ -71,7 +71,7 @@ class Change:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).isoformat().replace("+00:00", "Z")
+    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def _cohort_filter(cohort: dict[str, str]) -> list[str]:

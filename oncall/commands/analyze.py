@@ -1,0 +1,200 @@
+"""`oncall compare`, `oncall changes`, `oncall blast-radius`: what changed, for whom, and what it still touches."""
+
+from __future__ import annotations
+
+import datetime as dt
+import shlex
+from typing import Any
+
+import click
+from rich.table import Table
+from rich.text import Text
+
+from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.output import stdout
+from oncall.safe_text import safe_rich, safe_text
+
+
+def _words(text: str | None) -> list[str]:
+    if not text:
+        return []
+    try:
+        return shlex.split(text)
+    except ValueError as exc:
+        fail(f"bad filter {text!r}: {exc}")
+
+
+def _compile_or_fail(con: Any, words: list[str]) -> Any:
+    from oncall.query.filters import FilterError, compile_filter
+
+    try:
+        return compile_filter(con, words)
+    except FilterError as exc:
+        fail(f"bad filter: {exc}")
+
+
+def _num(v: Any, unit: str = "") -> str:
+    if v is None:
+        return "—"
+    if unit == "ratio":
+        return f"{100 * v:.1f} %"
+    if unit == "usd":
+        return f"${v:.5f}" if abs(v) < 10 else f"${v:,.2f}"
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _jsonable(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dt.datetime):
+        return v.isoformat()
+    return v
+
+
+# -- compare ----------------------------------------------------------------------------------------
+@click.command()
+@click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
+@click.option("--baseline", required=True, help='the baseline cohort, e.g. --baseline "tenant=acme until=01:00"')
+@db_option
+@json_option
+@click.pass_context
+def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db: str | None, as_json: bool) -> None:
+    """Metrics of a cohort beside its baseline, with deltas and significance marks."""
+    from oncall.query.compare import compare as run_compare
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    _compile_or_fail(store.con, list(filter_words))
+    _compile_or_fail(store.con, _words(baseline))
+    res = run_compare(store.con, list(filter_words), _words(baseline))
+    if as_json:
+        emit_json(_jsonable(res))
+        return
+    for n in res["notes"]:
+        click.echo(f"note: {n}", err=True)
+    c, b = res["cohort"], res["baseline"]
+    stdout.print(Text("cohort   ", style="bold") + safe_rich(c["filter"] or "(all)", multiline=False)
+                 + Text(f"   {c['requests']:,} requests", style="dim"))
+    stdout.print(Text("baseline ", style="bold") + safe_rich(b["filter"] or "(all)", multiline=False)
+                 + Text(f"   {b['requests']:,} requests", style="dim"))
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    for col, just in (("metric", "left"), ("cohort", "right"), ("baseline", "right"), ("change", "right"),
+                      ("", "left")):
+        table.add_column(col, justify=just, no_wrap=True)
+    for m in res["metrics"]:
+        sig = m["significance"]
+        change = "—"
+        if m["delta"] is not None:
+            change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
+                      else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None else _num(m["delta"], m["unit"])))
+        style = "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
+        table.add_row(m["metric"], _num(m["cohort"], m["unit"]), _num(m["baseline"], m["unit"]),
+                      Text(change, style=style), Text(sig if sig != "n/a" else "", style=style))
+    stdout.print(table)
+    for what in ("served_models", "finish_reasons"):
+        d = res[what]
+        if d["cohort"] or d["baseline"]:
+            stdout.print(Text(what.replace("_", " ") + ": ", style="bold")
+                         + safe_rich(_dist(d["cohort"]), multiline=False) + Text("   baseline: ", style="dim")
+                         + safe_rich(_dist(d["baseline"]), multiline=False))
+    ks = res["json_key_sets"]
+    if ks and ks["new_key_sets"]:
+        stdout.print(Text("new JSON key sets: ", style="bold")
+                     + safe_rich(_dist(ks["new_key_sets"]), multiline=False))
+
+
+def _dist(d: dict[str, int]) -> str:
+    total = sum(d.values()) or 1
+    return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in list(d.items())[:5]) or "—"
+
+
+# -- changes ----------------------------------------------------------------------------------------
+@click.command()
+@click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
+@click.option("--bucket", "bucket_s", type=int, default=None, help="bucket width in seconds (default: automatic)")
+@click.option("--limit", default=20, show_default=True)
+@db_option
+@json_option
+@click.pass_context
+def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, db: str | None,
+            as_json: bool) -> None:
+    """What changed: new served models, prompt versions, releases, providers, and metric shifts, with times."""
+    from oncall.query.changes import changes as run_changes
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    _compile_or_fail(store.con, list(filter_words))
+    found = run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit]
+    if as_json:
+        emit_json([c.to_dict() for c in found])
+        return
+    if not found:
+        stdout.print("nothing significant changed" + (" in that cohort" if filter_words else ""))
+        return
+    for i, c in enumerate(found, start=1):
+        since = c.began_at[11:16] + (f"-{c.ended_at[11:16]}" if c.ended_at else "")
+        stdout.print(Text(f"{i:>2}  {since:<11} ", style="bold") + safe_rich(c.description)
+                     + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False))
+        if c.also_in:
+            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
+            stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200))
+
+
+# -- blast radius -----------------------------------------------------------------------------------
+@click.command("blast-radius")
+@click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
+@click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
+                                                   "the bad requests stop)")
+@click.option("--limit", default=50, show_default=True, help="sessions listed")
+@db_option
+@json_option
+@click.pass_context
+def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at: str | None, limit: int,
+                 db: str | None, as_json: bool) -> None:
+    """Sessions whose later turns carry outputs of the bad model or prompt, and whether they are still degraded."""
+    from oncall.query.blast_radius import blast_radius as run
+    from oncall.query.filters import FilterError, _Builder
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    _compile_or_fail(store.con, list(filter_words))
+    when = None
+    if mitigated_at:
+        try:
+            when = _Builder(store.con, "").time("--mitigated-at", mitigated_at)
+        except FilterError as exc:
+            fail(str(exc))
+    res = run(store.con, list(filter_words), mitigated_at=when, limit=limit)
+    after = res["after_mitigation"]
+    still_degraded = bool(res["contaminated_sessions"] and after and after.get("still_degraded"))
+    if as_json:
+        emit_json(res)
+        raise SystemExit(EXIT_PROBLEM if still_degraded else 0)
+    stdout.print(Text(f"{res['sessions_with_bad_outputs']:,} sessions got an answer from the bad cohort; "
+                      f"{res['contaminated_sessions']:,} carried it into later turns "
+                      f"({res['carried_requests']:,} requests, {res['carried_requests_after_mitigation']:,} "
+                      f"after {res['mitigated_at'] or 'the mitigation'})", style="bold"))
+    if after and after["metrics"]:
+        t = Table(box=None, header_style="bold", pad_edge=False, title="after the mitigation: contaminated vs clean "
+                  f"sessions ({after['contaminated_requests']:,} vs {after['clean_requests']:,} requests)")
+        for col in ("metric", "contaminated", "clean", "significance"):
+            t.add_column(col, no_wrap=True)
+        for m in after["metrics"]:
+            unit = "ratio" if m["metric"].endswith("_rate") else ""
+            t.add_row(m["metric"], _num(m["contaminated"], unit), _num(m["clean"], unit), m["significance"])
+        stdout.print(t)
+        stdout.print(Text("still degraded" if after["still_degraded"] else "no significant degradation left",
+                          style="bold red" if after["still_degraded"] else "green"))
+    if res["sessions"]:
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for col in ("session", "tenant", "user", "carried", "after fix", "last turn (UTC)"):
+            t.add_column(col, no_wrap=True)
+        for s in res["sessions"]:
+            t.add_row(safe_rich(s["session_id"], multiline=False), safe_rich(s["tenant"], multiline=False),
+                      safe_rich(s["user_id"], multiline=False), str(s["carried_requests"]), str(s["after_mitigation"]),
+                      safe_text(s["last"][:19].replace("T", " ")))
+        stdout.print(t)
+    if still_degraded:
+        raise SystemExit(EXIT_PROBLEM)

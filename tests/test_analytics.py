@@ -1,0 +1,184 @@
+"""compare, changes and blast-radius, tested against the demo's injected truth and a steady control."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from oncall.cli import cli
+from oncall.demo import demo_truth
+from oncall.ingest.loader import load_paths
+from oncall.query import quality
+from oncall.query.blast_radius import blast_radius
+from oncall.query.changes import changes
+from oncall.query.compare import compare
+from oncall.query.stats import two_proportions, welch
+from oncall.store import open_db
+
+
+@pytest.fixture(scope="module")
+def demo(demo_db: Path):
+    store = open_db(demo_db, read_only=True)
+    yield store
+    store.close()
+
+
+def metric(res: dict, name: str) -> dict:
+    return next(m for m in res["metrics"] if m["metric"] == name)
+
+
+def ts(iso: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+
+
+# -- heuristics and tests ------------------------------------------------------------------------------
+OUTPUTS = ["I'm sorry, but I can't help with that request.", "Sure! Sorry for the wait, here it is.",
+           "As an AI language model, I cannot", '{"a": 1, "b": [2]}', '```json\n{"b": 1, "a": 2}\n```',
+           'Here is the JSON: {"a": 1}', "[1, 2, 3]", "", "plain text", '{"x": "I am unable to"}',
+           "x" * 170 + " I'm sorry"]
+
+
+def test_quality_sql_matches_python() -> None:
+    con = duckdb.connect()
+    con.execute("CREATE TABLE spans (output_text VARCHAR, status VARCHAR)")
+    con.executemany("INSERT INTO spans VALUES (?, 'ok')", [[o] for o in OUTPUTS])
+    rows = con.execute(f"SELECT output_text, {quality.refusal_sql()}, {quality.json_valid_sql()}, "
+                       f"{quality.key_set_sql()} FROM spans").fetchall()
+    for text, refusal, valid, keys in rows:
+        assert refusal == quality.is_refusal(text), text
+        assert valid == quality.is_json(text), text
+        assert keys == quality.key_set(text), text
+    assert [quality.is_refusal(o) for o in OUTPUTS[:3]] == [True, False, True]
+    assert quality.key_set(OUTPUTS[4]) == "a,b" and not quality.is_json(OUTPUTS[5])
+    assert not quality.is_refusal(OUTPUTS[-1])  # only near the start
+
+
+def test_significance_marks() -> None:
+    assert two_proportions(50, 1000, 10, 1000).significance == "significant"
+    assert two_proportions(11, 1000, 10, 1000).significance == "noise"
+    assert two_proportions(3, 10, 1, 10).significance == "too few"
+    assert welch(130.0, 400.0, 500, 90.0, 400.0, 500).significance == "significant"
+    assert welch(91.0, 400.0, 500, 90.0, 400.0, 500).significance == "noise"
+
+
+# -- compare ---------------------------------------------------------------------------------------
+def test_compare_shows_injected_effects_with_sign_and_size(demo) -> None:
+    r = compare(demo.con, "feature=extract since=01:12", "feature=extract until=01:12")
+    jv = metric(r, "json_valid_rate")
+    assert jv["baseline"] > 0.97 and 0.6 < jv["cohort"] < 0.8 and jv["significance"] == "significant"
+    assert metric(r, "json_key_drift")["cohort"] > 0.3
+    assert "amount,currency,orderId,status" in r["json_key_sets"]["new_key_sets"]
+    assert r["served_models"]["cohort"] == {"gpt-4o-2024-11-20": 533} or set(r["served_models"]["cohort"]) == {
+        "gpt-4o-2024-11-20"}
+    acme = compare(demo.con, "tenant=acme feature=support-bot since=00:30 status=ok",
+                   "tenant=acme feature=support-bot until=00:30 status=ok")
+    cost = metric(acme, "cost_per_request")
+    assert 2.5 < cost["cohort"] / cost["baseline"] < 4.0 and cost["significance"] == "significant"
+    burst = compare(demo.con, "provider=anthropic since=02:05 until=02:20", "provider=anthropic until=02:05")
+    rl = metric(burst, "error_rate_rate_limit")
+    assert rl["cohort"] > 0.5 and rl["baseline"] == 0 and rl["significance"] == "significant"
+    same = compare(demo.con, "tenant=globex until=00:00", "tenant=globex since=00:00 until=01:00")
+    assert metric(same, "error_rate")["significance"] != "significant"
+    assert metric(same, "output_length_mean")["significance"] != "significant"
+
+
+# -- changes ---------------------------------------------------------------------------------------
+def test_changes_finds_each_injected_change(demo) -> None:
+    truth = demo_truth(demo.con)
+    found = changes(demo.con)
+    bucket = 300  # 6 hours of data: 5-minute buckets
+
+    model = next(c for c in found if c.kind == "new_served_model")
+    inj = next(t for t in truth.changes if t.kind == "new_served_model")
+    assert (model.before, model.after) == (inj.before, inj.after) and model.cohort["model"] == "gpt-4o"
+    assert abs((ts(model.began_at) - ts(inj.at)).total_seconds()) <= bucket
+
+    prompt = next(c for c in found if c.kind == "new_prompt_version")
+    inj = next(t for t in truth.changes if t.kind == "new_prompt_version")
+    assert (prompt.cohort["tenant"], prompt.cohort["feature"], prompt.after) == ("acme", "support-bot", "v13")
+    assert prompt.metric == "cost_per_request" and prompt.relative_change > 1.5
+    assert abs((ts(prompt.began_at) - ts(inj.at)).total_seconds()) <= bucket
+
+    burst = next(c for c in found if c.metric == "error_rate")
+    inj = next(t for t in truth.changes if t.kind == "error_burst")
+    assert burst.cohort in ({"provider": "anthropic"}, {"feature": "summarize"})
+    assert abs((ts(burst.began_at) - ts(inj.at)).total_seconds()) <= bucket
+    assert abs((ts(burst.ended_at) - ts(inj.until)).total_seconds()) <= bucket
+
+    json_shift = next(c for c in found if c.metric == "json_valid_rate")
+    assert json_shift.cohort == {"feature": "extract"} and json_shift.after < json_shift.before
+    # ranked by impact, every change reproducible as a filter
+    assert [c.impact for c in found] == sorted((c.impact for c in found), reverse=True)
+    for c in found:
+        assert changes(demo.con, c.filter) is not None
+
+
+def test_changes_quiet_on_steady_traffic(steady_db: Path) -> None:
+    store = open_db(steady_db, read_only=True)
+    try:
+        assert changes(store.con) == []
+    finally:
+        store.close()
+
+
+# -- blast radius ------------------------------------------------------------------------------------
+def _turn(sess: str, i: int, t: int, model: str, history: list[str], answer: str) -> dict:
+    return {"request_id": f"{sess}-{i}", "session_id": sess, "timestamp": t, "model": "gpt-4o",
+            "served_model": model, "tenant": "acme",
+            "messages": [{"role": "user", "content": "hi"}]
+            + [{"role": "assistant", "content": h} for h in history] + [{"role": "user", "content": f"turn {i}"}],
+            "output": answer}
+
+
+def test_blast_radius_finds_carried_sessions_and_residual_damage(db, tmp_path: Path) -> None:
+    bad_answer = "Absolutely! Great question, you are so right. " * 3
+    lines = []
+    t0 = 1772359200
+    for s in range(40):  # contaminated: turn 0 by the bad model, later turns after the fix stay long-winded
+        sess = f"dirty-{s}"
+        lines.append(_turn(sess, 0, t0 + s, "bad-snapshot", [], bad_answer))
+        for i in (1, 2):
+            lines.append(_turn(sess, i, t0 + 3600 + s * 10 + i, "good-snapshot", [bad_answer],
+                               "Sure, absolutely, as I said: " + "more words " * 12))
+    for s in range(60):  # clean sessions after the fix
+        sess = f"clean-{s}"
+        lines.append(_turn(sess, 0, t0 + 3600 + s, "good-snapshot", [], "Short answer."))
+        lines.append(_turn(sess, 1, t0 + 3700 + s, "good-snapshot", ["Short answer."], "Short answer again."))
+    p = tmp_path / "sessions.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_paths(db, [str(p)]).problems == []
+    r = blast_radius(db.con, "served_model=bad-snapshot",
+                     mitigated_at=dt.datetime.fromtimestamp(t0 + 1800, dt.UTC))
+    assert (r["sessions_with_bad_outputs"], r["contaminated_sessions"], r["carried_requests"]) == (40, 40, 80)
+    assert r["carried_requests_after_mitigation"] == 80
+    after = r["after_mitigation"]
+    assert after["contaminated_requests"] == 80 and after["clean_requests"] == 120
+    length = next(m for m in after["metrics"] if m["metric"] == "output_length_mean")
+    assert length["significance"] == "significant" and length["contaminated"] > length["clean"]
+    assert after["still_degraded"]
+    path = str(db.path)
+    db.close()
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "--json", "served_model=bad-snapshot",
+                                   "--mitigated-at", "2026-03-01T10:30Z"])
+    assert res.exit_code == 1 and json.loads(res.output)["contaminated_sessions"] == 40
+
+
+def test_cli_changes_and_compare_json(demo_db: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(cli, ["changes", "--db", str(demo_db), "--json"])
+    assert res.exit_code == 0, res.output
+    items = json.loads(res.output)
+    assert {"kind", "metric", "cohort", "began_at", "ended_at", "before", "after", "affected_requests", "impact",
+            "significance", "filter"} <= set(items[0])
+    res = runner.invoke(cli, ["compare", "--db", str(demo_db), "--json", "tenant=acme", "since=00:30",
+                              "--baseline", "tenant=acme until=00:30"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["cohort"]["requests"] > 0 and any(m["metric"] == "cost_per_request" for m in out["metrics"])
+    res = runner.invoke(cli, ["compare", "--db", str(demo_db), "tenat=acme", "--baseline", "tenant=acme"])
+    assert res.exit_code == 2 and "did you mean 'tenant'" in res.output
