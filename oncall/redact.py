@@ -47,14 +47,23 @@ def redact_text(text: str | None) -> str | None:
     return _value_re.sub(REDACTED, text)
 
 
+# Every match of VALUE_PATTERNS or KEY_VALUE_PATTERN contains one of these; clean text (almost all of
+# it) pays one fast scan instead of two rewriting passes. Key names must be followed by a string value,
+# so `"input_tokens": 12` does not trip it.
+PREFILTER = (r"(?i:sk-|bearer|akia|gh[pousr]_|xox[abprs]-|aiza|pk-lf-|sk-lf-|lsv2_|"
+             r"(?:" + _KEY_NAMES + r')"\s*:\s*")')
+
+
 def sql_redact(expr: str) -> str:
     """A DuckDB expression that redacts `expr` the way redact_text() does."""
     values = "|".join(f"(?:{p})" for p in VALUE_PATTERNS)
     kv = KEY_VALUE_PATTERN.replace("'", "''")
     values = values.replace("'", "''")
+    pre = PREFILTER.replace("'", "''")
     return (
+        f"CASE WHEN regexp_matches({expr}, '{pre}') THEN "
         f"regexp_replace(regexp_replace({expr}, '{kv}', '\\1{REDACTED}\\2', 'g'), "
-        f"'{values}', '{REDACTED}', 'g')"
+        f"'{values}', '{REDACTED}', 'g') ELSE {expr} END"
     )
 
 

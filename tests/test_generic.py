@@ -145,3 +145,31 @@ def test_records_without_llm_fields_still_load(db, tmp_path: Path, text: str) ->
     p.write_text(text)
     rep = load_paths(db, [str(p)])
     assert rep.files[0].status == "loaded" and rep.spans_added == 1
+
+
+def test_redaction_prefilter_never_misses() -> None:
+    """The cheap prefilter must match wherever a redaction pattern would; else secrets slip through."""
+    import re
+
+    from oncall.redact import PREFILTER, redact_text
+
+    secrets = ['"authorization": "Bearer abcdefghijklmnopqrstuvwxyz0123"', "sk-proj-abcdefghijklmnopqrstuvwx1234",
+               '"x-api-key": "k1"', '"OPENAI_API_KEY": "zzz"', '"password": "hunter2"', "AKIAABCDEFGHIJKLMNOP",
+               "ghp_" + "a" * 36, "xoxb-1234567890-abc", "AIza" + "b" * 35, "pk-lf-" + "0" * 24,
+               '"access_token": "t"', '"Cookie": "sid=1"', "lsv2_pt_" + "c" * 24]
+    for s in secrets:
+        assert redact_text(s) != s, s
+        assert re.search(PREFILTER, s), s
+    assert not re.search(PREFILTER, '{"input_tokens": 12, "model": "gpt-4o", "text": "the token budget"}')
+
+
+def test_generic_load_redacts_secrets(db, tmp_path: Path) -> None:
+    rec = {**R1, "headers": {"Authorization": "Bearer abcdefghijklmnopqrstuvwxyz0123"},
+           "prompt": "my key is sk-proj-abcdefghijklmnopqrstuvwx1234"}
+    rec.pop("messages")
+    p = tmp_path / "log.jsonl"
+    p.write_text(json.dumps(rec) + "\n")
+    assert load_paths(db, [str(p)]).problems == []
+    row = db.cursor().execute("SELECT raw, input_text FROM spans").fetchone()
+    assert "abcdefghijklmnop" not in row[0] and "sk-proj-abc" not in row[0] and "sk-proj" not in row[1]
+    assert "[REDACTED]" in row[1]

@@ -130,8 +130,12 @@ class FileWriter:
         finally:
             self.con.unregister("_oncall_batch")
 
-    def insert_select(self, select_sql: str, params: list[Any] | None = None) -> None:
-        """Bulk path: insert the rows of a SELECT producing IMPORTER_COLUMNS (by name)."""
+    def insert_select(self, select_sql: str, params: list[Any] | None = None, *, redacted: bool = False) -> None:
+        """Bulk path: insert the rows of a SELECT producing IMPORTER_COLUMNS (by name).
+
+        `redacted=True` says every text column was cut from an already-redacted record (the generic
+        importer redacts each line once), so the per-column redaction pass is skipped.
+        """
         src = str(self.path).replace("'", "''")
         fmt = self.format.replace("'", "''")
         # Ids: a record without a span id gets one derived from its content, so loading the same
@@ -143,7 +147,7 @@ class FileWriter:
                    coalesce(trace_id, span_id, substr(md5(raw), 1, 16)),
                    coalesce(span_id, substr(md5(raw), 1, 16)),
                    {', '.join(IMPORTER_COLUMNS[IMPORTER_COLUMNS.index('parent_id'):])}
-            FROM (SELECT {self._select} FROM ({select_sql}))
+            FROM (SELECT {", ".join(IMPORTER_COLUMNS) if redacted else self._select} FROM ({select_sql}))
         """
         before = self.added
         n = self.con.execute(sql, params or []).fetchone()[0]

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_lines, read_head
+from oncall.redact import sql_redact
 
 NAME = "generic"
 DESCRIPTION = "generic request logs: JSON Lines / JSON array / CSV / Parquet, fields inferred or given with --map"
@@ -71,8 +72,8 @@ DEFAULTS: dict[str, list[str]] = {
     "reasoning_tokens": ["reasoning_tokens", "usage.completion_tokens_details.reasoning_tokens"],
     "cost": ["cost", "cost_usd", "total_cost", "response_cost", "price", "usage.cost"],
     "finish_reason": ["finish_reason", "response.choices.0.finish_reason", "stop_reason"],
-    "input": ["messages", "request.messages", "input", "input_text", "prompt", "request.prompt", "question", "query"],
-    "output": ["response.choices.0.message.content", "output", "output_text", "completion", "response_text", "answer",
+    "input": ["messages", "input_messages", "request.messages", "input", "input_text", "prompt", "request.prompt", "question", "query"],
+    "output": ["response.choices.0.message.content", "output_messages", "output", "output_text", "completion", "response_text", "answer",
                "response.text", "response.output_text", "response"],
 }
 ALIASES = {"timestamp": "start_time", "time": "start_time", "user": "user_id", "session": "session_id",
@@ -173,15 +174,47 @@ def _json_path(parts: list[str]) -> str:
     return out
 
 
-def _value(path: str, as_json: bool = False) -> str:
-    """SQL for the value at a dotted path of `j`, also looking inside string cells that hold JSON."""
-    parts = path.split(".")
-    fn = "json_extract" if as_json else "json_extract_string"
-    exprs = [f"{fn}(j, {_sql_str(_json_path(parts))})"]
-    for i in range(1, min(len(parts), 3)):
-        inner = f"json_extract_string(j, {_sql_str(_json_path(parts[:i]))})"
-        exprs.append(f"{fn}(CASE WHEN json_valid({inner}) THEN {inner} END, {_sql_str(_json_path(parts[i:]))})")
-    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+class _Paths:
+    """The source paths one SELECT reads, extracted with a single JSON parse per row.
+
+    `json_extract_string(j, [paths])` parses the record once and returns every value; a field then
+    reads its slot of that list. CSV cells that hold JSON (`meta.release` where `meta` is a cell)
+    need a second look inside the string: only CSV/Parquet rows pay for that (`nested_strings`).
+    """
+
+    def __init__(self, nested_strings: bool) -> None:
+        self.nested = nested_strings
+        self.str_paths: list[str] = []
+        self.json_paths: list[str] = []
+
+    def _slot(self, paths: list[str], path: str) -> int:
+        if path not in paths:
+            paths.append(path)
+        return paths.index(path) + 1
+
+    def value(self, path: str, as_json: bool = False) -> str:
+        parts = path.split(".")
+        slot = f"vj[{self._slot(self.json_paths, _json_path(parts))}]"
+        # Strings come out of the one JSON list too: unquoting a small JSON value is cheap, a second
+        # parse of the whole 3 KB record is not.
+        expr = slot if as_json else f"({slot} ->> '$')"
+        if not self.nested or len(parts) == 1:
+            return expr
+        fn = "json_extract" if as_json else "json_extract_string"
+        alts = [expr]
+        for i in range(1, min(len(parts), 3)):
+            inner = f"(vj[{self._slot(self.json_paths, _json_path(parts[:i]))}] ->> '$')"
+            alts.append(f"{fn}(CASE WHEN json_valid({inner}) THEN {inner} END, {_sql_str(_json_path(parts[i:]))})")
+        return f"coalesce({', '.join(alts)})"
+
+    def values(self, paths: list[str], as_json: bool = False) -> str:
+        exprs = [self.value(p, as_json) for p in paths]
+        return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
+
+    def extract_sql(self) -> str:
+        if not self.json_paths:
+            return "[]::JSON[] AS vj"
+        return f"json_extract(j, [{', '.join(_sql_str(p) for p in self.json_paths)}]) AS vj"
 
 
 def _time(expr: str) -> str:
@@ -204,35 +237,32 @@ _ERROR_CLASS = """CASE
     ELSE 'other' END"""
 
 
-def _values(paths: list[str], as_json: bool = False) -> str:
-    exprs = [_value(p, as_json) for p in paths]
-    return exprs[0] if len(exprs) == 1 else f"coalesce({', '.join(exprs)})"
-
-
-def select_sql(mapping: dict[str, list[str]], source: str) -> str:
+def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bool = False) -> str:
     """The one SELECT turning (line, j) rows of `source` into canonical columns."""
+    paths = _Paths(nested_strings)
+
     def s(field: str) -> str:
-        return _values(mapping[field]) if field in mapping else "NULL"
+        return paths.values(mapping[field]) if field in mapping else "NULL"
 
     def num(field: str, typ: str) -> str:
         return f"TRY_CAST({s(field)} AS {typ})" if field in mapping else "NULL"
 
-    inp = _values(mapping["input"], as_json=True) if "input" in mapping else "NULL::JSON"
-    out = _values(mapping["output"], as_json=True) if "output" in mapping else "NULL::JSON"
+    inp = paths.values(mapping["input"], as_json=True) if "input" in mapping else "NULL::JSON"
+    out = paths.values(mapping["output"], as_json=True) if "output" in mapping else "NULL::JSON"
     start = _time(s("start_time")) if "start_time" in mapping else "NULL::TIMESTAMPTZ"
     end = _time(s("end_time")) if "end_time" in mapping else "NULL::TIMESTAMPTZ"
     lat = (f"coalesce({num('latency_ms', 'DOUBLE')}, {num('latency_s', 'DOUBLE')} * 1000.0)"
            if "latency_ms" in mapping or "latency_s" in mapping else "NULL")
     status_raw = f"lower({s('status')})" if "status" in mapping else "NULL"
-    return f"""
-    WITH base AS (
-        SELECT line, j,
+    body = f"""
+    base AS (
+        SELECT line, j, vj,
             {inp} AS inp, {out} AS outp,
             {start} AS st, {end} AS en, {lat} AS lat,
             {num('http_status', 'INTEGER')} AS hs_raw,
             {s('error')} AS err_raw,
             {status_raw} AS status_raw
-        FROM {source}
+        FROM parsed
     ), shaped AS (
         SELECT *,
             CASE WHEN inp IS NULL THEN NULL
@@ -247,6 +277,7 @@ def select_sql(mapping: dict[str, list[str]], source: str) -> str:
                  WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.content') THEN outp ->> '$.content'
                  WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.text') THEN outp ->> '$.text'
                  WHEN json_type(outp) = 'NULL' THEN NULL
+                 WHEN json_type(outp) = 'ARRAY' THEN coalesce(outp ->> '$[#-1].content', outp::VARCHAR)
                  ELSE outp::VARCHAR END AS out_text,
             coalesce(hs_raw, CASE WHEN regexp_matches(status_raw, '^[1-5][0-9][0-9]$') THEN CAST(status_raw AS INTEGER) END) AS hs
         FROM base
@@ -295,7 +326,9 @@ def select_sql(mapping: dict[str, list[str]], source: str) -> str:
         {num('cost', 'DOUBLE')} AS cost,
         lower(coalesce({s('finish_reason')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.choices[0].finish_reason' END)) AS finish_reason,
         in_msgs AS input_messages,
-        CASE WHEN out_text IS NOT NULL THEN json_array(json_object('role', 'assistant', 'content', out_text)) END AS output_messages,
+        CASE WHEN json_type(outp) = 'ARRAY' THEN outp
+             WHEN out_text IS NOT NULL THEN json_array(json_object('role', 'assistant', 'content', out_text)) END
+            AS output_messages,
         NULL AS tool_calls,
         CASE WHEN in_msgs IS NOT NULL THEN array_to_string(json_extract_string(in_msgs, '$[*].content'), chr(10)) END AS input_text,
         out_text AS output_text,
@@ -303,6 +336,8 @@ def select_sql(mapping: dict[str, list[str]], source: str) -> str:
         j AS raw
     FROM final
     """
+    # Every path is known only now that the body is built: parse each record once, up front.
+    return f"WITH parsed AS (SELECT line, j, {paths.extract_sql()} FROM {source}),{body}"
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -321,20 +356,23 @@ def _samples_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> int:
-    """Validate one batch in SQL, report bad lines, insert the good ones."""
+    """Validate one batch in SQL, report bad lines, insert the good ones (each record parsed twice in all:
+    once to validate, once to extract)."""
     con = sink.con
     tbl = pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.string())})
     con.register("_oncall_lines", tbl)
     try:
         bad = con.execute(
-            "SELECT line, CASE WHEN NOT json_valid(text) THEN 'invalid-json' ELSE 'not-an-object' END "
-            "FROM _oncall_lines WHERE NOT json_valid(text) OR json_type(text) <> 'OBJECT' ORDER BY line").fetchall()
-        for line, kind in bad:
-            sink.problem(int(line), kind, "not valid JSON; line skipped" if kind == "invalid-json"
-                         else "line is not a JSON object; skipped")
+            "SELECT line, json_valid(text) FROM _oncall_lines "
+            "WHERE NOT json_valid(text) OR NOT starts_with(ltrim(text), '{') ORDER BY line").fetchall()
+        for line, valid in bad:
+            sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
+                         "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
+        skip = "" if not bad else f"WHERE line NOT IN ({', '.join(str(int(b[0])) for b in bad)})"
         before = sink.added
-        sink.insert_select(select.replace("{source}", "(SELECT line, text::JSON AS j FROM _oncall_lines "
-                                                      "WHERE json_valid(text) AND json_type(text) = 'OBJECT')"))
+        # Secrets are redacted once on the whole record (every column is cut from it), not per column.
+        sink.insert_select(select.replace("{source}", f"(SELECT line, {sql_redact('text')} AS j "
+                                                      f"FROM _oncall_lines {skip})"), redacted=True)
         return sink.added - before
     finally:
         try:
@@ -414,9 +452,12 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             source = f"(SELECT row_number() OVER () AS line, to_json(t) AS j FROM {reader} t)"
         try:
             samples = [json.loads(r[0]) for r in con.execute(f"SELECT j FROM {source} LIMIT {SAMPLE_RECORDS}").fetchall()]
-            select = select_sql(choose_mapping([s for s in samples if isinstance(s, dict)], explicit), "{source}")
+            select = select_sql(choose_mapping([s for s in samples if isinstance(s, dict)], explicit), "{source}",
+                                nested_strings=kind in ("csv", "parquet"))
             before = sink.added
-            sink.insert_select(select.replace("{source}", source))
+            redacted_source = source.replace("AS j FROM", "AS j0 FROM")
+            sink.insert_select(select.replace("{source}", f"(SELECT line, {sql_redact('j0::VARCHAR')} AS j "
+                                                          f"FROM {redacted_source})"), redacted=True)
             added = sink.added - before
         except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error
             if type(exc).__module__.startswith("duckdb"):
