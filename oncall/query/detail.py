@@ -35,6 +35,10 @@ def request_detail(con: Any, span_pk: int, *, with_raw: bool = False) -> dict[st
         {"label": r[0], "note": r[1], "author": r[2], "at": r[3]}
         for r in con.execute("SELECT label, note, author, created_at FROM labels WHERE span_pk = ? "
                              "ORDER BY created_at, label_id", [span_pk]).fetchall()]
+    d["notes"] = [
+        {"text": r[0], "author": r[1], "at": r[2]}
+        for r in con.execute("SELECT text, author, created_at FROM notes WHERE span_pk = ? ORDER BY created_at",
+                             [span_pk]).fetchall()]
     d["trace"] = trace_tree(con, d["trace_id"], focus=span_pk)
     return d
 

@@ -311,7 +311,8 @@ class _Builder:
         return expr if t.op == "=" else f"NOT {expr}"
 
     def label_term(self, t: Term) -> str:
-        latest = (f"(SELECT l.label FROM labels l WHERE l.span_pk = {self.col('span_pk')} "
+        outer = self.col("span_pk") if self.a else "spans.span_pk"  # unqualified would bind to labels
+        latest = (f"(SELECT l.label FROM labels l WHERE l.span_pk = {outer} "
                   f"ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1)")
         if t.value in ("none", ""):
             return f"{latest} IS NULL" if t.op == "=" else f"{latest} IS NOT NULL"

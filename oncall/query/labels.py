@@ -24,15 +24,16 @@ def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, auth
     return label_id
 
 
-def add_note(db: Any, text: str, author: str | None = None) -> int:
-    """A free note on the incident timeline."""
+def add_note(db: Any, text: str, author: str | None = None, span_pk: int | None = None) -> int:
+    """A note on the incident timeline, or on one request when span_pk is given."""
     if not text.strip():
         raise ValueError("a note needs some text")
     cur = db.cursor()
     note_id = int(cur.execute("SELECT coalesce(max(note_id), 0) + 1 FROM notes").fetchone()[0])
     who = author or current_user()
-    cur.execute("INSERT INTO notes VALUES (?, ?, ?, ?)", [note_id, text, who, now_utc()])
-    db.record_event("note", text, {"note_id": note_id}, actor=who)
+    cur.execute("INSERT INTO notes (note_id, text, author, created_at, span_pk) VALUES (?, ?, ?, ?, ?)",
+                [note_id, text, who, now_utc(), span_pk])
+    db.record_event("note", text, {"note_id": note_id, "span_pk": span_pk}, actor=who)
     return note_id
 
 

@@ -39,7 +39,8 @@ def _select() -> str:
     cols = ", ".join(f"s.{c}" for c in ROW_COLUMNS)
     return (f"{cols}, left(s.output_text, {PREVIEW_CHARS}) AS output_preview, "
             "(SELECT l.label FROM labels l WHERE l.span_pk = s.span_pk "
-            "ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1) AS label")
+            "ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1) AS label, "
+            "EXISTS (SELECT 1 FROM notes n WHERE n.span_pk = s.span_pk) AS has_note")
 
 
 def _rows(cur: Any) -> list[dict[str, Any]]:

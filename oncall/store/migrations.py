@@ -86,8 +86,14 @@ def _m1_initial(con: duckdb.DuckDBPyConnection) -> None:
     )
 
 
+def _m2_request_notes(con: duckdb.DuckDBPyConnection) -> None:
+    """Notes can be about one request (the reader's `n`), not only the incident."""
+    con.execute("ALTER TABLE notes ADD COLUMN span_pk BIGINT")
+
+
 MIGRATIONS: list[Callable[[duckdb.DuckDBPyConnection], None]] = [
     _m1_initial,
+    _m2_request_notes,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,135 @@
+"""The console app: screen stack, navigation, keys, palette, read-only guard, error handling.
+
+Screens are opened by name through the methods below, so a new screen (replay compare, runbooks,
+timeline, postmortem) is one module in screens/ plus one `open_*` method and one palette entry.
+All database work happens in thread workers with their own cursors (IncidentDB.cursor()).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from textual.app import App, SystemCommand
+from textual.binding import Binding
+from textual.screen import Screen
+
+from oncall.safe_text import safe_text
+from oncall.store import IncidentDB, open_db
+from oncall.tui.keys import load_keymap
+
+HISTORY_MAX = 200
+
+
+class OncallApp(App[None]):
+    CSS_PATH = "app.tcss"
+    TITLE = "oncall"
+    BINDINGS = [
+        Binding("ctrl+q", "quit", "quit", id="app.quit", priority=True),
+        Binding("question_mark", "help", "help", id="app.help"),
+        Binding("colon", "command_palette", "command", show=False, id="app.command"),
+        Binding("f2", "overview", "overview", show=False, id="app.overview"),
+        Binding("slash", "filter", "filter", show=False, id="app.filter"),
+    ]
+
+    def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None) -> None:
+        super().__init__()
+        self.store = store
+        self.read_only = read_only or store.read_only
+        self.filter_history: list[str] = []
+        self._keymap, self._keymap_problems = (keymap, []) if keymap is not None else load_keymap()
+
+    def on_mount(self) -> None:
+        if self._keymap:
+            self.set_keymap(self._keymap)
+        for p in self._keymap_problems:
+            self.notify(p, severity="warning", markup=False)
+        self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
+            "  (read-only)" if self.read_only else "")
+        self.open_overview()
+
+    # -- navigation ------------------------------------------------------------------------------------
+    def open_overview(self) -> None:
+        from oncall.tui.screens.overview import OverviewScreen
+
+        self.push_screen(OverviewScreen())
+
+    def open_explorer(self, filter_text: str = "") -> None:
+        from oncall.tui.screens.explorer import ExplorerScreen
+
+        self.push_screen(ExplorerScreen(filter_text))
+
+    def open_reader(self, filter_text: str, span_pks: list[int] | None = None, start: int = 0) -> None:
+        from oncall.tui.screens.reader import ReaderScreen
+
+        self.push_screen(ReaderScreen(filter_text, span_pks, start))
+
+    def open_trace(self, span_pk: int) -> None:
+        from oncall.tui.screens.trace import TraceScreen
+
+        self.push_screen(TraceScreen(span_pk))
+
+    def action_filter(self) -> None:
+        """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
+        from oncall.tui.screens.explorer import ExplorerScreen
+
+        if not isinstance(self.screen, ExplorerScreen):
+            self.open_explorer("")
+        self.call_after_refresh(lambda: isinstance(self.screen, ExplorerScreen) and self.screen.action_focus_filter())
+
+    def action_overview(self) -> None:
+        while len(self.screen_stack) > 2:
+            self.pop_screen()
+
+    def action_help(self) -> None:
+        from oncall.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen))
+
+    # -- shared services -------------------------------------------------------------------------------
+    def guard_action(self, name: str) -> bool:
+        """False (and says why) when the console was opened read-only."""
+        if self.read_only:
+            self.notify(f"read-only: {name} is disabled (opened with --read-only, or the database is in use "
+                        "elsewhere)", severity="warning", markup=False)
+            return False
+        return True
+
+    def show_error(self, title: str, detail: str) -> None:
+        from oncall.tui.screens.modals import ErrorModal
+
+        self.push_screen(ErrorModal(title, detail))
+
+    def remember_filter(self, text: str) -> None:
+        if text and (not self.filter_history or self.filter_history[-1] != text):
+            self.filter_history.append(text)
+            del self.filter_history[:-HISTORY_MAX]
+
+    def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand("Overview", "the incident at a glance and what changed", self.action_overview)
+        yield SystemCommand("Explorer", "filter and page through requests", lambda: self.open_explorer(""))
+        yield SystemCommand("Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0))
+        yield SystemCommand("Keys", "the bindings of this screen (?)", self.action_help)
+        for text in reversed(self.filter_history[-10:]):
+            yield SystemCommand(f"Filter: {safe_text(text, multiline=False, max_len=60)}", "open the explorer on it",
+                                lambda t=text: self.open_explorer(t))
+
+    def _handle_exception(self, error: Exception) -> Any:  # the last line of defence: a modal, not a crash
+        if isinstance(error, (KeyboardInterrupt, SystemExit)):
+            return super()._handle_exception(error)
+        try:
+            self.show_error(f"unexpected error: {type(error).__name__}", str(error))
+        except Exception:  # noqa: BLE001 - if even that fails, let Textual report it
+            return super()._handle_exception(error)
+        return None
+
+
+def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
+    store = open_db(db_path, read_only=read_only, create=False)
+    try:
+        OncallApp(store, read_only=read_only).run()
+    finally:
+        store.close()

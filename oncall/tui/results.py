@@ -1,0 +1,203 @@
+"""The explorer's results: a Line-API view paged from DuckDB, 100 rows at a time, never the whole table.
+
+Textual's DataTable took ~40 s and froze for 100k rows (design §6); this renders only the visible lines,
+fetches the pages they need in a thread worker (its own cursor) and shows "loading" until they land.
+A jump to row 900,000 costs one narrow sort in DuckDB (search.page_at), not a scan of the outputs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from textual import work
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+
+from oncall.safe_text import safe_text
+
+PAGE = 100
+COLUMNS = [("time", 8), ("request", 22), ("tenant", 10), ("feature", 12), ("served model", 20), ("status", 10),
+           ("ms", 6), ("cost", 8), ("label", 5)]
+SORT_KEYS = ["start_time", "latency_ms", "cost", "output_tokens", "tenant", "served_model"]
+
+
+def _fit(text: str, width: int) -> str:
+    return text[: width - 1] + "…" if len(text) > width else text.ljust(width)
+
+
+def format_row(r: dict[str, Any], width: int) -> str:
+    t = r["start_time"].astimezone(dt.UTC).strftime("%H:%M:%S") if r.get("start_time") else ""
+    status = "ok" if r.get("status") != "error" else (r.get("error_type") or "error")
+    cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
+             r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
+             f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
+             f"{r['cost']:.5f}" if r.get("cost") is not None else "",
+             (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
+    parts = [_fit(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
+    line = " ".join(parts) + " "
+    rest = max(0, width - len(line))
+    return line + safe_text(r.get("output_preview"), multiline=False, max_len=max(rest, 1))[:rest]
+
+
+def header_line(width: int) -> str:
+    line = " ".join(_fit(name, w) for name, w in COLUMNS) + " output"
+    return line[:width]
+
+
+class ResultsView(ScrollView, can_focus=True):
+    """Rows of the current filter; the cursor row is the one `enter` opens."""
+
+    BINDINGS = [
+        Binding("j,down", "cursor(1)", "down", show=False, id="results.down"),
+        Binding("k,up", "cursor(-1)", "up", show=False, id="results.up"),
+        Binding("pagedown", "cursor(20)", "page down", show=False, id="results.page_down"),
+        Binding("pageup", "cursor(-20)", "page up", show=False, id="results.page_up"),
+        Binding("home", "jump(0)", "top", id="results.top"),
+        Binding("end,G", "jump(-1)", "end", id="results.end"),
+        Binding("enter", "open", "read", id="results.open"),
+        Binding("o", "sort", "sort", id="results.sort"),
+        Binding("O", "reverse", "reverse", show=False, id="results.reverse"),
+    ]
+
+    class Opened(Message):
+        def __init__(self, row_index: int, span_pk: int) -> None:
+            super().__init__()
+            self.row_index = row_index
+            self.span_pk = span_pk
+
+    class Moved(Message):
+        def __init__(self, cursor: int, total: int) -> None:
+            super().__init__()
+            self.cursor = cursor
+            self.total = total
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.filter_text = ""
+        self.total = 0
+        self.cursor = 0
+        self.order_by = "start_time"
+        self.descending = True
+        self._pages: dict[int, list[dict[str, Any]]] = {}
+        self._pending: set[int] = set()
+        self._generation = 0
+
+    # -- data --------------------------------------------------------------------------------------
+    def set_filter(self, filter_text: str, total: int) -> None:
+        self.filter_text = filter_text
+        self.total = total
+        self.cursor = 0
+        self._reset()
+
+    def _reset(self) -> None:
+        self._generation += 1
+        self._pages.clear()
+        self._pending.clear()
+        self.virtual_size = Size(self.size.width, self.total)
+        self.scroll_to(y=0, animate=False)
+        self.refresh()
+        self.post_message(self.Moved(self.cursor, self.total))
+
+    def row(self, index: int) -> dict[str, Any] | None:
+        page = self._pages.get(index // PAGE)
+        if page is None:
+            self._request(index // PAGE)
+            return None
+        i = index % PAGE
+        return page[i] if i < len(page) else None
+
+    def cached_span_pks(self, around: int, n: int = 50) -> list[int]:
+        """span_pks of up to n loaded rows from `around` on (what the reader walks with j/k)."""
+        out = []
+        for i in range(around, min(self.total, around + n)):
+            r = self.row(i)
+            if r is None:
+                break
+            out.append(int(r["span_pk"]))
+        return out
+
+    def _request(self, page: int) -> None:
+        if page in self._pending or page < 0:
+            return
+        self._pending.add(page)
+        self._fetch(page, self._generation, self.filter_text, self.order_by, self.descending)
+
+    @work(thread=True, group="pages")
+    def _fetch(self, page: int, generation: int, flt: str, order_by: str, descending: bool) -> None:
+        from oncall.query.search import page_at
+
+        try:
+            rows = page_at(self.app.store.cursor(), flt, page * PAGE, PAGE, order_by=order_by, descending=descending)
+        except Exception as exc:  # noqa: BLE001 - shown to the responder, never a crash
+            self.app.call_from_thread(self.app.show_error, "could not load results", str(exc))
+            return
+        self.app.call_from_thread(self._landed, page, generation, rows)
+
+    def _landed(self, page: int, generation: int, rows: list[dict[str, Any]]) -> None:
+        if generation != self._generation:
+            return  # a page of a filter that is no longer shown
+        self._pages[page] = rows
+        self._pending.discard(page)
+        if len(self._pages) > 50:  # bounded memory while scrolling through a million rows
+            for k in sorted(self._pages, key=lambda p: abs(p - page), reverse=True)[:10]:
+                self._pages.pop(k, None)
+        self.refresh()
+
+    # -- rendering ---------------------------------------------------------------------------------
+    def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        width = self.size.width
+        if index >= self.total:
+            return Strip.blank(width)
+        r = self.row(index)
+        text = "  loading…" if r is None else format_row(r, width)
+        style = Style(reverse=True) if index == self.cursor and self.has_focus else (
+            Style(bold=True) if index == self.cursor else Style())
+        if r is not None and r.get("status") == "error" and index != self.cursor:
+            style = Style(color="red")
+        return Strip([Segment(text[:width].ljust(width), style)], width)
+
+    def on_resize(self) -> None:
+        self.virtual_size = Size(self.size.width, self.total)
+
+    # -- actions -----------------------------------------------------------------------------------
+    def _move_to(self, index: int) -> None:
+        if not self.total:
+            return
+        self.cursor = max(0, min(self.total - 1, index))
+        top, height = self.scroll_offset.y, max(1, self.size.height)
+        if self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+        self.refresh()
+        self.post_message(self.Moved(self.cursor, self.total))
+
+    def action_cursor(self, delta: int) -> None:
+        self._move_to(self.cursor + delta)
+
+    def action_jump(self, where: int) -> None:
+        self._move_to(self.total - 1 if where < 0 else where)
+
+    def action_open(self) -> None:
+        r = self.row(self.cursor)
+        if r is not None:
+            self.post_message(self.Opened(self.cursor, int(r["span_pk"])))
+
+    def action_sort(self) -> None:
+        i = SORT_KEYS.index(self.order_by) if self.order_by in SORT_KEYS else -1
+        self.order_by = SORT_KEYS[(i + 1) % len(SORT_KEYS)]
+        self.cursor = 0
+        self._reset()
+        self.app.notify(f"sorted by {self.order_by} ({'descending' if self.descending else 'ascending'})")
+
+    def action_reverse(self) -> None:
+        self.descending = not self.descending
+        self.cursor = 0
+        self._reset()

@@ -1,0 +1,1 @@
+"""One module per screen; the app opens them by name (app.open_*)."""

@@ -1,0 +1,183 @@
+"""Explorer: the filter bar (design §4 language, with history and completion) over paged results."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.screen import Screen
+from textual.suggester import Suggester
+from textual.widgets import Footer, Input, Static
+
+from oncall.safe_text import safe_text
+from oncall.tui.results import ResultsView, header_line
+
+
+class FilterSuggester(Suggester):
+    """Completes filter keys, and values of the key being typed from the incident's own data."""
+
+    def __init__(self, values: dict[str, list[str]]) -> None:
+        super().__init__(use_cache=False, case_sensitive=True)
+        self.values = values
+
+    async def get_suggestion(self, value: str) -> str | None:
+        from oncall.query.filters import COLUMNS
+
+        head, _, last = value.rpartition(" ")
+        prefix = f"{head} " if head else ""
+        if not last:
+            return None
+        if "=" in last:
+            key, _, partial = last.partition("=")
+            for v in self.values.get(key, []):
+                if v.startswith(partial) and v != partial:
+                    return f"{prefix}{key}={v}"
+            return None
+        for k in sorted(COLUMNS):
+            if k.startswith(last) and k != last:
+                return f"{prefix}{k}="
+        return None
+
+
+class ExplorerScreen(Screen):
+    BINDINGS = [
+        Binding("slash", "focus_filter", "filter", id="explorer.filter"),
+        Binding("escape", "back", "back", id="explorer.back"),
+        Binding("r", "read", "reader (sample)", id="explorer.reader"),
+        Binding("t", "trace", "trace", id="explorer.trace"),
+        Binding("ctrl+s", "export", "export", id="explorer.export"),
+        Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
+        Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),
+    ]
+
+    def __init__(self, filter_text: str = "") -> None:
+        super().__init__()
+        self.initial = filter_text
+        self._hist_pos = 0
+
+    def compose(self) -> ComposeResult:
+        yield Input(value=self.initial, placeholder="filter: tenant=acme since=01:00 \"refund\"  (enter to apply)",
+                    id="filter", suggester=FilterSuggester({}))
+        yield Static(Text("", style="dim"), id="status")
+        yield Static(Text(header_line(200), style="bold"), id="header")
+        yield ResultsView(id="results")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.apply(self.initial)
+        self.load_values()
+        self.query_one(ResultsView).focus()
+
+    # -- the filter ------------------------------------------------------------------------------------
+    @on(Input.Submitted, "#filter")
+    def submitted(self, event: Input.Submitted) -> None:
+        self.apply(event.value)
+        self.query_one(ResultsView).focus()
+
+    def apply(self, text: str) -> None:
+        self.set_status(Text("applying…", style="dim"))
+        self.count(text)
+
+    @work(thread=True, exclusive=True, group="count")
+    def count(self, text: str) -> None:
+        from oncall.query.filters import FilterError, compile_filter
+
+        cur = self.app.store.cursor()
+        try:
+            c = compile_filter(cur, text, alias="s")
+            total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+        except FilterError as exc:
+            self.app.call_from_thread(self.set_status, Text(safe_text(str(exc), multiline=False), style="red"))
+            return
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.app.show_error, "filter failed", str(exc))
+            return
+        self.app.call_from_thread(self._counted, text, total, c.notes)
+
+    def _counted(self, text: str, total: int, notes: list[str]) -> None:
+        self.app.remember_filter(text)
+        self.query_one(ResultsView).set_filter(text, total)
+        msg = Text(f"{total:,} requests", style="bold")
+        for n in notes:
+            msg.append("   " + safe_text(n, multiline=False), style="dim")
+        self.set_status(msg)
+
+    def set_status(self, text: Text) -> None:
+        self.query_one("#status", Static).update(text)
+
+    @on(ResultsView.Moved)
+    def moved(self, event: ResultsView.Moved) -> None:
+        if event.total:
+            flt = self.query_one(ResultsView).filter_text
+            self.set_status(Text(f"{event.cursor + 1:,} of {event.total:,}", style="bold")
+                            + Text("   " + safe_text(flt or "(all requests)", multiline=False), style="dim"))
+
+    @work(thread=True, group="values")
+    def load_values(self) -> None:
+        cur = self.app.store.cursor()
+        values: dict[str, list[str]] = {}
+        for key, col in (("tenant", "tenant"), ("feature", "feature"), ("model", "model"),
+                         ("served_model", "served_model"), ("provider", "provider"),
+                         ("prompt_version", "prompt_version"), ("error", "error_type"), ("status", "status")):
+            rows = cur.execute(f"SELECT {col}, count(*) FROM spans WHERE kind = 'llm' AND {col} IS NOT NULL "
+                               f"GROUP BY 1 ORDER BY 2 DESC LIMIT 50").fetchall()
+            values[key] = [str(r[0]) for r in rows]
+        self.app.call_from_thread(self._set_values, values)
+
+    def _set_values(self, values: dict[str, list[str]]) -> None:
+        self.query_one("#filter", Input).suggester = FilterSuggester(values)
+
+    # -- actions -------------------------------------------------------------------------------------
+    def action_focus_filter(self) -> None:
+        self.query_one("#filter", Input).focus()
+
+    def action_history(self, step: int) -> None:
+        box = self.query_one("#filter", Input)
+        if not box.has_focus or not self.app.filter_history:
+            return
+        self._hist_pos = max(-len(self.app.filter_history), min(-1, self._hist_pos + (-1 if step < 0 else 1)))
+        box.value = self.app.filter_history[self._hist_pos]
+        box.cursor_position = len(box.value)
+
+    def action_back(self) -> None:
+        if self.query_one("#filter", Input).has_focus:
+            self.query_one(ResultsView).focus()
+        elif len(self.app.screen_stack) > 2:
+            self.app.pop_screen()
+
+    @on(ResultsView.Opened)
+    def opened(self, event: ResultsView.Opened) -> None:
+        view = self.query_one(ResultsView)
+        pks = view.cached_span_pks(event.row_index, 50)
+        self.app.open_reader(view.filter_text, pks or [event.span_pk], 0)
+
+    def action_read(self) -> None:
+        self.app.open_reader(self.query_one(ResultsView).filter_text, None, 0)
+
+    def action_trace(self) -> None:
+        view = self.query_one(ResultsView)
+        r = view.row(view.cursor)
+        if r is not None:
+            self.app.open_trace(int(r["span_pk"]))
+
+    def action_export(self) -> None:
+        self.export(self.query_one(ResultsView).filter_text)
+
+    @work(thread=True, group="export")
+    def export(self, flt: str) -> None:
+        import datetime as dt
+        import json
+        from pathlib import Path
+
+        from oncall.query.search import page_at
+        from oncall.redact import redact_text
+
+        path = Path.cwd() / f"oncall-export-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
+        rows: list[dict[str, Any]] = page_at(self.app.store.cursor(), flt, 0, 10_000)
+        with open(path, "w", encoding="utf-8") as fh:
+            for r in rows:
+                fh.write((redact_text(json.dumps(r, default=str, ensure_ascii=False)) or "") + "\n")
+        self.app.call_from_thread(self.app.notify, f"exported {len(rows)} requests to {path}", markup=False)

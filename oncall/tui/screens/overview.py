@@ -1,0 +1,125 @@
+"""Overview: the incident at a glance — header numbers, time series per cohort, and what changed.
+
+Choosing a change opens the explorer on that change's cohort and window.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.text import Text
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Grid, Vertical
+from textual.screen import Screen
+from textual.widgets import Footer, OptionList, Sparkline, Static
+from textual.widgets.option_list import Option
+
+from oncall.safe_text import safe_text
+
+METRICS = [("error rate", "errors", "requests"), ("latency p95 (ms)", "latency_p95", None),
+           ("cost / request", "cost_sum", "cost_n"), ("output length", "length_sum", "outputs")]
+TOP_COHORTS = 3
+
+
+def bucket_values(rows: list[dict[str, Any]], num: str, den: str | None) -> list[float]:
+    out = []
+    for r in rows:
+        if den is None:
+            out.append(float(r[num] or 0.0))
+        else:
+            out.append(float(r[num] or 0.0) / float(r[den]) if r[den] else 0.0)
+    return out
+
+
+class OverviewScreen(Screen):
+    BINDINGS = [
+        Binding("e", "explore", "explorer", id="overview.explorer"),
+        Binding("r", "read", "reader (sample)", id="overview.reader"),
+        Binding("f5", "refresh", "refresh", id="overview.refresh"),
+    ]
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("loading the incident…", style="dim"), id="incident")
+        with Vertical(id="charts"):
+            yield Grid(id="grid")
+        yield Static(Text("what changed (enter opens the cohort)", style="bold"), id="changes-title")
+        yield OptionList(id="changes")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.load()
+
+    def action_refresh(self) -> None:
+        self.load()
+
+    @work(thread=True, exclusive=True)
+    def load(self) -> None:
+        from oncall.query.changes import changes
+        from oncall.query.filters import compile_filter
+        from oncall.query.metrics import series
+
+        cur = self.app.store.cursor()
+        try:
+            head = cur.execute(
+                "SELECT count(*), count(*) FILTER (WHERE status = 'error'), sum(cost), min(start_time), "
+                "max(start_time) FROM spans WHERE kind = 'llm'").fetchone()
+            c = compile_filter(cur, "", alias="s")
+            overall = series(cur, c.where, c.params)
+            top = [r[0] for r in cur.execute(
+                "SELECT tenant, count(*) FROM spans WHERE kind = 'llm' AND tenant IS NOT NULL GROUP BY 1 "
+                "ORDER BY 2 DESC LIMIT ?", [TOP_COHORTS]).fetchall()]
+            by_tenant = series(cur, c.where, c.params, bucket_s=overall["bucket_s"], by="tenant") if top else None
+            found = changes(cur)
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
+            return
+        self.app.call_from_thread(self._loaded, head, overall, top, by_tenant, found)
+
+    def _loaded(self, head: tuple, overall: dict, top: list[str], by_tenant: dict | None, found: list[Any]) -> None:
+        n, errors, cost, first, last = head
+        t = Text()
+        t.append("incident ", style="bold")
+        t.append(f"{str(first)[:16]} → {str(last)[:16]} UTC   " if first else "no data   ")
+        t.append(f"{n:,} requests   ", style="bold")
+        t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
+        t.append(f"cost ${cost or 0:,.2f}   ")
+        t.append(f"{len(found)} changes", style="bold yellow" if found else "green")
+        self.query_one("#incident", Static).update(t)
+
+        grid = self.query_one("#grid", Grid)
+        grid.remove_children()
+        cohorts: list[tuple[str, list[dict[str, Any]]]] = [("all", overall["rows"])]
+        for tenant in top:
+            rows = [r for r in (by_tenant or {}).get("rows", []) if r["grp"] == tenant]
+            cohorts.append((f"tenant={tenant}", rows))
+        widgets = [Static(Text("cohort", style="bold"))] + [Static(Text(m[0], style="bold")) for m in METRICS]
+        for label, rows in cohorts:
+            widgets.append(Static(Text(safe_text(label, multiline=False, max_len=24))))
+            for _, num, den in METRICS:
+                widgets.append(Sparkline(bucket_values(rows, num, den)))
+        grid.mount(*widgets)
+
+        options = self.query_one("#changes", OptionList)
+        options.clear_options()
+        self.changes = found
+        for i, ch in enumerate(found):
+            since = ch.began_at[11:16] + (f"-{ch.ended_at[11:16]}" if ch.ended_at else "")
+            line = Text(f"{since:<11} ", style="bold")
+            line.append(safe_text(ch.description, multiline=False, max_len=200))
+            line.append(f"  ({ch.affected_requests:,} requests)", style="dim")
+            options.add_option(Option(line, id=f"change-{i}"))
+        if found:
+            options.focus()
+
+    @on(OptionList.OptionSelected, "#changes")
+    def chosen(self, event: OptionList.OptionSelected) -> None:
+        ch = self.changes[event.option_index]
+        self.app.open_explorer(ch.filter)
+
+    def action_explore(self) -> None:
+        self.app.open_explorer("")
+
+    def action_read(self) -> None:
+        self.app.open_reader("", None, 0)
