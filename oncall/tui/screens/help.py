@@ -18,11 +18,15 @@ def bindings_table(screen: Screen) -> Table:
     for col in ("key", "does", "id"):
         table.add_column(col)
     seen = set()
+    rows = []
     for key, active in screen.active_bindings.items():
         b = active.binding
         if b.id in seen and b.id is not None:
             continue
         seen.add(b.id)
+        rows.append((b.id is None, key, b))
+    # oncall's own bindings (with ids, remappable) first; the focused widget's built-in keys after them.
+    for _, key, b in sorted(rows, key=lambda r: r[0]):
         table.add_row(Text(b.key_display or key), Text(b.description or b.action), Text(b.id or "", style="dim"))
     return table
 
