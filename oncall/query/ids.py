@@ -71,11 +71,15 @@ def resolve_request(con: Any, text: str) -> int:
         if found is not None:
             return found
     if len(ids) > 1:
-        # Several ids of one request (its trace id and span id share no prefix, but a request id
-        # inherited by child spans may): ambiguous only if they name different requests.
-        pks = {_best_span(con, i) for i in ids}
-        if len(pks) == 1:
-            return int(pks.pop())
+        # Several ids of one trace (a request id inherited by child spans, say) are one request;
+        # ids in different traces are different requests.
+        traces = con.execute(
+            f"SELECT count(DISTINCT s.trace_id) FROM span_ids i JOIN spans s ON s.span_pk = i.span_pk "
+            f"WHERE i.id IN ({', '.join('?' for _ in ids)})", ids).fetchone()[0]
+        if traces == 1:
+            found = _best_span(con, ids[0])
+            if found is not None:
+                return found
         raise AmbiguousRequest(text, sorted(ids))
     raise UnknownRequest(text, suggest(con, t))
 

@@ -27,7 +27,8 @@ async def test_overview_change_opens_explorer_on_its_cohort(make_app) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, OverviewScreen)
-        assert "14," in static_text(app.screen, "#incident") and "changes" in static_text(app.screen, "#incident")
+        assert "14," in static_text(app.screen, "#incident") and "requests" in static_text(app.screen, "#incident")
+        assert "what changed:" in static_text(app.screen, "#changes-title")
         options = app.screen.query_one("#changes", OptionList)
         prompts = [options.get_option_at_index(i).prompt.plain for i in range(options.option_count)]
         assert any("served model gpt-4o-2024-08-06 -> gpt-4o-2024-11-20" in p for p in prompts)

@@ -42,7 +42,7 @@ def test_demo_in_tmux(tmp_path: Path) -> None:
     tmux("new-session", "-d", "-s", SESSION, "-x", "150", "-y", "45",
          f"{env}{oncall} demo --db {db} --hours 3; sleep 60")
     try:
-        wait_for("what changed", timeout=120)
+        wait_for("what changed:", timeout=120)
         s = wait_for("served model gpt-4o-2024-08-06 -> gpt-4o-2024-11-20")
         assert "requests" in s and "error rate" in s
         tmux("send-keys", "-t", SESSION, "/")
@@ -61,7 +61,7 @@ def test_demo_in_tmux(tmp_path: Path) -> None:
         wait_for("of ")
         tmux("send-keys", "-t", SESSION, "C-q")
         time.sleep(1.0)
-        assert "what changed" not in screen()
+        assert "what changed:" not in screen()
     finally:
         subprocess.run(["tmux", "kill-session", "-t", SESSION], capture_output=True)
     out = subprocess.run([str(oncall), "search", "--db", str(db), "--json", "label=good"], capture_output=True,

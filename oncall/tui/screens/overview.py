@@ -49,14 +49,16 @@ class OverviewScreen(Screen):
         yield Footer()
 
     def on_mount(self) -> None:
+        self.changes: list[Any] = []
         self.load()
+        self.load_changes()
 
     def action_refresh(self) -> None:
         self.load()
+        self.load_changes()
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        from oncall.query.changes import changes
         from oncall.query.filters import compile_filter
         from oncall.query.metrics import series
 
@@ -71,13 +73,24 @@ class OverviewScreen(Screen):
                 "SELECT tenant, count(*) FROM spans WHERE kind = 'llm' AND tenant IS NOT NULL GROUP BY 1 "
                 "ORDER BY 2 DESC LIMIT ?", [TOP_COHORTS]).fetchall()]
             by_tenant = series(cur, c.where, c.params, bucket_s=overall["bucket_s"], by="tenant") if top else None
-            found = changes(cur)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
             return
-        self.app.call_from_thread(self._loaded, head, overall, top, by_tenant, found)
+        self.app.call_from_thread(self._loaded, head, overall, top, by_tenant)
 
-    def _loaded(self, head: tuple, overall: dict, top: list[str], by_tenant: dict | None, found: list[Any]) -> None:
+    @work(thread=True, exclusive=True, group="changes")
+    def load_changes(self) -> None:
+        """What changed takes longest (every cohort's series): it fills in after the header and charts."""
+        from oncall.query.changes import changes
+
+        try:
+            found = changes(self.app.store.cursor())
+        except Exception as exc:  # noqa: BLE001
+            self.app.call_from_thread(self.app.show_error, "could not compute what changed", str(exc))
+            return
+        self.app.call_from_thread(self._changes_loaded, found)
+
+    def _loaded(self, head: tuple, overall: dict, top: list[str], by_tenant: dict | None) -> None:
         n, errors, cost, first, last = head
         t = Text()
         t.append("incident ", style="bold")
@@ -85,7 +98,6 @@ class OverviewScreen(Screen):
         t.append(f"{n:,} requests   ", style="bold")
         t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
         t.append(f"cost ${cost or 0:,.2f}   ")
-        t.append(f"{len(found)} changes", style="bold yellow" if found else "green")
         self.query_one("#incident", Static).update(t)
 
         grid = self.query_one("#grid", Grid)
@@ -101,6 +113,10 @@ class OverviewScreen(Screen):
                 widgets.append(Sparkline(bucket_values(rows, num, den)))
         grid.mount(*widgets)
 
+    def _changes_loaded(self, found: list[Any]) -> None:
+        title = Text(f"what changed: {len(found)} (enter opens the cohort)" if found else
+                     "what changed: nothing significant", style="bold yellow" if found else "bold green")
+        self.query_one("#changes-title", Static).update(title)
         options = self.query_one("#changes", OptionList)
         options.clear_options()
         self.changes = found

@@ -1,0 +1,169 @@
+"""Console benchmark on the 1M-span database of bench/query.py (built there if missing).
+
+    .venv/bin/python bench/tui.py
+
+- first screen: from launching a fresh `python -c "…OncallApp…"` process to the overview's header and
+  charts being on screen (headless Textual, same code path as `oncall open`);
+- filter applied: from pressing enter in the explorer to the count and the first page of rows shown,
+  while a key press sent during the query is still handled (the UI loop never blocks);
+- reader next/previous: from pressing j/k to the next request's full text on screen.
+Median of several runs; results go to bench/RESULTS.md between the tui markers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+BEGIN, END = "<!-- tui:begin -->", "<!-- tui:end -->"
+FILTERS = ["tenant=acme", "tenant=globex served_model=gpt-4o-mini-2024-11-20", "feature=summarize since=-3h",
+           "tenant=wayne refund", "status=error"]
+
+
+async def _until(pilot, cond, timeout: float = 30.0) -> None:
+    deadline = time.perf_counter() + timeout
+    while not cond():
+        if time.perf_counter() > deadline:
+            raise TimeoutError("the console did not get there in time")
+        await pilot.pause(0.005)
+
+
+async def child(db: str, t_launch: float) -> dict:
+    from rich.text import Text
+    from textual.widgets import Input, Static
+
+    from oncall.store import open_db
+    from oncall.tui.app import OncallApp
+    from oncall.tui.results import ResultsView
+
+    store = open_db(db)
+    app = OncallApp(store, keymap={})
+    out: dict = {}
+    async with app.run_test(size=(160, 48)) as pilot:
+        def header() -> str:
+            try:
+                r = app.screen.query_one("#incident", Static).render()
+            except Exception:  # noqa: BLE001 - not mounted yet
+                return ""
+            return r.plain if isinstance(r, Text) else str(r)
+
+        await _until(pilot, lambda: "requests" in header())
+        out["first_screen_s"] = time.time() - t_launch
+        app.open_explorer("")
+        await _until(pilot, lambda: hasattr(app.screen, "query_one") and app.screen.query(ResultsView)
+                     and app.screen.query_one(ResultsView).total > 0)
+        applies, handled = [], []
+        for f in FILTERS:
+            view = app.screen.query_one(ResultsView)
+            box = app.screen.query_one("#filter", Input)
+            box.value = f
+            box.focus()
+            before = view._generation
+            t = time.perf_counter()
+            await pilot.press("enter")
+            t_key = time.perf_counter()
+            await pilot.press("end")  # a key during the query must still be handled promptly
+            handled.append((time.perf_counter() - t_key) * 1000)
+            await _until(pilot, lambda v=view, b=before: v._generation > b and (v.total == 0 or v.row(0) is not None))
+            applies.append((time.perf_counter() - t) * 1000)
+        out["filter_apply_ms"] = applies
+        out["keypress_during_query_ms"] = handled
+        view = app.screen.query_one(ResultsView)
+        view.focus()
+        await pilot.press("home")
+        await _until(pilot, lambda: view.row(0) is not None)
+        await pilot.press("enter")
+        await _until(pilot, lambda: getattr(app.screen, "current", None) is not None)
+        moves = []
+        for key in ["j"] * 10 + ["k"] * 5:
+            await pilot.pause(0.15)  # the reader prefetches neighbours while the responder reads
+            cur = app.screen.current["span_pk"]
+            t = time.perf_counter()
+            await pilot.press(key)
+            await _until(pilot, lambda c=cur: app.screen.current["span_pk"] != c)
+            moves.append((time.perf_counter() - t) * 1000)
+        out["reader_move_ms"] = moves
+    store.close()
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--spans", type=int, default=1_000_000)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--child", nargs=2, metavar=("DB", "T_LAUNCH"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(asyncio.run(child(args.child[0], float(args.child[1])))))
+        return 0
+    from ingest import RESULTS, machine
+    from query import build
+
+    db = build(args.spans)
+    results = []
+    for k in range(args.runs):
+        t = time.time()
+        proc = subprocess.run([sys.executable, __file__, "--child", str(db), repr(t)], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr[-3000:])
+            return 1
+        r = json.loads(proc.stdout.strip().splitlines()[-1])
+        results.append(r)
+        print(f"run {k + 1}: first screen {r['first_screen_s']:.2f} s, filter median "
+              f"{statistics.median(r['filter_apply_ms']):.0f} ms, reader median {statistics.median(r['reader_move_ms']):.1f} ms",
+              flush=True)
+    first = statistics.median(r["first_screen_s"] for r in results)
+    apply = statistics.median(x for r in results for x in r["filter_apply_ms"])
+    apply_max = max(x for r in results for x in r["filter_apply_ms"])
+    key = statistics.median(x for r in results for x in r["keypress_during_query_ms"])
+    move = statistics.median(x for r in results for x in r["reader_move_ms"])
+    move_max = max(x for r in results for x in r["reader_move_ms"])
+    m = machine()
+    import duckdb
+
+    n = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM spans").fetchone()[0]
+    lines = [
+        "## Console",
+        "",
+        f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on the {n:,}-span database of "
+        f"bench/query.py; {args.runs} fresh processes, headless Textual at 160x48.",
+        f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram']} RAM; Python {m['python']}, DuckDB {m['duckdb']}.",
+        f"Command: `python bench/tui.py {' '.join(a for a in sys.argv[1:])}`",
+        "",
+        "| what | median | max | target | |",
+        "|---|---:|---:|---:|---|",
+        f"| first screen (process launch to overview header and charts) | {first:.2f} s | "
+        f"{max(r['first_screen_s'] for r in results):.2f} s | 1.5 s | {'met' if first < 1.5 else '**MISSED**'} |",
+        f"| filter applied (enter to count and first page shown; {len(FILTERS)} filters) | {apply:.0f} ms | "
+        f"{apply_max:.0f} ms | 500 ms | {'met' if apply < 500 else '**MISSED**'} |",
+        f"| key press handled while the filter query runs | {key:.1f} ms | | | |",
+        f"| reader next/previous | {move:.1f} ms | {move_max:.1f} ms | 50 ms | {'met' if move < 50 else '**MISSED**'} |",
+        "",
+        "The what-changed list fills in after the first screen (its own worker); it is not part of the first-screen "
+        "time. Filters: " + ", ".join(f"`{f}`" for f in FILTERS) + ".",
+    ]
+    text = "\n".join(lines) + "\n"
+    if not args.no_write:
+        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
+        block = f"{BEGIN}\n{text}{END}"
+        new = (old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]) if BEGIN in old and END in old \
+            else old.rstrip() + "\n\n" + block + "\n"
+        RESULTS.write_text(new)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
