@@ -57,6 +57,7 @@ class ExplorerScreen(Screen):
         super().__init__()
         self.initial = filter_text
         self._hist_pos = 0
+        self._running: Any = None  # the cursor of the count in flight, so esc can interrupt it
 
     def compose(self) -> ComposeResult:
         yield Input(value=self.initial, placeholder="filter: tenant=acme since=01:00 \"refund\"  (enter to apply)",
@@ -86,6 +87,7 @@ class ExplorerScreen(Screen):
         from oncall.query.filters import FilterError, compile_filter
 
         cur = self.app.store.cursor()
+        self._running = cur
         try:
             c = compile_filter(cur, text, alias="s")
             total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
@@ -93,8 +95,13 @@ class ExplorerScreen(Screen):
             self.app.call_from_thread(self.set_status, Text(safe_text(str(exc), multiline=False), style="red"))
             return
         except Exception as exc:  # noqa: BLE001
-            self.app.call_from_thread(self.app.show_error, "filter failed", str(exc))
+            if "INTERRUPT" in str(exc).upper():
+                self.app.call_from_thread(self.set_status, Text("cancelled", style="yellow"))
+            else:
+                self.app.call_from_thread(self.app.show_error, "filter failed", str(exc))
             return
+        finally:
+            self._running = None
         self.app.call_from_thread(self._counted, text, total, c.notes)
 
     def _counted(self, text: str, total: int, notes: list[str]) -> None:
@@ -143,6 +150,11 @@ class ExplorerScreen(Screen):
         box.cursor_position = len(box.value)
 
     def action_back(self) -> None:
+        running = self._running
+        if running is not None:  # long work can be cancelled: esc interrupts the query in flight
+            running.interrupt()
+            self.workers.cancel_group(self, "count")
+            return
         if self.query_one("#filter", Input).has_focus:
             self.query_one(ResultsView).focus()
         elif len(self.app.screen_stack) > 2:
