@@ -46,9 +46,27 @@ def now_utc() -> datetime:
 _LOCK_RE = re.compile(r"Conflicting lock is held in (?P<prog>.*?) \(PID (?P<pid>\d+)\)")
 
 
+def memory_limit() -> str:
+    """DuckDB's memory limit: $ONCALL_MEMORY_LIMIT, else 2 GB or a quarter of RAM, whichever is larger.
+
+    DuckDB's own default is 80 % of RAM, and a big load inside one transaction used all it could
+    (6.7 GB for a 2.8 GB file). A bound makes it spill to disk instead, so a load's memory does not
+    grow with the file, and a responder's laptop keeps room for everything else.
+    """
+    env = os.environ.get("ONCALL_MEMORY_LIMIT")
+    if env:
+        return env
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return "2GB"
+    return f"{max(2 << 30, total // 4) >> 20}MB"
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
-        con = duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only,
+                             config={"memory_limit": memory_limit()})
         # Times are stored as TIMESTAMPTZ; show and bucket them in UTC whatever the machine's zone.
         con.execute("SET TimeZone = 'UTC'")
         return con
