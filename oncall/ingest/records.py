@@ -133,3 +133,45 @@ def flat(record: Any, prefix: str = "") -> dict[str, Any]:
 
 def drop_none(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if v is not None}
+
+
+def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
+    """(where, record) for every record of a JSON export, whichever of the two shapes it has.
+
+    One JSON document (an array of records, or one record; `unwrap` maps the document to its list,
+    e.g. Phoenix's `{"data": [...]}`): `where` is the item's 1-based index. Otherwise JSON Lines,
+    read line by line (never the whole file in memory): `where` is the line number, and a line that
+    is not JSON is reported as file:line and skipped.
+    """
+    import json
+
+    from oncall.ingest.registry import FormatError
+    from oncall.ingest.source import SourceError, iter_lines, read_all_text, read_head
+
+    try:
+        head = read_head(path)
+    except SourceError as exc:
+        raise FormatError(str(exc)) from None
+    start = (head.text or "").lstrip("\ufeff \t\r\n")[:1]
+    whole_doc = head.doc is not None or (start in ("[", "{") and head.first_line_obj is None)
+    if whole_doc:
+        try:
+            doc = head.doc if head.doc is not None else json.loads(read_all_text(path))
+        except SourceError as exc:
+            raise FormatError(str(exc)) from None
+        except ValueError as exc:
+            raise FormatError(f"{path}: not valid JSON: {exc}") from None
+        items = unwrap(doc) if unwrap else doc
+        if items is None:
+            items = [doc]
+        yield from enumerate(items if isinstance(items, list) else [items], start=1)
+        return
+    for n, line in iter_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except ValueError as exc:
+            sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
+            continue
+        yield n, obj

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 from typing import Any
 
 from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.formats.langfuse import observation_row, trace_row
+from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import Head, SourceError, iter_lines, open_binary, read_all_text, read_head
+from oncall.ingest.source import Head, SourceError, open_binary, read_head
 
 NAME = "langfuse-export"
 DESCRIPTION = "Langfuse batch export of traces or observations (JSONL, JSON array or CSV)"
@@ -104,22 +104,8 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
             for rec in reader:
                 added += _add(rec, reader.line_num, sink)
-    elif isinstance(head.doc, list) or (not head.complete and (head.text or "").lstrip()[:1] == "["):
-        try:
-            doc = json.loads(read_all_text(path))
-        except (SourceError, ValueError) as exc:
-            raise FormatError(f"{path}: not a valid JSON array: {exc}") from None
-        for i, obj in enumerate(doc if isinstance(doc, list) else [doc], start=1):
-            added += _add(obj, i, sink)
     else:
-        for n, line in iter_lines(path):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
-                continue
-            added += _add(obj, n, sink)
+        for where, obj in json_records(path, sink):
+            added += _add(obj, where, sink)
     if added == 0:
         raise FormatError(f"{path}: no Langfuse export rows found")

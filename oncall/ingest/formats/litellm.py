@@ -21,9 +21,16 @@ from typing import Any
 from oncall.ingest.canonical import normalize_provider
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads, to_epoch_us
 from oncall.ingest.mapping import apply_status
-from oncall.ingest.records import completion_columns, cost_of, drop_none, flat, input_columns
+from oncall.ingest.records import (
+    completion_columns,
+    cost_of,
+    drop_none,
+    flat,
+    input_columns,
+    json_records,
+)
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
+from oncall.ingest.source import Head
 
 NAME = "litellm"
 DESCRIPTION = "LiteLLM StandardLoggingPayload and OpenAI request/response logs (JSON, array or JSON Lines)"
@@ -168,27 +175,8 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
-    try:
-        text = read_all_text(path)
-    except SourceError as exc:
-        raise FormatError(str(exc)) from None
-    try:
-        doc = json.loads(text)
-    except ValueError:
-        doc = None
     added = 0
-    if isinstance(doc, (dict, list)):
-        for i, obj in enumerate(doc if isinstance(doc, list) else [doc], start=1):
-            added += _add(obj, i, sink)
-    else:
-        for n, line in iter_lines(path):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
-                continue
-            added += _add(obj, n, sink)
+    for where, obj in json_records(path, sink):
+        added += _add(obj, where, sink)
     if added == 0:
         raise FormatError(f"{path}: no LiteLLM or request/response log records found")

@@ -17,7 +17,13 @@ from typing import Any
 
 from oncall.ingest.decode import coerce_int, json_deep_loads, to_epoch_us
 from oncall.ingest.mapping import apply_status
-from oncall.ingest.records import completion_columns, drop_none, flat, input_columns
+from oncall.ingest.records import (
+    completion_columns,
+    drop_none,
+    flat,
+    input_columns,
+    json_records,
+)
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, iter_lines
 
@@ -100,14 +106,7 @@ def _sibling_requests(path: Path) -> dict[str, dict[str, Any]]:
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
     requests = _sibling_requests(path)
     added = 0
-    for n, line in iter_lines(path):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as exc:
-            sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
-            continue
+    for n, obj in json_records(path, sink):
         if not _is_output_line(obj):
             sink.problem(n, "not-a-batch-line", "line has no custom_id/response; not a Batch output line; skipped")
             continue

@@ -17,8 +17,9 @@ from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import build_row
 from oncall.ingest.mapping import flatten_attributes
+from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
+from oncall.ingest.source import Head
 
 NAME = "phoenix"
 DESCRIPTION = "Arize Phoenix span JSON (context.trace_id, span_kind, ISO times; array or JSON Lines)"
@@ -88,27 +89,7 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
     added = 0
-    # Try the file as one document first; if that fails, read it as JSON Lines.
-    try:
-        text = read_all_text(path)
-    except SourceError as exc:
-        raise FormatError(str(exc)) from None
-    try:
-        recs = _records(json.loads(text))
-    except ValueError:
-        recs = None
-    if recs is not None:
-        for i, obj in enumerate(recs, start=1):
-            added += _add(obj, i, sink)
-    else:
-        for n, line in iter_lines(path):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except ValueError as exc:
-                sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
-                continue
-            added += _add(obj, n, sink)
+    for where, obj in json_records(path, sink, unwrap=_records):
+        added += _add(obj, where, sink)
     if added == 0:
         raise FormatError(f"{path}: no Phoenix spans (objects with context.trace_id and span_kind) found")
