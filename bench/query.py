@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from ingest import DATA, RESULTS, generate, machine  # noqa: E402
+from results import write_section  # noqa: E402
 
 BEGIN, END = "<!-- query:begin -->", "<!-- query:end -->"
 RUNS = 7
@@ -131,20 +132,10 @@ def main() -> int:
               "rows a command touches: every command aggregates or pages in SQL."]
     text = "\n".join(lines) + "\n"
     if not args.no_write:
-        write_section(text)
+        write_section(BEGIN, END, text)
         print(f"wrote {RESULTS}")
     print(text)
     return 0
-
-
-def write_section(text: str) -> None:
-    old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"{BEGIN}\n{text}{END}"
-    if BEGIN in old and END in old:
-        new = old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]
-    else:
-        new = old.rstrip() + "\n\n" + block + "\n"
-    RESULTS.write_text(new)
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(asyncio.run(child(args.child[0], float(args.child[1])))))
         return 0
-    from ingest import RESULTS, machine
+    from ingest import machine
     from query import build
+    from results import write_section
 
     db = build(args.spans)
     results = []
@@ -156,11 +157,7 @@ def main() -> int:
     ]
     text = "\n".join(lines) + "\n"
     if not args.no_write:
-        old = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-        block = f"{BEGIN}\n{text}{END}"
-        new = (old[: old.index(BEGIN)] + block + old[old.index(END) + len(END):]) if BEGIN in old and END in old \
-            else old.rstrip() + "\n\n" + block + "\n"
-        RESULTS.write_text(new)
+        write_section(BEGIN, END, text)
     print(text)
     return 0
 

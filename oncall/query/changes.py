@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter
-from oncall.query.metrics import auto_bucket, cohort_metrics, series
+from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
 from oncall.query.stats import relative_change, two_proportions, welch
 
 ALPHA = 1e-6
@@ -220,27 +220,26 @@ def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int) -> tuple[float, i
 
 def _shifts(con: Any, base: Any, bucket_s: int) -> list[Change]:
     raw: list[Change] = []
-    for key in SHIFT_KEYS:
-        data = series(con, base.where, base.params, bucket_s=bucket_s, by=key)
-        if not data["rows"]:
+    rows = series_sets(con, base.where, base.params, bucket_s=bucket_s, keys=list(SHIFT_KEYS))
+    if not rows:
+        return []
+    start = min(r["bucket"] for r in rows)
+    groups: dict[tuple[Any, Any], dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        idx = int((r["bucket"] - start).total_seconds() // bucket_s)
+        groups.setdefault((r["key"], r["grp"]), {})[idx] = r
+    nb = max(i for g in groups.values() for i in g) + 1
+    for (key, grp), by_idx in groups.items():
+        if key is not None and grp is None:
             continue
-        start = data["start"]
-        groups: dict[Any, dict[int, dict[str, Any]]] = {}
-        for r in data["rows"]:
-            idx = int((r["bucket"] - start).total_seconds() // bucket_s)
-            groups.setdefault(r["grp"], {})[idx] = r
-        nb = max(i for g in groups.values() for i in g) + 1
-        for grp, by_idx in groups.items():
-            if key is not None and grp is None:
-                continue
-            cohort = {key: str(grp)} if key else {}
-            for metric, (kind, xcol, ncol, sqcol) in SHIFT_METRICS.items():
-                segs = [_Seg(float(by_idx[i][xcol] or 0) if i in by_idx else 0.0,
-                             float(by_idx[i][ncol] or 0) if i in by_idx else 0.0,
-                             float(by_idx[i][sqcol] or 0) if (i in by_idx and sqcol) else 0.0) for i in range(nb)]
-                ch = _detect(metric, kind, segs, start, bucket_s, cohort)
-                if ch is not None:
-                    raw.append(ch)
+        cohort = {key: str(grp)} if key else {}
+        for metric, (kind, xcol, ncol, sqcol) in SHIFT_METRICS.items():
+            segs = [_Seg(float(by_idx[i][xcol] or 0) if i in by_idx else 0.0,
+                         float(by_idx[i][ncol] or 0) if i in by_idx else 0.0,
+                         float(by_idx[i][sqcol] or 0) if (i in by_idx and sqcol) else 0.0) for i in range(nb)]
+            ch = _detect(metric, kind, segs, start, bucket_s, cohort)
+            if ch is not None:
+                raw.append(ch)
     return _dedupe(raw, bucket_s)
 
 

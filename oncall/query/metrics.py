@@ -76,42 +76,78 @@ def auto_bucket(seconds: float, target: int = 72) -> int:
     return BUCKETS_S[-1]
 
 
+# Per-row values computed once, then aggregated per bucket (and per cohort key, with grouping sets).
+def _series_projection(where: str, quality: bool = True) -> str:
+    ok = has_output("s")
+    # The refusal regex is most of a scan's cost: skipped when the caller does not plot quality.
+    ref = f"({ok} AND {refusal_sql('s')})::INT" if quality else "0"
+    jv = f"({ok} AND {json_valid_sql('s')})::INT" if quality else "0"
+    return f"""SELECT s.start_time, s.provider, s.feature, s.model, s.tenant,
+            (s.status = 'error')::INT AS err,
+            CASE WHEN s.status IS DISTINCT FROM 'error' THEN s.latency_ms END AS lat,
+            s.cost AS cost,
+            CASE WHEN {ok} THEN length(s.output_text) END AS len,
+            {ref} AS ref, {jv} AS jv
+        FROM spans s WHERE {where} AND s.start_time IS NOT NULL"""
+
+
+# Sums and counts, so rates and means can be recombined across buckets; latency of successful calls
+# only (fast-failing 429s would otherwise read as a latency improvement).
 SERIES_METRICS = {
     "requests": "count(*)",
-    "errors": "count(*) FILTER (WHERE s.status = 'error')",
-    "latency_p95": "quantile_cont(s.latency_ms, 0.95)",
-    # Latency of successful calls: fast-failing 429s would otherwise read as a latency improvement.
-    "latency_sum": "sum(s.latency_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')",
-    "latency_sq": "sum(s.latency_ms * s.latency_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')",
-    "latency_n": "count(s.latency_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')",
-    "cost_sum": "sum(s.cost)", "cost_sq": "sum(s.cost * s.cost)", "cost_n": "count(s.cost)",
-    "outputs": f"count(*) FILTER (WHERE {has_output('s')})",
-    "length_sum": f"sum(length(s.output_text)) FILTER (WHERE {has_output('s')})",
-    "length_sq": f"sum(length(s.output_text)::DOUBLE * length(s.output_text)) FILTER (WHERE {has_output('s')})",
-    "refusals": f"count(*) FILTER (WHERE {has_output('s')} AND {refusal_sql('s')})",
-    "json_valid": f"count(*) FILTER (WHERE {has_output('s')} AND {json_valid_sql('s')})",
+    "errors": "sum(err)",
+    "latency_p95": "quantile_cont(lat, 0.95)",
+    "latency_sum": "sum(lat)", "latency_sq": "sum(lat * lat)", "latency_n": "count(lat)",
+    "cost_sum": "sum(cost)", "cost_sq": "sum(cost * cost)", "cost_n": "count(cost)",
+    "outputs": "count(len)", "length_sum": "sum(len)", "length_sq": "sum(len::DOUBLE * len)",
+    "refusals": "sum(ref)", "json_valid": "sum(jv)",
 }
+SERIES_KEYS = ("provider", "feature", "model", "tenant")
+
+
+def series_sets(con: Any, where: str, params: list[Any], *, bucket_s: int,
+                keys: list[str | None], quality: bool = True) -> list[dict[str, Any]]:
+    """Per-bucket series for several groupings in one scan: `key` is None (all traffic) or the cohort key,
+    `grp` its value. The expensive per-row checks (refusal, JSON validity) run once per row, not per grouping."""
+    for k in keys:
+        if k is not None and k not in SERIES_KEYS:
+            raise ValueError(f"cannot group series by {k!r}; use one of {', '.join(SERIES_KEYS)}")
+    sets = ", ".join("(bucket)" if k is None else f"(bucket, {k})" for k in keys)
+    named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
+    cols = ", ".join(f"{expr} AS {m}" for m, expr in SERIES_METRICS.items())
+    grouping = f"GROUPING({', '.join(named)})" if named else "0"
+    sql = (f"SELECT time_bucket(INTERVAL '{int(bucket_s)} seconds', start_time) AS bucket, "
+           f"{''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
+           f"FROM ({_series_projection(where, quality)}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    out = []
+    full = (1 << len(named)) - 1
+    for r in cur.fetchall():
+        d = dict(zip(names, r, strict=True))
+        missing = full ^ d.pop("g")  # GROUPING() sets a bit for every named key NOT grouped by
+        key = None if missing == 0 else named[len(named) - missing.bit_length()]
+        d["key"], d["grp"] = key, (d[key] if key else None)
+        for k in named:
+            d.pop(k)
+        out.append(d)
+    return out
 
 
 def series(con: Any, where: str, params: list[Any], *, bucket_s: int | None = None, by: str | None = None,
            metrics: list[str] | None = None) -> dict[str, Any]:
-    """Per-bucket sums/counts (so rates and means can be recombined), optionally per value of `by`.
+    """Per-bucket sums/counts for all traffic, or per value of `by` (one of SERIES_KEYS).
 
-    Returns {"bucket_s", "start", "rows": [{"bucket": datetime, "group": value|None, metric: …}]}.
+    Returns {"bucket_s", "start", "rows": [{"bucket": datetime, "grp": value|None, metric: …}]}.
     """
-    names = metrics or list(SERIES_METRICS)
     if bucket_s is None:
         lo, hi = con.execute(f"SELECT min(s.start_time), max(s.start_time) FROM spans s WHERE {where}",
                              params).fetchone()
         if lo is None:
             return {"bucket_s": 60, "start": None, "rows": []}
         bucket_s = auto_bucket((hi - lo).total_seconds())
-    group = f"s.{by}" if by else "NULL"
-    cols = ", ".join(f"{SERIES_METRICS[m]} AS {m}" for m in names)
-    sql = (f"SELECT time_bucket(INTERVAL '{int(bucket_s)} seconds', s.start_time) AS bucket, {group} AS grp, {cols} "
-           f"FROM spans s WHERE {where} AND s.start_time IS NOT NULL GROUP BY ALL ORDER BY grp, bucket")
-    cur = con.execute(sql, params)
-    keys = [d[0] for d in cur.description]
-    rows = [dict(zip(keys, r, strict=True)) for r in cur.fetchall()]
+    rows = series_sets(con, where, params, bucket_s=bucket_s, keys=[by])
+    if metrics:
+        rows = [{k: v for k, v in r.items() if k in metrics or k in ("bucket", "grp", "key")} for r in rows]
     start = min((r["bucket"] for r in rows), default=None)
     return {"bucket_s": int(bucket_s), "start": start, "rows": rows}

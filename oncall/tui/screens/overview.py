@@ -60,22 +60,25 @@ class OverviewScreen(Screen):
     @work(thread=True, exclusive=True)
     def load(self) -> None:
         from oncall.query.filters import compile_filter
-        from oncall.query.metrics import series
+        from oncall.query.metrics import auto_bucket, series_sets
 
         cur = self.app.store.cursor()
         try:
             head = cur.execute(
                 "SELECT count(*), count(*) FILTER (WHERE status = 'error'), sum(cost), min(start_time), "
                 "max(start_time) FROM spans WHERE kind = 'llm'").fetchone()
-            c = compile_filter(cur, "", alias="s")
-            overall = series(cur, c.where, c.params)
             top = [r[0] for r in cur.execute(
                 "SELECT tenant, count(*) FROM spans WHERE kind = 'llm' AND tenant IS NOT NULL GROUP BY 1 "
                 "ORDER BY 2 DESC LIMIT ?", [TOP_COHORTS]).fetchall()]
-            by_tenant = series(cur, c.where, c.params, bucket_s=overall["bucket_s"], by="tenant") if top else None
+            c = compile_filter(cur, "", alias="s")
+            bucket_s = auto_bucket((head[4] - head[3]).total_seconds()) if head[3] is not None else 60
+            # One scan for all traffic and every tenant; the quality checks are not plotted here.
+            rows = series_sets(cur, c.where, c.params, bucket_s=bucket_s, keys=[None, "tenant"], quality=False)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
             return
+        overall = {"bucket_s": bucket_s, "rows": [r for r in rows if r["key"] is None]}
+        by_tenant = {"rows": [r for r in rows if r["key"] == "tenant"]}
         self.app.call_from_thread(self._loaded, head, overall, top, by_tenant)
 
     @work(thread=True, exclusive=True, group="changes")
