@@ -44,18 +44,18 @@ def sample(con: Any, flt: Filter | str | Sequence[str] | None, n: int, *, by: st
         picked = (f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE {c.where} ORDER BY r, s.span_pk LIMIT ?")
         params = [seed, *c.params, n]
     else:
+        # One scan: each group's size and its n best-ranked rows (min_by keeps the top n per group), then
+        # the quotas are split in Python over a handful of groups.
         col = _by_column(by)
-        groups = con.execute(f"SELECT s.{col}, count(*) FROM spans s WHERE {c.where} GROUP BY 1 ORDER BY 2 DESC",
-                             c.params).fetchall()
+        groups = con.execute(
+            f"SELECT s.{col}, count(*), min_by(s.span_pk, {rank}, {int(n)}) FROM spans s WHERE {c.where} "
+            f"GROUP BY 1 ORDER BY 2 DESC", [seed, *c.params]).fetchall()
         if not groups:
             return []
         quota = _quotas([int(g[1]) for g in groups], n)
-        cases = " ".join(f"WHEN s.{col} IS NOT DISTINCT FROM ? THEN {q}" for (g, _), q in zip(groups, quota,
-                                                                                              strict=True))
-        picked = (f"SELECT span_pk, r FROM (SELECT s.span_pk, {rank} AS r, row_number() OVER "
-                  f"(PARTITION BY s.{col} ORDER BY {rank}, s.span_pk) AS k, CASE {cases} ELSE 0 END AS quota "
-                  f"FROM spans s WHERE {c.where}) WHERE k <= quota")
-        params = [seed, seed, *[g[0] for g in groups], *c.params]
+        chosen = [pk for g, q in zip(groups, quota, strict=True) for pk in (g[2] or [])[:q]]
+        picked = f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE s.span_pk IN (SELECT unnest(?))"
+        params = [seed, chosen]
     cols = ", ".join(f"s.{x}" for x in FULL_COLUMNS)
     sql = (f"WITH picked AS ({picked}) SELECT {cols}, p.r AS sample_rank FROM picked p "
            f"JOIN spans s ON s.span_pk = p.span_pk ORDER BY p.r, s.span_pk")
