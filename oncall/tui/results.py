@@ -54,8 +54,8 @@ class ResultsView(ScrollView, can_focus=True):
     """Rows of the current filter; the cursor row is the one `enter` opens."""
 
     BINDINGS = [
-        Binding("j,down", "cursor(1)", "down", show=False, id="results.down"),
-        Binding("k,up", "cursor(-1)", "up", show=False, id="results.up"),
+        Binding("j,down,n", "cursor(1)", "down", show=False, id="results.down"),
+        Binding("k,up,N", "cursor(-1)", "up", show=False, id="results.up"),
         Binding("pagedown", "cursor(20)", "page down", show=False, id="results.page_down"),
         Binding("pageup", "cursor(-20)", "page up", show=False, id="results.page_up"),
         Binding("home", "jump(0)", "top", id="results.top"),

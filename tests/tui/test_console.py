@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from rich.text import Text
-from textual.widgets import Input, OptionList, Static, TextArea, Tree
+from textual.widgets import Input, OptionList, Static, Tree
 
 from oncall.tui.results import ResultsView
 from oncall.tui.screens.explorer import ExplorerScreen
@@ -11,6 +11,7 @@ from oncall.tui.screens.help import HelpScreen
 from oncall.tui.screens.overview import OverviewScreen
 from oncall.tui.screens.reader import ReaderScreen
 from oncall.tui.screens.trace import TraceScreen
+from oncall.tui.textview import OutputView
 from tests.tui.conftest import settle
 
 SIZE = (140, 40)
@@ -64,7 +65,7 @@ async def test_explorer_filter_reader_label_note(make_app, demo_copy) -> None:
         await settle(pilot)
         assert isinstance(app.screen, ReaderScreen)
         assert app.screen.current["span_pk"] == third["span_pk"]
-        out = app.screen.query_one("#output", TextArea).text
+        out = app.screen.query_one("#output", OutputView).text
         assert out and out == (third["output_preview"] or "")[: len(out)] or out.startswith(third["output_preview"][:20])
         await pilot.press("k")  # first of the walked sample: stays
         await pilot.press("j")
@@ -82,9 +83,9 @@ async def test_explorer_filter_reader_label_note(make_app, demo_copy) -> None:
                                             [second["span_pk"]]).fetchall()
         notes = app.store.cursor().execute("SELECT text FROM notes WHERE span_pk = ?", [second["span_pk"]]).fetchall()
         assert labels == [("bad",)] and notes == [("orderId instead of order_id",)]
-        assert "orderId instead of order_id" in static_text(app.screen, "#meta")
+        assert "orderId instead of order_id" in app.screen.query_one("#side").plain()
         await pilot.press("w")
-        assert app.screen.query_one("#output", TextArea).soft_wrap is False
+        assert app.screen.query_one("#output", OutputView).wrap is False
         await pilot.press("escape")
         await settle(pilot)
         assert isinstance(app.screen, ExplorerScreen)

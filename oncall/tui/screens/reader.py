@@ -18,11 +18,12 @@ from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal
 from textual.screen import Screen
-from textual.widgets import Footer, Static, TextArea
+from textual.widgets import Footer, Static
 
 from oncall.safe_text import safe_text
+from oncall.tui.textview import OutputView, RichLinesView
 
 SAMPLE_SIZE = 50
 
@@ -117,10 +118,8 @@ class ReaderScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(Text("loading…", style="dim"), id="position")
         with Horizontal():
-            yield TextArea("", read_only=True, soft_wrap=True, id="output")
-            with VerticalScroll(id="side"):
-                yield Static(Text(""), id="meta")
-                yield Static(Text(""), id="conversation")
+            yield OutputView(id="output")
+            yield RichLinesView(id="side")
         yield Footer()
 
     def on_mount(self) -> None:
@@ -181,9 +180,8 @@ class ReaderScreen(Screen):
         pos = Text(f"{self.index + 1}/{len(self.span_pks or [])}  ", style="bold")
         pos.append(safe_text(self.filter_text or "(all requests)", multiline=False, max_len=100), style="dim")
         self.query_one("#position", Static).update(pos)
-        self.query_one("#output", TextArea).load_text(output_of(d))
-        self.query_one("#meta", Static).update(meta_text(d))
-        self.query_one("#conversation", Static).update(conversation_text(d))
+        self.query_one("#output", OutputView).load_text(output_of(d))
+        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d))
 
     # -- actions -----------------------------------------------------------------------------------------
     def action_move(self, step: int) -> None:
@@ -246,8 +244,8 @@ class ReaderScreen(Screen):
         self.app.notify("note saved" if verdict == "noted" else f"labelled {verdict}")
 
     def action_wrap(self) -> None:
-        area = self.query_one("#output", TextArea)
-        area.soft_wrap = not area.soft_wrap
+        view = self.query_one("#output", OutputView)
+        view.set_wrap(not view.wrap)
 
     def action_copy(self) -> None:
         if self.current is not None:
