@@ -357,7 +357,7 @@ _JSONISH = st.recursive(
 _VALUES = _JSONISH | _JSONISH.map(lambda v: json.dumps(v, default=str))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=int(__import__("os").environ.get("ONCALL_HYPOTHESIS_EXAMPLES", "300")), deadline=None)
 @given(st.dictionaries(st.sampled_from(_KEYS), _VALUES, max_size=8),
        st.lists(st.fixed_dictionaries({"name": st.sampled_from(["exception", "gen_ai.content.prompt",
                                                                  "gen_ai.client.inference.operation.details"]),

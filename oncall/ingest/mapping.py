@@ -238,7 +238,8 @@ def _completion_choices(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]
     """Messages and finish reason of an OpenAI chat.completion (or Responses API) object."""
     msgs: list[dict[str, Any]] = []
     finish = None
-    for ch in obj.get("choices") or []:
+    choices = obj.get("choices")
+    for ch in choices if isinstance(choices, list) else []:
         if isinstance(ch, dict):
             finish = finish or ch.get("finish_reason")
             if isinstance(ch.get("message"), dict):
@@ -253,7 +254,7 @@ def _completion_choices(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]
             if not isinstance(item, dict):
                 continue
             if item.get("type") == "message":
-                texts += [p.get("text") for p in item.get("content") or []
+                texts += [p.get("text") for p in (item["content"] if isinstance(item.get("content"), list) else [])
                           if isinstance(p, dict) and isinstance(p.get("text"), str)]
             elif item.get("type") == "function_call":
                 calls.append({"id": item.get("call_id") or item.get("id"), "type": "function",

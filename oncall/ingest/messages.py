@@ -128,7 +128,8 @@ def _message(m: dict[str, Any]) -> list[dict[str, Any]]:
         t = content if isinstance(content, str) else _text_of(content)
         if t is not None:
             texts.append(t)
-    for c in m.get("tool_calls") or []:
+    raw_calls = m.get("tool_calls")
+    for c in raw_calls if isinstance(raw_calls, list) else []:  # exports hold anything here; never raise
         if isinstance(c, dict):
             fn = c.get("function") if isinstance(c.get("function"), dict) else {}
             calls.append(_tool_call(c.get("id"), fn.get("name") or c.get("name"),
