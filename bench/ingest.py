@@ -36,7 +36,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "RESULTS.md"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: every question and answer is unique text, as in real traffic
 OTLP_SPANS_PER_LINE = 64
 SPANS_PER_TRACE = 4  # one root (the application's request) and three chat calls
 T0 = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
@@ -61,9 +61,18 @@ def _paragraphs(seed: int, count: int, min_words: int, max_words: int) -> list[s
     return out
 
 
-SYSTEM_PROMPTS = _paragraphs(1, 8, 120, 140)  # ~900 B
-QUESTIONS = _paragraphs(2, 257, 50, 90)  # ~450 B
-ANSWERS = _paragraphs(3, 263, 120, 170)  # ~1 KB
+SYSTEM_PROMPTS = _paragraphs(1, 8, 120, 140)  # ~900 B: a few templates, as applications have
+# Questions and answers are unique per call, as real traffic is: windows at call-specific offsets of
+# a seeded word stream. (Version 1 reused 257 questions and 263 answers, which let DuckDB's native
+# load dictionary-compress the text and made the reference several times faster than real data.)
+_STREAM_RNG = random.Random(4)
+STREAM = [_STREAM_RNG.choice(WORDS) for _ in range(1 << 20)]
+
+
+def _window(i: int, salt: int, min_words: int, max_words: int) -> str:
+    n = min_words + (i * 31 + salt) % (max_words - min_words + 1)
+    o = (i * 2654435761 + salt * 40503) % (len(STREAM) - max_words)
+    return " ".join(STREAM[o:o + n]).capitalize() + f" ({i})."
 TENANTS = ["acme", "globex", "initech", "umbrella", "hooli", "stark", "wayne", "wonka"]
 FEATURES = ["support-bot", "summarize", "translate", "search-answer"]
 
@@ -95,8 +104,8 @@ class Call:
 def call(i: int) -> Call:
     trace_n = i // (SPANS_PER_TRACE - 1)
     served = "gpt-4o-mini-2024-07-18" if i % 1000 < 600 else "gpt-4o-mini-2024-11-20"
-    q = QUESTIONS[i % len(QUESTIONS)]
-    a = ANSWERS[(i * 7) % len(ANSWERS)]
+    q = _window(i, 1, 50, 90)  # ~450 B
+    a = _window(i, 2, 120, 170)  # ~1 KB
     return Call(
         i=i, trace=f"{trace_n + 1:032x}", span=f"{(i + 1) << 8:016x}", parent=f"{trace_n + 1:016x}",
         start_us=int(T0.timestamp() * 1e6) + i * 50_000, latency_us=200_000 + (i * 7919) % 3_000_000,

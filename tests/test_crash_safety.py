@@ -101,3 +101,71 @@ def test_sigkill_mid_file_leaves_database_as_before(tmp_path):
         assert con.execute("SELECT count(DISTINCT (trace_id, span_id)) FROM spans").fetchone()[0] == A_SPANS + B_SPANS
     finally:
         db.close()
+
+
+def _load_a(tmp_path: Path) -> tuple[Path, Path, dict[str, object]]:
+    tracegen.require_formats("otlp-jsonl")
+    db_path = tmp_path / "incident.duckdb"
+    a = tmp_path / "a.jsonl"
+    b = tmp_path / "b.jsonl"
+    tracegen.write_lines(a, tracegen.otlp_lines(0, A_SPANS))
+    tracegen.write_lines(b, tracegen.otlp_lines(A_SPANS, 2_000))
+    db = open_db(db_path)
+    assert load_paths(db, [str(a)]).spans_added == A_SPANS
+    db.close()
+    return db_path, b, snapshot(db_path)
+
+
+# A load commits its rows first (import 'loading'), then finishes them in a second transaction.
+KILL_IN_FINISH = """
+import os, signal, sys
+from oncall.ingest import writer
+def die(self):
+    os.kill(os.getpid(), signal.SIGKILL)
+writer.FileWriter.finish = die
+from oncall.cli import main
+sys.argv = ["oncall", "--db", sys.argv[1], "load", "--no-progress", sys.argv[2]]
+main()
+"""
+
+
+def test_sigkill_between_the_two_transactions_leaves_database_as_before(tmp_path):
+    db_path, b, before = _load_a(tmp_path)
+    proc = subprocess.run([sys.executable, "-c", KILL_IN_FINISH, str(db_path), str(b)], cwd=ROOT,
+                          capture_output=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()[-2000:]
+    # The first transaction did commit: B's rows are there, marked as an unfinished import...
+    import duckdb
+    con = duckdb.connect(str(db_path), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM imports WHERE status = 'loading'").fetchone()[0] == 1
+        assert con.execute("SELECT count(*) FROM spans").fetchone()[0] > A_SPANS
+    finally:
+        con.close()
+    # ...and opening the database takes them out again.
+    assert snapshot(db_path) == before
+    db = open_db(db_path)
+    try:
+        report = load_paths(db, [str(b)])
+        assert [f.status for f in report.files] == ["loaded"] and report.spans_added == 2_000
+    finally:
+        db.close()
+
+
+def test_an_error_while_finishing_leaves_database_as_before(tmp_path, monkeypatch):
+    db_path, b, before = _load_a(tmp_path)
+    from oncall.ingest import writer
+
+    def boom(con, import_id):
+        raise RuntimeError("disk full (simulated)")
+
+    monkeypatch.setattr(writer, "resolve_inheritance", boom)
+    db = open_db(db_path)
+    try:
+        with pytest.raises(RuntimeError, match="simulated"):
+            load_paths(db, [str(b)])
+        con = db.cursor()
+        assert con.execute("SELECT count(*) FROM imports WHERE status = 'loading'").fetchone()[0] == 0
+    finally:
+        db.close()
+    assert snapshot(db_path) == before

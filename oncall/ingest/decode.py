@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from oncall.ingest import jsonio
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
 _B64_RE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
@@ -245,7 +246,7 @@ def json_deep_loads(value: Any, max_depth: int = 4) -> Any:
         if _looks_numeric(s) or s in ("true", "false", "null"):
             return value  # a bare number/bool in a string stays a string
         try:
-            value = json.loads(s)
+            value = jsonio.loads(s)
         except (ValueError, RecursionError):
             return value
     return value

@@ -18,7 +18,7 @@ from oncall.ingest.source import (
     sha256_of,
 )
 from oncall.ingest.writer import FileWriter, TooManyProblems
-from oncall.store.db import IncidentDB, now_utc
+from oncall.store.db import IncidentDB, discard_import, now_utc
 
 
 @dataclass
@@ -147,27 +147,26 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
     fname = module.NAME
     import_id = int(con.execute("SELECT nextval('import_id_seq')").fetchone()[0])
     started = now_utc()
+    # Two transactions. The first writes the file's rows with the import marked 'loading'; the second
+    # dedupes, resolves inherited keys, indexes ids and marks it 'loaded'. Resolving inheritance
+    # inside the first (an UPDATE of rows not yet committed) made the commit rewrite them: 7.9 s
+    # against 1.3 s for 200k OTLP spans. A load that dies between the two leaves a 'loading' import,
+    # which the next read-write open removes (store.db), so a killed load still leaves the database
+    # as it was before that file.
     con.execute("BEGIN TRANSACTION")
     writer = FileWriter(con, import_id, path, fname, strict=options.strict,
                         on_progress=(lambda done: progress(spath, done, size)) if progress else None)
     try:
         module.read(path, writer, options)
-        writer.finish()
-        status = "loaded"
-        problems = [Problem(spath, line, kind, msg) for line, kind, msg in writer.problems]
+        writer.write_all()
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, spath, digest, size, fname, started, now_utc(), writer.added,
-             writer.duplicates, len(problems), status,
-             json.dumps({"column_map": options.column_map}, sort_keys=True)],
+            [import_id, spath, digest, size, fname, started, None, writer.added, 0, len(writer.problems),
+             "loading", json.dumps({"column_map": options.column_map}, sort_keys=True)],
         )
-        if problems:
-            con.executemany(
-                "INSERT INTO problems VALUES (?, ?, ?, ?, ?)",
-                [[import_id, p.file, p.line, p.kind, p.message] for p in problems[:10000]],
-            )
         con.execute("COMMIT")
     except (FormatError, SourceError, TooManyProblems) as exc:
+        writer.abort()
         con.execute("ROLLBACK")
         kind = "strict" if isinstance(exc, TooManyProblems) else "unusable"
         msg = str(exc)
@@ -175,11 +174,30 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
         return FileResult(spath, fname, "failed",
                           problems=[Problem(spath, None, kind, msg.removeprefix(prefix))])
     except BaseException:
+        writer.abort()
         con.execute("ROLLBACK")
+        raise
+    try:
+        con.execute("BEGIN TRANSACTION")
+        writer.finish()
+        problems = [Problem(spath, line, kind, msg) for line, kind, msg in writer.problems]
+        con.execute(
+            "UPDATE imports SET finished_at = ?, spans = ?, duplicates = ?, problems = ?, status = 'loaded' "
+            "WHERE import_id = ?",
+            [now_utc(), writer.added, writer.duplicates, len(problems), import_id])
+        if problems:
+            con.executemany(
+                "INSERT INTO problems VALUES (?, ?, ?, ?, ?)",
+                [[import_id, p.file, p.line, p.kind, p.message] for p in problems[:10000]],
+            )
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        discard_import(con, import_id)
         raise
     if progress:
         progress(spath, size, size)
-    return FileResult(spath, fname, status, spans=writer.added, duplicates=writer.duplicates,
+    return FileResult(spath, fname, "loaded", spans=writer.added, duplicates=writer.duplicates,
                       problems=problems, import_id=import_id)
 
 

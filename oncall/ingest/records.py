@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads
 from oncall.ingest.mapping import _input_from_value, _output_from_value, flatten_attributes
@@ -170,7 +171,7 @@ def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
+            obj = jsonio.loads(line)
         except ValueError as exc:
             sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
             continue

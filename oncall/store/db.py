@@ -166,6 +166,28 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise
 
 
+def discard_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
+    """Remove every row an unfinished import wrote: its spans, ids, problems and the import itself."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute("DELETE FROM span_ids WHERE span_pk IN (SELECT span_pk FROM spans WHERE import_id = ?)",
+                    [import_id])
+        con.execute("DELETE FROM problems WHERE import_id = ?", [import_id])
+        con.execute("DELETE FROM spans WHERE import_id = ?", [import_id])
+        con.execute("DELETE FROM imports WHERE import_id = ?", [import_id])
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+
+
+def _discard_interrupted_loads(con: duckdb.DuckDBPyConnection) -> None:
+    """A load writes its rows, then finishes them in a second transaction (ingest.loader). One that
+    died in between left an import marked 'loading'; take it out so the database is as it was."""
+    for (import_id,) in con.execute("SELECT import_id FROM imports WHERE status = 'loading'").fetchall():
+        discard_import(con, int(import_id))
+
+
 def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
             create: bool = True) -> IncidentDB:
     """Open (and create/upgrade unless read-only) the incident database."""
@@ -186,4 +208,5 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
             )
     else:
         _migrate(con, p)
+        _discard_interrupted_loads(con)
     return IncidentDB(p, con, read_only)

@@ -238,7 +238,7 @@ _ERROR_CLASS = """CASE
 
 
 def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bool = False) -> str:
-    """The one SELECT turning (line, j) rows of `source` into canonical columns."""
+    """The one SELECT turning (line, _row, j) rows of `source` into canonical columns (`_row`: see FileWriter)."""
     paths = _Paths(nested_strings)
 
     def s(field: str) -> str:
@@ -256,7 +256,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
     status_raw = f"lower({s('status')})" if "status" in mapping else "NULL"
     body = f"""
     base AS (
-        SELECT line, j, vj,
+        SELECT line, _row, j, vj,
             {inp} AS inp, {out} AS outp,
             {start} AS st, {end} AS en, {lat} AS lat,
             {num('http_status', 'INTEGER')} AS hs_raw,
@@ -294,7 +294,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         FROM classified
     )
     SELECT
-        NULL AS source_file, NULL AS source_format, line AS source_line,
+        _row, NULL AS source_file, NULL AS source_format, line AS source_line,
         coalesce({s('trace_id')}, {s('span_id')}, {s('request_id')}) AS trace_id,
         coalesce({s('span_id')}, {s('request_id')}) AS span_id,
         {s('parent_id')} AS parent_id,
@@ -337,7 +337,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
     FROM final
     """
     # Every path is known only now that the body is built: parse each record once, up front.
-    return f"WITH parsed AS (SELECT line, j, {paths.extract_sql()} FROM {source}),{body}"
+    return f"WITH parsed AS (SELECT line, _row, j, {paths.extract_sql()} FROM {source}),{body}"
 
 
 # -- reading ---------------------------------------------------------------------------------------
@@ -355,34 +355,28 @@ def _samples_jsonl(path: Path) -> list[dict[str, Any]]:
     return out
 
 
-def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> int:
+def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> None:
     """Validate one batch in SQL, report bad lines, insert the good ones (each record parsed twice in all:
     once to validate, once to extract)."""
-    con = sink.con
-    tbl = pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.string())})
-    con.register("_oncall_lines", tbl)
-    try:
-        bad = con.execute(
-            "SELECT line, json_valid(text) FROM _oncall_lines "
-            "WHERE NOT json_valid(text) OR NOT starts_with(ltrim(text), '{') ORDER BY line").fetchall()
-        for line, valid in bad:
-            sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
-                         "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
-        skip = "" if not bad else f"WHERE line NOT IN ({', '.join(str(int(b[0])) for b in bad)})"
-        before = sink.added
-        # Secrets are redacted once on the whole record (every column is cut from it), not per column.
-        sink.insert_select(select.replace("{source}", f"(SELECT line, {sql_redact('text')} AS j "
-                                                      f"FROM _oncall_lines {skip})"), redacted=True)
-        return sink.added - before
-    finally:
-        try:
-            con.unregister("_oncall_lines")
-        except Exception:  # noqa: BLE001 - an aborted transaction refuses this; the real error is already raised
-            pass
+    tbl = pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.string()),
+                    "_row": pa.array(range(len(lines)), pa.int64())})
+    # Read through a relation, never con.register(): a registered batch stays alive until the file's
+    # transaction commits, so memory grew with the file.
+    bad = sink.scratch.from_arrow(tbl).query(
+        "_oncall_lines",
+        "SELECT line, json_valid(text) FROM _oncall_lines "
+        "WHERE NOT json_valid(text) OR NOT starts_with(ltrim(text), '{') ORDER BY line").fetchall()
+    for line, valid in bad:
+        sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
+                     "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
+    skip = "" if not bad else f"WHERE line NOT IN ({', '.join(str(int(b[0])) for b in bad)})"
+    # Secrets are redacted once on the whole record (every column is cut from it), not per column.
+    sink.insert_select(select.replace("{source}", f"(SELECT line, _row, {sql_redact('text')} AS j "
+                                                  f"FROM _oncall_lines {skip})"),
+                       redacted=True, arrow=("_oncall_lines", tbl))
 
 
-def _read_jsonl(path: Path, sink: Any, select: str) -> int:
-    added = 0
+def _read_jsonl(path: Path, sink: Any, select: str) -> None:
     done = 0
     lines: list[int] = []
     texts: list[str] = []
@@ -397,12 +391,12 @@ def _read_jsonl(path: Path, sink: Any, select: str) -> int:
             continue
         lines.append(n)
         if len(lines) >= BATCH_LINES:
-            added += _insert_batch(sink, lines, texts, select)
+            _insert_batch(sink, lines, texts, select)
             sink.progress(done)  # bytes of (decompressed) input consumed
             lines, texts = [], []
     if lines:
-        added += _insert_batch(sink, lines, texts, select)
-    return added
+        _insert_batch(sink, lines, texts, select)
+    sink.drain()
 
 
 def _compression(path: Path) -> str:
@@ -441,7 +435,9 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
         if not samples:
             raise FormatError(f"{path}: no JSON object lines found")
         select = select_sql(choose_mapping(samples, explicit), "{source}")
-        added = _read_jsonl(path, sink, select)
+        before = sink.added
+        _read_jsonl(path, sink, select)
+        added = sink.added - before
     else:
         reader = _duck_reader(kind, path)
         if kind == "json-array":
@@ -456,7 +452,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                                 nested_strings=kind in ("csv", "parquet"))
             before = sink.added
             redacted_source = source.replace("AS j FROM", "AS j0 FROM")
-            sink.insert_select(select.replace("{source}", f"(SELECT line, {sql_redact('j0::VARCHAR')} AS j "
+            sink.insert_select(select.replace("{source}", f"(SELECT line, line - 1 AS _row, {sql_redact('j0::VARCHAR')} AS j "
                                                           f"FROM {redacted_source})"), redacted=True)
             added = sink.added - before
         except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error

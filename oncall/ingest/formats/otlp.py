@@ -8,11 +8,11 @@ conversion (`span_row`) is shared with the JSON Lines reader, which calls it per
 from __future__ import annotations
 
 import base64
-import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -208,7 +208,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
     except SourceError as exc:
         raise FormatError(str(exc)) from None
     try:
-        doc = json.loads(text)
+        doc = jsonio.loads(text)
     except ValueError as exc:
         raise FormatError(f"{path}: not valid JSON ({exc}); an OTLP/JSON export must be one JSON document "
                           "(use --format otlp-jsonl for one document per line)") from None

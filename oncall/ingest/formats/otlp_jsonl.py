@@ -3,15 +3,15 @@
 One `TracesData` document per line, no ordering guarantee, retries may repeat a span (the writer
 dedupes on (trace_id, span_id)). A bad line (invalid JSON or UTF-8, not a TracesData) is reported
 as `file:line` and skipped; the rest of the file loads. Built for million-line files: one
-`json.loads` per line, the shared span conversion, nothing else per line.
+JSON parse per line, the shared span conversion, nothing else per line.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import jsonio
 from oncall.ingest.formats.otlp import add_document, is_otlp_doc, starts_long_otlp_line
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, iter_lines
@@ -32,7 +32,7 @@ def sniff(head: Head) -> bool:
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
-    loads = json.loads
+    loads = jsonio.loads
     done = 0
     spans = 0
     bad = 0
