@@ -25,9 +25,34 @@ from oncall.cliutil import (
     open_store,
 )
 
+_NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 
 class OncallGroup(click.Group):
     """Turns any unexpected exception into one readable line (traceback with -v)."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        """Like click's standalone mode, but a usage error is one line on stderr (design §5), not
+        click's three-line usage block."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except _NO_ARGS_HELP as exc:  # bare `oncall`: the help text, as click prints it
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else (prog_name or "oncall")
+            click.echo(f"oncall: error: {exc.format_message()} (see `{where} --help`)", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("oncall: aborted", err=True)
+            sys.exit(130)
+        sys.exit(rv if isinstance(rv, int) else EXIT_OK)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:

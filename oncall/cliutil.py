@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any, NoReturn
 
@@ -28,8 +29,12 @@ def emit_json(data: Any) -> None:
 
 
 def db_option(f: Any) -> Any:
-    """--db on every command (also accepted before the command name)."""
-    return click.option("--db", "db", default=None, envvar="ONCALL_DB",
+    """--db on every command (also accepted before the command name).
+
+    $ONCALL_DB is read once, by the group's --db: if the command's own option read it too, the
+    environment would override an explicit `oncall --db X search`.
+    """
+    return click.option("--db", "db", default=None,
                         help="incident database (default ./incident.duckdb, or $ONCALL_DB)")(f)
 
 
@@ -38,7 +43,9 @@ def json_option(f: Any) -> Any:
 
 
 def resolve_db(ctx: click.Context, db: str | None) -> str | None:
-    return db or ctx.find_object(Ctx).db_path
+    """The command's --db, else the group's --db, else $ONCALL_DB (None: the default path)."""
+    obj = ctx.find_object(Ctx)
+    return db or (obj.db_path if obj is not None else None) or os.environ.get("ONCALL_DB") or None
 
 
 def open_store(ctx: click.Context, db: str | None, *, read_only: bool = False, create: bool = True):

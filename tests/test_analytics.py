@@ -182,3 +182,45 @@ def test_cli_changes_and_compare_json(demo_db: Path) -> None:
     assert out["cohort"]["requests"] > 0 and any(m["metric"] == "cost_per_request" for m in out["metrics"])
     res = runner.invoke(cli, ["compare", "--db", str(demo_db), "tenat=acme", "--baseline", "tenant=acme"])
     assert res.exit_code == 2 and "did you mean 'tenant'" in res.output
+
+
+# -- found in the 2 AM audit -------------------------------------------------------------------------
+def test_changes_in_a_scope_hand_out_filters_within_that_scope(demo) -> None:
+    """`changes tenant=hooli`: each change's filter must keep tenant=hooli, or it reproduces another cohort."""
+    scoped = changes(demo.con, "tenant=hooli")
+    assert scoped
+    for c in scoped:
+        assert c.filter.split()[0] == "tenant=hooli", c.filter
+        assert c.filter.count("tenant=hooli") == 1
+    unscoped = changes(demo.con)
+    assert any(not c.filter.startswith("tenant=") for c in unscoped)
+
+
+def test_change_descriptions_read_in_units(demo) -> None:
+    found = changes(demo.con)
+    burst = next(c for c in found if c.metric == "error_rate")
+    assert "error rate 0.8 % -> 76 %" in burst.description  # a rate is a percentage, not 0.00813 -> 0.758
+    prompt = next(c for c in found if c.kind == "new_prompt_version")
+    assert "prompt version v12 -> v13" in prompt.description and "cost/request $0.000" in prompt.description
+    assert "e-04" not in " ".join(c.description for c in found)
+
+
+def test_blast_radius_default_mitigation_is_after_the_last_bad_request(db, tmp_path: Path) -> None:
+    """Without --mitigated-at the fix time defaults to the last bad request, which is not itself 'after'."""
+    bad = "Absolutely! Great question, you are so right. " * 3
+    t0 = 1772359200
+    lines = [_turn("s1", 0, t0, "bad-snapshot", [], bad),
+             _turn("s1", 1, t0 + 60, "bad-snapshot", [bad], bad + " again"),  # the last bad request carries one
+             _turn("s2", 0, t0 + 10, "good-snapshot", [], "Short answer."),
+             _turn("s2", 1, t0 + 70, "good-snapshot", ["Short answer."], "Short again.")]
+    p = tmp_path / "s.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_paths(db, [str(p)]).problems == []
+    r = blast_radius(db.con, "served_model=bad-snapshot")
+    assert r["carried_requests"] == 1 and r["mitigated_at_source"] == "last bad request"
+    assert r["carried_requests_after_mitigation"] == 0
+    assert r["after_mitigation"]["contaminated_requests"] == 0
+    r = blast_radius(db.con, "served_model=bad-snapshot", mitigated_at=dt.datetime.fromtimestamp(t0 + 30, dt.UTC))
+    assert r["carried_requests_after_mitigation"] == 1 and r["mitigated_at_source"] == "given"
+    names = [m["metric"] for m in r["after_mitigation"]["metrics"]]
+    assert "json_valid_rate" not in names and "output_length_mean" in names  # no JSON here: no JSON rate

@@ -209,3 +209,47 @@ def test_labels_latest_wins(small) -> None:
     assert n(small, "label=good") == 1 and n(small, "label=bad") == 0 and n(small, "label=none") == 99
     with pytest.raises(ValueError):
         add_label(small, pk, "meh")
+
+
+# -- CLI contract found in the 2 AM audit ------------------------------------------------------------
+def test_cli_db_option_beats_the_environment(small, tmp_path: Path, monkeypatch) -> None:
+    """`oncall --db X search` with $ONCALL_DB set elsewhere reads X (the subcommand used to re-read the env)."""
+    path = str(small.path)
+    small.close()
+    monkeypatch.setenv("ONCALL_DB", str(tmp_path / "missing.duckdb"))
+    runner = CliRunner()
+    res = runner.invoke(cli, ["--db", path, "search", "--json", "tenant=acme"])
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["total"] == 25
+    res = runner.invoke(cli, ["search", "--json", "tenant=acme"])  # no --db at all: the environment counts
+    assert res.exit_code == 2 and "missing.duckdb does not exist" in res.stderr
+
+
+def test_cli_usage_errors_are_one_line(small) -> None:
+    path = str(small.path)
+    small.close()
+    runner = CliRunner()
+    for args in (["compare", "--db", path, "tenant=acme"], ["label", "--db", path, "req-00001", "meh"],
+                 ["search", "--db", path, "--limit", "many"], ["no-such-command"]):
+        res = runner.invoke(cli, args)
+        assert res.exit_code == 2, (args, res.output)
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("oncall: error: "), (args, res.stderr)
+    res = runner.invoke(cli, ["--help"])
+    assert res.exit_code == 0 and "search" in res.stdout
+
+
+def test_cli_show_prints_request_notes_and_sample_says_when_empty(small) -> None:
+    from oncall.query.labels import add_note
+
+    pk = resolve_request(small.con, "req-00007")
+    add_note(small, "customer quoted this one [b]x[/b]", span_pk=pk)
+    path = str(small.path)
+    small.close()
+    runner = CliRunner()
+    res = runner.invoke(cli, ["show", "--db", path, "req-00007"])
+    assert res.exit_code == 0 and "── notes ──" in res.stdout and "customer quoted this one [b]x[/b]" in res.stdout
+    d = json.loads(runner.invoke(cli, ["show", "--db", path, "--json", "req-00007"]).stdout)
+    assert [n["text"] for n in d["notes"]] == ["customer quoted this one [b]x[/b]"]
+    res = runner.invoke(cli, ["sample", "--db", path, "tenant=nobody", "-n", "3"])
+    assert res.exit_code == 0 and res.stdout == "" and "no requests match tenant=nobody" in res.stderr

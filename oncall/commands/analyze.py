@@ -135,12 +135,20 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         return
     for i, c in enumerate(found, start=1):
         since = c.began_at[11:16] + (f"-{c.ended_at[11:16]}" if c.ended_at else "")
-        stdout.print(Text(f"{i:>2}  {since:<11} ", style="bold") + safe_rich(c.description)
-                     + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
-        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False))
+        # A grid, so a description that wraps stays in its column instead of running under the times.
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(justify="right", no_wrap=True, width=2)
+        grid.add_column(no_wrap=True, width=11)
+        grid.add_column()
+        grid.add_row(Text(f"{i}", style="bold"), Text(since, style="bold"),
+                     safe_rich(c.description) + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+        stdout.print(grid)
+        # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
+        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
         if c.also_in:
             also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
-            stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200))
+            stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
+                         soft_wrap=True)
 
 
 # -- blast radius -----------------------------------------------------------------------------------
@@ -172,10 +180,15 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
     if as_json:
         emit_json(res)
         raise SystemExit(EXIT_PROBLEM if still_degraded else 0)
+    at = (res["mitigated_at"] or "")[:19].replace("T", " ")
+    if res.get("mitigated_at_source") == "last bad request":
+        when_text = f"the last bad request at {at} UTC; give --mitigated-at for the real fix time"
+    else:
+        when_text = f"the mitigation at {at} UTC" if at else "the mitigation"
     stdout.print(Text(f"{res['sessions_with_bad_outputs']:,} sessions got an answer from the bad cohort; "
                       f"{res['contaminated_sessions']:,} carried it into later turns "
                       f"({res['carried_requests']:,} requests, {res['carried_requests_after_mitigation']:,} "
-                      f"after {res['mitigated_at'] or 'the mitigation'})", style="bold"))
+                      f"after {when_text})", style="bold"))
     if after and after["metrics"]:
         t = Table(box=None, header_style="bold", pad_edge=False, title="after the mitigation: contaminated vs clean "
                   f"sessions ({after['contaminated_requests']:,} vs {after['clean_requests']:,} requests)")

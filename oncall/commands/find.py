@@ -129,6 +129,7 @@ def show(ctx: click.Context, request_id: str, raw: bool, db: str | None, as_json
     if as_json:
         d["trace"] = [_jsonable(s) for s in d["trace"]]
         d["labels"] = [_jsonable(x) for x in d["labels"]]
+        d["notes"] = [_jsonable(x) for x in d["notes"]]
         emit_json(_jsonable(d))
         return
     print_request(d)
@@ -174,6 +175,10 @@ def print_request(d: dict[str, Any]) -> None:
         stdout.print(Text("\n── labels ──", style="bold cyan"))
         for lab in d["labels"]:
             stdout.print(safe_rich(f"{_ts(lab['at'])}  {lab['label']}  {lab['author']}  {lab['note'] or ''}"))
+    if d.get("notes"):  # notes the responder wrote on this request (the console's `n`)
+        stdout.print(Text("\n── notes ──", style="bold cyan"))
+        for n in d["notes"]:
+            stdout.print(safe_rich(f"{_ts(n['at'])}  {n['author']}  {n['text']}"))
     meta = d.get("attributes") or {}
     if meta:
         stdout.print(Text("\n── metadata ──", style="bold cyan"))
@@ -219,6 +224,8 @@ def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | 
     if as_json:
         emit_json({"filter": flt.text, "seed": seed, "by": by, "requests": [_jsonable(r) for r in rows]})
         return
+    if not rows:  # say so: an empty screen at 2 AM reads as "the command is broken"
+        click.echo("no requests match" + (f" {safe_text(flt.text, multiline=False)}" if flt.terms else ""), err=True)
     for i, r in enumerate(rows, start=1):
         stdout.print(Text(f"━━ {i}/{len(rows)}  ", style="bold") + safe_rich(_request_key(r), multiline=False)
                      + Text(f"  {_ts(r['start_time'])}  ", style="dim")

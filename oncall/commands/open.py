@@ -19,5 +19,4 @@ def open_console(ctx: click.Context, read_only: bool, db: str | None) -> None:
     try:
         run_app(resolve_db(ctx, db), read_only=read_only)
     except StoreError as exc:
-        hint = "" if read_only else " (or open it with --read-only)"
-        fail(f"{exc}{hint}")
+        fail(str(exc))  # run_app already fell back to read-only where DuckDB allows it

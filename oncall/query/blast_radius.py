@@ -40,6 +40,9 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
     try:
         n_bad, last_bad = con.execute("SELECT count(*), max(start_time) FROM _oncall_bad").fetchone()
         mitigation = mitigated_at or last_bad
+        # Given a mitigation time, requests from then on count as after it; defaulted to the last bad
+        # request, that request itself (and anything at the same instant) is not "after the fix".
+        after_op = ">=" if mitigated_at is not None else ">"
         # Later turns of the same session whose input carries a bad answer.
         con.execute("DROP TABLE IF EXISTS _oncall_carried")
         con.execute(
@@ -49,19 +52,20 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
                 AND s.start_time > b.start_time
                WHERE contains(s.input_text, b.needle)""")
         sessions = con.execute(
-            """SELECT c.session_id, count(*) AS carried_requests, min(c.start_time) AS first, max(c.start_time) AS last,
-                       count(*) FILTER (WHERE c.start_time >= ?) AS after_mitigation,
+            f"""SELECT c.session_id, count(*) AS carried_requests, min(c.start_time) AS first, max(c.start_time) AS last,
+                       count(*) FILTER (WHERE c.start_time {after_op} ?) AS after_mitigation,
                        any_value(s.tenant) AS tenant, any_value(s.user_id) AS user_id
                 FROM _oncall_carried c JOIN spans s ON s.span_pk = c.span_pk
                 GROUP BY 1 ORDER BY after_mitigation DESC, carried_requests DESC, first LIMIT ?""",
             [mitigation, limit]).fetchall()
         counts = con.execute(
-            "SELECT count(DISTINCT session_id), count(*), count(*) FILTER (WHERE start_time >= ?) FROM _oncall_carried",
+            f"SELECT count(DISTINCT session_id), count(*), count(*) FILTER (WHERE start_time {after_op} ?) "
+            "FROM _oncall_carried",
             [mitigation]).fetchone()
         touched = con.execute("SELECT count(DISTINCT session_id) FROM _oncall_bad").fetchone()[0]
         after = None
         if mitigation is not None:
-            after = _after_mitigation(con, mitigation)
+            after = _after_mitigation(con, mitigation, after_op)
     finally:
         con.execute("DROP TABLE IF EXISTS _oncall_bad")
         con.execute("DROP TABLE IF EXISTS _oncall_carried")
@@ -74,6 +78,7 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
         "carried_requests": int(counts[1]),
         "carried_requests_after_mitigation": int(counts[2]),
         "mitigated_at": mitigation.isoformat() if mitigation else None,
+        "mitigated_at_source": "given" if mitigated_at is not None else ("last bad request" if mitigation else None),
         "sessions": [{"session_id": r[0], "carried_requests": int(r[1]), "first": r[2].isoformat(),
                       "last": r[3].isoformat(), "after_mitigation": int(r[4]), "tenant": r[5], "user_id": r[6]}
                      for r in sessions],
@@ -81,10 +86,11 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
     }
 
 
-def _after_mitigation(con: Any, mitigation: dt.datetime) -> dict[str, Any] | None:
+def _after_mitigation(con: Any, mitigation: dt.datetime, op: str = ">=") -> dict[str, Any] | None:
     """Contaminated sessions' requests after the mitigation against clean sessions' requests then."""
-    dirty = ("s.kind = 'llm' AND s.start_time >= ? AND s.session_id IN (SELECT session_id FROM _oncall_carried) ")
-    clean = ("s.kind = 'llm' AND s.start_time >= ? AND s.session_id IS NOT NULL "
+    assert op in (">=", ">")
+    dirty = (f"s.kind = 'llm' AND s.start_time {op} ? AND s.session_id IN (SELECT session_id FROM _oncall_carried) ")
+    clean = (f"s.kind = 'llm' AND s.start_time {op} ? AND s.session_id IS NOT NULL "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_carried) "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_bad)")
     d = cohort_metrics(con, dirty, [mitigation])
@@ -103,7 +109,8 @@ def _after_mitigation(con: Any, mitigation: dt.datetime) -> dict[str, Any] | Non
 
     rate("error_rate", "errors", "requests")
     rate("refusal_rate", "refusals", "outputs")
-    rate("json_valid_rate", "json_valid", "outputs")
+    if max(_share(d, "json_valid", "outputs"), _share(c, "json_valid", "outputs")) >= 0.5:
+        rate("json_valid_rate", "json_valid", "outputs")  # only for JSON-producing cohorts (as compare does)
     t = welch(d["length_mean"], d["length_var"], d["outputs"], c["length_mean"], c["length_var"], c["outputs"])
     rows.append({"metric": "output_length_mean", "contaminated": d["length_mean"], "clean": c["length_mean"],
                  "relative_change": relative_change(d["length_mean"], c["length_mean"]),
@@ -113,3 +120,7 @@ def _after_mitigation(con: Any, mitigation: dt.datetime) -> dict[str, Any] | Non
     degraded = any(r["significance"] == "significant" and abs(r["relative_change"] or 0) >= 0.1 for r in rows)
     return {"contaminated_requests": int(d["requests"]), "clean_requests": int(c["requests"]), "metrics": rows,
             "still_degraded": degraded}
+
+
+def _share(m: dict[str, Any], x: str, n: str) -> float:
+    return (m[x] or 0) / m[n] if m[n] else 0.0

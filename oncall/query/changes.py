@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from oncall.query.filters import Filter, compile_filter
+from oncall.query.filters import Filter, compile_filter, parse_filter
 from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
 from oncall.query.stats import relative_change, two_proportions, welch
 
@@ -93,7 +93,19 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     bucket_s = bucket_s or auto_bucket(span_s)
     found = _new_values(con, base, lo, span_s) + _shifts(con, base, bucket_s)
     found.sort(key=lambda c: c.impact, reverse=True)
+    _scope(found, base.filter)
     return found
+
+
+def _scope(found: list[Change], scope: Filter) -> None:
+    """Each change's filter reproduces its cohort *within the filter `changes` ran on*: without the
+    scope, `changes tenant=hooli` would hand out `provider=anthropic since=…` for every tenant."""
+    if not scope.terms:
+        return
+    outer = [str(t) for t in scope.terms]
+    for c in found:
+        own = [str(t) for t in parse_filter(c.filter).terms]
+        c.filter = " ".join(outer + [t for t in own if t not in outer])
 
 
 # -- 1. new values ---------------------------------------------------------------------------------
@@ -131,7 +143,7 @@ def _describe_new_value(con: Any, base: Any, dim: str, value: str, first: dt.dat
     what = ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all traffic"
     desc = f"{dim.replace('_', ' ')} {prev[0]} -> {value} for {what} from {_iso(first)}"
     if effect:
-        desc += f"; {effect['metric']} {_fmt(effect['before'])} -> {_fmt(effect['after'])}"
+        desc += "; " + describe_effect(effect["metric"], effect["before"], effect["after"])
     return Change(
         kind=f"new_{dim}", metric=effect["metric"] if effect else None, cohort=cohort, began_at=_iso(first),
         ended_at=None, before=str(prev[0]), after=value, relative_change=rel, affected_requests=count,
@@ -177,6 +189,34 @@ def _fmt(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.3g}" if abs(v) >= 0.001 or v == 0 else f"{v:.2e}"
     return str(v)
+
+
+# How a responder reads each metric: its name, and its values with units.
+METRIC_NAMES = {"error_rate": "error rate", "cost_per_request": "cost/request", "latency_ms_mean": "mean latency",
+                "output_length_mean": "output length", "refusal_rate": "refusal rate",
+                "json_valid_rate": "JSON-valid outputs"}
+
+
+def _value(metric: str, v: float) -> str:
+    if metric.endswith("_rate"):
+        pct = 100 * v
+        return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
+    if metric == "cost_per_request":
+        return f"${v:.5f}" if v < 0.1 else f"${v:,.2f}"
+    if metric == "latency_ms_mean":
+        return f"{v:,.0f} ms"
+    if metric == "output_length_mean":
+        return f"{v:,.0f} chars"
+    return _fmt(v)
+
+
+def describe_effect(metric: str, before: float, after: float) -> str:
+    """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change."""
+    text = f"{METRIC_NAMES.get(metric, metric)} {_value(metric, before)} -> {_value(metric, after)}"
+    rel = relative_change(after, before)
+    if not metric.endswith("_rate") and rel is not None:
+        text += f" ({100 * rel:+.0f} %)"
+    return text
 
 
 # -- 2. metric shifts ------------------------------------------------------------------------------
@@ -287,7 +327,7 @@ def _detect(metric: str, kind: str, segs: list[_Seg], start: dt.datetime, bucket
                   ended_at=_iso(ended_at) if ended_at else None, before=vb, after=va, relative_change=rel,
                   affected_requests=affected, impact=affected * effect_size(kind, va, vb),
                   significance="significant", p_value=p,
-                  description=f"{metric} {_fmt(vb)} -> {_fmt(va)} for {what} {when}", filter=" ".join(flt))
+                  description=f"{describe_effect(metric, vb, va)} for {what} {when}", filter=" ".join(flt))
 
 
 def effect_size(kind: str, after: float, before: float) -> float:

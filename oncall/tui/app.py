@@ -28,15 +28,22 @@ class OncallApp(App[None]):
     BINDINGS = [
         Binding("ctrl+q", "quit", "quit", id="app.quit", priority=True),
         Binding("question_mark", "help", "help", id="app.help"),
+        # Our own `:` binding stops Textual from adding its ctrl+p one, so both are declared here.
+        Binding("ctrl+p", "command_palette", "palette", show=False, id="app.palette", priority=True),
         Binding("colon", "command_palette", "command", show=False, id="app.command"),
         Binding("f2", "overview", "overview", show=False, id="app.overview"),
         Binding("slash", "filter", "filter", show=False, id="app.filter"),
     ]
 
-    def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None) -> None:
+    def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None,
+                 read_only_reason: str | None = None) -> None:
         super().__init__()
         self.store = store
         self.read_only = read_only or store.read_only
+        # Why labels and notes are refused, in the words the toast uses.
+        self.read_only_reason = read_only_reason or (
+            "the console was opened with --read-only" if read_only else
+            "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
         self._keymap, self._keymap_problems = (keymap, []) if keymap is not None else load_keymap()
 
@@ -47,6 +54,9 @@ class OncallApp(App[None]):
             self.notify(p, severity="warning", markup=False)
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
+        if self.read_only:  # say it up front, not only when a label is refused
+            self.notify(safe_text(f"read-only: {self.read_only_reason}; labels and notes are disabled",
+                                  multiline=False), severity="warning", markup=False)
         self.open_overview()
 
     # -- navigation ------------------------------------------------------------------------------------
@@ -92,8 +102,8 @@ class OncallApp(App[None]):
     def guard_action(self, name: str) -> bool:
         """False (and says why) when the console was opened read-only."""
         if self.read_only:
-            self.notify(f"read-only: {name} is disabled (opened with --read-only, or the database is in use "
-                        "elsewhere)", severity="warning", markup=False)
+            self.notify(safe_text(f"read-only: {name} is disabled because {self.read_only_reason}", multiline=False),
+                        severity="warning", markup=False)
             return False
         return True
 
@@ -108,7 +118,20 @@ class OncallApp(App[None]):
             del self.filter_history[:-HISTORY_MAX]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        yield from super().get_system_commands(screen)
+        # Textual's own "Keys" panel would sit beside ours under the same name; ours lists binding ids.
+        yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
+        # Every key of the current screen is also a command here (the palette offers every command).
+        from oncall.tui.screens.help import key_name
+
+        seen: set[str] = set()
+        for key, active in screen.active_bindings.items():
+            b = active.binding
+            if b.id is None or b.id in seen or b.id.startswith("app.") or not b.description:
+                continue
+            seen.add(b.id)
+            where = b.id.split(".")[0]  # reader.good -> "reader: good"
+            yield SystemCommand(f"{where.capitalize()}: {b.description}", f"{key_name(key)}  ({b.id})",
+                                lambda node=active.node, action=b.action: self.run_action(action, node))
         yield SystemCommand("Overview", "the incident at a glance and what changed", self.action_overview)
         yield SystemCommand("Explorer", "filter and page through requests", lambda: self.open_explorer(""))
         yield SystemCommand("Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0))
@@ -128,8 +151,20 @@ class OncallApp(App[None]):
 
 
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
-    store = open_db(db_path, read_only=read_only, create=False)
+    from oncall.store import StoreError
+
+    reason = None
     try:
-        OncallApp(store, read_only=read_only).run()
+        store = open_db(db_path, read_only=read_only, create=False)
+    except StoreError as exc:
+        # Another process holds the file read-only (a second console, a script): DuckDB still lets
+        # this one read, so open read-only and say why, rather than refusing (design §3).
+        if read_only or "in use by" not in str(exc):
+            raise
+        store = open_db(db_path, read_only=True, create=False)
+        reason = str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
+        read_only = True
+    try:
+        OncallApp(store, read_only=read_only, read_only_reason=reason).run()
     finally:
         store.close()

@@ -45,8 +45,18 @@ def format_row(r: dict[str, Any], width: int) -> str:
     return line + safe_text(r.get("output_preview"), multiline=False, max_len=max(rest, 1))[:rest]
 
 
-def header_line(width: int) -> str:
-    line = " ".join(_fit(name, w) for name, w in COLUMNS) + " output"
+SORT_COLUMN = {"start_time": "time", "latency_ms": "ms", "cost": "cost", "tenant": "tenant",
+               "served_model": "served model"}
+SORT_NAMES = {"start_time": "time", "latency_ms": "latency", "cost": "cost", "output_tokens": "output tokens",
+              "tenant": "tenant", "served_model": "served model"}
+
+
+def header_line(width: int, order_by: str | None = None, descending: bool = True) -> str:
+    """Column names over format_row's cells (same widths, same start column); ▼/▲ marks the sort."""
+    mark = "▼" if descending else "▲"
+    sorted_col = SORT_COLUMN.get(order_by or "")
+    names = [f"{name} {mark}" if name == sorted_col else name for name, _ in COLUMNS]
+    line = " ".join(_fit(n, w) for n, (_, w) in zip(names, COLUMNS, strict=True)) + " output"
     return line[:width]
 
 
@@ -94,6 +104,14 @@ class ResultsView(ScrollView, can_focus=True):
         self.total = total
         self.cursor = 0
         self._reset()
+
+    def reload(self) -> None:
+        """Fetch the shown rows again, keeping the cursor and scroll position (labels and notes made
+        in the reader must show here when the responder comes back)."""
+        self._generation += 1
+        self._pages.clear()
+        self._pending.clear()
+        self.refresh()
 
     def _reset(self) -> None:
         self._generation += 1

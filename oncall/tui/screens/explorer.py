@@ -15,6 +15,8 @@ from textual.widgets import Footer, Input, Static
 from oncall.safe_text import safe_text
 from oncall.tui.results import ResultsView, header_line
 
+EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
+
 
 class FilterSuggester(Suggester):
     """Completes filter keys, and values of the key being typed from the incident's own data."""
@@ -36,9 +38,12 @@ class FilterSuggester(Suggester):
                 if v.startswith(partial) and v != partial:
                     return f"{prefix}{key}={v}"
             return None
+        from oncall.query.filters import NUMERIC
+
         for k in sorted(COLUMNS):
             if k.startswith(last) and k != last:
-                return f"{prefix}{k}="
+                # numeric keys are usually compared (latency_ms>2s): leave the operator to the responder
+                return f"{prefix}{k}" if k in NUMERIC else f"{prefix}{k}="
         return None
 
 
@@ -58,12 +63,13 @@ class ExplorerScreen(Screen):
         self.initial = filter_text
         self._hist_pos = 0
         self._running: Any = None  # the cursor of the count in flight, so esc can interrupt it
+        self._notes: list[str] = []  # how since=/until= resolved (UTC), kept beside "N of M"
 
     def compose(self) -> ComposeResult:
         yield Input(value=self.initial, placeholder="filter: tenant=acme since=01:00 \"refund\"  (enter to apply)",
                     id="filter", suggester=FilterSuggester({}))
         yield Static(Text("", style="dim"), id="status")
-        yield Static(Text(header_line(200), style="bold"), id="header")
+        yield Static(Text(header_line(300), style="bold"), id="header")
         yield ResultsView(id="results")
         yield Footer()
 
@@ -71,6 +77,12 @@ class ExplorerScreen(Screen):
         self.apply(self.initial)
         self.load_values()
         self.query_one(ResultsView).focus()
+
+    def on_screen_resume(self) -> None:
+        """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
+        view = self.query_one(ResultsView)
+        if view.total:
+            view.reload()
 
     # -- the filter ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#filter")
@@ -92,7 +104,7 @@ class ExplorerScreen(Screen):
             c = compile_filter(cur, text, alias="s")
             total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
         except FilterError as exc:
-            self.app.call_from_thread(self.set_status, Text(safe_text(str(exc), multiline=False), style="red"))
+            self.app.call_from_thread(self._bad_filter, str(exc))
             return
         except Exception as exc:  # noqa: BLE001
             if "INTERRUPT" in str(exc).upper():
@@ -104,8 +116,18 @@ class ExplorerScreen(Screen):
             self._running = None
         self.app.call_from_thread(self._counted, text, total, c.notes)
 
+    def _bad_filter(self, message: str) -> None:
+        """Say what is wrong, keep the bar focused to fix it, and say the rows below are the old ones."""
+        view = self.query_one(ResultsView)
+        msg = Text(safe_text(message, multiline=False), style="red")
+        if view.total:
+            msg.append("   (below: the previous results)", style="dim")
+        self.set_status(msg)
+        self.query_one("#filter", Input).focus()
+
     def _counted(self, text: str, total: int, notes: list[str]) -> None:
         self.app.remember_filter(text)
+        self._notes = list(notes)
         self.query_one(ResultsView).set_filter(text, total)
         msg = Text(f"{total:,} requests", style="bold")
         for n in notes:
@@ -117,10 +139,25 @@ class ExplorerScreen(Screen):
 
     @on(ResultsView.Moved)
     def moved(self, event: ResultsView.Moved) -> None:
+        from oncall.tui.results import SORT_NAMES
+
+        view = self.query_one(ResultsView)
+        self.query_one("#header", Static).update(Text(header_line(300, view.order_by, view.descending),
+                                                      style="bold"))
         if event.total:
-            flt = self.query_one(ResultsView).filter_text
-            self.set_status(Text(f"{event.cursor + 1:,} of {event.total:,}", style="bold")
-                            + Text("   " + safe_text(flt or "(all requests)", multiline=False), style="dim"))
+            status = (Text(f"{event.cursor + 1:,} of {event.total:,}", style="bold")
+                      + Text("   " + safe_text(view.filter_text or "(all requests)", multiline=False), style="dim"))
+            if view.order_by != "start_time" or not view.descending:
+                status.append(f"   sorted by {SORT_NAMES.get(view.order_by, view.order_by)} "
+                              f"({'descending' if view.descending else 'ascending'})", style="dim")
+            for n in self._notes:
+                status.append("   " + safe_text(n, multiline=False), style="dim")
+            self.set_status(status)
+        elif view.filter_text:
+            status = Text("0 requests match", style="yellow")
+            for piece in [view.filter_text, *self._notes]:
+                status.append("   " + safe_text(piece, multiline=False), style="dim")
+            self.set_status(status)
 
     @work(thread=True, group="values")
     def load_values(self) -> None:
@@ -176,10 +213,11 @@ class ExplorerScreen(Screen):
             self.app.open_trace(int(r["span_pk"]))
 
     def action_export(self) -> None:
-        self.export(self.query_one(ResultsView).filter_text)
+        view = self.query_one(ResultsView)
+        self.export(view.filter_text, view.total, view.order_by, view.descending)
 
     @work(thread=True, group="export")
-    def export(self, flt: str) -> None:
+    def export(self, flt: str, total: int = 0, order_by: str = "start_time", descending: bool = True) -> None:
         import datetime as dt
         import json
         from pathlib import Path
@@ -188,8 +226,12 @@ class ExplorerScreen(Screen):
         from oncall.redact import redact_text
 
         path = Path.cwd() / f"oncall-export-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
-        rows: list[dict[str, Any]] = page_at(self.app.store.cursor(), flt, 0, 10_000)
+        rows: list[dict[str, Any]] = page_at(self.app.store.cursor(), flt, 0, EXPORT_MAX, order_by=order_by,
+                                             descending=descending)  # in the order on screen
         with open(path, "w", encoding="utf-8") as fh:
             for r in rows:
                 fh.write((redact_text(json.dumps(r, default=str, ensure_ascii=False)) or "") + "\n")
-        self.app.call_from_thread(self.app.notify, f"exported {len(rows)} requests to {path}", markup=False)
+        what = (f"the first {len(rows):,} of {total:,} requests (the cap; `oncall search --json --limit N` "
+                "takes more)") if total > len(rows) else f"{len(rows):,} requests"
+        self.app.call_from_thread(self.app.notify, safe_text(f"exported {what} to {path}", multiline=False),
+                                  markup=False)

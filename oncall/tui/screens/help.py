@@ -7,27 +7,37 @@ from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical, VerticalScroll
+from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 from oncall.tui.keys import config_path
 
 
+def key_name(key: str) -> str:
+    """`question_mark` -> `?`, `ctrl+q` stays `ctrl+q`: what the responder presses, not Textual's name."""
+    mods, _, base = key.rpartition("+")
+    return (mods + "+" if mods else "") + format_key(base)
+
+
 def bindings_table(screen: Screen) -> Table:
+    """One row per binding id with every key bound to it (`j, down`); the focused widget's built-in keys after."""
     table = Table(box=None, header_style="bold")
     for col in ("key", "does", "id"):
         table.add_column(col)
-    seen = set()
-    rows = []
+    keys: dict[object, list[str]] = {}
+    first: dict[object, object] = {}
     for key, active in screen.active_bindings.items():
         b = active.binding
-        if b.id in seen and b.id is not None:
-            continue
-        seen.add(b.id)
-        rows.append((b.id is None, key, b))
+        ident: object = b.id if b.id is not None else (None, key)
+        keys.setdefault(ident, []).append(key_name(key))
+        first.setdefault(ident, b)
     # oncall's own bindings (with ids, remappable) first; the focused widget's built-in keys after them.
-    for _, key, b in sorted(rows, key=lambda r: r[0]):
-        table.add_row(Text(b.key_display or key), Text(b.description or b.action), Text(b.id or "", style="dim"))
+    for ident in sorted(keys, key=lambda i: isinstance(i, tuple)):
+        b = first[ident]
+        own = not isinstance(ident, tuple)
+        table.add_row(Text(", ".join(keys[ident])), Text(b.description or b.action, style="" if own else "dim"),
+                      Text(b.id or "", style="dim"))
     return table
 
 

@@ -33,6 +33,21 @@ def bucket_values(rows: list[dict[str, Any]], num: str, den: str | None) -> list
     return out
 
 
+def short_description(ch: Any) -> str:
+    """The change without its ISO start/end: the time column already says when (and the line then fits)."""
+    text = ch.description.replace(f" from {ch.began_at}", "")
+    return text.replace(f" to {ch.ended_at}", "") if ch.ended_at else text
+
+
+def peak_text(num: str, v: float) -> str:
+    """A sparkline's peak in its unit (errors -> %, cost -> $, latency -> ms, length -> chars)."""
+    if num == "errors":
+        return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
+    if num == "cost_sum":
+        return f"${v:.4f}" if v < 1 else f"${v:,.2f}"
+    return f"{v:,.0f}"
+
+
 class OverviewScreen(Screen):
     BINDINGS = [
         Binding("e", "explore", "explorer", id="overview.explorer"),
@@ -101,6 +116,8 @@ class OverviewScreen(Screen):
         t.append(f"{n:,} requests   ", style="bold")
         t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
         t.append(f"cost ${cost or 0:,.2f}   ")
+        if self.app.read_only:
+            t.append("read-only", style="bold yellow")
         self.query_one("#incident", Static).update(t)
 
         grid = self.query_one("#grid", Grid)
@@ -109,11 +126,16 @@ class OverviewScreen(Screen):
         for tenant in top:
             rows = [r for r in (by_tenant or {}).get("rows", []) if r["grp"] == tenant]
             cohorts.append((f"tenant={tenant}", rows))
-        widgets = [Static(Text("cohort", style="bold"))] + [Static(Text(m[0], style="bold")) for m in METRICS]
+        # Each sparkline has its peak beside it: the bars alone do not say whether 1 % or 76 % fail.
+        widgets: list[Any] = [Static(Text("cohort", style="bold"))]
+        for m in METRICS:
+            widgets += [Static(Text(m[0], style="bold")), Static(Text("peak", style="dim"))]
         for label, rows in cohorts:
             widgets.append(Static(Text(safe_text(label, multiline=False, max_len=24))))
             for _, num, den in METRICS:
-                widgets.append(Sparkline(bucket_values(rows, num, den)))
+                values = bucket_values(rows, num, den)
+                widgets.append(Sparkline(values))
+                widgets.append(Static(Text(peak_text(num, max(values, default=0.0)), style="dim")))
         grid.mount(*widgets)
 
     def _changes_loaded(self, found: list[Any]) -> None:
@@ -126,10 +148,11 @@ class OverviewScreen(Screen):
         for i, ch in enumerate(found):
             since = ch.began_at[11:16] + (f"-{ch.ended_at[11:16]}" if ch.ended_at else "")
             line = Text(f"{since:<11} ", style="bold")
-            line.append(safe_text(ch.description, multiline=False, max_len=200))
+            line.append(safe_text(short_description(ch), multiline=False, max_len=200))
             line.append(f"  ({ch.affected_requests:,} requests)", style="dim")
             options.add_option(Option(line, id=f"change-{i}"))
         if found:
+            options.highlighted = 0  # enter opens the top change straight away (nothing is highlighted otherwise)
             options.focus()
 
     @on(OptionList.OptionSelected, "#changes")

@@ -51,10 +51,13 @@ def meta_text(d: dict[str, Any]) -> Text:
                  ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
                  ("finish", d.get("finish_reason"))):
         row(k, v)
-    for lab in d.get("labels") or []:
-        t.append("label        ", style="bold")
-        t.append(safe_text(f"{lab['label']} by {lab['author']}: {lab['note'] or ''}", multiline=False) + "\n",
-                 style="green" if lab["label"] == "good" else "red")
+    labels = d.get("labels") or []
+    for i, lab in enumerate(reversed(labels)):  # the latest verdict is the one that counts: first, in colour
+        at = lab["at"].strftime("%H:%M") if hasattr(lab.get("at"), "strftime") else ""
+        text = f"{lab['label']} by {lab['author']} at {at}" + (f": {lab['note']}" if lab.get("note") else "")
+        t.append("label        " if i == 0 else "  earlier    ", style="bold" if i == 0 else "dim")
+        t.append(safe_text(text, multiline=False, max_len=300) + "\n",
+                 style=("green" if lab["label"] == "good" else "red") if i == 0 else "dim")
     for note in d.get("notes") or []:
         t.append("note         ", style="bold")
         t.append(safe_text(f"{note['author']}: {note['text']}", multiline=False, max_len=300) + "\n", style="yellow")
@@ -179,6 +182,8 @@ class ReaderScreen(Screen):
         self.current = d
         pos = Text(f"{self.index + 1}/{len(self.span_pks or [])}  ", style="bold")
         pos.append(safe_text(self.filter_text or "(all requests)", multiline=False, max_len=100), style="dim")
+        if self.app.read_only:
+            pos.append("   read-only", style="bold yellow")
         self.query_one("#position", Static).update(pos)
         self.query_one("#output", OutputView).load_text(output_of(d))
         self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d))

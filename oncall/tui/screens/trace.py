@@ -39,6 +39,8 @@ def span_label(s: dict[str, Any], total: float) -> Text:
 
 
 class TraceScreen(Screen):
+    """enter (or r) on an LLM span opens it in the reader; moving the cursor shows any span beside the tree."""
+
     BINDINGS = [
         Binding("escape", "app.pop_screen", "back", id="trace.back"),
         Binding("r", "read", "read span", id="trace.read"),
@@ -48,11 +50,15 @@ class TraceScreen(Screen):
         super().__init__()
         self.span_pk = span_pk
         self.spans: list[dict[str, Any]] = []
+        self.trace_id: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text("loading trace…", style="dim"), id="trace-title")
         with Horizontal():
-            yield Tree(Text("trace"), id="tree")
+            tree: Tree[dict[str, Any]] = Tree(Text("trace"), id="tree")
+            tree.show_root = False  # the trace is the title; its root spans are the top level
+            tree.auto_expand = False  # enter shows a span; it does not fold the tree under the cursor
+            yield tree
             with VerticalScroll(id="side"):
                 yield Static(Text(""), id="span")
         yield Footer()
@@ -73,6 +79,7 @@ class TraceScreen(Screen):
 
     def _loaded(self, d: dict[str, Any]) -> None:
         self.spans = d["trace"]
+        self.trace_id = d.get("trace_id")
         total = max((((s.get("offset_ms") or 0) + (s.get("latency_ms") or 0)) for s in self.spans), default=0.0)
         title = Text("trace ", style="bold")
         title.append(safe_text(d.get("trace_id"), multiline=False))
@@ -91,12 +98,15 @@ class TraceScreen(Screen):
                 focus_node = node
         tree.focus()
         if focus_node is not None:
-            tree.move_cursor(focus_node)
+            # The node has no line until the tree has been laid out: move the cursor after that.
+            self.call_after_refresh(tree.move_cursor, focus_node)
             self.show_span(focus_node.data)
 
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         if event.node.data:
             self.show_span(event.node.data)
+            if event.node.data.get("kind") == "llm":
+                self.app.open_reader(self._trace_filter(), [int(event.node.data["span_pk"])], 0)
 
     def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
         if event.node.data:
@@ -111,10 +121,14 @@ class TraceScreen(Screen):
                 t.append(f"{k:<14}", style="bold")
                 t.append(safe_text(f"{v:.1f}" if isinstance(v, float) else v, multiline=False, max_len=100) + "\n")
         if s.get("kind") == "llm":
-            t.append("\nr reads this call", style="dim")
+            t.append("\nenter or r reads this call", style="dim")
         self.query_one("#span", Static).update(t)
 
     def action_read(self) -> None:
         node = self.query_one(Tree).cursor_node
         if node is not None and node.data:
-            self.app.open_reader("", [int(node.data["span_pk"])], 0)
+            self.app.open_reader(self._trace_filter(), [int(node.data["span_pk"])], 0)
+
+    def _trace_filter(self) -> str:
+        """What the reader's position line names: this trace, not "(all requests)"."""
+        return f"trace={self.trace_id}" if self.trace_id else ""
