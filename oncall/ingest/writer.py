@@ -116,23 +116,13 @@ class FileWriter:
         if not self.rows:
             return
         rows, self.rows = self.rows, []
-        columns: dict[str, list[Any]] = {c: [] for c in IMPORTER_COLUMNS}
-        src = str(self.path)
         for r in rows:
-            for c in IMPORTER_COLUMNS:
+            for c in JSON_COLUMNS:
                 v = r.get(c)
-                if c in JSON_COLUMNS:
-                    v = _dumps(v)
-                elif c == "source_file" and v is None:
-                    v = src
-                elif c == "source_format" and v is None:
-                    v = self.format
-                columns[c].append(v)
-        arrays = []
-        for c in IMPORTER_COLUMNS:
-            field = _STAGE_SCHEMA.field(c)
-            arrays.append(pa.array(columns[c], type=field.type))
-        self._insert_relation(pa.Table.from_arrays(arrays, schema=_STAGE_SCHEMA))
+                if v is not None and not isinstance(v, str):
+                    r[c] = _dumps(v)
+        # source_file/source_format left empty are filled in by the INSERT (coalesce).
+        self._insert_relation(pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA))
 
     def _insert_relation(self, table: pa.Table) -> None:
         missing = [c for c in IMPORTER_COLUMNS if c not in table.column_names]
