@@ -53,11 +53,13 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
         if f.status == "loaded":
             extra = f", {f.duplicates} duplicates dropped" if f.duplicates else ""
             probs = f", {len(f.problems)} problems" if f.problems else ""
-            stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False))
+            # soft_wrap: one line per file however long the path, also when piped (rich wraps at 80).
+            stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False),
+                         soft_wrap=True)
         elif f.status == "already-loaded" or f.status == "skipped":
-            stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim")
+            stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim", soft_wrap=True)
         else:
-            stdout.print(safe_rich(f"FAILED   {name}", multiline=False), style="bold red")
+            stdout.print(safe_rich(f"FAILED   {name}", multiline=False), style="bold red", soft_wrap=True)
     problems = report.problems
     if problems:
         by_kind: dict[str, int] = {}
@@ -67,7 +69,7 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
                                ", ".join(f"{k} {n}" for k, n in sorted(by_kind.items())), multiline=False),
                      style="yellow")
         for p in problems[:20]:
-            stderr.print(safe_rich(str(p), multiline=False, max_len=300))
+            stderr.print(safe_rich(str(p), multiline=False, max_len=300), soft_wrap=True)
         if len(problems) > 20:
             stderr.print(f"… and {len(problems) - 20} more (oncall load --json lists them all)")
     t = Table(show_header=False, box=None, pad_edge=False)
@@ -76,9 +78,11 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
     t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['errors']:,} errors)")
     t.add_row("traces", f"{summ['traces']:,}")
     t.add_row("time range", f"{summ['start'] or '-'} → {summ['end'] or '-'}")
+    # Counts are LLM calls (what a responder calls requests); tenants are on every span of a trace.
     for key, label in (("models_requested", "models requested"), ("models_served", "models served"),
-                       ("tenants", "tenants")):
-        vals = summ[key]
+                       ("tenants", "tenants (LLM calls)")):
+        vals = [v for v in summ[key] if v.get("llm_calls", v["spans"])]
         if vals:
-            t.add_row(label, safe_rich(", ".join(f"{v['value']} ({v['spans']:,})" for v in vals[:8]), multiline=False))
+            t.add_row(label, safe_rich(", ".join(f"{v['value']} ({v.get('llm_calls', v['spans']):,})"
+                                                 for v in vals[:8]), multiline=False))
     stdout.print(t)

@@ -134,7 +134,7 @@ def test_cli_map_and_bad_map(tmp_path: Path) -> None:
     res = CliRunner().invoke(cli, ["load", "--db", db, "--json", "--map", "tenant=meta.customer", str(p)])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
-    assert out["summary"]["tenants"] == [{"value": "initech", "spans": 1}]
+    assert out["summary"]["tenants"] == [{"value": "initech", "spans": 1, "llm_calls": 1}]
     res = CliRunner().invoke(cli, ["load", "--db", db, "--map", "tenant", str(p)])
     assert res.exit_code == 2 and "expected FIELD=PATH" in res.output
 

@@ -219,9 +219,10 @@ def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, An
 
     def top(col: str) -> list[dict[str, Any]]:
         rows = con.execute(
-            f"SELECT {col}, count(*) AS n FROM spans {where} {'AND' if where else 'WHERE'} {col} IS NOT NULL "
-            f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20", params).fetchall()
-        return [{"value": r[0], "spans": int(r[1])} for r in rows]
+            f"SELECT {col}, count(*) AS n, count(*) FILTER (WHERE kind = 'llm') AS llm FROM spans {where} "
+            f"{'AND' if where else 'WHERE'} {col} IS NOT NULL "
+            f"GROUP BY 1 ORDER BY llm DESC, n DESC, 1 LIMIT 20", params).fetchall()
+        return [{"value": r[0], "spans": int(r[1]), "llm_calls": int(r[2])} for r in rows]
 
     return {
         "spans": int(row[0]),

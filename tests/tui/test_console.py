@@ -111,7 +111,7 @@ async def test_read_only_refuses_and_says_why(make_app, demo_copy) -> None:
 
 
 async def test_trace_help_and_remapped_keys(make_app) -> None:
-    app = make_app(keymap={"reader.next": "x"})
+    app = make_app(keymap={"reader.next": "x,ctrl+n"})
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         app.open_reader("feature=support-bot", None, 0)
@@ -122,7 +122,11 @@ async def test_trace_help_and_remapped_keys(make_app) -> None:
         assert app.screen.current["span_pk"] == first
         await pilot.press("x")
         await settle(pilot)
-        assert app.screen.current["span_pk"] != first
+        second = app.screen.current["span_pk"]
+        assert second != first
+        await pilot.press("ctrl+n")  # the README's example: a second key, not taken by the output view
+        await settle(pilot)
+        assert app.screen.current["span_pk"] not in (first, second)
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)

@@ -263,24 +263,27 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
             {s('error')} AS err_raw,
             {status_raw} AS status_raw
         FROM parsed
+    ), typed AS (
+        -- JSON values are text: every json_* call parses again, so each value's type is taken once.
+        SELECT *, json_type(inp) AS inp_t, json_type(outp) AS outp_t FROM base
     ), shaped AS (
         SELECT *,
             CASE WHEN inp IS NULL THEN NULL
-                 WHEN json_type(inp) = 'ARRAY' THEN inp
-                 WHEN json_type(inp) = 'OBJECT' AND json_type(inp, '$.messages') = 'ARRAY' THEN inp -> '$.messages'
-                 WHEN json_type(inp) = 'OBJECT' AND json_exists(inp, '$.role') THEN json_array(inp)
+                 WHEN inp_t = 'ARRAY' THEN inp
+                 WHEN inp_t = 'OBJECT' AND json_type(inp, '$.messages') = 'ARRAY' THEN inp -> '$.messages'
+                 WHEN inp_t = 'OBJECT' AND json_exists(inp, '$.role') THEN json_array(inp)
                  ELSE json_array(json_object('role', 'user', 'content',
-                        CASE WHEN json_type(inp) = 'VARCHAR' THEN inp ->> '$' ELSE inp::VARCHAR END)) END AS in_msgs,
+                        CASE WHEN inp_t = 'VARCHAR' THEN inp ->> '$' ELSE inp::VARCHAR END)) END AS in_msgs,
             CASE WHEN outp IS NULL THEN NULL
-                 WHEN json_type(outp) = 'VARCHAR' THEN outp ->> '$'
-                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.choices') THEN outp ->> '$.choices[0].message.content'
-                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.content') THEN outp ->> '$.content'
-                 WHEN json_type(outp) = 'OBJECT' AND json_exists(outp, '$.text') THEN outp ->> '$.text'
-                 WHEN json_type(outp) = 'NULL' THEN NULL
-                 WHEN json_type(outp) = 'ARRAY' THEN coalesce(outp ->> '$[#-1].content', outp::VARCHAR)
+                 WHEN outp_t = 'VARCHAR' THEN outp ->> '$'
+                 WHEN outp_t = 'OBJECT' AND json_exists(outp, '$.choices') THEN outp ->> '$.choices[0].message.content'
+                 WHEN outp_t = 'OBJECT' AND json_exists(outp, '$.content') THEN outp ->> '$.content'
+                 WHEN outp_t = 'OBJECT' AND json_exists(outp, '$.text') THEN outp ->> '$.text'
+                 WHEN outp_t = 'NULL' THEN NULL
+                 WHEN outp_t = 'ARRAY' THEN coalesce(outp ->> '$[#-1].content', outp::VARCHAR)
                  ELSE outp::VARCHAR END AS out_text,
             coalesce(hs_raw, CASE WHEN regexp_matches(status_raw, '^[1-5][0-9][0-9]$') THEN CAST(status_raw AS INTEGER) END) AS hs
-        FROM base
+        FROM typed
     ), classified AS (
         SELECT *,
             CASE WHEN err_raw IS NOT NULL AND err_raw NOT IN ('', 'null', 'None', 'false') THEN err_raw END AS e_msg,
@@ -299,7 +302,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         coalesce({s('span_id')}, {s('request_id')}) AS span_id,
         {s('parent_id')} AS parent_id,
         {s('request_id')} AS request_id,
-        coalesce({s('response_id')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.id' END) AS response_id,
+        coalesce({s('response_id')}, CASE WHEN outp_t = 'OBJECT' THEN outp ->> '$.id' END) AS response_id,
         coalesce({s('name')}, 'request') AS name,
         coalesce(lower({s('kind')}), 'llm') AS kind,
         NULL AS span_kind,
@@ -309,7 +312,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         {num('ttft_ms', 'DOUBLE')} AS ttft_ms,
         lower({s('provider')}) AS provider,
         {s('model')} AS model,
-        coalesce({s('served_model')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.model' END) AS served_model,
+        coalesce({s('served_model')}, CASE WHEN outp_t = 'OBJECT' THEN outp ->> '$.model' END) AS served_model,
         {s('session_id')} AS session_id, {s('user_id')} AS user_id, {s('tenant')} AS tenant,
         {s('feature')} AS feature, {s('prompt_name')} AS prompt_name, {s('prompt_version')} AS prompt_version,
         {s('env')} AS env, {s('release')} AS release, {s('service')} AS service,
@@ -324,9 +327,9 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         {num('cached_tokens', 'BIGINT')} AS cached_tokens,
         {num('reasoning_tokens', 'BIGINT')} AS reasoning_tokens,
         {num('cost', 'DOUBLE')} AS cost,
-        lower(coalesce({s('finish_reason')}, CASE WHEN json_type(outp) = 'OBJECT' THEN outp ->> '$.choices[0].finish_reason' END)) AS finish_reason,
+        lower(coalesce({s('finish_reason')}, CASE WHEN outp_t = 'OBJECT' THEN outp ->> '$.choices[0].finish_reason' END)) AS finish_reason,
         in_msgs AS input_messages,
-        CASE WHEN json_type(outp) = 'ARRAY' THEN outp
+        CASE WHEN outp_t = 'ARRAY' THEN outp
              WHEN out_text IS NOT NULL THEN json_array(json_object('role', 'assistant', 'content', out_text)) END
             AS output_messages,
         NULL AS tool_calls,

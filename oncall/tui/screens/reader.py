@@ -98,8 +98,9 @@ def output_of(d: dict[str, Any]) -> str:
 
 class ReaderScreen(Screen):
     BINDINGS = [
-        Binding("j,down", "move(1)", "next", id="reader.next"),
-        Binding("k,up", "move(-1)", "previous", id="reader.previous"),
+        # j/k only: the arrows, space and page keys scroll a long output (the focused OutputView).
+        Binding("j", "move(1)", "next", id="reader.next"),
+        Binding("k", "move(-1)", "previous", id="reader.previous"),
         Binding("g", "label('good')", "good", id="reader.good"),
         Binding("b", "label('bad')", "bad", id="reader.bad"),
         Binding("n", "note", "note", id="reader.note"),
