@@ -362,9 +362,8 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3, help="median of K runs (default 3)")
     ap.add_argument("--quick", action="store_true", help="100k spans, to try it")
     ap.add_argument("--no-memory", action="store_true", help="skip the 2N-span memory-growth loads")
-    ap.add_argument("--memory-formats", default="generic",
-                    help="formats given the 2N load (default generic: oncall's OTLP load of 1M spans already peaks "
-                         "at 16 GB, so 2M would not fit on a 24 GB machine)")
+    ap.add_argument("--memory-formats", default="generic,otlp",
+                    help="formats given the 2N load (default: both)")
     ap.add_argument("--profile", action="store_true", help="also profile one oncall load per format")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update bench/RESULTS.md")
     ap.add_argument("--keep-data", action="store_true", help="keep the generated files in bench/data/")

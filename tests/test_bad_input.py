@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import tracegen
 
+from oncall.ingest import writer
 from oncall.ingest.loader import load_paths
+from oncall.store import open_db
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -153,7 +155,9 @@ def test_ten_megabyte_output(db, tmp_path, kind):
     assert n == len(big)
 
 
-def test_duplicate_spans_kept_once(db, tmp_path):
+@pytest.mark.parametrize("chunk", [250_000, 3], ids=["one-bucket", "many-buckets"])
+def test_duplicate_spans_kept_once(db, tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(writer, "FINISH_CHUNK_SPANS", chunk)  # finish() works through buckets of traces
     lines = tracegen.otlp_lines(0, 6)
     lines.append(lines[2])  # an exporter retry
     path = tmp_path / "dups.jsonl"
@@ -278,3 +282,39 @@ def test_loading_the_same_file_twice_adds_nothing(db, tmp_path):
     assert third.spans_added == 0
     assert span_count(db) == 7
     assert db.cursor().execute("SELECT count(*) FROM span_ids WHERE id_kind = 'span'").fetchone()[0] == 7
+
+
+def _family_lines(traces: int) -> list[str]:
+    """Traces of root -> child -> grandchild where only the root carries tenant and user."""
+    out = []
+    for t in range(traces):
+        tid = f"{t + 1:032x}"
+        root, child, grand = f"{t + 1:08x}00000001", f"{t + 1:08x}00000002", f"{t + 1:08x}00000003"
+        # Children first, as a batching exporter writes them (the root ends last).
+        out.append(json.dumps({"trace_id": tid, "span_id": grand, "parent_id": child, "kind": "llm",
+                               "model": "gpt-4o", "start_time": 1_700_000_000 + t}))
+        out.append(json.dumps({"trace_id": tid, "span_id": child, "parent_id": root, "kind": "agent",
+                               "start_time": 1_700_000_000 + t, "feature": "own-feature"}))
+        out.append(json.dumps({"trace_id": tid, "span_id": root, "kind": "chain", "tenant": f"tenant-{t % 4}",
+                               "user_id": f"u{t}", "feature": "root-feature", "start_time": 1_700_000_000 + t}))
+    return out
+
+
+@pytest.mark.parametrize("chunk", [250_000, 5], ids=["one-bucket", "many-buckets"])
+def test_inheritance_is_the_same_in_buckets(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(writer, "FINISH_CHUNK_SPANS", chunk)
+    path = tmp_path / "family.jsonl"
+    tracegen.write_lines(path, _family_lines(30))
+    db = open_db(tmp_path / f"family-{chunk}.duckdb")
+    try:
+        assert load_paths(db, [str(path)]).spans_added == 90
+        rows = db.cursor().execute(
+            "SELECT kind, tenant, user_id, feature, inherited->>'$.tenant.from_span' FROM spans "
+            "WHERE trace_id = ? ORDER BY span_id", [f"{8:032x}"]).fetchall()
+        root = f"{8:08x}00000001"
+        assert rows == [("chain", "tenant-3", "u7", "root-feature", None),
+                        ("agent", "tenant-3", "u7", "own-feature", root),
+                        ("llm", "tenant-3", "u7", "own-feature", root)]
+        assert db.cursor().execute("SELECT count(*) FROM spans WHERE tenant IS NULL").fetchone()[0] == 0
+    finally:
+        db.close()

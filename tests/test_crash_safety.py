@@ -156,10 +156,10 @@ def test_an_error_while_finishing_leaves_database_as_before(tmp_path, monkeypatc
     db_path, b, before = _load_a(tmp_path)
     from oncall.ingest import writer
 
-    def boom(con, import_id):
+    def boom(*args):
         raise RuntimeError("disk full (simulated)")
 
-    monkeypatch.setattr(writer, "resolve_inheritance", boom)
+    monkeypatch.setattr(writer, "_dedupe", boom)
     db = open_db(db_path)
     try:
         with pytest.raises(RuntimeError, match="simulated"):
