@@ -40,7 +40,11 @@ def ts(iso: str) -> dt.datetime:
 OUTPUTS = ["I'm sorry, but I can't help with that request.", "Sure! Sorry for the wait, here it is.",
            "As an AI language model, I cannot", '{"a": 1, "b": [2]}', '```json\n{"b": 1, "a": 2}\n```',
            'Here is the JSON: {"a": 1}', "[1, 2, 3]", "", "plain text", '{"x": "I am unable to"}',
-           "x" * 170 + " I'm sorry"]
+           "x" * 170 + " I'm sorry",
+           # JSON validity tests the first character before parsing: every kind of JSON start, and prose
+           # that begins like one.
+           "42", "-1.5", "true", "null", '"a string"', '  {"k": 1}', "\t[1]", "true story, not JSON", "nope",
+           "- a bullet", "```\n[1]\n```", "`code`"]
 
 
 def test_quality_sql_matches_python() -> None:

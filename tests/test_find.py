@@ -253,3 +253,30 @@ def test_cli_show_prints_request_notes_and_sample_says_when_empty(small) -> None
     assert [n["text"] for n in d["notes"]] == ["customer quoted this one [b]x[/b]"]
     res = runner.invoke(cli, ["sample", "--db", path, "tenant=nobody", "-n", "3"])
     assert res.exit_code == 0 and res.stdout == "" and "no requests match tenant=nobody" in res.stderr
+
+
+@pytest.mark.parametrize("flt", ["", "tenant=acme", "refund", "status=error", "served_model=gpt-4o-2024-11-20 order",
+                                 "tenant=globex latency>3000", "zzz-no-such-text"])
+def test_windowed_newest_first_pages_match_a_plain_scan(demo_db: Path, monkeypatch, flt: str) -> None:
+    """search() looks in the newest slice of time first; the pages must be exactly those of a full scan."""
+    import oncall.query.search as search_mod
+
+    store = open_db(demo_db, read_only=True)
+    try:
+        def pages(limit: int) -> list[list[int]]:
+            out, page = [], search(store.con, flt, limit=limit)
+            for _ in range(6):
+                out.append([int(r["span_pk"]) for r in page.rows])
+                if page.next is None:
+                    break
+                page = search(store.con, flt, limit=limit, before=page.next)
+            return out
+
+        for limit in (1, 7, 50):
+            windowed = pages(limit)
+            monkeypatch.setattr(search_mod, "WINDOW_FRACTIONS", ())
+            plain = pages(limit)
+            monkeypatch.undo()
+            assert windowed == plain, (flt, limit)
+    finally:
+        store.close()

@@ -65,17 +65,42 @@ def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 5
             where += (f" AND (s.{order_by} {cmp} ? OR (s.{order_by} = ? AND s.span_pk {cmp} ?)"
                       f" OR s.{order_by} IS NULL)")
             params += [before.value, before.value, before.span_pk]
-    sql = (f"SELECT {_select()} FROM spans s WHERE {where} "
-           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?")
+    order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?"
     cur = con.cursor() if hasattr(con, "cursor") else con
-    cur.execute(sql, params + [int(limit) + 1])
-    rows = _rows(cur)
+    rows = None
+    if order_by == "start_time" and descending and (before is None or before.value is not None):
+        rows = _newest_in_windows(cur, where, params, order, limit, before.value if before else None)
+    if rows is None:
+        cur.execute(f"SELECT {_select()} FROM spans s WHERE {where} {order}", params + [int(limit) + 1])
+        rows = _rows(cur)
     nxt = None
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
         nxt = Cursor(last[order_by], int(last["span_pk"]))
     return Page(rows, nxt, c.notes)
+
+
+# Newest-first pages look in the newest 1/64 of the incident's time range, then 1/8, then everywhere.
+# DuckDB's top-N evaluates the filter on every row; a text term over 125k unique outputs took 320 ms,
+# while the newest slice skips most row groups by their start_time ranges. Exact: a window that
+# yields more than a page holds the newest matches, since everything outside it is older.
+WINDOW_FRACTIONS = (1 / 64, 1 / 8)
+
+
+def _newest_in_windows(cur: Any, where: str, params: list[Any], order: str, limit: int,
+                       upper: Any) -> list[dict[str, Any]] | None:
+    lo, hi = cur.execute("SELECT min(start_time), max(start_time) FROM spans").fetchone()
+    if lo is None or hi is None or hi <= lo:
+        return None
+    top = upper if upper is not None else hi
+    for frac in WINDOW_FRACTIONS:
+        cur.execute(f"SELECT {_select()} FROM spans s WHERE {where} AND s.start_time >= ? {order}",
+                    params + [top - (hi - lo) * frac, int(limit) + 1])
+        rows = _rows(cur)
+        if len(rows) > limit:
+            return rows
+    return None
 
 
 def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
