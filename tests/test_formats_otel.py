@@ -498,8 +498,9 @@ def test_js_spans_with_parent_span_context(db, tmp_path) -> None:
     p.write_text("\n".join(json.dumps(s) for s in spans) + "\n")
     assert_clean(load(db, p), 2, "otel-js-spans")
     r = rows(db)["2" * 16]
+    # kind 2 is CLIENT in the JS SDK's SpanKind enum (INTERNAL = 0), not OTLP's SERVER.
     assert (r["parent_id"], r["tenant"], r["status"], r["error_type"], r["span_kind"]) == (
-        "1" * 16, "umbrella", "error", "timeout", "server")
+        "1" * 16, "umbrella", "error", "timeout", "client")
     assert (r["start_us"], r["end_us"]) == (1770131992000001, 1770131993000000)
     assert r["inherited"] == {"tenant": {"value": "umbrella", "from_span": "1" * 16}}
 
