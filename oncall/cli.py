@@ -114,6 +114,13 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         column_map[k.strip()] = v.strip()
     if fmt is not None and fmt not in registry.names():
         fail(f"unknown format {fmt!r}; supported: {', '.join(registry.names())}")
+    from oncall.ingest.cost import cost_summary
+    from oncall.ingest.prices import PriceConfigError, overrides
+
+    try:
+        overrides()  # a bad oncall.toml is bad input before anything is written
+    except PriceConfigError as exc:
+        fail(str(exc))
     store = open_store(ctx, db)
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
@@ -129,6 +136,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         fail(str(only.problems[0]))  # the one file given is not loadable input: exit 2
     ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
     summ = summary(store, ids)
+    summ["cost"] = cost_summary(store.cursor(), ids)  # exported / estimated / unknown, unpriced models once each
     if ids:
         store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
                            {"files": [f.path for f in report.files if f.status == 'loaded']})

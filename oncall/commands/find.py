@@ -13,6 +13,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.output import stdout
+from oncall.query.cost_marks import cost_label, format_cost
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -91,7 +92,7 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: st
             "status": Text(status, style="red" if r["status"] == "error" else ""),
             "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
             "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
-            "cost": f"{r['cost']:.5f}" if r["cost"] is not None else "",
+            "cost": format_cost(r["cost"], r.get("cost_source")),  # "~" = estimated
             "prompt": _cell(r["prompt_version"]), "tokens": tokens, "label": _cell(r["label"])}
         table.add_row(*[cell[c] for c in cols], Text(safe_text(r["output_preview"], multiline=False,
                                                                 max_len=out_width), no_wrap=True))
@@ -151,7 +152,8 @@ def print_request(d: dict[str, Any]) -> None:
               ("error", d.get("error")),
               ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
-              ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
+              ("cost", (format_cost(d.get("cost"), d.get("cost_source"), digits=6, dollar=True)
+                        + (f" ({cost_label(d.get('cost_source'))})" if d.get("cost") is not None else "")) or None),
               ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
                                                    f"({d.get('source_format')})")]
     for k, v in fields:

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from oncall.ingest import jsonio
+from oncall.ingest.cost import estimate_costs
 from oncall.redact import sql_redact
 from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS
 
@@ -231,6 +232,7 @@ class FileWriter:
             if with_parent:
                 resolve_inheritance(con, iid, traces)
         self.added -= self.duplicates
+        estimate_costs(con, iid)  # cost: exported kept, else estimated from tokens and prices (ingest.cost)
         con.execute(
             f"""
             INSERT INTO span_ids

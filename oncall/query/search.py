@@ -16,7 +16,7 @@ from oncall.query.filters import Filter, compile_filter
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
                "session_id", "feature", "model", "served_model", "prompt_version", "provider", "status",
-               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason"]
+               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason", "cost_source"]
 SORTABLE = {"start_time", "latency_ms", "cost", "input_tokens", "output_tokens", "tenant", "model", "served_model",
             "status", "feature"}
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from oncall.ingest.canonical import normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otel_console import json_flavour, iter_json_values, js_span_kind, read_node
+from oncall.ingest.formats.otel_console import iter_json_values, js_span_kind, json_flavour, read_node
 from oncall.ingest.formats.otlp import build_row, decode_kv
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, read_all_text
