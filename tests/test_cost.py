@@ -214,6 +214,25 @@ def test_oncall_toml_overrides_and_adds_prices(tmp_path, no_user_prices, monkeyp
         db.close()
 
 
+def test_an_estimate_stays_an_estimate_when_a_later_load_rewrites_the_span(tmp_path):
+    """Children loaded before their root are rewritten when the root arrives (to inherit its keys)."""
+    child = _span(2, "gpt-4o-mini", "openai", served="gpt-4o-mini-2024-07-18")
+    child["traceId"], child["parentSpanId"] = f"{1:032x}", f"{1:016x}"
+    root = {"traceId": f"{1:032x}", "spanId": f"{1:016x}", "name": "ticket", "kind": 2,
+            "startTimeUnixNano": child["startTimeUnixNano"], "endTimeUnixNano": child["endTimeUnixNano"],
+            "attributes": [{"key": "tenant", "value": {"stringValue": "acme"}}], "status": {}}
+    db = _load(tmp_path, _write(tmp_path / "child.jsonl", [child]))
+    try:
+        [before] = _rows(db)
+        assert before["cost_source"] == "estimated"
+        assert load_paths(db, [str(_write(tmp_path / "root.jsonl", [root]))]).problems == []
+        [after] = _rows(db)
+        assert after["tenant"] == "acme"
+        assert (after["cost"], after["cost_source"]) == (before["cost"], "estimated")
+    finally:
+        db.close()
+
+
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "160"}
     return subprocess.run([sys.executable, "-m", "oncall.cli", *args], capture_output=True, text=True, cwd=cwd,

@@ -33,12 +33,16 @@ _RATE_SCHEMA = pa.schema([("provider", pa.string()), ("served_model", pa.string(
 
 
 def estimate_costs(con: Any, import_id: int) -> None:
-    """Set cost_source on the import's rows and an estimated cost where the export had none."""
+    """Set cost_source on the import's rows and an estimated cost where the export had none.
+
+    Rows that already have a cost_source (children an earlier load priced, rewritten into this
+    load's part when their root arrived) keep it: an estimate never turns into an "exported" cost.
+    """
     iid = int(import_id)
     table = prices.overrides()
     groups = con.execute(
         f"""SELECT provider, served_model, model FROM spans
-            WHERE import_id = {iid} AND cost IS NULL AND kind IN {PRICED_KINDS}
+            WHERE import_id = {iid} AND cost_source IS NULL AND cost IS NULL AND kind IN {PRICED_KINDS}
               AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL)
             GROUP BY ALL""").fetchall()
     rates: list[dict[str, Any]] = []
@@ -52,7 +56,7 @@ def estimate_costs(con: Any, import_id: int) -> None:
         unit = price.varies_by
         buckets = con.execute(
             f"""SELECT DISTINCT date_trunc('{unit}', start_time) FROM spans
-                WHERE import_id = {iid} AND cost IS NULL AND provider IS NOT DISTINCT FROM ?
+                WHERE import_id = {iid} AND cost_source IS NULL AND cost IS NULL AND provider IS NOT DISTINCT FROM ?
                   AND served_model IS NOT DISTINCT FROM ? AND model IS NOT DISTINCT FROM ?""",
             [provider, served, requested]).fetchall()
         for (bucket,) in buckets:
@@ -83,7 +87,7 @@ def estimate_costs(con: Any, import_id: int) -> None:
          AND (r.granularity IS NULL OR r.bucket IS NOT DISTINCT FROM date_trunc(r.granularity, s.start_time))
          AND (r.lo IS NULL OR coalesce(s.input_tokens, 0) > r.lo)
          AND (r.hi IS NULL OR coalesce(s.input_tokens, 0) <= r.hi)
-        WHERE s.import_id = {iid} AND (s.cost IS NOT NULL OR s.kind IN {PRICED_KINDS})""")
+        WHERE s.import_id = {iid} AND s.cost_source IS NULL AND (s.cost IS NOT NULL OR s.kind IN {PRICED_KINDS})""")
     con.execute("""UPDATE spans SET cost = c.cost, cost_source = c.cost_source
                    FROM _oncall_cost c WHERE spans.span_pk = c.span_pk""")
     con.execute("DROP TABLE _oncall_cost")
