@@ -328,3 +328,34 @@ def test_the_three_exports_load_to_the_same_rows(loaded):
     # The JS SpanKind enum: the AI SDK's spans are INTERNAL (0), not OTLP's "unspecified".
     assert {r["span_kind"] for r in keyed["dump"].values()} == {"internal"}
     assert {r["span_kind"] for r in keyed["console"].values()} == {"internal"}
+
+
+def test_console_strings_node_cut_are_reported_not_invented(tmp_path):
+    """A prompt longer than util.inspect's 10,000 characters: the console prints its start and
+    `... N more characters`; the span loads with what was printed and a `truncated` problem, while
+    the OTLP export of the same call has it all."""
+    reason = _node_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    with OpenAIServer() as srv:
+        proc = subprocess.run(["node", str(NODE_DIR / "vercel_calls.mjs"), "--base-url", srv.base_url,
+                               "--calls", "long"], capture_output=True, text=True, timeout=120, cwd=NODE_DIR)
+        [ex] = srv.exchanges
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "more characters" in proc.stdout
+    path = tmp_path / "console.txt"
+    path.write_text(proc.stdout, encoding="utf-8")
+    db = open_db(tmp_path / "i.duckdb")
+    try:
+        report = load_paths(db, [str(path)])
+        assert [f.status for f in report.files] == ["loaded"] and report.spans_added == 3
+        cut = [p for p in report.problems if p.kind == "truncated"]
+        assert len(cut) == 2 and all("attributes.ai.prompt" in p.message for p in cut), report.to_dict()
+        [llm] = _llm(_rows(db))
+        assert llm["response_id"] == ex.response["id"] and llm["output_tokens"] == ex.response["usage"]["completion_tokens"]
+        # the cut JSON could not be read as messages; what was printed is kept in the attributes
+        assert llm["input_messages"] is None
+        assert len(llm["attributes"]["ai.prompt.messages"]) == 10_000
+        assert ex.request["messages"][0]["content"].startswith("Summarise this log: lorem ipsum")
+    finally:
+        db.close()

@@ -410,6 +410,15 @@ def _number(s: str) -> int | float:
     return int(s)
 
 
+def _parse_at(text: str, pos: int) -> tuple[Literal | None, str | None]:
+    try:
+        return parse(text, pos), None
+    except InspectSyntaxError as exc:  # its line and column count from the start of `text`
+        return None, f"not a Node inspect literal: {exc}"
+    except RecursionError:  # nesting far deeper than Node's printer ever produces
+        return None, "not a Node inspect literal: nested too deeply"
+
+
 def iter_literals(text: str) -> Any:
     """(start line, Literal or None, error or None, skipped lines) for each top-level `{` literal.
 
@@ -436,10 +445,9 @@ def iter_literals(text: str) -> Any:
             if skipped:
                 yield start_line, None, None, skipped
             return
-        try:
-            lit = parse(text, pos)
-        except InspectSyntaxError as exc:  # its line and column count from the start of `text`
-            yield line, None, f"not a Node inspect literal: {exc}", skipped
+        lit, err = _parse_at(text, pos)
+        if lit is None:
+            yield line, None, err, skipped
             nxt = text.find("\n{", pos + 1)
             if nxt < 0:
                 return

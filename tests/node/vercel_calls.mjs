@@ -40,6 +40,7 @@ export const QUESTION = 'What is the capital of France?';
 export const TOOL_QUESTION = "What's the weather in Paris?";
 export const STREAM_QUESTION = 'Name three French cheeses, with the region each one comes from.\nOne per line, please.';
 export const ERROR_QUESTION = 'This call is rate limited.';
+export const LONG_PROMPT = 'Summarise this log: ' + 'lorem ipsum '.repeat(1000);
 
 // ReadableSpan as JSON: what a test harness's in-memory exporter writes (the fields of the
 // ReadableSpan interface; HrTime stays [seconds, nanoseconds]).
@@ -105,6 +106,9 @@ await tracer.startActiveSpan('support_ticket', async (root) => {
       const result = streamText({ model, prompt: STREAM_QUESTION, maxRetries: 0,
                                   experimental_telemetry: telemetry('cheeses') });
       for await (const _ of result.textStream) { /* consume */ }
+    }
+    if (calls.has('long')) {  // a prompt past util.inspect's 10,000-character string limit
+      await generateText({ model, prompt: LONG_PROMPT, maxRetries: 0, experimental_telemetry: telemetry('answer') });
     }
     if (calls.has('error')) {
       try {

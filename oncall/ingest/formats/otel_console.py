@@ -128,7 +128,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def node_console_row(obj: dict[str, Any]) -> dict[str, Any]:
+def _printed(value: Any) -> Any:
+    """The literal as Node printed it, for `raw`: elided values as their text (`[Object]`, …)."""
+    if isinstance(value, node_inspect.Elided):
+        return value.text
+    if isinstance(value, dict):
+        return {k: _printed(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_printed(v) for v in value]
+    return value
+
+
+def _has_elided(value: Any) -> bool:
+    if isinstance(value, node_inspect.Elided):
+        return True
+    if isinstance(value, dict):
+        return any(_has_elided(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_elided(v) for v in value)
+    return False
+
+
+def node_console_row(obj: dict[str, Any], raw: Any = None, cut: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """The canonical row of one Node console span. Attributes in `cut` (Node did not print them in
+    full) are kept as printed in `attributes` but not mapped: half a JSON prompt is not a message."""
     parent = obj.get("parentId")
     if parent is None and isinstance(obj.get("parentSpanContext"), dict):
         parent = obj["parentSpanContext"].get("spanId")
@@ -145,13 +168,18 @@ def node_console_row(obj: dict[str, Any]) -> dict[str, Any]:
     events = [{"name": ev.get("name"), "attributes": ev.get("attributes") if isinstance(ev.get("attributes"), dict)
                else {}, "time": to_epoch_us(ev.get("time"))}
               for ev in obj.get("events") or () if isinstance(ev, dict)]
-    return build_row(
+    attrs = obj.get("attributes") or {}
+    row = build_row(
         trace_id=obj.get("traceId"), span_id=obj.get("id"), parent_id=parent, name=obj.get("name"),
         span_kind=js_span_kind(obj.get("kind")), start_us=start_us, end_us=end_us,
-        attrs=obj.get("attributes") or {}, resource=res_attrs,
+        attrs={k: v for k, v in attrs.items() if k not in cut}, resource=res_attrs,
         scope_name=scope.get("name") if isinstance(scope, dict) else None, events=events,
-        status=normalize_status(status.get("code")), status_message=status.get("message"), raw=obj,
+        status=normalize_status(status.get("code")), status_message=status.get("message"),
+        raw=obj if raw is None else raw,
     )
+    for k in cut:
+        row["attributes"][k] = attrs.get(k)
+    return row
 
 
 def read_node(text: str, sink: Any) -> int:
@@ -178,7 +206,9 @@ def read_node(text: str, sink: Any) -> int:
                                             "(depth or length limit); the rest of the span is loaded")
         plain = _plain(obj)
         try:
-            row = node_console_row(plain)
+            cut = frozenset(k for k, v in (obj.get("attributes") or {}).items() if _has_elided(v)) \
+                if isinstance(obj.get("attributes"), dict) else frozenset()
+            row = node_console_row(plain, raw=_printed(obj), cut=cut)
         except (TypeError, ValueError, AttributeError) as exc:
             sink.problem(line, "bad-span", f"span {obj.get('name')!r} cannot be read: {exc}; skipped")
             continue
