@@ -280,7 +280,7 @@ def test_every_display_marks_estimates(tmp_path, no_user_prices):
     show = _cli("show", "--db", str(db_path), f"{1:016x}", cwd=no_user_prices).stdout
     assert "~$0.000210 (estimated from tokens x price)" in show
     show = _cli("show", "--db", str(db_path), f"{7:016x}", cwd=no_user_prices).stdout
-    assert "$0.250000 (as exported)" in show
+    assert "$0.250000" in show and "~$0.25" not in show and "estimated" not in show
     db = open_db(db_path, read_only=True)
     try:
         res = compare(db.cursor(), ["cost<0.1"], ["cost>0.1"])

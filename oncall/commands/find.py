@@ -13,7 +13,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.output import stdout
-from oncall.query.cost_marks import cost_label, format_cost
+from oncall.query.cost_marks import cost_detail, format_cost
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -152,8 +152,7 @@ def print_request(d: dict[str, Any]) -> None:
               ("error", d.get("error")),
               ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
-              ("cost", (format_cost(d.get("cost"), d.get("cost_source"), digits=6, dollar=True)
-                        + (f" ({cost_label(d.get('cost_source'))})" if d.get("cost") is not None else "")) or None),
+              ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
               ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
                                                    f"({d.get('source_format')})")]
     for k, v in fields:

@@ -23,9 +23,12 @@ def format_cost(cost: float | None, source: str | None, *, digits: int = 5, doll
     return f"{mark}{'$' if dollar else ''}{cost:.{digits}f}"
 
 
-def cost_label(source: str | None) -> str:
-    """What a detail view says beside a cost."""
-    return {"estimated": "estimated from tokens x price", "exported": "as exported"}.get(source or "", "")
+def cost_detail(cost: float | None, source: str | None) -> str | None:
+    """A detail view's cost: `$0.000470`, or `~$0.000470 (estimated from tokens x price)`; None for no cost."""
+    if cost is None:
+        return None
+    text = format_cost(cost, source, digits=6, dollar=True)
+    return f"{text} (estimated from tokens x price)" if source == "estimated" else text
 
 
 def estimated_share(con: Any, where: str, params: list[Any]) -> dict[str, Any]:
