@@ -51,7 +51,20 @@ def direct_connection(part: Path):
             continue
         cols = ", ".join(f"{c} {t}" for c, t in spec.columns)
         con.execute(f"CREATE TEMP TABLE {name} ({cols})")
-    return con
+    return _OneCursor(con)
+
+
+class _OneCursor:
+    """Temp tables live on one connection: hand the query code that connection as its cursor too."""
+
+    def __init__(self, con) -> None:
+        self._con = con
+
+    def cursor(self):
+        return self
+
+    def __getattr__(self, name):
+        return getattr(self._con, name)
 
 
 def main() -> int:
