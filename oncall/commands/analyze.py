@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import shlex
 from typing import Any
 
 import click
@@ -13,15 +12,6 @@ from rich.text import Text
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.output import stdout
 from oncall.safe_text import safe_rich, safe_text
-
-
-def _words(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        fail(f"bad filter {text!r}: {exc}")
 
 
 def _compile_or_fail(con: Any, words: list[str]) -> Any:
@@ -67,9 +57,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
     from oncall.query.compare import compare as run_compare
 
     store = open_store(ctx, db, read_only=True, create=False)
+    # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
-    _compile_or_fail(store.con, _words(baseline))
-    res = run_compare(store.con, list(filter_words), _words(baseline))
+    _compile_or_fail(store.con, [baseline])
+    res = run_compare(store.con, list(filter_words), [baseline])
     if as_json:
         emit_json(_jsonable(res))
         return
@@ -114,8 +105,9 @@ def _dist(d: dict[str, int]) -> str:
 # -- changes ----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--bucket", "bucket_s", type=int, default=None, help="bucket width in seconds (default: automatic)")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--bucket", "bucket_s", type=click.IntRange(min=1), default=None,
+              help="bucket width in seconds (default: automatic)")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
 @db_option
 @json_option
 @click.pass_context
@@ -156,7 +148,7 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
                                                    "the bad requests stop)")
-@click.option("--limit", default=50, show_default=True, help="sessions listed")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
 @db_option
 @json_option
 @click.pass_context

@@ -47,7 +47,8 @@ def _request_key(r: dict[str, Any]) -> str:
 # -- search -----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--limit", default=50, show_default=True, help="how many requests (newest first)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="how many requests (newest first)")
 @db_option
 @json_option
 @click.pass_context
@@ -204,7 +205,8 @@ def print_request(d: dict[str, Any]) -> None:
 # -- sample -----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("-n", "n", default=10, show_default=True, help="how many requests")
+@click.option("-n", "n", default=10, show_default=True, type=click.IntRange(min=1),
+              help="how many requests")
 @click.option("--by", default=None, help="stratify by a key (tenant, model, served_model, feature, …)")
 @click.option("--seed", type=int, default=None, help="make the sample repeatable")
 @db_option
@@ -217,10 +219,7 @@ def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | 
 
     store = open_store(ctx, db, read_only=True, create=False)
     flt = _filter_or_fail(store.con, filter_words)
-    try:
-        rows = run_sample(store.con, flt, n, by=by, seed=seed)
-    except ValueError as exc:
-        fail(str(exc))
+    rows = run_sample(store.con, flt, n, by=by, seed=seed)  # a bad --by is an InputError: exit 2
     if as_json:
         emit_json({"filter": flt.text, "seed": seed, "by": by, "requests": [_jsonable(r) for r in rows]})
         return
@@ -276,11 +275,10 @@ def note(ctx: click.Context, text: tuple[str, ...], db: str | None, as_json: boo
     """A free note on the incident timeline."""
     from oncall.query.labels import add_note
 
+    if not " ".join(text).strip():
+        fail("a note needs some text")
     store = open_store(ctx, db, create=False)
-    try:
-        note_id = add_note(store, " ".join(text))
-    except ValueError as exc:
-        fail(str(exc))
+    note_id = add_note(store, " ".join(text))
     if as_json:
         emit_json({"note_id": note_id, "text": " ".join(text)})
     else:

@@ -60,7 +60,33 @@ def memory_limit() -> str:
     return os.environ.get("ONCALL_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
 
 
+_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of every DuckDB database file
+
+
+def _not_a_database(path: Path) -> str | None:
+    """Why an existing `path` cannot be an incident database, or None. Checked before DuckDB sees it:
+    DuckDB's own errors for these name an extension download (SQLite files) or an in-memory database."""
+    if str(path) == ":memory:":
+        return ":memory: is not an incident file; give --db a file path such as ./incident.duckdb"
+    if path.is_dir():
+        return f"{path} is a directory, not an incident database; give --db the .duckdb file"
+    if not path.exists():
+        return None
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(12)
+    except OSError as exc:
+        return f"cannot read {path}: {exc.strerror or exc}"
+    if head[8:12] != _DUCKDB_MAGIC:
+        return (f"{path} is not a DuckDB database (an incident database is the .duckdb file `oncall load` "
+                "or `oncall demo` wrote); check --db or $ONCALL_DB")
+    return None
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    why = _not_a_database(path)
+    if why:
+        raise StoreError(why)
     try:
         con = duckdb.connect(str(path), read_only=read_only,
                              config={"memory_limit": memory_limit()})
