@@ -75,7 +75,8 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['errors']:,} errors)")
+    # Errors beside "LLM calls" are failed LLM calls: a 429 also fails the agent and root spans above it.
+    t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['llm_errors']:,} failed)")
     t.add_row("traces", f"{summ['traces']:,}")
     t.add_row("time range", f"{summ['start'] or '-'} → {summ['end'] or '-'}")
     # Counts are LLM calls (what a responder calls requests); tenants are on every span of a trace.

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.display import format_cost, jsonable
 from oncall.output import stdout
 from oncall.safe_text import safe_rich, safe_text
 
@@ -29,20 +30,14 @@ def _num(v: Any, unit: str = "") -> str:
     if unit == "ratio":
         return f"{100 * v:.1f} %"
     if unit == "usd":
-        return f"${v:.5f}" if abs(v) < 10 else f"${v:,.2f}"
+        return format_cost(v)
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dt.datetime):
-        return v.isoformat()
-    return v
+    return jsonable(v)  # times in UTC whatever zone the cursor returned them in
 
 
 # -- compare ----------------------------------------------------------------------------------------

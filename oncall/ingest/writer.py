@@ -81,6 +81,10 @@ class FileWriter:
         # A second connection for importers' stateless queries over Arrow batches (validation), so
         # they need not wait for the background insert that owns `con`.
         self.scratch = con.cursor()
+        # Every connection the load uses reads and writes times in UTC: a DuckDB cursor starts in
+        # the machine's zone, whatever its parent was set to.
+        for c in (con, self.scratch):
+            c.execute("SET TimeZone = 'UTC'")
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncall-insert")
         self._pending: Future[None] | None = None
 

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from oncall.display import format_cost
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
 from oncall.query.stats import relative_change, two_proportions, welch
@@ -198,7 +199,7 @@ def _value(metric: str, v: float) -> str:
         pct = 100 * v
         return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
     if metric == "cost_per_request":
-        return f"${v:.5f}" if v < 0.1 else f"${v:,.2f}"
+        return format_cost(v)
     if metric == "latency_ms_mean":
         return f"{v:,.0f} ms"
     if metric == "output_length_mean":
