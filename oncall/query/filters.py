@@ -435,7 +435,7 @@ class _Builder:
             _re2_cursor(self.con).execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
         except duckdb.Error as exc:
             why = str(exc).splitlines()[0].split("Error: ", 1)[-1]
-            raise FilterError(f"term {str(t)!r}: bad regular expression ({why}); regexes use RE2 syntax: "
+            raise FilterError(f"term '{t}': bad regular expression ({why}); regexes use RE2 syntax: "
                               "no lookahead/lookbehind or backreferences") from None
 
     def text_term(self, t: Term) -> str:
