@@ -7,6 +7,8 @@ error (a bug; see cliutil). Errors go to stderr as one readable line (the traceb
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 from typing import Any
@@ -63,6 +65,10 @@ class OncallGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("oncall: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `oncall search | head`: the reader left; not an error of ours
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush does not raise again
+            sys.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # the last line of defence: never a bare traceback
             from oncall.errors import InputError
             from oncall.store import StoreError

@@ -9,8 +9,16 @@ from rich.table import Table
 
 from oncall.safe_text import safe_rich, safe_text
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`oncall search | head`: rich would exit 1 ("found a problem"); the CLI exits 141 like
+        any Unix tool whose reader left (cli.OncallGroup.invoke)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+stdout = _Console(highlight=False, soft_wrap=False)
+stderr = _Console(stderr=True, highlight=False)
 
 
 class ProgressBar:

@@ -152,3 +152,16 @@ def test_an_input_error_raised_anywhere_in_the_core_is_exit_2(incident: Path, mo
     res = CliRunner().invoke(cli, ["--db", str(incident), "search"])
     assert res.exit_code == EXIT_USAGE
     assert res.output.strip() == "oncall: error: --whatever: not allowed here"
+
+
+# -- a reader that leaves early -------------------------------------------------------------------------
+def test_a_closed_pipe_is_not_a_finding_nor_a_crash(demo_db: Path) -> None:
+    """`oncall search | head -1`: exit 141 (128 + SIGPIPE) quietly, like any Unix tool; rich's default
+    exited 1 ("found a problem")."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "COLUMNS": "200"}
+    proc = subprocess.Popen([sys.executable, "-m", "oncall", "--db", str(demo_db), "search", "--limit", "5000"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline()
+    proc.stdout.close()  # the reader leaves with megabytes still to come
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141 and err.decode() == ""
