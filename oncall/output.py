@@ -9,6 +9,7 @@ from rich.table import Table
 
 from oncall.safe_text import safe_rich, safe_text
 
+
 class _Console(Console):
     def on_broken_pipe(self) -> None:
         """`oncall search | head`: rich would exit 1 ("found a problem"); the CLI exits 141 like

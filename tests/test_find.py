@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oncall.cli import cli
-from oncall.ingest.loader import load_paths
 from oncall.errors import InputError
+from oncall.ingest.loader import load_paths
 from oncall.query.filters import KNOWN_KEYS, Filter, FilterError, Term, compile_filter, parse_filter
 from oncall.query.ids import AmbiguousRequest, UnknownRequest, resolve_request
 from oncall.query.labels import add_label

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oncall.display import iso_utc
 from oncall.ingest import registry
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import (
@@ -18,7 +19,6 @@ from oncall.ingest.source import (
     sha256_of,
 )
 from oncall.ingest.writer import FileWriter, TooManyProblems
-from oncall.display import iso_utc
 from oncall.store.db import IncidentDB, discard_import, now_utc
 
 
