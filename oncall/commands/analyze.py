@@ -11,6 +11,7 @@ from rich.text import Text
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import format_cost, jsonable
 from oncall.output import stdout
+from oncall.query.filters import quote_value
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -132,7 +133,9 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
         stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
         if c.also_in:
-            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
+            # Written as filter terms (quoted where needed), so each cohort can be pasted as a filter.
+            also = "; ".join(" ".join(f"{k}={quote_value(v)}" for k, v in co.items()) or "all traffic"
+                             for co in c.also_in[:6])
             stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
                          soft_wrap=True)
 
