@@ -276,11 +276,11 @@ def test_every_display_marks_estimates(tmp_path, no_user_prices):
     assert _cli("load", "--db", str(db_path), str(f), cwd=no_user_prices).returncode == 0
     out = _cli("search", "--db", str(db_path), cwd=no_user_prices).stdout
     costs = [ln.split()[-2] for ln in out.splitlines() if "gpt-4o-mini" in ln]
-    assert sorted(costs) == ["0.25000", "~0.00021", "~0.00021", "~0.00021"], out
+    assert sorted(costs) == ["$0.25", "~$0.00021", "~$0.00021", "~$0.00021"], out
     show = _cli("show", "--db", str(db_path), f"{1:016x}", cwd=no_user_prices).stdout
-    assert "~$0.000210 (estimated from tokens x price)" in show
+    assert "~$0.00021 (estimated from tokens x price)" in show
     show = _cli("show", "--db", str(db_path), f"{7:016x}", cwd=no_user_prices).stdout
-    assert "$0.250000" in show and "~$0.25" not in show and "estimated" not in show
+    assert "$0.25" in show and "~$0.25" not in show and "estimated" not in show
     db = open_db(db_path, read_only=True)
     try:
         res = compare(db.cursor(), ["cost<0.1"], ["cost>0.1"])
@@ -291,5 +291,5 @@ def test_every_display_marks_estimates(tmp_path, no_user_prices):
         db.close()
     text = _cli("compare", "--db", str(db_path), "cost<0.1", "--baseline", "cost>0.1", cwd=no_user_prices).stdout
     line = next(ln for ln in text.splitlines() if ln.startswith("cost_per_request"))
-    assert "~$0.00021" in line and "$0.25000" in line and "~$0.25" not in line
+    assert "~$0.00021" in line and "$0.25" in line and "~$0.25" not in line
     assert "~ cohort: 100 % of costs are estimated from tokens x price" in text

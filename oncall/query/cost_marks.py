@@ -15,19 +15,28 @@ MARK = "~"
 COST_METRICS = ("cost_per_request", "cost_total")
 
 
-def format_cost(cost: float | None, source: str | None, *, digits: int = 5, dollar: bool = False) -> str:
-    """`0.00047`, `~0.00047` when estimated (`$`-prefixed with dollar=True); '' for no cost."""
-    if cost is None:
-        return ""
-    mark = MARK if source == "estimated" else ""
-    return f"{mark}{'$' if dollar else ''}{cost:.{digits}f}"
+def marked(text: str, source: str | None) -> str:
+    """A formatted cost with the estimate mark when its source is `estimated` ('' stays '')."""
+    return f"{MARK}{text}" if text and source == "estimated" else text
+
+
+def format_cost(cost: float | None, source: str | None) -> str:
+    """`$0.00047` (oncall.display's dollars), `~$0.00047` when estimated; '' for no cost."""
+    from oncall.display import format_cost as dollars
+
+    return marked(dollars(cost), source)
+
+
+def compact_cost(cost: float | None, source: str | None) -> str:
+    """Eight characters for the console's results column: `0.00047`, `~0.00047`."""
+    return marked("" if cost is None else f"{cost:.5f}", source)
 
 
 def cost_detail(cost: float | None, source: str | None) -> str | None:
-    """A detail view's cost: `$0.000470`, or `~$0.000470 (estimated from tokens x price)`; None for no cost."""
+    """A detail view's cost: `$0.00047`, or `~$0.00047 (estimated from tokens x price)`; None for no cost."""
     if cost is None:
         return None
-    text = format_cost(cost, source, digits=6, dollar=True)
+    text = format_cost(cost, source)
     return f"{text} (estimated from tokens x price)" if source == "estimated" else text
 
 

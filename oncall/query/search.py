@@ -43,6 +43,16 @@ def _select() -> str:
             "EXISTS (SELECT 1 FROM notes n WHERE n.span_pk = s.span_pk) AS has_note")
 
 
+def _cursor(con: Any) -> Any:
+    """A cursor of `con` in UTC: a DuckDB cursor starts in the machine's zone, not its parent's, and
+    would hand back start_time in it."""
+    if not hasattr(con, "cursor"):
+        return con
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    return cur
+
+
 def _rows(cur: Any) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -66,7 +76,7 @@ def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 5
                       f" OR s.{order_by} IS NULL)")
             params += [before.value, before.value, before.span_pk]
     order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?"
-    cur = con.cursor() if hasattr(con, "cursor") else con
+    cur = _cursor(con)
     rows = None
     if order_by == "start_time" and descending and (before is None or before.value is not None):
         rows = _newest_in_windows(cur, where, params, order, limit, before.value if before else None)
@@ -124,6 +134,6 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
            f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
-    cur = con.cursor() if hasattr(con, "cursor") else con
+    cur = _cursor(con)
     cur.execute(sql, list(c.params) + [int(limit), int(offset)])
     return _rows(cur)

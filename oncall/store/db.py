@@ -288,6 +288,10 @@ class IncidentDB:
             self.con.close()
             raise _open_error(path, exc) from None
         self._base_columns = self._columns("base")
+        # The base file never changes while open; an empty base table (every incident built since
+        # load parts) is left out of the views, so one part reads exactly like a plain table.
+        self._base_rows = {t: bool(self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM base.{t} LIMIT 1)")
+                                   .fetchone()[0]) for t in self._base_columns}
         self._create_memory_tables()
         self._start_ids()
         self.refresh()
@@ -401,7 +405,7 @@ class IncidentDB:
         superseded_by = {int(r[0]) for r in cur.execute("SELECT DISTINCT by_part FROM _superseded").fetchall()}
         for table, columns in _SHARED_TABLES.items():
             branches = []
-            if table in self._base_columns:
+            if self._base_rows.get(table):
                 where = ""
                 if loading and table in ("spans", "imports", "problems"):
                     where = f" WHERE import_id NOT IN ({', '.join(str(int(i)) for i in loading)})"
@@ -433,7 +437,7 @@ class IncidentDB:
                 base = ("SELECT key, value FROM base.meta WHERE key NOT IN (SELECT key FROM _j_meta)"
                         if base_have else None)
                 sql = latest + (f" UNION ALL {base}" if base else "")
-            elif base_have:
+            elif base_have and self._base_rows.get(name):
                 sql = _branch("base", name, cols, base_have) + " UNION ALL " + mem
             else:
                 sql = mem

@@ -121,7 +121,7 @@ class TraceScreen(Screen):
             if v is not None:
                 t.append(f"{k:<14}", style="bold")
                 if k == "cost":
-                    v = format_cost(v, s.get("cost_source"), digits=6, dollar=True)  # "~" = estimated
+                    v = format_cost(v, s.get("cost_source"))  # "~" = estimated
                 t.append(safe_text(f"{v:.1f}" if isinstance(v, float) else v, multiline=False, max_len=100) + "\n")
         if s.get("kind") == "llm":
             t.append("\nenter or r reads this call", style="dim")
