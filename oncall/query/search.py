@@ -115,6 +115,26 @@ def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
     return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
 
 
+# Columns whose distinct values a responder counts (users, sessions, tenants affected …).
+DISTINCT_COLUMNS = ("user_id", "session_id", "tenant", "feature", "model", "served_model", "provider",
+                    "prompt_version", "release", "trace_id")
+
+
+def count_distinct(con: Any, flt: Filter | str | Sequence[str] | None, columns: Sequence[str]) -> dict[str, int]:
+    """How many distinct values each column takes over the filter (NULLs not counted)."""
+    bad = [c for c in columns if c not in DISTINCT_COLUMNS]
+    if bad:
+        from oncall.errors import InputError
+
+        raise InputError(f"cannot count distinct {', '.join(bad)}; columns: {', '.join(DISTINCT_COLUMNS)}")
+    if not columns:
+        return {}
+    c = compile_filter(con, flt, alias="s")
+    row = con.execute(f"SELECT {', '.join(f'count(DISTINCT s.{col})' for col in columns)} FROM spans s "
+                      f"WHERE {c.where}", c.params).fetchone()
+    return {col: int(v) for col, v in zip(columns, row, strict=True)}
+
+
 def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, limit: int = 100,
             order_by: str = "start_time", descending: bool = True) -> list[dict[str, Any]]:
     """Rows `offset`..`offset+limit` of the ordered result, for a virtual table that can jump anywhere.
