@@ -51,24 +51,31 @@ def _request_key(r: dict[str, Any]) -> str:
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="how many requests (newest first)")
+@click.option("--distinct", "distinct", multiple=True, metavar="COLUMN",
+              help="also count the distinct values of COLUMN (user_id, session_id, tenant, …); repeatable")
 @db_option
 @json_option
 @click.pass_context
-def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> None:
+def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, distinct: tuple[str, ...], db: str | None,
+           as_json: bool) -> None:
     """Matching requests, newest first: FILTER is terms like tenant=acme since=01:00 "refund"."""
-    from oncall.query.search import count
+    from oncall.query.search import count, count_distinct
     from oncall.query.search import search as run_search
 
     store = open_store(ctx, db, read_only=True, create=False)
     flt = _filter_or_fail(store.con, filter_words)
     page = run_search(store.con, flt, limit=limit)
     total = count(store.con, flt)
+    distinct_counts = count_distinct(store.con, flt, list(distinct))
     if as_json:
         emit_json({"filter": flt.text, "total": total, "notes": page.notes,
-                   "requests": [_jsonable(r) for r in page.rows]})
+                   "requests": [_jsonable(r) for r in page.rows],
+                   **({"distinct": distinct_counts} if distinct else {})})
         return
     for n in page.notes:
         click.echo(f"note: {n}", err=True)
+    for col, n in distinct_counts.items():
+        click.echo(f"distinct {col}: {n}", err=True)
     # Columns by terminal width: the request id, time, tenant and status always; the rest as room allows.
     width = stdout.width
     table = Table(box=None, pad_edge=False, header_style="bold")

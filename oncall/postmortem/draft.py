@@ -116,9 +116,12 @@ def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = 
            "Every number was computed from the database; the command behind each `[n]` is in the appendix. "
            "Sections marked ✍️ are for a human to write. All times are UTC.", ""]
     md += _summary(causes, impact, mits, entries)
-    md += ["## Impact", "", table(["measure", "value", "query"], impact_rows) if impact_rows
+    md += ["## Impact", "", table(["cause", "requests", "users", "sessions", "tenants", "duration",
+                                   "error rate before → after", "cost/request before → after", "queries"],
+                                  impact_rows) if impact_rows
            else "No cause was detected in the data, so no impact could be computed.", ""]
-    md += _timeline_section(entries)
+    data_end = iso(con.execute("SELECT max(coalesce(end_time, start_time)) FROM spans").fetchone()[0])
+    md += _timeline_section(entries, data_end)
     md += _what_changed(causes, app)
     md += _evidence_section(evidence)
     md += _replay_section(replays)
@@ -154,33 +157,32 @@ def _title(causes: list[dict[str, Any]]) -> str:
 
 def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _Appendix
             ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    """One row per cause (causes first, then unexplained shifts): who and how much it touched."""
     from oncall.query.compare import compare
 
     rows: list[list[Any]] = []
     out = []
-    for c in causes[:5]:
+    ordered = [c for c in causes if c["kind"] != "metric_shift"] + [c for c in causes if c["kind"] == "metric_shift"]
+    for c in ordered[:5]:
         flt = c.get("filter") or ""
         label = c.get("title") or c.get("description") or c["kind"]
-        n = _count(con, flt)
-        item: dict[str, Any] = {"cause": label, "filter": flt, "requests": n}
-        rows.append([f"{label}: requests", n, Raw(app.ref(f"requests of {label}", ["search", *_words(flt), "--json"])
-                                                   + " (`total`)")])
+        item: dict[str, Any] = {"cause": label, "filter": flt, "requests": _count(con, flt)}
+        refs = [app.ref(f"requests, users, sessions and tenants of: {label}",
+                        ["search", *_words(flt), "--json", "--distinct", "user_id", "--distinct", "session_id",
+                         "--distinct", "tenant"])]
         for col, what in (("user_id", "users"), ("session_id", "sessions"), ("tenant", "tenants")):
-            v = _distinct(con, flt, col)
-            item[what] = v
-            rows.append([f"{label}: {what}", v, Raw(app.ref(f"{what} of {label}", ["search", *_words(flt), "--json",
-                                                                                   "--distinct", col])
-                                                    + f" (`distinct.{col}`)")])
+            item[what] = _distinct(con, flt, col)
         end = c.get("ended_at")
         after = [m for m in mits if m.at >= iso(c["began_at"])]
         if not end and after:
             end = after[0].at
+        duration = "ongoing in the data"
         if end:
             minutes = (dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
                        - dt.datetime.fromisoformat(c["began_at"].replace("Z", "+00:00"))).total_seconds() / 60
             item["duration_minutes"] = round(minutes, 1)
-            rows.append([f"{label}: duration", f"{minutes:.0f} min ({c['began_at']} → {end}"
-                         + (", until the mitigation" if not c.get("ended_at") else "") + ")", ""])
+            duration = f"{minutes:.0f} min" + (" (to the mitigation)" if not c.get("ended_at") else "")
+        deltas = {}
         base = _baseline_of(c)
         try:
             res = compare(con, flt, base)
@@ -189,20 +191,27 @@ def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _App
         if res is not None:
             d = res.to_dict() if hasattr(res, "to_dict") else res
             for m in d.get("metrics", []):
-                if m.get("metric") in ("error_rate", "cost_per_request", "cost_total") and m.get("cohort") is not None:
+                if m.get("metric") in ("error_rate", "cost_per_request") and m.get("cohort") is not None:
                     item[m["metric"]] = {"before": m.get("baseline"), "after": m.get("cohort")}
-                    rows.append([f"{label}: {m['metric'].replace('_', ' ')}",
-                                 f"{_num(m.get('baseline'))} → {_num(m.get('cohort'))}"
-                                 + (" (estimated)" if m.get("estimated") else ""),
-                                 Raw(app.ref(f"{m['metric']} of {label} against the same cohort before it",
-                                             ["compare", *_words(flt), "--baseline", base, "--json"]))])
+                    deltas[m["metric"]] = (f"{_num(m.get('baseline'), m['metric'])} → {_num(m.get('cohort'), m['metric'])}"
+                                           + (" (est.)" if m.get("estimated") else ""))
+            refs.append(app.ref(f"error rate and cost per request of: {label}, against the same cohort before it",
+                                ["compare", *_words(flt), "--baseline", base, "--json"]))
+        rows.append([label, item["requests"], item["users"], item["sessions"], item["tenants"], duration,
+                     deltas.get("error_rate", "—"), deltas.get("cost_per_request", "—"), Raw(" ".join(refs))])
         out.append(item)
     return rows, out
 
 
-def _num(v: Any) -> str:
+def _num(v: Any, metric: str | None = None) -> str:
     if v is None:
         return "—"
+    if metric and metric.endswith("_rate") and isinstance(v, int | float):
+        return f"{100 * v:.2g} %"
+    if metric and metric.startswith("cost") and isinstance(v, int | float):
+        from oncall.display import format_cost
+
+        return format_cost(v)
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
@@ -238,7 +247,7 @@ def _summary(causes: list[dict[str, Any]], impact: list[dict[str, Any]], mits: l
 KEY_KINDS = ("cause", "shift", "burst_end", "detection", "replay", "runbook", "action", "undo", "recovery")
 
 
-def _timeline_section(entries: list[Entry]) -> list[str]:
+def _timeline_section(entries: list[Entry], data_end: str | None) -> list[str]:
     key = [e for e in entries if e.starred or e.kind in KEY_KINDS]
     out = ["## Timeline", ""]
     if not key:
@@ -251,18 +260,18 @@ def _timeline_section(entries: list[Entry]) -> list[str]:
         rows.append([e.at.replace("T", " ").replace("Z", ""), ("★ " if e.starred else "") + e.source, e.kind,
                      e.summary, Raw(code(ref)) if ref else ""])
     out += [table(["time (UTC)", "source", "what", "summary", "reproduce"], rows), ""]
-    out += _gantt(key)
+    out += _gantt(key, data_end)
     return out
 
 
-def _gantt(entries: list[Entry]) -> list[str]:
+def _gantt(entries: list[Entry], data_end: str | None) -> list[str]:
     """A Mermaid gantt chart: causes as bars (until they end, or the mitigation), responder events as
     milestones. GitHub renders it."""
     lines = ["```mermaid", "gantt", "    title Incident timeline (UTC)", "    dateFormat YYYY-MM-DDTHH:mm:ss",
              "    axisFormat %H:%M"]
     causes = [e for e in entries if e.kind in ("cause", "shift")]
     mits = [e for e in entries if e.kind == "action"]
-    last = max((e.at for e in entries), default=None)
+    last = data_end or max((e.at for e in entries), default=None)
     if causes:
         lines.append("    section What changed")
         for i, e in enumerate(causes):

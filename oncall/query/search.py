@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter
+from oncall.store.db import utc_cursor
 
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
@@ -46,11 +47,7 @@ def _select() -> str:
 def _cursor(con: Any) -> Any:
     """A cursor of `con` in UTC: a DuckDB cursor starts in the machine's zone, not its parent's, and
     would hand back start_time in it."""
-    if not hasattr(con, "cursor"):
-        return con
-    cur = con.cursor()
-    cur.execute("SET TimeZone = 'UTC'")
-    return cur
+    return utc_cursor(con) if hasattr(con, "cursor") else con
 
 
 def _rows(cur: Any) -> list[dict[str, Any]]:
@@ -116,6 +113,26 @@ def _newest_in_windows(cur: Any, where: str, params: list[Any], order: str, limi
 def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
     c = compile_filter(con, flt, alias="s")
     return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+
+
+# Columns whose distinct values a responder counts (users, sessions, tenants affected …).
+DISTINCT_COLUMNS = ("user_id", "session_id", "tenant", "feature", "model", "served_model", "provider",
+                    "prompt_version", "release", "trace_id")
+
+
+def count_distinct(con: Any, flt: Filter | str | Sequence[str] | None, columns: Sequence[str]) -> dict[str, int]:
+    """How many distinct values each column takes over the filter (NULLs not counted)."""
+    bad = [c for c in columns if c not in DISTINCT_COLUMNS]
+    if bad:
+        from oncall.errors import InputError
+
+        raise InputError(f"cannot count distinct {', '.join(bad)}; columns: {', '.join(DISTINCT_COLUMNS)}")
+    if not columns:
+        return {}
+    c = compile_filter(con, flt, alias="s")
+    row = con.execute(f"SELECT {', '.join(f'count(DISTINCT s.{col})' for col in columns)} FROM spans s "
+                      f"WHERE {c.where}", c.params).fetchone()
+    return {col: int(v) for col, v in zip(columns, row, strict=True)}
 
 
 def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, limit: int = 100,
