@@ -287,6 +287,8 @@ def test_every_display_marks_estimates(tmp_path, no_user_prices):
         rows = {m["metric"]: m for m in res["metrics"]}
         assert rows["cost_per_request"]["estimated"] == {"cohort": 1.0, "baseline": 0.0}
         assert rows["cost_total"]["estimated"] == {"cohort": 1.0, "baseline": 0.0}
+        exported_only = {m["metric"]: m for m in compare(db.cursor(), ["cost>0.1"], ["cost>0.2"])["metrics"]}
+        assert exported_only["cost_per_request"]["estimated"] is None
     finally:
         db.close()
     text = _cli("compare", "--db", str(db_path), "cost<0.1", "--baseline", "cost>0.1", cwd=no_user_prices).stdout

@@ -50,12 +50,14 @@ def estimated_share(con: Any, where: str, params: list[Any]) -> dict[str, Any]:
 
 
 def mark_compare(con: Any, result: dict[str, Any], cohort: Any, baseline: Any) -> None:
-    """Give compare's cost rows `estimated` = {cohort, baseline} shares (`cohort`/`baseline`: compiled filters)."""
+    """Give compare's cost rows `estimated` = {cohort, baseline} shares of estimated costs, or None when
+    neither side has any (`cohort`/`baseline`: compiled filters)."""
     shares = {"cohort": estimated_share(con, cohort.where, cohort.params)["share"],
               "baseline": estimated_share(con, baseline.where, baseline.params)["share"]}
+    any_estimated = any(shares.values())  # None when no cost on either side is an estimate
     for row in result["metrics"]:
         if row["metric"] in COST_METRICS:
-            row["estimated"] = dict(shares)
+            row["estimated"] = dict(shares) if any_estimated else None
 
 
 def mark_change(con: Any, change: Any) -> None:
