@@ -159,8 +159,9 @@ from oncall.commands.analyze import blast_radius, changes, compare  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
+from oncall.commands.replay import replay  # noqa: E402
 
-for _command in (blast_radius, changes, compare, demo, label, note, open_console, sample, search, show):
+for _command in (blast_radius, changes, compare, demo, label, note, open_console, replay, sample, search, show):
     cli.add_command(_command)
 
 

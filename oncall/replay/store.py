@@ -1,0 +1,212 @@
+"""Replay's records in the incident database: append-only rows, latest wins (brief: the store contract).
+
+Three tables, declared in the shape `oncall/store/trail_tables.py` takes:
+- `replay_runs`: one immutable row per run (target without its key, parameters, cohort, caps,
+  the planned requests).
+- `replay_run_states`: a row per state change of a run (running, finished, interrupted, stopped at
+  a cap, failed); the newest says where the run is.
+- `replay_results`: a row per finished replay of one request (`span_pk`, `repeat_index`); the newest
+  row of an item wins, so `--resume` skips items whose newest row is final and retries items whose
+  newest row is a transient failure.
+
+Secrets: every text written passes `redact_text`, and the exact values of the API keys in use are
+scrubbed too (a server that echoes the key in an error message must not put it on disk).
+
+TEMPORARY: until the lead's `store:` commit (db.append + trail_tables.py) is on main, `_append`
+creates these tables itself and writes them with plain INSERTs. When it lands: move TABLES into
+oncall/store/trail_tables.py and make `_append` call `db.append(table, row)`; nothing else here
+changes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from oncall.redact import REDACTED, redact_text
+from oncall.store.db import current_user
+
+
+@dataclass(frozen=True)
+class Table:
+    id: str
+    columns: list[tuple[str, str]]
+
+
+TABLES: dict[str, Table] = {
+    "replay_runs": Table(id="run_id", columns=[
+        ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("author", "VARCHAR"), ("target", "VARCHAR"),
+        ("model", "VARCHAR"), ("base_url", "VARCHAR"), ("target_spec", "JSON"), ("filter", "VARCHAR"),
+        ("baseline", "VARCHAR"), ("prompt", "JSON"), ("params", "JSON"), ("repeat", "INTEGER"),
+        ("sample_n", "INTEGER"), ("seed", "BIGINT"), ("concurrency", "INTEGER"), ("judge", "VARCHAR"),
+        ("max_requests", "BIGINT"), ("max_cost", "DOUBLE"), ("estimate", "JSON"), ("items", "JSON"),
+    ]),
+    "replay_run_states": Table(id="state_id", columns=[
+        ("state_id", "BIGINT"), ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"),
+        ("reason", "VARCHAR"), ("counts", "JSON"),
+    ]),
+    "replay_results": Table(id="result_id", columns=[
+        ("result_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
+        ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"), ("error_kind", "VARCHAR"), ("error", "VARCHAR"),
+        ("output_text", "VARCHAR"), ("output_messages", "JSON"), ("finish_reason", "VARCHAR"),
+        ("served_model", "VARCHAR"), ("response_id", "VARCHAR"), ("input_tokens", "BIGINT"),
+        ("output_tokens", "BIGINT"), ("latency_ms", "DOUBLE"), ("ttft_ms", "DOUBLE"), ("cost", "DOUBLE"),
+        ("attempts", "INTEGER"), ("steps", "INTEGER"), ("diverged", "VARCHAR"), ("judge", "JSON"),
+        ("checks", "JSON"), ("notes", "JSON"),
+    ]),
+}
+
+# An item whose newest row has one of these is finished: --resume does not send it again.
+FINAL_STATUSES = ("ok", "diverged", "unreplayable")
+FINAL_ERROR_KINDS = ("client",)  # a 400 will fail the same way again
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ReplayStore:
+    """The replay tables of one incident database, with the keys of the run scrubbed from every write."""
+
+    def __init__(self, db: Any, secrets: Iterable[str] = ()) -> None:
+        self.db = db
+        self.secrets = [s for s in secrets if s and len(s) >= 6]
+        self._ready = False
+
+    # -- writing (the one place that touches the contract) ----------------------------------------------
+    def _scrub(self, v: Any) -> Any:
+        if isinstance(v, str):
+            for s in self.secrets:
+                v = v.replace(s, REDACTED)
+            return redact_text(v)
+        return v
+
+    def _append(self, table: str, row: dict[str, Any]) -> int:
+        """TEMPORARY (see module docstring): db.append(table, row) once the store contract is on main."""
+        spec = TABLES[table]
+        cur = self.db.cursor()
+        self._ensure(cur)
+        new_id = int(cur.execute(f"SELECT nextval('{table}_seq')").fetchone()[0])
+        row = {**row, spec.id: new_id}
+        cols = [c for c, _ in spec.columns]
+        values = [self._scrub(json.dumps(row.get(c), ensure_ascii=False, default=str) if t == "JSON" and
+                              row.get(c) is not None else row.get(c)) for c, t in spec.columns]
+        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", values)
+        return new_id
+
+    def _ensure(self, cur: Any) -> None:
+        """TEMPORARY: tables declared in TABLES, created on first write (trail_tables.py will do this)."""
+        if self._ready:
+            return
+        for name, spec in TABLES.items():
+            cur.execute(f"CREATE SEQUENCE IF NOT EXISTS {name}_seq START 1")
+            cols = ", ".join(f"{c} {t}" for c, t in spec.columns)
+            cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
+        self._ready = True
+
+    def record_event(self, summary: str, detail: dict[str, Any]) -> None:
+        self.db.record_event("replay", self._scrub(summary),
+                             json.loads(self._scrub(json.dumps(detail, ensure_ascii=False, default=str))))
+
+    # -- the records ---------------------------------------------------------------------------------------
+    def new_run(self, spec: dict[str, Any]) -> int:
+        return self._append("replay_runs", {**spec, "created_at": _now(), "author": current_user()})
+
+    def set_state(self, run_id: int, status: str, reason: str | None = None,
+                  counts: dict[str, Any] | None = None) -> None:
+        self._append("replay_run_states", {"run_id": run_id, "created_at": _now(), "status": status, "reason": reason,
+                                           "counts": counts})
+
+    def add_result(self, run_id: int, span_pk: int, repeat_index: int, fields: dict[str, Any]) -> int:
+        return self._append("replay_results", {**fields, "run_id": run_id, "span_pk": span_pk,
+                                               "repeat_index": repeat_index, "created_at": _now()})
+
+
+# -- reading (plain SQL over the declared tables) ----------------------------------------------------------
+def has_tables(con: Any) -> bool:
+    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'replay_runs' "
+                       "AND table_schema = 'main'").fetchone()[0] > 0
+
+
+def _dicts(cur: Any) -> list[dict[str, Any]]:
+    names = [d[0] for d in cur.description]
+    out = []
+    for r in cur.fetchall():
+        d = dict(zip(names, r, strict=True))
+        for k, t in _JSON_COLUMNS.items():
+            if k in d and isinstance(d[k], str) and t:
+                d[k] = json.loads(d[k])
+        out.append(d)
+    return out
+
+
+_JSON_COLUMNS = {c: True for spec in TABLES.values() for c, t in spec.columns if t == "JSON"}
+
+
+def get_run(con: Any, run_id: int) -> dict[str, Any] | None:
+    if not has_tables(con):
+        return None
+    rows = _dicts(con.execute("SELECT * FROM replay_runs WHERE run_id = ?", [run_id]))
+    if not rows:
+        return None
+    run = rows[0]
+    st = _dicts(con.execute("SELECT * FROM replay_run_states WHERE run_id = ? ORDER BY state_id DESC LIMIT 1",
+                            [run_id]))
+    run["state"] = st[0] if st else None
+    return run
+
+
+def list_runs(con: Any) -> list[dict[str, Any]]:
+    if not has_tables(con):
+        return []
+    runs = _dicts(con.execute(
+        """SELECT r.run_id, r.created_at, r.author, r.target, r.model, r.filter, r.repeat, r.judge,
+                  json_array_length(r.items) AS planned, s.status, s.reason, s.counts,
+                  (SELECT count(*) FROM replay_results x WHERE x.run_id = r.run_id) AS results
+           FROM replay_runs r
+           LEFT JOIN (SELECT run_id, arg_max(status, state_id) AS status, arg_max(reason, state_id) AS reason,
+                             arg_max(counts, state_id) AS counts FROM replay_run_states GROUP BY run_id) s
+             ON s.run_id = r.run_id
+           ORDER BY r.run_id DESC"""))
+    for r in runs:
+        if isinstance(r.get("counts"), str):
+            r["counts"] = json.loads(r["counts"])
+    return runs
+
+
+def latest_results(con: Any, run_id: int) -> Iterator[dict[str, Any]]:
+    """The newest row of every (span_pk, repeat_index) of a run, in span order."""
+    if not has_tables(con):
+        return iter(())
+    cur = con.execute(
+        """SELECT * FROM replay_results WHERE run_id = ?
+           QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
+           ORDER BY span_pk, repeat_index""", [run_id])
+    return iter(_dicts(cur))
+
+
+def finished_items(con: Any, run_id: int) -> set[tuple[int, int]]:
+    """Items --resume must not send again: newest row final (ok, diverged, unreplayable, a 400)."""
+    if not has_tables(con):
+        return set()
+    rows = con.execute(
+        """SELECT span_pk, repeat_index FROM replay_results WHERE run_id = ?
+           QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
+               AND (status IN (SELECT unnest(?)) OR error_kind IN (SELECT unnest(?)))""",
+        [run_id, list(FINAL_STATUSES), list(FINAL_ERROR_KINDS)]).fetchall()
+    return {(int(a), int(b)) for a, b in rows}
+
+
+def spent_so_far(con: Any, run_id: int) -> tuple[int, float]:
+    """(API requests, USD) the run's written results account for, judge included (what --resume counts
+    against the caps; a request in flight when the process died is not in it)."""
+    if not has_tables(con):
+        return 0, 0.0
+    row = con.execute(
+        """SELECT coalesce(sum(attempts), 0) + count(judge), coalesce(sum(cost), 0)
+                  + coalesce(sum(TRY_CAST(judge->>'$.cost' AS DOUBLE)), 0)
+           FROM replay_results WHERE run_id = ?""", [run_id]).fetchone()
+    return int(row[0]), float(row[1])
