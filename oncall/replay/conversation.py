@@ -6,14 +6,14 @@ request parameters and the tool definitions — is read back from what each impo
 
 | format(s)                                   | parameters and tools come from                          |
 |---------------------------------------------|---------------------------------------------------------|
-| otlp, otlp-jsonl, otel-console, js-spans,   | attributes: `gen_ai.request.*`, `gen_ai.tool.definitions`,|
-| span-attributes, phoenix, langfuse (OTel)    | `llm.invocation_parameters`, `llm.tools.N.tool.json_schema`,|
-|                                             | `llm.request.functions.N.*`, Vercel `ai.settings.*`,     |
+| otlp-json, otlp-jsonl, otel-console,        | attributes: `gen_ai.request.*`, `gen_ai.tool.definitions`,|
+| otel-js-spans, span-attributes, phoenix,    | `llm.invocation_parameters`, `llm.tools.N.tool.json_schema`,|
+| langfuse-trace/-export (the OTel attributes) | `llm.request.functions.N.*`, Vercel `ai.settings.*`,     |
 |                                             | `ai.prompt.tools`, `ai.prompt.toolChoice`                |
 | litellm (StandardLoggingPayload)            | raw `model_parameters`                                   |
 | litellm (request/response logs)             | raw `request` (every key but messages/model/stream)      |
 | langsmith                                   | raw `inputs` (wrap_openai) and `extra.invocation_params` |
-| langfuse                                    | raw `modelParameters`, `input.tools`                     |
+| langfuse-trace, langfuse-export             | also raw `modelParameters`, `input.tools`                |
 | openai-batch, generic                       | nothing: the export does not keep them (a note says so)  |
 
 A request that cannot be rebuilt faithfully is returned as `Unreplayable(reason)`, never sent
@@ -41,7 +41,8 @@ from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.messages import messages_text
 from oncall.replay.suite import PromptVariant
 
-ATTRIBUTE_FORMATS = ("otlp", "otlp-jsonl", "otel-console", "js-spans", "span-attributes", "phoenix", "langfuse")
+ATTRIBUTE_FORMATS = ("otlp-json", "otlp-jsonl", "otel-console", "otel-js-spans", "span-attributes", "phoenix",
+                     "langfuse-trace", "langfuse-export")
 # Part types that round-trip as text or tool calls; anything else cannot be sent back faithfully.
 _SENDABLE_PARTS = {"text", "input_text", "output_text", "tool_call", "tool-call", "tool_use", "function_call",
                    "tool_call_response", "tool-result", "tool_result", "function_call_output", "function"}
@@ -362,18 +363,22 @@ def recorded_params(fmt: str, attrs: dict[str, Any], raw: Any) -> tuple[dict[str
         params.update(_body_params(inv if isinstance(inv, dict) else {}))
         if isinstance(raw.get("inputs"), dict):
             params.update(_body_params(raw["inputs"]))
-    elif fmt == "langfuse":
+    elif fmt.startswith("langfuse"):
+        # Langfuse's own fields fill in what the OTel attributes did not say (never override them).
         mp = raw.get("modelParameters")
+        extra: dict[str, Any] = {}
         if isinstance(mp, dict):
-            params.update(_body_params({k: _number(v) for k, v in mp.items()}))
+            extra.update(_body_params({k: _number(v) for k, v in mp.items()}))
         inp = json_deep_loads(raw.get("input"))
         if isinstance(inp, dict):
-            params.update(_body_params({k: v for k, v in inp.items() if k in ("tools", "tool_choice")}))
+            extra.update(_body_params({k: v for k, v in inp.items() if k in ("tools", "tool_choice")}))
+        params.update({k: v for k, v in extra.items() if k not in params})
     elif fmt in ("openai-batch", "generic"):
         notes.append(f"the {fmt} export keeps no request parameters or tool definitions; "
                      "the target's parameters are used")
     if "tools" in params:
-        params["tools"] = [_openai_tool(t) for t in params["tools"]]
+        tools = params["tools"] if isinstance(params["tools"], list) else [params["tools"]]
+        params["tools"] = [_openai_tool(t) for t in _unwrap_declarations(tools)]
     if "functions" in params and "tools" not in params:  # legacy functions -> tools
         params["tools"] = [{"type": "function", "function": f} for f in params.pop("functions")]
         params.pop("function_call", None)
@@ -429,7 +434,7 @@ def _attribute_params(attrs: dict[str, Any]) -> dict[str, Any]:
                 fns.setdefault(int(m.group(1)), {})[m.group(2)] = json_deep_loads(v)
         tools = [{"type": "function", "function": fns[i]} for i in sorted(fns)]
     if not tools and attrs.get("ai.prompt.tools") is not None:
-        v = attrs["ai.prompt.tools"]
+        v = json_deep_loads(attrs["ai.prompt.tools"])  # a JSON list of JSON strings
         tools = [json_deep_loads(t) for t in (v if isinstance(v, list) else [v])]
     if tools:
         p["tools"] = tools if isinstance(tools, list) else [tools]
@@ -450,6 +455,16 @@ def _vercel_tool_choice(tc: Any) -> Any:
             return {"type": "function", "function": {"name": tc["toolName"]}}
         return t if t in ("auto", "none", "required") else "auto"
     return tc
+
+
+def _unwrap_declarations(tools: list[Any]) -> list[Any]:
+    """Gemini-style `{"function_declarations": [...]}` groups as one tool per declaration."""
+    out: list[Any] = []
+    for t in tools:
+        t = json_deep_loads(t)
+        decls = t.get("function_declarations") or t.get("functionDeclarations") if isinstance(t, dict) else None
+        out.extend(decls if isinstance(decls, list) else [t])
+    return out
 
 
 def _openai_tool(t: Any) -> dict[str, Any]:
