@@ -8,7 +8,8 @@ says `stream: true` (with a final usage chunk when `stream_options.include_usage
 - errors are injected with `fail_next(...)` or by the client's `X-Test-Fail: 429|quota|500|503|401|404`
   header (429 with Retry-After, quota, 5xx, 401 invalid key, 404 model not found), using OpenAI's error
   body format; `drop_next()` cuts the connection (mid-stream after some chunks, or before any answer);
-  `slow_next(seconds)` delays chosen answers; `known_models_only` answers 404 model_not_found for models
+  `slow_next(seconds)` delays chosen answers, `pass_next()` lets requests through so faults can be
+  scripted for later requests (each request takes the next entry of one queue when it arrives); `known_models_only` answers 404 model_not_found for models
   not in `served_models`, as the real API does;
 - `latency` delays every answer, `chunk_delay` every SSE chunk;
 - answers are deterministic (`mode="fixed"`: the same input always gets the same output) or vary
@@ -83,10 +84,11 @@ def server_error_body() -> dict[str, Any]:
 class Failure:
     """One injected error response."""
 
-    status: int  # 0: drop the connection instead of answering
+    status: int  # 0: drop the connection instead of answering; 200: answer normally (a scripted pass)
     body: dict[str, Any] | None = None  # None: the standard body for the status
     retry_after: float | None = None
     drop_after_chunks: int = 0  # status 0 on a stream: chunks sent before the cut
+    delay: float = 0.0  # seconds added to this answer (slow_next)
 
 
 @dataclass
@@ -100,6 +102,8 @@ class Exchange:
     stream_chunks: list[dict[str, Any]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     dropped: bool = False  # the connection was cut before the answer was complete
+    at: float = field(default_factory=time.monotonic)  # when the request arrived (time.monotonic)
+    authorization: str | None = None  # the Authorization header the client sent
 
 
 def count_tokens(text: str) -> int:
@@ -119,7 +123,8 @@ class OpenAIServer:
 
     def __init__(self, *, latency: float = 0.0, chunk_delay: float = 0.0,
                  served_models: dict[str, str] | None = None, mode: str = "fixed",
-                 answerer: Any = None, known_models_only: bool = False, keep_exchanges: bool = True) -> None:
+                 answerer: Any = None, known_models_only: bool = False, keep_exchanges: bool = True,
+                 echo_key_on_401: bool = False) -> None:
         if mode not in ("fixed", "varying"):
             raise ValueError("mode is 'fixed' or 'varying'")
         self.latency = latency
@@ -129,10 +134,10 @@ class OpenAIServer:
         self.answerer = answerer
         self.known_models_only = known_models_only
         self.keep_exchanges = keep_exchanges  # benchmarks: count, do not keep
+        self.echo_key_on_401 = echo_key_on_401  # a careless gateway that puts the key in its error message
         self.exchanges: list[Exchange] = []
         self.requests_received = 0
         self._failures: deque[Failure] = deque()
-        self._slow: deque[float] = deque()
         self._answers = itertools.count()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -146,7 +151,7 @@ class OpenAIServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
         self._thread.start()
@@ -188,10 +193,16 @@ class OpenAIServer:
                 self._failures.append(Failure(0, drop_after_chunks=after_chunks))
 
     def slow_next(self, seconds: float, *, times: int = 1) -> None:
-        """The next `times` answers take `seconds` longer (a read timeout, a slow model)."""
+        """The next `times` requests are answered `seconds` late (a read timeout, a slow model)."""
         with self._lock:
             for _ in range(times):
-                self._slow.append(seconds)
+                self._failures.append(Failure(200, delay=seconds))
+
+    def pass_next(self, *, times: int = 1) -> None:
+        """The next `times` requests are answered normally (to place faults later in a script)."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append(Failure(200))
 
     def completions(self) -> list[Exchange]:
         """Successful chat completion exchanges, in the order they were answered."""
@@ -202,11 +213,10 @@ class OpenAIServer:
         with self._lock:
             return self._failures.popleft() if self._failures else None
 
-    def _take_slow(self) -> float:
-        with self._lock:
-            return self._slow.popleft() if self._slow else 0.0
-
-    def _record(self, ex: Exchange) -> None:
+    def _record(self, ex: Exchange, handler: Any = None) -> None:
+        if handler is not None:
+            ex.at = getattr(handler, "_arrived", ex.at)
+            ex.authorization = handler.headers.get("Authorization")
         with self._lock:
             if self.keep_exchanges:
                 self.exchanges.append(ex)
@@ -298,6 +308,17 @@ class OpenAIServer:
         return chunks
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away (killed, timed out, cancelled) is normal here, not a traceback."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def _header_failure(headers: Any) -> Failure | None:
     """A client may ask for an error itself (`X-Test-Fail: 429|quota|500`, `X-Test-Retry-After: s`),
     so a subprocess driving the server decides which of its calls fail, deterministically."""
@@ -362,15 +383,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with owner._lock:
             owner.requests_received += 1
-        delay = owner.latency + owner._take_slow()
+        self._arrived = time.monotonic()
+        # A request's fate is decided when it arrives, so a slow answer cannot take a later request's fault.
+        failure = owner._take_failure() or _header_failure(self.headers)
+        delay = owner.latency + (failure.delay if failure is not None else 0.0)
+        if failure is not None and failure.status == 200:
+            failure = None
         if delay:
             time.sleep(delay)
-        failure = owner._take_failure() or _header_failure(self.headers)
         model = req.get("model") or ""
         if failure is None and owner.known_models_only and model not in owner.served_models:
             failure = Failure(404, model_not_found_body(model))
         if failure is not None and failure.status == 0 and not req.get("stream"):
-            owner._record(Exchange(self.path, req, 0, None, dropped=True))
+            owner._record(Exchange(self.path, req, 0, None, dropped=True), self)
             self.close_connection = True
             self.connection.shutdown(2)  # no response byte: the client sees the connection drop
             return
@@ -379,7 +404,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         full = owner.answer(req)
         if not req.get("stream"):
-            owner._record(Exchange(self.path, req, 200, full))
+            owner._record(Exchange(self.path, req, 200, full), self)
             self._send_json(200, full)
             return
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
@@ -388,7 +413,7 @@ class _Handler(BaseHTTPRequestHandler):
             full = {k: v for k, v in full.items() if k != "usage"}
         if failure is not None:  # drop mid-stream: some chunks, then the connection is cut
             chunks = chunks[:failure.drop_after_chunks]
-        owner._record(Exchange(self.path, req, 200, full, stream_chunks=chunks, dropped=failure is not None))
+        owner._record(Exchange(self.path, req, 200, full, stream_chunks=chunks, dropped=failure is not None), self)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -412,9 +437,12 @@ class _Handler(BaseHTTPRequestHandler):
         if body is None:
             body = {429: rate_limit_body(model), 401: auth_body(), 404: model_not_found_body(model),
                     503: overloaded_body()}.get(failure.status) or server_error_body()
+        if failure.status == 401 and self.owner.echo_key_on_401:
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            body = {"error": {**body["error"], "message": f"Incorrect API key provided: {key}."}}
         headers = {}
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
             headers["retry-after-ms"] = str(int(failure.retry_after * 1000))
-        self.owner._record(Exchange(self.path, req, failure.status, body, headers=headers))
+        self.owner._record(Exchange(self.path, req, failure.status, body, headers=headers), self)
         self._send_json(failure.status, body, headers)

@@ -43,11 +43,14 @@ def build_incident(tmp: Path, records: list[dict[str, Any]], name: str = "incide
 
 
 def write_suite(tmp: Path, base_url: str, *, extra: str = "", stream: bool = False, concurrency: int = 4,
-                key_env: str = "ONCALL_TEST_KEY", judge: bool = False) -> Path:
+                key_env: str = "ONCALL_TEST_KEY", judge: bool = False, read_timeout: float = 5,
+                max_attempts: int = 4, confirm_above: float = 1000) -> Path:
     suite = tmp / "suite"
     (suite / "prompts").mkdir(parents=True, exist_ok=True)
     text = f"""[settings]
-confirm_above = 1000
+confirm_above = {confirm_above}
+max_attempts = {max_attempts}
+backoff_base = 0.01
 
 [targets.loop]
 base_url = "{base_url}"
@@ -58,7 +61,7 @@ price_out = 10
 max_concurrency = {concurrency}
 stream = {str(stream).lower()}
 connect_timeout = 5
-read_timeout = 5
+read_timeout = {read_timeout}
 """
     if judge:
         text += f"""

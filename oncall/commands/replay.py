@@ -198,7 +198,7 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
             target=target, filter_words=words, request=request_id, prompt=variant, model=None, params=overrides,
             n=n, seed=seed, repeat=repeat, concurrency=concurrency or target.max_concurrency or suite.concurrency,
             max_requests=max_requests, max_cost=max_cost, judge=judge, rubric=suite.rubric,
-            baseline=shlex.split(baseline) if baseline else None)
+            baseline=shlex.split(baseline) if baseline else None, retry=suite.retry)
         try:
             runner.check_spec(spec)
             runner.api_key(target)

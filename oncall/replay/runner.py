@@ -48,6 +48,7 @@ class ReplaySpec:
     judge: Target | None = None
     rubric: str | None = None
     baseline: list[str] | None = None
+    retry: dict[str, Any] = field(default_factory=dict)  # the suite's max_attempts, backoff_base, retry_budget
 
 
 @dataclass
@@ -142,7 +143,7 @@ def create_run(db: Any, spec: ReplaySpec, p: Plan) -> int:
     run_id = st.new_run({
         "target": target.name, "model": target.model, "base_url": target.base_url,
         "target_spec": {"target": target.public(), "judge": spec.judge.public() if spec.judge else None,
-                        "rubric": spec.rubric},
+                        "rubric": spec.rubric, "retry": spec.retry},
         "filter": " ".join(spec.filter_words) if spec.request is None else f"request={spec.request}",
         "baseline": " ".join(spec.baseline) if spec.baseline else None,
         "prompt": {"name": spec.prompt.name, "version": spec.prompt.version, "replaces": spec.prompt.replaces,
@@ -165,7 +166,7 @@ def spec_of_run(run: dict[str, Any]) -> ReplaySpec:
         params=run.get("params") or {}, n=run.get("sample_n"), seed=run.get("seed"), repeat=int(run["repeat"] or 1),
         concurrency=int(run.get("concurrency") or 8), max_requests=run.get("max_requests"),
         max_cost=run.get("max_cost"), judge=Target.from_public(ts["judge"]) if ts.get("judge") else None,
-        rubric=ts.get("rubric"), baseline=None)
+        rubric=ts.get("rubric"), baseline=None, retry=ts.get("retry") or {})
 
 
 # -- executing -----------------------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
     counters.requests, counters.spent = rstore.spent_so_far(con, run_id)
     caps = Caps(max_requests=max_requests if max_requests is not None else spec.max_requests,
                 max_cost=max_cost if max_cost is not None else spec.max_cost)
-    engine = Engine(spec.target, key, concurrency=spec.concurrency, policy=policy or _policy(counters.planned),
+    engine = Engine(spec.target, key, concurrency=spec.concurrency, policy=policy or _policy(counters.planned, spec.retry),
                     caps=caps, counters=counters)
     judge = Engine(spec.judge, jkey, concurrency=spec.concurrency, caps=caps, counters=counters) \
         if spec.judge else None
@@ -255,8 +256,9 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
     return RunResult(run_id, status, reason, counters.as_dict())
 
 
-def _policy(planned: int) -> Policy:
-    return Policy(retry_budget=max(20, planned // 5))
+def _policy(planned: int, retry: dict[str, Any]) -> Policy:
+    return Policy(retry_budget=int(retry.get("retry_budget", max(20, planned // 5))),
+                  max_attempts=int(retry.get("max_attempts", 5)), base_delay=float(retry.get("backoff_base", 0.5)))
 
 
 def _trail(st: rstore.ReplayStore, run_id: int, status: str, c: Counters, reason: str | None = None) -> None:

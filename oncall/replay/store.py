@@ -131,30 +131,28 @@ def has_tables(con: Any) -> bool:
                        "AND table_schema = 'main'").fetchone()[0] > 0
 
 
-def _dicts(cur: Any) -> list[dict[str, Any]]:
+def _dicts(cur: Any, table: str) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
+    json_cols = [c for c, t in TABLES[table].columns if t == "JSON" and c in names]
     out = []
     for r in cur.fetchall():
         d = dict(zip(names, r, strict=True))
-        for k, t in _JSON_COLUMNS.items():
-            if k in d and isinstance(d[k], str) and t:
+        for k in json_cols:
+            if isinstance(d[k], str):
                 d[k] = json.loads(d[k])
         out.append(d)
     return out
 
 
-_JSON_COLUMNS = {c: True for spec in TABLES.values() for c, t in spec.columns if t == "JSON"}
-
-
 def get_run(con: Any, run_id: int) -> dict[str, Any] | None:
     if not has_tables(con):
         return None
-    rows = _dicts(con.execute("SELECT * FROM replay_runs WHERE run_id = ?", [run_id]))
+    rows = _dicts(con.execute("SELECT * FROM replay_runs WHERE run_id = ?", [run_id]), "replay_runs")
     if not rows:
         return None
     run = rows[0]
     st = _dicts(con.execute("SELECT * FROM replay_run_states WHERE run_id = ? ORDER BY state_id DESC LIMIT 1",
-                            [run_id]))
+                            [run_id]), "replay_run_states")
     run["state"] = st[0] if st else None
     return run
 
@@ -170,7 +168,7 @@ def list_runs(con: Any) -> list[dict[str, Any]]:
            LEFT JOIN (SELECT run_id, arg_max(status, state_id) AS status, arg_max(reason, state_id) AS reason,
                              arg_max(counts, state_id) AS counts FROM replay_run_states GROUP BY run_id) s
              ON s.run_id = r.run_id
-           ORDER BY r.run_id DESC"""))
+           ORDER BY r.run_id DESC"""), "replay_runs")
     for r in runs:
         if isinstance(r.get("counts"), str):
             r["counts"] = json.loads(r["counts"])
@@ -185,7 +183,7 @@ def latest_results(con: Any, run_id: int) -> Iterator[dict[str, Any]]:
         """SELECT * FROM replay_results WHERE run_id = ?
            QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
            ORDER BY span_pk, repeat_index""", [run_id])
-    return iter(_dicts(cur))
+    return iter(_dicts(cur, "replay_results"))
 
 
 def finished_items(con: Any, run_id: int) -> set[tuple[int, int]]:

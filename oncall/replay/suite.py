@@ -3,6 +3,9 @@
     [settings]                      # optional
     confirm_above = 1.00            # ask before a run estimated above this many USD
     concurrency = 8                 # default for targets that set no max_concurrency
+    max_attempts = 5                # per call (429, 5xx, timeouts, dropped connections)
+    backoff_base = 0.5              # seconds; full-jitter exponential backoff when no Retry-After
+    retry_budget = 50               # retries for the whole run (default: max(20, requests / 5))
 
     [targets.old-snapshot]
     base_url = "https://api.openai.com/v1"
@@ -52,7 +55,9 @@ _TARGET_KEYS: dict[str, tuple[type, ...]] = {
     "connect_timeout": (int, float), "read_timeout": (int, float), "params": (dict,),
     "description": (str,), "default_query": (dict,),
 }
-_SETTINGS_KEYS: dict[str, tuple[type, ...]] = {"confirm_above": (int, float), "concurrency": (int,)}
+_SETTINGS_KEYS: dict[str, tuple[type, ...]] = {"confirm_above": (int, float), "concurrency": (int,),
+                                               "max_attempts": (int,), "backoff_base": (int, float),
+                                               "retry_budget": (int,)}
 _FRONT_KEYS = ("name", "version", "replaces", "description")
 
 
@@ -114,6 +119,7 @@ class Suite:
     confirm_above: float = DEFAULT_CONFIRM_ABOVE
     concurrency: int = DEFAULT_CONCURRENCY
     rubric: str | None = None
+    retry: dict[str, Any] = field(default_factory=dict)  # max_attempts, backoff_base, retry_budget
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -222,7 +228,8 @@ def load_suite(directory: str | Path | None = None) -> Suite:
         targets[name] = _target(path, text, name, table, t)
     suite = Suite(path=base, targets=targets,
                   confirm_above=float(settings.get("confirm_above", DEFAULT_CONFIRM_ABOVE)),
-                  concurrency=int(settings.get("concurrency", DEFAULT_CONCURRENCY)))
+                  concurrency=int(settings.get("concurrency", DEFAULT_CONCURRENCY)),
+                  retry={k: settings[k] for k in ("max_attempts", "backoff_base", "retry_budget") if k in settings})
     rubric = base / "rubric.md"
     if rubric.is_file():
         suite.rubric = rubric.read_text(encoding="utf-8").strip() or None
