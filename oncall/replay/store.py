@@ -1,6 +1,6 @@
-"""Replay's records in the incident database: append-only rows, latest wins (brief: the store contract).
+"""Replay's records in the incident: append-only rows through `db.append`, latest wins.
 
-Three tables, declared in the shape `oncall/store/trail_tables.py` takes:
+Three tables, declared in oncall/store/trail_tables.py:
 - `replay_runs`: one immutable row per run (target without its key, parameters, cohort, caps,
   the planned requests).
 - `replay_run_states`: a row per state change of a run (running, finished, interrupted, stopped at
@@ -9,13 +9,9 @@ Three tables, declared in the shape `oncall/store/trail_tables.py` takes:
   row of an item wins, so `--resume` skips items whose newest row is final and retries items whose
   newest row is a transient failure.
 
-Secrets: every text written passes `redact_text`, and the exact values of the API keys in use are
-scrubbed too (a server that echoes the key in an error message must not put it on disk).
-
-TEMPORARY: until the lead's `store:` commit (db.append + trail_tables.py) is on main, `_append`
-creates these tables itself and writes them with plain INSERTs. When it lands: move TABLES into
-oncall/store/trail_tables.py and make `_append` call `db.append(table, row)`; nothing else here
-changes.
+Secrets: `db.append` redacts credential patterns; on top of that the exact values of the API keys
+in use are scrubbed from every value written (a server that echoes the key in an error message, in
+a form no pattern knows, must not put it on disk).
 """
 
 from __future__ import annotations
@@ -23,41 +19,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from typing import Any
 
-from oncall.redact import REDACTED, redact_text
+from oncall.redact import REDACTED
 from oncall.store.db import current_user
+from oncall.store.trail_tables import TABLES
 
-
-@dataclass(frozen=True)
-class Table:
-    id: str
-    columns: list[tuple[str, str]]
-
-
-TABLES: dict[str, Table] = {
-    "replay_runs": Table(id="run_id", columns=[
-        ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("author", "VARCHAR"), ("target", "VARCHAR"),
-        ("model", "VARCHAR"), ("base_url", "VARCHAR"), ("target_spec", "JSON"), ("filter", "VARCHAR"),
-        ("baseline", "VARCHAR"), ("prompt", "JSON"), ("params", "JSON"), ("repeat", "INTEGER"),
-        ("sample_n", "INTEGER"), ("seed", "BIGINT"), ("concurrency", "INTEGER"), ("judge", "VARCHAR"),
-        ("max_requests", "BIGINT"), ("max_cost", "DOUBLE"), ("estimate", "JSON"), ("items", "JSON"),
-    ]),
-    "replay_run_states": Table(id="state_id", columns=[
-        ("state_id", "BIGINT"), ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"),
-        ("reason", "VARCHAR"), ("counts", "JSON"),
-    ]),
-    "replay_results": Table(id="result_id", columns=[
-        ("result_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
-        ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"), ("error_kind", "VARCHAR"), ("error", "VARCHAR"),
-        ("output_text", "VARCHAR"), ("output_messages", "JSON"), ("finish_reason", "VARCHAR"),
-        ("served_model", "VARCHAR"), ("response_id", "VARCHAR"), ("input_tokens", "BIGINT"),
-        ("output_tokens", "BIGINT"), ("latency_ms", "DOUBLE"), ("ttft_ms", "DOUBLE"), ("cost", "DOUBLE"),
-        ("attempts", "INTEGER"), ("steps", "INTEGER"), ("diverged", "VARCHAR"), ("judge", "JSON"),
-        ("checks", "JSON"), ("notes", "JSON"),
-    ]),
-}
 
 # An item whose newest row has one of these is finished: --resume does not send it again.
 FINAL_STATUSES = ("ok", "diverged", "unreplayable")
@@ -74,42 +41,24 @@ class ReplayStore:
     def __init__(self, db: Any, secrets: Iterable[str] = ()) -> None:
         self.db = db
         self.secrets = [s for s in secrets if s and len(s) >= 6]
-        self._ready = False
 
-    # -- writing (the one place that touches the contract) ----------------------------------------------
+    # -- writing -------------------------------------------------------------------------------------------
     def _scrub(self, v: Any) -> Any:
         if isinstance(v, str):
             for s in self.secrets:
                 v = v.replace(s, REDACTED)
-            return redact_text(v)
+            return v
+        if isinstance(v, dict):
+            return {k: self._scrub(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [self._scrub(x) for x in v]
         return v
 
     def _append(self, table: str, row: dict[str, Any]) -> int:
-        """TEMPORARY (see module docstring): db.append(table, row) once the store contract is on main."""
-        spec = TABLES[table]
-        cur = self.db.cursor()
-        self._ensure(cur)
-        new_id = int(cur.execute(f"SELECT nextval('{table}_seq')").fetchone()[0])
-        row = {**row, spec.id: new_id}
-        cols = [c for c, _ in spec.columns]
-        values = [self._scrub(json.dumps(row.get(c), ensure_ascii=False, default=str) if t == "JSON" and
-                              row.get(c) is not None else row.get(c)) for c, t in spec.columns]
-        cur.execute(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' for _ in cols)})", values)
-        return new_id
-
-    def _ensure(self, cur: Any) -> None:
-        """TEMPORARY: tables declared in TABLES, created on first write (trail_tables.py will do this)."""
-        if self._ready:
-            return
-        for name, spec in TABLES.items():
-            cur.execute(f"CREATE SEQUENCE IF NOT EXISTS {name}_seq START 1")
-            cols = ", ".join(f"{c} {t}" for c, t in spec.columns)
-            cur.execute(f"CREATE TABLE IF NOT EXISTS {name} ({cols})")
-        self._ready = True
+        return self.db.append(table, {k: self._scrub(v) for k, v in row.items()})
 
     def record_event(self, summary: str, detail: dict[str, Any]) -> None:
-        self.db.record_event("replay", self._scrub(summary),
-                             json.loads(self._scrub(json.dumps(detail, ensure_ascii=False, default=str))))
+        self.db.record_event("replay", self._scrub(summary), self._scrub(detail))
 
     # -- the records ---------------------------------------------------------------------------------------
     def new_run(self, spec: dict[str, Any]) -> int:
@@ -127,8 +76,9 @@ class ReplayStore:
 
 # -- reading (plain SQL over the declared tables) ----------------------------------------------------------
 def has_tables(con: Any) -> bool:
-    return con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'replay_runs' "
-                       "AND table_schema = 'main'").fetchone()[0] > 0
+    """The replay tables exist in every incident the store opens (trail_tables.py); a bare DuckDB
+    connection (tests, tools) may lack them."""
+    return con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'replay_runs'").fetchone()[0] > 0
 
 
 def _dicts(cur: Any, table: str) -> list[dict[str, Any]]:
