@@ -309,7 +309,10 @@ class OpenAIServer:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """A client that goes away (killed, timed out, cancelled) is normal here, not a traceback."""
+    """A client that goes away (killed, timed out, cancelled) is normal here, not a traceback.
+    The listen backlog fits a replay's burst of new connections (socketserver's default is 5)."""
+
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys

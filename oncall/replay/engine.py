@@ -278,9 +278,16 @@ class Engine:
                 delay = random.uniform(0, min(self.policy.max_delay, self.policy.base_delay * 2 ** (attempts - 1)))
             await asyncio.sleep(delay)
 
+    # The typed `chat.completions.create` runs every message through the SDK's TypedDict transforms:
+    # 40 % of the client's CPU per request (measured: 1.5 vs 0.9 s for 500 calls), and replay's
+    # messages are already canonical chat JSON. `client.post` is the same client (auth, timeouts,
+    # max_retries=0, error classes, response and stream types) without that transform.
     async def _once(self, messages: list[dict[str, Any]], params: dict[str, Any], model: str) -> CallResult:
+        from openai.types.chat import ChatCompletion
+
         t0 = time.monotonic()
-        resp = await self.client.chat.completions.create(model=model, messages=messages, **params)
+        resp = await self.client.post("/chat/completions", cast_to=ChatCompletion,
+                                      body={"model": model, "messages": messages, **params})
         latency = (time.monotonic() - t0) * 1000.0
         choice = resp.choices[0] if resp.choices else None
         msg: dict[str, Any] = {"role": "assistant", "content": None}
@@ -298,9 +305,14 @@ class Engine:
                           attempts=0, cost=None)
 
     async def _stream(self, messages: list[dict[str, Any]], params: dict[str, Any], model: str) -> CallResult:
+        from openai import AsyncStream
+        from openai.types.chat import ChatCompletion, ChatCompletionChunk
+
         t0 = time.monotonic()
-        stream = await self.client.chat.completions.create(model=model, messages=messages, stream=True,
-                                                           stream_options={"include_usage": True}, **params)
+        stream = await self.client.post(
+            "/chat/completions", cast_to=ChatCompletion, stream=True, stream_cls=AsyncStream[ChatCompletionChunk],
+            body={"model": model, "messages": messages, **params, "stream": True,
+                  "stream_options": {"include_usage": True}})
         ttft = None
         content: list[str] = []
         calls: dict[int, dict[str, Any]] = {}

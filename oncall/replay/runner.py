@@ -233,6 +233,7 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
 
     items = _items(con, st, run_id, spec, span_pks, done, counters)
     status, reason = "finished", None
+    st.start_writer()
     try:
         await engine.run_pool(items, work)
     except FatalError as exc:
@@ -240,10 +241,12 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
     except CapReached as exc:
         status, reason = "stopped", str(exc)
     except asyncio.CancelledError:
+        st.close_writer()
         st.set_state(run_id, "interrupted", "interrupted (Ctrl-C); finished requests are kept", counters.as_dict())
         _trail(st, run_id, "interrupted", counters)
         raise
     finally:
+        st.close_writer()
         await engine.aclose()
         if judge is not None:
             await judge.aclose()
