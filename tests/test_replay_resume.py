@@ -81,3 +81,36 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
 
 def _user(req: dict) -> str:
     return next(m["content"] for m in req["messages"] if m["role"] == "user")
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
+    db = build_incident(tmp_path, [record(i, _question(i), f"Parcel {i} is in Lyon.") for i in range(N)])
+    env = {**os.environ, "ONCALL_TEST_KEY": "sk-test-resume-0123456789abcdef",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with OpenAIServer(latency=0.15) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=CONCURRENCY)
+        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                 "--target", "loop", "--yes"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(srv.completions()) < 10 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted: finished requests are kept" in err and "--resume 1" in err
+        # the progress line (stderr is not a terminal here: plain lines)
+        assert "replay 1 [" in err and "retried 0" in err and "spent $" in err and "ETA" in err
+        with open_db(db, read_only=True) as store:
+            status, counts = store.con.execute("SELECT status, counts FROM replay_run_states ORDER BY state_id DESC "
+                                               "LIMIT 1").fetchone()
+            kept = store.con.execute("SELECT count(*) FROM replay_results WHERE status = 'ok'").fetchone()[0]
+            trail = store.con.execute("SELECT summary FROM trail WHERE kind = 'replay'").fetchall()
+        assert status == "interrupted" and kept >= 10 - CONCURRENCY and kept < N
+        assert trail and "replay 1 interrupted" in trail[-1][0]
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "1", "--no-progress"], env=env)
+        assert res.exit_code == 0, res.output
+    with open_db(db, read_only=True) as store:
+        per_item = store.con.execute("SELECT span_pk, count(*) FROM replay_results WHERE status = 'ok' "
+                                     "GROUP BY 1").fetchall()
+    assert len(per_item) == N and all(c == 1 for _, c in per_item)

@@ -87,3 +87,14 @@ def test_prompt_front_matter_errors(tmp_path: Path, text: str, where: str, words
     assert str(exc.value).startswith(f"{p}{where}"), str(exc.value)
     for w in words:
         assert w in str(exc.value)
+
+
+def test_replay_core_imports_no_ui() -> None:
+    """oncall/replay is headless core: no click, no textual (the CLI and console sit on it)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, oncall.replay.runner, oncall.replay.store, oncall.replay.engine\n"
+            "print(','.join(k for k in sys.modules if k.split('.')[0] in ('click', 'textual')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

@@ -91,7 +91,7 @@ class _Progress:
         now = time.monotonic()
         if self.start_done is None:
             self.start_done = c.done + c.failed
-        finished = c.done + c.failed + c.unreplayable
+        finished = c.done + c.failed + c.unreplayable * c.repeat
         if now - self.last < (0.2 if self.tty else 5.0) and finished < c.planned:
             return
         self.last = now

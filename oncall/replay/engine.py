@@ -70,7 +70,8 @@ class Counters:
     done: int = 0
     failed: int = 0
     diverged: int = 0
-    unreplayable: int = 0
+    unreplayable: int = 0  # requests (each stands for `repeat` items of `planned`)
+    repeat: int = 1
     retried: int = 0
     requests: int = 0  # HTTP attempts sent
     spent: float = 0.0

@@ -200,7 +200,7 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
     st = rstore.ReplayStore(db, [k for k in (key, jkey) if k])
     span_pks = [int(x) for x in run["items"] or []]
     done = rstore.finished_items(con, run_id)
-    counters = Counters(planned=len(span_pks) * spec.repeat)
+    counters = Counters(planned=len(span_pks) * spec.repeat, repeat=spec.repeat)
     counters.done = len(done)
     counters.requests, counters.spent = rstore.spent_so_far(con, run_id)
     caps = Caps(max_requests=max_requests if max_requests is not None else spec.max_requests,
