@@ -97,8 +97,15 @@ def fetch_rows(con: Any, span_pks: list[int]) -> Iterator[dict[str, Any]]:
                 yield by_pk[pk]
 
 
-def plan(con: Any, spec: ReplaySpec) -> Plan:
-    pks = select_span_pks(con, spec.filter_words, spec.request, spec.n, spec.seed)
+def plan_for(con: Any, spec: ReplaySpec, span_pks: list[int]) -> Plan:
+    """The plan for requests already chosen (the console's current request)."""
+    return plan(con, spec, span_pks)
+
+
+def plan(con: Any, spec: ReplaySpec, span_pks: list[int] | None = None) -> Plan:
+    """Select the cohort (or take `span_pks`), rebuild every request, estimate tokens and cost."""
+    pks = span_pks if span_pks is not None else select_span_pks(con, spec.filter_words, spec.request, spec.n,
+                                                                spec.seed)
     est_in = est_out = 0
     replayable = 0
     unrep: list[tuple[int, str, str]] = []
@@ -377,6 +384,7 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
     for r in replayed:
         by_pk.setdefault(int(r["span_pk"]), []).append(r)
     repeat = int(run["repeat"] or 1)
+    labels = rstore.pair_labels(con, run_id)
     changed_pairs = sum(1 for r in replayed if r.get("checks") and not r["checks"]["exact_match"])
     pairs = sum(1 for r in replayed if r.get("checks"))
     noise: dict[str, Any] = {"repeat": repeat}
@@ -402,6 +410,7 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
         if per_request:
             entry["pairs"] = [{"repeat_index": r["repeat_index"], "status": r["status"], "checks": r.get("checks"),
                                "judge": r.get("judge"), "output_text": r.get("output_text"),
+                               "label": labels.get((pk, int(r["repeat_index"]))), "diverged": r.get("diverged"),
                                "diff": word_diff(orig.get("output_text"), r.get("output_text"))
                                if r.get("output_text") is not None else None} for r in reps]
             entry["original_output"] = orig.get("output_text")

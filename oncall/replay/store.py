@@ -145,6 +145,28 @@ class _Writer:
 
 
 # -- reading (plain SQL over the declared tables) ----------------------------------------------------------
+def label_pair(db: Any, run_id: int, span_pk: int, repeat_index: int, label: str, request: str) -> int:
+    """A verdict (good/bad) on one replay pair, with its trail event (the timeline shows it)."""
+    if label not in ("good", "bad"):
+        raise ValueError(f"a pair label is good or bad, not {label!r}")
+    now = _now()
+    ids = db.append_many([
+        ("replay_labels", {"run_id": run_id, "span_pk": span_pk, "repeat_index": repeat_index, "label": label,
+                           "author": current_user(), "created_at": now}),
+        ("trail", lambda got: {"at_time": now, "actor": current_user(), "kind": "replay_label",
+                               "summary": f"replay {run_id}: labelled the replay of {request} #{repeat_index} {label}",
+                               "detail": {"run_id": run_id, "span_pk": span_pk, "repeat_index": repeat_index,
+                                          "label": label, "replay_label_id": got[0]}}),
+    ])
+    return ids[0]
+
+
+def pair_labels(con: Any, run_id: int) -> dict[tuple[int, int], str]:
+    rows = con.execute("SELECT span_pk, repeat_index, arg_max(label, replay_label_id) FROM replay_labels "
+                       "WHERE run_id = ? GROUP BY 1, 2", [run_id]).fetchall()
+    return {(int(a), int(b)): str(c) for a, b, c in rows}
+
+
 def has_tables(con: Any) -> bool:
     """The replay tables exist in every incident the store opens (trail_tables.py); a bare DuckDB
     connection (tests, tools) may lack them."""

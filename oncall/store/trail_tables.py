@@ -64,6 +64,11 @@ TABLES: dict[str, Table] = {
         ("attempts", "INTEGER"), ("steps", "INTEGER"), ("diverged", "VARCHAR"), ("judge", "JSON"),
         ("checks", "JSON"), ("notes", "JSON"),
     ]),
+    # A responder's verdict on one replay pair (the console's g/b on the compare screen; latest wins).
+    "replay_labels": Table(id="replay_label_id", columns=[
+        ("replay_label_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
+        ("label", "VARCHAR"), ("author", "VARCHAR"), ("created_at", "TIMESTAMPTZ"),
+    ]),
     # Key/value facts about the incident (the demo's truth, …); the latest row for a key wins.
     "meta": Table(id=None, legacy=True, columns=[("key", "VARCHAR"), ("value", "VARCHAR")]),
 }
