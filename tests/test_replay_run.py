@@ -22,7 +22,8 @@ KEY_ENV = "ONCALL_TEST_KEY"
 
 @pytest.fixture(autouse=True)
 def api_key(monkeypatch: pytest.MonkeyPatch) -> str:
-    key = "sk-test-" + secrets.token_hex(20)
+    # no "sk-" prefix: redaction by pattern would not know it, so this proves the exact key is scrubbed
+    key = "loopback-" + secrets.token_hex(20)
     monkeypatch.setenv(KEY_ENV, key)
     return key
 

@@ -158,10 +158,14 @@ def _retry_after(exc: Any) -> float | None:
             return None
 
 
-def _error_text(exc: Any) -> str:
+def _error_text(exc: Any, secret: str | None = None) -> str:
+    """The server's error message, safe to store and print: credential patterns redacted, and the key
+    itself removed whatever its shape (a gateway may echo it back in its 401 message)."""
     body = getattr(exc, "body", None)
-    msg = body.get("message") if isinstance(body, dict) else None
-    return redact_text(str(msg or exc)) or ""
+    msg = str((body.get("message") if isinstance(body, dict) else None) or exc)
+    if secret:
+        msg = msg.replace(secret, "[REDACTED]")
+    return redact_text(msg) or ""
 
 
 def call_signature(call: dict[str, Any]) -> tuple[str, Any]:
@@ -207,6 +211,7 @@ class Engine:
                                   default_query=target.default_query or None)
         self._pause_until = 0.0
         self._retry_budget = self.policy.retry_budget
+        self._secret = api_key if api_key and len(api_key) >= 6 else None
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -240,29 +245,29 @@ class Engine:
                 if "insufficient_quota" in (str(getattr(exc, "code", "")), str(getattr(exc, "type", ""))) or \
                         "insufficient_quota" in str(exc):
                     raise FatalError("quota", f"target {self.target.name}: out of quota (insufficient_quota): "
-                                     f"{_error_text(exc)}") from None
-                kind, retry_after, text = "rate_limit", _retry_after(exc), _error_text(exc)
+                                     f"{_error_text(exc, self._secret)}") from None
+                kind, retry_after, text = "rate_limit", _retry_after(exc), _error_text(exc, self._secret)
             except openai.AuthenticationError as exc:
                 raise FatalError("auth", f"target {self.target.name}: authentication failed (401) with the key from "
-                                 f"${self.target.api_key_env or '(no api_key_env)'}: {_error_text(exc)}") from None
+                                 f"${self.target.api_key_env or '(no api_key_env)'}: {_error_text(exc, self._secret)}") from None
             except openai.PermissionDeniedError as exc:
                 raise FatalError("auth", f"target {self.target.name}: permission denied (403): "
-                                 f"{_error_text(exc)}") from None
+                                 f"{_error_text(exc, self._secret)}") from None
             except openai.NotFoundError as exc:
                 code = str(getattr(exc, "code", "") or "")
-                if code == "model_not_found" or "model" in _error_text(exc).lower():
+                if code == "model_not_found" or "model" in _error_text(exc, self._secret).lower():
                     raise FatalError("model_not_found", f"target {self.target.name}: model {model!r} not found at "
-                                     f"{self.target.base_url} (404): {_error_text(exc)}") from None
+                                     f"{self.target.base_url} (404): {_error_text(exc, self._secret)}") from None
                 raise FatalError("not_found", f"target {self.target.name}: {self.target.base_url} answered 404 "
-                                 f"(is base_url right?): {_error_text(exc)}") from None
+                                 f"(is base_url right?): {_error_text(exc, self._secret)}") from None
             except openai.InternalServerError as exc:
-                kind, retry_after, text = "server", _retry_after(exc), f"{exc.status_code}: {_error_text(exc)}"
+                kind, retry_after, text = "server", _retry_after(exc), f"{exc.status_code}: {_error_text(exc, self._secret)}"
             except openai.APIStatusError as exc:  # 400, 409, 422: the request itself; retrying will not help
-                raise CallError("client", f"{exc.status_code}: {_error_text(exc)}", attempts) from None
+                raise CallError("client", f"{exc.status_code}: {_error_text(exc, self._secret)}", attempts) from None
             except openai.APITimeoutError:
                 kind, retry_after, text = "timeout", None, "request timed out"
             except (openai.APIConnectionError, httpx2.TransportError, _StreamCut) as exc:
-                kind, retry_after, text = "connection", None, redact_text(str(exc) or type(exc).__name__) or ""
+                kind, retry_after, text = "connection", None, _error_text(exc, self._secret) or type(exc).__name__
             if attempts >= self.policy.max_attempts or self._retry_budget <= 0:
                 why = "retry budget spent" if self._retry_budget <= 0 else f"{attempts} attempts"
                 raise CallError(kind, f"{text} ({why})", attempts)
