@@ -59,10 +59,11 @@ async def test_replay_the_cohort_walk_and_label_pairs(make_app, suite_env) -> No
             await settle(pilot)
             await _start(pilot, app, "4")
             assert isinstance(app.screen, ReplayScreen)
-            for _ in range(50):
-                await settle(pilot)
-                if not app.screen.running and app.screen.pairs:
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not app.screen.running and len(app.screen.pairs) == 4:
                     break
+            await settle(pilot)
             screen = app.screen
             assert len(srv.completions()) == 4 and len(screen.pairs) == 4
             assert "finished" in _text(screen, "#replay-status")
@@ -94,6 +95,10 @@ async def test_cancel_keeps_what_finished(make_app, suite_env) -> None:
                 if len(srv.completions()) >= 2:
                     break
             await pilot.press("x")
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if not app.screen.running:
+                    break
             await settle(pilot)
             assert not app.screen.running
             cur = app.store.cursor()

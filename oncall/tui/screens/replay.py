@@ -2,9 +2,9 @@
 compare screen shows each original beside its replay with the checks and a word diff.
 
 `R` on the reader replays the current request, on the explorer a sample of the filtered cohort, on
-the overview the highlighted change's cohort. The run itself is oncall/replay/runner.execute in an
-async worker (HTTP in async workers; results written by the runner as they arrive); `x` cancels it
-and keeps what finished, as Ctrl-C does on the command line. j/k walk the pairs, g/b label a pair
+the overview the highlighted change's cohort. The run itself is `oncall replay --resume RUN_ID` in a
+process of its own (see ReplayScreen.launch), followed through the store as results arrive; `x`
+cancels it and keeps what finished, as Ctrl-C does on the command line. j/k walk the pairs, g/b label a pair
 (a trail event, so the timeline shows it).
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shlex
+import time
 from typing import Any
 
 from rich.text import Text
@@ -195,6 +196,8 @@ class ReplayScreen(Screen):
         self.index = 0
         self.running = False
         self.summary: dict[str, Any] | None = None
+        self._reloading = False
+        self._last_reload = 0.0
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"replay {self.run_id}", style="bold"), id="replay-status")
@@ -208,42 +211,71 @@ class ReplayScreen(Screen):
         self.query_one("#original", OutputView).border_title = "original"
         self.query_one("#replayed", OutputView).border_title = "replay"
         if self.start:
-            self.running = True
-            self.run_replay()
-            self.set_interval(1.0, self.reload)
+            self.launch()
+            self.set_interval(0.5, self.poll)
         else:
             self.reload()
 
     # -- running ------------------------------------------------------------------------------------------
-    @work(exclusive=True, group="replay-run")
-    async def run_replay(self) -> None:
-        import asyncio
+    # The run is `oncall replay --resume RUN_ID` in a process of its own: its HTTP client, checks and
+    # writes never compete with the console's event loop for the interpreter (in-process, a key press
+    # took over a second while 32 requests were in flight), and the store lets both write the
+    # incident. The screen follows the results through the store; `x` sends it SIGINT, which is Ctrl-C:
+    # what finished is kept and the run is marked interrupted.
+    def launch(self) -> None:
+        import subprocess
+        import sys
 
-        from oncall.replay import runner
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "oncall", "replay", "--db", str(self.app.store.path), "--resume",
+             str(self.run_id), "--no-progress", "--json"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.running = True
 
-        try:
-            res = await runner.execute(self.app.store, self.run_id, progress=self._progress)
-            note = f"replay {self.run_id} {res.status}" + (f": {res.reason}" if res.reason else "")
-            self.app.notify(safe_text(note, multiline=False), markup=False,
-                            severity="information" if res.status == "finished" else "warning")
-        except asyncio.CancelledError:
-            self.app.notify(f"replay {self.run_id} cancelled; finished results are kept", markup=False)
-            raise
-        except Exception as exc:  # noqa: BLE001 - a modal, not a crash
-            self.app.show_error(f"replay {self.run_id} failed", str(exc))
-        finally:
-            self.running = False
-            self.reload()
+    @work(thread=True, exclusive=True, group="replay-poll")
+    def poll(self) -> None:
+        proc = getattr(self, "proc", None)
+        if proc is None or not self.running:
+            return
+        store = self.app.store
+        store.refresh()
+        row = store.cursor().execute(
+            """SELECT count(*) FILTER (WHERE status IN ('ok', 'diverged')), count(*) FILTER (WHERE status = 'error'),
+                      count(*) FILTER (WHERE status = 'unreplayable'), coalesce(sum(attempts) - count(attempts), 0),
+                      coalesce(sum(cost), 0)
+               FROM (SELECT * FROM replay_results WHERE run_id = ? QUALIFY row_number() OVER
+                     (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1)""", [self.run_id]).fetchone()
+        planned = store.cursor().execute("SELECT json_array_length(items) * repeat FROM replay_runs WHERE run_id = ?",
+                                         [self.run_id]).fetchone()[0]
+        done = proc.poll() is not None
+        err = proc.stderr.read() if done and proc.stderr else ""
+        self.app.call_from_thread(self._polled, row, planned, done, proc.returncode, err)
 
-    def _progress(self, c: Any) -> None:
-        finished = c.done + c.failed + c.unreplayable * c.repeat
+    def _polled(self, row: Any, planned: int, done: bool, code: int | None, err: str) -> None:
+        ok, failed, unrep, retried, spent = row
         self.query_one("#replay-status", Static).update(Text(
-            f"replay {self.run_id}: {finished}/{c.planned} done {c.done} failed {c.failed} retried {c.retried} "
-            f"spent ${c.spent:.4f}" + ("   x cancels" if self.running else ""), style="bold"))
+            f"replay {self.run_id}: {ok + failed + unrep}/{planned} done {ok} failed {failed} retried {retried} "
+            f"spent ${spent:.4f}" + ("" if done else "   x cancels"), style="bold"))
+        if done:
+            self.running = False
+            if code not in (0, 1, 130):
+                last = [ln for ln in err.strip().splitlines() if ln.strip()][-1:] or [f"exit status {code}"]
+                self.app.show_error(f"replay {self.run_id} stopped", last[0])
+            else:
+                self.app.notify(f"replay {self.run_id} " + {0: "finished", 1: "stopped early (see the status)",
+                                                             130: "cancelled; finished results are kept"}[code],
+                                markup=False, severity="information" if code == 0 else "warning")
+            self.reload()
+        elif ok and len(self.pairs) < ok and not self._reloading and time.monotonic() - self._last_reload > 2.0:
+            self.reload()  # pairs as they arrive, at most every 2 s (a summary diffs every pair)
 
     def action_cancel_run(self) -> None:
-        if self.running:
-            self.workers.cancel_group(self, "replay-run")
+        import signal
+
+        proc = getattr(self, "proc", None)
+        if self.running and proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            self.app.notify(f"cancelling replay {self.run_id}…", markup=False)
 
     def action_back(self) -> None:
         if self.running:
@@ -251,8 +283,13 @@ class ReplayScreen(Screen):
         self.app.pop_screen()
 
     # -- pairs ---------------------------------------------------------------------------------------------
-    @work(thread=True, exclusive=True, group="replay-load")
     def reload(self) -> None:
+        self._reloading = True
+        self._last_reload = time.monotonic()
+        self._reload()
+
+    @work(thread=True, exclusive=True, group="replay-load")
+    def _reload(self) -> None:
         from oncall.replay.runner import summarize
 
         try:
@@ -264,6 +301,7 @@ class ReplayScreen(Screen):
         self.app.call_from_thread(self._loaded, summ)
 
     def _loaded(self, summ: dict[str, Any]) -> None:
+        self._reloading = False
         self.summary = summ
         pairs = []
         for req in summ.get("requests") or []:
