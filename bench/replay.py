@@ -23,6 +23,7 @@ Target: run wall time within 1.3x of ideal; memory flat in N (peak RSS at 5,000 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import os
@@ -176,10 +177,8 @@ time.sleep(3600)
 
 
 def console_keys(tmp: Path, n: int) -> dict[str, float]:
-    """Key presses in the console's compare screen while a replay of n requests runs in it (the server
+    """Key presses in the console's compare screen while a replay of n requests runs from it (the server
     in its own process, so its threads do not share the console's interpreter)."""
-    import asyncio
-
     server = subprocess.Popen([sys.executable, "-c", SERVER, str(ROOT / "tests"), str(LATENCY)],
                               stdout=subprocess.PIPE, text=True)
     try:

@@ -14,7 +14,7 @@ from oncall.ingest.canonical import normalize_finish_reason
 from oncall.replay import store as rstore
 from oncall.replay.checks import noise_verdict, pair_checks, side_stats, summary_rows, word_diff
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
-from oncall.replay.engine import Caps, CapReached, Counters, Engine, FatalError, Outcome, Policy
+from oncall.replay.engine import CapReached, Caps, Counters, Engine, FatalError, Outcome, Policy
 from oncall.replay.suite import PromptVariant, SuiteError, Target
 
 ROW_COLUMNS = ["span_pk", "span_id", "request_id", "response_id", "kind", "status", "source_format", "model",

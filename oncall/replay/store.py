@@ -25,7 +25,6 @@ from oncall.redact import REDACTED
 from oncall.store.db import current_user
 from oncall.store.trail_tables import TABLES
 
-
 # An item whose newest row has one of these is finished: --resume does not send it again.
 FINAL_STATUSES = ("ok", "diverged", "unreplayable")
 FINAL_ERROR_KINDS = ("client",)  # a 400 will fail the same way again
