@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import shlex
 from typing import Any
 
 import click
@@ -11,17 +9,10 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.display import format_cost, jsonable
 from oncall.output import stdout
+from oncall.query.filters import quote_value
 from oncall.safe_text import safe_rich, safe_text
-
-
-def _words(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        fail(f"bad filter {text!r}: {exc}")
 
 
 def _compile_or_fail(con: Any, words: list[str]) -> Any:
@@ -39,20 +30,14 @@ def _num(v: Any, unit: str = "") -> str:
     if unit == "ratio":
         return f"{100 * v:.1f} %"
     if unit == "usd":
-        return f"${v:.5f}" if abs(v) < 10 else f"${v:,.2f}"
+        return format_cost(v)
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dt.datetime):
-        return v.isoformat()
-    return v
+    return jsonable(v)  # times in UTC whatever zone the cursor returned them in
 
 
 # -- compare ----------------------------------------------------------------------------------------
@@ -67,9 +52,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
     from oncall.query.compare import compare as run_compare
 
     store = open_store(ctx, db, read_only=True, create=False)
+    # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
-    _compile_or_fail(store.con, _words(baseline))
-    res = run_compare(store.con, list(filter_words), _words(baseline))
+    _compile_or_fail(store.con, [baseline])
+    res = run_compare(store.con, list(filter_words), [baseline])
     if as_json:
         emit_json(_jsonable(res))
         return
@@ -114,8 +100,9 @@ def _dist(d: dict[str, int]) -> str:
 # -- changes ----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--bucket", "bucket_s", type=int, default=None, help="bucket width in seconds (default: automatic)")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--bucket", "bucket_s", type=click.IntRange(min=1), default=None,
+              help="bucket width in seconds (default: automatic)")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
 @db_option
 @json_option
 @click.pass_context
@@ -146,7 +133,9 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
         stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
         if c.also_in:
-            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
+            # Written as filter terms (quoted where needed), so each cohort can be pasted as a filter.
+            also = "; ".join(" ".join(f"{k}={quote_value(v)}" for k, v in co.items()) or "all traffic"
+                             for co in c.also_in[:6])
             stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
                          soft_wrap=True)
 
@@ -156,7 +145,7 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
                                                    "the bad requests stop)")
-@click.option("--limit", default=50, show_default=True, help="sessions listed")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
 @db_option
 @json_option
 @click.pass_context

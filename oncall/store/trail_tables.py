@@ -69,6 +69,11 @@ TABLES: dict[str, Table] = {
         ("replay_label_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
         ("label", "VARCHAR"), ("author", "VARCHAR"), ("created_at", "TIMESTAMPTZ"),
     ]),
+    # Timeline entries starred for the report (oncall/postmortem/timeline.py); latest row per key wins.
+    "stars": Table(id="star_id", columns=[
+        ("star_id", "BIGINT"), ("entry_key", "VARCHAR"), ("starred", "BOOLEAN"), ("author", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+    ]),
     # Key/value facts about the incident (the demo's truth, …); the latest row for a key wins.
     "meta": Table(id=None, legacy=True, columns=[("key", "VARCHAR"), ("value", "VARCHAR")]),
 }
