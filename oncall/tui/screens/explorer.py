@@ -53,7 +53,7 @@ class ExplorerScreen(Screen):
         Binding("escape", "back", "back", id="explorer.back"),
         Binding("r", "read", "reader (sample)", id="explorer.reader"),
         Binding("t", "trace", "trace", id="explorer.trace"),
-        Binding("R", "replay", "replay sample", id="explorer.replay"),
+        Binding("R", "replay", "replay sample", show=False, id="explorer.replay"),
         Binding("ctrl+s", "export", "export", id="explorer.export"),
         Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
         Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),

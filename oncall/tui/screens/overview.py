@@ -53,7 +53,7 @@ class OverviewScreen(Screen):
         Binding("e", "explore", "explorer", id="overview.explorer"),
         Binding("r", "read", "reader (sample)", id="overview.reader"),
         Binding("f5", "refresh", "refresh", id="overview.refresh"),
-        Binding("R", "replay", "replay change", id="overview.replay"),
+        Binding("R", "replay", "replay change", show=False, id="overview.replay"),
     ]
 
     def compose(self) -> ComposeResult:

@@ -108,7 +108,7 @@ class ReaderScreen(Screen):
         Binding("y", "copy", "copy", id="reader.copy"),
         Binding("p", "pager", "pager", id="reader.pager"),
         Binding("t", "trace", "trace", id="reader.trace"),
-        Binding("R", "replay", "replay", id="reader.replay"),
+        Binding("R", "replay", "replay", show=False, id="reader.replay"),
         Binding("escape", "app.pop_screen", "back", id="reader.back"),
     ]
 
