@@ -183,10 +183,11 @@ from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 from oncall.commands.handoff import export_group, postmortem_cmd, timeline_cmd  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
+from oncall.commands.replay import replay  # noqa: E402
 from oncall.commands.runbook import runbook  # noqa: E402
 
-for _command in (blast_radius, changes, compare, demo, export_group, label, note, open_console, postmortem_cmd, runbook, sample, search, show,
-                 timeline_cmd):
+for _command in (blast_radius, changes, compare, demo, export_group, label, note, open_console, postmortem_cmd, replay,
+                 runbook, sample, search, show, timeline_cmd):
     cli.add_command(_command)
 
 

@@ -53,6 +53,7 @@ class OverviewScreen(Screen):
         Binding("e", "explore", "explorer", id="overview.explorer"),
         Binding("r", "read", "reader (sample)", id="overview.reader"),
         Binding("f5", "refresh", "refresh", id="overview.refresh"),
+        Binding("R", "replay", "replay change", show=False, id="overview.replay"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -163,6 +164,14 @@ class OverviewScreen(Screen):
 
     def action_explore(self) -> None:
         self.app.open_explorer("")
+
+    def action_replay(self) -> None:
+        """Replay a sample of the highlighted change's cohort (its filter and window)."""
+        options = self.query_one("#changes", OptionList)
+        if self.changes and options.highlighted is not None:
+            self.app.open_replay(self.changes[options.highlighted].filter)
+        else:
+            self.app.notify("highlight a change in the what-changed list first", markup=False)
 
     def action_read(self) -> None:
         self.app.open_reader("", None, 0)

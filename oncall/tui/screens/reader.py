@@ -109,6 +109,7 @@ class ReaderScreen(Screen):
         Binding("y", "copy", "copy", id="reader.copy"),
         Binding("p", "pager", "pager", id="reader.pager"),
         Binding("t", "trace", "trace", id="reader.trace"),
+        Binding("R", "replay", "replay", show=False, id="reader.replay"),
         Binding("escape", "app.pop_screen", "back", id="reader.back"),
     ]
 
@@ -277,3 +278,7 @@ class ReaderScreen(Screen):
     def action_trace(self) -> None:
         if self.current is not None:
             self.app.open_trace(int(self.current["span_pk"]))
+
+    def action_replay(self) -> None:
+        if self.current is not None:
+            self.app.open_replay(self.filter_text, int(self.current["span_pk"]))
