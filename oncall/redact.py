@@ -51,10 +51,10 @@ _JSON_STR_BODY = r'(?:[^"\\]|\\.)*'  # the inside of a JSON string, escapes kept
 SECRET_NAMES = (
     r"authorization|auth|api[_-]?key|apikey|"
     r"(?:access|secret|private|master|signing|encryption|account|subscription|shared[_-]?access|client|session)"
-    r"[_-]?key|passw(?:or)?d|passphrase|secret|token|cookie|credentials?|signature"
+    r"[_-]?key|passw(?:or)?d|passphrase|secret|token|cookie|credentials?"
 )
 # In free text and query strings a few short names are unambiguous too (`sig=` in SAS/S3 URLs).
-_FREE_NAMES = SECRET_NAMES + r"|sig|x-amz-credential"
+_FREE_NAMES = SECRET_NAMES + r"|signature|sig|x-amz-credential"
 _N = f"(?i:{SECRET_NAMES})"
 _NF = f"(?i:{_FREE_NAMES})"
 
@@ -86,10 +86,21 @@ _NAME_KEYED = "|".join([
     rf'(?:\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS})?"){_JSON_STR_BODY}(")',
     # {'api_key': '…'} — a Python repr, possibly inside a JSON string (so no unescaped ")
     rf"('[^'\"\\]*{_N}'{_WS}:{_WS}')(?:[^'\"\\]|\\.)*(')",
-    # \"api_key\": \"…\" — JSON inside a JSON string (any depth; the value stops at any quote)
-    rf'(\\+"[^"\\]*{_N}\\+"{_WS}:{_WS}\\+")(?:[^"\\]|\\+[^"\\])*(\\+")',
 ])
-_NAME_KEYED_REPL = rf"\1\3\5\7{REDACTED}\2\4\6\8"
+_NAME_KEYED_REPL = rf"\1\3\5{REDACTED}\2\4\6"
+
+# JSON inside a JSON string: quotes are \" (depth 1). Inside a depth-1 string, a run of k backslashes
+# before a quote ends it when k % 4 == 1 and is content when k % 4 == 3 (a deeper string's quote or
+# an escaped quote); the value is taken whole, so a JSON string of an array or object goes too.
+_ESC1_BODY = r'(?:[^"\\]|\\+[^"\\]|(?:\\{4})*\\{3}")*'
+_ESC1_END = r'(?:\\{4})*\\"'
+_NAME_KEYED_ESCAPED = "|".join([
+    # \"api_key\": \"…\" — the key's quote has exactly one backslash (the character before is kept)
+    rf'([^\\]\\"[^"\\]*{_N}\\"{_WS}:{_WS}\\"){_ESC1_BODY}({_ESC1_END})',
+    # deeper (\\\" and more): the value stops at the first quote of any depth
+    rf'(\\{{3,}}"[^"\\]*{_N}\\+"{_WS}:{_WS}\\+")(?:[^"\\]|\\+[^"\\])*(\\+")',
+])
+_NAME_KEYED_ESCAPED_REPL = rf"\1\3{REDACTED}\2\4"
 
 _ELEM = rf'"{_JSON_STR_BODY}"'
 _OTLP_ELEM = rf'\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS}{_ELEM}{_WS}\}}'
@@ -100,8 +111,11 @@ _NAME_KEYED_ARRAYS = "|".join([
     rf'("key"{_WS}:{_WS}"[^"\\]*{_N}"{_WS},{_WS}"value"{_WS}:{_WS}\{{{_WS}"(?:arrayValue|array_value)"{_WS}:'
     rf'{_WS}\{{{_WS}"values"{_WS}:{_WS}\[{_WS}\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS}"){_JSON_STR_BODY}'
     rf'("{_WS}\}})(?:{_WS},{_WS}{_OTLP_ELEM})*({_WS}\])',
+    # \"authorization\": [\"…\", …] — the same inside a JSON string
+    rf'([^\\]\\"[^"\\]*{_N}\\"{_WS}:{_WS}\[{_WS}\\"){_ESC1_BODY}({_ESC1_END})'
+    rf'(?:{_WS},{_WS}\\"{_ESC1_BODY}{_ESC1_END})*({_WS}\])',
 ])
-_NAME_KEYED_ARRAYS_REPL = rf"\1\4{REDACTED}\2\5\3\6"
+_NAME_KEYED_ARRAYS_REPL = rf"\1\4\7{REDACTED}\2\5\8\3\6\9"
 
 _FREE_STOP = r" \t\r\n\"'&,;<>\\"
 _FREE_VALUE = f"[^{_FREE_STOP}]*[^0-9.{_FREE_STOP}][^{_FREE_STOP}]*"  # not a bare number
@@ -148,6 +162,7 @@ _VALUES = "|".join(f"(?:{p})" for p in VALUE_PATTERNS)
 PASSES: list[tuple[str, str]] = [
     (_NAME_KEYED_ARRAYS, _NAME_KEYED_ARRAYS_REPL),
     (_NAME_KEYED, _NAME_KEYED_REPL),
+    (_NAME_KEYED_ESCAPED, _NAME_KEYED_ESCAPED_REPL),
     (_IN_TEXT, _IN_TEXT_REPL),
     (_VALUES, REDACTED),
 ]

@@ -13,6 +13,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.output import stdout
+from oncall.redact import redact_text
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -260,6 +261,7 @@ def label(ctx: click.Context, request_id: str, verdict: str, note: str | None, d
         pk = resolve_request(store.con, request_id)
     except (UnknownRequest, AmbiguousRequest) as exc:
         fail(str(exc), EXIT_PROBLEM)
+    note = redact_text(note)  # a pasted key in a note must not land in the trail
     label_id = add_label(store, pk, verdict, note, request_key=request_id)
     if as_json:
         emit_json({"label_id": label_id, "request": request_id, "span_pk": pk, "label": verdict, "note": note})
@@ -277,11 +279,12 @@ def note(ctx: click.Context, text: tuple[str, ...], db: str | None, as_json: boo
     from oncall.query.labels import add_note
 
     store = open_store(ctx, db, create=False)
+    body = redact_text(" ".join(text)) or ""  # a pasted key in a note must not land in the trail
     try:
-        note_id = add_note(store, " ".join(text))
+        note_id = add_note(store, body)
     except ValueError as exc:
         fail(str(exc))
     if as_json:
-        emit_json({"note_id": note_id, "text": " ".join(text)})
+        emit_json({"note_id": note_id, "text": body})
     else:
         click.echo(f"note {note_id} added")

@@ -23,13 +23,19 @@ import duckdb
 import pyarrow as pa
 
 from oncall.ingest import jsonio
-from oncall.redact import sql_redact
+from oncall.redact import redact_text, sql_redact
 from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS
 
 JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw"}
-# Text columns that may carry credentials; redacted in SQL on the way in.
+# Every text column an export can fill with what it likes is redacted in SQL on the way in (a span
+# name can be `GET https://u:pw@host`, a user id an API key). Left out: the ids (hex, dedupe
+# and lookups depend on them), the provenance the writer itself sets, and the importers' closed
+# vocabularies (kind, span_kind, status, error_type).
 REDACTED_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "raw",
-                    "input_text", "output_text", "error"}
+                    "input_text", "output_text", "error", "name", "request_id", "response_id",
+                    "provider", "model", "served_model", "session_id", "user_id", "tenant", "feature",
+                    "prompt_name", "prompt_version", "env", "release", "service", "finish_reason",
+                    "inherited"}
 BATCH_ROWS = 2000
 SCAN_CHUNK_ROWS = 2048
 FINISH_CHUNK_SPANS = 250_000
@@ -97,7 +103,11 @@ class FileWriter:
             self.flush()
 
     def problem(self, line: int | None, kind: str, message: str) -> None:
-        """Report a record that could not be used. With --strict the whole file fails."""
+        """Report a record that could not be used. With --strict the whole file fails.
+
+        The message lands in the problems table and on the terminal: it may quote the record (a
+        span name, a parser's excerpt), so it is redacted like the record itself."""
+        message = redact_text(message) or ""
         self.problems.append((line, kind, message))
         if self.strict:
             where = f"{self.path}:{line}" if line else str(self.path)
