@@ -246,8 +246,8 @@ def _phone(m: re.Match[str]) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _configured(patterns: tuple[str, ...]) -> re.Pattern[str] | None:
-    return re.compile("|".join(f"(?:{p})" for p in patterns)) if patterns else None
+def _configured(patterns: tuple[str, ...]) -> list[re.Pattern[str]]:
+    return [re.compile(p) for p in patterns]  # one by one: a pattern may start with global flags (?i)
 
 
 def redact_export(text: str | None, extra: Iterable[str] | None = None) -> str | None:
@@ -261,8 +261,9 @@ def redact_export(text: str | None, extra: Iterable[str] | None = None) -> str |
     text = _EMAIL_RE.sub("[EMAIL]", text)
     text = _CARD_RE.sub(lambda m: "[CARD]" if _luhn_ok(m.group(0)) else m.group(0), text)
     text = _PHONE_RE.sub(_phone, text)
-    custom = _configured(tuple(redact_patterns() if extra is None else extra))
-    return custom.sub(REDACTED, text) if custom is not None else text
+    for rx in _configured(tuple(redact_patterns() if extra is None else extra)):
+        text = rx.sub(REDACTED, text)
+    return text
 
 
 def redact_export_value(value: Any, extra: Iterable[str] | None = None) -> Any:

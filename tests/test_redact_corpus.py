@@ -17,7 +17,7 @@ import pytest
 
 from oncall.ingest.loader import load_paths
 from oncall.store import open_db
-from tests import secretcorpus as sc
+import secretcorpus as sc  # noqa: I001 - tests/ is on sys.path, like tracegen
 
 NEEDLES = sc.needles()
 FORMATS = ["otlp-jsonl", "otlp-json", "otel-console", "otel-js-spans", "phoenix", "langfuse-trace",
