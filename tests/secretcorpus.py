@@ -267,6 +267,9 @@ def build_files(d: Path) -> dict[str, Path]:
                         "ai.usage.promptTokens": 42, "ai.telemetry.metadata.config": json.dumps(md)},
          "events": []},
     ]
+    # A span the importer rejects with a message quoting its name.
+    js.append({**js[0], "name": f"GET {SHAPED['url-password']} {SHAPED['github-pat']}",
+               "spanContext": {"traceId": "b" * 32, "spanId": ""}})
     put("otel-js-spans", "js-spans.jsonl", "\n".join(json.dumps(s) for s in js) + "\n" + _bad_line() + "\n")
 
     phoenix = {"name": "llm", "context": {"trace_id": "t-sec", "span_id": "a1"}, "span_kind": "LLM", "parent_id": None,

@@ -9,9 +9,9 @@ import re
 
 import duckdb
 import pytest
+import secretcorpus as sc
 
 from oncall.redact import PASSES, PREFILTER, REDACTED, redact_text, sql_redact
-import secretcorpus as sc  # noqa: I001 - tests/ is on sys.path, like tracegen
 
 NEEDLES = sc.needles()
 

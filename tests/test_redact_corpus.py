@@ -14,15 +14,20 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import secretcorpus as sc
 
 from oncall.ingest.loader import load_paths
 from oncall.store import open_db
-import secretcorpus as sc  # noqa: I001 - tests/ is on sys.path, like tracegen
 
 NEEDLES = sc.needles()
 FORMATS = ["otlp-jsonl", "otlp-json", "otel-console", "otel-js-spans", "phoenix", "langfuse-trace",
            "langfuse-export", "langfuse-export:csv", "langsmith", "litellm", "openai-batch", "span-attributes",
            "generic", "generic:array", "generic:csv", "generic:parquet"]
+
+
+# formats whose file ends with records the importer rejects -> how many
+BAD_LINES = {"otlp-jsonl": 1, "otel-js-spans": 2, "phoenix": 1, "langfuse-export": 1, "langsmith": 1, "litellm": 1,
+             "openai-batch": 1, "generic": 1}
 
 
 def _files(tmp_path: Path) -> dict[str, Path]:
@@ -66,9 +71,9 @@ def _all_cells(con) -> list[tuple[str, str, str]]:
         cols = [r[0] for r in con.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
             [t]).fetchall()]
-        for row in con.execute(f'SELECT {", ".join(f"CAST({c!r} AS VARCHAR)".replace(chr(39), chr(34)) for c in cols)} '
-                               f"FROM {t}").fetchall():
-            out += [(t, c, v) for c, v in zip(cols, row) if v is not None]
+        casts = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in cols)
+        for row in con.execute(f"SELECT {casts} FROM {t}").fetchall():
+            out += [(t, c, v) for c, v in zip(cols, row, strict=True) if v is not None]
     return out
 
 
@@ -97,13 +102,12 @@ def test_no_secret_survives_a_load(tmp_path: Path, fmt: str) -> None:
         cur = store.cursor()
         leaks = [(t, c, hit) for t, c, v in _all_cells(cur) for hit in _found(v)]
         assert leaks == []
-        # Look-alikes a responder needs are kept.
-        counts = cur.execute("SELECT max(input_tokens) FROM spans").fetchone()[0]
-        if fmt not in ("otel-console",):
-            assert counts in (42, None) or counts >= 42
-        if any("problems" == t for t, _, _ in _all_cells(cur)):
-            msgs = [r[0] for r in cur.execute("SELECT message FROM problems").fetchall()]
-            assert all("[REDACTED]" not in m or "password" not in m for m in msgs)
+        # The token counts beside the secrets are kept.
+        assert cur.execute("SELECT max(input_tokens) FROM spans").fetchone()[0] == 42
+        # The bad records were reported (so the problem path ran), without their secrets.
+        if fmt in BAD_LINES:
+            assert len(f.problems) == BAD_LINES[fmt], [str(p) for p in f.problems]
+            assert cur.execute("SELECT count(*) FROM problems").fetchone()[0] == BAD_LINES[fmt]
         for p in f.problems:
             assert _found(str(p)) == [], str(p)
     finally:

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+import secretcorpus as sc
 
-import secretcorpus as sc  # noqa: I001 - tests/ is on sys.path, like tracegen
 from oncall.config import ConfigError, redact_patterns
 from oncall.redact import redact_export, redact_export_value
 

@@ -28,9 +28,10 @@ from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS
 
 JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw"}
 # Every text column an export can fill with what it likes is redacted in SQL on the way in (a span
-# name can be `GET https://u:pw@host`, a user id an API key). Left out: the ids (hex, dedupe
-# and lookups depend on them), the provenance the writer itself sets, and the importers' closed
-# vocabularies (kind, span_kind, status, error_type).
+# name can be `GET https://u:pw@host`, a user id an API key). Left out: trace, span and parent
+# ids (normalised hex that dedupe and the span tree depend on), the provenance the writer sets
+# itself, and the importers' closed vocabularies (kind, span_kind, status, error_type). Clean
+# values pay only the prefilter scan.
 REDACTED_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "raw",
                     "input_text", "output_text", "error", "name", "request_id", "response_id",
                     "provider", "model", "served_model", "session_id", "user_id", "tenant", "feature",
