@@ -158,3 +158,16 @@ def test_redaction_keeps_json_valid_and_is_idempotent() -> None:
         except ValueError:
             continue
         json.loads(out)  # a valid record stays valid after redaction
+
+
+def test_every_rule_is_exercised_by_the_corpus() -> None:
+    """A new pattern needs corpus entries: then the twin and prefilter tests above cover it."""
+    from oncall.redact import RULES
+
+    pre = re.compile(PREFILTER, re.ASCII)
+    for alts, _ in RULES:
+        for alt in alts:
+            rx = re.compile(alt, re.ASCII)
+            hits = [m.group(0) for s in CORPUS for m in [rx.search(s)] if m]
+            assert hits, f"no corpus entry for {alt[:80]}"
+            assert all(pre.search(h) for h in hits)

@@ -222,8 +222,8 @@ class ExplorerScreen(Screen):
         import json
         from pathlib import Path
 
-        from oncall.query.search import page_at
         from oncall.config import ConfigError, redact_patterns
+        from oncall.query.search import page_at
         from oncall.redact import redact_export_value
 
         try:
