@@ -62,18 +62,19 @@ def test_the_corpus_carries_every_secret_in_every_file(tmp_path: Path) -> None:
 
 
 def _all_cells(con) -> list[tuple[str, str, str]]:
-    """(table, column, value as text) for every non-null cell of every table."""
+    """(table, column, value as text) for every non-null cell of every table and view, in the base
+    file, every attached load part and the in-memory tables folded from the journal."""
     out = []
-    tables = [r[0] for r in con.execute(
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main'").fetchall()]
-    assert {"spans", "span_ids", "imports", "problems", "labels", "notes", "trail", "meta"} <= set(tables)
-    for t in tables:
+    tables = con.execute("SELECT table_catalog, table_schema, table_name FROM information_schema.tables "
+                         "WHERE table_catalog NOT IN ('system', 'temp')").fetchall()
+    assert {"spans", "span_ids", "imports", "problems", "labels", "notes", "trail", "meta"} <= {t[2] for t in tables}
+    for cat, schema, t in tables:
         cols = [r[0] for r in con.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_name = ? ORDER BY ordinal_position",
-            [t]).fetchall()]
+            "SELECT column_name FROM information_schema.columns WHERE table_catalog = ? AND table_schema = ? "
+            "AND table_name = ? ORDER BY ordinal_position", [cat, schema, t]).fetchall()]
         casts = ", ".join(f'CAST("{c}" AS VARCHAR)' for c in cols)
-        for row in con.execute(f"SELECT {casts} FROM {t}").fetchall():
-            out += [(t, c, v) for c, v in zip(cols, row, strict=True) if v is not None]
+        for row in con.execute(f'SELECT {casts} FROM "{cat}"."{schema}"."{t}"').fetchall():
+            out += [(f"{cat}.{t}", c, v) for c, v in zip(cols, row, strict=True) if v is not None]
     return out
 
 
