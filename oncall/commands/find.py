@@ -15,6 +15,7 @@ from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option
 from oncall.display import format_cost, is_failure, jsonable, status_text
 from oncall.output import stdout
 from oncall.query.cost_marks import cost_detail, marked
+from oncall.redact import redact_text
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -267,6 +268,7 @@ def label(ctx: click.Context, request_id: str, verdict: str, note: str | None, d
         pk = resolve_request(store.con, request_id)
     except (UnknownRequest, AmbiguousRequest) as exc:
         fail(str(exc), EXIT_PROBLEM)
+    note = redact_text(note)  # a pasted key in a note must not land in the trail
     label_id = add_label(store, pk, verdict, note, request_key=request_id)
     if as_json:
         emit_json({"label_id": label_id, "request": request_id, "span_pk": pk, "label": verdict, "note": note})
@@ -286,8 +288,12 @@ def note(ctx: click.Context, text: tuple[str, ...], db: str | None, as_json: boo
     if not " ".join(text).strip():
         fail("a note needs some text")
     store = open_store(ctx, db, create=False)
-    note_id = add_note(store, " ".join(text))
+    body = redact_text(" ".join(text)) or ""  # a pasted key in a note must not land in the trail
+    try:
+        note_id = add_note(store, body)
+    except ValueError as exc:
+        fail(str(exc))
     if as_json:
-        emit_json({"note_id": note_id, "text": " ".join(text)})
+        emit_json({"note_id": note_id, "text": body})
     else:
         click.echo(f"note {note_id} added")

@@ -468,7 +468,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                                                           f"FROM {redacted_source})"), redacted=True)
             added = sink.added - before
         except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error
-            if type(exc).__module__.startswith("duckdb"):
+            if type(exc).__module__.lstrip("_").startswith("duckdb"):  # duckdb's classes live in _duckdb
                 raise FormatError(f"{path}: {kind} cannot be read: {str(exc).splitlines()[0]}") from None
             raise
     if added == 0 and not sink.problems:

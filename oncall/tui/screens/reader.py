@@ -22,7 +22,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from oncall.config import ConfigError
 from oncall.query.cost_marks import cost_detail
+from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
 from oncall.tui.textview import OutputView, RichLinesView
 
@@ -224,7 +226,7 @@ class ReaderScreen(Screen):
         from oncall.query.labels import add_note
 
         try:
-            add_note(self.app.store, text, span_pk=pk)
+            add_note(self.app.store, redact_text(text) or "", span_pk=pk)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not save the note", str(exc))
@@ -238,7 +240,7 @@ class ReaderScreen(Screen):
 
         try:
             key = (self.current or {}).get("request_id")
-            add_label(self.app.store, pk, verdict, note, request_key=key)
+            add_label(self.app.store, pk, verdict, redact_text(note), request_key=key)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not save the label", str(exc))
@@ -257,7 +259,13 @@ class ReaderScreen(Screen):
 
     def action_copy(self) -> None:
         if self.current is not None:
-            self.app.copy_to_clipboard(output_of(self.current))  # already safe_text: no escapes reach OSC 52
+            try:
+                # safe_text: no escapes reach OSC 52; redact_export: no secret or PII leaves the process
+                text = redact_export(output_of(self.current)) or ""
+            except ConfigError as exc:
+                self.app.show_error("nothing copied", str(exc))
+                return
+            self.app.copy_to_clipboard(text)
             self.app.notify("output copied")
 
     def action_pager(self) -> None:
