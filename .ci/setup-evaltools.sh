@@ -31,4 +31,14 @@ if [ ! -x "$ins/bin/inspect" ] || ! "$ins/bin/python" -c "import inspect_ai, sys
     echo "ci: inspect-ai install failed (see .envs/inspect-install.log); its eval-set test will skip" >&2
   fi
 fi
+# The real mermaid parser (with jsdom) for the postmortem's gantt block, pinned by its lockfile.
+mm=tests/node-mermaid
+if command -v npm >/dev/null 2>&1 && ! { [ -f "$mm/node_modules/.oncall-lock" ] && cmp -s "$mm/package-lock.json" "$mm/node_modules/.oncall-lock"; }; then
+  if (cd "$mm" && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error) > .envs/mermaid-install.log 2>&1; then
+    cp "$mm/package-lock.json" "$mm/node_modules/.oncall-lock"
+    rm -f .envs/mermaid-install.log
+  else
+    echo "ci: npm ci in $mm failed (see .envs/mermaid-install.log); the Mermaid parse test will skip" >&2
+  fi
+fi
 exit 0
