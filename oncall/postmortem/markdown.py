@@ -2,14 +2,22 @@
 
 Outputs quoted as evidence may contain backticks, pipes, HTML, headings or a fence of their own:
 they go into a fence longer than any run of backticks inside them; table cells are escaped (pipes,
-newlines, markup characters); nothing untrusted is ever emitted as live Markdown or HTML.
+newlines, markup characters); nothing untrusted is ever emitted as live Markdown or HTML. Every helper redacts (oncall.redact's
+export redactor) before it escapes, so nothing in a draft skips redaction.
 """
 
 from __future__ import annotations
 
 import re
 
-from oncall.safe_text import safe_text
+from oncall.redact import redact_export
+from oncall.safe_text import safe_text as _safe
+
+
+def safe_text(value: object, **kw: object) -> str:
+    """Everything these helpers emit leaves the incident: redacted (secrets and PII), then made inert."""
+    text = "" if value is None else value if isinstance(value, str) else str(value)
+    return _safe(redact_export(text) or "", **kw)  # type: ignore[arg-type]
 
 _CELL_ESCAPE = re.compile(r"([\\`*_\[\]<>|#~])")
 
