@@ -7,7 +7,9 @@ says `stream: true` (with a final usage chunk when `stream_options.include_usage
 - a request that offers `tools` and whose last message is not a tool result gets a tool call;
 - errors are injected with `fail_next(...)` or by the client's `X-Test-Fail: 429|quota|500` header
   (429 with Retry-After, quota, 500), using OpenAI's error body format;
-- `latency` delays every answer, `chunk_delay` every SSE chunk.
+- `latency` delays every answer, `chunk_delay` every SSE chunk;
+- `name` makes a server tell itself apart (two upstreams behind one gateway): its answers start
+  with `[name] ` and carry an `x-upstream: name` header.
 
 Every exchange is kept in `server.exchanges` (request body, status, response body or the
 assembled stream), so tests assert imported traces against what the server really returned.
@@ -90,7 +92,8 @@ class OpenAIServer:
     """An OpenAI-compatible chat completions server on 127.0.0.1:<free port>."""
 
     def __init__(self, *, latency: float = 0.0, chunk_delay: float = 0.0,
-                 served_models: dict[str, str] | None = None) -> None:
+                 served_models: dict[str, str] | None = None, name: str | None = None) -> None:
+        self.name = name
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.served_models = dict(SERVED_MODELS if served_models is None else served_models)
@@ -185,6 +188,8 @@ class OpenAIServer:
             else:
                 user = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
                 text = f"Answer to: {user}"
+            if self.name:
+                text = f"[{self.name}] {text}"
             message = {"role": "assistant", "content": text, "refusal": None}
             finish = "stop"
             completion_tokens = count_tokens(text)
@@ -258,6 +263,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-request-id", f"req_oncalltest_{status}")
+        if self.owner.name:
+            self.send_header("x-upstream", self.owner.name)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()
