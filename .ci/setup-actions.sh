@@ -15,6 +15,7 @@ if [ -x "$ENV_DIR/bin/litellm" ] && \
   exit 0
 fi
 python3 -m venv "$ENV_DIR"
-"$ENV_DIR/bin/pip" install -q --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION"
-"$ENV_DIR/bin/litellm" --help >/dev/null
+"$ENV_DIR/bin/pip" install -q --disable-pip-version-check "litellm[proxy]==$LITELLM_VERSION" 2>&1 \
+  | { grep -v '^WARNING: Location' || true; }
+LITELLM_LOCAL_MODEL_COST_MAP=True "$ENV_DIR/bin/litellm" --help >/dev/null
 echo "setup-actions: litellm[proxy]==$LITELLM_VERSION in $ENV_DIR"

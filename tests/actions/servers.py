@@ -167,10 +167,15 @@ class LiteLLMAdminServer(LoopbackServer):
         self.master_key = master_key
         self.deployments = deployments
         self.fallbacks: dict[str, list[str]] = {}
+        self.no_db = False  # answer writes like a proxy without a database
 
     def handle(self, req: Received) -> Reply:
         if req.headers.get("authorization") != f"Bearer {self.master_key}":
             return Reply(401, {"error": {"message": "Authentication Error, invalid key", "code": "401"}})
+        if self.no_db and req.method != "GET":
+            return Reply(500, {"error": {"message": "{'error': \"No DB Connected. Here's how to do it - "
+                                                    "https://docs.litellm.ai/docs/proxy/virtual_keys\"}",
+                                         "type": "auth_error", "param": "None", "code": "500"}})
         if req.method == "GET" and req.path == "/v1/model/info":
             return Reply(200, {"data": [{"model_name": d["model_name"], "litellm_params": {"model": d["model"]},
                                          "model_info": {"id": d["id"], "db_model": True}} for d in self.deployments]})
