@@ -121,6 +121,11 @@ def execute(p: Plan, *, db: Any, confirm: bool | str | None, who: str | None = N
         return _finish(db, rec, ABORTED, "the target changed while writing; nothing was written", error=str(exc))
     except ActionError as exc:
         return _finish(db, rec, FAILED, "the change was not made", error=str(exc))
+    except OSError as exc:  # disk full, permission denied: atomic_write left the old file in place
+        return _finish(db, rec, FAILED, "the change was not made", error=f"{p.target}: cannot write: {exc}")
+    except Exception as exc:  # a bug: on record before it surfaces
+        _finish(db, rec, FAILED, "the action stopped on an internal error", error=f"{type(exc).__name__}: {exc}")
+        raise
     rec.timings["write_s"] = round(time.monotonic() - t0, 3)
     ver = _verify(adapter, p, ctx, applied)
     rec.verification = ver.to_dict()

@@ -84,12 +84,13 @@ def run(ctx: click.Context, adapter: str, target_name: str, arg_pairs: tuple[str
 def _finish(ctx: click.Context, store: Any, p: Any, *, dry_run: bool, yes: bool, why: str | None,
             as_json: bool) -> None:
     from oncall.actions import ActionError, execute
+    from oncall.actions.secrets import scrub
 
     if not as_json:
         print_plan(p)
     if dry_run:
         if as_json:
-            emit_json({"plan": p.to_dict(), "action": None})
+            emit_json(scrub({"plan": p.to_dict(), "action": None}))
         sys.exit(EXIT_OK)
     confirm = True if yes else _ask(p)
     try:
@@ -97,7 +98,7 @@ def _finish(ctx: click.Context, store: Any, p: Any, *, dry_run: bool, yes: bool,
     except ActionError as exc:
         _fail_action(exc)
     if as_json:
-        emit_json({"plan": p.to_dict(), "action": rec.to_dict()})
+        emit_json(scrub({"plan": p.to_dict(), "action": rec.to_dict()}))
     else:
         print_record(rec)
     sys.exit(EXIT_OK if rec.ok else EXIT_PROBLEM)

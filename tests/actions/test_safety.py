@@ -240,3 +240,22 @@ def test_core_imports_no_click_or_textual():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ})
     assert out.stdout.strip() == "[]"
+
+
+def test_a_disk_error_fails_cleanly_and_is_recorded(gw, db, monkeypatch):
+    cfg, conf = gw
+    from oncall.actions import files
+
+    real = os.replace
+
+    def full_disk(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files.os, "replace", full_disk)
+    rec = execute(plan(get_adapter("gw", conf), FLIP), db=db, confirm="gw")
+    monkeypatch.setattr(files.os, "replace", real)
+    assert rec.status == "failed" and "cannot write" in rec.error and "No space left" in rec.error
+    assert cfg.read_text() == CONFIG
+    assert not [p for p in cfg.parent.iterdir() if "oncall-tmp" in p.name]
+    assert db.cursor().execute("SELECT status FROM actions ORDER BY action_row").fetchall() == [
+        ("started",), ("failed",)]
