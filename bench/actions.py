@@ -45,6 +45,7 @@ def main() -> int:
     from tests.actions.conftest import MASTER_KEY, UPSTREAM_KEY, litellm_bin, start_proxy, stop_proxy
     from tests.openai_server import OpenAIServer
 
+    load_before = os.getloadavg()[0]
     binary = litellm_bin()
     if binary is None:
         print("bench/actions.py: no LiteLLM proxy; run .ci/setup-actions.sh", file=sys.stderr)
@@ -112,7 +113,9 @@ verify_timeout = 90
         f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC through a real LiteLLM proxy (litellm[proxy] in "
         f"`.envs/litellm-proxy`, `--reload`, started in {startup:.1f} s) and two loopback upstreams; "
         f"{opts.runs} flips and undos, {opts.plans} plans.",
-        f"Machine: {os.cpu_count()} CPUs; Python {platform.python_version()}; {platform.platform()}.",
+        f"Machine: {os.cpu_count()} CPUs; Python {platform.python_version()}; {platform.platform()}; "
+        f"load average {load_before:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (the machine is shared: "
+        "a load above 2 slows the proxy's restarts).",
         f"Command: `python bench/actions.py{' --validate' if opts.validate else ''}`",
         "",
         "| operation | median s | max s | target s | |",

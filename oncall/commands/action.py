@@ -230,7 +230,7 @@ def show_cmd(ctx: click.Context, action_id: int, db: str | None, as_json: bool) 
     rows = action_rows(store, action_id)
     if not rows:
         fail(f"no action {action_id} in this incident (oncall action list shows them)", EXIT_PROBLEM)
-    last = rows[-1]
+    last = {**rows[-1], "started_at": rows[0]["at_time"]}
     if as_json:
         emit_json({**_brief(last), "plan": last.get("plan"), "gate": last.get("gate"), "before": last.get("before"),
                    "after": last.get("after"), "verification": last.get("verification"),
