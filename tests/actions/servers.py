@@ -80,6 +80,7 @@ class LoopbackServer:
         if self._httpd:
             self._httpd.shutdown()
             self._httpd.server_close()
+            self._httpd = None
 
     def __enter__(self) -> LoopbackServer:
         return self.start()
@@ -89,8 +90,9 @@ class LoopbackServer:
 
     @property
     def url(self) -> str:
-        assert self._httpd is not None
-        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        if self._httpd is not None:
+            self._url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        return self._url
 
     def fail_next(self, status: int, body: Any = None, times: int = 1) -> None:
         with self._lock:

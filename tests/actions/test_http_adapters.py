@@ -191,3 +191,15 @@ def test_webhook_5xx_is_a_recorded_failure(hook, db):
     assert rec.status == "failed" and "502" in rec.error
     last = db.cursor().execute("SELECT status FROM actions ORDER BY action_row DESC LIMIT 1").fetchone()
     assert last == ("failed",)
+
+
+def test_target_down_fails_without_a_write_and_is_recorded(admin, db):
+    srv, cfg = admin
+    p = plan(get_adapter("admin", cfg), {"op": "update", "model": "support-bot", "litellm_model": "openai/x"})
+    srv.stop()  # the proxy goes away between the plan and the confirmation
+    rec = execute(p, db=db, confirm=True)
+    assert rec.status == "failed" and "nothing was written" in rec.result
+    assert "failed" in rec.error and "/v1/model/info" in rec.error
+    lines = [json.loads(x) for x in (db.path.parent / "incident.duckdb.actions.jsonl").read_text().splitlines()]
+    assert [x["status"] for x in lines] == ["started", "failed"] and lines[1]["error"] == rec.error
+    assert ADMIN_KEY not in json.dumps(lines)
