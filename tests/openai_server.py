@@ -16,6 +16,8 @@ says `stream: true` (with a final usage chunk when `stream_options.include_usage
   (`mode="varying"`: the same input gets one of several phrasings, like sampling noise); `answerer`
   (a function of the request body returning text, an assistant message dict, or None for the default)
   makes the server answer like a particular model would.
+- `name` makes a server tell itself apart (two upstreams behind one gateway): its answers start
+  with `[name] ` and carry an `x-upstream: name` header.
 
 Every exchange is kept in `server.exchanges` (request body, status, response body or the
 assembled stream), so tests assert imported traces against what the server really returned.
@@ -124,7 +126,8 @@ class OpenAIServer:
     def __init__(self, *, latency: float = 0.0, chunk_delay: float = 0.0,
                  served_models: dict[str, str] | None = None, mode: str = "fixed",
                  answerer: Any = None, known_models_only: bool = False, keep_exchanges: bool = True,
-                 echo_key_on_401: bool = False) -> None:
+                 echo_key_on_401: bool = False, name: str | None = None) -> None:
+        self.name = name
         if mode not in ("fixed", "varying"):
             raise ValueError("mode is 'fixed' or 'varying'")
         self.latency = latency
@@ -261,6 +264,8 @@ class OpenAIServer:
             if self.mode == "varying":
                 n = next(self._answers)
                 text += VARIANTS[n % len(VARIANTS)]
+            if self.name:
+                text = f"[{self.name}] {text}"
             message = {"role": "assistant", "content": text, "refusal": None}
             finish = "stop"
             completion_tokens = count_tokens(text)
@@ -350,6 +355,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("x-request-id", f"req_oncalltest_{status}")
+        if self.owner.name:
+            self.send_header("x-upstream", self.owner.name)
         for k, v in (headers or {}).items():
             self.send_header(k, v)
         self.end_headers()

@@ -76,4 +76,13 @@ TABLES: dict[str, Table] = {
     ]),
     # Key/value facts about the incident (the demo's truth, …); the latest row for a key wins.
     "meta": Table(id=None, legacy=True, columns=[("key", "VARCHAR"), ("value", "VARCHAR")]),
+    # Actions (oncall/actions/audit.py): a `started` row before anything is changed (action_id NULL: the
+    # action is named by that row's id), then one final row with the same action_id; latest wins.
+    "actions": Table(id="action_row", columns=[
+        ("action_row", "BIGINT"), ("action_id", "BIGINT"), ("status", "VARCHAR"), ("at_time", "TIMESTAMPTZ"),
+        ("who", "VARCHAR"), ("why", "VARCHAR"), ("target", "VARCHAR"), ("adapter", "VARCHAR"), ("op", "VARCHAR"),
+        ("runbook", "VARCHAR"), ("step", "VARCHAR"), ("undo_of", "BIGINT"), ("plan", "JSON"), ("gate", "JSON"),
+        ("before", "JSON"), ("after", "JSON"), ("result", "VARCHAR"), ("error", "VARCHAR"),
+        ("verification", "JSON"), ("applied", "JSON"),
+    ]),
 }
