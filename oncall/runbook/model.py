@@ -33,12 +33,19 @@ class Expectation:
     value: float
     text: str
     line: int
+    relative: str | None = None  # "original" | "baseline": value is a fraction of that column
 
-    def holds(self, actual: float | None) -> bool:
-        if actual is None:
+    def threshold(self, reference: float | None) -> float | None:
+        if self.relative is None:
+            return self.value
+        return None if reference is None else self.value * reference
+
+    def holds(self, actual: float | None, reference: float | None = None) -> bool:
+        limit = self.threshold(reference)
+        if actual is None or limit is None:
             return False  # no number, no evidence: a gate fails closed
-        return {">=": actual >= self.value, "<=": actual <= self.value, ">": actual > self.value,
-                "<": actual < self.value, "==": actual == self.value, "!=": actual != self.value}[self.op]
+        return {">=": actual >= limit, "<=": actual <= limit, ">": actual > limit,
+                "<": actual < limit, "==": actual == limit, "!=": actual != limit}[self.op]
 
 
 @dataclass

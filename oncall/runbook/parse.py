@@ -45,8 +45,13 @@ from oncall.runbook.model import PARAM_TYPES, Expectation, Param, Runbook, Runbo
 
 READING_COMMANDS = ("search", "show", "sample", "compare", "changes", "blast-radius")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_EXPECT = re.compile(r"^expect\s+([a-z_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*$")
+_EXPECT = re.compile(r"^expect\s+([a-z_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*(?:of\s+(original|baseline))?\s*$")
 # What a gate can test: the replay summary's metrics (compare's vocabulary) and its counts.
+REPLAY_METRICS = (
+    "error_rate", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "input_tokens_mean",
+    "output_tokens_mean", "cost_per_request", "cost_total", "output_length_mean", "refusal_rate",
+    "json_valid_rate", "json_key_drift",
+)
 GATE_METRICS = (
     "error_rate", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "input_tokens_mean",
     "output_tokens_mean", "cost_per_request", "cost_total", "output_length_mean", "refusal_rate",
@@ -239,13 +244,17 @@ def _gate_step(path: Path, content: str, start: int, heading: str) -> Step:
     for eline, etext in lines[1:]:
         m = _EXPECT.match(etext)
         if not m:
-            raise _fail(path, eline, f"expected `expect METRIC OP NUMBER[%]` (e.g. expect json_valid_rate >= 95%), "
+            raise _fail(path, eline, f"expected `expect METRIC OP NUMBER[%] [of original|of baseline]` "
+                        "(e.g. expect json_valid_rate >= 95%, expect cost_per_request <= 50% of original), "
                         f"got {etext!r}")
-        metric, op, number, pct = m.groups()
+        metric, op, number, pct, relative = m.groups()
         if metric not in GATE_METRICS:
             raise _fail(path, eline, f"unknown gate metric {metric!r}; known: {', '.join(GATE_METRICS)}")
         value = float(number) / (100 if pct else 1)
-        expectations.append(Expectation(metric, op, value, etext, eline))
+        if relative and metric not in REPLAY_METRICS:
+            raise _fail(path, eline, f"{metric} is a count of the replay; 'of {relative}' needs a metric of the "
+                        f"summary ({', '.join(REPLAY_METRICS)})")
+        expectations.append(Expectation(metric, op, value, etext, eline, relative))
     if not expectations:
         raise _fail(path, line, "a gate needs at least one `expect` line: evidence must be checked, not just gathered")
     return Step(kind="gate", heading=heading, line=start, commands=[text], expectations=expectations)

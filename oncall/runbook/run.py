@@ -153,14 +153,19 @@ class RunbookRun:
             yield Event("gate", step, command, result)
             return False
         metrics = gate_metrics(summary)
+        columns = {col: {str(r["metric"]): r.get(col) for r in summary.get("metrics") or [] if isinstance(r, dict)}
+                   for col in ("original", "baseline")}
         result["run_id"] = summary.get("run_id") or (summary.get("run") or {}).get("run_id")
         result["headline"] = summary.get("headline")
         passed = True
         for e in step.expectations:
             actual = metrics.get(e.metric)
-            ok = e.holds(actual)
+            reference = columns[e.relative].get(e.metric) if e.relative else None
+            ok = e.holds(actual, reference)
             passed &= ok
-            result["checks"].append({"expect": e.text, "actual": actual, "passed": ok})
+            result["checks"].append({"expect": e.text, "actual": actual, "passed": ok,
+                                     **({"reference": reference, "threshold": e.threshold(reference)}
+                                        if e.relative else {})})
         result["passed"] = passed
         self.gates.append(result)
         yield Event("gate", step, command, result)

@@ -44,7 +44,7 @@ LITERAL_KEY = "literal-upstream-key-ibis-2231"
 def gw(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text(CONFIG)
-    write_toml(tmp_path, f"""
+    write_toml(tmp_path, """
 [actions.targets.gw]
 adapter = "litellm-config"
 production = true

@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from oncall.actions.adapters.base import Adapter, Op, RunContext
-from oncall.actions.errors import BadArguments, NotUndoable, TargetError
+from oncall.actions.errors import BadArguments, NotUndoable
 from oncall.actions.http import json_body, request
 from oncall.actions.model import Plan, Proposal, State, Verification
 from oncall.actions.secrets import secret

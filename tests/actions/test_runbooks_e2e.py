@@ -1,0 +1,203 @@
+"""Every shipped runbook, run end to end on the demo incident the way a responder runs it
+(`oncall runbook run NAME … --yes`), against real components: the LiteLLM proxy (--reload) routing
+to loopback upstreams, a flagd flag file, a Langfuse-compatible loopback server, and replay gates
+against the loopback OpenAI-compatible server. Each action is then undone with `oncall action undo`.
+A gate that fails stops the runbook before any write."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from oncall.store.db import copy_incident
+from tests.actions.conftest import MASTER_KEY, write_toml
+from tests.actions.servers import LangfuseServer
+from tests.openai_server import OpenAIServer
+from tests.test_evalset_tools import good_snapshot
+
+ROOT = Path(__file__).resolve().parents[2]
+LF_PUBLIC, LF_SECRET = "pk-lf-runbook-3c1d", "sk-lf-runbook-9e2a7b"
+
+
+def oncall(db: Path, cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "oncall", "--db", str(db), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.fixture
+def incident(demo_db: Path, tmp_path: Path) -> Path:
+    db = tmp_path / "incident.duckdb"
+    copy_incident(demo_db, db)
+    return db
+
+
+def suite(tmp_path: Path, base_url: str) -> Path:
+    """A replay suite whose targets (the shipped runbooks' defaults) all call the loopback server."""
+    d = tmp_path / "suite"
+    (d / "prompts").mkdir(parents=True)
+    targets = "".join(f'[targets.{name}]\nbase_url = "{base_url}"\nmodel = "{model}"\napi_key_env = "ONCALL_TEST_KEY"\n'
+                      f"price_in = 2.5\nprice_out = 10\nmax_concurrency = 4\n\n"
+                      for name, model in (("gpt-4o-pinned", "gpt-4o-2024-08-06"), ("gpt-4o", "gpt-4o")))
+    (d / "targets.toml").write_text("[settings]\nconfirm_above = 1000\n\n" + targets)
+    shipped = ROOT / "replay" / "prompts" / "support-bot-v12.md"
+    (d / "prompts" / "support-bot-v12.md").write_text(shipped.read_text())
+    return d
+
+
+def actions(db: Path, cwd: Path) -> list[dict]:
+    out = oncall(db, cwd, "action", "list", "--json")
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    return data["actions"] if isinstance(data, dict) else data
+
+
+def run_book(db: Path, cwd: Path, name: str, *params: str, env: dict[str, str] | None = None):
+    res = oncall(db, cwd, "runbook", "run", name, *params, "--yes", "--json", "--why", f"test of {name}", env=env)
+    data = json.loads(res.stdout) if res.stdout.strip().startswith("{") else None
+    return res, data
+
+
+def test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back(incident: Path, tmp_path: Path) -> None:
+    flags = tmp_path / "flags.json"
+    original = json.dumps({"flags": {"agent-tools-send-email": {
+        "state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}}}, indent=2) + "\n"
+    flags.write_text(original)
+    write_toml(tmp_path, f'[actions.targets.flags]\nadapter = "flagd-file"\npath = "{flags}"\n')
+    res, data = run_book(incident, tmp_path, "prompt-injected-agent")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert data["outcome"] == "completed"
+    assert [e["kind"] for e in data["events"] if e["kind"] in ("query", "plan", "action")] == \
+        ["query", "query", "plan", "action"]
+    assert json.loads(flags.read_text())["flags"]["agent-tools-send-email"]["defaultVariant"] == "off"
+    (act,) = actions(incident, tmp_path)
+    assert act["runbook"] == "prompt-injected-agent" and act["status"] == "verified"
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
+    assert undo.returncode == 0, undo.stderr
+    assert flags.read_text() == original
+
+
+@pytest.fixture
+def langfuse(tmp_path: Path, monkeypatch):
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", LF_PUBLIC)
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", LF_SECRET)
+    with LangfuseServer(LF_PUBLIC, LF_SECRET) as srv:
+        srv.add_prompt("support-bot", {12: [], 13: ["production"]})
+        write_toml(tmp_path, f"""
+[actions.targets.prompts]
+adapter = "langfuse-label"
+base_url = "{srv.url}"
+public_key_env = "LANGFUSE_PUBLIC_KEY"
+secret_key_env = "LANGFUSE_SECRET_KEY"
+cache_ttl = 60
+""")
+        yield srv
+
+
+def test_prompt_regression_gates_on_a_replay_with_the_previous_prompt_then_rolls_the_label(
+        incident: Path, tmp_path: Path, langfuse) -> None:
+    with OpenAIServer() as llm:
+        env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1"}
+        res, data = run_book(incident, tmp_path, "prompt-regression", "sample=6", env=env)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+        sent = llm.completions()
+    assert len(sent) == 6
+    assert all("Acme Support, a concise" in ex.request["messages"][0]["content"] for ex in sent)
+    (gate,) = [e for e in data["events"] if e["kind"] == "gate"]
+    assert gate["data"]["passed"] and len(gate["data"]["checks"]) == 3
+    assert langfuse.holder("support-bot", "production") == 12
+    (act,) = actions(incident, tmp_path)
+    assert act["runbook"] == "prompt-regression" and act["status"] == "verified"
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
+    assert undo.returncode == 0, undo.stderr
+    assert langfuse.holder("support-bot", "production") == 13
+
+
+def test_a_failed_gate_stops_the_runbook_before_any_write(incident: Path, tmp_path: Path, langfuse) -> None:
+    refuse = "I'm sorry, but I can't help with that."
+    with OpenAIServer(answerer=lambda req: refuse) as llm:
+        env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1"}
+        res, data = run_book(incident, tmp_path, "prompt-regression", "sample=4", env=env)
+    assert res.returncode == 1
+    assert data["outcome"] == "stopped at a gate"
+    (gate,) = [e for e in data["events"] if e["kind"] == "gate"]
+    assert not gate["data"]["passed"]
+    assert [c["passed"] for c in gate["data"]["checks"]][1] is False  # the refusal check
+    assert not any(e["kind"] in ("plan", "action") for e in data["events"])
+    assert langfuse.writes() == [] and langfuse.holder("support-bot", "production") == 13
+    assert actions(incident, tmp_path) == []
+
+
+def _via_proxy(gateway) -> str:
+    """Which upstream answered a request the app sends through the proxy."""
+    r = gateway.ask()
+    return r.headers.get("x-litellm-model-api-base", "")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name, params", [
+    ("provider-outage", []),
+    ("cost-runaway", ["cheaper=support-bot-fallback"]),
+])
+def test_gateway_flip_runbooks_through_the_real_proxy(incident: Path, tmp_path: Path, gateway, upstreams,
+                                                      name: str, params: list[str]) -> None:
+    primary, fallback = upstreams
+    before = gateway.config.read_bytes()
+    assert _via_proxy(gateway).startswith(primary.base_url.rsplit("/v1", 1)[0])
+    res, data = run_book(incident, tmp_path, name, *params, env={"LITELLM_MASTER_KEY": MASTER_KEY})
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert _via_proxy(gateway).startswith(fallback.base_url.rsplit("/v1", 1)[0])
+    (act,) = actions(incident, tmp_path)
+    assert act["runbook"] == name and act["status"] == "verified"
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes", "--why", "provider is back",
+                  env={"LITELLM_MASTER_KEY": MASTER_KEY})
+    assert undo.returncode == 0, undo.stderr
+    gateway.wait_serving(primary.base_url)
+    assert gateway.config.read_bytes() == before
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(900)
+@pytest.mark.parametrize("name, params", [
+    ("provider-model-regression", ["cohort=served_model=gpt-4o-2024-11-20 feature=extract",
+                                   "baseline=served_model=gpt-4o-2024-08-06 feature=extract", "sample=8",
+                                   "snapshot=openai/gpt-4o-2024-08-06"]),
+    ("model-deprecation", ["successor=openai/gpt-4o-2024-11-20"]),
+])
+def test_gateway_pin_runbooks_through_the_real_proxy(incident: Path, tmp_path: Path, gateway, name: str,
+                                                     params: list[str]) -> None:
+    before = gateway.config.read_bytes()
+    with OpenAIServer(answerer=good_snapshot) as llm:
+        env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1",
+               "LITELLM_MASTER_KEY": MASTER_KEY}
+        res, data = run_book(incident, tmp_path, name, *params, env=env)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    gates = [e for e in data["events"] if e["kind"] == "gate"]
+    if name == "provider-model-regression":
+        assert gates and gates[0]["data"]["passed"]
+    model = params[-1].split("=", 1)[1]
+    assert f"model: {model}" in gateway.config.read_text()
+    (act,) = actions(incident, tmp_path)
+    assert act["status"] == "verified" and (act.get("gate") is not None) == (name == "provider-model-regression")
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes",
+                  env={"LITELLM_MASTER_KEY": MASTER_KEY})
+    assert undo.returncode == 0, undo.stderr
+    assert gateway.config.read_bytes() == before
+
+
+def test_dry_run_runs_reading_steps_and_plans_without_writing(incident: Path, tmp_path: Path) -> None:
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"flags": {"agent-tools-send-email": {
+        "state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}}}))
+    write_toml(tmp_path, f'[actions.targets.flags]\nadapter = "flagd-file"\npath = "{flags}"\n')
+    before = flags.read_bytes()
+    res = oncall(incident, tmp_path, "runbook", "run", "prompt-injected-agent", "--dry-run")
+    assert res.returncode == 0, res.stderr
+    assert "plan:" in res.stdout and "defaultVariant" in res.stdout
+    assert flags.read_bytes() == before and actions(incident, tmp_path) == []
