@@ -22,8 +22,10 @@ make_env() {  # name, then the pip requirements
   fi
   for attempt in 1 2; do
     rm -rf "$dir"
+    # (pip's notes about configured-but-absent local index folders are noise here)
     if "$PY" -m venv "$dir" \
-        && "$dir/bin/pip" install -q --disable-pip-version-check --timeout 60 "$@"; then
+        && { "$dir/bin/pip" install -q --disable-pip-version-check --timeout 60 "$@" 2>&1 \
+               | grep -v '^WARNING: Location .* is ignored' >&2; [ "${PIPESTATUS[0]}" -eq 0 ]; }; then
       printf '%s' "$want" > "$dir/.ready"
       echo "setup-exporters: $name ready"
       return 0

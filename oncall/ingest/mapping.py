@@ -103,6 +103,9 @@ _KIND_KEYS = ("openinference.span.kind", "traceloop.span.kind", "langsmith.span.
 _VERCEL_KINDS = {"doGenerate": "llm", "doStream": "llm", "doEmbed": "embedding", "toolCall": "tool"}
 
 
+# Scopes whose gen_ai.conversation.id is generated per run, not the application's session.
+_RUN_CONVERSATION_SCOPES = frozenset({"pydantic-ai"})
+
 _RESPONSE_ID_KEYS = ("gen_ai.response.id", "ai.response.id")
 _FINISH_KEYS = ("gen_ai.response.finish_reasons", "llm.finish_reason", "ai.response.finishReason")
 _OPERATION_KEYS = ("gen_ai.operation.name", "llm.request.type")
@@ -530,6 +533,11 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
             if extra:
                 attrs = {**attrs, **extra}
     view = _view(attrs, resource)
+    if scope in _RUN_CONVERSATION_SCOPES and "gen_ai.conversation.id" in view:
+        # pydantic-ai gives every agent run a fresh gen_ai.conversation.id; taking it as the session
+        # would hide the application's session.id that the run inherits from its root span. It stays
+        # an attribute (meta.gen_ai.conversation.id).
+        view = {k: v for k, v in view.items() if k != "gen_ai.conversation.id"}
     found = _scan(view)
     fams = _indexed_families(attrs)
     out: dict[str, Any] = {}
@@ -589,6 +597,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
         found.get("finish_reason") or finish)
 
     ttft = coerce_float(view.get("gen_ai.response.time_to_first_chunk"))
+    if ttft is None:  # pydantic-ai (seconds, as the semconv metric of that name)
+        ttft = coerce_float(view.get("gen_ai.client.operation.time_to_first_chunk"))
     if ttft is not None:
         out["ttft_ms"] = ttft * 1000.0
     else:

@@ -122,6 +122,8 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
     row["end_time"] = end_us
     if start_us is not None and end_us is not None:
         row["latency_ms"] = (end_us - start_us) / 1000.0
+    if row.get("ttft_ms") is None and start_us is not None:
+        row["ttft_ms"] = ttft_from_chunk_events(events, start_us)
     if status == "unset" and attrs.get("error.type") not in (None, ""):
         status = "error"  # semconv: error.type is set only when the operation ended in an error
     full = dict(attrs)
@@ -133,6 +135,69 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
     row["raw"] = raw
     apply_status(row, status, status_message)
     return row
+
+
+# OpenLLMetry records one span event per streamed chunk: `gen_ai.content.completion.chunk` (0.55+)
+# or `llm.content.completion.chunk` (≤0.54), with no TTFT attribute; the first one is the first token.
+_CHUNK_EVENTS = ("gen_ai.content.completion.chunk", "llm.content.completion.chunk")
+
+
+def ttft_from_chunk_events(events: list[dict[str, Any]], start_us: int) -> float | None:
+    first = min((ev["time"] for ev in events if ev.get("name") in _CHUNK_EVENTS and ev.get("time") is not None),
+                default=None)
+    return (first - start_us) / 1000.0 if first is not None and first >= start_us else None
+
+
+class ParentErrors:
+    """Streamed calls that fail are left UNSET by pydantic-ai: the chat span ends with no status, no
+    error attributes, no exception event and an empty output, while the error (exception event with
+    the provider's HTTP status, ERROR status) is on its parent `invoke_agent` span, which ends, and so
+    is exported, after it. Such chat spans are held back until the file is read; one whose parent
+    failed takes the parent's error (and `oncall.error_from` names the parent span). Only
+    pydantic-ai spans are held or remembered, so memory stays bounded on big files.
+    """
+
+    SCOPES = ("pydantic-ai",)
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.held: list[tuple[dict[str, Any], int | None]] = []
+        self.errors: dict[str, dict[str, Any]] = {}
+
+    def add(self, row: dict[str, Any], line: int | None) -> None:
+        if (row.get("attributes") or {}).get("scope.name") not in self.SCOPES:
+            self.sink.add(row, line)
+            return
+        if row.get("status") == "error":
+            self.errors[row["span_id"]] = {k: row.get(k) for k in ("error", "error_type", "http_status")}
+        if _unanswered_call(row):
+            self.held.append((row, line))
+        else:
+            self.sink.add(row, line)
+
+    def finish(self) -> None:
+        for row, line in self.held:
+            err = self.errors.get(row.get("parent_id") or "")
+            if err is not None:
+                row.update({k: v for k, v in err.items() if v is not None})
+                row["attributes"]["oncall.error_from"] = row["parent_id"]
+                # nothing was answered: the response model pydantic-ai fills in is the requested name
+                row.pop("served_model", None)
+                apply_status(row, "error", err.get("error"))
+            self.sink.add(row, line)
+        self.held.clear()
+
+
+def _unanswered_call(row: dict[str, Any]) -> bool:
+    if row.get("kind") != "llm" or row.get("status") != "unset" or row.get("response_id"):
+        return False
+    if row.get("output_tokens") is not None or row.get("input_tokens") is not None:
+        return False
+    out = row.get("output_messages") or []
+    if any(m.get("content") not in (None, "") or m.get("tool_calls") for m in out):
+        return False
+    row.pop("output_messages", None)  # pydantic-ai writes one assistant message with no parts
+    return True
 
 
 def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | None) -> dict[str, Any]:
@@ -157,9 +222,10 @@ def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | N
     )
 
 
-def add_document(doc: Any, sink: Any, line: int | None, path: Path) -> int:
-    """Add every span of one TracesData document; returns how many were added."""
+def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: ParentErrors | None = None) -> int:
+    """Add every span of one TracesData document; returns how many were added (or held by `linker`)."""
     n = 0
+    add = linker.add if linker is not None else sink.add
     for res, scope_name, span in iter_spans(doc):
         try:
             row = span_row(span, res, scope_name)
@@ -169,7 +235,7 @@ def add_document(doc: Any, sink: Any, line: int | None, path: Path) -> int:
         if not row.get("trace_id") or not row.get("span_id"):
             sink.problem(line, "missing-id", f"span {span.get('name')!r} has no traceId/spanId; skipped")
             continue
-        sink.add(row, line)
+        add(row, line)
         n += 1
     return n
 
@@ -214,6 +280,8 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                           "(use --format otlp-jsonl for one document per line)") from None
     if not is_otlp_doc(doc):
         raise FormatError(f"{path}: no resourceSpans/resource_spans at the top level; not an OTLP/JSON trace export")
-    n = add_document(doc, sink, None, path)
+    linker = ParentErrors(sink)
+    n = add_document(doc, sink, None, path, linker)
+    linker.finish()
     if n == 0 and not sink.problems:
         sink.problem(None, "empty", "the document holds no spans")
