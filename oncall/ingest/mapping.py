@@ -55,7 +55,9 @@ def _keys_under_prefixes(*names: str) -> tuple[str, ...]:
 
 _TENANT_KEYS = _keys_under_prefixes("tenant", "tenant.id", "tenant_id", "tenantId", "app.tenant",
                                     "customer.id", "customer_id", "org.id", "org_id",
-                                    "organization.id", "organization_id")
+                                    "organization.id", "organization_id") + (
+                                        "metadata.user_api_key_team_alias", "metadata.user_api_key_team_id",
+                                        "metadata.user_api_key_org_alias", "metadata.user_api_key_org_id")
 _SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                  "traceloop.association.properties.session_id", "ai.telemetry.metadata.sessionId",
                  "langsmith.metadata.thread_id", "langsmith.metadata.session_id",
@@ -63,7 +65,8 @@ _SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                      "session_id", "sessionId", "conversation_id", "thread_id")
 _USER_KEYS = ("user.id", "enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id",
               "ai.telemetry.metadata.userId", "langsmith.metadata.user_id") + _keys_under_prefixes(
-                  "user_id", "userId", "app.user_id")
+                  "user_id", "userId", "app.user_id") + ("metadata.user_api_key_end_user_id",
+                                                         "metadata.user_api_key_user_id")
 _FEATURE_KEYS = _keys_under_prefixes("feature", "app.feature") + ("traceloop.workflow.name",
                                                                    "ai.telemetry.functionId")
 _PROMPT_NAME_KEYS = ("gen_ai.prompt.name", "traceloop.prompt.key", "langfuse.observation.prompt.name",
@@ -507,6 +510,15 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
         if isinstance(parsed, dict):
             for k, v in parsed.items():
                 extra.setdefault(f"metadata.{k}", v)
+    for k in _PY_REPR_METADATA:
+        v = attrs.get(k)
+        if isinstance(v, str) and v.startswith("{"):
+            # LiteLLM's otel callback writes these dicts as Python repr, not JSON: read them as
+            # literals (never evaluated), so the app's keys inside count as metadata.KEY.
+            parsed = _py_literal(v)
+            if isinstance(parsed, dict):
+                for kk, vv in parsed.items():
+                    extra.setdefault(f"metadata.{kk}", vv)
     if resource:
         for k in ("service.version", "deployment.environment.name", "deployment.environment"):
             if k in resource and k not in attrs:
@@ -514,6 +526,18 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
     if extra:
         view = {**extra, **attrs}
     return view
+
+
+_PY_REPR_METADATA = ("metadata.spend_logs_metadata", "metadata.requester_metadata")
+
+
+def _py_literal(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text) if len(text) <= 100_000 else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope: str | None = None,
@@ -590,6 +614,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
     out["env"] = _str(found.get("env"))
     out["request_id"] = _str(found.get("request_id"))
     out["response_id"] = _str(found.get("response_id") or rid)
+    if out["response_id"] is not None and out["response_id"] == _str(view.get("litellm.call_id")):
+        out["response_id"] = None  # LiteLLM puts its own call id there when no response came back
     if resource and resource.get("service.name") is not None:
         out["service"] = str(resource["service.name"])
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import jsonio
+from oncall.ingest.formats import litellm_otel
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -126,6 +127,12 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
         row["ttft_ms"] = ttft_from_chunk_events(events, start_us)
     if status == "unset" and attrs.get("error.type") not in (None, ""):
         status = "error"  # semconv: error.type is set only when the operation ended in an error
+    elif status == "ok" and attrs.get("error.type") not in (None, "") and (row.get("http_status") or 0) >= 400:
+        # An OK status cannot be changed once set, so LiteLLM's otel callback, writing a failed call
+        # onto a caller's span an earlier call already marked OK, leaves OK beside error.type, the
+        # HTTP status and the exception event: those say what happened.
+        status = "error"
+    litellm_otel.clear_stale_response(row, attrs)
     full = dict(attrs)
     for k, v in resource.items():
         full[f"resource.{k}"] = v
@@ -148,32 +155,75 @@ def ttft_from_chunk_events(events: list[dict[str, Any]], start_us: int) -> float
     return (first - start_us) / 1000.0 if first is not None and first >= start_us else None
 
 
-class ParentErrors:
-    """Streamed calls that fail are left UNSET by pydantic-ai: the chat span ends with no status, no
-    error attributes, no exception event and an empty output, while the error (exception event with
-    the provider's HTTP status, ERROR status) is on its parent `invoke_agent` span, which ends, and so
-    is exported, after it. Such chat spans are held back until the file is read; one whose parent
-    failed takes the parent's error (and `oncall.error_from` names the parent span). Only
-    pydantic-ai spans are held or remembered, so memory stays bounded on big files.
-    """
+class SpanLinks:
+    """The few things a span's row needs from other spans of the file, added when the file is read.
 
-    SCOPES = ("pydantic-ai",)
+    - pydantic-ai leaves a failed streamed call's chat span UNSET, with no error attributes, no
+      exception event and an empty output; the error (ERROR status, exception event with the
+      provider's HTTP status) is on its parent `invoke_agent` span, exported after it. Such chat
+      spans wait until the file is read; one whose parent failed takes the parent's error
+      (`oncall.error_from` names the parent).
+    - LiteLLM's otel callback (see litellm_otel.py): a `raw_gen_ai_request` child is the LLM row of a
+      call written onto a caller's span, or, under LiteLLM's own `litellm_request` span, a copy whose
+      tool calls the parent lacks.
+    Only pydantic-ai and LiteLLM spans wait or are remembered, so memory stays bounded on big files.
+    """
 
     def __init__(self, sink: Any) -> None:
         self.sink = sink
-        self.held: list[tuple[dict[str, Any], int | None]] = []
-        self.errors: dict[str, dict[str, Any]] = {}
+        self.held: list[tuple[dict[str, Any], int | None]] = []  # pydantic-ai unanswered chat spans
+        self.errors: dict[str, dict[str, Any]] = {}  # pydantic-ai failed span id -> its error
+        self.litellm_requests: set[str] = set()  # span ids of LiteLLM's own per-call spans
+        self.waiting_for_tool_calls: dict[str, tuple[dict[str, Any], int | None]] = {}
+        self.raw: list[tuple[dict[str, Any], int | None, str]] = []  # raw children whose parent is unknown
+        self.callers: dict[str, int] = {}  # caller span id -> calls it held
 
     def add(self, row: dict[str, Any], line: int | None) -> None:
-        if (row.get("attributes") or {}).get("scope.name") not in self.SCOPES:
+        scope = (row.get("attributes") or {}).get("scope.name")
+        if scope == "pydantic-ai":
+            self._add_pydantic_ai(row, line)
+        elif scope == litellm_otel.SCOPE:
+            self._add_litellm(row, line)
+        else:
             self.sink.add(row, line)
-            return
+
+    def _add_pydantic_ai(self, row: dict[str, Any], line: int | None) -> None:
         if row.get("status") == "error":
             self.errors[row["span_id"]] = {k: row.get(k) for k in ("error", "error_type", "http_status")}
         if _unanswered_call(row):
             self.held.append((row, line))
         else:
             self.sink.add(row, line)
+
+    def _add_litellm(self, row: dict[str, Any], line: int | None) -> None:
+        provider = litellm_otel.raw_provider(row["attributes"])
+        if provider is not None:
+            if row.get("parent_id") in self.litellm_requests:
+                self._fold(row, provider)
+                self.sink.add(row, line)
+            else:
+                self.raw.append((row, line, provider))
+            return
+        if row["attributes"].get("litellm.call_id") is not None and row.get("kind") == "llm":
+            self.litellm_requests.add(row["span_id"])
+            if row.get("finish_reason") == "tool_calls" and not row.get("tool_calls"):
+                self.waiting_for_tool_calls[row["span_id"]] = (row, line)
+                return
+        self.sink.add(row, line)
+
+    def _fold(self, raw: dict[str, Any], provider: str) -> None:
+        """A raw child of LiteLLM's own span: give a waiting parent the tool calls only the child has."""
+        parent = self.waiting_for_tool_calls.pop(raw.get("parent_id") or "", None)
+        if parent is None:
+            return
+        row, line = parent
+        call = litellm_otel.raw_request_columns(raw["attributes"], provider)
+        if call.get("tool_calls"):
+            for col in ("output_messages", "tool_calls", "output_text"):
+                if call.get(col):
+                    row[col] = call[col]
+            row["attributes"]["oncall.tool_calls_from"] = raw["span_id"]
+        self.sink.add(row, line)
 
     def finish(self) -> None:
         for row, line in self.held:
@@ -185,7 +235,26 @@ class ParentErrors:
                 row.pop("served_model", None)
                 apply_status(row, "error", err.get("error"))
             self.sink.add(row, line)
+        for row, line, provider in self.raw:
+            if row.get("parent_id") in self.litellm_requests:
+                self._fold(row, provider)
+            else:
+                # a call LiteLLM wrote onto its caller's span: this child is the only record of it
+                row.update(litellm_otel.raw_request_columns(row["attributes"], provider))
+                row["attributes"]["oncall.call_of_caller_span"] = row.get("parent_id")
+                self.callers[row.get("parent_id") or ""] = self.callers.get(row.get("parent_id") or "", 0) + 1
+            self.sink.add(row, line)
+        for row, line in self.waiting_for_tool_calls.values():
+            self.sink.add(row, line)
+        if self.callers:
+            n = sum(self.callers.values())
+            self.sink.note = (
+                f"LiteLLM's otel callback wrote {n} calls onto {len(self.callers)} caller span(s), each call "
+                "overwriting the one before: each is read from its raw_gen_ai_request span (the requested model "
+                "is not exported there), the caller's span keeps only the last call")
         self.held.clear()
+        self.raw.clear()
+        self.waiting_for_tool_calls.clear()
 
 
 def _unanswered_call(row: dict[str, Any]) -> bool:
@@ -222,7 +291,7 @@ def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | N
     )
 
 
-def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: ParentErrors | None = None) -> int:
+def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: SpanLinks | None = None) -> int:
     """Add every span of one TracesData document; returns how many were added (or held by `linker`)."""
     n = 0
     add = linker.add if linker is not None else sink.add
@@ -280,7 +349,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                           "(use --format otlp-jsonl for one document per line)") from None
     if not is_otlp_doc(doc):
         raise FormatError(f"{path}: no resourceSpans/resource_spans at the top level; not an OTLP/JSON trace export")
-    linker = ParentErrors(sink)
+    linker = SpanLinks(sink)
     n = add_document(doc, sink, None, path, linker)
     linker.finish()
     if n == 0 and not sink.problems:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import jsonio
-from oncall.ingest.formats.otlp import ParentErrors, add_document, is_otlp_doc, starts_long_otlp_line
+from oncall.ingest.formats.otlp import SpanLinks, add_document, is_otlp_doc, starts_long_otlp_line
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, iter_lines
 
@@ -37,7 +37,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
     spans = 0
     bad = 0
     lines = 0
-    linker = ParentErrors(sink)  # pydantic-ai failed streams take their parent's error at the end
+    linker = SpanLinks(sink)  # what a span needs from others (pydantic-ai, LiteLLM), at the end
     for n, line in iter_lines(path):
         done += len(line) + 1
         if n % PROGRESS_EVERY == 0:
