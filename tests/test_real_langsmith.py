@@ -83,7 +83,7 @@ def test_the_sdk_used_the_transport(captured):
     assert "lsv2-test-not-a-real-key" not in captured["file"].read_text()
 
 
-@pytest.mark.parametrize("order", ["as-sent", "reversed", "shuffled", "bare-bodies"])
+@pytest.mark.parametrize("order", ["as-sent", "reversed", "shuffled", "bare-bodies", "list-runs"])
 def test_every_call_loads_exactly(captured, order, tmp_path):
     lines = captured["file"].read_text().splitlines()
     if order == "reversed":
@@ -96,6 +96,14 @@ def test_every_call_loads_exactly(captured, order, tmp_path):
         bodies = [(op, r) for op, r in captured["runs"]]
         lines = [json.dumps(r) for op, r in bodies if op == "patch"] + [json.dumps(r) for op, r in bodies
                                                                           if op == "post"]
+    elif order == "list-runs":
+        # each run once, complete, as `client.list_runs()` hands it back: the SDK's own Run model
+        # (with the status the API adds), dumped to JSON Lines
+        from langsmith.schemas import Run
+
+        _, merged = truth_of(captured["runs"])
+        lines = [Run(**{**r, "status": "error" if r.get("error") else "success" if r.get("end_time")
+                        else "pending"}).model_dump_json() for r in merged.values()]
     path = tmp_path / "runs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     db, report = load(path, tmp_path)

@@ -66,6 +66,9 @@ def test_standard_logging_payload_loads_exactly(generated):
     rows = spans(db)
     check_calls(rows, generated["exchanges"], truth, cohort=calls.COHORT)
     check_search(db, calls.COHORT)
+    for rec in records:
+        row = next(r for r in rows if r["span_id"] == rec["id"])
+        assert row["cost"] == pytest.approx(rec["response_cost"])
     streamed = next(r for r in records if r["stream"])
     # LiteLLM logs the alias as the streamed response's model; the deployment is the model-map key
     assert streamed["response"]["model"] == "gpt-4o-mini"
@@ -106,6 +109,10 @@ def test_otel_callback_span_per_call(generated):
     rows = spans(db)
     check_calls(rows, generated["exchanges"], truth, cohort=calls.COHORT, ttft=False, served_stream="gpt-4o-mini")
     check_search(db, calls.COHORT)
+    for r in rows:
+        if r["name"] == "litellm_request" and r["status"] == "ok":
+            sp = next(s for s in raw if s["spanId"] == r["span_id"])
+            assert r["cost"] == pytest.approx(sp["attrs"]["gen_ai.cost.total_cost"]) and r["cost"] > 0
     asked = next(r for r in rows if r["response_id"] == generated["exchanges"][1].response["id"])
     child = next(r for r in rows if r["parent_id"] == asked["span_id"])
     assert asked["attributes"]["oncall.tool_calls_from"] == child["span_id"] and child["kind"] == "span"

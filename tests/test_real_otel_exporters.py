@@ -103,6 +103,11 @@ def test_every_call_loads_exactly(exported):
     assert len(rows) == len(exported["raw"])
     check_calls(rows, exported["exchanges"], truth_of(exported["raw"]), cohort=calls.COHORT)
     check_search(exported["db"], calls.COHORT)
+    if exported["lib"] == "pydantic-ai":  # pydantic-ai prices each call itself (operation.cost)
+        for sp in exported["raw"]:
+            if "operation.cost" in sp["attrs"]:
+                row = next(r for r in rows if r["span_id"] == sp["spanId"])
+                assert row["cost"] == pytest.approx(sp["attrs"]["operation.cost"])
 
 
 def test_time_to_first_token_of_the_stream(exported):

@@ -99,7 +99,8 @@ _CACHED_TOKEN_KEYS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cach
                       "llm.token_count.prompt_details.cache_read", "ai.usage.cachedInputTokens")
 _REASONING_TOKEN_KEYS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
                          "llm.token_count.completion_details.reasoning", "ai.usage.reasoningTokens")
-_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse.observation.cost_details")
+_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse.observation.cost_details",
+              "gen_ai.cost.total_cost")  # the last: LiteLLM's otel callback
 
 _KIND_KEYS = ("openinference.span.kind", "traceloop.span.kind", "langsmith.span.kind",
               "langfuse.observation.type")

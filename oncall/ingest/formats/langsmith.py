@@ -24,7 +24,8 @@ from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
 
 NAME = "langsmith"
-DESCRIPTION = "LangSmith runs (multipart {post, patch} payloads, run arrays, JSON Lines; create+update merged)"
+DESCRIPTION = ("LangSmith runs ({post, patch} ingest payloads, also captured SDK traffic as JSON Lines; run arrays "
+               "and list_runs dumps; every create and update of a run merged)")
 
 _SESSION_KEYS = ("thread_id", "session_id", "conversation_id")
 
