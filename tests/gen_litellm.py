@@ -26,6 +26,7 @@ import copy
 import json
 import os
 import sys
+import time
 
 from instrumented_calls import (
     ERROR_QUESTION,
@@ -55,6 +56,8 @@ def main() -> int:
     ap.add_argument("--slp", required=True)
     ap.add_argument("--otel", required=True)
     ap.add_argument("--no-root", action="store_true", help="no application span around the calls")
+    ap.add_argument("--one-call", action="store_true",
+                    help="only the plain call (one call per caller span, as behind LiteLLM's proxy)")
     args = ap.parse_args()
 
     # Never fetch the model cost map from the internet: the package ships a copy.
@@ -99,37 +102,55 @@ def main() -> int:
                            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
                            **opts())
 
-        messages = [{"role": "user", "content": TOOL_QUESTION}]
-        first = litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], **opts())
-        call = first.choices[0].message.tool_calls[0]
-        messages.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
-        messages.append({"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT})
-        litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], **opts())
-
-        stream = litellm.completion(model="openai/gpt-4o-mini", stream=True, stream_options={"include_usage": True},
-                                    messages=[{"role": "user", "content": STREAM_QUESTION}], **opts())
-        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        assert text, "the stream produced no text"
-
-        try:
-            litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": ERROR_QUESTION}],
-                               extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"}, **opts())
-        except litellm.RateLimitError:
-            pass
+        if args.one_call:
+            # LiteLLM writes onto the caller's span from its logging thread after the call returns;
+            # a span that has ended by then keeps nothing (only the raw child has the call). Stay in
+            # the span until the callbacks ran, as a proxy request span does.
+            _wait_for_payloads(args.slp, 1)
+            time.sleep(0.5)
         else:
-            raise AssertionError("the server was asked to fail this call with 429")
+            more_calls(litellm, opts)
 
-    # LiteLLM logs success callbacks from a worker thread after the call returns: wait for them.
-    import time
+    return _finish(args, slp_file, trace, expected=1 if args.one_call else 5)
 
+
+def _wait_for_payloads(path: str, expected: int) -> None:
+    """LiteLLM logs success callbacks from a worker thread after the call returns: wait for them."""
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        with open(args.slp, encoding="utf-8") as fh:
-            if sum(1 for _ in fh) >= 5:
-                break
+        with open(path, encoding="utf-8") as fh:
+            if sum(1 for _ in fh) >= expected:
+                return
         time.sleep(0.1)
+
+
+def more_calls(litellm, opts) -> None:
+    """The tool-call round trip, the streamed call and the 429."""
+    messages = [{"role": "user", "content": TOOL_QUESTION}]
+    first = litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], **opts())
+    call = first.choices[0].message.tool_calls[0]
+    messages.append({"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT})
+    litellm.completion(model="openai/gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL], **opts())
+
+    stream = litellm.completion(model="openai/gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+                                messages=[{"role": "user", "content": STREAM_QUESTION}], **opts())
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text, "the stream produced no text"
+
+    try:
+        litellm.completion(model="openai/gpt-4o-mini", messages=[{"role": "user", "content": ERROR_QUESTION}],
+                           extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"}, **opts())
+    except litellm.RateLimitError:
+        pass
+    else:
+        raise AssertionError("the server was asked to fail this call with 429")
+
+
+def _finish(args, slp_file, trace, expected: int) -> int:
+    _wait_for_payloads(args.slp, expected)
     time.sleep(float(os.environ.get("GEN_LITELLM_SETTLE", "0")))
     provider = trace.get_tracer_provider()
     if hasattr(provider, "force_flush"):

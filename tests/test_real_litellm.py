@@ -11,6 +11,7 @@ root span, where LiteLLM writes every call onto that one span.
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ pytestmark = pytest.mark.skipif(PYTHON is None, reason=".envs/litellm is missing
 
 
 def load(path: Path) -> tuple[Any, Any]:
-    db = open_db(path.parent / f"{path.stem}.duckdb")
+    db = open_db(path.parent / f"{path.stem}-{uuid.uuid4().hex[:8]}.duckdb")  # a fresh incident per load
     return db, load_paths(db, [str(path)])
 
 
@@ -165,3 +166,63 @@ def test_otel_callback_inside_the_application_span(generated):
     from oncall.query.search import count
 
     assert count(db.cursor(), ["tenant=acme", "prompt_version=v12", "session=" + calls.SESSION_ID]) == 5
+
+
+def _llm_view(db: Any) -> list[tuple[Any, ...]]:
+    cols = "span_id, kind, status, response_id, served_model, tool_calls, input_tokens, tenant, session_id"
+    return sorted(db.cursor().execute(f"SELECT {cols} FROM spans").fetchall(), key=str)
+
+
+def test_otel_export_read_the_same_in_any_line_order(generated, tmp_path):
+    """OTLP JSON Lines promise no order: the caller's span before its children, the raw children
+    before LiteLLM's own span, read the same."""
+    db, _ = _load(generated, "traces.jsonl")
+    expected = _llm_view(db)
+    lines = (generated["dir"] / "traces.jsonl").read_text().splitlines()
+    path = tmp_path / "reversed.jsonl"
+    path.write_text("\n".join(reversed(lines)) + "\n")
+    db2, report = load(path)
+    generated["dbs"].append(db2)
+    assert report.problems == []
+    assert _llm_view(db2) == expected
+
+
+def test_otel_one_call_per_caller_span_is_counted_once(tmp_path):
+    """One call inside the caller's span (as behind LiteLLM's proxy, a span per request): the
+    caller's span is that call, and its raw_gen_ai_request child is not a second one."""
+    with OpenAIServer() as srv:
+        run_generator(PYTHON, "gen_litellm.py", "--base-url", srv.base_url, "--slp", str(tmp_path / "p.jsonl"),
+                      "--otel", str(tmp_path / "traces.jsonl"), "--one-call")
+        ex = srv.exchanges[0]
+    db, report = load(tmp_path / "traces.jsonl")
+    try:
+        assert report.problems == [] and report.files[0].note is None
+        rows = spans(db)
+        llm = [r for r in rows if r["kind"] == "llm"]
+        assert [(r["name"], r["response_id"], r["served_model"], r["input_tokens"]) for r in llm] == [
+            ("support_ticket", ex.response["id"], ex.response["model"], ex.response["usage"]["prompt_tokens"])]
+        assert [r["kind"] for r in rows if r["name"] == "raw_gen_ai_request"] == ["span"]
+        assert llm[0]["output_messages"][0]["content"] == ex.response["choices"][0]["message"]["content"]
+    finally:
+        db.close()
+
+    # When the caller's span has ended before LiteLLM's logging thread writes onto it, the attributes
+    # are dropped ("Setting attribute on ended span"): the root keeps only the application's keys and
+    # the raw child is the only record of the call. Same export, the root as that race leaves it:
+    docs = [json.loads(line) for line in (tmp_path / "traces.jsonl").read_text().splitlines()]
+    for doc in docs:
+        for rs in doc["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                for sp in ss["spans"]:
+                    if sp["name"] == "support_ticket":
+                        sp["attributes"] = [kv for kv in sp["attributes"] if kv["key"] in (
+                            "session.id", "user.id", "tenant", "feature", "prompt_version")]
+    raced = tmp_path / "raced.jsonl"
+    raced.write_text("\n".join(json.dumps(d) for d in docs) + "\n")
+    db, report = load(raced)
+    try:
+        llm = [r for r in spans(db) if r["kind"] == "llm"]
+        assert [(r["name"], r["response_id"], r["served_model"], r["tenant"]) for r in llm] == [
+            ("raw_gen_ai_request", ex.response["id"], ex.response["model"], "acme")]
+    finally:
+        db.close()

@@ -28,6 +28,7 @@ from oncall.ingest.canonical import normalize_provider
 from oncall.ingest.records import completion_columns, input_columns
 
 SCOPE = "litellm"
+REQUEST_SPAN = "litellm_request"  # LiteLLM's own span per call (when no caller's span is current)
 _RAW_KEY = re.compile(r"^llm\.([a-z0-9_]+)\.(messages|choices)$")
 _NOT_PROVIDERS = {"request", "usage", "token_count", "input_messages", "output_messages", "prompts"}
 # Response-side columns: on a failed call they can only be left over from an earlier call.

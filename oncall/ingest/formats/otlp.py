@@ -156,7 +156,7 @@ def ttft_from_chunk_events(events: list[dict[str, Any]], start_us: int) -> float
 
 
 class SpanLinks:
-    """The few things a span's row needs from other spans of the file, added when the file is read.
+    """The few things a span's row needs from other spans of the file, added as they arrive.
 
     - pydantic-ai leaves a failed streamed call's chat span UNSET, with no error attributes, no
       exception event and an empty output; the error (ERROR status, exception event with the
@@ -164,8 +164,9 @@ class SpanLinks:
       spans wait until the file is read; one whose parent failed takes the parent's error
       (`oncall.error_from` names the parent).
     - LiteLLM's otel callback (see litellm_otel.py): a `raw_gen_ai_request` child is the LLM row of a
-      call written onto a caller's span, or, under LiteLLM's own `litellm_request` span, a copy whose
-      tool calls the parent lacks.
+      call written onto a caller's span (unless the caller's span is that same call: one call per
+      caller, as behind LiteLLM's proxy), or, under LiteLLM's own `litellm_request` span, a copy
+      whose tool calls the parent lacks. A child waits only until its parent arrives.
     Only pydantic-ai and LiteLLM spans wait or are remembered, so memory stays bounded on big files.
     """
 
@@ -174,19 +175,26 @@ class SpanLinks:
         self.held: list[tuple[dict[str, Any], int | None]] = []  # pydantic-ai unanswered chat spans
         self.errors: dict[str, dict[str, Any]] = {}  # pydantic-ai failed span id -> its error
         self.litellm_requests: set[str] = set()  # span ids of LiteLLM's own per-call spans
+        self.callers: dict[str, str | None] = {}  # span a LiteLLM call was written onto -> its response id
         self.waiting_for_tool_calls: dict[str, tuple[dict[str, Any], int | None]] = {}
-        self.raw: list[tuple[dict[str, Any], int | None, str]] = []  # raw children whose parent is unknown
-        self.callers: dict[str, int] = {}  # caller span id -> calls it held
+        self.raw_by_parent: dict[str, list[tuple[dict[str, Any], int | None, str]]] = {}
+        self.calls_on_callers: dict[str, int] = {}  # caller span id -> calls read from its raw children
 
     def add(self, row: dict[str, Any], line: int | None) -> None:
-        scope = (row.get("attributes") or {}).get("scope.name")
+        attrs = row.get("attributes") or {}
+        scope = attrs.get("scope.name")
         if scope == "pydantic-ai":
             self._add_pydantic_ai(row, line)
-        elif scope == litellm_otel.SCOPE:
-            self._add_litellm(row, line)
-        else:
-            self.sink.add(row, line)
+            return
+        if scope == litellm_otel.SCOPE and litellm_otel.raw_provider(attrs) is not None:
+            self._add_raw(row, line, litellm_otel.raw_provider(attrs))
+            return
+        if attrs.get("litellm.call_id") is not None:
+            self._add_litellm_call(row, line, scope)
+            return
+        self.sink.add(row, line)
 
+    # -- pydantic-ai
     def _add_pydantic_ai(self, row: dict[str, Any], line: int | None) -> None:
         if row.get("status") == "error":
             self.errors[row["span_id"]] = {k: row.get(k) for k in ("error", "error_type", "http_status")}
@@ -195,29 +203,48 @@ class SpanLinks:
         else:
             self.sink.add(row, line)
 
-    def _add_litellm(self, row: dict[str, Any], line: int | None) -> None:
-        provider = litellm_otel.raw_provider(row["attributes"])
-        if provider is not None:
-            if row.get("parent_id") in self.litellm_requests:
-                self._fold(row, provider)
-                self.sink.add(row, line)
-            else:
-                self.raw.append((row, line, provider))
-            return
-        if row["attributes"].get("litellm.call_id") is not None and row.get("kind") == "llm":
-            self.litellm_requests.add(row["span_id"])
-            if row.get("finish_reason") == "tool_calls" and not row.get("tool_calls"):
-                self.waiting_for_tool_calls[row["span_id"]] = (row, line)
-                return
+    # -- LiteLLM
+    def _add_litellm_call(self, row: dict[str, Any], line: int | None, scope: str | None) -> None:
+        """A span carrying a LiteLLM call: its own `litellm_request` span, or a caller's span."""
+        sid = row["span_id"]
+        own = scope == litellm_otel.SCOPE and row.get("name") == litellm_otel.REQUEST_SPAN
+        if own:
+            self.litellm_requests.add(sid)
+        else:
+            self.callers[sid] = row.get("response_id")
+        waiting = own and row.get("finish_reason") == "tool_calls" and not row.get("tool_calls")
+        if waiting:
+            self.waiting_for_tool_calls[sid] = (row, line)
+        else:
+            self.sink.add(row, line)
+        for child, cline, provider in self.raw_by_parent.pop(sid, []):
+            self._place_raw(child, cline, provider)
+
+    def _add_raw(self, row: dict[str, Any], line: int | None, provider: str) -> None:
+        parent = row.get("parent_id") or ""
+        if parent in self.litellm_requests or parent in self.callers:
+            self._place_raw(row, line, provider)
+        else:
+            self.raw_by_parent.setdefault(parent, []).append((row, line, provider))
+
+    def _place_raw(self, row: dict[str, Any], line: int | None, provider: str, caller_unknown: bool = False) -> None:
+        parent = row.get("parent_id") or ""
+        call = litellm_otel.raw_request_columns(row["attributes"], provider)
+        if parent in self.litellm_requests:
+            self._fold(parent, row, call)
+        elif caller_unknown or self.callers.get(parent) is None or self.callers[parent] != call.get("response_id"):
+            # a call LiteLLM wrote onto its caller's span: this child is the only whole record of it
+            row.update(call)
+            row["attributes"]["oncall.call_of_caller_span"] = parent or None
+            self.calls_on_callers[parent] = self.calls_on_callers.get(parent, 0) + 1
         self.sink.add(row, line)
 
-    def _fold(self, raw: dict[str, Any], provider: str) -> None:
+    def _fold(self, parent: str, raw: dict[str, Any], call: dict[str, Any]) -> None:
         """A raw child of LiteLLM's own span: give a waiting parent the tool calls only the child has."""
-        parent = self.waiting_for_tool_calls.pop(raw.get("parent_id") or "", None)
-        if parent is None:
+        waiting = self.waiting_for_tool_calls.pop(parent, None)
+        if waiting is None:
             return
-        row, line = parent
-        call = litellm_otel.raw_request_columns(raw["attributes"], provider)
+        row, line = waiting
         if call.get("tool_calls"):
             for col in ("output_messages", "tool_calls", "output_text"):
                 if call.get(col):
@@ -235,25 +262,20 @@ class SpanLinks:
                 row.pop("served_model", None)
                 apply_status(row, "error", err.get("error"))
             self.sink.add(row, line)
-        for row, line, provider in self.raw:
-            if row.get("parent_id") in self.litellm_requests:
-                self._fold(row, provider)
-            else:
-                # a call LiteLLM wrote onto its caller's span: this child is the only record of it
-                row.update(litellm_otel.raw_request_columns(row["attributes"], provider))
-                row["attributes"]["oncall.call_of_caller_span"] = row.get("parent_id")
-                self.callers[row.get("parent_id") or ""] = self.callers.get(row.get("parent_id") or "", 0) + 1
-            self.sink.add(row, line)
+        for children in self.raw_by_parent.values():  # parents not in the file
+            for row, line, provider in children:
+                self._place_raw(row, line, provider, caller_unknown=True)
         for row, line in self.waiting_for_tool_calls.values():
             self.sink.add(row, line)
-        if self.callers:
-            n = sum(self.callers.values())
+        overwritten = {k: n for k, n in self.calls_on_callers.items() if k in self.callers}
+        if overwritten:
             self.sink.note = (
-                f"LiteLLM's otel callback wrote {n} calls onto {len(self.callers)} caller span(s), each call "
-                "overwriting the one before: each is read from its raw_gen_ai_request span (the requested model "
-                "is not exported there), the caller's span keeps only the last call")
+                f"LiteLLM's otel callback wrote {sum(overwritten.values())} calls onto {len(overwritten)} caller "
+                "span(s) it did not make, each call overwriting the one before: each is read from its "
+                "raw_gen_ai_request span (the requested model is not exported there), the caller's span keeps "
+                "only its last call")
         self.held.clear()
-        self.raw.clear()
+        self.raw_by_parent.clear()
         self.waiting_for_tool_calls.clear()
 
 
