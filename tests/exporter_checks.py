@@ -49,7 +49,8 @@ def _env() -> dict[str, str]:
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "LANGSMITH_", "LANGCHAIN_"))}
-    env["PYTHONPATH"] = str(ROOT / "tests")  # the generators import instrumented_calls' scenario only
+    # the generators import instrumented_calls' scenario only; loopback_only/ refuses any other address
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "tests" / "loopback_only"), str(ROOT / "tests")])
     return env
 
 
