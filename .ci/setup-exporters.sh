@@ -7,7 +7,7 @@
 #   .envs/openllmetry-0.54 the last line that writes legacy gen_ai.prompt.N.* attributes
 #
 # Idempotent: an env whose .ready stamp matches its package list is left alone. A registry that is
-# slow or down must not fail CI: each env is tried twice, and on a second failure the env is removed
+# slow or down must not fail CI: each env is tried twice (each try bounded to 7 minutes), and on a second failure the env is removed
 # and the tests that need it skip with the reason. Always exits 0.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ make_env() {  # name, then the pip requirements
     rm -rf "$dir"
     # (pip's notes about configured-but-absent local index folders are noise here)
     if "$PY" -m venv "$dir" \
-        && { "$dir/bin/pip" install -q --disable-pip-version-check --timeout 60 "$@" 2>&1 \
+        && { timeout 420 "$dir/bin/pip" install -q --disable-pip-version-check --timeout 60 "$@" 2>&1 \
                | grep -v '^WARNING: Location .* is ignored' >&2; [ "${PIPESTATUS[0]}" -eq 0 ]; }; then
       printf '%s' "$want" > "$dir/.ready"
       echo "setup-exporters: $name ready"
