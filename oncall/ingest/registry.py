@@ -21,10 +21,17 @@ from types import ModuleType
 from typing import Any
 
 from oncall.ingest.source import Head
+from oncall.redact import redact_text
 
 
 class FormatError(Exception):
-    """A file cannot be imported as the chosen format; the message names file and reason."""
+    """A file cannot be imported as the chosen format; the message names file and reason.
+
+    Messages can quote the file (DuckDB's reader errors name the offending line), so they are
+    redacted before anyone prints or stores them."""
+
+    def __init__(self, message: str = "") -> None:
+        super().__init__(redact_text(str(message)) or "")
 
 
 @dataclass

@@ -53,6 +53,7 @@ class ExplorerScreen(Screen):
         Binding("escape", "back", "back", id="explorer.back"),
         Binding("r", "read", "reader (sample)", id="explorer.reader"),
         Binding("t", "trace", "trace", id="explorer.trace"),
+        Binding("R", "replay", "replay sample", show=False, id="explorer.replay"),
         Binding("ctrl+s", "export", "export", id="explorer.export"),
         Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
         Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),
@@ -206,6 +207,9 @@ class ExplorerScreen(Screen):
     def action_read(self) -> None:
         self.app.open_reader(self.query_one(ResultsView).filter_text, None, 0)
 
+    def action_replay(self) -> None:
+        self.app.open_replay(self.query_one(ResultsView).filter_text)
+
     def action_trace(self) -> None:
         view = self.query_one(ResultsView)
         r = view.row(view.cursor)
@@ -222,15 +226,21 @@ class ExplorerScreen(Screen):
         import json
         from pathlib import Path
 
+        from oncall.config import ConfigError, redact_patterns
         from oncall.query.search import page_at
-        from oncall.redact import redact_text
+        from oncall.redact import redact_export_value
 
+        try:
+            extra = redact_patterns()  # checked before anything is written
+        except ConfigError as exc:
+            self.app.call_from_thread(self.app.show_error, "nothing exported", str(exc))
+            return
         path = Path.cwd() / f"oncall-export-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.jsonl"
         rows: list[dict[str, Any]] = page_at(self.app.store.cursor(), flt, 0, EXPORT_MAX, order_by=order_by,
                                              descending=descending)  # in the order on screen
         with open(path, "w", encoding="utf-8") as fh:
             for r in rows:
-                fh.write((redact_text(json.dumps(r, default=str, ensure_ascii=False)) or "") + "\n")
+                fh.write(json.dumps(redact_export_value(r, extra), default=str, ensure_ascii=False) + "\n")
         what = (f"the first {len(rows):,} of {total:,} requests (the cap; `oncall search --json --limit N` "
                 "takes more)") if total > len(rows) else f"{len(rows):,} requests"
         self.app.call_from_thread(self.app.notify, safe_text(f"exported {what} to {path}", multiline=False),

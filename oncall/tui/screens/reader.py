@@ -22,6 +22,9 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from oncall.config import ConfigError
+from oncall.query.cost_marks import cost_detail
+from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
 from oncall.tui.textview import OutputView, RichLinesView
 
@@ -48,7 +51,7 @@ def meta_text(d: dict[str, Any]) -> Text:
                  ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
                  ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                   if d.get("input_tokens") is not None else None),
-                 ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
+                 ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
                  ("finish", d.get("finish_reason"))):
         row(k, v)
     labels = d.get("labels") or []
@@ -108,6 +111,7 @@ class ReaderScreen(Screen):
         Binding("y", "copy", "copy", id="reader.copy"),
         Binding("p", "pager", "pager", id="reader.pager"),
         Binding("t", "trace", "trace", id="reader.trace"),
+        Binding("R", "replay", "replay", show=False, id="reader.replay"),
         Binding("escape", "app.pop_screen", "back", id="reader.back"),
     ]
 
@@ -222,7 +226,7 @@ class ReaderScreen(Screen):
         from oncall.query.labels import add_note
 
         try:
-            add_note(self.app.store, text, span_pk=pk)
+            add_note(self.app.store, redact_text(text) or "", span_pk=pk)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not save the note", str(exc))
@@ -236,7 +240,7 @@ class ReaderScreen(Screen):
 
         try:
             key = (self.current or {}).get("request_id")
-            add_label(self.app.store, pk, verdict, note, request_key=key)
+            add_label(self.app.store, pk, verdict, redact_text(note), request_key=key)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not save the label", str(exc))
@@ -255,7 +259,13 @@ class ReaderScreen(Screen):
 
     def action_copy(self) -> None:
         if self.current is not None:
-            self.app.copy_to_clipboard(output_of(self.current))  # already safe_text: no escapes reach OSC 52
+            try:
+                # safe_text: no escapes reach OSC 52; redact_export: no secret or PII leaves the process
+                text = redact_export(output_of(self.current)) or ""
+            except ConfigError as exc:
+                self.app.show_error("nothing copied", str(exc))
+                return
+            self.app.copy_to_clipboard(text)
             self.app.notify("output copied")
 
     def action_pager(self) -> None:
@@ -276,3 +286,7 @@ class ReaderScreen(Screen):
     def action_trace(self) -> None:
         if self.current is not None:
             self.app.open_trace(int(self.current["span_pk"]))
+
+    def action_replay(self) -> None:
+        if self.current is not None:
+            self.app.open_replay(self.filter_text, int(self.current["span_pk"]))

@@ -1,0 +1,88 @@
+"""The action audit trail: a row per phase in the incident database's `actions` table, and the same
+rows in an append-only JSON Lines file beside the database (`<db>.actions.jsonl`), fsynced, so the
+record survives even a database that is lost or rebuilt.
+
+Rows are immutable: an action is a `started` row written before anything is changed, then one
+final row (verified, unverified, unchanged, aborted, failed); the latest row of an action_id wins.
+The action id is the row id of its `started` row.
+
+Everything stored passes through secrets.scrub() (and the store redacts credentials again).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from oncall.actions.secrets import scrub
+
+TABLE = "actions"  # declared in oncall/store/trail_tables.py
+ID_COLUMN = "action_row"
+
+
+def jsonl_path(db: Any) -> Path:
+    return Path(str(db.path) + ".actions.jsonl")
+
+
+def append_row(db: Any, row: dict[str, Any]) -> int:
+    """Append one audit row to the database (db.append: durable, visible to every other process) and
+    to the JSONL file; returns its action_row id."""
+    row = scrub(row)
+    row_id = int(db.append(TABLE, row))
+    # A `started` row has no action_id yet: the action is named by that row's own id.
+    line = json.dumps({ID_COLUMN: row_id, **row, "action_id": row.get("action_id") or row_id},
+                      default=str, ensure_ascii=False)
+    fd = os.open(jsonl_path(db), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (line + "\n").encode("utf-8"))
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return row_id
+
+
+# Rows of the table with a started row's missing action_id filled in with its own row id.
+_ROWS = f"(SELECT * REPLACE (coalesce(action_id, {ID_COLUMN}) AS action_id) FROM {TABLE})"
+
+
+def _decode(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
+    d = dict(zip(names, values, strict=True))
+    for k in ("plan", "gate", "before", "after", "verification", "applied"):
+        if isinstance(d.get(k), str):
+            d[k] = json.loads(d[k])
+    if d.get("at_time") is not None and hasattr(d["at_time"], "isoformat"):
+        d["at_time"] = d["at_time"].isoformat()
+    return d
+
+
+def list_actions(db: Any) -> list[dict[str, Any]]:
+    """Every action, as its latest row (plus `started_at` from its first), oldest first."""
+    db.refresh()
+    rel = db.cursor().execute(
+        f"SELECT a.*, s.at_time AS started_at FROM {_ROWS} a "
+        f"JOIN (SELECT action_id, min(at_time) AS at_time FROM {_ROWS} GROUP BY action_id) s USING (action_id) "
+        f"QUALIFY row_number() OVER (PARTITION BY a.action_id ORDER BY a.{ID_COLUMN} DESC) = 1 "
+        f"ORDER BY a.action_id")
+    names = [d[0] for d in rel.description]
+    out = []
+    for values in rel.fetchall():
+        d = _decode(names, values)
+        if d.get("started_at") is not None and hasattr(d["started_at"], "isoformat"):
+            d["started_at"] = d["started_at"].isoformat()
+        out.append(d)
+    return out
+
+
+def action_rows(db: Any, action_id: int) -> list[dict[str, Any]]:
+    """Every row of one action, in the order written (empty if there is no such action)."""
+    db.refresh()
+    rel = db.cursor().execute(f"SELECT * FROM {_ROWS} WHERE action_id = ? ORDER BY {ID_COLUMN}", [action_id])
+    names = [d[0] for d in rel.description]
+    return [_decode(names, v) for v in rel.fetchall()]
+
+
+def undone_by(db: Any, action_id: int) -> list[dict[str, Any]]:
+    """The latest rows of the actions that undid `action_id`."""
+    return [a for a in list_actions(db) if a.get("undo_of") == action_id]
