@@ -65,6 +65,8 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
             # soft_wrap: one line per file however long the path, also when piped (rich wraps at 80).
             stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False),
                          soft_wrap=True)
+            if f.note:
+                stdout.print(safe_rich(f"  note: {f.note}", multiline=False), style="yellow", soft_wrap=True)
         elif f.status == "already-loaded" or f.status == "skipped":
             stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim", soft_wrap=True)
         else:

@@ -3,11 +3,11 @@
 Run as a subprocess by tests/test_real_instrumentation.py so the global tracer provider and the
 monkey-patching of the instrumentors never leak between tests:
 
-    python tests/instrumented_calls.py --lib otel-v2|openinference --exporter otlp-file|console \\
+    python tests/instrumented_calls.py --lib otel-v2|openinference|openllmetry --exporter otlp-file|console \\
         --base-url http://127.0.0.1:PORT/v1 --out traces.jsonl
 
 It makes, inside one application root span `support_ticket` (session.id / user.id set there, as
-applications do): a plain chat call, a tool-call round trip (tool call, then the tool result), a
+applications do, with tenant, feature and prompt version): a plain chat call, a tool-call round trip (tool call, then the tool result), a
 streaming call with usage, and a call the server fails with 429 (no retries), then flushes.
 """
 
@@ -33,6 +33,12 @@ WEATHER_TOOL = {
 }
 SESSION_ID = "sess-oncall-42"
 USER_ID = "user-7"
+TENANT = "acme"
+FEATURE = "support_chat"
+PROMPT_VERSION = "v12"
+# The cohort keys as oncall columns: what `search tenant=acme …` must find on every LLM call.
+COHORT = {"tenant": TENANT, "user_id": USER_ID, "session_id": SESSION_ID, "feature": FEATURE,
+          "prompt_version": PROMPT_VERSION}
 
 
 def configure_env(lib: str) -> None:
@@ -58,7 +64,8 @@ def make_exporter(kind: str, out: str):
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--lib", choices=["otel-v2", "openinference"], required=True)
+    # openllmetry: opentelemetry-instrumentation-openai (Traceloop), run from its own environment
+    ap.add_argument("--lib", choices=["otel-v2", "openinference", "openllmetry"], required=True)
     ap.add_argument("--exporter", choices=["otlp-file", "console"], required=True)
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--out", required=True)
@@ -85,6 +92,10 @@ def main() -> int:
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
+    elif args.lib == "openllmetry":
+        from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
     else:
         from openinference.instrumentation.openai import OpenAIInstrumentor
 
@@ -97,6 +108,9 @@ def main() -> int:
     with tracer.start_as_current_span("support_ticket") as root:
         root.set_attribute("session.id", SESSION_ID)
         root.set_attribute("user.id", USER_ID)
+        root.set_attribute("tenant", TENANT)
+        root.set_attribute("feature", FEATURE)
+        root.set_attribute("prompt_version", PROMPT_VERSION)
 
         client.chat.completions.create(
             model="gpt-4o-mini", temperature=0.2, max_tokens=64,

@@ -42,7 +42,8 @@ def classify_error(http_status: int | None, error_type: Any = None, message: Any
 
 
 def http_status_from(*values: Any) -> int | None:
-    """An HTTP status from an int, a numeric string ("429") or text containing one ("Error code: 429")."""
+    """An HTTP status from an int, a numeric string ("429") or text containing one ("Error code: 429",
+    pydantic-ai's "status_code: 429")."""
     for v in values:
         if v is None or isinstance(v, bool):
             continue
@@ -52,7 +53,7 @@ def http_status_from(*values: Any) -> int | None:
             s = v.strip()
             if re.fullmatch(r"[1-5]\d\d", s):
                 return int(s)
-            m = re.search(r"(?:error code|status(?: code)?|http)[: =]*([1-5]\d\d)\b", s, re.IGNORECASE)
+            m = re.search(r"(?:error code|status(?:[ _]code)?|http)[: =]*([1-5]\d\d)\b", s, re.IGNORECASE)
             if m:
                 return int(m.group(1))
     return None

@@ -264,7 +264,7 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
     if progress:
         progress(spath, size, size)
     return FileResult(spath, fname, "loaded", spans=writer.added, duplicates=writer.duplicates,
-                      problems=problems, import_id=import_id)
+                      problems=problems, import_id=import_id, note=getattr(writer, "note", None))
 
 
 def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, Any]:

@@ -55,7 +55,9 @@ def _keys_under_prefixes(*names: str) -> tuple[str, ...]:
 
 _TENANT_KEYS = _keys_under_prefixes("tenant", "tenant.id", "tenant_id", "tenantId", "app.tenant",
                                     "customer.id", "customer_id", "org.id", "org_id",
-                                    "organization.id", "organization_id")
+                                    "organization.id", "organization_id") + (
+                                        "metadata.user_api_key_team_alias", "metadata.user_api_key_team_id",
+                                        "metadata.user_api_key_org_alias", "metadata.user_api_key_org_id")
 _SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                  "traceloop.association.properties.session_id", "ai.telemetry.metadata.sessionId",
                  "langsmith.metadata.thread_id", "langsmith.metadata.session_id",
@@ -63,7 +65,8 @@ _SESSION_KEYS = ("gen_ai.conversation.id", "session.id", "langfuse.session.id",
                      "session_id", "sessionId", "conversation_id", "thread_id")
 _USER_KEYS = ("user.id", "enduser.id", "langfuse.user.id", "traceloop.association.properties.user_id",
               "ai.telemetry.metadata.userId", "langsmith.metadata.user_id") + _keys_under_prefixes(
-                  "user_id", "userId", "app.user_id")
+                  "user_id", "userId", "app.user_id") + ("metadata.user_api_key_end_user_id",
+                                                         "metadata.user_api_key_user_id")
 _FEATURE_KEYS = _keys_under_prefixes("feature", "app.feature") + ("traceloop.workflow.name",
                                                                    "ai.telemetry.functionId")
 _PROMPT_NAME_KEYS = ("gen_ai.prompt.name", "traceloop.prompt.key", "langfuse.observation.prompt.name",
@@ -96,12 +99,16 @@ _CACHED_TOKEN_KEYS = ("gen_ai.usage.cache_read.input_tokens", "gen_ai.usage.cach
                       "llm.token_count.prompt_details.cache_read", "ai.usage.cachedInputTokens")
 _REASONING_TOKEN_KEYS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.reasoning_tokens",
                          "llm.token_count.completion_details.reasoning", "ai.usage.reasoningTokens")
-_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse.observation.cost_details")
+_COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse.observation.cost_details",
+              "gen_ai.cost.total_cost")  # the last: LiteLLM's otel callback
 
 _KIND_KEYS = ("openinference.span.kind", "traceloop.span.kind", "langsmith.span.kind",
               "langfuse.observation.type")
 _VERCEL_KINDS = {"doGenerate": "llm", "doStream": "llm", "doEmbed": "embedding", "toolCall": "tool"}
 
+
+# Scopes whose gen_ai.conversation.id is generated per run, not the application's session.
+_RUN_CONVERSATION_SCOPES = frozenset({"pydantic-ai"})
 
 _RESPONSE_ID_KEYS = ("gen_ai.response.id", "ai.response.id")
 _FINISH_KEYS = ("gen_ai.response.finish_reasons", "llm.finish_reason", "ai.response.finishReason")
@@ -504,6 +511,15 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
         if isinstance(parsed, dict):
             for k, v in parsed.items():
                 extra.setdefault(f"metadata.{k}", v)
+    for k in _PY_REPR_METADATA:
+        v = attrs.get(k)
+        if isinstance(v, str) and v.startswith("{"):
+            # LiteLLM's otel callback writes these dicts as Python repr, not JSON: read them as
+            # literals (never evaluated), so the app's keys inside count as metadata.KEY.
+            parsed = _py_literal(v)
+            if isinstance(parsed, dict):
+                for kk, vv in parsed.items():
+                    extra.setdefault(f"metadata.{kk}", vv)
     if resource:
         for k in ("service.version", "deployment.environment.name", "deployment.environment"):
             if k in resource and k not in attrs:
@@ -511,6 +527,18 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
     if extra:
         view = {**extra, **attrs}
     return view
+
+
+_PY_REPR_METADATA = ("metadata.spend_logs_metadata", "metadata.requester_metadata")
+
+
+def _py_literal(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text) if len(text) <= 100_000 else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
 
 
 def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope: str | None = None,
@@ -530,6 +558,11 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
             if extra:
                 attrs = {**attrs, **extra}
     view = _view(attrs, resource)
+    if scope in _RUN_CONVERSATION_SCOPES and "gen_ai.conversation.id" in view:
+        # pydantic-ai gives every agent run a fresh gen_ai.conversation.id; taking it as the session
+        # would hide the application's session.id that the run inherits from its root span. It stays
+        # an attribute (meta.gen_ai.conversation.id).
+        view = {k: v for k, v in view.items() if k != "gen_ai.conversation.id"}
     found = _scan(view)
     fams = _indexed_families(attrs)
     out: dict[str, Any] = {}
@@ -582,6 +615,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
     out["env"] = _str(found.get("env"))
     out["request_id"] = _str(found.get("request_id"))
     out["response_id"] = _str(found.get("response_id") or rid)
+    if out["response_id"] is not None and out["response_id"] == _str(view.get("litellm.call_id")):
+        out["response_id"] = None  # LiteLLM puts its own call id there when no response came back
     if resource and resource.get("service.name") is not None:
         out["service"] = str(resource["service.name"])
 
@@ -589,6 +624,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
         found.get("finish_reason") or finish)
 
     ttft = coerce_float(view.get("gen_ai.response.time_to_first_chunk"))
+    if ttft is None:  # pydantic-ai (seconds, as the semconv metric of that name)
+        ttft = coerce_float(view.get("gen_ai.client.operation.time_to_first_chunk"))
     if ttft is not None:
         out["ttft_ms"] = ttft * 1000.0
     else:

@@ -1,8 +1,11 @@
 """LangSmith runs (trace-formats.md §5).
 
-Accepts the multipart-ingest payload `{"post": [RunCreate…], "patch": [RunUpdate…]}`, a JSON array
-of runs (API / `list_runs` dumps) and JSON Lines of runs. A run's create and update records are
-merged before mapping: by `id`, or by `trace_id` + `dotted_order` when the update has no id (JS SDK).
+Accepts the ingest payload `{"post": [RunCreate…], "patch": [RunUpdate…]}` (what the SDK sends to
+`/runs/batch`, and `/runs/multipart` reassembled), a JSON array of runs (API / `list_runs` dumps)
+and JSON Lines of either: payloads, or bare run bodies as `POST /runs` / `PATCH /runs/{id}` carry
+them. Every create and update of one run is merged into one record before mapping, whichever order
+they arrive in: by `id`, or by `trace_id` + `dotted_order` when the update has no id (JS SDK). A
+run that never got its update (no `end_time`) is kept with status unset and `unfinished: true`.
 The `session_id`/`session_name` *fields* are the tracing project, not a conversation: conversation
 ids come from `extra.metadata.{thread_id, session_id, conversation_id}`.
 """
@@ -21,7 +24,8 @@ from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
 
 NAME = "langsmith"
-DESCRIPTION = "LangSmith runs (multipart {post, patch} payloads, run arrays, JSON Lines; create+update merged)"
+DESCRIPTION = ("LangSmith runs ({post, patch} ingest payloads, also captured SDK traffic as JSON Lines; run arrays "
+               "and list_runs dumps; every create and update of a run merged)")
 
 _SESSION_KEYS = ("thread_id", "session_id", "conversation_id")
 
@@ -50,34 +54,59 @@ def sniff(head: Head) -> bool:
 
 def merge_runs(post: list[Any], patch: list[Any]) -> list[dict[str, Any]]:
     """Each created run with its updates applied (updates win; `extra` merges one level deep)."""
-    runs: list[dict[str, Any]] = []
-    by_id: dict[str, dict[str, Any]] = {}
-    by_order: dict[tuple[Any, Any], dict[str, Any]] = {}
-    for r in post:
+    return merge_records([("post", r) for r in post] + [("patch", r) for r in patch])
+
+
+# Merge order inside one run: its create, then bare records that have not ended, then bare records
+# that have, then explicit updates. Arrival order only breaks ties, so a file whose updates come
+# before their creates (batches flushed out of order, files concatenated) merges the same way.
+_RANK = {"post": 0, "patch": 3}
+
+
+def _rank(op: str | None, rec: dict[str, Any]) -> int:
+    if op in _RANK:
+        return _RANK[op]
+    return 2 if rec.get("end_time") is not None or rec.get("error") or rec.get("outputs") else 1
+
+
+def merge_records(records: list[tuple[str | None, Any]]) -> list[dict[str, Any]]:
+    """Merge every create and update of one run into one record, whichever order they arrived in.
+
+    `records` are (op, record): op is "post" or "patch" when the transport said so ({post, patch}
+    payloads), None for a bare record (JSON Lines of request bodies, `list_runs` dumps). Records are
+    grouped by `id`, or by `trace_id` + `dotted_order` when an update carries no id (JS SDK).
+    """
+    order_to_id: dict[tuple[str, Any], str] = {}
+    for _, r in records:
+        if isinstance(r, dict) and r.get("id") is not None and r.get("dotted_order") is not None:
+            order_to_id.setdefault((str(r.get("trace_id")), r["dotted_order"]), str(r["id"]))
+    groups: dict[Any, list[tuple[int, int, dict[str, Any]]]] = {}
+    for i, (op, r) in enumerate(records):
         if not isinstance(r, dict):
             continue
-        run = dict(r)
+        if r.get("id") is not None:
+            key: Any = str(r["id"])
+        else:
+            okey = (str(r.get("trace_id")), r.get("dotted_order"))
+            key = order_to_id.get(okey, okey if r.get("dotted_order") is not None else ("record", i))
+        groups.setdefault(key, []).append((_rank(op, r), i, r))
+    runs = []
+    for parts in groups.values():
+        parts.sort(key=lambda p: (p[0], p[1]))
+        run = dict(parts[0][2])
+        for _, _, u in parts[1:]:
+            _apply_update(run, u)
         runs.append(run)
-        if run.get("id") is not None:
-            by_id[str(run["id"])] = run
-        if run.get("dotted_order") is not None:
-            by_order[(str(run.get("trace_id")), run["dotted_order"])] = run
-    for u in patch:
-        if not isinstance(u, dict):
-            continue
-        target = by_id.get(str(u.get("id"))) if u.get("id") is not None else None
-        if target is None:
-            target = by_order.get((str(u.get("trace_id")), u.get("dotted_order")))
-        if target is None:  # an update whose create we never saw: keep what it says
-            runs.append(dict(u))
-            continue
-        for k, v in u.items():
-            if k == "extra" and isinstance(v, dict) and isinstance(target.get("extra"), dict):
-                target["extra"] = {**target["extra"], **v,
-                                   "metadata": {**(target["extra"].get("metadata") or {}), **(v.get("metadata") or {})}}
-            elif v is not None and v != {}:
-                target[k] = v
     return runs
+
+
+def _apply_update(target: dict[str, Any], update: dict[str, Any]) -> None:
+    for k, v in update.items():
+        if k == "extra" and isinstance(v, dict) and isinstance(target.get("extra"), dict):
+            target["extra"] = {**target["extra"], **v,
+                               "metadata": {**(target["extra"].get("metadata") or {}), **(v.get("metadata") or {})}}
+        elif v is not None and v != {} and v != []:
+            target[k] = v
 
 
 def _parent_from_dotted_order(dotted: Any) -> str | None:
@@ -158,6 +187,11 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
                                                                              "ok" if end is not None else "unset")
     if error and status != "error":
         status = "error"
+    if end is None and status != "error":
+        # Created but never updated (the process died, the update was lost, or list_runs shows it
+        # "pending"): kept, status unset, and marked so `meta.unfinished=true` finds it.
+        row["attributes"]["unfinished"] = True
+        status = "unset"
     apply_status(row, status, error)
     return drop_none(row)
 
@@ -208,12 +242,12 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
     if isinstance(doc, dict) and _is_payload(doc):
         added = _add_runs(merge_runs(doc.get("post") or [], doc.get("patch") or []), sink, None)
     elif isinstance(doc, list):
-        added = _add_runs(merge_runs(doc, []), sink, None)
+        added = _add_runs(merge_records([(None, r) for r in doc]), sink, None)
     else:
-        # JSON Lines: runs or payloads, one per line; creates and updates may be on different lines.
-        post: list[Any] = []
-        patch: list[Any] = []
-        lines: dict[str, int] = {}
+        # JSON Lines: {post, patch} payloads or bare runs, one per line; the creates and updates of
+        # one run may be on different lines, in any order.
+        records: list[tuple[str | None, Any]] = []
+        lines: dict[int, int] = {}
         for n, line in iter_lines(path):
             if not line.strip():
                 continue
@@ -223,14 +257,17 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                 sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
                 continue
             if _is_payload(obj):
-                post += obj.get("post") or []
-                patch += obj.get("patch") or []
+                for op in ("post", "patch"):
+                    for r in obj.get(op) or []:
+                        lines.setdefault(id(r), n)
+                        records.append((op, r))
             elif isinstance(obj, dict):
-                (post if obj.get("start_time") is not None or obj.get("run_type") else patch).append(obj)
-                lines.setdefault(str(obj.get("id") or obj.get("dotted_order")), n)
+                lines.setdefault(id(obj), n)
+                records.append((None, obj))
             else:
                 sink.problem(n, "not-a-run", "line is not a JSON object; skipped")
-        for run in merge_runs(post, patch):
-            added += _add_runs([run], sink, lines.get(str(run.get("id") or run.get("dotted_order"))))
+        first_line = {str(r.get("id")): lines[id(r)] for _, r in reversed(records) if isinstance(r, dict)}
+        for run in merge_records(records):
+            added += _add_runs([run], sink, first_line.get(str(run.get("id"))))
     if added == 0:
         raise FormatError(f"{path}: no LangSmith runs found")

@@ -66,15 +66,33 @@ def _time(value: Any) -> int | None:
     return to_epoch_us(value, "s" if isinstance(value, (int, float)) else None)
 
 
+def _dict(value: Any) -> dict[str, Any]:
+    value = json_deep_loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+def _first(*values: Any) -> Any:
+    return next((v for v in values if v not in (None, "")), None)
+
+
 def litellm_row(rec: dict[str, Any]) -> dict[str, Any]:
-    md = json_deep_loads(rec.get("metadata"))
-    md = md if isinstance(md, dict) else {}
-    hidden = rec.get("hidden_params") if isinstance(rec.get("hidden_params"), dict) else {}
-    spend = md.get("spend_logs_metadata") if isinstance(md.get("spend_logs_metadata"), dict) else {}
-    prompt_md = md.get("prompt_management_metadata") if isinstance(md.get("prompt_management_metadata"), dict) else {}
+    md = _dict(rec.get("metadata"))
+    hidden = _dict(rec.get("hidden_params"))
+    # The application's own keys: spend_logs_metadata (logged to the spend logs), requester_metadata
+    # (the metadata the client sent the proxy); the proxy's key/team/user fields beside them.
+    spend = _dict(md.get("spend_logs_metadata"))
+    requester = _dict(md.get("requester_metadata"))
+    prompt_md = _dict(md.get("prompt_management_metadata"))
+    model_map = _dict(rec.get("model_map_information"))
+
+    def app(*keys: str) -> Any:
+        return _first(*(d.get(k) for k in keys for d in (spend, requester, md)))
+
+    streamed = str(rec.get("stream")).lower() == "true"
     start, end = _time(rec.get("startTime")), _time(rec.get("endTime"))
     first = _time(rec.get("completionStartTime"))
     rt = coerce_float(rec.get("response_time"))
+    failed = str(rec.get("status") or "").lower() in ("failure", "error") or bool(rec.get("error_str"))
     row: dict[str, Any] = {
         "trace_id": rec.get("trace_id") or rec.get("id"),
         "span_id": rec.get("id"),
@@ -83,34 +101,44 @@ def litellm_row(rec: dict[str, Any]) -> dict[str, Any]:
         "start_time": start, "end_time": end,
         "latency_ms": (end - start) / 1000.0 if start is not None and end is not None
         else (rt * 1000.0 if rt is not None else None),
-        "ttft_ms": (first - start) / 1000.0 if first is not None and start is not None and first > start else None,
+        # LiteLLM sets completionStartTime = endTime on calls that were not streamed: no TTFT there.
+        "ttft_ms": (first - start) / 1000.0 if streamed and first is not None and start is not None
+        and first > start else None,
         "provider": normalize_provider(rec.get("custom_llm_provider")),
         "model": rec.get("model"),
         "input_tokens": coerce_int(rec.get("prompt_tokens")),
         "output_tokens": coerce_int(rec.get("completion_tokens")),
         "total_tokens": coerce_int(rec.get("total_tokens")),
         "cost": cost_of(rec.get("response_cost"), hidden.get("response_cost")),
-        "user_id": rec.get("end_user") or md.get("user_api_key_end_user_id") or md.get("user_api_key_user_id"),
-        "tenant": md.get("user_api_key_team_alias") or md.get("user_api_key_team_id") or md.get("user_api_key_org_id")
-        or spend.get("tenant"),
-        "session_id": spend.get("session_id") or md.get("session_id"),
-        "feature": spend.get("feature") or md.get("feature"),
-        "prompt_name": prompt_md.get("prompt_id") or prompt_md.get("prompt_name"),
-        "prompt_version": prompt_md.get("prompt_version"),
-        "request_id": spend.get("request_id") or md.get("request_id"),
+        "user_id": _first(rec.get("end_user"), md.get("user_api_key_end_user_id"), app("user_id", "user", "userId"),
+                          md.get("user_api_key_user_id")),
+        "tenant": _first(md.get("user_api_key_team_alias"), md.get("user_api_key_team_id"), md.get("team_alias"),
+                         md.get("team_id"), md.get("user_api_key_org_alias"), md.get("user_api_key_org_id"),
+                         app("tenant", "tenant_id")),
+        "session_id": _first(app("session_id", "sessionId", "conversation_id", "thread_id"), rec.get("session_id")),
+        "feature": app("feature"),
+        "prompt_name": _first(prompt_md.get("prompt_id"), prompt_md.get("prompt_name"), app("prompt_name")),
+        "prompt_version": _first(prompt_md.get("prompt_version"), app("prompt_version")),
+        "release": app("release"),
+        "env": app("env", "environment"),
+        "request_id": app("request_id"),
     }
     row.update(input_columns(rec.get("messages")))
     resp = json_deep_loads(rec.get("response"))
-    if isinstance(resp, dict):
+    if isinstance(resp, dict) and not failed:
         row.update({k: v for k, v in completion_columns(resp).items() if v is not None and
                     not (k.endswith("_tokens") and row.get(k) is not None)})
-    if hidden.get("litellm_model_name") and not row.get("served_model"):
-        row["served_model"] = hidden["litellm_model_name"]
-    row["response_id"] = row.get("response_id") or rec.get("id")
+    if streamed and model_map.get("model_map_key"):
+        # A streamed response is rebuilt by LiteLLM under the requested name (the alias); the
+        # deployment that served it is the model-map key LiteLLM priced it by (the chunks' model).
+        row["served_model"] = model_map["model_map_key"]
+    elif not failed and not row.get("served_model"):
+        row["served_model"] = _first(model_map.get("model_map_key"), hidden.get("litellm_model_name"))
+    if not failed:
+        row["response_id"] = row.get("response_id") or rec.get("id")
     row["attributes"] = flat({k: v for k, v in rec.items() if k not in ("messages", "response")})
     row["raw"] = rec
-    err = rec.get("error_information") if isinstance(rec.get("error_information"), dict) else {}
-    failed = str(rec.get("status") or "").lower() in ("failure", "error") or bool(rec.get("error_str"))
+    err = _dict(rec.get("error_information"))
     if failed:
         code = coerce_int(err.get("error_code"))
         if code:

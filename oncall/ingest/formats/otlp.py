@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import jsonio
+from oncall.ingest.formats import litellm_otel
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -122,8 +123,16 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
     row["end_time"] = end_us
     if start_us is not None and end_us is not None:
         row["latency_ms"] = (end_us - start_us) / 1000.0
+    if row.get("ttft_ms") is None and start_us is not None:
+        row["ttft_ms"] = ttft_from_chunk_events(events, start_us)
     if status == "unset" and attrs.get("error.type") not in (None, ""):
         status = "error"  # semconv: error.type is set only when the operation ended in an error
+    elif status == "ok" and attrs.get("error.type") not in (None, "") and (row.get("http_status") or 0) >= 400:
+        # An OK status cannot be changed once set, so LiteLLM's otel callback, writing a failed call
+        # onto a caller's span an earlier call already marked OK, leaves OK beside error.type, the
+        # HTTP status and the exception event: those say what happened.
+        status = "error"
+    litellm_otel.clear_stale_response(row, attrs)
     full = dict(attrs)
     for k, v in resource.items():
         full[f"resource.{k}"] = v
@@ -133,6 +142,153 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
     row["raw"] = raw
     apply_status(row, status, status_message)
     return row
+
+
+# OpenLLMetry records one span event per streamed chunk: `gen_ai.content.completion.chunk` (0.55+)
+# or `llm.content.completion.chunk` (≤0.54), with no TTFT attribute; the first one is the first token.
+_CHUNK_EVENTS = ("gen_ai.content.completion.chunk", "llm.content.completion.chunk")
+
+
+def ttft_from_chunk_events(events: list[dict[str, Any]], start_us: int) -> float | None:
+    first = min((ev["time"] for ev in events if ev.get("name") in _CHUNK_EVENTS and ev.get("time") is not None),
+                default=None)
+    return (first - start_us) / 1000.0 if first is not None and first >= start_us else None
+
+
+class SpanLinks:
+    """The few things a span's row needs from other spans of the file, added as they arrive.
+
+    - pydantic-ai leaves a failed streamed call's chat span UNSET, with no error attributes, no
+      exception event and an empty output; the error (ERROR status, exception event with the
+      provider's HTTP status) is on its parent `invoke_agent` span, exported after it. Such chat
+      spans wait until the file is read; one whose parent failed takes the parent's error
+      (`oncall.error_from` names the parent).
+    - LiteLLM's otel callback (see litellm_otel.py): a `raw_gen_ai_request` child is the LLM row of a
+      call written onto a caller's span (unless the caller's span is that same call: one call per
+      caller, as behind LiteLLM's proxy), or, under LiteLLM's own `litellm_request` span, a copy
+      whose tool calls the parent lacks. A child waits only until its parent arrives.
+    Only pydantic-ai and LiteLLM spans wait or are remembered, so memory stays bounded on big files.
+    """
+
+    def __init__(self, sink: Any) -> None:
+        self.sink = sink
+        self.held: list[tuple[dict[str, Any], int | None]] = []  # pydantic-ai unanswered chat spans
+        self.errors: dict[str, dict[str, Any]] = {}  # pydantic-ai failed span id -> its error
+        self.litellm_requests: set[str] = set()  # span ids of LiteLLM's own per-call spans
+        self.callers: dict[str, str | None] = {}  # span a LiteLLM call was written onto -> its response id
+        self.waiting_for_tool_calls: dict[str, tuple[dict[str, Any], int | None]] = {}
+        self.raw_by_parent: dict[str, list[tuple[dict[str, Any], int | None, str]]] = {}
+        self.calls_on_callers: dict[str, int] = {}  # caller span id -> calls read from its raw children
+
+    def add(self, row: dict[str, Any], line: int | None) -> None:
+        attrs = row.get("attributes") or {}
+        scope = attrs.get("scope.name")
+        if scope == "pydantic-ai":
+            self._add_pydantic_ai(row, line)
+            return
+        if scope == litellm_otel.SCOPE and litellm_otel.raw_provider(attrs) is not None:
+            self._add_raw(row, line, litellm_otel.raw_provider(attrs))
+            return
+        if attrs.get("litellm.call_id") is not None:
+            self._add_litellm_call(row, line, scope)
+            return
+        self.sink.add(row, line)
+
+    # -- pydantic-ai
+    def _add_pydantic_ai(self, row: dict[str, Any], line: int | None) -> None:
+        if row.get("status") == "error":
+            self.errors[row["span_id"]] = {k: row.get(k) for k in ("error", "error_type", "http_status")}
+        if _unanswered_call(row):
+            self.held.append((row, line))
+        else:
+            self.sink.add(row, line)
+
+    # -- LiteLLM
+    def _add_litellm_call(self, row: dict[str, Any], line: int | None, scope: str | None) -> None:
+        """A span carrying a LiteLLM call: its own `litellm_request` span, or a caller's span."""
+        sid = row["span_id"]
+        own = scope == litellm_otel.SCOPE and row.get("name") == litellm_otel.REQUEST_SPAN
+        if own:
+            self.litellm_requests.add(sid)
+        else:
+            self.callers[sid] = row.get("response_id")
+        waiting = own and row.get("finish_reason") == "tool_calls" and not row.get("tool_calls")
+        if waiting:
+            self.waiting_for_tool_calls[sid] = (row, line)
+        else:
+            self.sink.add(row, line)
+        for child, cline, provider in self.raw_by_parent.pop(sid, []):
+            self._place_raw(child, cline, provider)
+
+    def _add_raw(self, row: dict[str, Any], line: int | None, provider: str) -> None:
+        parent = row.get("parent_id") or ""
+        if parent in self.litellm_requests or parent in self.callers:
+            self._place_raw(row, line, provider)
+        else:
+            self.raw_by_parent.setdefault(parent, []).append((row, line, provider))
+
+    def _place_raw(self, row: dict[str, Any], line: int | None, provider: str, caller_unknown: bool = False) -> None:
+        parent = row.get("parent_id") or ""
+        call = litellm_otel.raw_request_columns(row["attributes"], provider)
+        if parent in self.litellm_requests:
+            self._fold(parent, row, call)
+        elif caller_unknown or self.callers.get(parent) is None or self.callers[parent] != call.get("response_id"):
+            # a call LiteLLM wrote onto its caller's span: this child is the only whole record of it
+            row.update(call)
+            row["attributes"]["oncall.call_of_caller_span"] = parent or None
+            self.calls_on_callers[parent] = self.calls_on_callers.get(parent, 0) + 1
+        self.sink.add(row, line)
+
+    def _fold(self, parent: str, raw: dict[str, Any], call: dict[str, Any]) -> None:
+        """A raw child of LiteLLM's own span: give a waiting parent the tool calls only the child has."""
+        waiting = self.waiting_for_tool_calls.pop(parent, None)
+        if waiting is None:
+            return
+        row, line = waiting
+        if call.get("tool_calls"):
+            for col in ("output_messages", "tool_calls", "output_text"):
+                if call.get(col):
+                    row[col] = call[col]
+            row["attributes"]["oncall.tool_calls_from"] = raw["span_id"]
+        self.sink.add(row, line)
+
+    def finish(self) -> None:
+        for row, line in self.held:
+            err = self.errors.get(row.get("parent_id") or "")
+            if err is not None:
+                row.update({k: v for k, v in err.items() if v is not None})
+                row["attributes"]["oncall.error_from"] = row["parent_id"]
+                # nothing was answered: the response model pydantic-ai fills in is the requested name
+                row.pop("served_model", None)
+                apply_status(row, "error", err.get("error"))
+            self.sink.add(row, line)
+        for children in self.raw_by_parent.values():  # parents not in the file
+            for row, line, provider in children:
+                self._place_raw(row, line, provider, caller_unknown=True)
+        for row, line in self.waiting_for_tool_calls.values():
+            self.sink.add(row, line)
+        overwritten = {k: n for k, n in self.calls_on_callers.items() if k in self.callers}
+        if overwritten:
+            self.sink.note = (
+                f"LiteLLM's otel callback wrote {sum(overwritten.values())} calls onto {len(overwritten)} caller "
+                "span(s) it did not make, each call overwriting the one before: each is read from its "
+                "raw_gen_ai_request span (the requested model is not exported there), the caller's span keeps "
+                "only its last call")
+        self.held.clear()
+        self.raw_by_parent.clear()
+        self.waiting_for_tool_calls.clear()
+
+
+def _unanswered_call(row: dict[str, Any]) -> bool:
+    if row.get("kind") != "llm" or row.get("status") != "unset" or row.get("response_id"):
+        return False
+    if row.get("output_tokens") is not None or row.get("input_tokens") is not None:
+        return False
+    out = row.get("output_messages") or []
+    if any(m.get("content") not in (None, "") or m.get("tool_calls") for m in out):
+        return False
+    row.pop("output_messages", None)  # pydantic-ai writes one assistant message with no parts
+    return True
 
 
 def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | None) -> dict[str, Any]:
@@ -157,9 +313,10 @@ def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | N
     )
 
 
-def add_document(doc: Any, sink: Any, line: int | None, path: Path) -> int:
-    """Add every span of one TracesData document; returns how many were added."""
+def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: SpanLinks | None = None) -> int:
+    """Add every span of one TracesData document; returns how many were added (or held by `linker`)."""
     n = 0
+    add = linker.add if linker is not None else sink.add
     for res, scope_name, span in iter_spans(doc):
         try:
             row = span_row(span, res, scope_name)
@@ -169,7 +326,7 @@ def add_document(doc: Any, sink: Any, line: int | None, path: Path) -> int:
         if not row.get("trace_id") or not row.get("span_id"):
             sink.problem(line, "missing-id", f"span {span.get('name')!r} has no traceId/spanId; skipped")
             continue
-        sink.add(row, line)
+        add(row, line)
         n += 1
     return n
 
@@ -214,6 +371,8 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
                           "(use --format otlp-jsonl for one document per line)") from None
     if not is_otlp_doc(doc):
         raise FormatError(f"{path}: no resourceSpans/resource_spans at the top level; not an OTLP/JSON trace export")
-    n = add_document(doc, sink, None, path)
+    linker = SpanLinks(sink)
+    n = add_document(doc, sink, None, path, linker)
+    linker.finish()
     if n == 0 and not sink.problems:
         sink.problem(None, "empty", "the document holds no spans")

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import jsonio
-from oncall.ingest.formats.otlp import add_document, is_otlp_doc, starts_long_otlp_line
+from oncall.ingest.formats.otlp import SpanLinks, add_document, is_otlp_doc, starts_long_otlp_line
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, iter_lines
 
@@ -37,6 +37,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
     spans = 0
     bad = 0
     lines = 0
+    linker = SpanLinks(sink)  # what a span needs from others (pydantic-ai, LiteLLM), at the end
     for n, line in iter_lines(path):
         done += len(line) + 1
         if n % PROGRESS_EVERY == 0:
@@ -60,7 +61,8 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             keys = ", ".join(list(doc)[:5]) if isinstance(doc, dict) else type(doc).__name__
             sink.problem(n, "not-otlp", f"line is not a TracesData document (no resourceSpans; has {keys}); skipped")
             continue
-        spans += add_document(doc, sink, n, path)
+        spans += add_document(doc, sink, n, path, linker)
+    linker.finish()
     sink.progress(done)
     if spans == 0 and bad and bad == lines:
         raise FormatError(f"{path}: none of the {lines} lines is an OTLP TracesData document; first problem: "
