@@ -184,7 +184,12 @@ def test_gateway_pin_runbooks_through_the_real_proxy(incident: Path, tmp_path: P
     model = params[-1].split("=", 1)[1]
     assert f"model: {model}" in gateway.config.read_text()
     (act,) = actions(incident, tmp_path)
-    assert act["status"] == "verified" and (act.get("gate") is not None) == (name == "provider-model-regression")
+    shown = json.loads(oncall(incident, tmp_path, "action", "show", str(act["action_id"]), "--json").stdout)
+    assert act["status"] == "verified" and act["runbook"] == name
+    if name == "provider-model-regression":  # the gate's evidence is in the action's audit
+        assert shown["gate"]["gates"][0]["passed"] and shown["gate"]["gates"][0]["run_id"]
+    else:
+        assert shown["gate"] is None
     undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes",
                   env={"LITELLM_MASTER_KEY": MASTER_KEY})
     assert undo.returncode == 0, undo.stderr
