@@ -38,6 +38,7 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter, parse_filter
@@ -567,7 +568,7 @@ class _Family:
     members: list[_Shift]
     times: list[dt.datetime]  # bucket start per index (occupied buckets only)
 
-    @property
+    @cached_property
     def holder(self) -> _Shift:
         top = max(m.size for m in self.members)
         return max((m for m in self.members if m.size >= HOLD_SHARE * top), key=lambda m: (m.n, m.key is None))
@@ -731,7 +732,7 @@ def _unexplained_changes(ctx: _Ctx, fams: list[_Family]) -> list[Change]:
         else:
             main.members.extend(m for m in f.members if m.cohort not in [x.cohort for x in main.members])
     for f in kept:
-        home = next((e for e in entries if _same_event(e[0], f)), None)
+        home = next((e for e in entries if _same_event(ctx, e[0], f)), None)
         if home is None:
             entries.append((f, []))
         else:
@@ -749,12 +750,17 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     """Shift f is an echo of the stronger shift `main` (the anthropic burst seen, diluted and with a
     blurred window, in one tenant's series) when their windows overlap and f's cohort without main's
     cohort shows no such shift."""
-    if f.metric != main.metric or (f.holder.after > f.holder.before) != (main.holder.after > main.holder.before):
+    if f.metric != main.metric:
         return False
+    hm, hf = main.holder, f.holder
+    if (hf.after > hf.before) != (hm.after > hm.before):
+        # The end of main's window, seen in a cohort whose series folded the window into "before".
+        return (hm.end is not None and abs(hf.start - hm.end) <= 1
+                and (hm.key is None or hf.cohort in [m.cohort for m in main.members]
+                     or _compatible(hf.cohort, hm.cohort)))
     (a0, a1), (b0, b1) = _window(main), _window(f)
     if a0 >= b1 or b0 >= a1:
         return False
-    hm, hf = main.holder, f.holder
     if hm.key is None:
         return True  # main holds in all traffic: f's cohort is part of it
     if hf.key == hm.key:
@@ -779,17 +785,36 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     return _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * hf.size
 
 
-def _same_event(a: _Family, b: _Family) -> bool:
+def _same_event(ctx: _Ctx, a: _Family, b: _Family) -> bool:
     """Shifts of different metrics in the same window and related cohorts are one event (a truncation
-    wave moves finish=length, output tokens and JSON validity together)."""
+    wave moves finish=length, output tokens and latency together). A sparse series may blur b's
+    window: it is still a's event when b's cohort, outside a's window, shows no shift."""
     ha, hb = a.holder, b.holder
-    if abs(ha.start - hb.start) > 1:
+    if not (hb.cohort in [m.cohort for m in a.members] or ha.cohort in [m.cohort for m in b.members]
+            or ha.key is None or hb.key is None):
         return False
-    if (ha.end is None) != (hb.end is None) or (ha.end is not None and abs(ha.end - (hb.end or 0)) > 1):
+    (a0, a1), (b0, b1) = _window(a), _window(b)
+    if a0 >= b1 or b0 >= a1:
         return False
-    ca = [m.cohort for m in a.members]
-    cb = [m.cohort for m in b.members]
-    return hb.cohort in ca or ha.cohort in cb or ha.key is None or hb.key is None
+    if abs(ha.start - hb.start) <= 1 and ((ha.end is None) == (hb.end is None)) and (
+            ha.end is None or abs(ha.end - (hb.end or 0)) <= 1):
+        return True
+    sg = SIGNALS[hb.metric]
+    from oncall.query.metrics import _projection
+
+    cond, cparams = ([f"s.{hb.key} = ?"], [hb.grp]) if hb.key else ([], [])
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None)
+    v = f"v_{sg.name}"
+    rows = ctx.con.execute(
+        f"SELECT CASE WHEN start_time >= ? AND start_time < ? THEN 'a' WHEN start_time >= ? AND start_time < ? "
+        f"THEN 'b' ELSE 'out' END AS part, sum({v}), count({v}), sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1",
+        [a0, a1, b0, b1, *params]).fetchall()
+    seg = {r[0]: _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    z, vb_only, vout = _test(sg.kind, seg.get("b", _Seg(0, 0, 0)), seg.get("out", _Seg(0, 0, 0)))
+    if vb_only is None or vout is None:
+        return True  # nothing of b is left outside a's window to hold a shift of its own
+    return _p(z) >= 1e-3 or _hold_size(sg.kind, vb_only, vout) < HOLD_SHARE * hb.size
 
 
 def _shift_change(ctx: _Ctx, fam: _Family, rest: list[_Family]) -> Change:
@@ -843,52 +868,76 @@ def _error_classes(ctx: _Ctx, flt: str, tool: bool) -> str:
 
 # -- windows from the rows ------------------------------------------------------------------------------
 def _refine(ctx: _Ctx, fam: _Family) -> tuple[dt.datetime, dt.datetime | None]:
-    """The window's edges placed from the holder cohort's rows around each bucket boundary: the row
-    split that best separates the level before from the level during (likelihood of 0/1 rows for a
-    rate, squared error for a mean). Not a bucket boundary, and not before the first changed row."""
+    """The window placed from the holder cohort's rows, not at bucket boundaries: over the rows from
+    two buckets before the detected start to two after the detected end, the split (a step) or the
+    stretch (a window) that best separates the level outside from the level inside — likelihood of
+    0/1 rows for a rate, squared error for a mean — fitted twice, the inside level re-estimated
+    from the rows the first fit put inside."""
     h = fam.holder
     b = dt.timedelta(seconds=ctx.bucket_s)
     t_start = fam.times[h.start]
-    began = _edge(ctx, h, t_start - b, t_start + b, h.before, h.after) or t_start
-    ended = None
-    if h.end is not None:
-        t_end = fam.times[h.end]
-        edge = _edge(ctx, h, t_end - b, t_end + b, h.after, h.before)
-        ended = edge or t_end
+    t_end = fam.times[h.end] if h.end is not None else None
+    if h.metric == "json_key_drift":
+        return t_start, t_end  # its reference is global; the bucket boundary stands
+    rows = _rows(ctx, h, t_start - 2 * b, (t_end or t_start) + 2 * b)
+    if not rows:
+        return t_start, t_end
+    xs = [float(x) for _, x in rows]
+    inside = h.after
+    lo_i, hi_i = 0, len(xs)
+    for _ in range(2):
+        gain = _gain(SIGNALS[h.metric].kind, h.before, inside)
+        g = [gain(x) for x in xs]
+        lo_i, hi_i = _best_stretch(g) if t_end is not None else (_best_suffix(g), len(xs))
+        if hi_i <= lo_i:
+            return t_start, t_end
+        inside = sum(xs[lo_i:hi_i]) / (hi_i - lo_i)
+    began = rows[lo_i][0]
+    ended = rows[hi_i - 1][0] if t_end is not None else None
+    h.after = inside  # the level inside the placed window, no longer diluted by the edge buckets
+    h.n = hi_i - lo_i
     return began, ended
 
 
-def _edge(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime, level0: float, level1: float) -> dt.datetime | None:
-    sg = SIGNALS[h.metric]
-    if h.metric == "json_key_drift":
-        return None  # its reference is global; the bucket boundary stands
-    cond = [f"s.{h.key} = ?"] if h.key else []
-    cparams = [h.grp] if h.key else []
-    where = " AND ".join([ctx.where, *cond, "s.start_time >= ?", "s.start_time < ?"])
-    kind = "tool" if h.metric == "tool_error_rate" else "llm"
+def _rows(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, float]]:
     from oncall.query.metrics import _projection
 
+    sg = SIGNALS[h.metric]
+    cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    where = " AND ".join([ctx.where, *cond, "s.start_time >= ?", "s.start_time < ?"])
     proj, params = _projection(where, [*ctx.params, *cparams, lo, hi], [sg], None)
-    rows = ctx.con.execute(f"SELECT start_time, v_{sg.name} FROM ({proj}) WHERE v_{sg.name} IS NOT NULL "
+    return ctx.con.execute(f"SELECT start_time, v_{sg.name} FROM ({proj}) WHERE v_{sg.name} IS NOT NULL "
                            f"ORDER BY start_time", params).fetchall()
-    del kind
-    if not rows:
-        return None
-    if sg.kind == "rate":
-        p0 = min(max(level0, 1e-3), 1 - 1e-3)
-        p1 = min(max(level1, 1e-3), 1 - 1e-3)
 
-        def gain(x: float) -> float:
-            return (math.log(p1) - math.log(p0)) if x else (math.log(1 - p1) - math.log(1 - p0))
-    else:
-        def gain(x: float) -> float:
-            return (x - level0) ** 2 - (x - level1) ** 2
-    # Rows from the split on follow level1: maximise the gain of the suffix = minimise the prefix.
+
+def _gain(kind: str, outside: float, inside: float) -> Any:
+    """Per row: how much better the inside level explains it than the outside level."""
+    if kind == "rate":
+        p0 = min(max(outside, 1e-3), 1 - 1e-3)
+        p1 = min(max(inside, 1e-3), 1 - 1e-3)
+        one, zero = math.log(p1) - math.log(p0), math.log(1 - p1) - math.log(1 - p0)
+        return lambda x: one if x else zero
+    return lambda x: (x - outside) ** 2 - (x - inside) ** 2
+
+
+def _best_suffix(g: list[float]) -> int:
+    """The start of the suffix with the largest total gain (the split of a step)."""
     acc, best, best_i = 0.0, 0.0, 0
-    for i, (_, x) in enumerate(rows):
-        acc += gain(float(x))
+    for i, x in enumerate(g):
+        acc += x
         if acc < best:
             best, best_i = acc, i + 1
-    if best_i >= len(rows):
-        return None
-    return rows[best_i][0]
+    return best_i
+
+
+def _best_stretch(g: list[float]) -> tuple[int, int]:
+    """The stretch [lo, hi) with the largest total gain (Kadane), the window of a burst."""
+    best, best_lo, best_hi = 0.0, 0, 0
+    acc, lo = 0.0, 0
+    for i, x in enumerate(g):
+        if acc <= 0:
+            acc, lo = 0.0, i
+        acc += x
+        if acc > best:
+            best, best_lo, best_hi = acc, lo, i + 1
+    return best_lo, best_hi
