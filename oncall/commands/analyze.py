@@ -135,19 +135,26 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         return
     for i, c in enumerate(found, start=1):
         since = c.began_at[11:16] + (f"-{c.ended_at[11:16]}" if c.ended_at else "")
-        # A grid, so a description that wraps stays in its column instead of running under the times.
+        # A grid, so a line that wraps stays in its column instead of running under the times.
         grid = Table.grid(padding=(0, 1))
         grid.add_column(justify="right", no_wrap=True, width=2)
         grid.add_column(no_wrap=True, width=11)
         grid.add_column()
         grid.add_row(Text(f"{i}", style="bold"), Text(since, style="bold"),
-                     safe_rich(c.description) + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+                     safe_rich(c.title or c.description) + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+        # What the cause moved, beneath it (a shift's first effect is its own headline).
+        for e in (c.effects if c.kind != "metric_shift" else c.effects[1:]):
+            grid.add_row(Text(""), Text(""), Text("  - ", style="dim") + safe_rich(e["description"])
+                         + Text(f"  (measured on {e['measured_on']:,} {e['counts']})", style="dim"))
         stdout.print(grid)
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
-        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
-        if c.also_in:
-            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
-            stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
+        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False)
+                     + Text(f"  ({c.affected_requests:,} LLM calls, errors included)", style="dim"), soft_wrap=True)
+        also_in = c.also_in
+        if also_in:
+            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in also_in[:6])
+            more = f" and {len(also_in) - 6} more" if len(also_in) > 6 else ""
+            stdout.print(Text("    also in: ", style="dim") + safe_rich(also + more, multiline=False, max_len=300),
                          soft_wrap=True)
 
 

@@ -82,6 +82,7 @@ class Change:
     counts: dict[str, Any] = field(default_factory=dict)
     together_with: list[dict[str, str]] = field(default_factory=list)  # other new values on the same rows
     bucket_s: int = 0
+    title: str = ""  # the cause (or what moved) without its effects: the console's line
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -530,6 +531,7 @@ def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
     desc = f"{c.dim.replace('_', ' ')} {c.prev} -> {c.value} for {what} from {_iso(c.first)}"
     for t in c.together:
         desc += f" (with {t['dimension'].replace('_', ' ')} {t['before']} -> {t['after']})"
+    title = desc
     if top:
         desc += "; " + "; ".join(e["description"] for e in c.effects[:3])
     else:
@@ -543,7 +545,7 @@ def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
                   relative_change=top["relative_change"] if top else None, affected_requests=c.count,
                   impact=impact, significance=top["significance"] if top else "n/a",
                   p_value=top["p_value"] if top else None, description=desc, filter=" ".join(flt),
-                  effects=effects, together_with=c.together, bucket_s=ctx.bucket_s)
+                  effects=effects, together_with=c.together, bucket_s=ctx.bucket_s, title=title)
 
 
 # -- 3. shifts in the series -------------------------------------------------------------------------
@@ -825,6 +827,7 @@ def _shift_change(ctx: _Ctx, fam: _Family, rest: list[_Family]) -> Change:
     what = _what(h.cohort)
     when = f"from {_iso(began)}" + (f" to {_iso(ended)}" if ended else "")
     desc = f"{main['description']} for {what} {when}"
+    title = desc
     for e in effects[1:]:
         desc += "; " + e["description"] + ("" if e["cohort"] == h.cohort else f" in {_what(e['cohort'])}")
     flt = _cohort_terms(h.cohort) + [f"since={_iso(began)}"] + ([f"until={_iso(_ceil_s(ended))}"] if ended else [])
@@ -835,7 +838,7 @@ def _shift_change(ctx: _Ctx, fam: _Family, rest: list[_Family]) -> Change:
                   relative_change=relative_change(h.after, h.before), affected_requests=h.n, impact=impact,
                   significance="significant", p_value=_p(h.z), description=desc, filter=" ".join(flt),
                   also_in=also, effects=[{k: v for k, v in e.items() if not k.startswith("_")} for e in effects],
-                  bucket_s=ctx.bucket_s)
+                  bucket_s=ctx.bucket_s, title=title)
 
 
 def _shift_effect(ctx: _Ctx, fam: _Family, began: dt.datetime, ended: dt.datetime | None) -> dict[str, Any]:
