@@ -538,7 +538,10 @@ def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
         desc += "; no significant effect"
     ended = _iso(c.last) if c.after_until is not None and ctx.hi - c.last > 2 * dt.timedelta(
         seconds=ctx.bucket_s) else None
-    flt = _cohort_terms(c.cohort) + [f"{c.dim}={_q(c.value)}"]
+    # The cause's cohort and window: its new value, from its first appearance (to its last, if it went away).
+    flt = _cohort_terms(c.cohort) + [f"{c.dim}={_q(c.value)}", f"since={_iso(c.first)}"]
+    if ended:
+        flt.append(f"until={_iso(_ceil_s(c.last))}")
     effects = [{k: v for k, v in e.items() if not k.startswith("_")} for e in c.effects]
     return Change(kind=f"new_{c.dim}", metric=top["metric"] if top else None, cohort=c.cohort,
                   began_at=_iso(c.first), ended_at=ended, before=c.prev, after=c.value,
