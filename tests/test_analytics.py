@@ -184,7 +184,8 @@ def test_blast_radius_finds_carried_sessions_and_residual_damage(db, tmp_path: P
     assert after["contaminated_requests"] == 80 and after["clean_requests"] == 120
     length = next(m for m in after["metrics"] if m["metric"] == "output_length_mean")
     assert length["significance"] == "significant" and length["contaminated"] > length["clean"]
-    assert after["still_degraded"]
+    assert after["still_degraded"] and r["verdict"] == "degraded"
+    assert (r["sessions_listed"], r["sessions_total"]) == (40, 40)
     path = str(db.path)
     db.close()
     res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "--json", "served_model=bad-snapshot",
@@ -257,3 +258,45 @@ def test_blast_radius_default_mitigation_is_after_the_last_bad_request(db, tmp_p
     assert r["carried_requests_after_mitigation"] == 1 and r["mitigated_at_source"] == "given"
     names = [m["metric"] for m in r["after_mitigation"]["metrics"]]
     assert "json_valid_rate" not in names and "output_length_mean" in names  # no JSON here: no JSON rate
+    # One carried request against one clean one proves nothing: it says so, with its own exit code.
+    assert r["verdict"] == r["after_mitigation"]["verdict"] == "cannot tell"
+    path = str(db.path)
+    db.close()
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "served_model=bad-snapshot",
+                                   "--mitigated-at", "2026-03-01T10:00:30Z"])
+    assert res.exit_code == 4 and "cannot tell" in res.output and "no significant degradation" not in res.output
+
+
+def test_blast_radius_on_the_demo_counts_agree_and_lists_say_how_many(demo_db: Path) -> None:
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", str(demo_db), "--json", "served_model=gpt-4o-2024-11-20",
+                                   "--mitigated-at", "2026-11-24T02:30Z"])
+    out = json.loads(res.output)
+    after = out["after_mitigation"]
+    assert after["contaminated_requests"] == out["carried_requests_after_mitigation"]  # headline = table
+    assert out["sessions_listed"] == 50 < out["sessions_total"] == out["contaminated_sessions"]
+    if after["clean_requests"] < 30:
+        assert res.exit_code == 4 and out["verdict"] == "cannot tell"
+    text = CliRunner().invoke(cli, ["blast-radius", "--db", str(demo_db), "served_model=gpt-4o-2024-11-20",
+                                    "--mitigated-at", "02:30"]).output
+    assert f"sessions: 50 of {out['sessions_total']:,}" in text
+    assert f"{out['carried_requests_after_mitigation']:,} after the mitigation" in text
+
+
+def test_blast_radius_enough_requests_and_no_difference_is_not_degraded(db, tmp_path: Path) -> None:
+    bad = "Absolutely! Great question, you are so right. " * 3
+    t0 = 1772359200
+    lines = []
+    for s in range(40):
+        lines.append(_turn(f"d{s}", 0, t0 + s, "bad-snapshot", [], bad))
+        lines.append(_turn(f"d{s}", 1, t0 + 3600 + s, "good-snapshot", [bad], f"Short answer {s % 7}."))
+        lines.append(_turn(f"c{s}", 0, t0 + 3600 + s, "good-snapshot", [], f"Short answer {s % 5}."))
+    p = tmp_path / "s.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_paths(db, [str(p)]).problems == []
+    path = str(db.path)
+    db.close()
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "--json", "served_model=bad-snapshot",
+                                   "--mitigated-at", "2026-03-01T10:30Z"])
+    out = json.loads(res.output)
+    assert res.exit_code == 0 and out["verdict"] == "not degraded", out["after_mitigation"]
+    assert out["after_mitigation"]["contaminated_requests"] == out["carried_requests_after_mitigation"] == 40
