@@ -173,3 +173,15 @@ def test_estimated_cost_is_said_to_be(db, tmp_path: Path) -> None:
 
     assert describe_effect("cost_per_request", 0.001, 0.003, estimated=True).startswith("estimated cost/request")
     assert not describe_effect("cost_per_request", 0.001, 0.003).startswith("estimated")
+
+
+def test_compare_shows_the_finish_reason_mix_in_the_same_vocabulary(db, tmp_path: Path) -> None:
+    from oncall.query.compare import compare
+
+    sc = incidentgen.truncation_wave()
+    _load(db, sc.write(tmp_path))
+    r = compare(db.con, "since=09:40 until=10:05", "until=09:40")
+    row = next(m for m in r["metrics"] if m["metric"] == "finish_length_rate")
+    assert row["baseline"] == 0 and 0.4 < row["cohort"] < 0.6 and row["significance"] == "significant"
+    assert row["metric"] in SIGNALS
+    assert not any(m["metric"] == "ttft_ms_mean" for m in r["metrics"])  # nothing streamed: no TTFT row

@@ -26,6 +26,16 @@ def _aggregates() -> list[tuple[str, str]]:
         ("input_tokens_mean", "avg(s.input_tokens)"), ("input_tokens_var", "var_samp(s.input_tokens)"),
         ("output_tokens_n", "count(s.output_tokens)"),
         ("output_tokens_mean", "avg(s.output_tokens)"), ("output_tokens_var", "var_samp(s.output_tokens)"),
+        ("ttft_n", "count(s.ttft_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')"),
+        ("ttft_mean", "avg(s.ttft_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')"),
+        ("ttft_var", "var_samp(s.ttft_ms) FILTER (WHERE s.status IS DISTINCT FROM 'error')"),
+        ("answered", "count(*) FILTER (WHERE s.status IS DISTINCT FROM 'error')"),
+        ("finished", "count(*) FILTER (WHERE s.status IS DISTINCT FROM 'error' AND s.finish_reason IS NOT NULL "
+                     "AND s.finish_reason <> 'error')"),
+        *[(f"finish_{r}", f"count(*) FILTER (WHERE s.status IS DISTINCT FROM 'error' AND s.finish_reason = '{r}')")
+          for r in ("length", "content_filter", "tool_calls")],
+        ("tool_call_requests", "count(*) FILTER (WHERE s.status IS DISTINCT FROM 'error' "
+                               "AND coalesce(json_array_length(s.tool_calls), 0) > 0)"),
         ("cost_n", "count(s.cost)"),
         ("cost_mean", "avg(s.cost)"), ("cost_var", "var_samp(s.cost)"), ("cost_total", "sum(s.cost)"),
         ("outputs", f"count(*) FILTER (WHERE {ok})"),
