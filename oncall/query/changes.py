@@ -42,7 +42,7 @@ from functools import cached_property
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter, parse_filter
-from oncall.query.metrics import SIGNALS, SERIES_KEYS, auto_bucket, grouped_signals, series_sets
+from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
 from oncall.query.stats import relative_change, two_proportions, welch
 
@@ -254,6 +254,7 @@ class _Ctx:
     bucket_s: int
     estimated_cost: bool
     scope: Filter
+    signals: set[str]  # the signals this data can show (metrics.present_signals)
 
 
 def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
@@ -269,7 +270,8 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
         wide = compile_filter(con, flt, alias="s", default_kind=None)
         where, params = f"s.kind IN ('llm', 'tool') AND {wide.where}", list(wide.params)
     bucket_s = bucket_s or _auto_bucket(con, llm, int(n))
-    ctx = _Ctx(con, llm, where, params, lo, hi, int(bucket_s), _estimated_cost(con, llm), llm.filter)
+    ctx = _Ctx(con, llm, where, params, lo, hi, int(bucket_s), _estimated_cost(con, llm), llm.filter,
+               present_signals(con, where, params))
 
     causes = _causes(ctx)
     for c in causes:
@@ -441,7 +443,7 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
     rows = grouped_signals(
         ctx.con, where, wparams, keys=[None, *sub], key_ref=key_ref,
         group="CASE WHEN start_time < ? THEN 0 WHEN start_time < ? THEN 2 ELSE 3 END",
-        group_params=[t0, t0 + MIN_SEGMENT * b])
+        group_params=[t0, t0 + MIN_SEGMENT * b], only=ctx.signals)
     for r in rows:
         if r["key"] is not None and r["grp"] is None:
             continue
@@ -449,6 +451,8 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
     by_metric: dict[str, list[dict[str, Any]]] = {}
     for (key, grp), phases in cause.groups.items():
         for metric, sg in SIGNALS.items():
+            if metric not in ctx.signals:
+                continue
             e = _effect(ctx, cause, metric, sg.kind, key, grp, phases)
             if e is not None:
                 by_metric.setdefault(metric, []).append(e)
@@ -588,7 +592,7 @@ def _shift_families(ctx: _Ctx) -> list[_Family]:
     key_ref = _key_sets(ctx.con, f"{ctx.llm.where} AND s.start_time < ?",
                         [*ctx.llm.params, ctx.lo + dt.timedelta(seconds=span_s / 3)], min_count=2)
     rows = series_sets(ctx.con, ctx.where, ctx.params, bucket_s=ctx.bucket_s, keys=list(SHIFT_KEYS),
-                       key_ref=key_ref, percentiles=False)
+                       key_ref=key_ref, percentiles=False, only=ctx.signals)
     if not rows:
         return []
     # Buckets that hold data, in order: a long gap is not a run of empty buckets to split across.
@@ -603,7 +607,7 @@ def _shift_families(ctx: _Ctx) -> list[_Family]:
     for (key, grp), by_idx in groups.items():
         cohort = {key: str(grp)} if key else {}
         for metric, sg in SIGNALS.items():
-            if metric == "json_key_drift" and key_ref is None:
+            if metric not in ctx.signals or (metric == "json_key_drift" and key_ref is None):
                 continue
             segs = [_seg(by_idx.get(i), metric) for i in range(len(times))]
             s = _detect(metric, sg.kind, segs, cohort, key, None if grp is None else str(grp))

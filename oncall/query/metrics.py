@@ -140,10 +140,38 @@ TOOL_SIGNALS = frozenset({"tool_error_rate"})
 SERIES_KEYS = ("provider", "feature", "model", "tenant")
 
 
-def signal_list(quality: bool = True, key_ref: list[str] | None = None) -> list[Signal]:
-    """The signals a scan computes: quality ones only when asked, key drift only with a reference."""
+def signal_list(quality: bool = True, key_ref: list[str] | None = None,
+                only: set[str] | None = None) -> list[Signal]:
+    """The signals a scan computes: quality ones only when asked, key drift only with a reference,
+    and (given `only`) only those the data can show."""
     return [sg for sg in SIGNALS.values()
-            if (quality or not sg.quality) and (sg.name != "json_key_drift" or key_ref is not None)]
+            if (quality or not sg.quality) and (sg.name != "json_key_drift" or key_ref is not None)
+            and (only is None or sg.name in only)]
+
+
+# What a signal needs to be non-empty, read cheaply (validity masks and small columns, no text).
+_PRESENCE = {
+    "ttft_ms_mean": "count(s.ttft_ms) FILTER (WHERE s.kind = 'llm')",
+    "input_tokens_mean": "count(s.input_tokens) FILTER (WHERE s.kind = 'llm')",
+    "output_tokens_mean": "count(s.output_tokens) FILTER (WHERE s.kind = 'llm')",
+    "cost_per_request": "count(s.cost) FILTER (WHERE s.kind = 'llm')",
+    "finish_length_rate": "count(*) FILTER (WHERE s.kind = 'llm' AND s.finish_reason = 'length')",
+    "finish_content_filter_rate": "count(*) FILTER (WHERE s.kind = 'llm' AND s.finish_reason = 'content_filter')",
+    "finish_tool_calls_rate": "count(*) FILTER (WHERE s.kind = 'llm' AND s.finish_reason = 'tool_calls')",
+    "tool_call_rate": "count(s.tool_calls) FILTER (WHERE s.kind = 'llm')",
+    "tool_error_rate": "count(*) FILTER (WHERE s.kind = 'tool')",
+    "latency_ms_mean": "count(s.latency_ms) FILTER (WHERE s.kind = 'llm')",
+}
+
+
+def present_signals(con: Any, where: str, params: list[Any]) -> set[str]:
+    """The signals the rows matching `where` can show: an export without TTFT, cost, tool spans or a
+    finish reason of some kind does not pay for their aggregates (nor could they shift)."""
+    names = list(_PRESENCE)
+    row = con.execute(f"SELECT {', '.join(_PRESENCE[n] for n in names)} FROM spans s WHERE {where}",
+                      params).fetchone()
+    absent = {n for n, v in zip(names, row, strict=True) if not v}
+    return set(SIGNALS) - absent
 
 
 def _projection(where: str, params: list[Any], signals: list[Signal], key_ref: list[str] | None,
@@ -184,14 +212,14 @@ _LEGACY = {"errors": "error_rate__x", "latency_sum": "latency_ms_mean__x", "late
 
 def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, group_params: list[Any] | None = None,
                     keys: list[str | None], quality: bool = True, key_ref: list[str] | None = None,
-                    percentiles: bool = False) -> list[dict[str, Any]]:
+                    percentiles: bool = False, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Signal sums per `group` (an SQL expression over the projection: a time bucket, a before/after
     phase) and per cohort key, in one scan with grouping sets. `key` is None (all rows) or the cohort
     key, `grp` its value; the projection's expensive per-row checks run once per row."""
     for k in keys:
         if k is not None and k not in SERIES_KEYS:
             raise ValueError(f"cannot group series by {k!r}; use one of {', '.join(SERIES_KEYS)}")
-    signals = signal_list(quality, key_ref)
+    signals = signal_list(quality, key_ref, only)
     proj, pparams = _projection(where, params, signals, key_ref)
     sets = ", ".join("(bucket)" if k is None else f"(bucket, {k})" for k in keys)
     named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
@@ -212,17 +240,17 @@ def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, grou
         for k in named:
             d.pop(k)
         for old, new in _LEGACY.items():
-            d[old] = d.get(new)
+            d[old] = d.get(new)  # None when the signal was not computed
         out.append(d)
     return out
 
 
 def series_sets(con: Any, where: str, params: list[Any], *, bucket_s: int,
                 keys: list[str | None], quality: bool = True, key_ref: list[str] | None = None,
-                percentiles: bool = True) -> list[dict[str, Any]]:
+                percentiles: bool = True, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Per-bucket signal sums for several groupings in one scan (see grouped_signals)."""
     return grouped_signals(con, where, params, group=f"time_bucket(INTERVAL '{int(bucket_s)} seconds', start_time)",
-                           keys=keys, quality=quality, key_ref=key_ref, percentiles=percentiles)
+                           keys=keys, quality=quality, key_ref=key_ref, percentiles=percentiles, only=only)
 
 
 def series(con: Any, where: str, params: list[Any], *, bucket_s: int | None = None, by: str | None = None,
