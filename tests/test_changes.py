@@ -185,3 +185,28 @@ def test_compare_shows_the_finish_reason_mix_in_the_same_vocabulary(db, tmp_path
     assert row["baseline"] == 0 and 0.4 < row["cohort"] < 0.6 and row["significance"] == "significant"
     assert row["metric"] in SIGNALS
     assert not any(m["metric"] == "ttft_ms_mean" for m in r["metrics"])  # nothing streamed: no TTFT row
+
+
+def test_values_with_spaces_are_quoted_and_counts_still_match(db, tmp_path: Path) -> None:
+    from oncall.query.search import search
+
+    sc = incidentgen.prompt_input_tokens()
+    for c in sc.generate():
+        if c.tenant == "northwind":
+            c.tenant = "Northwind Traders"
+    _load(db, sc.write(tmp_path))
+    (c,) = changes(db.con)
+    assert c.cohort["tenant"] == "Northwind Traders" and 'tenant="Northwind Traders"' in c.filter
+    assert c.affected_requests == count(db.con, c.filter) == len(search(db.con, c.filter, limit=100_000).rows)
+    for e in c.effects:
+        assert 'tenant="Northwind Traders"' in e["filter"] and e["requests"] == count(db.con, e["filter"])
+
+
+def test_a_value_that_turns_up_now_and_then_is_not_a_cause(db, tmp_path: Path) -> None:
+    """A handful of calls served by another snapshot, among the usual one, changes nothing."""
+    sc = incidentgen.steady("otlp")
+    calls = sc.generate()
+    for c in calls[len(calls) // 2::300]:
+        c.served = "gpt-4o-mini-2024-12-01"
+    _load(db, sc.write(tmp_path))
+    assert changes(db.con) == []

@@ -52,6 +52,7 @@ MIN_EFFECT = 0.20
 MIN_RATE_DELTA = 0.02
 MIN_SEGMENT = 3
 MIN_REQUESTS = 30
+MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least this share of its cohort
 MIN_NEAR = 10  # rows right after a cause needed to check that its effect starts there
 HOLD_SHARE = 0.5  # a broader cohort holds a shift that it shows at least half as strongly
 EXPLAIN_SHARE = 0.5  # a cause explains a shift when its rows account for at least half of it
@@ -276,6 +277,7 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     causes = _causes(ctx)
     for c in causes:
         _cause_effects(ctx, c, causes)
+    causes = [c for c in causes if c.effects or c.share >= MIN_SHARE]
     families = _shift_families(ctx)
     unexplained = [f for f in families if not _explain(ctx, f, causes)]
     found = [_cause_change(ctx, c) for c in causes] + _unexplained_changes(ctx, unexplained)
@@ -350,6 +352,7 @@ class _Cause:
     groups: dict[tuple[str | None, str | None], dict[int, dict[str, Any]]] = field(default_factory=dict)
     after_until: dt.datetime | None = None
     before_from: dt.datetime | None = None
+    share: float = 1.0  # of the cohort's rows with a value for the dimension, while it was there
 
 
 def _causes(ctx: _Ctx) -> list[_Cause]:
@@ -381,7 +384,14 @@ def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.dat
         f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1", [*llm.params, *cohort.values(), first]).fetchone()
     if prev is None:
         return None  # the whole cohort is new (a new tenant or feature), not a change of an existing one
-    return _Cause(dim, value, str(prev[0]), first, last, count, cohort)
+    # Its share of the cohort while it was there: a rollout or a fallback takes over, a value
+    # that turns up now and then among the old one (five calls to another model) is not a change
+    # unless something moved with it.
+    during = con.execute(f"SELECT count(*) FILTER (WHERE s.{dim} = ?), count(*) FILTER (WHERE s.{dim} IS NOT NULL) "
+                         f"FROM spans s WHERE {where} AND s.start_time >= ? AND s.start_time <= ?",
+                         [value, *llm.params, *cohort.values(), first, last]).fetchone()
+    share = during[0] / during[1] if during[1] else 0.0
+    return _Cause(dim, value, str(prev[0]), first, last, count, cohort, share=share)
 
 
 def _together(ctx: _Ctx, found: list[_Cause]) -> list[_Cause]:

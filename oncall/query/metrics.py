@@ -224,10 +224,21 @@ def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, grou
     sets = ", ".join("(bucket)" if k is None else f"(bucket, {k})" for k in keys)
     named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
     sums = _sums(signals, percentiles)
-    cols = ", ".join(f"{expr} AS {name}" for name, expr in sums)
     grouping = f"GROUPING({', '.join(named)})" if named else "0"
-    sql = (f"SELECT {group} AS bucket, {''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
-           f"FROM ({proj}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
+    if percentiles:  # a quantile does not recombine: every grouping set aggregates the rows
+        cols = ", ".join(f"{expr} AS {name}" for name, expr in sums)
+        sql = (f"SELECT {group} AS bucket, {''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
+               f"FROM ({proj}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
+    else:
+        # Sums recombine: aggregate the rows once per (group, every key), then roll the few
+        # resulting rows up into the grouping sets (one hash aggregate over the spans, not one per set).
+        fine_cols = ", ".join(f"{expr} AS {name}" for name, expr in sums)
+        fine_keys = "".join(f", {k}" for k in named)
+        cols = ", ".join(f"sum({name}) AS {name}" for name, _ in sums)
+        sql = (f"WITH fine AS (SELECT {group} AS bucket{fine_keys}, {fine_cols} FROM ({proj}) "
+               f"GROUP BY bucket{fine_keys}) "
+               f"SELECT bucket, {''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
+               f"FROM fine GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
     cur = con.execute(sql, list(group_params or []) + pparams)
     names = [d[0] for d in cur.description]
     out = []
