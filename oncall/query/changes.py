@@ -7,7 +7,8 @@ DuckDB aggregates (only boundary rows of a window come to Python, to place it pr
    appears after the data begins (a silent provider update shows up as a new `served_model` while
    the requested model stays the same). Its cohort is every key (tenant, feature, model, provider)
    with one value across the rows carrying it. Values that appear together on the same rows (a new
-   requested model and its snapshot, a release shipping a prompt) are one cause.
+   requested model and its snapshot, a release shipping a prompt) are one cause. A value that took
+   under MIN_SHARE of its cohort while it was there and moved nothing is not a cause.
 2. **Effects.** For each cause, every signal of metrics.SIGNALS is compared after its first
    appearance against before, in its cohort and in each sub-cohort (one more key), with the split
    known rather than searched (EFFECT_ALPHA). An effect must also show right at the first
@@ -256,6 +257,7 @@ class _Ctx:
     estimated_cost: bool
     scope: Filter
     signals: set[str]  # the signals this data can show (metrics.present_signals)
+    key_ref: list[str] | None = None  # JSON key sets of the first third, the series' drift reference
 
 
 def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
@@ -601,6 +603,7 @@ def _shift_families(ctx: _Ctx) -> list[_Family]:
     span_s = max((ctx.hi - ctx.lo).total_seconds(), 1.0)
     key_ref = _key_sets(ctx.con, f"{ctx.llm.where} AND s.start_time < ?",
                         [*ctx.llm.params, ctx.lo + dt.timedelta(seconds=span_s / 3)], min_count=2)
+    ctx.key_ref = key_ref
     rows = series_sets(ctx.con, ctx.where, ctx.params, bucket_s=ctx.bucket_s, keys=list(SHIFT_KEYS),
                        key_ref=key_ref, percentiles=False, only=ctx.signals)
     if not rows:
@@ -693,8 +696,12 @@ def _explain(ctx: _Ctx, fam: _Family, causes: list[_Cause]) -> bool:
     best: tuple[float, _Cause] | None = None
     for c in causes:
         # Within a bucket or so of the detected split; a sparse series can place it a little late.
+        # Further away, only a metric the cause is known to move, and only when the shift's cohort
+        # shows nothing of it outside the cause's rows (a sparse tenant series that placed the
+        # served-model change's key drift forty minutes early).
         d = (c.first - t_split).total_seconds()
-        if not (-3.0 * b <= d <= 2.0 * b):
+        if not (-3.0 * b <= d <= 2.0 * b) and not (any(e["metric"] == h.metric and e["_delta"] * (h.after - h.before) > 0
+                                     for e in c.effects) and _only_in_cause(ctx, c, fam)):
             continue
         share = _explained_share(c, h)
         if share is not None and share >= EXPLAIN_SHARE and (best is None or share > best[0]):
@@ -708,6 +715,27 @@ def _explain(ctx: _Ctx, fam: _Family, causes: list[_Cause]) -> bool:
             if m.cohort != effect["cohort"] and m.cohort not in effect["also_in"]:
                 effect["also_in"].append(m.cohort)
     return True
+
+
+def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
+    """Shift fam's cohort, without the cause's rows after its first appearance, holds no such shift."""
+    h = fam.holder
+    sg = SIGNALS[h.metric]
+    from oncall.query.metrics import _projection
+
+    cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    mine = " AND ".join([f"s.{k} = ?" for k in c.cohort] + ["s.start_time >= ?", f"s.{c.dim} = ?"])
+    cond.append(f"NOT coalesce({mine}, false)")
+    cparams += [*c.cohort.values(), c.first, c.value]
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
+    a0, a1 = _window(fam)
+    v = f"v_{sg.name}"
+    rows = ctx.con.execute(f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum({v}), count({v}), "
+                           f"sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1", [a0, a1, *params]).fetchall()
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    z, va, vb = _test(sg.kind, seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0)))
+    return va is None or vb is None or _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
 
 
 def _explained_share(c: _Cause, h: _Shift) -> float | None:
@@ -726,16 +754,25 @@ def _explained_share(c: _Cause, h: _Shift) -> float | None:
     before, after = _seg(phases.get(0), h.metric), _seg(phases.get(2), h.metric) + _seg(phases.get(3), h.metric)
     if h.metric == "json_key_drift":
         before = _Seg(0.0, before.n, 0.0)
-    if before.n < MIN_NEAR or after.n < MIN_NEAR:
+    if after.n < MIN_NEAR:
         return None
-    z, va, vb = _test(h.kind, after, before) if min(before.n, after.n) >= MIN_REQUESTS else (0.0, None, None)
-    if va is None or vb is None or _p(z) >= 0.01:
-        return None
+    z, va, vb = _test(h.kind, after, before)
+    if va is not None and vb is not None:
+        if _p(z) >= 0.01:
+            return None
+        moved = va - vb
+    else:
+        # Too few of the cause's rows in h's cohort to test there: they moved as the cause's own
+        # effect on this metric did, if it has one.
+        effect = next((e for e in c.effects if e["metric"] == h.metric), None)
+        if effect is None:
+            return None
+        moved = effect["_delta"]
     delta_h = h.after - h.before
-    if delta_h == 0 or (va - vb) * delta_h <= 0:
+    if delta_h == 0 or moved * delta_h <= 0:
         return None
     share_rows = min(after.n / max(h.n, 1), 1.0)
-    return share_rows * (va - vb) / delta_h
+    return share_rows * moved / delta_h
 
 
 # -- unexplained shifts as entries ----------------------------------------------------------------------
@@ -804,13 +841,19 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     return _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * hf.size
 
 
+def _holding(f: _Family) -> list[dict[str, str]]:
+    """The cohorts that show f's shift at least HOLD_SHARE as strongly as its strongest (the same rows
+    under another name: provider=anthropic, feature=summarize), not the diluted echoes."""
+    top = max(m.size for m in f.members)
+    return [m.cohort for m in f.members if m.size >= HOLD_SHARE * top]
+
+
 def _same_event(ctx: _Ctx, a: _Family, b: _Family) -> bool:
     """Shifts of different metrics in the same window and related cohorts are one event (a truncation
     wave moves finish=length, output tokens and latency together). A sparse series may blur b's
     window: it is still a's event when b's cohort, outside a's window, shows no shift."""
     ha, hb = a.holder, b.holder
-    if not (hb.cohort in [m.cohort for m in a.members] or ha.cohort in [m.cohort for m in b.members]
-            or ha.key is None or hb.key is None):
+    if not (hb.cohort in _holding(a) or ha.cohort in _holding(b) or ha.key is None or hb.key is None):
         return False
     (a0, a1), (b0, b1) = _window(a), _window(b)
     if a0 >= b1 or b0 >= a1:
