@@ -53,6 +53,7 @@ MIN_EFFECT = 0.20
 MIN_RATE_DELTA = 0.02
 MIN_SEGMENT = 3
 MIN_REQUESTS = 30
+MIN_RATE_N = 10
 MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least this share of its cohort
 MIN_NEAR = 10  # rows right after a cause needed to check that its effect starts there
 HOLD_SHARE = 0.5  # a broader cohort holds a shift that it shows at least half as strongly
@@ -212,8 +213,13 @@ def _merge(segs: list[_Seg]) -> _Seg:
 
 
 def _test(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | None]:
-    """(signed z of a against b, level of a, level of b); 0 when either side is under MIN_REQUESTS."""
-    if a.n < MIN_REQUESTS or b.n < MIN_REQUESTS:
+    """(signed z of a against b, level of a, level of b); 0 when a side is too small: MIN_REQUESTS
+    each for means; for rates MIN_RATE_N on the smaller side and MIN_REQUESTS on the larger (a short
+    burst of ten calls is a finding when most of them fail; `_p_rate` then gives its exact p)."""
+    if kind == "rate":
+        if min(a.n, b.n) < MIN_RATE_N or max(a.n, b.n) < MIN_REQUESTS:
+            return 0.0, None, None
+    elif a.n < MIN_REQUESTS or b.n < MIN_REQUESTS:
         return 0.0, None, None
     if kind == "rate":
         t = two_proportions(int(a.x), int(a.n), int(b.x), int(b.n))
@@ -229,6 +235,33 @@ def _test(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | Non
 
 def _p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def _p_rate(a: _Seg, b: _Seg, z: float) -> float:
+    """Two-sided p of a's rate against b's. When the rarer outcome is expected fewer than ten times
+    in a, the normal approximation overstates significance (7 truncated outputs of 45 where 1 % is
+    usual read as p = 4e-12; 14 refusals of 550 against none of 150 as 1e-12): then Fisher's exact
+    test, which also knows how little b's own rate is pinned down."""
+    na, nb = int(round(a.n)), int(round(b.n))
+    xa, xb = int(round(a.x)), int(round(b.x))
+    n, k = na + nb, xa + xb
+    if k > n - k:  # count the rarer outcome
+        xa, k = na - xa, n - k
+    expected = na * k / n if n else 0.0
+    if expected >= 10 or k > 2000:
+        return _p(z)
+
+    def log_c(m: int, r: int) -> float:
+        return math.lgamma(m + 1) - math.lgamma(r + 1) - math.lgamma(m - r + 1)
+
+    total = log_c(n, na)
+    lo, hi = max(0, na - (n - k)), min(k, na)
+
+    def pmf(r: int) -> float:
+        return math.exp(log_c(k, r) + log_c(n - k, na - r) - total)
+
+    tail = sum(pmf(r) for r in range(xa, hi + 1)) if xa >= expected else sum(pmf(r) for r in range(lo, xa + 1))
+    return min(1.0, 2.0 * tail)
 
 
 def _big_enough(kind: str, after: float, before: float) -> bool:
@@ -488,7 +521,10 @@ def _effect(ctx: _Ctx, cause: _Cause, metric: str, kind: str, key: str | None, g
     if metric == "json_key_drift":
         before = _Seg(0.0, max(before.n, 0.0), 0.0)  # the before-period's key sets are the reference
     z, va, vb = _test(kind, after, before)
-    if va is None or vb is None or _p(z) >= EFFECT_ALPHA or not _big_enough(kind, va, vb):
+    if va is None or vb is None or not _big_enough(kind, va, vb):
+        return None
+    p = _p_rate(after, before, z) if kind == "rate" and metric != "json_key_drift" else _p(z)
+    if p >= EFFECT_ALPHA:
         return None
     if near.n >= MIN_NEAR and near.level is not None:  # it must start at the first appearance
         if (near.level - vb) * (va - vb) <= 0 or abs(near.level - vb) < 0.5 * abs(va - vb):
@@ -504,7 +540,7 @@ def _effect(ctx: _Ctx, cause: _Cause, metric: str, kind: str, key: str | None, g
         desc += f" in {key}={grp}"
     return {"metric": metric, "cohort": cohort, "began_at": _iso(cause.first),
             "ended_at": _iso(cause.after_until) if cause.after_until else None, "before": vb, "after": va,
-            "relative_change": relative_change(va, vb), "significance": "significant", "p_value": _p(z),
+            "relative_change": relative_change(va, vb), "significance": "significant", "p_value": p,
             "measured_on": int(after.n), "counts": SIGNALS[metric].counts, "description": desc, "filter": flt,
             "requests": 0, "also_in": [], "estimated": metric == "cost_per_request" and ctx.estimated_cost,
             "impact": after.n * effect_size(kind, va, vb), "_size": _hold_size(kind, va, vb),
@@ -582,6 +618,7 @@ class _Shift:
     z: float
     n: int  # rows measured in the changed part
     size: float
+    p: float = 1.0
 
 
 @dataclass
@@ -629,14 +666,15 @@ def _shift_families(ctx: _Ctx) -> list[_Family]:
     return _families(shifts, times)
 
 
-def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int) -> tuple[float, int] | None:
-    """The split k in (lo, hi) maximising |z| of segs[k:hi] against segs[lo:k]."""
+def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
+    """The split k in (lo, hi) maximising |z| of segs[k:hi] against segs[lo:k], with at least
+    min_left buckets before it and MIN_SEGMENT after."""
     best = None
     total = _merge(segs[lo:hi])
     pre = _Seg(0.0, 0.0, 0.0)
     for k in range(lo + 1, hi):
         pre = pre + segs[k - 1]
-        if k - lo < MIN_SEGMENT or hi - k < MIN_SEGMENT:
+        if k - lo < min_left or hi - k < MIN_SEGMENT:
             continue
         z, _, _ = _test(kind, total - pre, pre)
         if best is None or abs(z) > best[0]:
@@ -659,7 +697,8 @@ def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], ke
     end = None
     window, rest = _merge(segs[k:]), _merge(segs[:k])
     # A burst that ends: a second split inside the changed part that returns towards the level before.
-    second = _best_split(kind, segs, k, nb)
+    # The window may be a single bucket (a ten-minute burst in ten-minute buckets).
+    second = _best_split(kind, segs, k, nb, min_left=1)
     if second is not None:
         e = second[1]
         pre, mid, tail = _merge(segs[:k]), _merge(segs[k:e]), _merge(segs[e:])
@@ -667,9 +706,13 @@ def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], ke
             end = e
             window, rest = mid, pre + tail
     z, va, vb = _test(kind, window, rest)
-    if va is None or vb is None or _p(z) >= ALPHA or not _big_enough(kind, va, vb):
+    if va is None or vb is None or not _big_enough(kind, va, vb):
         return None
-    return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb))
+    p = _p_rate(window, rest, z) if kind == "rate" else _p(z)
+    # A window has a second searched change point: Bonferroni over its position.
+    if p >= (ALPHA / nb if end is not None else ALPHA):
+        return None
+    return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb), p)
 
 
 def _families(shifts: list[_Shift], times: list[dt.datetime]) -> list[_Family]:
@@ -896,7 +939,7 @@ def _shift_change(ctx: _Ctx, fam: _Family, rest: list[_Family]) -> Change:
     return Change(kind="metric_shift", metric=h.metric, cohort=h.cohort, began_at=_iso(began),
                   ended_at=_iso(ended) if ended else None, before=h.before, after=h.after,
                   relative_change=relative_change(h.after, h.before), affected_requests=h.n, impact=impact,
-                  significance="significant", p_value=_p(h.z), description=desc, filter=" ".join(flt),
+                  significance="significant", p_value=h.p, description=desc, filter=" ".join(flt),
                   also_in=also, effects=[{k: v for k, v in e.items() if not k.startswith("_")} for e in effects],
                   bucket_s=ctx.bucket_s, title=title)
 
@@ -912,7 +955,7 @@ def _shift_effect(ctx: _Ctx, fam: _Family, began: dt.datetime, ended: dt.datetim
             desc += f" ({cls})"
     return {"metric": h.metric, "cohort": h.cohort, "began_at": _iso(began), "ended_at": _iso(ended) if ended else None,
             "before": h.before, "after": h.after, "relative_change": relative_change(h.after, h.before),
-            "significance": "significant", "p_value": _p(h.z), "measured_on": h.n, "counts": SIGNALS[h.metric].counts,
+            "significance": "significant", "p_value": h.p, "measured_on": h.n, "counts": SIGNALS[h.metric].counts,
             "description": desc, "filter": flt, "requests": 0,
             "also_in": [m.cohort for m in fam.members if m is not h],
             "estimated": h.metric == "cost_per_request" and ctx.estimated_cost,
