@@ -473,7 +473,12 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
     cond = [f"s.{k} = ?" for k in cause.cohort]
     params = list(cause.cohort.values())
     # After its first appearance, rows with another value of the dimension are not the cause's.
-    cond.append(f"(s.start_time < ? OR s.{cause.dim} IS NULL OR s.{cause.dim} = ?)")
+    # Rows without one (a failed call has no served model) count as the cause's only when it took
+    # most of its cohort; else they are mostly the old value's.
+    if cause.share >= 0.5:
+        cond.append(f"(s.start_time < ? OR s.{cause.dim} IS NULL OR s.{cause.dim} = ?)")
+    else:
+        cond.append(f"(s.start_time < ? OR s.{cause.dim} = ?)")
     params += [t0, cause.value]
     if cause.before_from is not None:
         cond.append("s.start_time >= ?")
