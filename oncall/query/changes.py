@@ -413,6 +413,7 @@ def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.dat
     agg = ", ".join(f"count(DISTINCT s.{k}), any_value(s.{k})" for k in keys)
     row = con.execute(f"SELECT {agg} FROM spans s WHERE {llm.where} AND s.{dim} = ?", [*llm.params, value]).fetchone()
     cohort = {k: str(row[2 * i + 1]) for i, k in enumerate(keys) if row[2 * i] == 1 and row[2 * i + 1] is not None}
+    cohort = _minimal(ctx, dim, cohort)
     where = " AND ".join([llm.where] + [f"s.{k} = ?" for k in cohort])
     prev = con.execute(
         f"SELECT s.{dim}, count(*) FROM spans s WHERE {where} AND s.start_time < ? AND s.{dim} IS NOT NULL "
@@ -427,6 +428,30 @@ def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.dat
                          [value, *llm.params, *cohort.values(), first, last]).fetchone()
     share = during[0] / during[1] if during[1] else 0.0
     return _Cause(dim, value, str(prev[0]), first, last, count, cohort, share=share)
+
+
+# Which implied keys go first when a cohort is made minimal: the provider follows from the model; a
+# served-model change is named by the requested model it serves, a prompt by its tenant and feature.
+_DROP_ORDER = {"served_model": ("provider", "tenant", "feature", "model"),
+               "model": ("provider", "tenant", "feature"),
+               "provider": ("model", "tenant", "feature")}
+_DROP_DEFAULT = ("provider", "model", "tenant", "feature")
+
+
+def _minimal(ctx: _Ctx, dim: str, cohort: dict[str, str]) -> dict[str, str]:
+    """The cohort without keys its other keys imply (model=gpt-4o already means provider=openai; in
+    an export with one feature, feature=x says nothing): the same rows, named as a responder would."""
+    out = dict(cohort)
+    for k in _DROP_ORDER.get(dim, _DROP_DEFAULT):
+        if k not in out or len(out) == 1:
+            continue
+        rest = {kk: v for kk, v in out.items() if kk != k}
+        where = " AND ".join([ctx.llm.where] + [f"s.{kk} = ?" for kk in rest])
+        other = ctx.con.execute(f"SELECT count(*) FILTER (WHERE s.{k} IS DISTINCT FROM ?) FROM spans s WHERE {where}",
+                                [out[k], *ctx.llm.params, *rest.values()]).fetchone()[0]
+        if other == 0:
+            out = rest
+    return out
 
 
 def _together(ctx: _Ctx, found: list[_Cause]) -> list[_Cause]:
