@@ -46,12 +46,18 @@ def test_each_generated_incident_is_one_entry_with_its_cause_cohort_and_start(na
     assert c.affected_requests == count(db.con, c.filter)
 
 
-def test_prompt_change_without_cost_shows_as_input_tokens_only(db, tmp_path: Path) -> None:
+def test_prompt_change_without_exported_cost_shows_input_tokens_and_estimated_cost(db, tmp_path: Path) -> None:
+    """The export has tokens and no cost: input tokens move, and the cost the importer estimates
+    from them moves with them, said to be estimated; nothing else."""
     sc = incidentgen.prompt_input_tokens()
     _load(db, sc.write(tmp_path))
     (c,) = changes(db.con)
-    assert [e["metric"] for e in c.effects] == ["input_tokens_mean"]
-    assert 2.0 < c.effects[0]["after"] / c.effects[0]["before"]
+    effects = {e["metric"]: e for e in c.effects}
+    assert c.effects[0]["metric"] == "input_tokens_mean" and set(effects) <= {"input_tokens_mean", "cost_per_request"}
+    assert 2.0 < effects["input_tokens_mean"]["after"] / effects["input_tokens_mean"]["before"]
+    if "cost_per_request" in effects:
+        cost = effects["cost_per_request"]
+        assert cost["estimated"] and cost["description"].startswith("estimated cost/request")
 
 
 def test_key_rename_is_drift_not_validity(db, tmp_path: Path) -> None:

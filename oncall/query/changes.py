@@ -42,7 +42,9 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from oncall.query.filters import Filter, compile_filter, parse_filter
+from oncall.display import format_cost
+from oncall.query.cost_marks import mark_change
+from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
 from oncall.query.stats import relative_change, two_proportions, welch
@@ -86,6 +88,7 @@ class Change:
     together_with: list[dict[str, str]] = field(default_factory=list)  # other new values on the same rows
     bucket_s: int = 0
     title: str = ""  # the cause (or what moved) without its effects: the console's line
+    cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -105,8 +108,8 @@ def _ceil_s(t: dt.datetime) -> dt.datetime:
 
 
 def _q(v: str) -> str:
-    """A filter value, quoted when it holds spaces, commas or quotes (a comma list means "any of")."""
-    return v if v and all(c not in v for c in " \t\"'\\,") else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    """A filter value that reads back as exactly `v` (quoted when it holds spaces, commas or quotes)."""
+    return quote_value(v)
 
 
 def _cohort_terms(cohort: dict[str, str]) -> list[str]:
@@ -143,7 +146,7 @@ def _value(metric: str, v: float) -> str:
         pct = 100 * v
         return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
     if metric == "cost_per_request":
-        return f"${v:.5f}" if v < 0.1 else f"${v:,.2f}"
+        return format_cost(v)
     if metric in ("latency_ms_mean", "ttft_ms_mean"):
         return f"{v:,.0f} ms"
     if metric == "output_length_mean":
@@ -319,6 +322,8 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     found.sort(key=lambda c: c.impact, reverse=True)
     _scope(found, ctx.scope)
     _count(ctx, found)
+    for c in found:
+        mark_change(con, c)  # a cost shift says when its costs are estimates (query.cost_marks)
     return found
 
 

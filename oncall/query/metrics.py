@@ -260,6 +260,8 @@ def series_sets(con: Any, where: str, params: list[Any], *, bucket_s: int,
                 keys: list[str | None], quality: bool = True, key_ref: list[str] | None = None,
                 percentiles: bool = True, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Per-bucket signal sums for several groupings in one scan (see grouped_signals)."""
+    # time_bucket on a TIMESTAMPTZ cuts buckets from a UTC origin whatever the connection's zone
+    # (checked under TZ=Asia/Kolkata: hour and day buckets start on the UTC hour and midnight).
     return grouped_signals(con, where, params, group=f"time_bucket(INTERVAL '{int(bucket_s)} seconds', start_time)",
                            keys=keys, quality=quality, key_ref=key_ref, percentiles=percentiles, only=only)
 
