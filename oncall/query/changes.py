@@ -47,7 +47,7 @@ from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
-from oncall.query.stats import relative_change, two_proportions, welch
+from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
 EFFECT_ALPHA = 1e-5  # a cause's effect: the split is its first appearance, not searched
@@ -91,15 +91,23 @@ class Change:
     cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _rounded(asdict(self))
+
+
+def _rounded(v: Any) -> Any:
+    """Floats to 12 significant digits: DuckDB sums doubles in parallel, in no fixed order, so the
+    last digits differ between runs and --json would not be byte-identical from one run to the next."""
+    if isinstance(v, float):
+        return float(f"{v:.12g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-
-
-def _ts(iso: str) -> dt.datetime:
-    return dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
 
 
 def _ceil_s(t: dt.datetime) -> dt.datetime:
