@@ -95,35 +95,54 @@ def test_compare_shows_injected_effects_with_sign_and_size(demo) -> None:
 
 
 # -- changes ---------------------------------------------------------------------------------------
-def test_changes_finds_each_injected_change(demo) -> None:
-    truth = demo_truth(demo.con)
+def _within(iso: str, truth: str, seconds: float = 60) -> bool:
+    return abs((ts(iso) - ts(truth)).total_seconds()) <= seconds
+
+
+def test_changes_names_the_demo_causes_with_their_effects(demo) -> None:
+    """Exactly the three injected causes, top three, each with its effects inside and its times right."""
+    truth = {t.kind: t for t in demo_truth(demo.con).changes}
     found = changes(demo.con)
-    bucket = 300  # 6 hours of data: 5-minute buckets
+    assert len(found) == 3, [c.description for c in found]
+    by_kind = {c.kind: c for c in found}
+    assert set(by_kind) == {"new_prompt_version", "new_served_model", "metric_shift"}
 
-    model = next(c for c in found if c.kind == "new_served_model")
-    inj = next(t for t in truth.changes if t.kind == "new_served_model")
-    assert (model.before, model.after) == (inj.before, inj.after) and model.cohort["model"] == "gpt-4o"
-    assert abs((ts(model.began_at) - ts(inj.at)).total_seconds()) <= bucket
+    prompt, inj = by_kind["new_prompt_version"], truth["new_prompt_version"]
+    assert (prompt.cohort["tenant"], prompt.cohort["feature"], prompt.before, prompt.after) == (
+        "acme", "support-bot", "v12", "v13")
+    assert _within(prompt.began_at, inj.at)
+    effects = {e["metric"]: e for e in prompt.effects}
+    assert {"cost_per_request", "input_tokens_mean"} <= set(effects)
+    assert effects["cost_per_request"]["after"] / effects["cost_per_request"]["before"] > 2.5
+    assert "output_length_mean" not in effects  # the served-model change comes later: not this one's
 
-    prompt = next(c for c in found if c.kind == "new_prompt_version")
-    inj = next(t for t in truth.changes if t.kind == "new_prompt_version")
-    assert (prompt.cohort["tenant"], prompt.cohort["feature"], prompt.after) == ("acme", "support-bot", "v13")
-    assert prompt.metric == "cost_per_request" and prompt.relative_change > 1.5
-    assert abs((ts(prompt.began_at) - ts(inj.at)).total_seconds()) <= bucket
+    model, inj = by_kind["new_served_model"], truth["new_served_model"]
+    assert (model.before, model.after, model.cohort["model"]) == (inj.before, inj.after, "gpt-4o")
+    assert _within(model.began_at, inj.at)
+    effects = {e["metric"]: e for e in model.effects}
+    assert {"output_length_mean", "latency_ms_mean", "json_valid_rate", "json_key_drift"} <= set(effects)
+    assert effects["json_valid_rate"]["cohort"].get("feature") == "extract"
+    assert effects["json_valid_rate"]["after"] < 0.8 < 0.95 < effects["json_valid_rate"]["before"]
+    assert "amount,currency,orderId,status" in effects["json_key_drift"]["new_key_sets"]
+    assert all(e["began_at"] == model.began_at for e in model.effects)  # never before the cause
 
-    burst = next(c for c in found if c.metric == "error_rate")
-    inj = next(t for t in truth.changes if t.kind == "error_burst")
-    assert burst.cohort in ({"provider": "anthropic"}, {"feature": "summarize"})
-    assert abs((ts(burst.began_at) - ts(inj.at)).total_seconds()) <= bucket
-    assert abs((ts(burst.ended_at) - ts(inj.until)).total_seconds()) <= bucket
-
-    json_shift = next(c for c in found if c.metric == "json_valid_rate")
-    assert json_shift.cohort == {"feature": "extract"} and json_shift.after < json_shift.before
-    # ranked by impact, every change reproducible as a filter
+    burst, inj = by_kind["metric_shift"], truth["error_burst"]
+    assert burst.metric == "error_rate" and burst.cohort in ({"provider": "anthropic"}, {"feature": "summarize"})
+    assert _within(burst.began_at, inj.at) and _within(burst.ended_at, inj.until)
+    assert "rate_limit" in burst.description and {"tenant": "hooli"} in burst.also_in
     assert [c.impact for c in found] == sorted((c.impact for c in found), reverse=True)
-    for c in found:  # the filter selects the change's requests: exactly (a new value) or its window (a shift)
-        reproduced = count(demo.con, c.filter)
-        assert reproduced == c.affected_requests if c.kind.startswith("new_") else reproduced >= c.affected_requests > 0
+
+
+def test_change_counts_are_what_their_filters_return(demo) -> None:
+    from oncall.query.search import count, search
+
+    for c in changes(demo.con):
+        assert c.affected_requests == count(demo.con, c.filter) == c.counts["requests"], c.filter
+        assert c.counts["filter"] == c.filter and "errors included" in c.counts["counted"]
+        for e in c.effects:
+            assert e["requests"] == count(demo.con, e["filter"]) and e["measured_on"] <= e["requests"]
+            assert e["counts"]
+        assert search(demo.con, c.filter, limit=5)
         assert all(f"{k}={v}" in c.filter.split() for k, v in c.cohort.items()), c.filter
 
 
@@ -169,7 +188,8 @@ def test_blast_radius_finds_carried_sessions_and_residual_damage(db, tmp_path: P
     assert after["contaminated_requests"] == 80 and after["clean_requests"] == 120
     length = next(m for m in after["metrics"] if m["metric"] == "output_length_mean")
     assert length["significance"] == "significant" and length["contaminated"] > length["clean"]
-    assert after["still_degraded"]
+    assert after["still_degraded"] and r["verdict"] == "degraded"
+    assert (r["sessions_listed"], r["sessions_total"]) == (40, 40)
     path = str(db.path)
     db.close()
     res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "--json", "served_model=bad-snapshot",
@@ -183,7 +203,15 @@ def test_cli_changes_and_compare_json(demo_db: Path) -> None:
     assert res.exit_code == 0, res.output
     items = json.loads(res.output)
     assert {"kind", "metric", "cohort", "began_at", "ended_at", "before", "after", "affected_requests", "impact",
-            "significance", "filter"} <= set(items[0])
+            "significance", "filter", "also_in", "effects", "counts", "description"} <= set(items[0])
+    assert {"metric", "cohort", "before", "after", "began_at", "filter", "requests", "measured_on",
+            "counts"} <= set(items[0]["effects"][0])
+    # The count an entry shows is what `oncall search` returns for its filter.
+    top = items[0]
+    res = runner.invoke(cli, ["search", "--db", str(demo_db), "--json", *top["filter"].split()])
+    assert json.loads(res.output)["total"] == top["affected_requests"]
+    res = runner.invoke(cli, ["changes", "--db", str(demo_db)])
+    assert res.exit_code == 0 and "prompt version v12 -> v13" in res.output and "  - " in res.output
     res = runner.invoke(cli, ["compare", "--db", str(demo_db), "--json", "tenant=acme", "since=00:30",
                               "--baseline", "tenant=acme until=00:30"])
     assert res.exit_code == 0, res.output
@@ -201,6 +229,7 @@ def test_changes_in_a_scope_hand_out_filters_within_that_scope(demo) -> None:
     for c in scoped:
         assert c.filter.split()[0] == "tenant=hooli", c.filter
         assert c.filter.count("tenant=hooli") == 1
+        assert all(e["filter"].split()[0] == "tenant=hooli" for e in c.effects)
     unscoped = changes(demo.con)
     assert any(not c.filter.startswith("tenant=") for c in unscoped)
 
@@ -233,3 +262,45 @@ def test_blast_radius_default_mitigation_is_after_the_last_bad_request(db, tmp_p
     assert r["carried_requests_after_mitigation"] == 1 and r["mitigated_at_source"] == "given"
     names = [m["metric"] for m in r["after_mitigation"]["metrics"]]
     assert "json_valid_rate" not in names and "output_length_mean" in names  # no JSON here: no JSON rate
+    # One carried request against one clean one proves nothing: it says so, with its own exit code.
+    assert r["verdict"] == r["after_mitigation"]["verdict"] == "cannot tell"
+    path = str(db.path)
+    db.close()
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "served_model=bad-snapshot",
+                                   "--mitigated-at", "2026-03-01T10:00:30Z"])
+    assert res.exit_code == 4 and "cannot tell" in res.output and "no significant degradation" not in res.output
+
+
+def test_blast_radius_on_the_demo_counts_agree_and_lists_say_how_many(demo_db: Path) -> None:
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", str(demo_db), "--json", "served_model=gpt-4o-2024-11-20",
+                                   "--mitigated-at", "2026-11-24T02:30Z"])
+    out = json.loads(res.output)
+    after = out["after_mitigation"]
+    assert after["contaminated_requests"] == out["carried_requests_after_mitigation"]  # headline = table
+    assert out["sessions_listed"] == 50 < out["sessions_total"] == out["contaminated_sessions"]
+    if after["clean_requests"] < 30:
+        assert res.exit_code == 4 and out["verdict"] == "cannot tell"
+    text = CliRunner().invoke(cli, ["blast-radius", "--db", str(demo_db), "served_model=gpt-4o-2024-11-20",
+                                    "--mitigated-at", "02:30"]).output
+    assert f"sessions: 50 of {out['sessions_total']:,}" in text
+    assert f"{out['carried_requests_after_mitigation']:,} after the mitigation" in text
+
+
+def test_blast_radius_enough_requests_and_no_difference_is_not_degraded(db, tmp_path: Path) -> None:
+    bad = "Absolutely! Great question, you are so right. " * 3
+    t0 = 1772359200
+    lines = []
+    for s in range(40):
+        lines.append(_turn(f"d{s}", 0, t0 + s, "bad-snapshot", [], bad))
+        lines.append(_turn(f"d{s}", 1, t0 + 3600 + s, "good-snapshot", [bad], f"Short answer {s % 7}."))
+        lines.append(_turn(f"c{s}", 0, t0 + 3600 + s, "good-snapshot", [], f"Short answer {s % 5}."))
+    p = tmp_path / "s.jsonl"
+    p.write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert load_paths(db, [str(p)]).problems == []
+    path = str(db.path)
+    db.close()
+    res = CliRunner().invoke(cli, ["blast-radius", "--db", path, "--json", "served_model=bad-snapshot",
+                                   "--mitigated-at", "2026-03-01T10:30Z"])
+    out = json.loads(res.output)
+    assert res.exit_code == 0 and out["verdict"] == "not degraded", out["after_mitigation"]
+    assert out["after_mitigation"]["contaminated_requests"] == out["carried_requests_after_mitigation"] == 40

@@ -134,25 +134,35 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         return
     for i, c in enumerate(found, start=1):
         since = c.began_at[11:16] + (f"-{c.ended_at[11:16]}" if c.ended_at else "")
-        # A grid, so a description that wraps stays in its column instead of running under the times.
+        # A grid, so a line that wraps stays in its column instead of running under the times.
         grid = Table.grid(padding=(0, 1))
         grid.add_column(justify="right", no_wrap=True, width=2)
         grid.add_column(no_wrap=True, width=11)
         grid.add_column()
         grid.add_row(Text(f"{i}", style="bold"), Text(since, style="bold"),
-                     safe_rich(c.description) + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+                     safe_rich(c.title or c.description) + Text(f"  ({c.affected_requests:,} requests)", style="dim"))
+        # What the cause moved, beneath it (a shift's first effect is its own headline).
+        for e in (c.effects if c.kind != "metric_shift" else c.effects[1:]):
+            grid.add_row(Text(""), Text(""), Text("  - ", style="dim") + safe_rich(e["description"])
+                         + Text(f"  (measured on {e['measured_on']:,} {e['counts']})", style="dim"))
         stdout.print(grid)
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
-        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
+        stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False)
+                     + Text(f"  ({c.affected_requests:,} LLM calls, errors included)", style="dim"), soft_wrap=True)
+        note = estimate_note(c.cost_estimated, "cost/request")
+        if note:
+            stdout.print(Text("    " + note, style="dim"), soft_wrap=True)
         if c.also_in:
             # Written as filter terms (quoted where needed), so each cohort can be pasted as a filter.
             also = "; ".join(" ".join(f"{k}={quote_value(v)}" for k, v in co.items()) or "all traffic"
                              for co in c.also_in[:6])
-            stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
+            more = f" and {len(c.also_in) - 6} more" if len(c.also_in) > 6 else ""
+            stdout.print(Text("    also in: ", style="dim") + safe_rich(also + more, multiline=False, max_len=300),
                          soft_wrap=True)
 
 
 # -- blast radius -----------------------------------------------------------------------------------
+EXIT_CANNOT_TELL = 4  # blast-radius: carried requests after the mitigation are too few to say either way
 @click.command("blast-radius")
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
@@ -163,7 +173,9 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 @click.pass_context
 def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at: str | None, limit: int,
                  db: str | None, as_json: bool) -> None:
-    """Sessions whose later turns carry outputs of the bad model or prompt, and whether they are still degraded."""
+    """Sessions whose later turns carry outputs of the bad model or prompt, and whether they are still degraded.
+
+    Exits 1 when they are still degraded, 4 when there are too few requests to tell."""
     from oncall.query.blast_radius import blast_radius as run
     from oncall.query.filters import FilterError, _Builder
 
@@ -178,9 +190,12 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
     res = run(store.con, list(filter_words), mitigated_at=when, limit=limit)
     after = res["after_mitigation"]
     still_degraded = bool(res["contaminated_sessions"] and after and after.get("still_degraded"))
+    # No contaminated session is a finding (nothing carried); carried ones too few to test are not.
+    cannot_tell = bool(res["contaminated_sessions"]) and res["verdict"] == "cannot tell"
+    code = EXIT_PROBLEM if still_degraded else (EXIT_CANNOT_TELL if cannot_tell else 0)
     if as_json:
         emit_json(res)
-        raise SystemExit(EXIT_PROBLEM if still_degraded else 0)
+        raise SystemExit(code)
     at = (res["mitigated_at"] or "")[:19].replace("T", " ")
     if res.get("mitigated_at_source") == "last bad request":
         when_text = f"the last bad request at {at} UTC; give --mitigated-at for the real fix time"
@@ -199,9 +214,18 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
             unit = "ratio" if m["metric"].endswith("_rate") else ""
             t.add_row(m["metric"], _num(m["contaminated"], unit), _num(m["clean"], unit), m["significance"])
         stdout.print(t)
-        stdout.print(Text("still degraded" if after["still_degraded"] else "no significant degradation left",
-                          style="bold red" if after["still_degraded"] else "green"))
+    if res["contaminated_sessions"] and after:
+        if after["verdict"] == "degraded":
+            stdout.print(Text("still degraded", style="bold red"))
+        elif after["verdict"] == "not degraded":
+            stdout.print(Text("no significant degradation left", style="green"))
+        else:
+            stdout.print(Text(f"cannot tell whether it is still degraded: {after.get('reason') or 'too few requests'}",
+                              style="bold yellow"))
     if res["sessions"]:
+        stdout.print(Text(f"sessions: {res['sessions_listed']:,} of {res['sessions_total']:,}"
+                          + (" (--limit N lists more)" if res["sessions_listed"] < res["sessions_total"] else ""),
+                          style="bold"))
         t = Table(box=None, header_style="bold", pad_edge=False)
         for col in ("session", "tenant", "user", "carried", "after fix", "last turn (UTC)"):
             t.add_column(col, no_wrap=True)
@@ -210,5 +234,5 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
                       safe_rich(s["user_id"], multiline=False), str(s["carried_requests"]), str(s["after_mitigation"]),
                       safe_text(s["last"][:19].replace("T", " ")))
         stdout.print(t)
-    if still_degraded:
-        raise SystemExit(EXIT_PROBLEM)
+    if code:
+        raise SystemExit(code)

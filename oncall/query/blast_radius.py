@@ -7,9 +7,12 @@ after the fix. This finds them:
 - **bad requests**: the filter (e.g. `served_model=gpt-4o-2024-11-20` or `prompt_version=v13`);
 - **carried**: a later request of the same session whose input contains a bad request's output
   (its first 200 characters, so a re-rendered history still matches);
-- **after the mitigation** (`--mitigated-at`, default: when the bad requests stop): the contaminated
-  sessions' requests are compared with clean sessions' requests of the same period, on error rate,
-  output length, refusals, JSON validity and bad labels.
+- **after the mitigation** (`--mitigated-at`, default: when the bad requests stop): the carried
+  requests after it (the number the headline gives) are compared with clean sessions' requests of
+  the same period, on error rate, output length, refusals, JSON validity and bad labels.
+- **the verdict**: `degraded` when a metric is significantly worse (p < 0.001 and at least 10 %),
+  `not degraded` when every metric could be tested and none is, and `cannot tell` when either side
+  has fewer than MIN_N requests (or no metric could be tested): two requests prove nothing either way.
 All of it is SQL over the sessions involved; nothing is pulled whole into Python.
 """
 
@@ -22,7 +25,7 @@ from typing import Any
 from oncall.display import iso_utc
 from oncall.query.filters import Filter, compile_filter
 from oncall.query.metrics import cohort_metrics
-from oncall.query.stats import relative_change, two_proportions, welch
+from oncall.query.stats import MIN_N, relative_change, two_proportions, welch
 
 MATCH_CHARS = 200
 MIN_MATCH_CHARS = 20
@@ -80,17 +83,21 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
         "carried_requests_after_mitigation": int(counts[2]),
         "mitigated_at": iso_utc(mitigation) if mitigation else None,
         "mitigated_at_source": "given" if mitigated_at is not None else ("last bad request" if mitigation else None),
+        "sessions_listed": len(sessions),
+        "sessions_total": int(counts[0]),
         "sessions": [{"session_id": r[0], "carried_requests": int(r[1]), "first": iso_utc(r[2]),
                       "last": iso_utc(r[3]), "after_mitigation": int(r[4]), "tenant": r[5], "user_id": r[6]}
                      for r in sessions],
         "after_mitigation": after,
+        "verdict": after["verdict"] if after else "cannot tell",
     }
 
 
 def _after_mitigation(con: Any, mitigation: dt.datetime, op: str = ">=") -> dict[str, Any] | None:
     """Contaminated sessions' requests after the mitigation against clean sessions' requests then."""
     assert op in (">=", ">")
-    dirty = (f"s.kind = 'llm' AND s.start_time {op} ? AND s.session_id IN (SELECT session_id FROM _oncall_carried) ")
+    # The carried requests after the mitigation: exactly what the headline counts.
+    dirty = f"s.start_time {op} ? AND s.span_pk IN (SELECT span_pk FROM _oncall_carried)"
     clean = (f"s.kind = 'llm' AND s.start_time {op} ? AND s.session_id IS NOT NULL "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_carried) "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_bad)")
@@ -98,7 +105,8 @@ def _after_mitigation(con: Any, mitigation: dt.datetime, op: str = ">=") -> dict
     c = cohort_metrics(con, clean, [mitigation])
     if not d["requests"]:
         return {"contaminated_requests": 0, "clean_requests": int(c["requests"]), "metrics": [],
-                "still_degraded": False}
+                "still_degraded": False, "verdict": "cannot tell",
+                "reason": "no carried requests after the mitigation"}
     rows = []
 
     def rate(metric: str, x: str, n: str) -> None:
@@ -119,8 +127,18 @@ def _after_mitigation(con: Any, mitigation: dt.datetime, op: str = ">=") -> dict
     if d["labels_bad"] + d["labels_good"] and c["labels_bad"] + c["labels_good"]:
         rate("labelled_bad_rate", "labels_bad", "requests")
     degraded = any(r["significance"] == "significant" and abs(r["relative_change"] or 0) >= 0.1 for r in rows)
+    tested = [r for r in rows if r["significance"] in ("significant", "noise")]
+    reason = None
+    if degraded:
+        verdict = "degraded"
+    elif d["requests"] < MIN_N or c["requests"] < MIN_N or not tested:
+        verdict = "cannot tell"
+        reason = (f"{int(d['requests']):,} carried vs {int(c['requests']):,} clean requests after the mitigation; "
+                  f"at least {MIN_N} on each side are needed")
+    else:
+        verdict = "not degraded"
     return {"contaminated_requests": int(d["requests"]), "clean_requests": int(c["requests"]), "metrics": rows,
-            "still_degraded": degraded}
+            "still_degraded": degraded, "verdict": verdict, "reason": reason}
 
 
 def _share(m: dict[str, Any], x: str, n: str) -> float:

@@ -1,20 +1,36 @@
-"""`oncall changes`: what changed, when, for whom — ranked by impact (affected requests × effect size).
+"""`oncall changes`: what changed, named by cause, with everything it moved inside it.
 
-Two detectors, both over DuckDB aggregates (no rows come to Python):
+A responder reads this first, so it must not make them de-duplicate by hand. Three steps, all over
+DuckDB aggregates (only boundary rows of a window come to Python, to place it precisely):
 
-1. **New values.** A served model, prompt version, release, provider or requested model that first
-   appears after the data begins (a silent provider update shows up as a new `served_model` string
-   while the requested model stays the same). The cohort is every key (tenant, feature, model,
-   provider) that has one value across the rows with the new value; the effect is the strongest
-   significant shift in that cohort after versus before the first appearance.
-2. **Metric shifts.** For the whole traffic and for each tenant, feature, model and provider, the
-   per-bucket series of error rate, cost per request, latency, output length, refusal rate and
-   JSON validity is searched for its best single change point (the split maximising the two-sample
-   test statistic, each side at least MIN_SEGMENT buckets), then for a second one inside the changed
-   part, so a burst that ends is reported as a window. A shift counts when p < ALPHA (strict: many
-   series and splits are searched), the relative change is at least MIN_EFFECT and rates move by at
-   least MIN_RATE_DELTA. The same shift seen in several cohorts is reported once, in the cohort
-   where it is strongest, with the others listed in `also_in`.
+1. **Causes.** A served model, prompt version, release, provider or requested model that first
+   appears after the data begins (a silent provider update shows up as a new `served_model` while
+   the requested model stays the same). Its cohort is every key (tenant, feature, model, provider)
+   with one value across the rows carrying it. Values that appear together on the same rows (a new
+   requested model and its snapshot, a release shipping a prompt) are one cause. A value that took
+   under MIN_SHARE of its cohort while it was there and moved nothing is not a cause.
+2. **Effects.** For each cause, every signal of metrics.SIGNALS is compared after its first
+   appearance against before, in its cohort and in each sub-cohort (one more key), with the split
+   known rather than searched (EFFECT_ALPHA). An effect must also show right at the first
+   appearance (the first MIN_SEGMENT buckets after it move at least half as far), so a burst an
+   hour later in the same cohort is not blamed on it. Each metric is listed once, at the broadest
+   cohort that holds it (see `_holder`), with the narrower ones in `also_in`. Effects start at the
+   cause's first appearance.
+3. **Unexplained shifts.** Every signal's per-bucket series for all traffic and each tenant,
+   feature, model and provider is searched for its best change point, then a second one inside the
+   changed part, so a burst that ends is a window (p < ALPHA, strict because many series and
+   splits are searched; at least MIN_EFFECT relative and MIN_RATE_DELTA for rates). Shifts of one
+   metric and direction starting within a bucket of each other are one shift. A shift within a
+   bucket of a cause whose rows account for at least half of it is that cause's effect. The rest
+   are entries of their own, named by what moved, reported at the broadest cohort that holds the
+   shift with the others in `also_in`; shifts of several metrics in the same window and cohort
+   are one entry. Window edges are placed from the rows around the bucket boundary (the split
+   that best separates the two levels), not at bucket boundaries.
+
+Every entry carries a filter and `affected_requests`, the number of LLM calls that filter returns
+in `search` (errors included); `counts` says so, and each effect says what its numbers count.
+Ranking is by impact: requests affected times effect size, for a cause its strongest effect plus a
+quarter of the others, never by how many cohorts echo it.
 """
 
 from __future__ import annotations
@@ -23,167 +39,108 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cached_property
 from typing import Any
 
 from oncall.display import format_cost
 from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
-from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
-from oncall.query.stats import relative_change, two_proportions, welch
+from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
+from oncall.query.quality import has_output, key_set_sql
+from oncall.query.stats import relative_change, two_proportions
 
-ALPHA = 1e-6
+ALPHA = 1e-6  # a searched change point
+EFFECT_ALPHA = 1e-5  # a cause's effect: the split is its first appearance, not searched
 MIN_EFFECT = 0.20
 MIN_RATE_DELTA = 0.02
 MIN_SEGMENT = 3
 MIN_REQUESTS = 30
+MIN_RATE_N = 10
+MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least this share of its cohort
+MIN_NEAR = 10  # rows right after a cause needed to check that its effect starts there
+HOLD_SHARE = 0.5  # a broader cohort holds a shift that it shows at least half as strongly
+EXPLAIN_SHARE = 0.5  # a cause explains a shift when its rows account for at least half of it
+CAUSE_DIMENSIONS = ("release", "prompt_version", "model", "provider", "served_model")  # priority when together
 NEW_VALUE_DIMENSIONS = ("served_model", "prompt_version", "release", "provider", "model")
 COHORT_KEYS = ("tenant", "feature", "model", "provider")
-SHIFT_KEYS = (None, "provider", "feature", "model", "tenant")
-# metric -> (kind, numerator column, denominator column, squares column or None)
-SHIFT_METRICS = {
-    "error_rate": ("rate", "errors", "requests", None),
-    "cost_per_request": ("mean", "cost_sum", "cost_n", "cost_sq"),
-    "latency_ms_mean": ("mean", "latency_sum", "latency_n", "latency_sq"),
-    "output_length_mean": ("mean", "length_sum", "outputs", "length_sq"),
-    "refusal_rate": ("rate", "refusals", "outputs", None),
-    "json_valid_rate": ("rate", "json_valid", "outputs", None),
-}
+SHIFT_KEYS: tuple[str | None, ...] = (None, "provider", "feature", "model", "tenant")
 
 
 @dataclass
 class Change:
     kind: str  # new_served_model | new_prompt_version | new_release | new_provider | new_model | metric_shift
-    metric: str | None
+    metric: str | None  # the strongest effect's metric (a metric shift: what moved)
     cohort: dict[str, str]
     began_at: str
     ended_at: str | None
-    before: Any
+    before: Any  # a cause: the value it replaced; a shift: the metric before
     after: Any
     relative_change: float | None
-    affected_requests: int
+    affected_requests: int  # LLM calls `filter` returns in search, errors included
     impact: float
     significance: str
     p_value: float | None
     description: str
     filter: str
     also_in: list[dict[str, str]] = field(default_factory=list)
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[str, Any] = field(default_factory=dict)
+    together_with: list[dict[str, str]] = field(default_factory=list)  # other new values on the same rows
+    bucket_s: int = 0
+    title: str = ""  # the cause (or what moved) without its effects: the console's line
     cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return _rounded(asdict(self))
+
+
+def _rounded(v: Any) -> Any:
+    """Floats to 12 significant digits: DuckDB sums doubles in parallel, in no fixed order, so the
+    last digits differ between runs and --json would not be byte-identical from one run to the next."""
+    if isinstance(v, float):
+        return float(f"{v:.12g}")
+    if isinstance(v, dict):
+        return {k: _rounded(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_rounded(x) for x in v]
+    return v
 
 
 def _iso(t: dt.datetime) -> str:
     return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _cohort_filter(cohort: dict[str, str]) -> list[str]:
-    return [f"{k}={quote_value(v)}" for k, v in cohort.items()]
+def _ceil_s(t: dt.datetime) -> dt.datetime:
+    """The next whole second after t: `until=` is exclusive, and filters speak in seconds."""
+    return t.replace(microsecond=0) + dt.timedelta(seconds=1)
 
 
-def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
-    """Everything that changed in the (filtered) requests, most impactful first."""
-    base = compile_filter(con, flt, alias="s")
-    lo, hi, n = con.execute(f"SELECT min(s.start_time), max(s.start_time), count(*) FROM spans s WHERE {base.where}",
-                            base.params).fetchone()
-    if lo is None or n < MIN_REQUESTS:
-        return []
-    span_s = max((hi - lo).total_seconds(), 1.0)
-    bucket_s = bucket_s or auto_bucket(span_s)
-    found = _new_values(con, base, lo, span_s) + _shifts(con, base, bucket_s)
-    found.sort(key=lambda c: c.impact, reverse=True)
-    _scope(found, base.filter)
-    for c in found:
-        mark_change(con, c)  # a cost shift says when its costs are estimates (query.cost_marks)
-    return found
+def _q(v: str) -> str:
+    """A filter value that reads back as exactly `v` (quoted when it holds spaces, commas or quotes)."""
+    return quote_value(v)
 
 
-def _scope(found: list[Change], scope: Filter) -> None:
-    """Each change's filter reproduces its cohort *within the filter `changes` ran on*: without the
-    scope, `changes tenant=hooli` would hand out `provider=anthropic since=…` for every tenant."""
-    if not scope.terms:
-        return
-    outer = [str(t) for t in scope.terms]
-    for c in found:
-        own = [str(t) for t in parse_filter(c.filter).terms]
-        c.filter = " ".join(outer + [t for t in own if t not in outer])
+def _cohort_terms(cohort: dict[str, str]) -> list[str]:
+    return [f"{k}={_q(v)}" for k, v in cohort.items()]
 
 
-# -- 1. new values ---------------------------------------------------------------------------------
-def _new_values(con: Any, base: Any, lo: dt.datetime, span_s: float) -> list[Change]:
-    out: list[Change] = []
-    settle = lo + dt.timedelta(seconds=0.05 * span_s)
-    for dim in NEW_VALUE_DIMENSIONS:
-        rows = con.execute(
-            f"SELECT s.{dim}, min(s.start_time), count(*) FROM spans s WHERE {base.where} AND s.{dim} IS NOT NULL "
-            f"GROUP BY 1 HAVING min(s.start_time) > ? AND count(*) >= 5 ORDER BY 2", [*base.params, settle]).fetchall()
-        for value, first, count in rows:
-            ch = _describe_new_value(con, base, dim, str(value), first, int(count))
-            if ch is not None:
-                out.append(ch)
-    return out
+def _what(cohort: dict[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all traffic"
 
 
-def _describe_new_value(con: Any, base: Any, dim: str, value: str, first: dt.datetime, count: int) -> Change | None:
-    keys = [k for k in COHORT_KEYS if k != dim]
-    agg = ", ".join(f"count(DISTINCT s.{k}), any_value(s.{k})" for k in keys)
-    row = con.execute(f"SELECT {agg} FROM spans s WHERE {base.where} AND s.{dim} = ?", [*base.params, value]).fetchone()
-    cohort = {k: str(row[2 * i + 1]) for i, k in enumerate(keys) if row[2 * i] == 1 and row[2 * i + 1] is not None}
-    cohort_where = " AND ".join([base.where] + [f"s.{k} = ?" for k in cohort])
-    cohort_params = [*base.params, *cohort.values()]
-    prev = con.execute(
-        f"SELECT s.{dim}, count(*) FROM spans s WHERE {cohort_where} AND s.start_time < ? AND s.{dim} IS NOT NULL "
-        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1", [*cohort_params, first]).fetchone()
-    if prev is None:
-        return None  # the whole cohort is new (a new tenant or feature), not a change of an existing one
-    before = cohort_metrics(con, f"{cohort_where} AND s.start_time < ?", [*cohort_params, first])
-    after = cohort_metrics(con, f"{cohort_where} AND s.{dim} = ?", [*cohort_params, value])
-    effect = _strongest_effect(after, before)
-    rel = effect["relative_change"] if effect else None
-    flt = _cohort_filter(cohort) + [f"{dim}={quote_value(value)}"]
-    what = ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all traffic"
-    desc = f"{dim.replace('_', ' ')} {prev[0]} -> {value} for {what} from {_iso(first)}"
-    if effect:
-        desc += "; " + describe_effect(effect["metric"], effect["before"], effect["after"])
-    return Change(
-        kind=f"new_{dim}", metric=effect["metric"] if effect else None, cohort=cohort, began_at=_iso(first),
-        ended_at=None, before=str(prev[0]), after=value, relative_change=rel, affected_requests=count,
-        impact=count * max(effect["effect"] if effect else 0.0, 0.1), significance=effect["significance"] if effect else "n/a",
-        p_value=effect["p_value"] if effect else None, description=desc, filter=" ".join(flt))
+# -- reading a metric ------------------------------------------------------------------------------
+METRIC_NAMES = {"error_rate": "error rate", "cost_per_request": "cost/request", "latency_ms_mean": "mean latency",
+                "output_length_mean": "output length", "refusal_rate": "refusal rate",
+                "json_valid_rate": "JSON-valid outputs", "json_key_drift": "outputs with a new JSON key set",
+                "input_tokens_mean": "input tokens/request", "output_tokens_mean": "output tokens/request",
+                "ttft_ms_mean": "time to first token", "finish_length_rate": "truncated (finish=length)",
+                "finish_content_filter_rate": "content-filtered (finish=content_filter)",
+                "finish_tool_calls_rate": "finish=tool_calls", "tool_call_rate": "calls with tool calls",
+                "tool_error_rate": "tool-span error rate"}
 
 
-def _strongest_effect(after: dict[str, Any], before: dict[str, Any]) -> dict[str, Any] | None:
-    """The significant metric with the largest relative change between two cohorts' metrics."""
-    cands = []
-
-    def add(metric: str, a: float | None, b: float | None, test: Any, min_abs: float = 0.0) -> None:
-        rel = relative_change(a, b)
-        if test.significance != "significant" or a is None or b is None or abs(a - b) < min_abs:
-            return
-        score = effect_size("rate" if metric.endswith("_rate") else "mean", a, b)
-        cands.append({"metric": metric, "before": b, "after": a, "relative_change": rel, "score": score,
-                      "effect": score,
-                      "significance": test.significance, "p_value": test.p_value})
-
-    def rate(x: str, n: str, m: dict[str, Any]) -> float | None:
-        return m[x] / m[n] if m[n] else None
-
-    add("error_rate", rate("errors", "requests", after), rate("errors", "requests", before),
-        two_proportions(after["errors"], after["requests"], before["errors"], before["requests"]), MIN_RATE_DELTA)
-    add("cost_per_request", after["cost_mean"], before["cost_mean"],
-        welch(after["cost_mean"], after["cost_var"], after["cost_n"], before["cost_mean"], before["cost_var"],
-              before["cost_n"]))
-    add("output_length_mean", after["length_mean"], before["length_mean"],
-        welch(after["length_mean"], after["length_var"], after["outputs"], before["length_mean"], before["length_var"],
-              before["outputs"]))
-    add("latency_ms_mean", after["latency_mean"], before["latency_mean"],
-        welch(after["latency_mean"], after["latency_var"], after["latency_n"], before["latency_mean"],
-              before["latency_var"], before["latency_n"]))
-    add("json_valid_rate", rate("json_valid", "outputs", after), rate("json_valid", "outputs", before),
-        two_proportions(after["json_valid"], after["outputs"], before["json_valid"], before["outputs"]), MIN_RATE_DELTA)
-    add("refusal_rate", rate("refusals", "outputs", after), rate("refusals", "outputs", before),
-        two_proportions(after["refusals"], after["outputs"], before["refusals"], before["outputs"]), MIN_RATE_DELTA)
-    return max(cands, key=lambda c: c["score"]) if cands else None
+def _is_rate(metric: str) -> bool:
+    return SIGNALS[metric].kind == "rate" if metric in SIGNALS else metric.endswith("_rate")
 
 
 def _fmt(v: Any) -> str:
@@ -192,143 +149,31 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-# How a responder reads each metric: its name, and its values with units.
-METRIC_NAMES = {"error_rate": "error rate", "cost_per_request": "cost/request", "latency_ms_mean": "mean latency",
-                "output_length_mean": "output length", "refusal_rate": "refusal rate",
-                "json_valid_rate": "JSON-valid outputs"}
-
-
 def _value(metric: str, v: float) -> str:
-    if metric.endswith("_rate"):
+    if _is_rate(metric):
         pct = 100 * v
         return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
     if metric == "cost_per_request":
         return format_cost(v)
-    if metric == "latency_ms_mean":
+    if metric in ("latency_ms_mean", "ttft_ms_mean"):
         return f"{v:,.0f} ms"
     if metric == "output_length_mean":
         return f"{v:,.0f} chars"
+    if metric in ("input_tokens_mean", "output_tokens_mean"):
+        return f"{v:,.0f}"
     return _fmt(v)
 
 
-def describe_effect(metric: str, before: float, after: float) -> str:
+def describe_effect(metric: str, before: float, after: float, *, estimated: bool = False) -> str:
     """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change."""
-    text = f"{METRIC_NAMES.get(metric, metric)} {_value(metric, before)} -> {_value(metric, after)}"
+    name = METRIC_NAMES.get(metric, metric)
+    if metric == "cost_per_request" and estimated:
+        name = "estimated " + name
+    text = f"{name} {_value(metric, before)} -> {_value(metric, after)}"
     rel = relative_change(after, before)
-    if not metric.endswith("_rate") and rel is not None:
+    if not _is_rate(metric) and rel is not None:
         text += f" ({100 * rel:+.0f} %)"
     return text
-
-
-# -- 2. metric shifts ------------------------------------------------------------------------------
-@dataclass
-class _Seg:
-    x: float  # successes (rates) or sum (means)
-    n: float
-    sq: float  # sum of squares (means)
-
-
-def _stat(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | None]:
-    """(|z|, value of a, value of b) comparing segment a against b."""
-    if a.n < MIN_REQUESTS or b.n < MIN_REQUESTS:
-        return 0.0, None, None
-    if kind == "rate":
-        t = two_proportions(int(a.x), int(a.n), int(b.x), int(b.n))
-        return abs(t.statistic or 0.0), a.x / a.n, b.x / b.n
-    ma, mb = a.x / a.n, b.x / b.n
-    va = max((a.sq - a.n * ma * ma) / (a.n - 1), 0.0)
-    vb = max((b.sq - b.n * mb * mb) / (b.n - 1), 0.0)
-    t = welch(ma, va, int(a.n), mb, vb, int(b.n))
-    return abs(t.statistic or 0.0), ma, mb
-
-
-def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int) -> tuple[float, int] | None:
-    """The split k in (lo, hi) maximising the statistic of segs[k:hi] against segs[lo:k]."""
-    best = None
-    pre = _Seg(0, 0, 0)
-    total = _Seg(sum(s.x for s in segs[lo:hi]), sum(s.n for s in segs[lo:hi]), sum(s.sq for s in segs[lo:hi]))
-    for k in range(lo + 1, hi):
-        s = segs[k - 1]
-        pre = _Seg(pre.x + s.x, pre.n + s.n, pre.sq + s.sq)
-        if k - lo < MIN_SEGMENT or hi - k < MIN_SEGMENT:
-            continue
-        post = _Seg(total.x - pre.x, total.n - pre.n, total.sq - pre.sq)
-        z, _, _ = _stat(kind, post, pre)
-        if best is None or z > best[0]:
-            best = (z, k)
-    return best
-
-
-def _shifts(con: Any, base: Any, bucket_s: int) -> list[Change]:
-    raw: list[Change] = []
-    rows = series_sets(con, base.where, base.params, bucket_s=bucket_s, keys=list(SHIFT_KEYS))
-    if not rows:
-        return []
-    start = min(r["bucket"] for r in rows)
-    groups: dict[tuple[Any, Any], dict[int, dict[str, Any]]] = {}
-    for r in rows:
-        idx = int((r["bucket"] - start).total_seconds() // bucket_s)
-        groups.setdefault((r["key"], r["grp"]), {})[idx] = r
-    nb = max(i for g in groups.values() for i in g) + 1
-    for (key, grp), by_idx in groups.items():
-        if key is not None and grp is None:
-            continue
-        cohort = {key: str(grp)} if key else {}
-        for metric, (kind, xcol, ncol, sqcol) in SHIFT_METRICS.items():
-            segs = [_Seg(float(by_idx[i][xcol] or 0) if i in by_idx else 0.0,
-                         float(by_idx[i][ncol] or 0) if i in by_idx else 0.0,
-                         float(by_idx[i][sqcol] or 0) if (i in by_idx and sqcol) else 0.0) for i in range(nb)]
-            ch = _detect(metric, kind, segs, start, bucket_s, cohort)
-            if ch is not None:
-                raw.append(ch)
-    return _dedupe(raw, bucket_s)
-
-
-def _detect(metric: str, kind: str, segs: list[_Seg], start: dt.datetime, bucket_s: int,
-            cohort: dict[str, str]) -> Change | None:
-    nb = len(segs)
-    if nb < 2 * MIN_SEGMENT or sum(s.n for s in segs) < 2 * MIN_REQUESTS:
-        return None
-    if metric == "json_valid_rate" and sum(s.x for s in segs) < 0.5 * sum(s.n for s in segs):
-        return None  # not a JSON-producing cohort
-    first = _best_split(kind, segs, 0, nb)
-    if first is None:
-        return None
-    k = first[1]
-    began, ended = k, None
-    window = segs[k:]
-    rest = segs[:k]
-    # A burst that ends: a second split inside the changed part that returns towards the level before.
-    second = _best_split(kind, segs, k, nb)
-    if second is not None:
-        e = second[1]
-        pre = _merge(segs[:k])
-        mid, tail = _merge(segs[k:e]), _merge(segs[e:])
-        if pre.n and mid.n and tail.n:
-            lvl = lambda s: s.x / s.n  # noqa: E731
-            if abs(lvl(tail) - lvl(pre)) < 0.5 * abs(lvl(mid) - lvl(pre)):
-                ended = e
-                window = segs[k:e]
-                rest = segs[:k] + segs[e:]
-    a, b = _merge(window), _merge(rest)
-    z, va, vb = _stat(kind, a, b)
-    if va is None or vb is None:
-        return None
-    p = math.erfc(z / math.sqrt(2.0))
-    rel = relative_change(va, vb)
-    if p >= ALPHA or (rel is not None and abs(rel) < MIN_EFFECT) or (kind == "rate" and abs(va - vb) < MIN_RATE_DELTA):
-        return None
-    began_at = start + dt.timedelta(seconds=began * bucket_s)
-    ended_at = start + dt.timedelta(seconds=ended * bucket_s) if ended is not None else None
-    what = ", ".join(f"{kk}={v}" for kk, v in cohort.items()) or "all traffic"
-    when = f"from {_iso(began_at)}" + (f" to {_iso(ended_at)}" if ended_at else "")
-    flt = _cohort_filter(cohort) + [f"since={_iso(began_at)}"] + ([f"until={_iso(ended_at)}"] if ended_at else [])
-    affected = int(a.n)
-    return Change(kind="metric_shift", metric=metric, cohort=cohort, began_at=_iso(began_at),
-                  ended_at=_iso(ended_at) if ended_at else None, before=vb, after=va, relative_change=rel,
-                  affected_requests=affected, impact=affected * effect_size(kind, va, vb),
-                  significance="significant", p_value=p,
-                  description=f"{describe_effect(metric, vb, va)} for {what} {when}", filter=" ".join(flt))
 
 
 def effect_size(kind: str, after: float, before: float) -> float:
@@ -340,21 +185,908 @@ def effect_size(kind: str, after: float, before: float) -> float:
     return min(abs(rel), 10.0) if rel is not None else 0.0
 
 
+def _hold_size(kind: str, after: float, before: float) -> float:
+    """The size compared across cohorts to find the broadest that holds a shift."""
+    return abs(after - before) if kind == "rate" else abs(relative_change(after, before) or 0.0)
+
+
+# -- segments and tests ----------------------------------------------------------------------------
+@dataclass
+class _Seg:
+    x: float  # successes (rates) or sum (means)
+    n: float
+    sq: float  # sum of squares (means)
+
+    def __add__(self, o: _Seg) -> _Seg:
+        return _Seg(self.x + o.x, self.n + o.n, self.sq + o.sq)
+
+    def __sub__(self, o: _Seg) -> _Seg:
+        return _Seg(self.x - o.x, self.n - o.n, self.sq - o.sq)
+
+    @property
+    def level(self) -> float | None:
+        return self.x / self.n if self.n else None
+
+
+def _seg(row: dict[str, Any] | None, metric: str) -> _Seg:
+    if row is None:
+        return _Seg(0.0, 0.0, 0.0)
+    x, n = row.get(f"{metric}__x") or 0, row.get(f"{metric}__n") or 0
+    sq = row.get(f"{metric}__sq") or 0 if SIGNALS[metric].kind == "mean" else x
+    return _Seg(float(x), float(n), float(sq))
+
+
 def _merge(segs: list[_Seg]) -> _Seg:
-    return _Seg(sum(s.x for s in segs), sum(s.n for s in segs), sum(s.sq for s in segs))
+    out = _Seg(0.0, 0.0, 0.0)
+    for s in segs:
+        out = out + s
+    return out
 
 
-def _dedupe(found: list[Change], bucket_s: int) -> list[Change]:
-    """One shift per (metric, start time ± one bucket): kept where its relative change is largest."""
-    found.sort(key=lambda c: (abs(c.relative_change or 0.0), -c.affected_requests), reverse=True)
-    kept: list[Change] = []
+def _test(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | None]:
+    """(signed z of a against b, level of a, level of b); 0 when a side is too small: MIN_REQUESTS
+    each for means; for rates MIN_RATE_N on the smaller side and MIN_REQUESTS on the larger (a short
+    burst of ten calls is a finding when most of them fail; `_p_rate` then gives its exact p)."""
+    if kind == "rate":
+        if min(a.n, b.n) < MIN_RATE_N or max(a.n, b.n) < MIN_REQUESTS:
+            return 0.0, None, None
+    elif a.n < MIN_REQUESTS or b.n < MIN_REQUESTS:
+        return 0.0, None, None
+    if kind == "rate":
+        t = two_proportions(int(a.x), int(a.n), int(b.x), int(b.n))
+        return (t.statistic or 0.0), a.x / a.n, b.x / b.n
+    ma, mb = a.x / a.n, b.x / b.n
+    va = max((a.sq - a.n * ma * ma) / (a.n - 1), 0.0)
+    vb = max((b.sq - b.n * mb * mb) / (b.n - 1), 0.0)
+    se = math.sqrt(va / a.n + vb / b.n)
+    if se == 0:
+        return (0.0 if ma == mb else math.copysign(1e9, ma - mb)), ma, mb
+    return (ma - mb) / se, ma, mb
+
+
+def _p(z: float) -> float:
+    return math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def _p_rate(a: _Seg, b: _Seg, z: float) -> float:
+    """Two-sided p of a's rate against b's. When the rarer outcome is expected fewer than ten times
+    in a, the normal approximation overstates significance (7 truncated outputs of 45 where 1 % is
+    usual read as p = 4e-12; 14 refusals of 550 against none of 150 as 1e-12): then Fisher's exact
+    test, which also knows how little b's own rate is pinned down."""
+    na, nb = int(round(a.n)), int(round(b.n))
+    xa, xb = int(round(a.x)), int(round(b.x))
+    n, k = na + nb, xa + xb
+    if k > n - k:  # count the rarer outcome
+        xa, k = na - xa, n - k
+    expected = na * k / n if n else 0.0
+    if expected >= 10 or k > 2000:
+        return _p(z)
+
+    def log_c(m: int, r: int) -> float:
+        return math.lgamma(m + 1) - math.lgamma(r + 1) - math.lgamma(m - r + 1)
+
+    total = log_c(n, na)
+    lo, hi = max(0, na - (n - k)), min(k, na)
+
+    def pmf(r: int) -> float:
+        return math.exp(log_c(k, r) + log_c(n - k, na - r) - total)
+
+    tail = sum(pmf(r) for r in range(xa, hi + 1)) if xa >= expected else sum(pmf(r) for r in range(lo, xa + 1))
+    return min(1.0, 2.0 * tail)
+
+
+def _big_enough(kind: str, after: float, before: float) -> bool:
+    if kind == "rate":
+        return abs(after - before) >= MIN_RATE_DELTA and (before == 0 or abs(after - before) / before >= MIN_EFFECT
+                                                           or abs(after - before) >= 0.1)
+    rel = relative_change(after, before)
+    return rel is None or abs(rel) >= MIN_EFFECT
+
+
+def _json_cohort(before: _Seg, after: _Seg) -> bool:
+    """JSON validity is a signal only for cohorts that mostly produce JSON (a prose bot is not "0 % valid")."""
+    return max(before.level or 0.0, after.level or 0.0) >= 0.5
+
+
+# -- the run -----------------------------------------------------------------------------------------
+@dataclass
+class _Ctx:
+    con: Any
+    llm: Any  # compiled filter: LLM calls in scope
+    where: str  # LLM calls and tool spans in scope
+    params: list[Any]
+    lo: dt.datetime
+    hi: dt.datetime
+    bucket_s: int
+    estimated_cost: bool
+    scope: Filter
+    signals: set[str]  # the signals this data can show (metrics.present_signals)
+    key_ref: list[str] | None = None  # JSON key sets of the first third, the series' drift reference
+
+
+def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
+    """Everything that changed in the (filtered) requests: one entry per cause, most impactful first."""
+    llm = compile_filter(con, flt, alias="s")
+    lo, hi, n = con.execute(f"SELECT min(s.start_time), max(s.start_time), count(*) FROM spans s WHERE {llm.where}",
+                            llm.params).fetchone()
+    if lo is None or n < MIN_REQUESTS:
+        return []
+    if "kind" in llm.filter.keys():
+        where, params = llm.where, list(llm.params)
+    else:  # tool spans too, for the tool-span error rate
+        wide = compile_filter(con, flt, alias="s", default_kind=None)
+        where, params = f"s.kind IN ('llm', 'tool') AND {wide.where}", list(wide.params)
+    bucket_s = bucket_s or _auto_bucket(con, llm, int(n))
+    ctx = _Ctx(con, llm, where, params, lo, hi, int(bucket_s), _estimated_cost(con, llm), llm.filter,
+               present_signals(con, where, params))
+
+    causes = _causes(ctx)
+    for c in causes:
+        _cause_effects(ctx, c, causes)
+    causes = [c for c in causes if c.effects or c.share >= MIN_SHARE]
+    families = _shift_families(ctx)
+    unexplained = [f for f in families if not _explain(ctx, f, causes)]
+    found = [_cause_change(ctx, c) for c in causes] + _unexplained_changes(ctx, unexplained)
+    found.sort(key=lambda c: c.impact, reverse=True)
+    _scope(found, ctx.scope)
+    _count(ctx, found)
     for c in found:
-        t = dt.datetime.fromisoformat(c.began_at.replace("Z", "+00:00"))
-        twin = next((k for k in kept if k.metric == c.metric and abs(
-            (dt.datetime.fromisoformat(k.began_at.replace("Z", "+00:00")) - t).total_seconds()) <= bucket_s
-            and (k.relative_change or 0) * (c.relative_change or 0) > 0), None)
+        mark_change(con, c)  # a cost shift says when its costs are estimates (query.cost_marks)
+    return found
+
+
+def _auto_bucket(con: Any, llm: Any, n: int) -> int:
+    """About 72 buckets over the time that holds data (long gaps do not count), fewer when there are
+    few requests (about 40 a bucket), never fewer than 12."""
+    minutes = con.execute(f"SELECT count(DISTINCT time_bucket(INTERVAL '60 seconds', s.start_time)) FROM spans s "
+                          f"WHERE {llm.where}", llm.params).fetchone()[0]
+    return auto_bucket(max(int(minutes), 1) * 60.0, target=max(12, min(72, n // 40)))
+
+
+def _estimated_cost(con: Any, llm: Any) -> bool:
+    """Cost estimated from tokens (the importer's `cost_source` column, where it exists) is said to be."""
+    cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                      "WHERE table_name = 'spans'").fetchall()}
+    if "cost_source" not in cols:
+        return False
+    return bool(con.execute(f"SELECT count(*) FILTER (WHERE s.cost_source = 'estimated') > 0 FROM spans s "
+                            f"WHERE {llm.where}", llm.params).fetchone()[0])
+
+
+def _scope(found: list[Change], scope: Filter) -> None:
+    """Each filter reproduces its cohort *within the filter `changes` ran on*: without the scope,
+    `changes tenant=hooli` would hand out `provider=anthropic since=…` for every tenant."""
+    if not scope.terms:
+        return
+    outer = [str(t) for t in scope.terms]
+
+    def scoped(text: str) -> str:
+        own = [str(t) for t in parse_filter(text).terms]
+        return " ".join(outer + [t for t in own if t not in outer])
+
+    for c in found:
+        c.filter = scoped(c.filter)
+        for e in c.effects:
+            e["filter"] = scoped(e["filter"])
+
+
+def _count(ctx: _Ctx, found: list[Change]) -> None:
+    """The request count of every entry and effect is what its filter returns in search."""
+    for c in found:
+        c.affected_requests = _filter_count(ctx.con, c.filter)
+        c.counts = {"requests": c.affected_requests, "filter": c.filter,
+                    "counted": "LLM calls the filter returns in search (errors included)"}
+        for e in c.effects:
+            e["requests"] = _filter_count(ctx.con, e["filter"])
+
+
+def _filter_count(con: Any, text: str) -> int:
+    c = compile_filter(con, text, alias="s")
+    return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+
+
+# -- 1. causes ---------------------------------------------------------------------------------------
+@dataclass
+class _Cause:
+    dim: str
+    value: str
+    prev: str
+    first: dt.datetime
+    last: dt.datetime
+    count: int
+    cohort: dict[str, str]
+    together: list[dict[str, str]] = field(default_factory=list)
+    effects: list[dict[str, Any]] = field(default_factory=list)
+    groups: dict[tuple[str | None, str | None], dict[int, dict[str, Any]]] = field(default_factory=dict)
+    after_until: dt.datetime | None = None
+    before_from: dt.datetime | None = None
+    share: float = 1.0  # of the cohort's rows with a value for the dimension, while it was there
+
+
+def _causes(ctx: _Ctx) -> list[_Cause]:
+    con, llm = ctx.con, ctx.llm
+    span_s = max((ctx.hi - ctx.lo).total_seconds(), 1.0)
+    settle = ctx.lo + dt.timedelta(seconds=max(0.05 * span_s, min(ctx.bucket_s, 0.2 * span_s)))
+    found: list[_Cause] = []
+    for dim in NEW_VALUE_DIMENSIONS:
+        rows = con.execute(
+            f"SELECT s.{dim}, min(s.start_time), max(s.start_time), count(*) FROM spans s WHERE {llm.where} "
+            f"AND s.{dim} IS NOT NULL GROUP BY 1 HAVING min(s.start_time) > ? AND count(*) >= 5 ORDER BY 2",
+            [*llm.params, settle]).fetchall()
+        for value, first, last, count in rows:
+            c = _new_value(ctx, dim, str(value), first, last, int(count))
+            if c is not None:
+                found.append(c)
+    return _together(ctx, found)
+
+
+def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.datetime, count: int) -> _Cause | None:
+    con, llm = ctx.con, ctx.llm
+    keys = [k for k in COHORT_KEYS if k != dim]
+    agg = ", ".join(f"count(DISTINCT s.{k}), any_value(s.{k})" for k in keys)
+    row = con.execute(f"SELECT {agg} FROM spans s WHERE {llm.where} AND s.{dim} = ?", [*llm.params, value]).fetchone()
+    cohort = {k: str(row[2 * i + 1]) for i, k in enumerate(keys) if row[2 * i] == 1 and row[2 * i + 1] is not None}
+    cohort = _minimal(ctx, dim, cohort)
+    where = " AND ".join([llm.where] + [f"s.{k} = ?" for k in cohort])
+    prev = con.execute(
+        f"SELECT s.{dim}, count(*) FROM spans s WHERE {where} AND s.start_time < ? AND s.{dim} IS NOT NULL "
+        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1", [*llm.params, *cohort.values(), first]).fetchone()
+    if prev is None:
+        return None  # the whole cohort is new (a new tenant or feature), not a change of an existing one
+    # Its share of the cohort while it was there: a rollout or a fallback takes over, a value
+    # that turns up now and then among the old one (five calls to another model) is not a change
+    # unless something moved with it.
+    during = con.execute(f"SELECT count(*) FILTER (WHERE s.{dim} = ?), count(*) FILTER (WHERE s.{dim} IS NOT NULL) "
+                         f"FROM spans s WHERE {where} AND s.start_time >= ? AND s.start_time <= ?",
+                         [value, *llm.params, *cohort.values(), first, last]).fetchone()
+    share = during[0] / during[1] if during[1] else 0.0
+    return _Cause(dim, value, str(prev[0]), first, last, count, cohort, share=share)
+
+
+# Which implied keys go first when a cohort is made minimal: the provider follows from the model; a
+# served-model change is named by the requested model it serves, a prompt by its tenant and feature.
+_DROP_ORDER = {"served_model": ("provider", "tenant", "feature", "model"),
+               "model": ("provider", "tenant", "feature"),
+               "provider": ("model", "tenant", "feature")}
+_DROP_DEFAULT = ("provider", "model", "tenant", "feature")
+
+
+def _minimal(ctx: _Ctx, dim: str, cohort: dict[str, str]) -> dict[str, str]:
+    """The cohort without keys its other keys imply (model=gpt-4o already means provider=openai; in
+    an export with one feature, feature=x says nothing): the same rows, named as a responder would."""
+    out = dict(cohort)
+    for k in _DROP_ORDER.get(dim, _DROP_DEFAULT):
+        if k not in out or len(out) == 1:
+            continue
+        rest = {kk: v for kk, v in out.items() if kk != k}
+        where = " AND ".join([ctx.llm.where] + [f"s.{kk} = ?" for kk in rest])
+        other = ctx.con.execute(f"SELECT count(*) FILTER (WHERE s.{k} IS DISTINCT FROM ?) FROM spans s WHERE {where}",
+                                [out[k], *ctx.llm.params, *rest.values()]).fetchone()[0]
+        if other == 0:
+            out = rest
+    return out
+
+
+def _together(ctx: _Ctx, found: list[_Cause]) -> list[_Cause]:
+    """New values that arrive together on the same rows are one cause, named by the most deliberate
+    (a release over the prompt it shipped, a requested model over the snapshot that serves it)."""
+    found.sort(key=lambda c: CAUSE_DIMENSIONS.index(c.dim))
+    kept: list[_Cause] = []
+    for c in found:
+        twin = None
+        for k in kept:
+            if abs((k.first - c.first).total_seconds()) > ctx.bucket_s:
+                continue
+            both = ctx.con.execute(f"SELECT count(*) FROM spans s WHERE {ctx.llm.where} AND s.{k.dim} = ? "
+                                   f"AND s.{c.dim} = ?", [*ctx.llm.params, k.value, c.value]).fetchone()[0]
+            if both >= 0.8 * max(k.count, c.count):
+                twin = k
+                break
         if twin is None:
             kept.append(c)
         else:
-            twin.also_in.append(c.cohort)
+            twin.together.append({"dimension": c.dim, "before": c.prev, "after": c.value})
     return kept
+
+
+def _compatible(a: dict[str, str], b: dict[str, str]) -> bool:
+    return all(b[k] == v for k, v in a.items() if k in b)
+
+
+# -- 2. a cause's effects -------------------------------------------------------------------------------
+def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
+    """Each signal after the cause's first appearance against before, in its cohort and sub-cohorts."""
+    b = dt.timedelta(seconds=ctx.bucket_s)
+    t0 = cause.first
+    # An earlier cause in an overlapping cohort starts the before-period, so this one is measured
+    # against the state it changed, not against the state before the earlier one. (A later cause is
+    # kept out of the effects by the check that an effect starts at the first appearance.)
+    earlier = [o.first for o in causes if o is not cause and _compatible(o.cohort, cause.cohort)
+               and o.first < t0 and t0 - o.first >= MIN_SEGMENT * b]
+    cause.before_from = max(earlier) if earlier else None
+    until = None
+    if ctx.hi - cause.last > 2 * b:  # the new value went away again (a rollback)
+        until = cause.last + dt.timedelta(microseconds=1)
+    cause.after_until = until
+    cond = [f"s.{k} = ?" for k in cause.cohort]
+    params = list(cause.cohort.values())
+    # After its first appearance, rows with another value of the dimension are not the cause's.
+    # Rows without one (a failed call has no served model) count as the cause's only when it took
+    # most of its cohort; else they are mostly the old value's.
+    if cause.share >= 0.5:
+        cond.append(f"(s.start_time < ? OR s.{cause.dim} IS NULL OR s.{cause.dim} = ?)")
+    else:
+        cond.append(f"(s.start_time < ? OR s.{cause.dim} = ?)")
+    params += [t0, cause.value]
+    if cause.before_from is not None:
+        cond.append("s.start_time >= ?")
+        params.append(cause.before_from)
+    if until is not None:
+        cond.append("s.start_time < ?")
+        params.append(until)
+    where = " AND ".join([ctx.where] + cond)
+    wparams = ctx.params + params
+    key_ref = _key_sets(ctx.con, f"{where} AND s.start_time < ?", [*wparams, t0], min_count=1)
+    sub = [k for k in COHORT_KEYS if k not in cause.cohort]
+    rows = grouped_signals(
+        ctx.con, where, wparams, keys=[None, *sub], key_ref=key_ref,
+        group="CASE WHEN start_time < ? THEN 0 WHEN start_time < ? THEN 2 ELSE 3 END",
+        group_params=[t0, t0 + MIN_SEGMENT * b], only=ctx.signals)
+    for r in rows:
+        if r["key"] is not None and r["grp"] is None:
+            continue
+        cause.groups.setdefault((r["key"], None if r["grp"] is None else str(r["grp"])), {})[int(r["bucket"])] = r
+    by_metric: dict[str, list[dict[str, Any]]] = {}
+    for (key, grp), phases in cause.groups.items():
+        for metric, sg in SIGNALS.items():
+            if metric not in ctx.signals:
+                continue
+            e = _effect(ctx, cause, metric, sg.kind, key, grp, phases)
+            if e is not None:
+                by_metric.setdefault(metric, []).append(e)
+    for metric, cands in by_metric.items():
+        e = _holder(cands, SIGNALS[metric].kind)
+        if metric == "json_key_drift":
+            e["new_key_sets"] = _new_key_sets(ctx, cause, e, key_ref)
+            if e["new_key_sets"]:
+                e["description"] += " (" + "; ".join(list(e["new_key_sets"])[:3]) + ")"
+        cause.effects.append(e)
+    cause.effects.sort(key=lambda e: e["impact"], reverse=True)
+
+
+def _effect(ctx: _Ctx, cause: _Cause, metric: str, kind: str, key: str | None, grp: str | None,
+            phases: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    before = _seg(phases.get(0), metric)
+    near = _seg(phases.get(2), metric)
+    after = near + _seg(phases.get(3), metric)
+    if metric == "json_valid_rate" and not _json_cohort(before, after):
+        return None
+    if metric == "json_key_drift":
+        before = _Seg(0.0, max(before.n, 0.0), 0.0)  # the before-period's key sets are the reference
+    z, va, vb = _test(kind, after, before)
+    if va is None or vb is None or not _big_enough(kind, va, vb):
+        return None
+    p = _p_rate(after, before, z) if kind == "rate" and metric != "json_key_drift" else _p(z)
+    if p >= EFFECT_ALPHA:
+        return None
+    if near.n >= MIN_NEAR and near.level is not None:  # it must start at the first appearance
+        if (near.level - vb) * (va - vb) <= 0 or abs(near.level - vb) < 0.5 * abs(va - vb):
+            return None
+    cohort = dict(cause.cohort)
+    if key is not None and grp is not None:
+        cohort[key] = grp
+    window = [f"since={_iso(cause.first)}"] + ([f"until={_iso(_ceil_s(cause.after_until))}"]
+                                               if cause.after_until else [])
+    flt = " ".join(_cohort_terms(cohort) + window)
+    desc = describe_effect(metric, vb, va, estimated=ctx.estimated_cost)
+    if key is not None:
+        desc += f" in {key}={grp}"
+    return {"metric": metric, "cohort": cohort, "began_at": _iso(cause.first),
+            "ended_at": _iso(cause.after_until) if cause.after_until else None, "before": vb, "after": va,
+            "relative_change": relative_change(va, vb), "significance": "significant", "p_value": p,
+            "measured_on": int(after.n), "counts": SIGNALS[metric].counts, "description": desc, "filter": flt,
+            "requests": 0, "also_in": [], "estimated": metric == "cost_per_request" and ctx.estimated_cost,
+            "impact": after.n * effect_size(kind, va, vb), "_size": _hold_size(kind, va, vb),
+            "_key": key, "_grp": grp, "_delta": va - vb}
+
+
+def _holder(cands: list[dict[str, Any]], kind: str) -> dict[str, Any]:
+    """The broadest cohort that holds a shift: of those showing at least HOLD_SHARE of the strongest
+    size, the one measured on the most rows. The others are listed in its `also_in`."""
+    top = max(c["_size"] for c in cands)
+    holders = [c for c in cands if c["_size"] >= HOLD_SHARE * top]
+    best = max(holders, key=lambda c: (c["measured_on"], c["_key"] is None))
+    best["also_in"] = [c["cohort"] for c in sorted(cands, key=lambda c: -c["_size"]) if c is not best]
+    return best
+
+
+def _key_sets(con: Any, where: str, params: list[Any], *, min_count: int) -> list[str] | None:
+    """Key sets of the JSON-object outputs matching `where`, seen at least min_count times (None: no JSON)."""
+    rows = con.execute(
+        f"SELECT ks, count(*) FROM (SELECT {key_set_sql('s')} AS ks FROM spans s WHERE {where} "
+        f"AND s.kind = 'llm' AND {has_output('s')}) WHERE ks IS NOT NULL GROUP BY 1", params).fetchall()
+    if not rows:
+        return None
+    return [str(k) for k, n in rows if n >= min_count]
+
+
+def _new_key_sets(ctx: _Ctx, cause: _Cause, effect: dict[str, Any], key_ref: list[str] | None) -> dict[str, int]:
+    c = compile_filter(ctx.con, effect["filter"], alias="s")
+    rows = ctx.con.execute(
+        f"SELECT ks, count(*) FROM (SELECT {key_set_sql('s')} AS ks FROM spans s WHERE {c.where} "
+        f"AND {has_output('s')}) WHERE ks IS NOT NULL AND NOT list_contains(?::VARCHAR[], ks) "
+        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 5", [*c.params, list(key_ref or [])]).fetchall()
+    return {str(k): int(n) for k, n in rows}
+
+
+def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
+    top = c.effects[0] if c.effects else None
+    impact = (top["impact"] + 0.25 * sum(e["impact"] for e in c.effects[1:])) if top else 0.1 * c.count
+    what = _what(c.cohort)
+    desc = f"{c.dim.replace('_', ' ')} {c.prev} -> {c.value} for {what} from {_iso(c.first)}"
+    for t in c.together:
+        desc += f" (with {t['dimension'].replace('_', ' ')} {t['before']} -> {t['after']})"
+    title = desc
+    if top:
+        desc += "; " + "; ".join(e["description"] for e in c.effects[:3])
+    else:
+        desc += "; no significant effect"
+    ended = _iso(c.last) if c.after_until is not None and ctx.hi - c.last > 2 * dt.timedelta(
+        seconds=ctx.bucket_s) else None
+    # The cause's cohort and window: its new value, from its first appearance (to its last, if it went away).
+    flt = _cohort_terms(c.cohort) + [f"{c.dim}={_q(c.value)}", f"since={_iso(c.first)}"]
+    if ended:
+        flt.append(f"until={_iso(_ceil_s(c.last))}")
+    effects = [{k: v for k, v in e.items() if not k.startswith("_")} for e in c.effects]
+    return Change(kind=f"new_{c.dim}", metric=top["metric"] if top else None, cohort=c.cohort,
+                  began_at=_iso(c.first), ended_at=ended, before=c.prev, after=c.value,
+                  relative_change=top["relative_change"] if top else None, affected_requests=c.count,
+                  impact=impact, significance=top["significance"] if top else "n/a",
+                  p_value=top["p_value"] if top else None, description=desc, filter=" ".join(flt),
+                  effects=effects, together_with=c.together, bucket_s=ctx.bucket_s, title=title)
+
+
+# -- 3. shifts in the series -------------------------------------------------------------------------
+@dataclass
+class _Shift:
+    metric: str
+    kind: str
+    cohort: dict[str, str]
+    key: str | None
+    grp: str | None
+    start: int  # index of the first changed bucket
+    end: int | None  # index of the first bucket back to normal
+    before: float
+    after: float
+    z: float
+    n: int  # rows measured in the changed part
+    size: float
+    p: float = 1.0
+
+
+@dataclass
+class _Family:
+    members: list[_Shift]
+    times: list[dt.datetime]  # bucket start per index (occupied buckets only)
+
+    @cached_property
+    def holder(self) -> _Shift:
+        top = max(m.size for m in self.members)
+        return max((m for m in self.members if m.size >= HOLD_SHARE * top), key=lambda m: (m.n, m.key is None))
+
+    @property
+    def metric(self) -> str:
+        return self.members[0].metric
+
+
+def _shift_families(ctx: _Ctx) -> list[_Family]:
+    span_s = max((ctx.hi - ctx.lo).total_seconds(), 1.0)
+    key_ref = _key_sets(ctx.con, f"{ctx.llm.where} AND s.start_time < ?",
+                        [*ctx.llm.params, ctx.lo + dt.timedelta(seconds=span_s / 3)], min_count=2)
+    ctx.key_ref = key_ref
+    rows = series_sets(ctx.con, ctx.where, ctx.params, bucket_s=ctx.bucket_s, keys=list(SHIFT_KEYS),
+                       key_ref=key_ref, percentiles=False, only=ctx.signals)
+    if not rows:
+        return []
+    # Buckets that hold data, in order: a long gap is not a run of empty buckets to split across.
+    times = sorted({r["bucket"] for r in rows if r["key"] is None})
+    index = {t: i for i, t in enumerate(times)}
+    groups: dict[tuple[Any, Any], dict[int, dict[str, Any]]] = {}
+    for r in rows:
+        if r["key"] is not None and r["grp"] is None:
+            continue
+        groups.setdefault((r["key"], r["grp"]), {})[index[r["bucket"]]] = r
+    shifts: list[_Shift] = []
+    for (key, grp), by_idx in groups.items():
+        cohort = {key: str(grp)} if key else {}
+        for metric, sg in SIGNALS.items():
+            if metric not in ctx.signals or (metric == "json_key_drift" and key_ref is None):
+                continue
+            segs = [_seg(by_idx.get(i), metric) for i in range(len(times))]
+            s = _detect(metric, sg.kind, segs, cohort, key, None if grp is None else str(grp))
+            if s is not None:
+                shifts.append(s)
+    return _families(shifts, times)
+
+
+def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
+    """The split k in (lo, hi) maximising |z| of segs[k:hi] against segs[lo:k], with at least
+    min_left buckets before it and MIN_SEGMENT after."""
+    best = None
+    total = _merge(segs[lo:hi])
+    pre = _Seg(0.0, 0.0, 0.0)
+    for k in range(lo + 1, hi):
+        pre = pre + segs[k - 1]
+        if k - lo < min_left or hi - k < MIN_SEGMENT:
+            continue
+        z, _, _ = _test(kind, total - pre, pre)
+        if best is None or abs(z) > best[0]:
+            best = (abs(z), k)
+    return best
+
+
+def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], key: str | None,
+            grp: str | None) -> _Shift | None:
+    nb = len(segs)
+    total = _merge(segs)
+    if nb < 2 * MIN_SEGMENT or total.n < 2 * MIN_REQUESTS:
+        return None
+    if metric == "json_valid_rate" and (total.level or 0.0) < 0.5:
+        return None  # not a JSON-producing cohort
+    first = _best_split(kind, segs, 0, nb)
+    if first is None:
+        return None
+    k = first[1]
+    end = None
+    window, rest = _merge(segs[k:]), _merge(segs[:k])
+    # A burst that ends: a second split inside the changed part that returns towards the level before.
+    # The window may be a single bucket (a ten-minute burst in ten-minute buckets).
+    second = _best_split(kind, segs, k, nb, min_left=1)
+    if second is not None:
+        e = second[1]
+        pre, mid, tail = _merge(segs[:k]), _merge(segs[k:e]), _merge(segs[e:])
+        if pre.n and mid.n and tail.n and abs(tail.level - pre.level) < 0.5 * abs(mid.level - pre.level):
+            end = e
+            window, rest = mid, pre + tail
+    z, va, vb = _test(kind, window, rest)
+    if va is None or vb is None or not _big_enough(kind, va, vb):
+        return None
+    p = _p_rate(window, rest, z) if kind == "rate" else _p(z)
+    # A window has a second searched change point: Bonferroni over its position.
+    if p >= (ALPHA / nb if end is not None else ALPHA):
+        return None
+    return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb), p)
+
+
+def _families(shifts: list[_Shift], times: list[dt.datetime]) -> list[_Family]:
+    """Shifts of one metric and direction starting within a bucket of each other are one shift."""
+    shifts.sort(key=lambda s: (s.size, s.n), reverse=True)
+    fams: list[_Family] = []
+    for s in shifts:
+        up = s.after > s.before
+        fam = next((f for f in fams if f.metric == s.metric and (f.members[0].after > f.members[0].before) == up
+                    and abs(f.members[0].start - s.start) <= 1), None)
+        if fam is None:
+            fams.append(_Family([s], times))
+        else:
+            fam.members.append(s)
+    return fams
+
+
+def _explain(ctx: _Ctx, fam: _Family, causes: list[_Cause]) -> bool:
+    """A shift is a cause's effect when it starts within a bucket of the cause's first appearance and
+    the cause's rows, moved as much as they moved, account for at least EXPLAIN_SHARE of it."""
+    h = fam.holder
+    t_split = fam.times[h.start]
+    b = ctx.bucket_s
+    best: tuple[float, _Cause] | None = None
+    for c in causes:
+        # Within a bucket or so of the detected split; a sparse series can place it a little late.
+        # Further away, only a metric the cause is known to move, and only when the shift's cohort
+        # shows nothing of it outside the cause's rows (a sparse tenant series that placed the
+        # served-model change's key drift forty minutes early).
+        d = (c.first - t_split).total_seconds()
+        if not (-3.0 * b <= d <= 2.0 * b) and not (any(e["metric"] == h.metric and e["_delta"] * (h.after - h.before) > 0
+                                     for e in c.effects) and _only_in_cause(ctx, c, fam)):
+            continue
+        share = _explained_share(c, h)
+        if share is not None and share >= EXPLAIN_SHARE and (best is None or share > best[0]):
+            best = (share, c)
+    if best is None:
+        return False
+    cause = best[1]
+    effect = next((e for e in cause.effects if e["metric"] == h.metric), None)
+    if effect is not None:
+        for m in fam.members:
+            if m.cohort != effect["cohort"] and m.cohort not in effect["also_in"]:
+                effect["also_in"].append(m.cohort)
+    return True
+
+
+def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
+    """Shift fam's cohort, without the cause's rows after its first appearance, holds no such shift."""
+    h = fam.holder
+    sg = SIGNALS[h.metric]
+    from oncall.query.metrics import _projection
+
+    cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    mine = " AND ".join([f"s.{k} = ?" for k in c.cohort] + ["s.start_time >= ?", f"s.{c.dim} = ?"])
+    cond.append(f"NOT coalesce({mine}, false)")
+    cparams += [*c.cohort.values(), c.first, c.value]
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
+    a0, a1 = _window(fam)
+    v = f"v_{sg.name}"
+    rows = ctx.con.execute(f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum({v}), count({v}), "
+                           f"sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1", [a0, a1, *params]).fetchall()
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    z, va, vb = _test(sg.kind, seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0)))
+    return va is None or vb is None or _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
+
+
+def _explained_share(c: _Cause, h: _Shift) -> float | None:
+    """How much of shift h the cause's rows account for: their share of h's rows times how far they
+    moved, against how far h moved. None when the cause does not touch h's cohort."""
+    if h.key is not None and h.key in c.cohort:
+        if c.cohort[h.key] != h.grp:
+            return None
+        phases = c.groups.get((None, None))  # h's cohort holds the whole cause
+    elif h.key is not None:
+        phases = c.groups.get((h.key, h.grp))
+    else:
+        phases = c.groups.get((None, None))
+    if not phases:
+        return None
+    before, after = _seg(phases.get(0), h.metric), _seg(phases.get(2), h.metric) + _seg(phases.get(3), h.metric)
+    if h.metric == "json_key_drift":
+        before = _Seg(0.0, before.n, 0.0)
+    if after.n < MIN_NEAR:
+        return None
+    z, va, vb = _test(h.kind, after, before)
+    if va is not None and vb is not None:
+        if _p(z) >= 0.01:
+            return None
+        moved = va - vb
+    else:
+        # Too few of the cause's rows in h's cohort to test there: they moved as the cause's own
+        # effect on this metric did, if it has one.
+        effect = next((e for e in c.effects if e["metric"] == h.metric), None)
+        if effect is None:
+            return None
+        moved = effect["_delta"]
+    delta_h = h.after - h.before
+    if delta_h == 0 or moved * delta_h <= 0:
+        return None
+    share_rows = min(after.n / max(h.n, 1), 1.0)
+    return share_rows * moved / delta_h
+
+
+# -- unexplained shifts as entries ----------------------------------------------------------------------
+def _unexplained_changes(ctx: _Ctx, fams: list[_Family]) -> list[Change]:
+    entries: list[tuple[_Family, list[_Family]]] = []
+    fams = sorted(fams, key=lambda f: f.holder.n * effect_size(f.holder.kind, f.holder.after, f.holder.before),
+                  reverse=True)
+    kept: list[_Family] = []
+    for f in fams:
+        main = next((g for g in kept if _echo(ctx, g, f)), None)
+        if main is None:
+            kept.append(f)
+        else:
+            main.members.extend(m for m in f.members if m.cohort not in [x.cohort for x in main.members])
+    for f in kept:
+        home = next((e for e in entries if _same_event(ctx, e[0], f)), None)
+        if home is None:
+            entries.append((f, []))
+        else:
+            home[1].append(f)
+    return [_shift_change(ctx, primary, rest) for primary, rest in entries]
+
+
+def _window(f: _Family) -> tuple[dt.datetime, dt.datetime]:
+    h = f.holder
+    end = f.times[h.end] if h.end is not None else f.times[-1] + dt.timedelta(days=1)
+    return f.times[h.start], end
+
+
+def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
+    """Shift f is an echo of the stronger shift `main` (the anthropic burst seen, diluted and with a
+    blurred window, in one tenant's series) when their windows overlap and f's cohort without main's
+    cohort shows no such shift."""
+    if f.metric != main.metric:
+        return False
+    hm, hf = main.holder, f.holder
+    if (hf.after > hf.before) != (hm.after > hm.before):
+        # The end of main's window, seen in a cohort whose series folded the window into "before".
+        return (hm.end is not None and abs(hf.start - hm.end) <= 1
+                and (hm.key is None or hf.cohort in [m.cohort for m in main.members]
+                     or _compatible(hf.cohort, hm.cohort)))
+    (a0, a1), (b0, b1) = _window(main), _window(f)
+    if a0 >= b1 or b0 >= a1:
+        return False
+    if hm.key is None:
+        return True  # main holds in all traffic: f's cohort is part of it
+    if hf.key == hm.key:
+        return False  # two tenants (say) are disjoint: each shift is its own
+    sg = SIGNALS[f.metric]
+    from oncall.query.metrics import _projection
+
+    cond = [f"s.{hf.key} = ?"] if hf.key else []
+    cparams: list[Any] = [hf.grp] if hf.key else []
+    cond.append(f"s.{hm.key} IS DISTINCT FROM ?")
+    cparams.append(hm.grp)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None)
+    rows = ctx.con.execute(
+        f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum(v_{sg.name}), count(v_{sg.name}), "
+        f"sum(v_{sg.name}::DOUBLE * v_{sg.name}) FROM ({proj}) GROUP BY 1", [b0, b1, *params]).fetchall()
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
+    z, va, vb = _test(sg.kind, inside, outside)
+    if va is None or vb is None:
+        return True  # too little of f is left outside main's cohort to hold a shift of its own
+    return _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * hf.size
+
+
+def _holding(f: _Family) -> list[dict[str, str]]:
+    """The cohorts that show f's shift at least HOLD_SHARE as strongly as its strongest (the same rows
+    under another name: provider=anthropic, feature=summarize), not the diluted echoes."""
+    top = max(m.size for m in f.members)
+    return [m.cohort for m in f.members if m.size >= HOLD_SHARE * top]
+
+
+def _same_event(ctx: _Ctx, a: _Family, b: _Family) -> bool:
+    """Shifts of different metrics in the same window and related cohorts are one event (a truncation
+    wave moves finish=length, output tokens and latency together). A sparse series may blur b's
+    window: it is still a's event when b's cohort, outside a's window, shows no shift."""
+    ha, hb = a.holder, b.holder
+    if not (hb.cohort in _holding(a) or ha.cohort in _holding(b) or ha.key is None or hb.key is None):
+        return False
+    (a0, a1), (b0, b1) = _window(a), _window(b)
+    if a0 >= b1 or b0 >= a1:
+        return False
+    if abs(ha.start - hb.start) <= 1 and ((ha.end is None) == (hb.end is None)) and (
+            ha.end is None or abs(ha.end - (hb.end or 0)) <= 1):
+        return True
+    sg = SIGNALS[hb.metric]
+    from oncall.query.metrics import _projection
+
+    cond, cparams = ([f"s.{hb.key} = ?"], [hb.grp]) if hb.key else ([], [])
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None)
+    v = f"v_{sg.name}"
+    rows = ctx.con.execute(
+        f"SELECT CASE WHEN start_time >= ? AND start_time < ? THEN 'a' WHEN start_time >= ? AND start_time < ? "
+        f"THEN 'b' ELSE 'out' END AS part, sum({v}), count({v}), sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1",
+        [a0, a1, b0, b1, *params]).fetchall()
+    seg = {r[0]: _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    z, vb_only, vout = _test(sg.kind, seg.get("b", _Seg(0, 0, 0)), seg.get("out", _Seg(0, 0, 0)))
+    if vb_only is None or vout is None:
+        return True  # nothing of b is left outside a's window to hold a shift of its own
+    return _p(z) >= 1e-3 or _hold_size(sg.kind, vb_only, vout) < HOLD_SHARE * hb.size
+
+
+def _shift_change(ctx: _Ctx, fam: _Family, rest: list[_Family]) -> Change:
+    h = fam.holder
+    began, ended = _refine(ctx, fam)
+    effects = [_shift_effect(ctx, f, began, ended) for f in [fam, *rest]]
+    main = effects[0]
+    what = _what(h.cohort)
+    when = f"from {_iso(began)}" + (f" to {_iso(ended)}" if ended else "")
+    desc = f"{main['description']} for {what} {when}"
+    title = desc
+    for e in effects[1:]:
+        desc += "; " + e["description"] + ("" if e["cohort"] == h.cohort else f" in {_what(e['cohort'])}")
+    flt = _cohort_terms(h.cohort) + [f"since={_iso(began)}"] + ([f"until={_iso(_ceil_s(ended))}"] if ended else [])
+    impact = effects[0]["impact"] + 0.25 * sum(e["impact"] for e in effects[1:])
+    also = [m.cohort for m in sorted(fam.members, key=lambda m: -m.size) if m is not h]
+    return Change(kind="metric_shift", metric=h.metric, cohort=h.cohort, began_at=_iso(began),
+                  ended_at=_iso(ended) if ended else None, before=h.before, after=h.after,
+                  relative_change=relative_change(h.after, h.before), affected_requests=h.n, impact=impact,
+                  significance="significant", p_value=h.p, description=desc, filter=" ".join(flt),
+                  also_in=also, effects=[{k: v for k, v in e.items() if not k.startswith("_")} for e in effects],
+                  bucket_s=ctx.bucket_s, title=title)
+
+
+def _shift_effect(ctx: _Ctx, fam: _Family, began: dt.datetime, ended: dt.datetime | None) -> dict[str, Any]:
+    h = fam.holder
+    desc = describe_effect(h.metric, h.before, h.after, estimated=ctx.estimated_cost)
+    window = [f"since={_iso(began)}"] + ([f"until={_iso(_ceil_s(ended))}"] if ended else [])
+    flt = " ".join(_cohort_terms(h.cohort) + window)
+    if h.metric in ("error_rate", "tool_error_rate"):
+        cls = _error_classes(ctx, flt, tool=h.metric == "tool_error_rate")
+        if cls:
+            desc += f" ({cls})"
+    return {"metric": h.metric, "cohort": h.cohort, "began_at": _iso(began), "ended_at": _iso(ended) if ended else None,
+            "before": h.before, "after": h.after, "relative_change": relative_change(h.after, h.before),
+            "significance": "significant", "p_value": h.p, "measured_on": h.n, "counts": SIGNALS[h.metric].counts,
+            "description": desc, "filter": flt, "requests": 0,
+            "also_in": [m.cohort for m in fam.members if m is not h],
+            "estimated": h.metric == "cost_per_request" and ctx.estimated_cost,
+            "impact": h.n * effect_size(h.kind, h.after, h.before)}
+
+
+def _error_classes(ctx: _Ctx, flt: str, tool: bool) -> str:
+    """The error class (and HTTP status) most of a window's errors have: '429 rate_limit'."""
+    c = compile_filter(ctx.con, flt + (" kind=tool" if tool else ""), alias="s")
+    row = ctx.con.execute(f"SELECT s.error_type, mode(s.http_status), count(*) FROM spans s WHERE {c.where} "
+                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 3 DESC LIMIT 1", c.params).fetchone()
+    if not row or row[0] is None:
+        return ""
+    return f"{row[1]} {row[0]}" if row[1] else str(row[0])
+
+
+# -- windows from the rows ------------------------------------------------------------------------------
+def _refine(ctx: _Ctx, fam: _Family) -> tuple[dt.datetime, dt.datetime | None]:
+    """The window placed from the holder cohort's rows, not at bucket boundaries: over the rows from
+    two buckets before the detected start to two after the detected end, the split (a step) or the
+    stretch (a window) that best separates the level outside from the level inside — likelihood of
+    0/1 rows for a rate, squared error for a mean — fitted twice, the inside level re-estimated
+    from the rows the first fit put inside."""
+    h = fam.holder
+    b = dt.timedelta(seconds=ctx.bucket_s)
+    t_start = fam.times[h.start]
+    t_end = fam.times[h.end] if h.end is not None else None
+    if h.metric == "json_key_drift":
+        return t_start, t_end  # its reference is global; the bucket boundary stands
+    rows = _rows(ctx, h, t_start - 2 * b, (t_end or t_start) + 2 * b)
+    if not rows:
+        return t_start, t_end
+    xs = [float(x) for _, x in rows]
+    inside = h.after
+    lo_i, hi_i = 0, len(xs)
+    for _ in range(2):
+        gain = _gain(SIGNALS[h.metric].kind, h.before, inside)
+        g = [gain(x) for x in xs]
+        lo_i, hi_i = _best_stretch(g) if t_end is not None else (_best_suffix(g), len(xs))
+        if hi_i <= lo_i:
+            return t_start, t_end
+        inside = sum(xs[lo_i:hi_i]) / (hi_i - lo_i)
+    began = rows[lo_i][0]
+    ended = rows[hi_i - 1][0] if t_end is not None else None
+    h.after = inside  # the level inside the placed window, no longer diluted by the edge buckets
+    h.n = hi_i - lo_i
+    return began, ended
+
+
+def _rows(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, float]]:
+    from oncall.query.metrics import _projection
+
+    sg = SIGNALS[h.metric]
+    cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    where = " AND ".join([ctx.where, *cond, "s.start_time >= ?", "s.start_time < ?"])
+    proj, params = _projection(where, [*ctx.params, *cparams, lo, hi], [sg], None)
+    return ctx.con.execute(f"SELECT start_time, v_{sg.name} FROM ({proj}) WHERE v_{sg.name} IS NOT NULL "
+                           f"ORDER BY start_time", params).fetchall()
+
+
+def _gain(kind: str, outside: float, inside: float) -> Any:
+    """Per row: how much better the inside level explains it than the outside level."""
+    if kind == "rate":
+        p0 = min(max(outside, 1e-3), 1 - 1e-3)
+        p1 = min(max(inside, 1e-3), 1 - 1e-3)
+        one, zero = math.log(p1) - math.log(p0), math.log(1 - p1) - math.log(1 - p0)
+        return lambda x: one if x else zero
+    return lambda x: (x - outside) ** 2 - (x - inside) ** 2
+
+
+def _best_suffix(g: list[float]) -> int:
+    """The start of the suffix with the largest total gain (the split of a step)."""
+    acc, best, best_i = 0.0, 0.0, 0
+    for i, x in enumerate(g):
+        acc += x
+        if acc < best:
+            best, best_i = acc, i + 1
+    return best_i
+
+
+def _best_stretch(g: list[float]) -> tuple[int, int]:
+    """The stretch [lo, hi) with the largest total gain (Kadane), the window of a burst."""
+    best, best_lo, best_hi = 0.0, 0, 0
+    acc, lo = 0.0, 0
+    for i, x in enumerate(g):
+        if acc <= 0:
+            acc, lo = 0.0, i
+        acc += x
+        if acc > best:
+            best, best_lo, best_hi = acc, lo, i + 1
+    return best_lo, best_hi

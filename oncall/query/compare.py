@@ -51,6 +51,21 @@ def compare(con: Any, flt: Filter | str | Sequence[str] | None,
         rows.append(_row(f"{t}_mean", "tokens", m[f"{t}_mean"], base[f"{t}_mean"],
                          welch(m[f"{t}_mean"], m[f"{t}_var"], m[f"{t}_n"], base[f"{t}_mean"], base[f"{t}_var"],
                                base[f"{t}_n"]), "higher"))
+    if m["ttft_n"] or base["ttft_n"]:  # streamed calls only
+        rows.append(_row("ttft_ms_mean", "ms", m["ttft_mean"], base["ttft_mean"],
+                         welch(m["ttft_mean"], m["ttft_var"], m["ttft_n"], base["ttft_mean"], base["ttft_var"],
+                               base["ttft_n"]), "higher"))
+    # The finish-reason mix and tool calls, where either side has any (the same names as `changes`).
+    for r in ("length", "content_filter", "tool_calls"):
+        x1, x2 = m[f"finish_{r}"], base[f"finish_{r}"]
+        if x1 or x2:
+            rows.append(_row(f"finish_{r}_rate", "ratio", _rate(x1, m["finished"]), _rate(x2, base["finished"]),
+                             two_proportions(x1, m["finished"], x2, base["finished"]), "higher"))
+    if m["tool_call_requests"] or base["tool_call_requests"]:
+        rows.append(_row("tool_call_rate", "ratio", _rate(m["tool_call_requests"], m["answered"]),
+                         _rate(base["tool_call_requests"], base["answered"]),
+                         two_proportions(m["tool_call_requests"], m["answered"], base["tool_call_requests"],
+                                         base["answered"]), "either"))
     rows.append(_row("cost_per_request", "usd", m["cost_mean"], base["cost_mean"],
                      welch(m["cost_mean"], m["cost_var"], m["cost_n"], base["cost_mean"], base["cost_var"],
                            base["cost_n"]), "higher"))

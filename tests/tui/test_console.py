@@ -271,3 +271,37 @@ def test_open_falls_back_to_read_only_when_the_file_is_held(monkeypatch, demo_co
     app_module.run_app(demo_copy)
     assert calls == [False, True]
     assert seen == {"read_only": True, "reason": "the database is in use by PID 4242 (python3)"}
+
+
+async def test_overview_lists_causes_with_effects_and_r_reads_the_highlighted_cohort(make_app) -> None:
+    """One line per cause, its effects beneath; `r` samples that change's cohort, enter on an effect
+    opens its cause's cohort and window."""
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        options = app.screen.query_one("#changes", OptionList)
+        prompts = [options.get_option_at_index(i).prompt.plain for i in range(options.option_count)]
+        heads = [p for p in prompts if not p.lstrip().startswith("└")]
+        assert len(heads) == len(app.screen.changes) == 3
+        model = next(i for i, p in enumerate(prompts) if "served model" in p)
+        effects = []
+        for p in prompts[model + 1:]:
+            if not p.lstrip().startswith("└"):
+                break
+            effects.append(p)
+        assert any("JSON-valid outputs" in e and "feature=extract" in e for e in effects)
+        assert any("output length" in e for e in effects)
+        change = app.screen.changes[app.screen.lines[model][0]]
+        options.highlighted = model + 1  # an effect's line: it belongs to its cause
+        await pilot.press("r")
+        await settle(pilot)
+        assert isinstance(app.screen, ReaderScreen) and app.screen.filter_text == change.filter
+        assert "served_model=gpt-4o-2024-11-20" in change.filter and "since=" in change.filter
+        await pilot.press("escape")
+        await settle(pilot)
+        options = app.screen.query_one("#changes", OptionList)
+        options.highlighted = model + 2
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ExplorerScreen)
+        assert app.screen.query_one(ResultsView).total == change.affected_requests

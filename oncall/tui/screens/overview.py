@@ -1,6 +1,8 @@
 """Overview: the incident at a glance — header numbers, time series per cohort, and what changed.
 
-Choosing a change opens the explorer on that change's cohort and window.
+What changed is one line per cause (or unexplained shift) with its effects beneath it. Enter on a
+cause (or on one of its effects) opens the explorer on the cause's cohort and window; `r` reads a
+sample of that cohort.
 """
 
 from __future__ import annotations
@@ -34,9 +36,22 @@ def bucket_values(rows: list[dict[str, Any]], num: str, den: str | None) -> list
 
 
 def short_description(ch: Any) -> str:
-    """The change without its ISO start/end: the time column already says when (and the line then fits)."""
-    text = ch.description.replace(f" from {ch.began_at}", "")
+    """The change without its ISO start/end or effects: the time column already says when, and the
+    effects have their own lines."""
+    text = getattr(ch, "title", "") or ch.description
+    text = text.replace(f" from {ch.began_at}", "")
     return text.replace(f" to {ch.ended_at}", "") if ch.ended_at else text
+
+
+def change_lines(found: list[Any]) -> list[tuple[int, str, dict[str, Any] | None]]:
+    """(change index, kind of line, effect) per line of the list: a cause's line, then its effects
+    (a shift's first effect is its own headline, so it is not repeated)."""
+    out: list[tuple[int, str, dict[str, Any] | None]] = []
+    for i, ch in enumerate(found):
+        out.append((i, "change", None))
+        effects = ch.effects[1:] if ch.kind == "metric_shift" else ch.effects
+        out += [(i, "effect", e) for e in effects]
+    return out
 
 
 def peak_text(num: str, v: float) -> str:
@@ -66,6 +81,7 @@ class OverviewScreen(Screen):
 
     def on_mount(self) -> None:
         self.changes: list[Any] = []
+        self.lines: list[tuple[int, str, dict[str, Any] | None]] = []
         self.load()
         self.load_changes()
 
@@ -141,25 +157,41 @@ class OverviewScreen(Screen):
         grid.mount(*widgets)
 
     def _changes_loaded(self, found: list[Any]) -> None:
-        title = Text(f"what changed: {len(found)} (enter opens the cohort)" if found else
+        title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample)" if found else
                      "what changed: nothing significant", style="bold yellow" if found else "bold green")
         self.query_one("#changes-title", Static).update(title)
         options = self.query_one("#changes", OptionList)
         options.clear_options()
         self.changes = found
-        for i, ch in enumerate(found):
-            since = ch.began_at[11:16] + (f"-{ch.ended_at[11:16]}" if ch.ended_at else "")
-            line = Text(f"{since:<11} ", style="bold")
-            line.append(safe_text(short_description(ch), multiline=False, max_len=200))
-            line.append(f"  ({ch.affected_requests:,} requests)", style="dim")
-            options.add_option(Option(line, id=f"change-{i}"))
+        self.lines = change_lines(found)
+        for n, (i, kind, effect) in enumerate(self.lines):
+            ch = found[i]
+            if kind == "change":
+                since = ch.began_at[11:16] + (f"-{ch.ended_at[11:16]}" if ch.ended_at else "")
+                line = Text(f"{since:<11} ", style="bold")
+                line.append(safe_text(short_description(ch), multiline=False, max_len=200))
+                line.append(f"  ({ch.affected_requests:,} requests)", style="dim")
+            else:
+                assert effect is not None
+                line = Text(" " * 12 + "└ ", style="dim")
+                line.append(safe_text(effect["description"], multiline=False, max_len=200))
+                line.append(f"  ({effect['measured_on']:,} {effect['counts']})", style="dim")
+            options.add_option(Option(line, id=f"line-{n}"))
         if found:
             options.highlighted = 0  # enter opens the top change straight away (nothing is highlighted otherwise)
             options.focus()
 
+    def highlighted_change(self) -> Any | None:
+        """The change under the cursor (an effect's line belongs to its cause)."""
+        options = self.query_one("#changes", OptionList)
+        idx = options.highlighted
+        if idx is None or not getattr(self, "lines", None) or idx >= len(self.lines):
+            return None
+        return self.changes[self.lines[idx][0]]
+
     @on(OptionList.OptionSelected, "#changes")
     def chosen(self, event: OptionList.OptionSelected) -> None:
-        ch = self.changes[event.option_index]
+        ch = self.changes[self.lines[event.option_index][0]]
         self.app.open_explorer(ch.filter)
 
     def action_explore(self) -> None:
@@ -174,4 +206,6 @@ class OverviewScreen(Screen):
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 
     def action_read(self) -> None:
-        self.app.open_reader("", None, 0)
+        """A sample of the highlighted change's cohort (all requests when nothing changed)."""
+        ch = self.highlighted_change()
+        self.app.open_reader(ch.filter if ch is not None else "", None, 0)
