@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import jsonio
-from oncall.ingest.formats import litellm_otel
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
+from oncall.ingest.formats import litellm_otel
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, read_all_text
