@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter
+from oncall.store.db import utc_cursor
 
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
@@ -46,11 +47,7 @@ def _select() -> str:
 def _cursor(con: Any) -> Any:
     """A cursor of `con` in UTC: a DuckDB cursor starts in the machine's zone, not its parent's, and
     would hand back start_time in it."""
-    if not hasattr(con, "cursor"):
-        return con
-    cur = con.cursor()
-    cur.execute("SET TimeZone = 'UTC'")
-    return cur
+    return utc_cursor(con) if hasattr(con, "cursor") else con
 
 
 def _rows(cur: Any) -> list[dict[str, Any]]:

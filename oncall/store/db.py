@@ -112,7 +112,9 @@ def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
             f"{path} is held read-write by PID {m.group('pid')} ({m.group('prog')}), which is not oncall "
             "or is an older oncall; close it (oncall itself never holds an incident file read-write "
             "while others read it)")
-    if path.exists() and not _is_duckdb_file(path):
+    if str(path) == ":memory:":  # DuckDB's own words: "Cannot launch in-memory database in read-only mode"
+        return StoreError(":memory: is not an incident file; give --db a file path such as ./incident.duckdb")
+    if (path.exists() and not _is_duckdb_file(path)) or "not a valid DuckDB database file" in msg:
         return StoreError(f"{path} is not a DuckDB database (an incident database is made by "
                           "`oncall load` or `oncall demo`); check --db")
     return StoreError(f"cannot open {path}: {msg.splitlines()[0]}")
