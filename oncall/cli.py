@@ -127,6 +127,13 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         column_map[k.strip()] = v.strip()
     if fmt is not None and fmt not in registry.names():
         fail(f"unknown format {fmt!r}; supported: {', '.join(registry.names())}")
+    from oncall.ingest.cost import cost_summary
+    from oncall.ingest.prices import PriceConfigError, overrides
+
+    try:
+        overrides()  # a bad oncall.toml is bad input before anything is written
+    except PriceConfigError as exc:
+        fail(str(exc))
     store = open_store(ctx, db)
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
@@ -144,6 +151,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         fail(str(only.problems[0]))  # the one file given is not loadable input: exit 2
     ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
     summ = summary(store, ids)
+    summ["cost"] = cost_summary(store.cursor(), ids)  # exported / estimated / unknown, unpriced models once each
     if ids:
         store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
                            {"files": [f.path for f in report.files if f.status == 'loaded']})
@@ -173,10 +181,13 @@ def formats(as_json: bool) -> None:
 from oncall.commands.analyze import blast_radius, changes, compare  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
+from oncall.commands.handoff import export_group, postmortem_cmd, timeline_cmd  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
+from oncall.commands.replay import replay  # noqa: E402
 from oncall.commands.runbook import runbook  # noqa: E402
 
-for _command in (blast_radius, changes, compare, demo, label, note, open_console, runbook, sample, search, show):
+for _command in (blast_radius, changes, compare, demo, export_group, label, note, open_console, postmortem_cmd, replay,
+                 runbook, sample, search, show, timeline_cmd):
     cli.add_command(_command)
 
 

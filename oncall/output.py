@@ -95,4 +95,11 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
         if vals:
             t.add_row(label, safe_rich(", ".join(f"{v['value']} ({v.get('llm_calls', v['spans']):,})"
                                                  for v in vals[:8]), multiline=False))
+    cost = summ.get("cost")
+    if cost and (cost["exported"] or cost["estimated"] or cost["unknown"]):
+        # "~" marks estimated costs everywhere they are shown (README "Cost").
+        t.add_row("cost", f"{cost['exported']:,} exported, ~{cost['estimated']:,} estimated, "
+                          f"{cost['unknown']:,} unknown (LLM calls)")
     stdout.print(t)
+    for m in (cost or {}).get("unpriced_models", []):
+        stderr.print(safe_rich(f"note: {m['note']}", multiline=False, max_len=300), style="yellow", soft_wrap=True)

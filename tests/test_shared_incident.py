@@ -320,7 +320,10 @@ def test_an_incident_built_before_the_journal_reads_as_it_is_and_takes_new_work(
     part = sidecar_dir(staging) / "parts" / "part-1.duckdb"
     con = duckdb.connect(str(db_path))
     con.execute(f"ATTACH '{part}' AS p (READ_ONLY)")
-    con.execute("INSERT INTO spans SELECT * FROM p.spans")
+    # The old file predates later columns (cost_source …): copy the ones it has.
+    cols = [r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                                      "AND table_name = 'spans'").fetchall()]
+    con.execute(f"INSERT INTO spans SELECT {', '.join(cols)} FROM p.spans")
     con.execute("INSERT INTO span_ids SELECT * FROM p.span_ids")
     con.execute("INSERT INTO imports SELECT * FROM p.imports")
     pk = con.execute("SELECT min(span_pk) FROM spans").fetchone()[0]

@@ -11,6 +11,7 @@ from rich.text import Text
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import format_cost, jsonable
 from oncall.output import stdout
+from oncall.query.cost_marks import estimate_note
 from oncall.query.filters import quote_value
 from oncall.safe_text import safe_rich, safe_text
 
@@ -77,9 +78,16 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
             change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
                       else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None else _num(m["delta"], m["unit"])))
         style = "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
-        table.add_row(m["metric"], _num(m["cohort"], m["unit"]), _num(m["baseline"], m["unit"]),
+        est = m.get("estimated") or {}
+        table.add_row(m["metric"], _marked(_num(m["cohort"], m["unit"]), est.get("cohort")),
+                      _marked(_num(m["baseline"], m["unit"]), est.get("baseline")),
                       Text(change, style=style), Text(sig if sig != "n/a" else "", style=style))
     stdout.print(table)
+    est = next((m["estimated"] for m in res["metrics"] if m.get("estimated")), {})
+    for who in ("cohort", "baseline"):
+        note = estimate_note(est.get(who), who)
+        if note:
+            stdout.print(Text(note, style="dim"))
     for what in ("served_models", "finish_reasons"):
         d = res[what]
         if d["cohort"] or d["baseline"]:
@@ -90,6 +98,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
     if ks and ks["new_key_sets"]:
         stdout.print(Text("new JSON key sets: ", style="bold")
                      + safe_rich(_dist(ks["new_key_sets"]), multiline=False))
+
+
+def _marked(text: str, estimated_share: float | None) -> str:
+    return f"~{text}" if estimated_share and text != "—" else text
 
 
 def _dist(d: dict[str, int]) -> str:

@@ -14,6 +14,7 @@ from rich.text import Text
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import format_cost, is_failure, jsonable, status_text
 from oncall.output import stdout
+from oncall.query.cost_marks import cost_detail, marked
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -50,24 +51,31 @@ def _request_key(r: dict[str, Any]) -> str:
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="how many requests (newest first)")
+@click.option("--distinct", "distinct", multiple=True, metavar="COLUMN",
+              help="also count the distinct values of COLUMN (user_id, session_id, tenant, …); repeatable")
 @db_option
 @json_option
 @click.pass_context
-def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> None:
+def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, distinct: tuple[str, ...], db: str | None,
+           as_json: bool) -> None:
     """Matching requests, newest first: FILTER is terms like tenant=acme since=01:00 "refund"."""
-    from oncall.query.search import count
+    from oncall.query.search import count, count_distinct
     from oncall.query.search import search as run_search
 
     store = open_store(ctx, db, read_only=True, create=False)
     flt = _filter_or_fail(store.con, filter_words)
     page = run_search(store.con, flt, limit=limit)
     total = count(store.con, flt)
+    distinct_counts = count_distinct(store.con, flt, list(distinct))
     if as_json:
         emit_json({"filter": flt.text, "total": total, "notes": page.notes,
-                   "requests": [_jsonable(r) for r in page.rows]})
+                   "requests": [_jsonable(r) for r in page.rows],
+                   **({"distinct": distinct_counts} if distinct else {})})
         return
     for n in page.notes:
         click.echo(f"note: {n}", err=True)
+    for col, n in distinct_counts.items():
+        click.echo(f"distinct {col}: {n}", err=True)
     # Columns by terminal width: the request id, time, tenant and status always; the rest as room allows.
     width = stdout.width
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -93,7 +101,7 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: st
             "status": Text(status, style="red" if is_failure(r["status"]) else ""),
             "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
             "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
-            "cost": format_cost(r["cost"]),
+            "cost": marked(format_cost(r["cost"]), r.get("cost_source")),  # "~" = estimated
             "prompt": _cell(r["prompt_version"]), "tokens": tokens, "label": _cell(r["label"])}
         table.add_row(*[cell[c] for c in cols], Text(safe_text(r["output_preview"], multiline=False,
                                                                 max_len=out_width), no_wrap=True))
@@ -152,7 +160,7 @@ def print_request(d: dict[str, Any]) -> None:
               ("error", d.get("error")),
               ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
-              ("cost", format_cost(d.get("cost")) or None),
+              ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
               ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
                                                    f"({d.get('source_format')})")]
     for k, v in fields:

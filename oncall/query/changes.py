@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from oncall.display import format_cost
+from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
 from oncall.query.stats import relative_change, two_proportions, welch
@@ -66,6 +67,7 @@ class Change:
     description: str
     filter: str
     also_in: list[dict[str, str]] = field(default_factory=list)
+    cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -91,6 +93,8 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     found = _new_values(con, base, lo, span_s) + _shifts(con, base, bucket_s)
     found.sort(key=lambda c: c.impact, reverse=True)
     _scope(found, base.filter)
+    for c in found:
+        mark_change(con, c)  # a cost shift says when its costs are estimates (query.cost_marks)
     return found
 
 

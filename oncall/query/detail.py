@@ -47,11 +47,11 @@ def trace_tree(con: Any, trace_id: str, *, focus: int | None = None) -> list[dic
     """The trace's spans in tree order with depth, offset from the trace start and duration (ms)."""
     rows = con.execute(
         """SELECT span_pk, span_id, parent_id, name, kind, status, error_type, model, served_model,
-                  start_time, end_time, latency_ms, input_tokens, output_tokens, cost
+                  start_time, end_time, latency_ms, input_tokens, output_tokens, cost, cost_source
            FROM spans WHERE trace_id = ? ORDER BY start_time NULLS LAST, span_pk LIMIT ?""",
         [trace_id, MAX_TREE]).fetchall()
     names = ["span_pk", "span_id", "parent_id", "name", "kind", "status", "error_type", "model", "served_model",
-             "start_time", "end_time", "latency_ms", "input_tokens", "output_tokens", "cost"]
+             "start_time", "end_time", "latency_ms", "input_tokens", "output_tokens", "cost", "cost_source"]
     spans = [dict(zip(names, r, strict=True)) for r in rows]
     if not spans:
         return []

@@ -17,7 +17,7 @@ from oncall.store.db import utc_cursor
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
                "session_id", "feature", "model", "served_model", "prompt_version", "provider", "status",
-               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason"]
+               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason", "cost_source"]
 SORTABLE = {"start_time", "latency_ms", "cost", "input_tokens", "output_tokens", "tenant", "model", "served_model",
             "status", "feature"}
 
@@ -113,6 +113,26 @@ def _newest_in_windows(cur: Any, where: str, params: list[Any], order: str, limi
 def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
     c = compile_filter(con, flt, alias="s")
     return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+
+
+# Columns whose distinct values a responder counts (users, sessions, tenants affected …).
+DISTINCT_COLUMNS = ("user_id", "session_id", "tenant", "feature", "model", "served_model", "provider",
+                    "prompt_version", "release", "trace_id")
+
+
+def count_distinct(con: Any, flt: Filter | str | Sequence[str] | None, columns: Sequence[str]) -> dict[str, int]:
+    """How many distinct values each column takes over the filter (NULLs not counted)."""
+    bad = [c for c in columns if c not in DISTINCT_COLUMNS]
+    if bad:
+        from oncall.errors import InputError
+
+        raise InputError(f"cannot count distinct {', '.join(bad)}; columns: {', '.join(DISTINCT_COLUMNS)}")
+    if not columns:
+        return {}
+    c = compile_filter(con, flt, alias="s")
+    row = con.execute(f"SELECT {', '.join(f'count(DISTINCT s.{col})' for col in columns)} FROM spans s "
+                      f"WHERE {c.where}", c.params).fetchone()
+    return {col: int(v) for col, v in zip(columns, row, strict=True)}
 
 
 def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, limit: int = 100,

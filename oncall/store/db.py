@@ -101,7 +101,7 @@ def _is_duckdb_file(path: Path) -> bool:
             head = fh.read(12)
     except OSError:
         return True  # let DuckDB report what is wrong
-    return not head or head[8:12] == b"DUCK"
+    return head[8:12] == b"DUCK"  # an empty file is not one either
 
 
 def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
@@ -112,8 +112,6 @@ def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
             f"{path} is held read-write by PID {m.group('pid')} ({m.group('prog')}), which is not oncall "
             "or is an older oncall; close it (oncall itself never holds an incident file read-write "
             "while others read it)")
-    if str(path) == ":memory:":  # DuckDB's own words: "Cannot launch in-memory database in read-only mode"
-        return StoreError(":memory: is not an incident file; give --db a file path such as ./incident.duckdb")
     if (path.exists() and not _is_duckdb_file(path)) or "not a valid DuckDB database file" in msg:
         return StoreError(f"{path} is not a DuckDB database (an incident database is made by "
                           "`oncall load` or `oncall demo`); check --db")
@@ -561,6 +559,8 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
             create: bool = True) -> IncidentDB:
     """Open the incident (creating or upgrading its base file first unless read-only)."""
     p = default_db_path(path)
+    if str(p) == ":memory:":
+        raise StoreError(":memory: is not an incident file; give --db a file path such as ./incident.duckdb")
     if not p.exists():
         if read_only or not create:
             raise StoreError(f"{p} does not exist; load data first with `oncall load` or `oncall demo`")

@@ -19,6 +19,7 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
+from oncall.query.cost_marks import compact_cost
 from oncall.safe_text import safe_text
 
 PAGE = 100
@@ -37,7 +38,7 @@ def format_row(r: dict[str, Any], width: int) -> str:
     cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
              r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
              f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
-             f"{r['cost']:.5f}" if r.get("cost") is not None else "",
+             compact_cost(r.get("cost"), r.get("cost_source")),  # "~" = estimated
              (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
     parts = [_fit(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
     line = " ".join(parts) + " "

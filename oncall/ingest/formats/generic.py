@@ -344,7 +344,8 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         CASE WHEN in_msgs IS NOT NULL THEN array_to_string(json_extract_string(in_msgs, '$[*].content'), chr(10)) END AS input_text,
         out_text AS output_text,
         NULL AS attributes, NULL AS inherited,
-        j AS raw
+        j AS raw,
+        NULL AS cost_source  -- set when the load finishes (ingest.cost)
     FROM final
     """
     # Every path is known only now that the body is built: parse each record once, up front.

@@ -12,6 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static, Tree
 
+from oncall.query.cost_marks import format_cost
 from oncall.safe_text import safe_text
 
 BAR = 24
@@ -119,6 +120,8 @@ class TraceScreen(Screen):
             v = s.get(k)
             if v is not None:
                 t.append(f"{k:<14}", style="bold")
+                if k == "cost":
+                    v = format_cost(v, s.get("cost_source"))  # "~" = estimated
                 t.append(safe_text(f"{v:.1f}" if isinstance(v, float) else v, multiline=False, max_len=100) + "\n")
         if s.get("kind") == "llm":
             t.append("\nenter or r reads this call", style="dim")
