@@ -55,7 +55,11 @@ def one_error_line(stderr: str) -> str:
     ["search", "--limit", "0"], ["search", "--limit", "-1"], ["changes", "--bucket", "0"],
     ["changes", "--bucket", "-60"], ["changes", "--limit", "0"], ["sample", "-n", "0"], ["sample", "-n", "-3"],
     ["blast-radius", "tenant=acme", "--limit", "0"], ["demo", "--no-tui", "--hours", "0"],
-    ["demo", "--no-tui", "--hours", "-1"],
+    ["demo", "--no-tui", "--hours", "-1"], ["replay", "tenant=acme", "--target", "t", "-n", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--repeat", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--concurrency", "-1"],
+    ["replay", "tenant=acme", "--target", "t", "--max-requests", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--max-cost", "-0.5"],
 ])
 def test_counts_and_sizes_below_one_are_usage_errors(incident: Path, args: list[str]) -> None:
     res = run("--db", str(incident), *args)
