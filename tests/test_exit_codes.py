@@ -36,11 +36,11 @@ def incident(db, tmp_path: Path) -> Path:
     return db.path
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("ONCALL_DB", None)
     return subprocess.run([sys.executable, "-m", "oncall", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+                          timeout=120, cwd=cwd)
 
 
 def one_error_line(stderr: str) -> str:
@@ -55,7 +55,11 @@ def one_error_line(stderr: str) -> str:
     ["search", "--limit", "0"], ["search", "--limit", "-1"], ["changes", "--bucket", "0"],
     ["changes", "--bucket", "-60"], ["changes", "--limit", "0"], ["sample", "-n", "0"], ["sample", "-n", "-3"],
     ["blast-radius", "tenant=acme", "--limit", "0"], ["demo", "--no-tui", "--hours", "0"],
-    ["demo", "--no-tui", "--hours", "-1"],
+    ["demo", "--no-tui", "--hours", "-1"], ["replay", "tenant=acme", "--target", "t", "-n", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--repeat", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--concurrency", "-1"],
+    ["replay", "tenant=acme", "--target", "t", "--max-requests", "0"],
+    ["replay", "tenant=acme", "--target", "t", "--max-cost", "-0.5"],
 ])
 def test_counts_and_sizes_below_one_are_usage_errors(incident: Path, args: list[str]) -> None:
     res = run("--db", str(incident), *args)
@@ -101,8 +105,9 @@ def test_db_that_is_not_a_duckdb_database_says_so(tmp_path: Path, make, says: st
 def test_memory_is_not_an_incident_file(tmp_path: Path) -> None:
     inp = tmp_path / "in.jsonl"
     inp.write_text(json.dumps({"request_id": "x", "output": "y"}) + "\n")
-    res = run("--db", ":memory:", "load", str(inp))
+    res = run("--db", ":memory:", "load", str(inp), cwd=tmp_path)
     assert res.returncode == EXIT_USAGE and "give --db a file path" in one_error_line(res.stderr)
+    assert list(tmp_path.iterdir()) == [inp]  # nothing created beside it (no ":memory:.d")
 
 
 def test_input_errors_from_the_core_exit_2(incident: Path) -> None:

@@ -19,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.display import iso_utc
 from oncall.output import stderr, stdout
 from oncall.safe_text import safe_rich, safe_text
 
@@ -59,7 +60,7 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, (list, tuple)):
         return [_jsonable(x) for x in v]
     if isinstance(v, dt.datetime):
-        return v.isoformat()
+        return iso_utc(v)  # UTC whatever zone the cursor returned it in
     return v
 
 
@@ -132,12 +133,12 @@ def _say(text: str, style: str = "") -> None:
 @click.option("--prompt", "prompt_file", default=None, help="prompt variant (file, or name in SUITE/prompts)")
 @click.option("--model", default=None, help="override the target's model")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="override a parameter (JSON value)")
-@click.option("-n", "n", type=int, default=None, help="replay a uniform sample of N requests of the cohort")
+@click.option("-n", "n", type=click.IntRange(min=1), default=None, help="replay a uniform sample of N requests of the cohort")
 @click.option("--seed", type=int, default=None, help="sampling seed for -n (repeatable sample)")
-@click.option("--repeat", type=int, default=1, show_default=True, help="replay each request K times (noise)")
-@click.option("--concurrency", type=int, default=None, help="requests in flight (default: the target's)")
-@click.option("--max-requests", type=int, default=None, help="stop after this many API requests (retries count)")
-@click.option("--max-cost", type=float, default=None, help="stop before spending more than this many USD")
+@click.option("--repeat", type=click.IntRange(min=1), default=1, show_default=True, help="replay each request K times (noise)")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="requests in flight (default: the target's)")
+@click.option("--max-requests", type=click.IntRange(min=1), default=None, help="stop after this many API requests (retries count)")
+@click.option("--max-cost", type=click.FloatRange(min=0), default=None, help="stop before spending more than this many USD")
 @click.option("--judge", "judge_name", default=None, help="grade each pair with this judge target and the rubric")
 @click.option("--baseline", default=None, help='baseline cohort for the summary, e.g. "served_model=gpt-4o-2024-08-06"')
 @click.option("--resume", "resume_id", type=int, default=None, help="continue an interrupted run")
@@ -153,7 +154,6 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
         db: str | None, as_json: bool) -> None:
     """Replay FILTER's requests (or --request ID) against --target and compare each with its original."""
     import asyncio
-    import shlex
 
     from oncall.replay import runner
     from oncall.replay.suite import SuiteError, check_params, load_suite
@@ -191,14 +191,14 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
             try:
                 compile_filter(con, words)
                 if baseline:
-                    compile_filter(con, shlex.split(baseline))
+                    compile_filter(con, [baseline])
             except FilterError as exc:
                 fail(f"bad filter: {exc}")
         spec = runner.ReplaySpec(
             target=target, filter_words=words, request=request_id, prompt=variant, model=None, params=overrides,
             n=n, seed=seed, repeat=repeat, concurrency=concurrency or target.max_concurrency or suite.concurrency,
             max_requests=max_requests, max_cost=max_cost, judge=judge, rubric=suite.rubric,
-            baseline=shlex.split(baseline) if baseline else None, retry=suite.retry)
+            baseline=[baseline] if baseline else None, retry=suite.retry)
         try:
             runner.check_spec(spec)
             runner.api_key(target)
@@ -358,7 +358,7 @@ def _print_pairs(s: dict[str, Any], limit: int) -> None:
 # -- show / list ------------------------------------------------------------------------------------------------
 @replay.command(name="show")
 @click.argument("run_id", type=int)
-@click.option("--pairs", "n_pairs", type=int, default=5, show_default=True, help="differing pairs to print with diffs")
+@click.option("--pairs", "n_pairs", type=click.IntRange(min=0), default=5, show_default=True, help="differing pairs to print with diffs")
 @db_option
 @json_option
 @click.pass_context

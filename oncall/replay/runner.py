@@ -367,9 +367,9 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
     originals = _original_rows(con, pks)
     base_vals, ref_keys = (None, None)
     if run.get("baseline"):
-        import shlex
-
-        base_vals, ref_keys = _baseline(con, shlex.split(run["baseline"]))
+        # The stored baseline is filter text: read it as the filter language does (shlex would drop
+        # the quotes that keep `tenant="Acme, Inc."` one value).
+        base_vals, ref_keys = _baseline(con, [run["baseline"]])
     if ref_keys is None:  # without a baseline, key drift is measured against the originals' own key sets
         ref_keys = {k for k in side_stats(originals.values(), set())["key_sets"]}
     o_stats = side_stats(originals.values(), ref_keys)
