@@ -22,6 +22,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
+from oncall.format import format_cost
 from oncall.safe_text import safe_text
 from oncall.tui.textview import OutputView, RichLinesView
 
@@ -48,7 +49,7 @@ def meta_text(d: dict[str, Any]) -> Text:
                  ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
                  ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                   if d.get("input_tokens") is not None else None),
-                 ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
+                 ("cost", format_cost(d.get("cost")) or None),
                  ("finish", d.get("finish_reason"))):
         row(k, v)
     labels = d.get("labels") or []
@@ -157,6 +158,8 @@ class ReaderScreen(Screen):
         if pk in self.cache:
             self.render_detail(self.cache[pk])
         else:
+            # Until it lands, g/b/n/y/t have no request: they must not act on the one still on screen.
+            self.current = None
             self.query_one("#position", Static).update(Text("loading…", style="dim"))
         self.load({pk} | {self.span_pks[i] for i in (self.index - 1, self.index + 1, self.index + 2)
                           if 0 <= i < len(self.span_pks)} - set(self.cache))
@@ -201,7 +204,9 @@ class ReaderScreen(Screen):
     def action_label(self, verdict: str) -> None:
         if self.current is None or not self.app.guard_action(f"label {verdict}"):
             return
-        self.save_label(int(self.current["span_pk"]), verdict, None)
+        # Which request is decided here, on the UI thread, when the key is pressed: the worker runs
+        # later, when a quick j may already have moved self.current to the next request.
+        self.save_label(int(self.current["span_pk"]), self.current.get("request_id"), verdict, None)
 
     def action_note(self) -> None:
         if self.current is None or not self.app.guard_action("note"):
@@ -230,12 +235,12 @@ class ReaderScreen(Screen):
         self.app.call_from_thread(self._labelled, pk, d, "noted")
 
     @work(thread=True, group="label")
-    def save_label(self, pk: int, verdict: str, note: str | None) -> None:
+    def save_label(self, pk: int, key: str | None, verdict: str, note: str | None) -> None:
+        """Label span `pk` (request id `key`); never reads the screen's state (it is on another thread)."""
         from oncall.query.detail import request_detail
         from oncall.query.labels import add_label
 
         try:
-            key = (self.current or {}).get("request_id")
             add_label(self.app.store, pk, verdict, note, request_key=key)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
