@@ -7,6 +7,7 @@ All database work happens in thread workers with their own cursors (IncidentDB.c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from textual.screen import Screen
 
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
-from oncall.tui.keys import load_keymap
+from oncall.tui.keys import config_path, load_keymap, unknown_ids
 
 HISTORY_MAX = 200
 
@@ -45,13 +46,22 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
-        self._keymap, self._keymap_problems = (keymap, []) if keymap is not None else load_keymap()
+        if keymap is None:
+            self._keymap, self._keymap_problems = load_keymap()
+            self._keymap_problems += unknown_ids(self._keymap, config_path())
+        else:
+            self._keymap, self._keymap_problems = keymap, unknown_ids(keymap)
+
+    @property
+    def keymap_problems(self) -> list[str]:
+        """What is wrong with the config file's [keys] (shown at startup and printed by `oncall open` on exit)."""
+        return list(self._keymap_problems)
 
     def on_mount(self) -> None:
         if self._keymap:
             self.set_keymap(self._keymap)
         for p in self._keymap_problems:
-            self.notify(p, severity="warning", markup=False)
+            self.notify(safe_text(p, multiline=False), severity="warning", markup=False, timeout=20)
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
         if self.read_only:  # say it up front, not only when a label is refused
@@ -164,7 +174,10 @@ def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
         store = open_db(db_path, read_only=True, create=False)
         reason = str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
         read_only = True
+    app = OncallApp(store, read_only=read_only, read_only_reason=reason)
     try:
-        OncallApp(store, read_only=read_only, read_only_reason=reason).run()
+        app.run()
     finally:
         store.close()
+    for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
+        print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

@@ -39,6 +39,7 @@ def fit_cells(text: str, width: int) -> str:
 
 
 def format_row(r: dict[str, Any], width: int) -> str:
+    """The row as exactly `width` terminal cells."""
     t = r["start_time"].astimezone(dt.UTC).strftime("%H:%M:%S") if r.get("start_time") else ""
     status = "ok" if r.get("status") != "error" else (r.get("error_type") or "error")
     cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
@@ -48,8 +49,10 @@ def format_row(r: dict[str, Any], width: int) -> str:
              (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
     parts = [fit_cells(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
     line = " ".join(parts) + " "
-    rest = max(0, width - cell_len(line))
-    return line + set_cell_size(safe_text(r.get("output_preview"), multiline=False, max_len=max(rest, 1)), rest)
+    rest = width - cell_len(line)
+    if rest <= 0:  # narrower than the columns: cut at the edge
+        return set_cell_size(line, width)
+    return line + set_cell_size(safe_text(r.get("output_preview"), multiline=False, max_len=rest), rest)
 
 
 SORT_COLUMN = {"start_time": "time", "latency_ms": "ms", "cost": "cost", "tenant": "tenant",
