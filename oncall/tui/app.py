@@ -160,20 +160,24 @@ class OncallApp(App[None]):
         return None
 
 
-def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
+def open_for_console(db_path: str | Path | None, *,
+                     read_only: bool = False) -> tuple[IncidentDB, bool, str | None]:
+    """(store, read-only?, why) for the console: read-write when it can be, else read-only with the reason."""
     from oncall.store import StoreError
 
-    reason = None
     try:
-        store = open_db(db_path, read_only=read_only, create=False)
+        return open_db(db_path, read_only=read_only, create=False), read_only, None
     except StoreError as exc:
         # Another process holds the file read-only (a second console, a script): DuckDB still lets
         # this one read, so open read-only and say why, rather than refusing (design §3).
         if read_only or "in use by" not in str(exc):
             raise
         store = open_db(db_path, read_only=True, create=False)
-        reason = str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
-        read_only = True
+        return store, True, str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
+
+
+def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
+    store, read_only, reason = open_for_console(db_path, read_only=read_only)
     app = OncallApp(store, read_only=read_only, read_only_reason=reason)
     try:
         app.run()

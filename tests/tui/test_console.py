@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 from rich.text import Text
 from textual.widgets import Input, OptionList, Static
 
@@ -75,7 +80,7 @@ async def test_explorer_filter_reader_label_note(make_app, demo_copy) -> None:
         assert isinstance(app.screen, ReaderScreen)
         assert app.screen.current["span_pk"] == third["span_pk"]
         out = app.screen.query_one("#output", OutputView).text
-        assert out and out == (third["output_preview"] or "")[: len(out)] or out.startswith(third["output_preview"][:20])
+        assert third["output_preview"] and out.startswith(third["output_preview"])  # the whole output, from its start
         await pilot.press("k")  # first of the walked sample: stays
         await pilot.press("j")
         await settle(pilot)
@@ -110,7 +115,7 @@ async def test_read_only_refuses_and_says_why(make_app, demo_copy) -> None:
         await settle(pilot)
         app.open_reader("tenant=globex", None, 0)
         await settle(pilot)
-        assert isinstance(app.screen, ReaderScreen) and app.screen.current is not None
+        assert isinstance(app.screen, ReaderScreen) and app.screen.current["tenant"] == "globex"
         await pilot.press("g")
         await settle(pilot)
         assert any("read-only: label good is disabled because the console was opened with --read-only"
@@ -259,24 +264,57 @@ def test_results_header_lines_up_with_the_rows() -> None:
     assert header_line(160, "latency_ms", True).index("ms ▼") == head.index("ms")
 
 
-def test_open_falls_back_to_read_only_when_the_file_is_held(monkeypatch, demo_copy) -> None:
-    """A file another process holds read-only can still be read: open it so, and say why."""
-    from oncall.store import StoreError, open_db
-    from oncall.tui import app as app_module
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+con.execute("SELECT count(*) FROM spans").fetchone()
+print("holding", flush=True)
+time.sleep(300)
+"""
 
-    calls, seen = [], {}
 
-    def fake_open(path, *, read_only=False, create=True):
-        calls.append(read_only)
-        if not read_only:
-            raise StoreError(f"{path} is in use by PID 4242 (python3); close that oncall session or open a copy")
-        return open_db(path, read_only=True, create=create)
+@contextmanager
+def held_by_another_process(path, mode: str):
+    """A real second process (the plain duckdb client, not oncall) holding the file, `ro` or `rw`."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), mode], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
-    def fake_run(self):
-        seen.update(read_only=self.read_only, reason=self.read_only_reason)
 
-    monkeypatch.setattr(app_module, "open_db", fake_open)
-    monkeypatch.setattr(app_module.OncallApp, "run", fake_run)
-    app_module.run_app(demo_copy)
-    assert calls == [False, True]
-    assert seen == {"read_only": True, "reason": "the database is in use by PID 4242 (python3)"}
+async def test_console_opens_read_only_beside_a_process_reading_the_file(demo_copy) -> None:
+    """Another process reads the file: the console opens it read-only and says which process, and why."""
+    from oncall.tui.app import OncallApp, open_for_console
+
+    with held_by_another_process(demo_copy, "ro") as holder:
+        store, read_only, reason = open_for_console(demo_copy)
+        try:
+            assert read_only and store.read_only
+            assert reason.startswith(f"the database is in use by PID {holder.pid} ("), reason
+            app = OncallApp(store, read_only=read_only, read_only_reason=reason, keymap={})
+            async with app.run_test(size=SIZE) as pilot:
+                await settle(pilot)
+                app.open_reader("tenant=acme", None, 0)
+                await settle(pilot)
+                await pilot.press("g")
+                await settle(pilot)
+                said = [str(n.message) for n in app._notifications]
+                assert any(f"label good is disabled because the database is in use by PID {holder.pid}" in m
+                           for m in said), said
+        finally:
+            store.close()
+
+
+def test_oncall_open_beside_a_process_writing_the_file_says_who_holds_it(demo_copy) -> None:
+    """Another process holds the file read-write: `oncall open` exits 2 with one line naming its PID."""
+    oncall = Path(sys.executable).with_name("oncall")
+    with held_by_another_process(demo_copy, "rw") as holder:
+        res = subprocess.run([str(oncall), "open", "--db", str(demo_copy)], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("oncall: error: "), res.stderr
+    assert f"{demo_copy} is in use by PID {holder.pid} (" in lines[0], lines[0]
