@@ -127,10 +127,10 @@ def tree_order(spans: list[dict[str, Any]], focus: int | None = None) -> list[di
     return out
 
 
-def tree_indent(depth: int, step: int = 2) -> str:
-    """Indentation for a span at `depth`: `step` spaces a level up to INDENT_CAP, then the depth in
+def tree_indent(depth: int, step: int = 2, cap: int = INDENT_CAP) -> str:
+    """Indentation for a span at `depth`: `step` spaces a level up to `cap` levels, then the depth in
     figures, so a 10,000-deep chain stays readable in a terminal instead of 20,000 columns wide."""
-    if depth <= INDENT_CAP:
+    if depth <= cap:
         return " " * (step * depth)
     mark = f"…{depth} "
-    return " " * max(0, step * INDENT_CAP - len(mark)) + mark
+    return " " * max(0, step * cap - len(mark)) + mark

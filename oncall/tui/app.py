@@ -61,7 +61,12 @@ class OncallApp(App[None]):
         if self._keymap:
             self.set_keymap(self._keymap)
         for p in self._keymap_problems:
-            self.notify(safe_text(p, multiline=False), severity="warning", markup=False, timeout=20)
+            # The toast names the bad ids; the full list of valid ones (50-odd) would bury the screen,
+            # so it is printed when the console exits, and `?` shows each screen's.
+            short, _, _ = p.partition("; valid ids: ")
+            if short != p:
+                short += "; `?` lists each screen's ids (all are printed when the console exits)"
+            self.notify(safe_text(short, multiline=False), severity="warning", markup=False, timeout=20)
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
         if self.read_only:  # say it up front, not only when a label is refused

@@ -22,6 +22,7 @@ from oncall.query.detail import tree_indent
 from oncall.safe_text import safe_text
 
 BAR = 24
+INDENT_CAP = 10  # levels indented before the depth is written out: the pane is narrower than a terminal
 
 
 def bar(offset: float | None, duration: float | None, total: float) -> str:
@@ -36,7 +37,7 @@ def span_line(s: dict[str, Any], total: float, marker: str) -> Text:
     """Timing bar first (every bar in the same column), then the indented name."""
     t = Text(no_wrap=True, overflow="crop")
     t.append(bar(s.get("offset_ms"), s.get("latency_ms"), total), style="cyan" if s.get("status") != "error" else "red")
-    t.append(" " + tree_indent(s.get("depth") or 0) + marker)
+    t.append(" " + tree_indent(s.get("depth") or 0, cap=INDENT_CAP) + marker)
     t.append(safe_text(s.get("name"), multiline=False, max_len=50), style="bold" if s.get("focus") else "")
     t.append(f"  {s.get('kind') or ''}", style="dim")
     if s.get("latency_ms") is not None:
@@ -88,6 +89,8 @@ class SpanTreeView(ScrollView, can_focus=True):
         self._layout()
         focus = next((i for i, s in enumerate(spans) if s.get("focus")), 0)
         self._move_to(focus)
+        # The new height is only known after the next layout: scroll the request into view then.
+        self.call_after_refresh(self._scroll_to_cursor)
 
     @property
     def current(self) -> dict[str, Any] | None:
@@ -141,13 +144,16 @@ class SpanTreeView(ScrollView, can_focus=True):
         if not self.rows:
             return
         self.cursor = max(0, min(len(self.rows) - 1, row))
+        self._scroll_to_cursor()
+        self.post_message(self.Highlighted(self.spans[self.rows[self.cursor]]))
+
+    def _scroll_to_cursor(self) -> None:
         top, height = self.scroll_offset.y, max(1, self.size.height)
         if self.cursor < top:
             self.scroll_to(y=self.cursor, animate=False)
         elif self.cursor >= top + height:
-            self.scroll_to(y=self.cursor - height + 1, animate=False)
+            self.scroll_to(y=self.cursor - height // 2, animate=False)  # a jump lands mid-view, with context
         self.refresh()
-        self.post_message(self.Highlighted(self.spans[self.rows[self.cursor]]))
 
     def _move_to(self, index: int) -> None:
         """Put the cursor on span `index` (it is visible: set_spans starts with nothing folded)."""

@@ -59,7 +59,7 @@ class TraceScreen(Screen):
         total = max((((s.get("offset_ms") or 0) + (s.get("latency_ms") or 0)) for s in self.spans), default=0.0)
         title = Text("trace ", style="bold")
         title.append(safe_text(d.get("trace_id"), multiline=False))
-        title.append(f"   {len(self.spans)} spans, {total:.0f} ms", style="dim")
+        title.append(f"   {len(self.spans):,} spans, {total:,.0f} ms", style="dim")
         if d.get("trace_spans", 0) > len(self.spans):
             title.append(f" of {d['trace_spans']:,} (the first by time and this request's ancestors)", style="dim")
         self.query_one("#trace-title", Static).update(title)
