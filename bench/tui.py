@@ -171,9 +171,10 @@ def main() -> int:
     move_max = max(x for r in results for x in r["reader_move_ms"])
     base = statistics.median(x for r in results for x in r["pilot_press_ms"])
     m = machine()
-    import duckdb
+    from oncall.store import open_db
 
-    n = duckdb.connect(str(db), read_only=True).execute("SELECT count(*) FROM spans").fetchone()[0]
+    with open_db(db, read_only=True) as store:
+        n = store.cursor().execute("SELECT count(*) FROM spans").fetchone()[0]
     lines = [
         "## Console",
         "",

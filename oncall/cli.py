@@ -118,7 +118,9 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
         report = load_paths(store, list(paths), fmt=fmt, options=LoadOptions(strict=strict, column_map=column_map),
-                            progress=bar.update if bar else None)
+                            progress=bar.update if bar else None,
+                            waiting=lambda: click.echo("oncall: another load is running on this incident; "
+                                                       "waiting for it to finish", err=True))
     except (LoadError, FormatError) as exc:
         fail(str(exc))
     finally:

@@ -377,7 +377,7 @@ def build_demo(db_path: Path, *, seed: int = 7, hours: float = 6.0, incident: bo
     store = open_db(db_path)
     try:
         report = load_paths(store, [str(out_dir / EXPORT_NAME)], progress=progress)
-        store.con.execute("INSERT OR REPLACE INTO meta VALUES ('demo', ?)", [json.dumps(truth.to_dict())])
+        store.set_meta("demo", json.dumps(truth.to_dict()))
         store.record_event("demo", f"built the demo incident ({truth.requests} requests, seed {seed})",
                            truth.to_dict(), actor="oncall demo")
     finally:

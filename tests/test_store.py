@@ -1,6 +1,7 @@
 import subprocess
 import sys
 
+import duckdb
 import pytest
 
 from oncall.store import StoreError, open_db
@@ -25,8 +26,10 @@ def test_reopen_keeps_data_and_version(tmp_path):
 
 def test_newer_schema_is_refused(tmp_path):
     p = tmp_path / "a.duckdb"
-    with open_db(p) as db:
-        db.con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    open_db(p).close()
+    con = duckdb.connect(str(p))
+    con.execute("UPDATE meta SET value = '999' WHERE key = 'schema_version'")
+    con.close()
     with pytest.raises(StoreError, match="newer than this oncall"):
         open_db(p)
 
@@ -36,17 +39,18 @@ def test_missing_db_read_only_is_a_clear_error(tmp_path):
         open_db(tmp_path / "nope.duckdb", read_only=True)
 
 
-def test_second_writer_gets_in_use_message(tmp_path):
+def test_a_foreign_read_write_holder_gets_a_clear_message(tmp_path):
+    """oncall never holds the base file read-write while others read; another tool may."""
     p = tmp_path / "a.duckdb"
     open_db(p).close()
     code = (
-        "import sys, time; from oncall.store import open_db; db = open_db(sys.argv[1]); "
+        "import sys, time, duckdb; con = duckdb.connect(sys.argv[1]); "
         "print('ready', flush=True); time.sleep(30)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code, str(p)], stdout=subprocess.PIPE, text=True)
     try:
         assert proc.stdout.readline().strip() == "ready"
-        with pytest.raises(StoreError, match=r"in use by PID \d+"):
+        with pytest.raises(StoreError, match=rf"held read-write by PID {proc.pid} "):
             open_db(p)
     finally:
         proc.kill()

@@ -10,23 +10,30 @@ import click
 from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, resolve_db
 
 
-def _is_real_incident(path: Path) -> bool:
-    """True if the file is an incident database with data that the demo did not build."""
-    import duckdb
+def _check_replaceable(path: Path, force: bool) -> None:
+    """Refuse to rebuild over an incident the demo did not build, or over a responder's work."""
+    from oncall.demo import demo_truth
+    from oncall.store import StoreError, open_db
 
     try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.Error as exc:
-        fail(f"{path} exists and cannot be opened ({str(exc).splitlines()[0]}); choose another --db")
+        store = open_db(path, read_only=True)
+    except StoreError as exc:
+        fail(f"{path} exists and cannot be opened ({exc}); choose another --db")
     try:
-        tables = {r[0] for r in con.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-        if "spans" not in tables:
-            return bool(tables)
-        if "meta" in tables and con.execute("SELECT count(*) FROM meta WHERE key = 'demo'").fetchone()[0]:
-            return False
-        return con.execute("SELECT count(*) FROM spans").fetchone()[0] > 0
+        is_demo = demo_truth(store.cursor()) is not None
+        spans = int(store.cursor().execute("SELECT count(*) FROM spans").fetchone()[0])
+        work = {k: v for k, v in store.has_responder_work().items() if v}
     finally:
-        con.close()
+        store.close()
+    if force:
+        return
+    if not is_demo and spans:
+        fail(f"{path} holds an incident that the demo did not build; refusing to replace it "
+             "(use --db to pick another file, or --force)")
+    if work:
+        lost = ", ".join(f"{n} {what}" for what, n in work.items())
+        fail(f"{path} holds responder work that rebuilding the demo would erase ({lost}); "
+             "refusing (use --db to build the demo elsewhere, or --force to erase it)")
 
 
 @click.command()
@@ -44,14 +51,12 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
     from oncall.ingest.loader import summary
     from oncall.output import ProgressBar, print_load_report
     from oncall.store import default_db_path, open_db
+    from oncall.store.db import remove_incident
 
     path = default_db_path(resolve_db(ctx, db))
     if path.exists():
-        if _is_real_incident(path) and not force:
-            fail(f"{path} holds an incident that the demo did not build; refusing to replace it "
-                 "(use --db to pick another file, or --force)")
-        path.unlink()
-        Path(str(path) + ".wal").unlink(missing_ok=True)
+        _check_replaceable(path, force)
+        remove_incident(path)
     bar = None if (as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
         truth, report = build_demo(path, seed=seed, hours=hours, progress=bar.update if bar else None)

@@ -18,7 +18,15 @@ from oncall.ingest.source import (
     sha256_of,
 )
 from oncall.ingest.writer import FileWriter, TooManyProblems
-from oncall.store.db import IncidentDB, discard_import, now_utc
+from oncall.store.db import IncidentDB, load_lock, now_utc
+from oncall.store.loadparts import (
+    attach_new_part,
+    detach_part,
+    discard_import,
+    remove_part_file,
+    salvage_unregistered_parts,
+)
+from oncall.store.parts import part_files, part_number, parts_dir, sidecar_dir
 
 
 @dataclass
@@ -74,9 +82,16 @@ ProgressFn = Callable[[str, int, int], None]  # (file, bytes done, bytes total)
 
 
 def load_paths(db: IncidentDB, args: list[str], *, fmt: str | None = None,
-               options: LoadOptions | None = None, progress: ProgressFn | None = None) -> LoadReport:
-    """Import every file named by args (files, directories, globs)."""
+               options: LoadOptions | None = None, progress: ProgressFn | None = None,
+               waiting: Callable[[], None] | None = None) -> LoadReport:
+    """Import every file named by args (files, directories, globs) into a new load part.
+
+    Loads take turns (store.db.load_lock; `waiting` is called if another is running). The part is
+    registered, and so becomes visible to every reader, when the last file is done.
+    """
     options = options or LoadOptions()
+    if db.read_only:
+        raise LoadError(f"{db.path} is open read-only; loading needs it writable (drop --read-only)")
     try:
         paths = expand_paths(args)
     except SourceError as exc:
@@ -87,21 +102,68 @@ def load_paths(db: IncidentDB, args: list[str], *, fmt: str | None = None,
         registry.get(fmt)  # fail early on an unknown --format
     explicit = len(paths) == 1 and Path(args[0]).is_file() if len(args) == 1 else False
     report = LoadReport()
-    for path in paths:
-        result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit)
-        report.files.append(result)
-        if options.strict and (result.status == "failed" or result.problems):
-            first = result.problems[0] if result.problems else None
-            raise LoadError(str(first) if first else f"{path}: {result.note}")
+    with load_lock(db.path, waiting):
+        db.refresh()
+        salvage_unregistered_parts(db)
+        part = PartWriter(db)
+        try:
+            for path in paths:
+                result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit,
+                                   part=part)
+                report.files.append(result)
+                if options.strict and (result.status == "failed" or result.problems):
+                    first = result.problems[0] if result.problems else None
+                    raise LoadError(str(first) if first else f"{path}: {result.note}")
+        except BaseException:
+            # Files finished before the failure stay loaded (each file is all or nothing).
+            part.close(register=True)
+            raise
+        part.close(register=True)
     return report
 
 
-def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: LoadOptions | None = None,
-              progress: ProgressFn | None = None, explicit: bool = True) -> FileResult:
+class PartWriter:
+    """The load part this load writes: attached read-write as `newpart` in the incident's DuckDB.
+
+    Its cursor's default catalog is the part, so `spans`, `imports` … name the part's own tables,
+    while `memory.main.spans` (the incident's view, without this part) is everything loaded before.
+    """
+
+    def __init__(self, db: IncidentDB) -> None:
+        self.db = db
+        taken = [part_number(p) or 0 for p in part_files(db.path)] + list(db.attached_parts())
+        self.number = max(taken, default=0) + 1
+        self.path = parts_dir(db.path) / f"part-{self.number}.duckdb"
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.cur = attach_new_part(db, self.path, "newpart")
+        prior = db.cursor().execute("SELECT coalesce(max(import_id), 0) FROM imports").fetchone()[0]
+        self.next_import = int(prior) + 1
+        self.imports: list[int] = []
+
+    def new_import_id(self) -> int:
+        iid = self.next_import
+        self.next_import += 1
+        return iid
+
+    def close(self, register: bool) -> None:
+        cur = self.cur
+        loaded = [int(r[0]) for r in cur.execute(
+            "SELECT import_id FROM imports WHERE status = 'loaded' ORDER BY import_id").fetchall()]
+        detach_part(self.db, cur, "newpart")
+        if register and loaded:
+            self.db.register_part(self.number, loaded)
+        else:
+            remove_part_file(self.path)
+
+
+def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None = None,
+              options: LoadOptions | None = None, progress: ProgressFn | None = None,
+              explicit: bool = True) -> FileResult:
     options = options or LoadOptions()
     spath = str(path)
     own = Path(db.path).resolve()
-    if Path(path).resolve() in (own, own.with_name(own.name + ".wal")):
+    resolved = Path(path).resolve()
+    if resolved in (own, own.with_name(own.name + ".wal")) or resolved.is_relative_to(sidecar_dir(own)):
         # `oncall load .` in the incident's own directory must not try to read the database itself.
         return FileResult(spath, None, "skipped", note="the incident database itself")
     try:
@@ -109,9 +171,11 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
         digest = sha256_of(path)
     except OSError as exc:
         return FileResult(spath, None, "failed", problems=[Problem(spath, None, "unreadable", str(exc))])
-    con = db.cursor()
+    con = part.cur
+    # Loaded before (the incident's imports) or earlier in this same load (the part's own).
     prior = con.execute(
-        "SELECT import_id, format FROM imports WHERE sha256 = ? AND status = 'loaded' "
+        "SELECT import_id, format FROM (SELECT * FROM memory.main.imports UNION ALL SELECT * FROM imports) "
+        "WHERE sha256 = ? AND status = 'loaded' "
         "AND coalesce(options->>'$.column_map', '{}') = ? LIMIT 1",
         [digest, json.dumps(options.column_map, sort_keys=True)],
     ).fetchone()
@@ -145,14 +209,15 @@ def load_file(db: IncidentDB, path: Path, *, fmt: str | None = None, options: Lo
             return FileResult(spath, None, "skipped", note=f"not trace data: {reason}")
 
     fname = module.NAME
-    import_id = int(con.execute("SELECT nextval('import_id_seq')").fetchone()[0])
+    import_id = part.new_import_id()
     started = now_utc()
-    # Two transactions. The first writes the file's rows with the import marked 'loading'; the second
-    # dedupes, resolves inherited keys, indexes ids and marks it 'loaded'. Resolving inheritance
-    # inside the first (an UPDATE of rows not yet committed) made the commit rewrite them: 7.9 s
-    # against 1.3 s for 200k OTLP spans. A load that dies between the two leaves a 'loading' import,
-    # which the next read-write open removes (store.db), so a killed load still leaves the database
-    # as it was before that file.
+    # Two transactions in the load's part. The first writes the file's rows with the import marked
+    # 'loading'; the second dedupes, resolves inherited keys, indexes ids and marks it 'loaded'.
+    # Resolving inheritance inside the first (an UPDATE of rows not yet committed) made the commit
+    # rewrite them: 7.9 s against 1.3 s for 200k OTLP spans. Nobody reads the part until the load
+    # registers it; a load that dies leaves it unregistered, and the next load keeps only its
+    # 'loaded' imports (salvage_unregistered_parts), so a killed load leaves the incident as it was
+    # before that file.
     con.execute("BEGIN TRANSACTION")
     writer = FileWriter(con, import_id, path, fname, strict=options.strict,
                         on_progress=(lambda done: progress(spath, done, size)) if progress else None)

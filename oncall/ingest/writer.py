@@ -24,7 +24,9 @@ import pyarrow as pa
 
 from oncall.ingest import jsonio
 from oncall.redact import sql_redact
-from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS
+from oncall.store.db import utc_cursor
+from oncall.store.parts import PK_SHIFT
+from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS, SPAN_COLUMN_NAMES
 
 JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw"}
 # Text columns that may carry credentials; redacted in SQL on the way in.
@@ -75,12 +77,13 @@ class FileWriter:
         self.added = 0
         self.duplicates = 0
         self._select = _select_list()
-        # span_pk is numbered here, not by a sequence: nextval() cost 1.5 s per 200k rows. One writer
-        # holds the database at a time (DuckDB's file lock), so max + 1 is safe.
-        self._next_pk = int(con.execute("SELECT coalesce(max(span_pk), 0) + 1 FROM spans").fetchall()[0][0])
+        # span_pk is numbered here, not by a sequence: nextval() cost 1.5 s per 200k rows. Each import
+        # owns the range import_id << PK_SHIFT, so pks are unique across load parts.
+        self._pk_base = int(import_id) << PK_SHIFT
+        self._next_pk = self._pk_base + 1
         # A second connection for importers' stateless queries over Arrow batches (validation), so
         # they need not wait for the background insert that owns `con`.
-        self.scratch = con.cursor()
+        self.scratch = utc_cursor(con)
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncall-insert")
         self._pending: Future[None] | None = None
 
@@ -187,7 +190,7 @@ class FileWriter:
         if arrow is None:
             n = int(self.con.execute(sql, params).fetchall()[0][0])
             self._next_pk = int(self.con.execute(
-                "SELECT coalesce(max(span_pk), 0) + 1 FROM spans WHERE import_id = ?", [self.import_id]
+                "SELECT coalesce(max(span_pk), ?) + 1 FROM spans WHERE import_id = ?", [self._pk_base, self.import_id]
             ).fetchall()[0][0])
         else:
             name, table = arrow
@@ -212,21 +215,24 @@ class FileWriter:
     def finish(self) -> None:
         """Dedupe, resolve inheritance, index ids: the load's second transaction (see ingest.loader).
 
-        Dedupe and inheritance run over every trace the file touched, in buckets of traces of about
-        FINISH_CHUNK_SPANS spans each, so their working memory does not grow with the file (at 1M
-        OTLP spans the inheritance step's peak went from 2.1 GB in one pass to 1.7 GB).
+        The writer's connection has the load's part as its default catalog; PRIOR (the incident's
+        view, without this part) holds everything loaded before. Dedupe and inheritance run over
+        every trace the file touched, in buckets of traces of about FINISH_CHUNK_SPANS spans each,
+        so their working memory does not grow with the file (at 1M OTLP spans the inheritance
+        step's peak went from 2.1 GB in one pass to 1.7 GB).
         """
         self.write_all()
         con = self.con
         iid = int(self.import_id)
+        touched = f"SELECT DISTINCT trace_id FROM spans WHERE import_id = {iid}"
         total, with_parent = con.execute(
-            f"""SELECT count(*), count(parent_id) FROM spans
-                WHERE trace_id IN (SELECT DISTINCT trace_id FROM spans WHERE import_id = {iid})"""
+            f"""SELECT count(*), count(parent_id) FROM (
+                    SELECT parent_id FROM spans WHERE trace_id IN ({touched})
+                    UNION ALL SELECT parent_id FROM {PRIOR} WHERE trace_id IN ({touched}))"""
         ).fetchall()[0]
         buckets = max(1, -(-int(total) // FINISH_CHUNK_SPANS))
         for b in range(buckets):
-            traces = (f"SELECT DISTINCT trace_id FROM spans WHERE import_id = {iid}"
-                      + (f" AND hash(trace_id) % {buckets} = {b}" if buckets > 1 else ""))
+            traces = touched + (f" AND hash(trace_id) % {buckets} = {b}" if buckets > 1 else "")
             self.duplicates += _dedupe(con, iid, traces)
             if with_parent:
                 resolve_inheritance(con, iid, traces)
@@ -243,18 +249,27 @@ class FileWriter:
         )
 
 
+# Everything loaded before this load (the incident's view; this load's own part is not in it yet).
+PRIOR = "memory.main.spans"
+
+
 def _dedupe(con: duckdb.DuckDBPyConnection, import_id: int, traces: str) -> int:
     """Remove this import's copies of spans already present (same trace_id, span_id): OTLP JSONL
-    retries, overlapping exports. The earliest row is kept. `traces` selects the trace ids to check."""
+    retries, overlapping exports. The earliest row is kept: one loaded before (PRIOR), else the
+    first in this load's part. `traces` selects the trace ids to check."""
     return int(con.execute(
         f"""
-        DELETE FROM spans WHERE span_pk IN (
+        DELETE FROM spans WHERE import_id = {int(import_id)} AND span_pk IN (
             SELECT span_pk FROM (
                 SELECT span_pk, import_id,
                        row_number() OVER (PARTITION BY trace_id, span_id ORDER BY span_pk) AS rn
                 FROM spans
                 WHERE trace_id IN ({traces})
-            ) WHERE rn > 1 AND import_id = {int(import_id)}
+            ) WHERE rn > 1
+            UNION ALL
+            SELECT s.span_pk FROM spans s JOIN {PRIOR} p
+                ON p.trace_id = s.trace_id AND p.span_id = s.span_id AND p.span_pk <> s.span_pk
+            WHERE s.import_id = {int(import_id)} AND s.trace_id IN ({traces}) AND p.trace_id IN ({traces})
         )"""
     ).fetchall()[0][0])
 
@@ -263,9 +278,11 @@ def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int, traces: 
     """Give every span the cohort keys (tenant, user, session, …) of its nearest ancestor that has them.
 
     Applications set these on the root span while the LLM call is a child. Runs over every trace
-    the import touched (or the trace ids the SQL `traces` selects), so a root loaded after its
-    children (another file) still fills them in. The span's own values always win; `inherited`
-    records which ancestor each value came from.
+    the import touched (or the trace ids the SQL `traces` selects), ancestors loaded before
+    included. Spans loaded before that gain keys (their root arrived in this file) are copied into
+    this part with the keys filled and listed in `superseded`: readers show the newest copy, and
+    the earlier parts, which others are reading, are never written. The span's own values always
+    win; `inherited` records which ancestor each value came from.
     """
     traces = traces or f"SELECT DISTINCT trace_id FROM spans WHERE import_id = {int(import_id)}"
     keys = INHERITED_KEYS
@@ -274,13 +291,21 @@ def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int, traces: 
         f" arg_min(a.span_id, c.depth) FILTER (WHERE a.{k} IS NOT NULL) AS {k}__from"
         for k in keys
     )
+    cols = ", ".join(keys)
     con.execute(
         f"""
         CREATE OR REPLACE TEMP TABLE _oncall_inherit AS
         WITH RECURSIVE touched AS ({traces}),
-        tspans AS (
-            SELECT span_pk, trace_id, span_id, parent_id, {', '.join(keys)}
+        own AS (
+            SELECT span_pk, trace_id, span_id, parent_id, {cols}, true AS own
             FROM spans WHERE trace_id IN (SELECT trace_id FROM touched)
+        ),
+        tspans AS (
+            SELECT * FROM own
+            UNION ALL
+            SELECT span_pk, trace_id, span_id, parent_id, {cols}, false AS own
+            FROM {PRIOR} WHERE trace_id IN (SELECT trace_id FROM touched)
+              AND span_pk NOT IN (SELECT span_pk FROM own)
         ),
         chain(span_pk, trace_id, ancestor_id, depth) AS (
             SELECT span_pk, trace_id, parent_id, 1 FROM tspans WHERE parent_id IS NOT NULL
@@ -289,11 +314,24 @@ def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int, traces: 
             FROM chain c JOIN tspans p ON p.trace_id = c.trace_id AND p.span_id = c.ancestor_id
             WHERE p.parent_id IS NOT NULL AND c.depth < 64
         )
-        SELECT c.span_pk, {pick}
+        SELECT c.span_pk, any_value(t.own) AS own, {pick}
         FROM chain c JOIN tspans a ON a.trace_id = c.trace_id AND a.span_id = c.ancestor_id
+                     JOIN tspans t ON t.span_pk = c.span_pk
         GROUP BY c.span_pk
         """
     )
+    # Spans loaded before that gain a key: copy them here (same span_pk) so the UPDATE below can
+    # fill them, and record that this copy supersedes the earlier one.
+    gains = " OR ".join(f"(p.{k} IS NULL AND i.{k} IS NOT NULL)" for k in keys)
+    con.execute(
+        f"""CREATE OR REPLACE TEMP TABLE _oncall_gain AS
+            SELECT p.span_pk FROM _oncall_inherit i JOIN {PRIOR} p ON p.span_pk = i.span_pk
+            WHERE NOT i.own AND ({gains})"""
+    )
+    if con.execute("SELECT count(*) FROM _oncall_gain").fetchall()[0][0]:
+        con.execute(f"INSERT INTO spans SELECT {', '.join(SPAN_COLUMN_NAMES)} FROM {PRIOR} "
+                    "WHERE span_pk IN (SELECT span_pk FROM _oncall_gain)")
+        con.execute(f"INSERT INTO superseded SELECT span_pk, {int(import_id)} FROM _oncall_gain")
     sets = ", ".join(f"{k} = coalesce(spans.{k}, i.{k})" for k in keys)
     # Only the keys actually inherited: null entries are filtered out before building the object.
     provenance = ", ".join(
@@ -315,3 +353,4 @@ def resolve_inheritance(con: duckdb.DuckDBPyConnection, import_id: int, traces: 
         """
     )
     con.execute("DROP TABLE _oncall_inherit")
+    con.execute("DROP TABLE _oncall_gain")

@@ -11,30 +11,35 @@ VERDICTS = ("good", "bad")
 
 def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, author: str | None = None,
               request_key: str | None = None) -> int:
-    """Record a good/bad verdict (the latest one counts) and put it on the timeline."""
+    """Record a good/bad verdict (the latest one counts) and put it on the timeline, in one write."""
     if verdict not in VERDICTS:
         raise ValueError(f"label must be one of {', '.join(VERDICTS)}, not {verdict!r}")
-    cur = db.cursor()
-    label_id = int(cur.execute("SELECT coalesce(max(label_id), 0) + 1 FROM labels").fetchone()[0])
     who = author or current_user()
-    cur.execute("INSERT INTO labels VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [label_id, span_pk, request_key, verdict, note, who, now_utc()])
-    db.record_event("label", f"labelled {request_key or span_pk} {verdict}" + (f": {note}" if note else ""),
-                    {"span_pk": span_pk, "request": request_key, "label": verdict, "note": note}, actor=who)
-    return label_id
+    at = now_utc()
+    ids = db.append_many([
+        ("labels", {"span_pk": span_pk, "request_key": request_key, "label": verdict, "note": note,
+                    "author": who, "created_at": at}),
+        ("trail", lambda ids: {
+            "at_time": at, "actor": who, "kind": "label",
+            "summary": f"labelled {request_key or span_pk} {verdict}" + (f": {note}" if note else ""),
+            "detail": {"label_id": ids[0], "span_pk": span_pk, "request": request_key, "label": verdict,
+                       "note": note}}),
+    ])
+    return ids[0]
 
 
 def add_note(db: Any, text: str, author: str | None = None, span_pk: int | None = None) -> int:
-    """A note on the incident timeline, or on one request when span_pk is given."""
+    """A note on the incident timeline, or on one request when span_pk is given, in one write."""
     if not text.strip():
         raise ValueError("a note needs some text")
-    cur = db.cursor()
-    note_id = int(cur.execute("SELECT coalesce(max(note_id), 0) + 1 FROM notes").fetchone()[0])
     who = author or current_user()
-    cur.execute("INSERT INTO notes (note_id, text, author, created_at, span_pk) VALUES (?, ?, ?, ?, ?)",
-                [note_id, text, who, now_utc(), span_pk])
-    db.record_event("note", text, {"note_id": note_id, "span_pk": span_pk}, actor=who)
-    return note_id
+    at = now_utc()
+    ids = db.append_many([
+        ("notes", {"text": text, "author": who, "created_at": at, "span_pk": span_pk}),
+        ("trail", lambda ids: {"at_time": at, "actor": who, "kind": "note", "summary": text,
+                               "detail": {"note_id": ids[0], "span_pk": span_pk}}),
+    ])
+    return ids[0]
 
 
 def labels_for(con: Any, span_pk: int) -> list[dict[str, Any]]:

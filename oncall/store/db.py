@@ -1,21 +1,55 @@
-"""Opening the incident database: path resolution, locking errors, migrations, cursors per thread."""
+"""Opening the incident: one base DuckDB file, load parts and a journal, shared by many processes.
+
+DuckDB allows one read-write process or many read-only ones per file. A responder keeps the console
+open while, beside it, a script labels, the next hour's export loads, a replay or a runbook runs,
+and a colleague opens a second console. So no process ever holds a file read-write that another
+reads:
+
+- `incident.duckdb`, the base file, is only read (written once when created, or by a migration of
+  an older file when nobody else has it open). Incidents built by oncall before the journal hold
+  their spans, labels, notes and trail here; those are read beside the newer data.
+- `incident.duckdb.d/parts/part-N.duckdb`: each load writes a file of its own and registers it when
+  it is finished (oncall/store/parts.py). Loads take turns (a lock file); readers never wait.
+- `incident.duckdb.d/journal.jsonl`: the responder's records (labels, notes, trail, replay results,
+  actions …) and the registration of parts, appended under a lock and fsynced
+  (oncall/store/journal.py).
+
+Every process opens an in-memory DuckDB, attaches the base and the registered parts read-only, and
+folds the journal into in-memory tables; views under the familiar names (`spans`, `span_ids`,
+`imports`, `problems`, `labels`, `notes`, `trail`, `meta`, and every table of trail_tables.py) put
+them together, so queries read as if it were one database. `refresh()` folds in what others wrote
+since (the console calls it every second); a command sees everything written before it started.
+
+Measured at 1M spans (bench/RESULTS.md): views over attached parts query as fast as the tables.
+"""
 
 from __future__ import annotations
 
+import fcntl
 import getpass
-import json
 import os
 import re
+import shutil
 import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import orjson
+import pyarrow as pa
 
+from oncall.store.journal import Journal, JournalError
 from oncall.store.migrations import MIGRATIONS, SCHEMA_VERSION
+from oncall.store.parts import parts_dir, sidecar_dir
+from oncall.store.schema import SPAN_COLUMNS
+from oncall.store.trail_tables import TABLES, Table
 
 DEFAULT_DB = "incident.duckdb"
+JOURNAL_NAME = "journal.jsonl"
 
 
 class StoreError(Exception):
@@ -60,83 +94,62 @@ def memory_limit() -> str:
     return os.environ.get("ONCALL_MEMORY_LIMIT") or DEFAULT_MEMORY_LIMIT
 
 
-def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+def _is_duckdb_file(path: Path) -> bool:
+    """DuckDB files carry the magic bytes 'DUCK' at offset 8."""
     try:
-        con = duckdb.connect(str(path), read_only=read_only,
-                             config={"memory_limit": memory_limit()})
-        # Times are stored as TIMESTAMPTZ; show and bucket them in UTC whatever the machine's zone.
-        con.execute("SET TimeZone = 'UTC'")
-        return con
-    except duckdb.IOException as exc:
-        msg = str(exc)
-        m = _LOCK_RE.search(msg)
-        if m:
-            raise StoreError(
-                f"{path} is in use by PID {m.group('pid')} ({m.group('prog')}); "
-                "close that oncall session or open a copy of the file"
-            ) from None
-        if read_only and not path.exists():
-            raise StoreError(f"{path} does not exist; load data first with `oncall load` or `oncall demo`") from None
-        raise StoreError(f"cannot open {path}: {msg.splitlines()[0]}") from None
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+    except OSError:
+        return True  # let DuckDB report what is wrong
+    return not head or head[8:12] == b"DUCK"
+
+
+def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
+    msg = str(exc)
+    m = _LOCK_RE.search(msg)
+    if m:
+        return StoreError(
+            f"{path} is held read-write by PID {m.group('pid')} ({m.group('prog')}), which is not oncall "
+            "or is an older oncall; close it (oncall itself never holds an incident file read-write "
+            "while others read it)")
+    if path.exists() and not _is_duckdb_file(path):
+        return StoreError(f"{path} is not a DuckDB database (an incident database is made by "
+                          "`oncall load` or `oncall demo`); check --db")
+    return StoreError(f"cannot open {path}: {msg.splitlines()[0]}")
+
+
+def connect_file(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """A connection to one DuckDB file, in UTC, with oncall's memory limit."""
+    if path.exists() and not _is_duckdb_file(path):
+        raise StoreError(f"{path} is not a DuckDB database (an incident database is made by "
+                         "`oncall load` or `oncall demo`); check --db")
+    try:
+        con = duckdb.connect(str(path), read_only=read_only, config={"memory_limit": memory_limit()})
     except duckdb.Error as exc:
-        raise StoreError(f"cannot open {path}: {str(exc).splitlines()[0]}") from None
+        raise _open_error(path, exc) from None
+    # Times are stored as TIMESTAMPTZ; show and bucket them in UTC whatever the machine's zone.
+    con.execute("SET TimeZone = 'UTC'")
+    return con
 
 
-class IncidentDB:
-    """One incident database file. `con` belongs to the opening thread; other threads call cursor()."""
-
-    def __init__(self, path: Path, con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
-        self.path = path
-        self.con = con
-        self.read_only = read_only
-        self._local = threading.local()
-
-    # -- connections -------------------------------------------------------------------------
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A cursor for the calling thread (DuckDB connections are not shared across threads)."""
-        cur = getattr(self._local, "cursor", None)
-        if cur is None:
-            cur = self.con.cursor()
-            self._local.cursor = cur
-        return cur
-
-    def close(self) -> None:
-        try:
-            self.con.close()
-        except duckdb.Error:
-            pass
-
-    def __enter__(self) -> IncidentDB:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    # -- schema ------------------------------------------------------------------------------
-    def schema_version(self) -> int:
-        return _schema_version(self.con)
-
-    # -- the responder's trail -----------------------------------------------------------------
-    def record_event(self, kind: str, summary: str, detail: dict[str, Any] | None = None,
-                     actor: str | None = None) -> int:
-        """Append an event to the trail (the timeline is built from it)."""
-        cur = self.cursor()
-        event_id = cur.execute("SELECT nextval('trail_id_seq')").fetchone()[0]
-        cur.execute(
-            "INSERT INTO trail VALUES (?, ?, ?, ?, ?, ?)",
-            [event_id, now_utc(), actor or current_user(), kind, summary,
-             json.dumps(detail) if detail is not None else None],
-        )
-        return int(event_id)
+def utc_cursor(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """A new cursor in UTC: DuckDB cursors start in the machine's zone, not their parent's."""
+    cur = con.cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    return cur
 
 
-def _schema_version(con: duckdb.DuckDBPyConnection) -> int:
+# -- base file: creation and migrations ------------------------------------------------------------
+
+def _schema_version(con: duckdb.DuckDBPyConnection, catalog: str | None = None) -> int:
+    where = f"AND table_catalog = '{catalog}'" if catalog else ""
     has_meta = con.execute(
-        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' AND table_schema = 'main'"
-    ).fetchone()[0]
+        "SELECT count(*) FROM information_schema.tables WHERE table_name = 'meta' "
+        f"AND table_schema = 'main' {where}").fetchone()[0]
     if not has_meta:
         return 0
-    row = con.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    prefix = f"{catalog}." if catalog else ""
+    row = con.execute(f"SELECT value FROM {prefix}meta WHERE key = 'schema_version'").fetchone()
     return int(row[0]) if row else 0
 
 
@@ -163,47 +176,443 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise
 
 
-def discard_import(con: duckdb.DuckDBPyConnection, import_id: int) -> None:
-    """Remove every row an unfinished import wrote: its spans, ids, problems and the import itself."""
-    con.execute("BEGIN TRANSACTION")
+def _create_or_upgrade_base(path: Path) -> None:
+    """Create a new base file, or migrate an older one (needs nobody else to have it open)."""
+    with _exclusive(sidecar_dir(path) / "create.lock"):
+        if path.exists():
+            probe = connect_file(path, read_only=True)
+            try:
+                version = _schema_version(probe)
+            finally:
+                probe.close()
+            if version == SCHEMA_VERSION:
+                return
+            if version > SCHEMA_VERSION:
+                raise StoreError(f"{path} has schema version {version}, newer than this oncall "
+                                 f"understands ({SCHEMA_VERSION}); upgrade oncall")
+        try:
+            con = connect_file(path, read_only=False)
+        except StoreError as exc:
+            if path.exists():
+                raise StoreError(f"{path} was written by an older oncall and must be upgraded once, "
+                                 "which needs every other oncall session on it closed") from exc
+            raise
+        try:
+            _migrate(con, path)
+            con.execute("CHECKPOINT")
+        finally:
+            con.close()
+
+
+@contextmanager
+def _exclusive(lock_path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
+    """An exclusive flock on a lock file; `waiting` is called once if it has to wait."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
-        con.execute("DELETE FROM span_ids WHERE span_pk IN (SELECT span_pk FROM spans WHERE import_id = ?)",
-                    [import_id])
-        con.execute("DELETE FROM problems WHERE import_id = ?", [import_id])
-        con.execute("DELETE FROM spans WHERE import_id = ?", [import_id])
-        con.execute("DELETE FROM imports WHERE import_id = ?", [import_id])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if waiting:
+                waiting()
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
-def _discard_interrupted_loads(con: duckdb.DuckDBPyConnection) -> None:
-    """A load writes its rows, then finishes them in a second transaction (ingest.loader). One that
-    died in between left an import marked 'loading'; take it out so the database is as it was."""
-    for (import_id,) in con.execute("SELECT import_id FROM imports WHERE status = 'loading'").fetchall():
-        discard_import(con, int(import_id))
+# -- the shared view ---------------------------------------------------------------------------------
 
+# Column lists of the tables that base and parts both hold (the views select them by name, so a
+# part written by an older oncall, lacking a newer column, reads that column as NULL).
+_SHARED_TABLES: dict[str, list[tuple[str, str]]] = {
+    "spans": [(name, dtype) for name, dtype, _, _ in SPAN_COLUMNS],
+    "span_ids": [("id", "VARCHAR"), ("id_kind", "VARCHAR"), ("span_pk", "BIGINT")],
+    "imports": [("import_id", "INTEGER"), ("path", "VARCHAR"), ("sha256", "VARCHAR"), ("size_bytes", "BIGINT"),
+                ("format", "VARCHAR"), ("started_at", "TIMESTAMPTZ"), ("finished_at", "TIMESTAMPTZ"),
+                ("spans", "BIGINT"), ("duplicates", "BIGINT"), ("problems", "BIGINT"), ("status", "VARCHAR"),
+                ("options", "JSON")],
+    "problems": [("import_id", "INTEGER"), ("file", "VARCHAR"), ("line", "BIGINT"), ("kind", "VARCHAR"),
+                 ("message", "VARCHAR")],
+}
+
+_ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
+                "VARCHAR": pa.string(), "JSON": pa.string(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+
+
+def _memory_table(name: str) -> str:
+    """Journal rows of a table that older base files also hold live beside them in `_j_<name>`."""
+    return f"_j_{name}" if TABLES[name].legacy else name
+
+
+def _to_arrow_value(value: Any, dtype: str) -> Any:
+    if value is None:
+        return None
+    if dtype == "TIMESTAMPTZ":
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        dt = datetime.fromisoformat(str(value))
+        return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+    if dtype == "JSON":
+        return value if isinstance(value, str) else orjson.dumps(value, default=str).decode()
+    if dtype == "VARCHAR":
+        return value if isinstance(value, str) else str(value)
+    if dtype in ("BIGINT", "INTEGER"):
+        return int(value)
+    if dtype == "DOUBLE":
+        return float(value)
+    if dtype == "BOOLEAN":
+        return bool(value)
+    return value
+
+
+class IncidentDB:
+    """One incident. `con` belongs to the opening thread; other threads call cursor()."""
+
+    def __init__(self, path: Path, read_only: bool) -> None:
+        self.path = path
+        self.dir = sidecar_dir(path)
+        self.read_only = read_only
+        self.warnings: list[str] = []
+        self._local = threading.local()
+        self._lock = threading.RLock()
+        self._journal = Journal(self.dir / JOURNAL_NAME)
+        self._parts: dict[int, str] = {}  # part number -> attached alias
+        self._next_id: dict[str, int] = {}
+        self._views_dirty = True
+        self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit()})
+        self.con.execute("SET TimeZone = 'UTC'")
+        try:
+            self.con.execute(f"ATTACH '{_sql_str(path)}' AS base (READ_ONLY)")
+        except duckdb.Error as exc:
+            self.con.close()
+            raise _open_error(path, exc) from None
+        self._base_columns = self._columns("base")
+        self._create_memory_tables()
+        self._start_ids()
+        self.refresh()
+
+    # -- connections -------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for the calling thread (DuckDB connections are not shared across threads), in UTC."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = utc_cursor(self.con)
+            self._local.cursor = cur
+        return cur
+
+    def close(self) -> None:
+        try:
+            self.con.close()
+        except duckdb.Error:
+            pass
+
+    def __enter__(self) -> IncidentDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------
+    def schema_version(self) -> int:
+        return _schema_version(self.con, "base")
+
+    def _columns(self, catalog: str) -> dict[str, set[str]]:
+        rows = self.con.execute(
+            "SELECT table_name, column_name FROM duckdb_columns() WHERE database_name = ? AND schema_name = 'main'",
+            [catalog]).fetchall()
+        out: dict[str, set[str]] = {}
+        for table, col in rows:
+            out.setdefault(table, set()).add(col)
+        return out
+
+    def _create_memory_tables(self) -> None:
+        for name, spec in TABLES.items():
+            cols = ", ".join(f"{c} {t}" for c, t in spec.columns)
+            self.con.execute(f"CREATE TABLE {_memory_table(name)} ({cols})")
+        self.con.execute("CREATE TABLE _superseded (span_pk BIGINT, by_part INTEGER)")
+
+    def _start_ids(self) -> None:
+        for name, spec in TABLES.items():
+            self._next_id[name] = 1
+            if spec.id and spec.legacy and spec.id in self._base_columns.get(name, set()):
+                top = self.con.execute(f"SELECT max({spec.id}) FROM base.{name}").fetchone()[0]
+                self._next_id[name] = int(top or 0) + 1
+
+    # -- folding in what others wrote ------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Fold in journal entries written since the last call; True if anything changed."""
+        with self._lock:
+            try:
+                entries = self._journal.read_new()
+            except JournalError as exc:
+                raise StoreError(str(exc)) from None
+            self._fold(entries)
+            if self._views_dirty:
+                self._build_views()
+            return bool(entries)
+
+    def _fold(self, entries: list[dict[str, Any]]) -> None:
+        rows_by_table: dict[str, list[dict[str, Any]]] = {}
+        for entry in entries:
+            if "part" in entry:
+                self._attach_part(entry["part"])
+            for table, row in entry.get("rows", []):
+                if table not in TABLES:
+                    self._warn(f"the journal holds rows of table {table!r}, unknown to this oncall "
+                               "(written by a newer version?); they are not shown")
+                    continue
+                rows_by_table.setdefault(table, []).append(row)
+        cur = self.cursor()
+        for table, rows in rows_by_table.items():
+            spec = TABLES[table]
+            arrays = {c: pa.array([_to_arrow_value(r.get(c), t) for r in rows], _ARROW_TYPES.get(t, pa.string()))
+                      for c, t in spec.columns}
+            batch = pa.table(arrays)  # noqa: F841 - read by name in the INSERT below
+            cur.execute(f"INSERT INTO {_memory_table(table)} SELECT * FROM batch")
+            if spec.id:
+                top = max(int(r[spec.id]) for r in rows if r.get(spec.id) is not None)
+                self._next_id[table] = max(self._next_id[table], top + 1)
+
+    def _attach_part(self, part: dict[str, Any]) -> None:
+        number = int(part["part"])
+        if number in self._parts:
+            return
+        path = parts_dir(self.path) / f"part-{number}.duckdb"
+        if not path.exists():
+            self._warn(f"{path} is registered in the journal but missing; its spans are not shown")
+            return
+        alias = f"p{number}"
+        self.con.execute(f"ATTACH '{_sql_str(path)}' AS {alias} (READ_ONLY)")
+        self.con.execute(f"INSERT INTO _superseded SELECT span_pk, {number} FROM {alias}.superseded")
+        self._parts[number] = alias
+        self._views_dirty = True
+
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
+    def _build_views(self) -> None:
+        cur = self.cursor()
+        loading = []
+        if "imports" in self._base_columns:
+            loading = [r[0] for r in cur.execute(
+                "SELECT import_id FROM base.imports WHERE status = 'loading'").fetchall()]
+        superseded_by = {int(r[0]) for r in cur.execute("SELECT DISTINCT by_part FROM _superseded").fetchall()}
+        for table, columns in _SHARED_TABLES.items():
+            branches = []
+            if table in self._base_columns:
+                where = ""
+                if loading and table in ("spans", "imports", "problems"):
+                    where = f" WHERE import_id NOT IN ({', '.join(str(int(i)) for i in loading)})"
+                elif loading and table == "span_ids":
+                    where = (" WHERE span_pk NOT IN (SELECT span_pk FROM base.spans WHERE import_id IN "
+                             f"({', '.join(str(int(i)) for i in loading)}))")
+                if table == "spans" and superseded_by:
+                    where += (" AND " if where else " WHERE ") + "span_pk NOT IN (SELECT span_pk FROM _superseded)"
+                branches.append(_branch("base", table, columns, self._base_columns[table]) + where)
+            for number, alias in sorted(self._parts.items()):
+                have = self._part_columns(alias).get(table, set())
+                where = ""
+                if table == "spans" and any(b > number for b in superseded_by):
+                    where = f" WHERE span_pk NOT IN (SELECT span_pk FROM _superseded WHERE by_part > {number})"
+                branches.append(_branch(alias, table, columns, have) + where)
+            if not branches:
+                cols = ", ".join(f"NULL::{t} AS {c}" for c, t in columns)
+                branches.append(f"SELECT {cols} WHERE false")
+            cur.execute(f"CREATE OR REPLACE VIEW {table} AS " + " UNION ALL ".join(branches))
+        for name, spec in TABLES.items():
+            if not spec.legacy:
+                continue
+            cols = spec.columns
+            mem = f"SELECT {', '.join(c for c, _ in cols)} FROM {_memory_table(name)}"
+            base_have = self._base_columns.get(name)
+            if name == "meta":
+                # The latest journal value of a key wins over the base file's.
+                latest = ("SELECT key, last(value ORDER BY rowid) AS value FROM _j_meta GROUP BY key")
+                base = ("SELECT key, value FROM base.meta WHERE key NOT IN (SELECT key FROM _j_meta)"
+                        if base_have else None)
+                sql = latest + (f" UNION ALL {base}" if base else "")
+            elif base_have:
+                sql = _branch("base", name, cols, base_have) + " UNION ALL " + mem
+            else:
+                sql = mem
+            cur.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+        self._views_dirty = False
+
+    def _part_columns(self, alias: str) -> dict[str, set[str]]:
+        cache = getattr(self, "_part_cols", None)
+        if cache is None:
+            cache = self._part_cols = {}
+        if alias not in cache:
+            cache[alias] = self._columns(alias)
+        return cache[alias]
+
+    # -- writing: the responder's records ----------------------------------------------------------
+    def append(self, table: str, row: dict[str, Any]) -> int:
+        """Append one row to a trail table (trail_tables.py); returns its id (0 for id-less tables)."""
+        return self.append_many([(table, row)])[0]
+
+    def append_many(self, rows: list[tuple[str, dict[str, Any] | Callable[[list[int]], dict[str, Any]]]]
+                    ) -> list[int]:
+        """Append rows all or nothing, durable before returning, visible to others at their next refresh.
+
+        A row may be a function of the ids assigned to the rows before it (a trail event naming the
+        label it records).
+        """
+        if self.read_only:
+            raise StoreError(f"{self.path} is open read-only (--read-only); nothing can be written")
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, self._journal.locked() as journal:
+            self._fold(journal.read_new())
+            next_id = dict(self._next_id)
+            ids: list[int] = []
+            out: list[list[Any]] = []
+            for table, row in rows:
+                spec = _table(table)
+                row = dict(row(ids) if callable(row) else row)
+                unknown = set(row) - set(spec.names)
+                if unknown:
+                    raise ValueError(f"table {table} has no column(s) {', '.join(sorted(unknown))}")
+                if spec.id:
+                    row[spec.id] = next_id[table]
+                    next_id[table] += 1
+                ids.append(int(row[spec.id]) if spec.id else 0)
+                # Responders paste things; the journal is part of the incident, so nothing secret stays.
+                out.append([table, {k: _redact(v) for k, v in row.items()}])
+            journal.write(lambda seq: {"seq": seq, "at": now_utc().isoformat(), "pid": os.getpid(), "rows": out})
+            self._fold(journal.read_new())
+        return ids
+
+    def record_event(self, kind: str, summary: str, detail: dict[str, Any] | None = None,
+                     actor: str | None = None) -> int:
+        """Append an event to the trail (the timeline is built from it)."""
+        return self.append("trail", {"at_time": now_utc(), "actor": actor or current_user(), "kind": kind,
+                                     "summary": summary, "detail": detail})
+
+    def set_meta(self, key: str, value: str) -> None:
+        self.append("meta", {"key": key, "value": value})
+
+    # -- registering a load part (oncall/ingest/loader.py) -------------------------------------------
+    def register_part(self, number: int, imports: list[int]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, self._journal.locked() as journal:
+            self._fold(journal.read_new())
+            journal.write(lambda seq: {"seq": seq, "at": now_utc().isoformat(), "pid": os.getpid(),
+                                       "part": {"part": number, "imports": imports}})
+            self._fold(journal.read_new())
+            self._build_views()
+
+    def registered_parts(self) -> set[int]:
+        self.refresh()
+        return set(self._parts)
+
+    def attached_parts(self) -> dict[int, str]:
+        return dict(self._parts)
+
+    def has_responder_work(self) -> dict[str, int]:
+        """How many labels, notes and trail events (other than the demo's own) the incident holds."""
+        cur = self.cursor()
+        return {
+            "labels": int(cur.execute("SELECT count(*) FROM labels").fetchone()[0]),
+            "notes": int(cur.execute("SELECT count(*) FROM notes").fetchone()[0]),
+            "trail events": int(cur.execute(
+                "SELECT count(*) FROM trail WHERE kind NOT IN ('demo', 'load')").fetchone()[0]),
+        }
+
+
+def _redact(value: Any) -> Any:
+    from oncall.redact import redact_text
+
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact(v) for v in value]
+    return value
+
+
+def _table(name: str) -> Table:
+    try:
+        return TABLES[name]
+    except KeyError:
+        raise ValueError(f"no trail table {name!r}; declared tables: {', '.join(sorted(TABLES))}") from None
+
+
+def _branch(catalog: str, table: str, columns: list[tuple[str, str]], have: set[str]) -> str:
+    cols = ", ".join(c if c in have else f"NULL::{t} AS {c}" for c, t in columns)
+    return f"SELECT {cols} FROM {catalog}.{table}"
+
+
+def _sql_str(path: Path) -> str:
+    return str(path).replace("'", "''")
+
+
+# -- opening, copying, removing ----------------------------------------------------------------------
 
 def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = False,
             create: bool = True) -> IncidentDB:
-    """Open (and create/upgrade unless read-only) the incident database."""
+    """Open the incident (creating or upgrading its base file first unless read-only)."""
     p = default_db_path(path)
     if not p.exists():
         if read_only or not create:
             raise StoreError(f"{p} does not exist; load data first with `oncall load` or `oncall demo`")
         if p.parent and not p.parent.exists():
             raise StoreError(f"cannot create {p}: directory {p.parent} does not exist")
-    con = _connect(p, read_only)
-    if read_only:
-        version = _schema_version(con)
-        if version != SCHEMA_VERSION:
-            con.close()
-            raise StoreError(
-                f"{p} has schema version {version}, this oncall needs {SCHEMA_VERSION}; "
-                "open it once without --read-only to upgrade it"
-            )
-    else:
-        _migrate(con, p)
-        _discard_interrupted_loads(con)
-    return IncidentDB(p, con, read_only)
+    if p.is_dir():
+        raise StoreError(f"{p} is a directory; --db names the incident database file")
+    if p.exists() and not _is_duckdb_file(p):
+        raise StoreError(f"{p} is not a DuckDB database (an incident database is made by "
+                         "`oncall load` or `oncall demo`); check --db")
+    if not read_only:
+        _create_or_upgrade_base(p)
+    db = IncidentDB(p, read_only)
+    version = db.schema_version()
+    if version != SCHEMA_VERSION:
+        db.close()
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"{p} has schema version {version}, newer than this oncall understands "
+                             f"({SCHEMA_VERSION}); upgrade oncall")
+        raise StoreError(f"{p} has schema version {version}, this oncall needs {SCHEMA_VERSION}; "
+                         "open it once without --read-only to upgrade it")
+    return db
+
+
+def load_lock(db_path: Path, waiting: Callable[[], None] | None = None) -> Any:
+    """Loads take turns: the lock every load holds from choosing its import ids to registering."""
+    return _exclusive(sidecar_dir(db_path) / "load.lock", waiting)
+
+
+def incident_files(db_path: Path) -> list[Path]:
+    """Every file that makes up the incident (the base file, its WAL, the journal and parts)."""
+    out = [p for p in (db_path, db_path.with_name(db_path.name + ".wal")) if p.exists()]
+    d = sidecar_dir(db_path)
+    if d.is_dir():
+        out += sorted(p for p in d.rglob("*") if p.is_file())
+    return out
+
+
+def copy_incident(src: Path, dst: Path) -> None:
+    """Copy an incident (base file, journal, parts) to another path, e.g. to work on a copy."""
+    shutil.copyfile(src, dst)
+    d = sidecar_dir(src)
+    if d.is_dir():
+        shutil.copytree(d, sidecar_dir(dst), ignore=shutil.ignore_patterns("*.lock"))
+
+
+def remove_incident(db_path: Path) -> None:
+    """Delete an incident's files (the demo rebuilding itself). Callers check for responder work."""
+    for p in (db_path, db_path.with_name(db_path.name + ".wal")):
+        p.unlink(missing_ok=True)
+    shutil.rmtree(sidecar_dir(db_path), ignore_errors=True)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.05) -> bool:
+    """Poll until predicate() is true or the timeout passes (tests and verification helpers)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(step)
+    return predicate()

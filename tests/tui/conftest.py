@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
 from oncall.store import open_db
+from oncall.store.db import copy_incident
 from oncall.tui.app import OncallApp
 
 
 @pytest.fixture
 def demo_copy(demo_db: Path, tmp_path: Path) -> Path:
     dst = tmp_path / "incident.duckdb"
-    shutil.copy(demo_db, dst)
+    copy_incident(demo_db, dst)  # the base file, its load parts and its journal
     return dst
 
 
