@@ -167,18 +167,11 @@ class OncallApp(App[None]):
 
 def open_for_console(db_path: str | Path | None, *,
                      read_only: bool = False) -> tuple[IncidentDB, bool, str | None]:
-    """(store, read-only?, why) for the console: read-write when it can be, else read-only with the reason."""
-    from oncall.store import StoreError
-
-    try:
-        return open_db(db_path, read_only=read_only, create=False), read_only, None
-    except StoreError as exc:
-        # Another process holds the file read-only (a second console, a script): DuckDB still lets
-        # this one read, so open read-only and say why, rather than refusing (design §3).
-        if read_only or "in use by" not in str(exc):
-            raise
-        store = open_db(db_path, read_only=True, create=False)
-        return store, True, str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
+    """(store, read-only?, why) for the console. Any number of consoles and commands share an
+    incident (oncall/store), so the only refusal left is a file some other program holds read-write,
+    and open_db's message names that program and its PID."""
+    store = open_db(db_path, read_only=read_only, create=False)
+    return store, read_only, None
 
 
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
