@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
@@ -21,6 +22,7 @@ from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
 
 HISTORY_MAX = 200
+REFRESH_S = 1.0  # how often the console folds in what other processes wrote (shown within 2 s)
 
 
 class OncallApp(App[None]):
@@ -46,6 +48,8 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
+        self._refresh_worker: Any = None
+        self._refresh_failed = False
         if keymap is None:
             self._keymap, self._keymap_problems = load_keymap()
             self._keymap_problems += unknown_ids(self._keymap, config_path())
@@ -73,6 +77,40 @@ class OncallApp(App[None]):
             self.notify(safe_text(f"read-only: {self.read_only_reason}; labels and notes are disabled",
                                   multiline=False), severity="warning", markup=False)
         self.open_overview()
+        self.set_interval(REFRESH_S, self._poll_store)
+
+    # -- others' writes --------------------------------------------------------------------------------
+    def _poll_store(self) -> None:
+        """Every REFRESH_S: fold in others' writes off the UI thread (one refresh at a time)."""
+        if self._refresh_worker is None or self._refresh_worker.is_finished:
+            self._refresh_worker = self._refresh_store()
+
+    @work(thread=True, group="store-refresh", exit_on_error=False)
+    def _refresh_store(self) -> None:
+        try:
+            changed = self.store.refresh()
+        except Exception as exc:  # noqa: BLE001 - a bad journal line must not take the console down
+            self.call_from_thread(self._store_refresh_failed, str(exc))
+            return
+        if changed:
+            self.call_from_thread(self._store_changed)
+
+    def _store_refresh_failed(self, message: str) -> None:
+        if not self._refresh_failed:  # once, not every second
+            self._refresh_failed = True
+            self.notify(safe_text(f"cannot read others' writes: {message}", multiline=False),
+                        severity="error", markup=False, timeout=30)
+
+    def _store_changed(self) -> None:
+        """Someone wrote (a label, a note, a load): the screen on top shows it now, the ones under it
+        when the responder goes back to them. Screens redraw in place: no focus or cursor moves."""
+        self._refresh_failed = False
+        top = self.screen
+        for screen in self.screen_stack:
+            if screen is top and hasattr(screen, "data_changed"):
+                screen.data_changed()
+            else:
+                screen.stale = True  # the screen's on_screen_resume calls its data_changed
 
     # -- navigation ------------------------------------------------------------------------------------
     def open_overview(self) -> None:

@@ -116,6 +116,14 @@ class ResultsView(ScrollView, can_focus=True):
         self.cursor = 0
         self._reset()
 
+    def update_total(self, total: int) -> None:
+        """The same filter over newer data: its new row count and rows, the cursor kept (clamped)."""
+        self.total = total
+        self.cursor = max(0, min(self.cursor, total - 1))
+        self.virtual_size = Size(self.size.width, total)
+        self.reload()
+        self.post_message(self.Moved(self.cursor, self.total))
+
     def reload(self) -> None:
         """Fetch the shown rows again, keeping the cursor and scroll position (labels and notes made
         in the reader must show here when the responder comes back)."""

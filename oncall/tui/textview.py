@@ -120,11 +120,13 @@ class RichLinesView(ScrollView, can_focus=False):
         self._lines: list = []
         self._width = 0
 
-    def update(self, text) -> None:  # noqa: ANN001 - a rich Text
+    def update(self, text, *, keep_scroll: bool = False) -> None:  # noqa: ANN001 - a rich Text
+        """Show `text` from its top, or (keep_scroll: the same request redrawn) where the reader was."""
         self._text = text
         self._width = 0
         self._layout()
-        self.scroll_to(0, 0, animate=False)
+        if not keep_scroll:
+            self.scroll_to(0, 0, animate=False)
 
     def plain(self) -> str:
         return self._text.plain if self._text is not None else ""

@@ -84,9 +84,23 @@ class ExplorerScreen(Screen):
 
     def on_screen_resume(self) -> None:
         """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
+        if getattr(self, "stale", False):
+            self.data_changed()
+            return
         view = self.query_one(ResultsView)
         if view.total:
             view.reload()
+
+    def data_changed(self) -> None:
+        """Others wrote (app._store_changed): count the shown filter again and re-read its rows, keeping
+        the cursor where it is and the focus where it was."""
+        self.stale = False
+        if self._counts.busy():
+            return  # a count in flight already reads the new data; its answer will show it
+        view = self.query_one(ResultsView)
+        self._generation += 1
+        self._counts.supersede(self._generation)
+        self.count(view.filter_text, self._generation, refresh=True)
 
     # -- the filter ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#filter")
@@ -101,7 +115,7 @@ class ExplorerScreen(Screen):
         self.count(text, self._generation)
 
     @work(thread=True, group="count")
-    def count(self, text: str, generation: int) -> None:
+    def count(self, text: str, generation: int, refresh: bool = False) -> None:
         """Count the filter's rows; every answer goes back tagged with its generation."""
         from oncall.query.filters import FilterError, compile_filter
 
@@ -117,7 +131,10 @@ class ExplorerScreen(Screen):
         except Exception as exc:  # noqa: BLE001 - shown to the responder, never a crash
             self.app.call_from_thread(self._count_failed, generation, exc)
             return
-        self.app.call_from_thread(self._counted, generation, text, total, c.notes)
+        if refresh:
+            self.app.call_from_thread(self._recounted, generation, total)
+        else:
+            self.app.call_from_thread(self._counted, generation, text, total, c.notes)
 
     def _current(self, generation: int) -> bool:
         """Is this the answer to the filter applied last? (UI thread: no lock needed.)"""
@@ -155,6 +172,10 @@ class ExplorerScreen(Screen):
         for n in notes:
             msg.append("   " + safe_text(n, multiline=False), style="dim")
         self.set_status(msg)
+
+    def _recounted(self, generation: int, total: int) -> None:
+        if self._current(generation):
+            self.query_one(ResultsView).update_total(total)
 
     def set_status(self, text: Text) -> None:
         self.query_one("#status", Static).update(text)

@@ -180,17 +180,33 @@ class ReaderScreen(Screen):
     def _loaded(self, pk: int, d: dict[str, Any]) -> None:
         self.cache[pk] = d
         if self.span_pks and self.span_pks[self.index] == pk:
-            self.render_detail(d)
+            self.render_detail(d, keep_scroll=self.current is not None and int(self.current["span_pk"]) == pk)
 
-    def render_detail(self, d: dict[str, Any]) -> None:
+    def data_changed(self) -> None:
+        """Others wrote (app._store_changed): labels and notes again, for the request on screen first;
+        the output stays scrolled where it was."""
+        self.stale = False
+        self.cache.clear()  # the prefetched neighbours' labels may be stale too
+        if self.span_pks:
+            self.load({self.span_pks[self.index]})
+
+    def on_screen_resume(self) -> None:
+        if getattr(self, "stale", False):
+            self.data_changed()
+
+    def render_detail(self, d: dict[str, Any], *, keep_scroll: bool = False) -> None:
+        """Show request d; keep_scroll: the same request redrawn (a label landed), nothing moves."""
+        same_output = keep_scroll and self.current is not None and output_of(self.current) == output_of(d)
         self.current = d
         pos = Text(f"{self.index + 1}/{len(self.span_pks or [])}  ", style="bold")
         pos.append(safe_text(self.filter_text or "(all requests)", multiline=False, max_len=100), style="dim")
         if self.app.read_only:
             pos.append("   read-only", style="bold yellow")
         self.query_one("#position", Static).update(pos)
-        self.query_one("#output", OutputView).load_text(output_of(d))
-        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d))
+        if not same_output:
+            self.query_one("#output", OutputView).load_text(output_of(d))
+        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d),
+                                                      keep_scroll=keep_scroll)
 
     # -- actions -----------------------------------------------------------------------------------------
     def action_move(self, step: int) -> None:
@@ -251,7 +267,7 @@ class ReaderScreen(Screen):
     def _labelled(self, pk: int, d: dict[str, Any], verdict: str) -> None:
         self.cache[pk] = d
         if self.current and int(self.current["span_pk"]) == pk:
-            self.render_detail(d)
+            self.render_detail(d, keep_scroll=True)
         self.app.notify("note saved" if verdict == "noted" else f"labelled {verdict}")
 
     def action_wrap(self) -> None:
