@@ -52,8 +52,9 @@ def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
 def binding_ids() -> set[str]:
     """Every binding id the console defines: the BINDINGS of each class in oncall.tui's modules (a new
     screen is covered by being there, not by being added to a list)."""
-    import oncall.tui
     from textual.binding import Binding
+
+    import oncall.tui
 
     names = ["oncall.tui.app"] + [m.name for m in pkgutil.walk_packages(oncall.tui.__path__, "oncall.tui.")]
     ids: set[str] = set()
