@@ -66,7 +66,9 @@ def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 5
                       f" OR s.{order_by} IS NULL)")
             params += [before.value, before.value, before.span_pk]
     order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?"
-    cur = con.cursor() if hasattr(con, "cursor") else con
+    # The caller's own connection, not a cursor of it: a new cursor starts in the machine's time zone
+    # and escapes the caller's interrupt (the console interrupts the pages of a superseded filter).
+    cur = con
     rows = None
     if order_by == "start_time" and descending and (before is None or before.value is not None):
         rows = _newest_in_windows(cur, where, params, order, limit, before.value if before else None)
@@ -124,6 +126,8 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
            f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
-    cur = con.cursor() if hasattr(con, "cursor") else con
+    # The caller's own connection, not a cursor of it: a new cursor starts in the machine's time zone
+    # and escapes the caller's interrupt (the console interrupts the pages of a superseded filter).
+    cur = con
     cur.execute(sql, list(c.params) + [int(limit), int(offset)])
     return _rows(cur)

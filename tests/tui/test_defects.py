@@ -44,7 +44,9 @@ async def wait_until(pilot, predicate, what: str, rounds: int = 600) -> None:
         if predicate():
             return
         await pilot.pause(0.1)
-    raise AssertionError(f"never happened: {what}")
+    screen = pilot.app.screen
+    status = static_text(screen, "#status") if screen.query("#status") else ""
+    raise AssertionError(f"never happened: {what} (screen {type(screen).__name__}, status {status!r})")
 
 
 # -- superseded counts ---------------------------------------------------------------------------------
@@ -160,6 +162,44 @@ async def test_esc_interrupts_the_count_after_a_newer_filter(make_app, monkeypat
             assert isinstance(app.screen, ExplorerScreen)  # esc cancelled; it did not also go back
     finally:
         for e in slow:  # never leave minutes of DuckDB work running after a failure
+            if not e["done"]:
+                e["conn"].interrupt()
+
+
+async def test_a_newer_filter_interrupts_the_pages_of_the_one_before(make_app, monkeypatch) -> None:
+    """Fetching the rows of a filter that has been replaced is interrupted, not left to finish."""
+    import oncall.query.search as search
+
+    real = search.compile_filter
+
+    def compile_filter(con, flt, *args, **kwargs):  # the rows of tenant=acme take minutes to fetch
+        c = real(con, flt, *args, **kwargs)
+        if flt == "tenant=acme":
+            c.where = f"({c.where}) AND {SLOW}"
+        return c
+
+    monkeypatch.setattr(search, "compile_filter", compile_filter)
+    log: list[dict[str, Any]] = []
+    app = make_app()
+    app.store = RecordingStore(app.store, log)
+    slow: list[dict[str, Any]] = []
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            app.open_explorer("tenant=acme")
+            await wait_until(pilot, lambda: any(SLOW in e["sql"] for e in log), "the slow page fetch to start")
+            await submit(pilot, "tenant=globex")
+            view = app.screen.query_one(ResultsView)
+            slow = [e for e in log if SLOW in e["sql"]]
+            await wait_until(pilot, lambda: all(e["done"] for e in slow),
+                             "the old filter's pages to stop", rounds=100)
+            await wait_until(pilot, lambda: view.filter_text == "tenant=globex" and view.row(0) is not None,
+                             "the new filter's rows")
+            assert all(type(e["error"]).__name__ == "InterruptException" for e in slow)
+            assert view.row(0)["tenant"] == "globex"
+            assert not [s for s in app.screen_stack if type(s).__name__ == "ErrorModal"]  # no error for it
+    finally:
+        for e in slow:
             if not e["done"]:
                 e["conn"].interrupt()
 
