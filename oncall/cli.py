@@ -1,12 +1,14 @@
 """The `oncall` command line: parse, call the headless core, print (rich) or --json.
 
 Contract (design §5): command names, flags, --json field names and exit codes are stable.
-Exit codes: 0 ok, 1 the command ran and found a problem, 2 bad usage or bad input.
-Errors go to stderr as one readable line (the traceback only with -v).
+Exit codes: 0 ok, 1 the command ran and found a problem, 2 bad usage or bad input, 3 an internal
+error (a bug; see cliutil). Errors go to stderr as one readable line (the traceback only with -v).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 import traceback
 from typing import Any
@@ -14,6 +16,7 @@ from typing import Any
 import click
 
 from oncall.cliutil import (
+    EXIT_INTERNAL,
     EXIT_OK,
     EXIT_PROBLEM,
     EXIT_USAGE,
@@ -62,14 +65,24 @@ class OncallGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("oncall: interrupted", err=True)
             sys.exit(130)
+        except BrokenPipeError:  # `oncall search | head`: the reader left; not an error of ours
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())  # so the exit-time flush does not raise again
+            sys.exit(128 + signal.SIGPIPE)
         except Exception as exc:  # the last line of defence: never a bare traceback
+            from oncall.errors import InputError
+            from oncall.store import StoreError
+
             obj = ctx.find_object(Ctx)
             if obj is not None and obj.verbose:
                 traceback.print_exc()
-            from oncall.store import StoreError
-
-            code = EXIT_USAGE if isinstance(exc, (StoreError, ValueError)) else EXIT_PROBLEM
-            fail(f"{type(exc).__name__}: {exc}" if not isinstance(exc, StoreError) else str(exc), code)
+            if isinstance(exc, (InputError, StoreError)):  # the responder's input: they can fix it
+                fail(str(exc), EXIT_USAGE)
+            # Anything else is a bug in oncall: its own exit code, never 1 ("found a problem") or 2.
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
+            hint = "" if obj is not None and obj.verbose else "; re-run with -v for the traceback"
+            click.echo(f"oncall: internal error: {type(exc).__name__}: {first}{hint}", err=True)
+            sys.exit(EXIT_INTERNAL)
 
 
 @click.group(cls=OncallGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -114,6 +127,13 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         column_map[k.strip()] = v.strip()
     if fmt is not None and fmt not in registry.names():
         fail(f"unknown format {fmt!r}; supported: {', '.join(registry.names())}")
+    from oncall.ingest.cost import cost_summary
+    from oncall.ingest.prices import PriceConfigError, overrides
+
+    try:
+        overrides()  # a bad oncall.toml is bad input before anything is written
+    except PriceConfigError as exc:
+        fail(str(exc))
     store = open_store(ctx, db)
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
@@ -131,6 +151,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         fail(str(only.problems[0]))  # the one file given is not loadable input: exit 2
     ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
     summ = summary(store, ids)
+    summ["cost"] = cost_summary(store.cursor(), ids)  # exported / estimated / unknown, unpriced models once each
     if ids:
         store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
                            {"files": [f.path for f in report.files if f.status == 'loaded']})
@@ -160,9 +181,13 @@ def formats(as_json: bool) -> None:
 from oncall.commands.analyze import blast_radius, changes, compare  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
+from oncall.commands.handoff import export_group, postmortem_cmd, timeline_cmd  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
+from oncall.commands.replay import replay  # noqa: E402
+from oncall.commands.runbook import runbook  # noqa: E402
 
-for _command in (blast_radius, changes, compare, demo, label, note, open_console, sample, search, show):
+for _command in (blast_radius, changes, compare, demo, export_group, label, note, open_console, postmortem_cmd, replay,
+                 runbook, sample, search, show, timeline_cmd):
     cli.add_command(_command)
 
 

@@ -1,4 +1,12 @@
-"""Helpers every CLI command module shares: --db/--json options, one-line errors, JSON output."""
+"""Helpers every CLI command module shares: --db/--json options, one-line errors, JSON output.
+
+Exit codes (a contract scripts rely on; README "Exit codes"):
+  0 ok; 1 the command ran and found a problem (a file that failed to load, an unknown request id,
+  sessions still degraded); 2 bad usage or bad input (click usage errors, `InputError` from the
+  core, a database that cannot be opened); 3 an internal error: an exception nobody expected, i.e.
+  a bug in oncall. It prints one line and the traceback only with -v, so a script never mistakes a
+  crash for a finding (1) or for its own typo (2).
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from typing import Any, NoReturn
 
 import click
 
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 
 
 class Ctx:

@@ -9,8 +9,17 @@ from rich.table import Table
 
 from oncall.safe_text import safe_rich, safe_text
 
-stdout = Console(highlight=False, soft_wrap=False)
-stderr = Console(stderr=True, highlight=False)
+
+class _Console(Console):
+    def on_broken_pipe(self) -> None:
+        """`oncall search | head`: rich would exit 1 ("found a problem"); the CLI exits 141 like
+        any Unix tool whose reader left (cli.OncallGroup.invoke)."""
+        self.quiet = True
+        raise BrokenPipeError
+
+
+stdout = _Console(highlight=False, soft_wrap=False)
+stderr = _Console(stderr=True, highlight=False)
 
 
 class ProgressBar:
@@ -75,7 +84,8 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
     t = Table(show_header=False, box=None, pad_edge=False)
     t.add_column(style="bold")
     t.add_column()
-    t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['errors']:,} errors)")
+    # Errors beside "LLM calls" are failed LLM calls: a 429 also fails the agent and root spans above it.
+    t.add_row("spans", f"{summ['spans']:,} ({summ['llm_spans']:,} LLM calls, {summ['llm_errors']:,} failed)")
     t.add_row("traces", f"{summ['traces']:,}")
     t.add_row("time range", f"{summ['start'] or '-'} → {summ['end'] or '-'}")
     # Counts are LLM calls (what a responder calls requests); tenants are on every span of a trace.
@@ -85,4 +95,11 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
         if vals:
             t.add_row(label, safe_rich(", ".join(f"{v['value']} ({v.get('llm_calls', v['spans']):,})"
                                                  for v in vals[:8]), multiline=False))
+    cost = summ.get("cost")
+    if cost and (cost["exported"] or cost["estimated"] or cost["unknown"]):
+        # "~" marks estimated costs everywhere they are shown (README "Cost").
+        t.add_row("cost", f"{cost['exported']:,} exported, ~{cost['estimated']:,} estimated, "
+                          f"{cost['unknown']:,} unknown (LLM calls)")
     stdout.print(t)
+    for m in (cost or {}).get("unpriced_models", []):
+        stderr.print(safe_rich(f"note: {m['note']}", multiline=False, max_len=300), style="yellow", soft_wrap=True)

@@ -5,9 +5,17 @@ says `stream: true` (with a final usage chunk when `stream_options.include_usage
 - a request for a model in SERVED_MODELS is answered with the dated snapshot name
   (`gpt-4o-mini` -> `gpt-4o-mini-2024-07-18`), as the real API does;
 - a request that offers `tools` and whose last message is not a tool result gets a tool call;
-- errors are injected with `fail_next(...)` or by the client's `X-Test-Fail: 429|quota|500` header
-  (429 with Retry-After, quota, 500), using OpenAI's error body format;
-- `latency` delays every answer, `chunk_delay` every SSE chunk.
+- errors are injected with `fail_next(...)` or by the client's `X-Test-Fail: 429|quota|500|503|401|404`
+  header (429 with Retry-After, quota, 5xx, 401 invalid key, 404 model not found), using OpenAI's error
+  body format; `drop_next()` cuts the connection (mid-stream after some chunks, or before any answer);
+  `slow_next(seconds)` delays chosen answers, `pass_next()` lets requests through so faults can be
+  scripted for later requests (each request takes the next entry of one queue when it arrives); `known_models_only` answers 404 model_not_found for models
+  not in `served_models`, as the real API does;
+- `latency` delays every answer, `chunk_delay` every SSE chunk;
+- answers are deterministic (`mode="fixed"`: the same input always gets the same output) or vary
+  (`mode="varying"`: the same input gets one of several phrasings, like sampling noise); `answerer`
+  (a function of the request body returning text, an assistant message dict, or None for the default)
+  makes the server answer like a particular model would.
 
 Every exchange is kept in `server.exchanges` (request body, status, response body or the
 assembled stream), so tests assert imported traces against what the server really returned.
@@ -32,6 +40,8 @@ SERVED_MODELS = {
     "gpt-4o": "gpt-4o-2024-08-06",
 }
 CREATED = 1_767_225_600  # fixed so runs are comparable
+# mode="varying": how one input may come back (sampling noise at temperature 0 looks like this).
+VARIANTS = ["", " Hope that helps.", " Let me know if you need more.", " (Answered briefly.)"]
 
 
 def rate_limit_body(model: str) -> dict[str, Any]:
@@ -47,6 +57,23 @@ def quota_body() -> dict[str, Any]:
         "type": "insufficient_quota", "param": None, "code": "insufficient_quota"}}
 
 
+def auth_body() -> dict[str, Any]:
+    return {"error": {
+        "message": "Incorrect API key provided. You can find your API key at https://platform.openai.com/account/api-keys.",
+        "type": "invalid_request_error", "param": None, "code": "invalid_api_key"}}
+
+
+def model_not_found_body(model: str) -> dict[str, Any]:
+    return {"error": {
+        "message": f"The model `{model}` does not exist or you do not have access to it.",
+        "type": "invalid_request_error", "param": None, "code": "model_not_found"}}
+
+
+def overloaded_body() -> dict[str, Any]:
+    return {"error": {"message": "The engine is currently overloaded, please try again later.",
+                      "type": "server_error", "param": None, "code": None}}
+
+
 def server_error_body() -> dict[str, Any]:
     return {"error": {
         "message": "The server had an error while processing your request. Sorry about that!",
@@ -57,9 +84,11 @@ def server_error_body() -> dict[str, Any]:
 class Failure:
     """One injected error response."""
 
-    status: int
+    status: int  # 0: drop the connection instead of answering; 200: answer normally (a scripted pass)
     body: dict[str, Any] | None = None  # None: the standard body for the status
     retry_after: float | None = None
+    drop_after_chunks: int = 0  # status 0 on a stream: chunks sent before the cut
+    delay: float = 0.0  # seconds added to this answer (slow_next)
 
 
 @dataclass
@@ -72,6 +101,9 @@ class Exchange:
     response: dict[str, Any] | None = None  # JSON body, or the stream assembled into one completion
     stream_chunks: list[dict[str, Any]] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    dropped: bool = False  # the connection was cut before the answer was complete
+    at: float = field(default_factory=time.monotonic)  # when the request arrived (time.monotonic)
+    authorization: str | None = None  # the Authorization header the client sent
 
 
 def count_tokens(text: str) -> int:
@@ -90,12 +122,23 @@ class OpenAIServer:
     """An OpenAI-compatible chat completions server on 127.0.0.1:<free port>."""
 
     def __init__(self, *, latency: float = 0.0, chunk_delay: float = 0.0,
-                 served_models: dict[str, str] | None = None) -> None:
+                 served_models: dict[str, str] | None = None, mode: str = "fixed",
+                 answerer: Any = None, known_models_only: bool = False, keep_exchanges: bool = True,
+                 echo_key_on_401: bool = False) -> None:
+        if mode not in ("fixed", "varying"):
+            raise ValueError("mode is 'fixed' or 'varying'")
         self.latency = latency
         self.chunk_delay = chunk_delay
         self.served_models = dict(SERVED_MODELS if served_models is None else served_models)
+        self.mode = mode
+        self.answerer = answerer
+        self.known_models_only = known_models_only
+        self.keep_exchanges = keep_exchanges  # benchmarks: count, do not keep
+        self.echo_key_on_401 = echo_key_on_401  # a careless gateway that puts the key in its error message
         self.exchanges: list[Exchange] = []
+        self.requests_received = 0
         self._failures: deque[Failure] = deque()
+        self._answers = itertools.count()
         self._lock = threading.Lock()
         self._ids = itertools.count(1)
         self._httpd: ThreadingHTTPServer | None = None
@@ -108,7 +151,7 @@ class OpenAIServer:
         class Handler(_Handler):
             owner = server
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _QuietServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="openai-test-server", daemon=True)
         self._thread.start()
@@ -142,6 +185,25 @@ class OpenAIServer:
             for _ in range(times):
                 self._failures.append(Failure(status, body, retry_after))
 
+    def drop_next(self, *, times: int = 1, after_chunks: int = 2) -> None:
+        """The next `times` requests lose their connection: a stream after `after_chunks` chunks, a
+        plain request before any response byte."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append(Failure(0, drop_after_chunks=after_chunks))
+
+    def slow_next(self, seconds: float, *, times: int = 1) -> None:
+        """The next `times` requests are answered `seconds` late (a read timeout, a slow model)."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append(Failure(200, delay=seconds))
+
+    def pass_next(self, *, times: int = 1) -> None:
+        """The next `times` requests are answered normally (to place faults later in a script)."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append(Failure(200))
+
     def completions(self) -> list[Exchange]:
         """Successful chat completion exchanges, in the order they were answered."""
         return [e for e in self.exchanges if e.status == 200]
@@ -151,9 +213,13 @@ class OpenAIServer:
         with self._lock:
             return self._failures.popleft() if self._failures else None
 
-    def _record(self, ex: Exchange) -> None:
+    def _record(self, ex: Exchange, handler: Any = None) -> None:
+        if handler is not None:
+            ex.at = getattr(handler, "_arrived", ex.at)
+            ex.authorization = handler.headers.get("Authorization")
         with self._lock:
-            self.exchanges.append(ex)
+            if self.keep_exchanges:
+                self.exchanges.append(ex)
 
     def next_id(self) -> str:
         with self._lock:
@@ -168,7 +234,14 @@ class OpenAIServer:
         prompt_tokens = sum(count_tokens(_message_text(m)) + 3 for m in messages if isinstance(m, dict))
         last = messages[-1] if messages and isinstance(messages[-1], dict) else {}
         tools = req.get("tools") or []
-        if tools and last.get("role") != "tool":
+        custom = self.answerer(req) if self.answerer is not None else None
+        if custom is not None:
+            message = ({"role": "assistant", "content": custom, "refusal": None} if isinstance(custom, str)
+                       else {"role": "assistant", "content": None, "refusal": None, **custom})
+            finish = "tool_calls" if message.get("tool_calls") else "stop"
+            completion_tokens = count_tokens(message.get("content") or "") + (
+                sum(count_tokens(c["function"]["arguments"]) + 5 for c in message.get("tool_calls") or []))
+        elif tools and last.get("role") != "tool":
             fn = tools[0].get("function", {})
             required = (fn.get("parameters") or {}).get("required") or []
             args = json.dumps({p: "Paris" for p in required})
@@ -185,6 +258,9 @@ class OpenAIServer:
             else:
                 user = next((_message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
                 text = f"Answer to: {user}"
+            if self.mode == "varying":
+                n = next(self._answers)
+                text += VARIANTS[n % len(VARIANTS)]
             message = {"role": "assistant", "content": text, "refusal": None}
             finish = "stop"
             completion_tokens = count_tokens(text)
@@ -232,6 +308,20 @@ class OpenAIServer:
         return chunks
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that goes away (killed, timed out, cancelled) is normal here, not a traceback.
+    The listen backlog fits a replay's burst of new connections (socketserver's default is 5)."""
+
+    request_queue_size = 256
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        import sys
+
+        if isinstance(sys.exc_info()[1], (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 def _header_failure(headers: Any) -> Failure | None:
     """A client may ask for an error itself (`X-Test-Fail: 429|quota|500`, `X-Test-Retry-After: s`),
     so a subprocess driving the server decides which of its calls fail, deterministically."""
@@ -242,6 +332,8 @@ def _header_failure(headers: Any) -> Failure | None:
     retry_after = float(retry) if retry else None
     if want == "quota":
         return Failure(429, quota_body(), retry_after)
+    if want == "drop":
+        return Failure(0, drop_after_chunks=2)
     return Failure(int(want), None, retry_after)
 
 
@@ -292,22 +384,39 @@ class _Handler(BaseHTTPRequestHandler):
             owner._record(Exchange(self.path, {}, 400, body))
             self._send_json(400, body)
             return
-        if owner.latency:
-            time.sleep(owner.latency)
+        with owner._lock:
+            owner.requests_received += 1
+        self._arrived = time.monotonic()
+        # A request's fate is decided when it arrives, so a slow answer cannot take a later request's fault.
         failure = owner._take_failure() or _header_failure(self.headers)
-        if failure is not None:
+        delay = owner.latency + (failure.delay if failure is not None else 0.0)
+        if failure is not None and failure.status == 200:
+            failure = None
+        if delay:
+            time.sleep(delay)
+        model = req.get("model") or ""
+        if failure is None and owner.known_models_only and model not in owner.served_models:
+            failure = Failure(404, model_not_found_body(model))
+        if failure is not None and failure.status == 0 and not req.get("stream"):
+            owner._record(Exchange(self.path, req, 0, None, dropped=True), self)
+            self.close_connection = True
+            self.connection.shutdown(2)  # no response byte: the client sees the connection drop
+            return
+        if failure is not None and failure.status != 0:
             self._fail(req, failure)
             return
         full = owner.answer(req)
         if not req.get("stream"):
-            owner._record(Exchange(self.path, req, 200, full))
+            owner._record(Exchange(self.path, req, 200, full), self)
             self._send_json(200, full)
             return
         include_usage = bool((req.get("stream_options") or {}).get("include_usage"))
         chunks = owner.stream_chunks(full, include_usage)
         if not include_usage:
             full = {k: v for k, v in full.items() if k != "usage"}
-        owner._record(Exchange(self.path, req, 200, full, stream_chunks=chunks))
+        if failure is not None:  # drop mid-stream: some chunks, then the connection is cut
+            chunks = chunks[:failure.drop_after_chunks]
+        owner._record(Exchange(self.path, req, 200, full, stream_chunks=chunks, dropped=failure is not None), self)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-cache")
@@ -319,6 +428,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
             if owner.chunk_delay:
                 time.sleep(owner.chunk_delay)
+        if failure is not None:
+            self.connection.shutdown(2)
+            return
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 
@@ -326,10 +438,14 @@ class _Handler(BaseHTTPRequestHandler):
         model = req.get("model") or "gpt-4o-mini"
         body = failure.body
         if body is None:
-            body = rate_limit_body(model) if failure.status == 429 else server_error_body()
+            body = {429: rate_limit_body(model), 401: auth_body(), 404: model_not_found_body(model),
+                    503: overloaded_body()}.get(failure.status) or server_error_body()
+        if failure.status == 401 and self.owner.echo_key_on_401:
+            key = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            body = {"error": {**body["error"], "message": f"Incorrect API key provided: {key}."}}
         headers = {}
         if failure.retry_after is not None:
             headers["Retry-After"] = f"{failure.retry_after:g}"
             headers["retry-after-ms"] = str(int(failure.retry_after * 1000))
-        self.owner._record(Exchange(self.path, req, failure.status, body, headers=headers))
+        self.owner._record(Exchange(self.path, req, failure.status, body, headers=headers), self)
         self._send_json(failure.status, body, headers)

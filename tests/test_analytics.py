@@ -17,6 +17,7 @@ from oncall.query import quality
 from oncall.query.blast_radius import blast_radius
 from oncall.query.changes import changes
 from oncall.query.compare import compare
+from oncall.query.search import count
 from oncall.query.stats import two_proportions, welch
 from oncall.store import open_db
 
@@ -77,8 +78,10 @@ def test_compare_shows_injected_effects_with_sign_and_size(demo) -> None:
     assert jv["baseline"] > 0.97 and 0.6 < jv["cohort"] < 0.8 and jv["significance"] == "significant"
     assert metric(r, "json_key_drift")["cohort"] > 0.3
     assert "amount,currency,orderId,status" in r["json_key_sets"]["new_key_sets"]
-    assert r["served_models"]["cohort"] == {"gpt-4o-2024-11-20": 533} or set(r["served_models"]["cohort"]) == {
-        "gpt-4o-2024-11-20"}
+    # Every cohort request that names a served model names the new one (failed calls name none).
+    served_new = count(demo.con, "feature=extract since=01:12 served_model=gpt-4o-2024-11-20")
+    assert r["served_models"]["cohort"] == {"gpt-4o-2024-11-20": served_new}
+    assert served_new + count(demo.con, "feature=extract since=01:12 served_model=") == r["cohort"]["requests"]
     acme = compare(demo.con, "tenant=acme feature=support-bot since=00:30 status=ok",
                    "tenant=acme feature=support-bot until=00:30 status=ok")
     cost = metric(acme, "cost_per_request")
@@ -118,8 +121,10 @@ def test_changes_finds_each_injected_change(demo) -> None:
     assert json_shift.cohort == {"feature": "extract"} and json_shift.after < json_shift.before
     # ranked by impact, every change reproducible as a filter
     assert [c.impact for c in found] == sorted((c.impact for c in found), reverse=True)
-    for c in found:
-        assert changes(demo.con, c.filter) is not None
+    for c in found:  # the filter selects the change's requests: exactly (a new value) or its window (a shift)
+        reproduced = count(demo.con, c.filter)
+        assert reproduced == c.affected_requests if c.kind.startswith("new_") else reproduced >= c.affected_requests > 0
+        assert all(f"{k}={v}" in c.filter.split() for k, v in c.cohort.items()), c.filter
 
 
 def test_changes_quiet_on_steady_traffic(steady_db: Path) -> None:

@@ -301,3 +301,51 @@ def test_incident_files_and_copy(loaded: Path, tmp_path: Path) -> None:
         assert copy.cursor().execute("SELECT text FROM notes").fetchall() == [("copied along",)]
     finally:
         copy.close()
+
+
+def test_an_incident_built_before_the_journal_reads_as_it_is_and_takes_new_work(tmp_path: Path) -> None:
+    """A single-file incident (spans, labels, a 'loading' import left by a killed load, in the base
+    file) opens read-only as it is; new labels continue its ids; a load dedupes against its spans."""
+    import duckdb
+
+    tracegen.require_formats("otlp-jsonl")
+    db_path = tmp_path / "old.duckdb"
+    open_db(db_path).close()  # the base file, schema v2
+    src = tmp_path / "a.jsonl"
+    tracegen.write_lines(src, tracegen.otlp_lines(0, 50))
+    staging = tmp_path / "staging.duckdb"
+    s = open_db(staging)
+    load_paths(s, [str(src)])
+    s.close()
+    part = sidecar_dir(staging) / "parts" / "part-1.duckdb"
+    con = duckdb.connect(str(db_path))
+    con.execute(f"ATTACH '{part}' AS p (READ_ONLY)")
+    # The old file predates later columns (cost_source …): copy the ones it has.
+    cols = [r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                                      "AND table_name = 'spans'").fetchall()]
+    con.execute(f"INSERT INTO spans SELECT {', '.join(cols)} FROM p.spans")
+    con.execute("INSERT INTO span_ids SELECT * FROM p.span_ids")
+    con.execute("INSERT INTO imports SELECT * FROM p.imports")
+    pk = con.execute("SELECT min(span_pk) FROM spans").fetchone()[0]
+    con.execute("INSERT INTO labels VALUES (7, ?, 'req', 'bad', 'old verdict', 'alice', now())", [pk])
+    # A load that died in the old layout: its rows stay in the file, marked 'loading'.
+    con.execute("INSERT INTO imports VALUES (99, 'x', 'y', 0, 'otlp-jsonl', now(), NULL, 1, 0, 0, 'loading', NULL)")
+    con.execute("INSERT INTO spans (span_pk, import_id, trace_id, span_id, kind) VALUES (999999, 99, 't', 's', 'llm')")
+    con.execute("DETACH p")
+    con.close()
+
+    db = open_db(db_path)
+    try:
+        cur = db.cursor()
+        assert cur.execute("SELECT count(*) FROM spans").fetchone()[0] == 50
+        assert cur.execute("SELECT count(*) FROM imports").fetchone()[0] == 1
+        assert add_label(db, pk, "good", note="new verdict") == 8
+        assert cur.execute("SELECT label_id, note FROM labels ORDER BY label_id").fetchall() == \
+            [(7, "old verdict"), (8, "new verdict")]
+        again = tmp_path / "again.jsonl"
+        tracegen.write_lines(again, tracegen.otlp_lines(0, 60))
+        report = load_paths(db, [str(again)])
+        assert report.spans_added == 10 and report.files[0].duplicates == 50
+        assert cur.execute("SELECT count(*), count(DISTINCT (trace_id, span_id)) FROM spans").fetchone() == (60, 60)
+    finally:
+        db.close()

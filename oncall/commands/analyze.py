@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import shlex
 from typing import Any
 
 import click
@@ -11,17 +9,11 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.display import format_cost, jsonable
 from oncall.output import stdout
+from oncall.query.cost_marks import estimate_note
+from oncall.query.filters import quote_value
 from oncall.safe_text import safe_rich, safe_text
-
-
-def _words(text: str | None) -> list[str]:
-    if not text:
-        return []
-    try:
-        return shlex.split(text)
-    except ValueError as exc:
-        fail(f"bad filter {text!r}: {exc}")
 
 
 def _compile_or_fail(con: Any, words: list[str]) -> Any:
@@ -39,20 +31,14 @@ def _num(v: Any, unit: str = "") -> str:
     if unit == "ratio":
         return f"{100 * v:.1f} %"
     if unit == "usd":
-        return f"${v:.5f}" if abs(v) < 10 else f"${v:,.2f}"
+        return format_cost(v)
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _jsonable(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _jsonable(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dt.datetime):
-        return v.isoformat()
-    return v
+    return jsonable(v)  # times in UTC whatever zone the cursor returned them in
 
 
 # -- compare ----------------------------------------------------------------------------------------
@@ -67,9 +53,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
     from oncall.query.compare import compare as run_compare
 
     store = open_store(ctx, db, read_only=True, create=False)
+    # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
-    _compile_or_fail(store.con, _words(baseline))
-    res = run_compare(store.con, list(filter_words), _words(baseline))
+    _compile_or_fail(store.con, [baseline])
+    res = run_compare(store.con, list(filter_words), [baseline])
     if as_json:
         emit_json(_jsonable(res))
         return
@@ -91,9 +78,16 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
             change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
                       else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None else _num(m["delta"], m["unit"])))
         style = "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
-        table.add_row(m["metric"], _num(m["cohort"], m["unit"]), _num(m["baseline"], m["unit"]),
+        est = m.get("estimated") or {}
+        table.add_row(m["metric"], _marked(_num(m["cohort"], m["unit"]), est.get("cohort")),
+                      _marked(_num(m["baseline"], m["unit"]), est.get("baseline")),
                       Text(change, style=style), Text(sig if sig != "n/a" else "", style=style))
     stdout.print(table)
+    est = next((m["estimated"] for m in res["metrics"] if m.get("estimated")), {})
+    for who in ("cohort", "baseline"):
+        note = estimate_note(est.get(who), who)
+        if note:
+            stdout.print(Text(note, style="dim"))
     for what in ("served_models", "finish_reasons"):
         d = res[what]
         if d["cohort"] or d["baseline"]:
@@ -106,6 +100,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
                      + safe_rich(_dist(ks["new_key_sets"]), multiline=False))
 
 
+def _marked(text: str, estimated_share: float | None) -> str:
+    return f"~{text}" if estimated_share and text != "—" else text
+
+
 def _dist(d: dict[str, int]) -> str:
     total = sum(d.values()) or 1
     return ", ".join(f"{k} {100 * v / total:.0f}%" for k, v in list(d.items())[:5]) or "—"
@@ -114,8 +112,9 @@ def _dist(d: dict[str, int]) -> str:
 # -- changes ----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--bucket", "bucket_s", type=int, default=None, help="bucket width in seconds (default: automatic)")
-@click.option("--limit", default=20, show_default=True)
+@click.option("--bucket", "bucket_s", type=click.IntRange(min=1), default=None,
+              help="bucket width in seconds (default: automatic)")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
 @db_option
 @json_option
 @click.pass_context
@@ -146,7 +145,9 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
         stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False), soft_wrap=True)
         if c.also_in:
-            also = "; ".join(", ".join(f"{k}={v}" for k, v in co.items()) or "all traffic" for co in c.also_in[:6])
+            # Written as filter terms (quoted where needed), so each cohort can be pasted as a filter.
+            also = "; ".join(" ".join(f"{k}={quote_value(v)}" for k, v in co.items()) or "all traffic"
+                             for co in c.also_in[:6])
             stdout.print(Text("    also in: ", style="dim") + safe_rich(also, multiline=False, max_len=200),
                          soft_wrap=True)
 
@@ -156,7 +157,7 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
                                                    "the bad requests stop)")
-@click.option("--limit", default=50, show_default=True, help="sessions listed")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
 @db_option
 @json_option
 @click.pass_context

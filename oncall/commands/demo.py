@@ -39,7 +39,8 @@ def _check_replaceable(path: Path, force: bool) -> None:
 @click.command()
 @click.option("--no-tui", is_flag=True, help="only build the database; do not open the console")
 @click.option("--seed", default=7, show_default=True, help="random seed (the same seed builds the same incident)")
-@click.option("--hours", default=6.0, show_default=True, help="hours of traffic")
+@click.option("--hours", default=6.0, show_default=True, type=click.FloatRange(min=0.1, max=24 * 30),
+              help="hours of traffic")
 @click.option("--force", is_flag=True, help="replace an existing incident database that the demo did not build")
 @db_option
 @json_option

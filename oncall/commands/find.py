@@ -12,7 +12,9 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.display import format_cost, is_failure, jsonable, status_text
 from oncall.output import stdout
+from oncall.query.cost_marks import cost_detail, marked
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -32,7 +34,7 @@ def _ts(v: Any) -> str:
 
 
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return {k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in d.items()}
+    return jsonable(d)  # times in UTC whatever zone the cursor returned them in
 
 
 def _cell(value: Any) -> Text:
@@ -47,25 +49,33 @@ def _request_key(r: dict[str, Any]) -> str:
 # -- search -----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--limit", default=50, show_default=True, help="how many requests (newest first)")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+              help="how many requests (newest first)")
+@click.option("--distinct", "distinct", multiple=True, metavar="COLUMN",
+              help="also count the distinct values of COLUMN (user_id, session_id, tenant, …); repeatable")
 @db_option
 @json_option
 @click.pass_context
-def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: str | None, as_json: bool) -> None:
+def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, distinct: tuple[str, ...], db: str | None,
+           as_json: bool) -> None:
     """Matching requests, newest first: FILTER is terms like tenant=acme since=01:00 "refund"."""
-    from oncall.query.search import count
+    from oncall.query.search import count, count_distinct
     from oncall.query.search import search as run_search
 
     store = open_store(ctx, db, read_only=True, create=False)
     flt = _filter_or_fail(store.con, filter_words)
     page = run_search(store.con, flt, limit=limit)
     total = count(store.con, flt)
+    distinct_counts = count_distinct(store.con, flt, list(distinct))
     if as_json:
         emit_json({"filter": flt.text, "total": total, "notes": page.notes,
-                   "requests": [_jsonable(r) for r in page.rows]})
+                   "requests": [_jsonable(r) for r in page.rows],
+                   **({"distinct": distinct_counts} if distinct else {})})
         return
     for n in page.notes:
         click.echo(f"note: {n}", err=True)
+    for col, n in distinct_counts.items():
+        click.echo(f"distinct {col}: {n}", err=True)
     # Columns by terminal width: the request id, time, tenant and status always; the rest as room allows.
     width = stdout.width
     table = Table(box=None, pad_edge=False, header_style="bold")
@@ -75,7 +85,7 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: st
     if width >= 150:
         cols += ["prompt", "tokens", "label"]
     sizes = {"time": 14, "request": 21, "tenant": 9, "status": 10, "feature": 12, "served model": 18, "ms": 6,
-             "cost": 8, "prompt": 8, "tokens": 9, "label": 5}
+             "cost": 9, "prompt": 8, "tokens": 9, "label": 5}
     for name in cols:
         table.add_column("time (UTC)" if name == "time" else name, no_wrap=True, overflow="ellipsis",
                          width=sizes[name])
@@ -83,15 +93,15 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, db: st
     out_width = max(10, width - sum(sizes[c] for c in cols) - 2 * len(cols) - 1)
     table.add_column("output", no_wrap=True, overflow="ellipsis", width=out_width)
     for r in page.rows:
-        status = "ok" if r["status"] != "error" else (r["error_type"] or "error")  # unset is not a failure
+        status = status_text(r["status"], r["error_type"], short=True)
         tokens = f"{r['input_tokens'] or 0}/{r['output_tokens'] or 0}" if r["input_tokens"] is not None else ""
         cell: dict[str, Any] = {
             "time": r["start_time"].astimezone(dt.UTC).strftime("%m-%d %H:%M:%S") if r["start_time"] else "",
             "request": _cell(_request_key(r)), "tenant": _cell(r["tenant"]),
-            "status": Text(status, style="red" if r["status"] == "error" else ""),
+            "status": Text(status, style="red" if is_failure(r["status"]) else ""),
             "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
             "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
-            "cost": f"{r['cost']:.5f}" if r["cost"] is not None else "",
+            "cost": marked(format_cost(r["cost"]), r.get("cost_source")),  # "~" = estimated
             "prompt": _cell(r["prompt_version"]), "tokens": tokens, "label": _cell(r["label"])}
         table.add_row(*[cell[c] for c in cols], Text(safe_text(r["output_preview"], multiline=False,
                                                                 max_len=out_width), no_wrap=True))
@@ -146,12 +156,11 @@ def print_request(d: dict[str, Any]) -> None:
               ("tenant", d.get("tenant")), ("user", d.get("user_id")), ("session", d.get("session_id")),
               ("feature", d.get("feature")), ("prompt", " ".join(x for x in (d.get("prompt_name"),
                                                                           d.get("prompt_version")) if x) or None),
-              ("release", d.get("release")), ("status", d.get("status")
-                                              + (f" ({d['error_type']})" if d.get("error_type") else "")),
+              ("release", d.get("release")), ("status", status_text(d.get("status"), d.get("error_type"))),
               ("error", d.get("error")),
               ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
-              ("cost", f"${d['cost']:.6f}" if d.get("cost") is not None else None),
+              ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
               ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
                                                    f"({d.get('source_format')})")]
     for k, v in fields:
@@ -209,7 +218,8 @@ def print_request(d: dict[str, Any]) -> None:
 # -- sample -----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("-n", "n", default=10, show_default=True, help="how many requests")
+@click.option("-n", "n", default=10, show_default=True, type=click.IntRange(min=1),
+              help="how many requests")
 @click.option("--by", default=None, help="stratify by a key (tenant, model, served_model, feature, …)")
 @click.option("--seed", type=int, default=None, help="make the sample repeatable")
 @db_option
@@ -222,10 +232,7 @@ def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | 
 
     store = open_store(ctx, db, read_only=True, create=False)
     flt = _filter_or_fail(store.con, filter_words)
-    try:
-        rows = run_sample(store.con, flt, n, by=by, seed=seed)
-    except ValueError as exc:
-        fail(str(exc))
+    rows = run_sample(store.con, flt, n, by=by, seed=seed)  # a bad --by is an InputError: exit 2
     if as_json:
         emit_json({"filter": flt.text, "seed": seed, "by": by, "requests": [_jsonable(r) for r in rows]})
         return
@@ -281,11 +288,10 @@ def note(ctx: click.Context, text: tuple[str, ...], db: str | None, as_json: boo
     """A free note on the incident timeline."""
     from oncall.query.labels import add_note
 
+    if not " ".join(text).strip():
+        fail("a note needs some text")
     store = open_store(ctx, db, create=False)
-    try:
-        note_id = add_note(store, " ".join(text))
-    except ValueError as exc:
-        fail(str(exc))
+    note_id = add_note(store, " ".join(text))
     if as_json:
         emit_json({"note_id": note_id, "text": " ".join(text)})
     else:

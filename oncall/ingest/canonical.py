@@ -14,6 +14,13 @@ _SERVER = re.compile(r"\b5\d\d\b|internal server error|service unavailable|bad g
                      r"server error|api ?connection", re.IGNORECASE)
 
 
+# The closed vocabularies the filter language checks (`error=`, `status=`): every importer's error
+# class comes from classify_error (or generic.py's SQL twin of it) and every status from
+# normalize_status (generic: ok/error), so a value outside these can match nothing.
+ERROR_CLASSES = ("rate_limit", "quota", "server", "timeout", "content_filter", "client", "other")
+STATUSES = ("ok", "error", "unset")
+
+
 def classify_error(http_status: int | None, error_type: Any = None, message: Any = None) -> str | None:
     """rate_limit | quota | server | timeout | content_filter | client | other, or None if no error info."""
     text = " ".join(str(x) for x in (error_type, message) if x not in (None, ""))

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oncall.display import iso_utc
 from oncall.ingest import registry
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import (
@@ -279,7 +280,8 @@ def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, An
             params = list(import_ids)
     row = con.execute(
         f"""SELECT count(*), count(DISTINCT trace_id), min(start_time), max(coalesce(end_time, start_time)),
-                   count(*) FILTER (WHERE kind = 'llm'), count(*) FILTER (WHERE status = 'error')
+                   count(*) FILTER (WHERE kind = 'llm'), count(*) FILTER (WHERE status = 'error'),
+                   count(*) FILTER (WHERE kind = 'llm' AND status = 'error')
             FROM spans {where}""", params).fetchone()
 
     def top(col: str) -> list[dict[str, Any]]:
@@ -293,9 +295,10 @@ def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, An
         "spans": int(row[0]),
         "traces": int(row[1]),
         "llm_spans": int(row[4]),
-        "errors": int(row[5]),
-        "start": row[2].isoformat() if row[2] else None,
-        "end": row[3].isoformat() if row[3] else None,
+        "errors": int(row[5]),  # spans of every kind (a failed call often fails its parents too)
+        "llm_errors": int(row[6]),  # failed LLM calls: what "N LLM calls, M errors" means
+        "start": iso_utc(row[2]) if row[2] else None,
+        "end": iso_utc(row[3]) if row[3] else None,
         "models_requested": top("model"),
         "models_served": top("served_model"),
         "tenants": top("tenant"),

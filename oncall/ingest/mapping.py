@@ -67,10 +67,10 @@ _USER_KEYS = ("user.id", "enduser.id", "langfuse.user.id", "traceloop.associatio
 _FEATURE_KEYS = _keys_under_prefixes("feature", "app.feature") + ("traceloop.workflow.name",
                                                                    "ai.telemetry.functionId")
 _PROMPT_NAME_KEYS = ("gen_ai.prompt.name", "traceloop.prompt.key", "langfuse.observation.prompt.name",
-                     "prompt.name", "app.prompt_name") + _keys_under_prefixes("prompt_name")
+                     "prompt.name", "app.prompt_name") + _keys_under_prefixes("prompt_name", "promptName")
 _PROMPT_VERSION_KEYS = ("traceloop.prompt.version", "langfuse.observation.prompt.version",
                         "llm.prompt_template.version", "prompt.version", "app.prompt_version",
-                        "gen_ai.prompt.version") + _keys_under_prefixes("prompt_version")
+                        "gen_ai.prompt.version") + _keys_under_prefixes("prompt_version", "promptVersion")
 _RELEASE_KEYS = ("service.version", "langfuse.release", "release", "app.release",
                  "langfuse.trace.release") + _keys_under_prefixes("release")
 _ENV_KEYS = ("deployment.environment.name", "deployment.environment", "langfuse.environment",

@@ -168,6 +168,8 @@ def _collect_part(p: Any, texts: list[str], calls: list[dict[str, Any]], results
                                 p.get("arguments", p.get("args", p.get("input")))))
     elif ptype in ("tool_call_response", "tool-result", "tool_result", "function_call_output"):
         res = p.get("response", p.get("result", p.get("output", p.get("content"))))
+        if isinstance(res, dict) and res.keys() == {"type", "value"}:
+            res = res["value"]  # AI SDK ≥5: output {type: "json" | "text" | "error-text" | …, value}
         results.append({"role": "tool",
                         "content": res if isinstance(res, str) else _text_of(res) if isinstance(res, list)
                         else json.dumps(res, ensure_ascii=False, default=str),

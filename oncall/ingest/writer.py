@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from oncall.ingest import jsonio
+from oncall.ingest.cost import estimate_costs
 from oncall.redact import sql_redact
 from oncall.store.db import utc_cursor
 from oncall.store.parts import PK_SHIFT
@@ -237,6 +238,7 @@ class FileWriter:
             if with_parent:
                 resolve_inheritance(con, iid, traces)
         self.added -= self.duplicates
+        estimate_costs(con, iid)  # cost: exported kept, else estimated from tokens and prices (ingest.cost)
         con.execute(
             f"""
             INSERT INTO span_ids

@@ -19,6 +19,7 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
+from oncall.display import iso_utc
 from oncall.query.filters import Filter, compile_filter
 from oncall.query.metrics import cohort_metrics
 from oncall.query.stats import relative_change, two_proportions, welch
@@ -77,10 +78,10 @@ def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
         "contaminated_sessions": int(counts[0]),
         "carried_requests": int(counts[1]),
         "carried_requests_after_mitigation": int(counts[2]),
-        "mitigated_at": mitigation.isoformat() if mitigation else None,
+        "mitigated_at": iso_utc(mitigation) if mitigation else None,
         "mitigated_at_source": "given" if mitigated_at is not None else ("last bad request" if mitigation else None),
-        "sessions": [{"session_id": r[0], "carried_requests": int(r[1]), "first": r[2].isoformat(),
-                      "last": r[3].isoformat(), "after_mitigation": int(r[4]), "tenant": r[5], "user_id": r[6]}
+        "sessions": [{"session_id": r[0], "carried_requests": int(r[1]), "first": iso_utc(r[2]),
+                      "last": iso_utc(r[3]), "after_mitigation": int(r[4]), "tenant": r[5], "user_id": r[6]}
                      for r in sessions],
         "after_mitigation": after,
     }

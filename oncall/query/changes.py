@@ -25,7 +25,9 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from oncall.query.filters import Filter, compile_filter, parse_filter
+from oncall.display import format_cost
+from oncall.query.cost_marks import mark_change
+from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import auto_bucket, cohort_metrics, series_sets
 from oncall.query.stats import relative_change, two_proportions, welch
 
@@ -65,6 +67,7 @@ class Change:
     description: str
     filter: str
     also_in: list[dict[str, str]] = field(default_factory=list)
+    cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -75,11 +78,7 @@ def _iso(t: dt.datetime) -> str:
 
 
 def _cohort_filter(cohort: dict[str, str]) -> list[str]:
-    return [f"{k}={_q(v)}" for k, v in cohort.items()]
-
-
-def _q(v: str) -> str:
-    return v if v and all(c not in v for c in " \"'\\,") else '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return [f"{k}={quote_value(v)}" for k, v in cohort.items()]
 
 
 def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
@@ -94,6 +93,8 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     found = _new_values(con, base, lo, span_s) + _shifts(con, base, bucket_s)
     found.sort(key=lambda c: c.impact, reverse=True)
     _scope(found, base.filter)
+    for c in found:
+        mark_change(con, c)  # a cost shift says when its costs are estimates (query.cost_marks)
     return found
 
 
@@ -139,7 +140,7 @@ def _describe_new_value(con: Any, base: Any, dim: str, value: str, first: dt.dat
     after = cohort_metrics(con, f"{cohort_where} AND s.{dim} = ?", [*cohort_params, value])
     effect = _strongest_effect(after, before)
     rel = effect["relative_change"] if effect else None
-    flt = _cohort_filter(cohort) + [f"{dim}={_q(value)}"]
+    flt = _cohort_filter(cohort) + [f"{dim}={quote_value(value)}"]
     what = ", ".join(f"{k}={v}" for k, v in cohort.items()) or "all traffic"
     desc = f"{dim.replace('_', ' ')} {prev[0]} -> {value} for {what} from {_iso(first)}"
     if effect:
@@ -202,7 +203,7 @@ def _value(metric: str, v: float) -> str:
         pct = 100 * v
         return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
     if metric == "cost_per_request":
-        return f"${v:.5f}" if v < 0.1 else f"${v:,.2f}"
+        return format_cost(v)
     if metric == "latency_ms_mean":
         return f"{v:,.0f} ms"
     if metric == "output_length_mean":

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from oncall.query.cost_marks import mark_compare
 from oncall.query.filters import Filter, compile_filter
 from oncall.query.metrics import COMPARED_ERRORS, cohort_metrics, key_sets
 from oncall.query.stats import Test, relative_change, two_proportions, welch
@@ -80,7 +81,7 @@ def compare(con: Any, flt: Filter | str | Sequence[str] | None,
     for r in rows:
         rel = relative_change(r["cohort"], r["baseline"]) if r["unit"] != "count" else None
         r["relative_change"] = rel
-    return {
+    result = {
         "cohort": {"filter": c.filter.text, "requests": n1, "first": m["first"], "last": m["last"],
                    "labels": {"good": m["labels_good"], "bad": m["labels_bad"]}},
         "baseline": {"filter": b.filter.text, "requests": n2, "first": base["first"], "last": base["last"],
@@ -91,3 +92,5 @@ def compare(con: Any, flt: Filter | str | Sequence[str] | None,
         "finish_reasons": {"cohort": m["finish_reasons"], "baseline": base["finish_reasons"]},
         "json_key_sets": drift,
     }
+    mark_compare(con, result, c, b)  # cost rows say which share of their costs are estimates
+    return result

@@ -44,7 +44,7 @@ def request_detail(con: Any, span_pk: int, *, with_raw: bool = False) -> dict[st
 
 
 SPAN_FIELDS = ["span_pk", "span_id", "parent_id", "name", "kind", "status", "error_type", "model", "served_model",
-               "start_time", "end_time", "latency_ms", "input_tokens", "output_tokens", "cost"]
+               "start_time", "end_time", "latency_ms", "input_tokens", "output_tokens", "cost", "cost_source"]
 INDENT_CAP = 16  # deeper spans are drawn at this indentation with their depth written out
 
 

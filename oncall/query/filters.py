@@ -2,11 +2,14 @@
 
     tenant=acme since=01:00 served_model!=gpt-4o-2024-08-06 latency_ms>2000 "refund policy"
 
-Whitespace-separated terms, all must hold. `key=value` (comma list = any of), `key!=value`,
+Whitespace-separated terms, all must hold. `key=value` (an unquoted comma list = any of), `key!=value`,
 `key~text` (case-insensitive substring), `key~/regex/`, `key>n`, `key<n`, `key>=n`, `key<=n`;
 `since=`/`until=` take an ISO time, a clock time (`01:00`, the incident's last day) or a relative
 time (`-30m`, `-2h`, `-1d`, counted back from the newest span); bare words search input and output
-text; `meta.KEY=value` reads any attribute kept from the export. Quotes group words ("a b").
+text; `meta.KEY=value` reads any attribute kept from the export. Quotes group words ("a b") and
+make what they hold literal: `tenant="Acme, Inc."` is one value, `"a=b"` searches the text a=b.
+CLI arguments follow the same rule: each argument is read as the filter bar reads it, so one
+argument may hold several terms (`--baseline "tenant=acme until=01:00"`).
 
 A filter is parsed once into `Term`s and compiled to SQL with `?` parameters: user text never
 becomes SQL. Requests are LLM calls: without a `kind=` term only `kind = 'llm'` rows match.
@@ -18,10 +21,13 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import re
-import shlex
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from oncall.errors import InputError
+from oncall.ingest.canonical import ERROR_CLASSES, STATUSES
 
 # key -> column (None: special handling). Documented in README; keep in step with design §4.
 COLUMNS: dict[str, str | None] = {
@@ -48,25 +54,43 @@ _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)$")
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
 
 
-class FilterError(ValueError):
-    """A term the filter language cannot read; the message names the term and what is allowed."""
+class FilterError(InputError, ValueError):
+    """A term the filter language cannot read; the message names the term and what is allowed.
+
+    An InputError (the CLI exits 2); still a ValueError for callers written before InputError."""
+
+
+# Closed vocabularies: a value outside these can never match, so it is an error listing them.
+LABEL_VALUES = ("good", "bad", "none")
+STATUS_VALUES = (*STATUSES, "success")  # success: another word for ok
 
 
 @dataclass(frozen=True)
 class Term:
     key: str | None  # None: a bare word (text search)
     op: str
-    value: str
+    value: str  # as the responder meant it, quotes removed
+    # `=`/`!=`: the values any of which may match (an unquoted comma separates them). Empty: just
+    # `value`, so a Term built in code is literal, commas and all.
+    values: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            object.__setattr__(self, "values", (self.value,))
 
     def __str__(self) -> str:
+        """Canonical text: parses back to an equal Term (values that need it are quoted)."""
         if self.key is None:
-            return _quote(self.value)
-        return f"{self.key}{self.op}{_quote(self.value)}"
+            return _quote(self.value, bare=True)
+        if self.op in ("=", "!=") and len(self.values) > 1:
+            return f"{self.key}{self.op}" + ",".join(_quote(v, comma=True) for v in self.values)
+        return f"{self.key}{self.op}{_quote(self.value, comma=self.op in ('=', '!='))}"
 
 
 @dataclass(frozen=True)
 class Filter:
     terms: tuple[Term, ...] = ()
+    notes: tuple[str, ...] = field(default=(), compare=False)  # how arguments were read (compile adds them)
 
     @property
     def text(self) -> str:
@@ -80,7 +104,8 @@ class Filter:
         return {t.key for t in self.terms if t.key}
 
     def and_(self, other: Filter | str | Sequence[str]) -> Filter:
-        return Filter(self.terms + parse_filter(other).terms)
+        o = parse_filter(other)
+        return Filter(self.terms + o.terms, self.notes + o.notes)
 
 
 @dataclass
@@ -91,18 +116,80 @@ class Compiled:
     filter: Filter = field(default_factory=Filter)
 
 
-def _quote(v: str) -> str:
-    return v if v and not re.search(r"[\s\"'\\]", v) else shlex.quote(v)
+def quote_value(v: str) -> str:
+    """A value as filter text that reads back as exactly `v` (one value, commas literal)."""
+    return _quote(v, comma=True)
+
+
+def _quote(v: str, *, comma: bool = False, bare: bool = False) -> str:
+    needs = (any(c.isspace() or c in "\"'" for c in v) or v.endswith("\\") or (comma and "," in v)
+             or (bare and (v == "" or _TERM_RE.match(v) is not None)))
+    if not needs:
+        return v
+    return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+@dataclass(frozen=True)
+class _Token:
+    """One whitespace-separated word of filter text, quotes removed; `literal[i]` says whether
+    character i was quoted or escaped (then it is never an operator or a comma separator)."""
+    text: str
+    literal: tuple[bool, ...]
+
+
+def _tokens(text: str) -> list[_Token]:
+    """Split filter text the way the filter bar does.
+
+    Whitespace separates words; "double" or 'single' quotes group and make what they hold literal.
+    A quote opens at the start of a word, after an operator or after a comma (`"a b"`,
+    `tenant="Acme, Inc."`, `tenant=acme,"Acme, Inc."`); elsewhere it is text (`don't`).
+    Inside double quotes a backslash escapes `"` and `\\`; outside quotes it escapes a quote or
+    whitespace. Any other backslash stays, so `output~/\\d+/` keeps its `\\d`.
+    """
+    out: list[_Token] = []
+    chars: list[str] = []
+    lit: list[bool] = []
+    in_word = False
+    quote: str | None = None
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if quote is None:
+            if c.isspace():
+                if in_word:
+                    out.append(_Token("".join(chars), tuple(lit)))
+                    chars, lit, in_word = [], [], False
+            elif c in "\"'" and (not chars or (chars[-1] in "=~<>," and not lit[-1])):
+                quote, in_word = c, True  # opens a quote; an apostrophe inside a word (don't) is text
+            elif c == "\\" and i + 1 < n and (text[i + 1] in "\"'" or text[i + 1].isspace()):
+                chars.append(text[i + 1])
+                lit.append(True)
+                in_word = True
+                i += 1
+            else:
+                chars.append(c)
+                lit.append(False)
+                in_word = True
+        elif c == quote:
+            quote = None
+        elif c == "\\" and quote == '"' and i + 1 < n and text[i + 1] in '"\\':
+            chars.append(text[i + 1])
+            lit.append(True)
+            i += 1
+        else:
+            chars.append(c)
+            lit.append(True)
+        i += 1
+    if quote is not None:
+        raise FilterError(f"cannot read filter {text!r}: no closing {quote} (close the quote)")
+    if in_word:
+        out.append(_Token("".join(chars), tuple(lit)))
+    return out
 
 
 def _split(text: str) -> list[str]:
-    try:
-        lex = shlex.shlex(text, posix=True)
-        lex.whitespace_split = True
-        lex.commenters = ""
-        return list(lex)
-    except ValueError as exc:
-        raise FilterError(f"cannot read filter {text!r}: {exc} (close the quote)") from None
+    """The words of filter text, quotes removed (for callers that only need the words)."""
+    return [t.text for t in _tokens(text)]
 
 
 def _canonical_key(key: str) -> str:
@@ -119,38 +206,87 @@ def _canonical_key(key: str) -> str:
 
 
 def parse_filter(terms: str | Sequence[str] | Filter | None) -> Filter:
-    """Parse a filter string (or the argv words of one); raises FilterError pointing at the bad term."""
+    """Parse filter text, or CLI arguments each read as filter text (one argument may hold several
+    terms, exactly as the filter bar would split it); raises FilterError pointing at the bad term."""
     if isinstance(terms, Filter):
         return terms
     if terms is None:
         return Filter()
-    words: list[str] = []
+    tokens: list[_Token] = []
+    notes: list[str] = []
     for part in ([terms] if isinstance(terms, str) else list(terms)):
-        words.extend(_split(part) if isinstance(terms, str) else ([part] if part.strip() else []))
-    out: list[Term] = []
-    for i, word in enumerate(words, start=1):
-        m = _TERM_RE.match(word)
-        if not m:
-            if not word.strip():
-                continue
-            out.append(Term(None, "~", word))
-            continue
-        key, op, value = m.group("key"), m.group("op"), m.group("value")
-        where = f"term {i} {word!r}"
-        try:
-            key = _canonical_key(key)
-        except FilterError as exc:
-            raise FilterError(f"{where}: {exc}") from None
-        if value == "" and op != "=":
-            raise FilterError(f"{where}: no value after {op!r}")
-        if key in ("since", "until") and op != "=":
-            raise FilterError(f"{where}: {key} takes '=', e.g. {key}=-30m or {key}=01:00")
-        if op in (">", "<", ">=", "<=") and key not in NUMERIC and not key.startswith("meta."):
-            raise FilterError(f"{where}: {op!r} compares numbers; numeric keys: {', '.join(sorted(NUMERIC))}")
-        if key in NUMERIC and op in (">", "<", ">=", "<="):
-            _number(key, value, where)
-        out.append(Term(key, op, value))
-    return Filter(tuple(out))
+        toks = [t for t in _tokens(part) if t.text.strip()]
+        if not isinstance(terms, str) and len(toks) > 1 and _looks_like_unquoted_value(toks):
+            m = _TERM_RE.match(toks[0].text)
+            assert m is not None
+            whole = m.group("key") + m.group("op") + quote_value(" ".join([m.group("value")] + [t.text for t in toks[1:]]))
+            notes.append(f"argument {part!r} holds {len(toks)} terms ({', '.join(t.text for t in toks)}); "
+                         f"to match a value with spaces, quote it inside the argument: '{whole}'")
+        tokens.extend(toks)
+    out = [_term(tok, f"term {i} {tok.text!r}") for i, tok in enumerate(tokens, start=1)]
+    return Filter(tuple(out), tuple(notes))
+
+
+def _looks_like_unquoted_value(toks: list[_Token]) -> bool:
+    """`tenant=Acme Inc` as one argument: a key term then bare words, likely a value whose quotes
+    the shell removed. Still read as the filter bar reads it; a note says so."""
+    first = _TERM_RE.match(toks[0].text)
+    return first is not None and all(_TERM_RE.match(t.text) is None for t in toks[1:])
+
+
+def _term(tok: _Token, where: str) -> Term:
+    m = _TERM_RE.match(tok.text)
+    if not m or any(tok.literal[:m.start("value")]):  # "a=b" (quoted) is text to search for
+        return Term(None, "~", tok.text)
+    key, op, value = m.group("key"), m.group("op"), m.group("value")
+    try:
+        key = _canonical_key(key)
+    except FilterError as exc:
+        raise FilterError(f"{where}: {exc}") from None
+    if value == "" and op != "=":
+        raise FilterError(f"{where}: no value after {op!r}")
+    if key in ("since", "until") and op != "=":
+        raise FilterError(f"{where}: {key} takes '=', e.g. {key}=-30m or {key}=01:00")
+    if op in (">", "<", ">=", "<=") and key not in NUMERIC and not key.startswith("meta."):
+        raise FilterError(f"{where}: {op!r} compares numbers; numeric keys: {', '.join(sorted(NUMERIC))}")
+    if key in NUMERIC and op in (">", "<", ">=", "<="):
+        _number(key, value, where)
+    values: tuple[str, ...] = (value,)
+    if op in ("=", "!=") and key not in ("since", "until"):
+        values = tuple(_comma_split(value, tok.literal[m.start("value"):]))
+        if len(values) > 1 and any(v == "" for v in values):
+            raise FilterError(f"{where}: empty value in the comma list (a comma inside a value needs quotes, "
+                              'e.g. tenant="Acme, Inc.")')
+    _check_vocabulary(key, op, values, where)
+    return Term(key, op, value, values)
+
+
+def _comma_split(value: str, literal: tuple[bool, ...]) -> list[str]:
+    parts, cur = [], []
+    for ch, lit in zip(value, literal, strict=True):
+        if ch == "," and not lit:
+            parts.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    parts.append("".join(cur))
+    return parts
+
+
+def _check_vocabulary(key: str, op: str, values: tuple[str, ...], where: str) -> None:
+    """label, status and error (by class) take a closed set of values: anything else is an error."""
+    allowed = {"label": LABEL_VALUES, "status": STATUS_VALUES, "error": ERROR_CLASSES}.get(key)
+    if allowed is None:
+        return
+    if op not in ("=", "!=", "~") or (op == "~" and key == "label"):
+        ops = "=, != or ~" if key != "label" else "= or !="
+        raise FilterError(f"{where}: {key} takes {ops}")
+    if op == "~":
+        return  # status~err, error~"timed out": substring search (error~ searches messages too)
+    bad = [v for v in values if v != "" and v not in allowed]
+    if bad:
+        extra = "; error~TEXT searches the messages" if key == "error" else ""
+        raise FilterError(f"{where}: {key} cannot be {bad[0]!r}; valid values: {', '.join(allowed)}{extra}")
 
 
 def _number(key: str, value: str, where: str) -> float:
@@ -249,8 +385,11 @@ class _Builder:
                 return self.generic(t, f"coalesce({self.col('error_type')}, '') || ' ' || "
                                        f"coalesce({self.col('error')}, '')")
             return self.generic(t, self.col("error_type"))
-        if key == "status" and t.op in ("=", "!=") and t.value in ("ok", "success"):
-            expr = f"coalesce({self.col('status')}, 'unset') <> 'error'"  # unset is not a failure
+        if key == "status" and t.op in ("=", "!=") and any(v in ("ok", "success") for v in t.values):
+            ok = f"coalesce({self.col('status')}, 'unset') <> 'error'"  # unset is not a failure
+            others = [v for v in t.values if v not in ("ok", "success")]
+            expr = ok if not others else (f"({ok} OR {self.col('status')} IN "
+                                          f"({', '.join(self.p(v) for v in others)}))")
             return expr if t.op == "=" else f"NOT ({expr})"
         if key.startswith("meta."):
             k = key[5:]
@@ -270,13 +409,10 @@ class _Builder:
         if op == "~":
             if len(value) >= 2 and value.startswith("/") and value.endswith("/"):
                 pattern = value[1:-1]
-                try:
-                    re.compile(pattern)
-                except re.error as exc:
-                    raise FilterError(f"{t}: bad regular expression: {exc}") from None
+                self.check_regex(t, pattern)
                 return f"regexp_matches(CAST({expr} AS VARCHAR), {self.p(pattern)})"
             return f"CAST({expr} AS VARCHAR) ILIKE {self.p('%' + _like_escape(value) + '%')} ESCAPE '\\'"
-        values = [v for v in value.split(",")] if "," in value else [value]
+        values = list(t.values)
         if value == "":
             return f"{expr} IS NULL" if op == "=" else f"{expr} IS NOT NULL"
         if numeric:
@@ -289,6 +425,19 @@ class _Builder:
             return f"{expr} IN ({inner})"
         return f"({expr} IS NULL OR {expr} NOT IN ({inner}))"
 
+    def check_regex(self, t: Term, pattern: str) -> None:
+        """Compile the pattern with the engine that runs it (DuckDB's RE2, not Python's re: RE2 has
+        no lookaround or backreferences), so a bad one is an error naming the term, not a raw
+        DuckDB error from the middle of a query."""
+        import duckdb
+
+        try:
+            _re2_cursor(self.con).execute("SELECT regexp_matches('', ?)", [pattern]).fetchall()
+        except duckdb.Error as exc:
+            why = str(exc).splitlines()[0].split("Error: ", 1)[-1]
+            raise FilterError(f"term '{t}': bad regular expression ({why}); regexes use RE2 syntax: "
+                              "no lookahead/lookbehind or backreferences") from None
+
     def text_term(self, t: Term) -> str:
         both = f"coalesce({self.col('input_text')}, '') || chr(10) || coalesce({self.col('output_text')}, '')"
         if t.op not in ("~", "="):
@@ -300,7 +449,7 @@ class _Builder:
         if t.op not in ("=", "!="):
             raise FilterError(f"{t}: request takes = or !=")
         parts = []
-        for v in t.value.split(","):
+        for v in t.values:
             v = v.strip()
             like = _like_escape(v.lower()) + "%"
             parts.append(
@@ -314,9 +463,30 @@ class _Builder:
         outer = self.col("span_pk") if self.a else "spans.span_pk"  # unqualified would bind to labels
         latest = (f"(SELECT l.label FROM labels l WHERE l.span_pk = {outer} "
                   f"ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1)")
-        if t.value in ("none", ""):
-            return f"{latest} IS NULL" if t.op == "=" else f"{latest} IS NOT NULL"
-        return self.generic(t, latest)
+        verdicts = [v for v in t.values if v not in ("none", "")]
+        parts = [f"{latest} IS NULL"] if len(verdicts) < len(t.values) else []
+        if verdicts:
+            parts.append(f"{latest} IN ({', '.join(self.p(v) for v in verdicts)})")
+        expr = " OR ".join(parts)
+        return f"({expr})" if t.op == "=" else f"coalesce(NOT ({expr}), TRUE)"
+
+
+_RE2_LOCK = threading.Lock()
+_RE2_CON: Any = None
+
+
+def _re2_cursor(con: Any) -> Any:
+    """Somewhere to compile a regex: the caller's connection when there is one, else a private
+    in-memory DuckDB (a regexp check reads no table, so the database does not matter)."""
+    global _RE2_CON
+    if con is not None:
+        return con
+    with _RE2_LOCK:
+        if _RE2_CON is None:
+            import duckdb
+
+            _RE2_CON = duckdb.connect()
+        return _RE2_CON.cursor()
 
 
 def compile_filter(con: Any, flt: Filter | str | Sequence[str] | None, *, alias: str = "",
@@ -328,4 +498,5 @@ def compile_filter(con: Any, flt: Filter | str | Sequence[str] | None, *, alias:
     if default_kind and "kind" not in f.keys():
         parts.insert(0, f"{b.col('kind')} = {b.p(default_kind)}")
         b.params.insert(0, b.params.pop())
-    return Compiled(" AND ".join(f"({p})" for p in parts) if parts else "TRUE", b.params, b.notes, f)
+    return Compiled(" AND ".join(f"({p})" for p in parts) if parts else "TRUE", b.params,
+                    [*f.notes, *b.notes], f)

@@ -116,6 +116,8 @@ def series_sets(con: Any, where: str, params: list[Any], *, bucket_s: int,
     named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
     cols = ", ".join(f"{expr} AS {m}" for m, expr in SERIES_METRICS.items())
     grouping = f"GROUPING({', '.join(named)})" if named else "0"
+    # time_bucket on a TIMESTAMPTZ cuts buckets from a UTC origin whatever the connection's zone
+    # (checked under TZ=Asia/Kolkata: hour and day buckets start on the UTC hour and midnight).
     sql = (f"SELECT time_bucket(INTERVAL '{int(bucket_s)} seconds', start_time) AS bucket, "
            f"{''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
            f"FROM ({_series_projection(where, quality)}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")

@@ -14,6 +14,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+from oncall.errors import InputError
 from oncall.query.filters import COLUMNS, Filter, compile_filter
 from oncall.query.search import ROW_COLUMNS
 
@@ -26,7 +27,7 @@ def _by_column(by: str) -> str:
     col = COLUMNS.get(by, by if by in ROW_COLUMNS else None)
     if col is None or by in ("request", "text", "label", "since", "until", "error"):
         allowed = sorted(k for k, v in COLUMNS.items() if v is not None)
-        raise ValueError(f"cannot stratify by {by!r}; use one of {', '.join(allowed)}")
+        raise InputError(f"--by {by}: cannot stratify by {by!r}; use one of {', '.join(allowed)}")
     return col
 
 
@@ -34,7 +35,7 @@ def sample(con: Any, flt: Filter | str | Sequence[str] | None, n: int, *, by: st
            seed: int | None = None) -> list[dict[str, Any]]:
     """N requests of the cohort in full (uniform, or stratified by a key), in a stable order."""
     if n < 1 or n > MAX_SAMPLE:
-        raise ValueError(f"-n must be between 1 and {MAX_SAMPLE}")
+        raise InputError(f"-n must be between 1 and {MAX_SAMPLE}, not {n}")
     if seed is None:
         seed = random.SystemRandom().randrange(1 << 31)
     c = compile_filter(con, flt, alias="s")

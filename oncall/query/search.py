@@ -16,7 +16,7 @@ from oncall.query.filters import Filter, compile_filter
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
                "session_id", "feature", "model", "served_model", "prompt_version", "provider", "status",
-               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason"]
+               "error_type", "latency_ms", "input_tokens", "output_tokens", "cost", "finish_reason", "cost_source"]
 SORTABLE = {"start_time", "latency_ms", "cost", "input_tokens", "output_tokens", "tenant", "model", "served_model",
             "status", "feature"}
 
@@ -66,8 +66,8 @@ def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 5
                       f" OR s.{order_by} IS NULL)")
             params += [before.value, before.value, before.span_pk]
     order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?"
-    # The caller's own connection, not a cursor of it: a new cursor starts in the machine's time zone
-    # and escapes the caller's interrupt (the console interrupts the pages of a superseded filter).
+    # The caller's own connection, not a new cursor of it: that one would escape the caller's
+    # interrupt (the console interrupts the pages of a superseded filter); callers' cursors are UTC.
     cur = con
     rows = None
     if order_by == "start_time" and descending and (before is None or before.value is not None):
@@ -110,6 +110,26 @@ def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
     return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
 
 
+# Columns whose distinct values a responder counts (users, sessions, tenants affected …).
+DISTINCT_COLUMNS = ("user_id", "session_id", "tenant", "feature", "model", "served_model", "provider",
+                    "prompt_version", "release", "trace_id")
+
+
+def count_distinct(con: Any, flt: Filter | str | Sequence[str] | None, columns: Sequence[str]) -> dict[str, int]:
+    """How many distinct values each column takes over the filter (NULLs not counted)."""
+    bad = [c for c in columns if c not in DISTINCT_COLUMNS]
+    if bad:
+        from oncall.errors import InputError
+
+        raise InputError(f"cannot count distinct {', '.join(bad)}; columns: {', '.join(DISTINCT_COLUMNS)}")
+    if not columns:
+        return {}
+    c = compile_filter(con, flt, alias="s")
+    row = con.execute(f"SELECT {', '.join(f'count(DISTINCT s.{col})' for col in columns)} FROM spans s "
+                      f"WHERE {c.where}", c.params).fetchone()
+    return {col: int(v) for col, v in zip(columns, row, strict=True)}
+
+
 def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, limit: int = 100,
             order_by: str = "start_time", descending: bool = True) -> list[dict[str, Any]]:
     """Rows `offset`..`offset+limit` of the ordered result, for a virtual table that can jump anywhere.
@@ -126,8 +146,8 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
            f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
-    # The caller's own connection, not a cursor of it: a new cursor starts in the machine's time zone
-    # and escapes the caller's interrupt (the console interrupts the pages of a superseded filter).
+    # The caller's own connection, not a new cursor of it: that one would escape the caller's
+    # interrupt (the console interrupts the pages of a superseded filter); callers' cursors are UTC.
     cur = con
     cur.execute(sql, list(c.params) + [int(limit), int(offset)])
     return _rows(cur)

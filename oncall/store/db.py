@@ -101,7 +101,7 @@ def _is_duckdb_file(path: Path) -> bool:
             head = fh.read(12)
     except OSError:
         return True  # let DuckDB report what is wrong
-    return not head or head[8:12] == b"DUCK"
+    return head[8:12] == b"DUCK"  # an empty file is not one either
 
 
 def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
@@ -112,7 +112,7 @@ def _open_error(path: Path, exc: duckdb.Error) -> StoreError:
             f"{path} is held read-write by PID {m.group('pid')} ({m.group('prog')}), which is not oncall "
             "or is an older oncall; close it (oncall itself never holds an incident file read-write "
             "while others read it)")
-    if path.exists() and not _is_duckdb_file(path):
+    if (path.exists() and not _is_duckdb_file(path)) or "not a valid DuckDB database file" in msg:
         return StoreError(f"{path} is not a DuckDB database (an incident database is made by "
                           "`oncall load` or `oncall demo`); check --db")
     return StoreError(f"cannot open {path}: {msg.splitlines()[0]}")
@@ -288,6 +288,10 @@ class IncidentDB:
             self.con.close()
             raise _open_error(path, exc) from None
         self._base_columns = self._columns("base")
+        # The base file never changes while open; an empty base table (every incident built since
+        # load parts) is left out of the views, so one part reads exactly like a plain table.
+        self._base_rows = {t: bool(self.con.execute(f"SELECT count(*) FROM (SELECT 1 FROM base.{t} LIMIT 1)")
+                                   .fetchone()[0]) for t in self._base_columns}
         self._create_memory_tables()
         self._start_ids()
         self.refresh()
@@ -401,7 +405,7 @@ class IncidentDB:
         superseded_by = {int(r[0]) for r in cur.execute("SELECT DISTINCT by_part FROM _superseded").fetchall()}
         for table, columns in _SHARED_TABLES.items():
             branches = []
-            if table in self._base_columns:
+            if self._base_rows.get(table):
                 where = ""
                 if loading and table in ("spans", "imports", "problems"):
                     where = f" WHERE import_id NOT IN ({', '.join(str(int(i)) for i in loading)})"
@@ -433,7 +437,7 @@ class IncidentDB:
                 base = ("SELECT key, value FROM base.meta WHERE key NOT IN (SELECT key FROM _j_meta)"
                         if base_have else None)
                 sql = latest + (f" UNION ALL {base}" if base else "")
-            elif base_have:
+            elif base_have and self._base_rows.get(name):
                 sql = _branch("base", name, cols, base_have) + " UNION ALL " + mem
             else:
                 sql = mem
@@ -555,6 +559,8 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
             create: bool = True) -> IncidentDB:
     """Open the incident (creating or upgrading its base file first unless read-only)."""
     p = default_db_path(path)
+    if str(p) == ":memory:":
+        raise StoreError(":memory: is not an incident file; give --db a file path such as ./incident.duckdb")
     if not p.exists():
         if read_only or not create:
             raise StoreError(f"{p} does not exist; load data first with `oncall load` or `oncall demo`")

@@ -49,7 +49,7 @@ SPAN_COLUMNS: list[tuple[str, str, pa.DataType, str]] = [
     ("total_tokens", "BIGINT", pa.int64(), "total tokens (exported, or input + output)"),
     ("cached_tokens", "BIGINT", pa.int64(), "prompt tokens read from cache"),
     ("reasoning_tokens", "BIGINT", pa.int64(), "reasoning output tokens"),
-    ("cost", "DOUBLE", pa.float64(), "cost in USD as exported"),
+    ("cost", "DOUBLE", pa.float64(), "cost in USD: as exported, or estimated at load (see cost_source)"),
     ("finish_reason", "VARCHAR", pa.string(), "stop, length, tool_calls, content_filter, … (normalised)"),
     ("input_messages", "JSON", pa.string(), "canonical OpenAI-style chat messages sent"),
     ("output_messages", "JSON", pa.string(), "canonical OpenAI-style chat messages received"),
@@ -59,6 +59,8 @@ SPAN_COLUMNS: list[tuple[str, str, pa.DataType, str]] = [
     ("attributes", "JSON", pa.string(), "flat map of every attribute/field of the record (meta.KEY)"),
     ("inherited", "JSON", pa.string(), "cohort keys resolved from ancestors: {key: {value, from_span}}"),
     ("raw", "JSON", pa.string(), "the lossless original record"),
+    ("cost_source", "VARCHAR", pa.string(),
+     "exported | estimated (tokens x price, oncall.ingest.cost) | unknown; NULL for spans that are not model calls"),
 ]
 
 SPAN_COLUMN_NAMES: list[str] = [c[0] for c in SPAN_COLUMNS]

@@ -42,6 +42,38 @@ TABLES: dict[str, Table] = {
         ("event_id", "BIGINT"), ("at_time", "TIMESTAMPTZ"), ("actor", "VARCHAR"), ("kind", "VARCHAR"),
         ("summary", "VARCHAR"), ("detail", "JSON"),
     ]),
+    # Replay (oncall/replay/store.py): a row per run, a row per state change of a run (latest wins),
+    # a row per finished replay of one request (latest per span_pk/repeat_index wins).
+    "replay_runs": Table(id="run_id", columns=[
+        ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("author", "VARCHAR"), ("target", "VARCHAR"),
+        ("model", "VARCHAR"), ("base_url", "VARCHAR"), ("target_spec", "JSON"), ("filter", "VARCHAR"),
+        ("baseline", "VARCHAR"), ("prompt", "JSON"), ("params", "JSON"), ("repeat", "INTEGER"),
+        ("sample_n", "INTEGER"), ("seed", "BIGINT"), ("concurrency", "INTEGER"), ("judge", "VARCHAR"),
+        ("max_requests", "BIGINT"), ("max_cost", "DOUBLE"), ("estimate", "JSON"), ("items", "JSON"),
+    ]),
+    "replay_run_states": Table(id="state_id", columns=[
+        ("state_id", "BIGINT"), ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"),
+        ("reason", "VARCHAR"), ("counts", "JSON"),
+    ]),
+    "replay_results": Table(id="result_id", columns=[
+        ("result_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
+        ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"), ("error_kind", "VARCHAR"), ("error", "VARCHAR"),
+        ("output_text", "VARCHAR"), ("output_messages", "JSON"), ("finish_reason", "VARCHAR"),
+        ("served_model", "VARCHAR"), ("response_id", "VARCHAR"), ("input_tokens", "BIGINT"),
+        ("output_tokens", "BIGINT"), ("latency_ms", "DOUBLE"), ("ttft_ms", "DOUBLE"), ("cost", "DOUBLE"),
+        ("attempts", "INTEGER"), ("steps", "INTEGER"), ("diverged", "VARCHAR"), ("judge", "JSON"),
+        ("checks", "JSON"), ("notes", "JSON"),
+    ]),
+    # A responder's verdict on one replay pair (the console's g/b on the compare screen; latest wins).
+    "replay_labels": Table(id="replay_label_id", columns=[
+        ("replay_label_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),
+        ("label", "VARCHAR"), ("author", "VARCHAR"), ("created_at", "TIMESTAMPTZ"),
+    ]),
+    # Timeline entries starred for the report (oncall/postmortem/timeline.py); latest row per key wins.
+    "stars": Table(id="star_id", columns=[
+        ("star_id", "BIGINT"), ("entry_key", "VARCHAR"), ("starred", "BOOLEAN"), ("author", "VARCHAR"),
+        ("created_at", "TIMESTAMPTZ"),
+    ]),
     # Key/value facts about the incident (the demo's truth, …); the latest row for a key wins.
     "meta": Table(id=None, legacy=True, columns=[("key", "VARCHAR"), ("value", "VARCHAR")]),
 }

@@ -133,6 +133,24 @@ class OncallApp(App[None]):
 
         self.push_screen(TraceScreen(span_pk))
 
+    def open_replay(self, filter_text: str, request_pk: int | None = None) -> None:
+        """Pick target and prompt, see the estimate, confirm; then the compare screen runs it."""
+        from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
+
+        if not self.guard_action("replay"):
+            return
+
+        def started(run_id: int | None) -> None:
+            if run_id is not None:
+                self.push_screen(ReplayScreen(run_id, start=True))
+
+        self.push_screen(ReplaySetupModal(filter_text, request_pk), started)
+
+    def open_replay_run(self, run_id: int) -> None:
+        from oncall.tui.screens.replay import ReplayScreen
+
+        self.push_screen(ReplayScreen(run_id))
+
     def action_filter(self) -> None:
         """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
         from oncall.tui.screens.explorer import ExplorerScreen
@@ -189,9 +207,23 @@ class OncallApp(App[None]):
         yield SystemCommand("Explorer", "filter and page through requests", lambda: self.open_explorer(""))
         yield SystemCommand("Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0))
         yield SystemCommand("Keys", "the bindings of this screen (?)", self.action_help)
+        yield from self._replay_commands()
         for text in reversed(self.filter_history[-10:]):
             yield SystemCommand(f"Filter: {safe_text(text, multiline=False, max_len=60)}", "open the explorer on it",
                                 lambda t=text: self.open_explorer(t))
+
+    def _replay_commands(self) -> Iterable[SystemCommand]:
+        from oncall.replay.store import list_runs
+
+        try:
+            runs = list_runs(self.store.cursor())[:10]
+        except Exception:  # noqa: BLE001 - the palette must open whatever the tables hold
+            runs = []
+        for r in runs:
+            yield SystemCommand(f"Replay {r['run_id']}: {safe_text(r['target'], multiline=False)} "
+                                f"({safe_text(r['status'] or '', multiline=False)})",
+                                safe_text(r.get("filter") or "(all requests)", multiline=False, max_len=60),
+                                lambda rid=int(r["run_id"]): self.open_replay_run(rid))
 
     def _handle_exception(self, error: Exception) -> Any:  # the last line of defence: a modal, not a crash
         if isinstance(error, (KeyboardInterrupt, SystemExit)):

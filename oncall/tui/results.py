@@ -20,7 +20,8 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from oncall.format import format_cost
+from oncall.display import format_cost
+from oncall.query.cost_marks import marked
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 
@@ -28,6 +29,11 @@ PAGE = 100
 COLUMNS = [("time", 8), ("request", 22), ("tenant", 10), ("feature", 12), ("served model", 20), ("status", 10),
            ("ms", 6), ("cost", 9), ("label", 5)]
 SORT_KEYS = ["start_time", "latency_ms", "cost", "output_tokens", "tenant", "served_model"]
+
+
+def compact_cost(cost: float | None, source: str | None) -> str:
+    """The results column's cost: significant digits without the dollar sign (0.000373, ~0.000373)."""
+    return marked(format_cost(cost).replace("$", "", 1), source)
 
 
 def fit_cells(text: str, width: int) -> str:
@@ -45,7 +51,7 @@ def format_row(r: dict[str, Any], width: int) -> str:
     cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
              r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
              f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
-             format_cost(r.get("cost"), unit=""),
+             compact_cost(r.get("cost"), r.get("cost_source")),  # "~" = estimated
              (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
     parts = [fit_cells(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
     line = " ".join(parts) + " "

@@ -218,12 +218,20 @@ class _Paths:
 
 
 def _time(expr: str) -> str:
-    """Epoch s/ms/us/ns numbers (unit by magnitude) or ISO/SQL timestamp strings, as TIMESTAMPTZ."""
+    """Epoch s/ms/us/ns numbers (unit by magnitude) or ISO/SQL timestamp strings, as TIMESTAMPTZ.
+
+    Zone-less times are UTC whatever the session's or the machine's zone (README): an epoch is
+    made a TIMESTAMPTZ with timezone('UTC', …), never a `::TIMESTAMPTZ` cast (which reads the
+    session zone), and text gets `+00` appended, which parses only when it carries no zone of its
+    own (`…Z`, `…+05:30`, `… America/New_York` then keep theirs). A bare date is its midnight UTC.
+    """
     num = f"TRY_CAST({expr} AS DOUBLE)"
-    return (f"CASE WHEN {num} IS NOT NULL THEN make_timestamp(CAST(CASE "
+    txt = f"trim(CAST({expr} AS VARCHAR))"
+    as_utc = f"(CASE WHEN length({txt}) = 10 THEN {txt} || ' 00:00:00' ELSE {txt} END) || '+00'"
+    return (f"CASE WHEN {num} IS NOT NULL THEN timezone('UTC', make_timestamp(CAST(CASE "
             f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) < 1e14 THEN {num} * 1e3 "
-            f"WHEN abs({num}) < 1e17 THEN {num} ELSE {num} / 1e3 END AS BIGINT))::TIMESTAMPTZ "
-            f"ELSE TRY_CAST({expr} AS TIMESTAMPTZ) END")
+            f"WHEN abs({num}) < 1e17 THEN {num} ELSE {num} / 1e3 END AS BIGINT))) "
+            f"ELSE coalesce(TRY_CAST({as_utc} AS TIMESTAMPTZ), TRY_CAST({txt} AS TIMESTAMPTZ)) END")
 
 
 _ERROR_CLASS = """CASE
@@ -336,7 +344,8 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         CASE WHEN in_msgs IS NOT NULL THEN array_to_string(json_extract_string(in_msgs, '$[*].content'), chr(10)) END AS input_text,
         out_text AS output_text,
         NULL AS attributes, NULL AS inherited,
-        j AS raw
+        j AS raw,
+        NULL AS cost_source  -- set when the load finishes (ingest.cost)
     FROM final
     """
     # Every path is known only now that the body is built: parse each record once, up front.

@@ -1,9 +1,11 @@
 """OpenTelemetry JS `ReadableSpan` dumps (e.g. the Vercel AI SDK capture, trace-formats.md §2.3).
 
 Not OTLP: `spanContext: {traceId, spanId}`, `attributes` a plain object, `startTime`/`endTime` as
-HrTime `[seconds, nanoseconds]`, `status.code` 0/1/2, `kind` an int. Parent links, when present,
-are `parentSpanId` (SDK 1.x) or `parentSpanContext.spanId` (SDK 2.x); the Vercel capture has none.
-Accepts a JSON array, one object, JSON Lines, or concatenated objects.
+HrTime `[seconds, nanoseconds]`, `status.code` 0/1/2, `kind` an int in the JS `SpanKind` enum
+(0 internal, 1 server, 2 client: not OTLP's numbering). Parent links, when present, are
+`parentSpanId` (SDK 1.x) or `parentSpanContext.spanId` (SDK 2.x); the Vercel capture has none.
+Accepts a JSON array, one object, JSON Lines, or concatenated objects. Forced onto the JS SDK's
+console output (util.inspect literals, not JSON), it reads that as `otel-console` does.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.canonical import normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otel_console import iter_json_values
+from oncall.ingest.formats.otel_console import iter_json_values, js_span_kind, json_flavour, read_node
 from oncall.ingest.formats.otlp import build_row, decode_kv
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, read_all_text
@@ -55,7 +57,7 @@ def js_row(obj: dict[str, Any]) -> dict[str, Any]:
               for ev in obj.get("events") or () if isinstance(ev, dict)]
     return build_row(
         trace_id=ctx.get("traceId"), span_id=ctx.get("spanId"), parent_id=parent, name=obj.get("name"),
-        span_kind=normalize_span_kind(obj.get("kind")),
+        span_kind=js_span_kind(obj.get("kind")),
         start_us=to_epoch_us(obj.get("startTime")), end_us=to_epoch_us(obj.get("endTime")),
         attrs=decode_kv(obj.get("attributes") or {}), resource=res_attrs,
         scope_name=scope.get("name") if isinstance(scope, dict) else None, events=events,
@@ -68,6 +70,10 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
         text = read_all_text(path)
     except SourceError as exc:
         raise FormatError(str(exc)) from None
+    if not json_flavour(text):
+        if read_node(text, sink) == 0:
+            raise FormatError(f"{path}: no JS spans found (neither ReadableSpan JSON nor Node console literals)")
+        return
     added = 0
     for line, value, err in iter_json_values(text):
         if err is not None:

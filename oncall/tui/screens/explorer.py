@@ -54,6 +54,7 @@ class ExplorerScreen(Screen):
         Binding("escape", "back", "back", id="explorer.back"),
         Binding("r", "read", "reader (sample)", id="explorer.reader"),
         Binding("t", "trace", "trace", id="explorer.trace"),
+        Binding("R", "replay", "replay sample", show=False, id="explorer.replay"),
         Binding("ctrl+s", "export", "export", id="explorer.export"),
         Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
         Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),
@@ -245,6 +246,9 @@ class ExplorerScreen(Screen):
 
     def action_read(self) -> None:
         self.app.open_reader(self.query_one(ResultsView).filter_text, None, 0)
+
+    def action_replay(self) -> None:
+        self.app.open_replay(self.query_one(ResultsView).filter_text)
 
     def action_trace(self) -> None:
         view = self.query_one(ResultsView)

@@ -53,6 +53,7 @@ class OverviewScreen(Screen):
         Binding("e", "explore", "explorer", id="overview.explorer"),
         Binding("r", "read", "reader (sample)", id="overview.reader"),
         Binding("f5", "refresh", "refresh", id="overview.refresh"),
+        Binding("R", "replay", "replay change", show=False, id="overview.replay"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -91,7 +92,8 @@ class OverviewScreen(Screen):
         try:
             head = cur.execute(
                 "SELECT count(*), count(*) FILTER (WHERE status = 'error'), sum(cost), min(start_time), "
-                "max(start_time) FROM spans WHERE kind = 'llm'").fetchone()
+                "max(start_time), count(*) FILTER (WHERE cost_source = 'estimated') FROM spans WHERE kind = 'llm'"
+            ).fetchone()
             top = [r[0] for r in cur.execute(
                 "SELECT tenant, count(*) FROM spans WHERE kind = 'llm' AND tenant IS NOT NULL GROUP BY 1 "
                 "ORDER BY 2 DESC LIMIT ?", [TOP_COHORTS]).fetchall()]
@@ -119,13 +121,13 @@ class OverviewScreen(Screen):
         self.app.call_from_thread(self._changes_loaded, found)
 
     def _loaded(self, head: tuple, overall: dict, top: list[str], by_tenant: dict | None) -> None:
-        n, errors, cost, first, last = head
+        n, errors, cost, first, last, estimated = head
         t = Text()
         t.append("incident ", style="bold")
         t.append(f"{str(first)[:16]} → {str(last)[:16]} UTC   " if first else "no data   ")
         t.append(f"{n:,} requests   ", style="bold")
         t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
-        t.append(f"cost ${cost or 0:,.2f}   ")
+        t.append(f"cost {'~' if estimated else ''}${cost or 0:,.2f}   ")  # "~": some costs are estimates
         if self.app.read_only:
             t.append("read-only", style="bold yellow")
         self.query_one("#incident", Static).update(t)
@@ -172,6 +174,14 @@ class OverviewScreen(Screen):
 
     def action_explore(self) -> None:
         self.app.open_explorer("")
+
+    def action_replay(self) -> None:
+        """Replay a sample of the highlighted change's cohort (its filter and window)."""
+        options = self.query_one("#changes", OptionList)
+        if self.changes and options.highlighted is not None:
+            self.app.open_replay(self.changes[options.highlighted].filter)
+        else:
+            self.app.notify("highlight a change in the what-changed list first", markup=False)
 
     def action_read(self) -> None:
         self.app.open_reader("", None, 0)

@@ -22,7 +22,7 @@ from textual.containers import Horizontal
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from oncall.format import format_cost
+from oncall.query.cost_marks import cost_detail
 from oncall.safe_text import safe_text
 from oncall.tui.textview import OutputView, RichLinesView
 
@@ -49,7 +49,7 @@ def meta_text(d: dict[str, Any]) -> Text:
                  ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
                  ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
                   if d.get("input_tokens") is not None else None),
-                 ("cost", format_cost(d.get("cost")) or None),
+                 ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
                  ("finish", d.get("finish_reason"))):
         row(k, v)
     labels = d.get("labels") or []
@@ -109,6 +109,7 @@ class ReaderScreen(Screen):
         Binding("y", "copy", "copy", id="reader.copy"),
         Binding("p", "pager", "pager", id="reader.pager"),
         Binding("t", "trace", "trace", id="reader.trace"),
+        Binding("R", "replay", "replay", show=False, id="reader.replay"),
         Binding("escape", "app.pop_screen", "back", id="reader.back"),
     ]
 
@@ -297,3 +298,7 @@ class ReaderScreen(Screen):
     def action_trace(self) -> None:
         if self.current is not None:
             self.app.open_trace(int(self.current["span_pk"]))
+
+    def action_replay(self) -> None:
+        if self.current is not None:
+            self.app.open_replay(self.filter_text, int(self.current["span_pk"]))

@@ -12,7 +12,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Static
 
-from oncall.format import format_cost
+from oncall.query.cost_marks import format_cost
 from oncall.safe_text import safe_text
 from oncall.tui.spantree import SpanTreeView
 
@@ -82,7 +82,8 @@ class TraceScreen(Screen):
             v = s.get(k)
             if v is not None:
                 t.append(f"{k:<14}", style="bold")
-                shown = format_cost(v) if k == "cost" else f"{v:.1f}" if isinstance(v, float) else v
+                shown = (format_cost(v, s.get("cost_source")) if k == "cost"  # "~" = estimated
+                         else f"{v:.1f}" if isinstance(v, float) else v)
                 t.append(safe_text(shown, multiline=False, max_len=100) + "\n")
         if s.get("kind") == "llm":
             t.append("\nenter or r reads this call", style="dim")

@@ -1,0 +1,140 @@
+"""`oncall timeline` and `oncall postmortem`: the hand-off, built from the incident database."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, open_store
+
+
+class _TimelineGroup(click.Group):
+    """`oncall timeline [--since …]` prints it; `oncall timeline star KEY` stars an entry."""
+
+
+@click.group("timeline", cls=_TimelineGroup, invoke_without_command=True)
+@click.option("--since", default=None, help="from this time (ISO, 01:00 UTC on the incident's day, or -30m)")
+@click.option("--until", default=None, help="before this time")
+@click.option("--starred", is_flag=True, help="only the entries starred for the report")
+@db_option
+@json_option
+@click.pass_context
+def timeline_cmd(ctx: click.Context, since: str | None, until: str | None, starred: bool, db: str | None,
+                 as_json: bool) -> None:
+    """What happened in the data and what the responder did, in order (times in UTC)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from oncall.postmortem.timeline import timeline
+    from oncall.query.filters import FilterError, _Builder
+    from oncall.safe_text import safe_text
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    try:
+        b = _Builder(store.cursor(), "")
+        lo = b.time("--since", since).isoformat() if since else None
+        hi = b.time("--until", until).isoformat() if until else None
+    except FilterError as exc:
+        fail(str(exc))
+    entries = timeline(store, since=lo, until=hi)
+    if starred:
+        entries = [e for e in entries if e.starred]
+    if as_json:
+        emit_json({"zone": "UTC", "entries": [e.to_dict() for e in entries]})
+        sys.exit(EXIT_OK)
+    if not entries:
+        click.echo("nothing on the timeline" + (" in that window" if since or until else ""))
+        return
+    click.echo("all times UTC")
+    for e in entries:
+        ref = e.ref.get("filter") or e.ref.get("request") or (f"replay run {e.ref['run_id']}" if e.ref.get("run_id")
+                                                              else "") or (f"action {e.ref['action_id']}"
+                                                                           if e.ref.get("action_id") else "")
+        star = "*" if e.starred else " "
+        who = f" ({e.actor})" if e.actor and e.source == "responder" else ""
+        click.echo(f"{star} {e.at.replace('T', ' ').replace('Z', '')}  {e.source:<9} {e.kind:<10} "
+                   f"{safe_text(e.summary, multiline=False, max_len=120)}{safe_text(who, multiline=False)}")
+        if ref:
+            click.echo(f"  {'':<19}  {'':<9} {'':<10} -> {safe_text(ref, multiline=False, max_len=160)}")
+        click.echo(f"  {'':<19}  {'':<9} {'':<10}    key {safe_text(e.key, multiline=False)}")
+
+
+@timeline_cmd.command("star")
+@click.argument("key")
+@click.option("--off", is_flag=True, help="unstar it")
+@db_option
+@click.pass_context
+def star_cmd(ctx: click.Context, key: str, off: bool, db: str | None) -> None:
+    """Star a timeline entry (its key, from `oncall timeline`) for the postmortem."""
+    from oncall.postmortem.timeline import star, timeline
+
+    store = open_store(ctx, db)
+    keys = {e.key for e in timeline(store)}
+    if key not in keys:
+        fail(f"no timeline entry with key {key!r} (`oncall timeline` lists the keys)")
+    star(store, key, on=not off)
+    click.echo(("unstarred " if off else "starred ") + key)
+
+
+@click.command("postmortem")
+@click.option("--out", "out", default=None, metavar="FILE", help="write the Markdown here (default: stdout)")
+@click.option("--title", default=None, help="the incident's name (default: its first cause)")
+@db_option
+@json_option
+@click.pass_context
+def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, db: str | None, as_json: bool) -> None:
+    """A postmortem draft in Markdown: summary, impact, timeline, evidence, replays, mitigation, queries."""
+    from oncall.postmortem.draft import build_draft
+
+    store = open_store(ctx, db, read_only=True, create=False)
+    draft = build_draft(store, title=title)
+    if out:
+        path = Path(out)
+        if not path.parent.exists():
+            fail(f"cannot write {path}: directory {path.parent} does not exist")
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(draft.markdown, encoding="utf-8")
+        tmp.replace(path)
+    if as_json:
+        emit_json({**draft.to_dict(), "out": out})
+    elif out:
+        click.echo(f"postmortem draft written to {out} ({len(draft.markdown.splitlines())} lines)")
+    else:
+        click.echo(draft.markdown)
+
+
+@click.group("export")
+def export_group() -> None:
+    """Export the incident for other tools."""
+
+
+@export_group.command("evalset")
+@click.argument("filter_words", nargs=-1, metavar="[FILTER...]")
+@click.option("--format", "fmt", type=click.Choice(["promptfoo", "inspect", "jsonl"]), required=True,
+              help="promptfoo (promptfooconfig.yaml), inspect (task.py + dataset.jsonl) or jsonl")
+@click.option("--out", "out", required=True, metavar="DIR", help="directory to write (created if missing)")
+@click.option("--model", default=None, help="model the eval set calls (default: the requests' own)")
+@db_option
+@json_option
+@click.pass_context
+def evalset_cmd(ctx: click.Context, filter_words: tuple[str, ...], fmt: str, out: str, model: str | None,
+                db: str | None, as_json: bool) -> None:
+    """The labelled requests (default: label=bad,good) as a regression eval set with the checks that
+    would have caught the incident."""
+    from oncall.postmortem.evalset import EvalsetError, build_cases, write_evalset
+
+    store = open_store(ctx, db)
+    try:
+        cases = build_cases(store.cursor(), " ".join(filter_words) if filter_words else None)
+        files = write_evalset(cases, fmt, Path(out), model=model)
+    except EvalsetError as exc:
+        fail(str(exc), 1 if "no request matches" in str(exc) else 2)
+    if not store.read_only:
+        store.record_event("export", f"exported {len(cases)} request(s) as a {fmt} eval set to {out}",
+                           {"format": fmt, "out": out, "cases": len(cases), "filter": " ".join(filter_words)})
+    if as_json:
+        emit_json({"format": fmt, "out": out, "files": [str(f) for f in files], "cases": len(cases),
+                   "bad": sum(1 for c in cases if c.label == "bad"), "good": sum(1 for c in cases if c.label == "good")})
+        return
+    click.echo(f"{len(cases)} request(s) exported as a {fmt} eval set: " + ", ".join(str(f) for f in files))

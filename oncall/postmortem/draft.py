@@ -1,0 +1,496 @@
+"""The postmortem draft: what the incident database knows, as Markdown a human finishes.
+
+Every number is computed here from the database, and the command that reproduces it is listed in
+the appendix (numbered [n] beside the number). Sections a machine cannot write — root cause and
+trigger, what went well or badly — are marked for a human. Everything quoted from the data goes
+through the export redactor (secrets and PII) and is fenced or escaped so it renders as text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shlex
+from dataclasses import dataclass, field
+from typing import Any
+
+from oncall.postmortem.markdown import Raw, code, fence, mermaid_label, table
+from oncall.postmortem.timeline import Entry, iso, mitigations, timeline
+
+EVIDENCE_MAX = 5
+
+
+@dataclass
+class Query:
+    """A number's provenance: the command a reader runs to get it again."""
+
+    n: int
+    what: str
+    command: str
+
+
+@dataclass
+class Draft:
+    markdown: str
+    facts: dict[str, Any]
+    queries: list[Query] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"markdown": self.markdown, "facts": self.facts,
+                "queries": [{"n": q.n, "what": q.what, "command": q.command} for q in self.queries]}
+
+
+class _Appendix:
+    def __init__(self, db_path: str) -> None:
+        self.db = db_path
+        self.queries: list[Query] = []
+
+    def ref(self, what: str, argv: list[str]) -> str:
+        cmd = "oncall --db " + shlex.quote(self.db) + " " + " ".join(shlex.quote(a) for a in argv)
+        self.queries.append(Query(len(self.queries) + 1, what, cmd))
+        return f"[{len(self.queries)}]"
+
+
+def _redact(text: str | None) -> str:
+    from oncall.redact import redact_export
+
+    return redact_export(text or "") or ""
+
+
+def _count(con: Any, flt: str) -> int:
+    from oncall.query.search import count
+
+    return int(count(con, flt))
+
+
+def _distinct(con: Any, flt: str, col: str) -> int:
+    from oncall.query.filters import compile_filter
+
+    c = compile_filter(con, flt, alias="s")
+    return int(con.execute(f"SELECT count(DISTINCT s.{col}) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+
+
+def _words(flt: str | None) -> list[str]:
+    try:
+        return shlex.split(flt or "")
+    except ValueError:
+        return (flt or "").split()
+
+
+def _baseline_of(change: dict[str, Any]) -> str:
+    """The same cohort before the cause: its cohort terms, until its first appearance."""
+    from oncall.query.filters import quote_value
+
+    terms = [f"{k}={quote_value(str(v))}" for k, v in (change.get("cohort") or {}).items()]
+    return " ".join(terms + [f"until={change['began_at']}"])
+
+
+def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = None) -> Draft:
+    """The whole draft (changes are computed once and shared with the timeline)."""
+    from oncall.query.changes import changes
+
+    con = db.cursor()
+    found = found if found is not None else changes(con)
+    causes = [c.to_dict() if hasattr(c, "to_dict") else dict(c) for c in found]
+    entries = timeline(db, found=found)
+    app = _Appendix(str(db.path))
+    facts: dict[str, Any] = {"generated_at": iso(dt.datetime.now(dt.UTC)), "db": str(db.path)}
+    mits = mitigations([e for e in entries if e.source == "responder"])
+    impact_rows, impact = _impact(con, causes, mits, app)
+    facts["impact"] = impact
+    facts["causes"] = [{k: c.get(k) for k in ("kind", "description", "began_at", "ended_at", "before", "after",
+                                               "cohort", "filter", "affected_requests")} for c in causes]
+    evidence = _evidence(con)
+    facts["evidence"] = [{k: v for k, v in e.items() if k != "output"} for e in evidence]
+    actions = _actions(con)
+    facts["actions"] = [{k: a.get(k) for k in ("action_id", "status", "at_time", "who", "target", "op",
+                                               "runbook", "undo_of")} for a in actions]
+    replays = _replays(con, entries)
+    facts["replays"] = [{"run_id": r["run_id"], "headline": r.get("headline")} for r in replays]
+    blast = _blast(con, causes, mits, app)
+    facts["blast_radius"] = blast
+
+    name = title or _title(causes)
+    md: list[str] = [f"# Postmortem (draft): {_plain(name)}", ""]
+    md += ["> Draft written by `oncall postmortem` at " + facts["generated_at"] + " from the incident database. "
+           "Every number was computed from the database; the command behind each `[n]` is in the appendix. "
+           "Sections marked ✍️ are for a human to write. All times are UTC.", ""]
+    md += _summary(causes, impact, mits, entries)
+    md += ["## Impact", "", table(["cause", "requests", "users", "sessions", "tenants", "duration",
+                                   "error rate before → after", "cost/request before → after", "queries"],
+                                  impact_rows) if impact_rows
+           else "No cause was detected in the data, so no impact could be computed.", ""]
+    data_end = iso(con.execute("SELECT max(coalesce(end_time, start_time)) FROM spans").fetchone()[0])
+    md += _timeline_section(entries, data_end)
+    md += _what_changed(causes, app)
+    md += _evidence_section(evidence)
+    md += _replay_section(replays)
+    md += _blast_section(blast)
+    md += _mitigation_section(actions)
+    md += ["## Root cause and trigger", "",
+           "> ✍️ **To be written by a human.** The data shows *what* changed and when (above); the *why* — the "
+           "upstream release notes, the deploy, the decision that let it through — is not in the traces.", ""]
+    md += ["## What went well", "", "> ✍️ To be written.", "", "## What went badly", "", "> ✍️ To be written.", "",
+           "## Where we got lucky", "", "> ✍️ To be written.", ""]
+    md += _action_items(causes)
+    md += ["## Appendix: the queries behind the numbers", ""]
+    for q in app.queries:
+        md.append(f"{q.n}. {_plain(q.what)}: {code(q.command, max_len=1000)}")
+    md.append("")
+    return Draft("\n".join(md), facts, app.queries)
+
+
+def _plain(text: Any) -> str:
+    from oncall.postmortem.markdown import cell
+
+    return cell(text, max_len=300)
+
+
+def _title(causes: list[dict[str, Any]]) -> str:
+    real = [c for c in causes if c["kind"] != "metric_shift"]
+    if real:
+        return real[0].get("title") or real[0].get("description") or "incident"
+    if causes:
+        return causes[0].get("title") or causes[0].get("description") or "incident"
+    return "incident"
+
+
+def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _Appendix
+            ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
+    """One row per cause (causes first, then unexplained shifts): who and how much it touched."""
+    from oncall.query.compare import compare
+
+    rows: list[list[Any]] = []
+    out = []
+    ordered = [c for c in causes if c["kind"] != "metric_shift"] + [c for c in causes if c["kind"] == "metric_shift"]
+    for c in ordered[:5]:
+        flt = c.get("filter") or ""
+        label = c.get("title") or c.get("description") or c["kind"]
+        item: dict[str, Any] = {"cause": label, "filter": flt, "requests": _count(con, flt)}
+        refs = [app.ref(f"requests, users, sessions and tenants of: {label}",
+                        ["search", *_words(flt), "--json", "--distinct", "user_id", "--distinct", "session_id",
+                         "--distinct", "tenant"])]
+        for col, what in (("user_id", "users"), ("session_id", "sessions"), ("tenant", "tenants")):
+            item[what] = _distinct(con, flt, col)
+        end = c.get("ended_at")
+        after = [m for m in mits if m.at >= iso(c["began_at"])]
+        if not end and after:
+            end = after[0].at
+        duration = "ongoing in the data"
+        if end:
+            minutes = (dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
+                       - dt.datetime.fromisoformat(c["began_at"].replace("Z", "+00:00"))).total_seconds() / 60
+            item["duration_minutes"] = round(minutes, 1)
+            duration = f"{minutes:.0f} min" + (" (to the mitigation)" if not c.get("ended_at") else "")
+        deltas = {}
+        base = _baseline_of(c)
+        try:
+            res = compare(con, flt, base)
+        except ValueError:
+            res = None
+        if res is not None:
+            d = res.to_dict() if hasattr(res, "to_dict") else res
+            for m in d.get("metrics", []):
+                if m.get("metric") in ("error_rate", "cost_per_request") and m.get("cohort") is not None:
+                    item[m["metric"]] = {"before": m.get("baseline"), "after": m.get("cohort")}
+                    deltas[m["metric"]] = (f"{_num(m.get('baseline'), m['metric'])} → {_num(m.get('cohort'), m['metric'])}"
+                                           + (" (est.)" if m.get("estimated") else ""))
+            refs.append(app.ref(f"error rate and cost per request of: {label}, against the same cohort before it",
+                                ["compare", *_words(flt), "--baseline", base, "--json"]))
+        rows.append([label, item["requests"], item["users"], item["sessions"], item["tenants"], duration,
+                     deltas.get("error_rate", "—"), deltas.get("cost_per_request", "—"), Raw(" ".join(refs))])
+        out.append(item)
+    return rows, out
+
+
+def _num(v: Any, metric: str | None = None) -> str:
+    if v is None:
+        return "—"
+    if metric and metric.endswith("_rate") and isinstance(v, int | float):
+        return f"{100 * v:.2g} %"
+    if metric and metric.startswith("cost") and isinstance(v, int | float):
+        from oncall.display import format_cost
+
+        return format_cost(v)
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    return str(v)
+
+
+def _summary(causes: list[dict[str, Any]], impact: list[dict[str, Any]], mits: list[Entry],
+             entries: list[Entry]) -> list[str]:
+    out = ["## Summary", ""]
+    real = [c for c in causes if c["kind"] != "metric_shift"]
+    if not causes:
+        out.append("- `oncall changes` found no cause or shift above the noise threshold.")
+    for c in causes[:5]:
+        kind = "cause" if c in real else "unexplained shift"
+        out.append(f"- **{_plain(c.get('title') or c.get('description'))}** ({kind}, from {c['began_at']}"
+                   + (f" to {c['ended_at']}" if c.get("ended_at") else "") + ")")
+    for i in impact[:5]:
+        out.append(f"- {i['requests']} requests affected by {_plain(i['cause'])}, across {i.get('tenants', 0)} "
+                   f"tenant(s) and {i.get('users', 0)} user(s)")
+    det = next((e for e in entries if e.kind == "detection"), None)
+    if det:
+        out.append(f"- Picked up at {det.at} ({_plain(det.summary)})")
+    for m in mits:
+        out.append(f"- Mitigated at {m.at}: {_plain(m.summary)}")
+    rec = [e for e in entries if e.kind == "recovery"]
+    if rec:
+        out.append(f"- Recovered at {rec[0].at}: {_plain(rec[0].summary)}")
+    elif mits:
+        out.append("- No recovery seen in the data yet (load the export after the mitigation to see it).")
+    out.append("")
+    return out
+
+
+KEY_KINDS = ("cause", "shift", "burst_end", "detection", "replay", "runbook", "action", "undo", "recovery")
+
+
+def _timeline_section(entries: list[Entry], data_end: str | None) -> list[str]:
+    key = [e for e in entries if e.starred or e.kind in KEY_KINDS]
+    out = ["## Timeline", ""]
+    if not key:
+        return out + ["Nothing on the timeline yet.", ""]
+    rows = []
+    for e in key:
+        ref = e.ref.get("filter") or e.ref.get("request") or (f"replay run {e.ref['run_id']}" if e.ref.get("run_id")
+                                                              else "") or (f"action {e.ref['action_id']}"
+                                                                           if e.ref.get("action_id") else "")
+        rows.append([e.at.replace("T", " ").replace("Z", ""), ("★ " if e.starred else "") + e.source, e.kind,
+                     e.summary, Raw(code(ref)) if ref else ""])
+    out += [table(["time (UTC)", "source", "what", "summary", "reproduce"], rows), ""]
+    out += _gantt(key, data_end)
+    return out
+
+
+def _gantt(entries: list[Entry], data_end: str | None) -> list[str]:
+    """A Mermaid gantt chart: causes as bars (until they end, or the mitigation), responder events as
+    milestones. GitHub renders it."""
+    lines = ["```mermaid", "gantt", "    title Incident timeline (UTC)", "    dateFormat YYYY-MM-DDTHH:mm:ss",
+             "    axisFormat %H:%M"]
+    causes = [e for e in entries if e.kind in ("cause", "shift")]
+    mits = [e for e in entries if e.kind == "action"]
+    last = data_end or max((e.at for e in entries), default=None)
+    if causes:
+        lines.append("    section What changed")
+        for i, e in enumerate(causes):
+            end = e.detail.get("ended_at") or next((m.at for m in mits if m.at >= e.at), None) or last
+            if not end or end <= e.at:
+                end = _plus(e.at, 60)
+            lines.append(f"    {mermaid_label(e.summary)} :crit, c{i}, {_m(e.at)}, {_m(end)}")
+    resp = [e for e in entries if e.kind in ("detection", "replay", "runbook", "action", "undo", "recovery")]
+    if resp:
+        lines.append("    section Response")
+        for i, e in enumerate(resp):
+            lines.append(f"    {mermaid_label(e.kind + ' ' + e.summary)} :milestone, r{i}, {_m(e.at)}, 0m")
+    lines.append("```")
+    return [*lines, ""]
+
+
+def _m(at: str) -> str:
+    return at.replace("Z", "")[:19]
+
+
+def _plus(at: str, seconds: int) -> str:
+    t = dt.datetime.fromisoformat(at.replace("Z", "+00:00")) + dt.timedelta(seconds=seconds)
+    return iso(t) or at
+
+
+def _what_changed(causes: list[dict[str, Any]], app: _Appendix) -> list[str]:
+    out = ["## What changed", ""]
+    real = [c for c in causes if c["kind"] != "metric_shift"]
+    if not real:
+        return out + ["No new served model, prompt version, release or provider appeared in the data.", ""]
+    rows = []
+    for c in real:
+        effects = "; ".join(str(e.get("description") or e.get("metric")) for e in c.get("effects") or []) or "—"
+        rows.append([c["kind"].replace("new_", "").replace("_", " "), f"{_num(c.get('before'))} → {_num(c.get('after'))}",
+                     c["began_at"], ", ".join(f"{k}={v}" for k, v in (c.get("cohort") or {}).items()) or "all traffic",
+                     effects, Raw(app.ref(f"the cohort of {c.get('title') or c['kind']}",
+                                          ["search", *_words(c.get("filter")), "--json"]))])
+    return out + [table(["what", "before → after", "first seen", "cohort", "effects", "query"], rows), ""]
+
+
+def _evidence(con: Any) -> list[dict[str, Any]]:
+    """Up to five labelled requests, bad ones first, with the note the responder wrote."""
+    rows = con.execute(
+        """SELECT l.span_pk, l.label, l.note, l.author, l.created_at,
+                  coalesce(s.request_id, s.response_id, s.span_id), s.output_text, s.served_model, s.tenant
+           FROM (SELECT *, row_number() OVER (PARTITION BY span_pk ORDER BY created_at DESC, label_id DESC) AS rn
+                 FROM labels) l JOIN spans s ON s.span_pk = l.span_pk
+           WHERE l.rn = 1 ORDER BY (l.label = 'bad') DESC, l.created_at LIMIT ?""", [EVIDENCE_MAX]).fetchall()
+    return [{"span_pk": r[0], "label": r[1], "note": _redact(r[2]) if r[2] else None, "author": r[3],
+             "labelled_at": iso(r[4]), "request": r[5], "output": _redact(r[6]), "served_model": r[7],
+             "tenant": r[8]} for r in rows]
+
+
+def _evidence_section(evidence: list[dict[str, Any]]) -> list[str]:
+    out = ["## Evidence", ""]
+    if not evidence:
+        return out + ["No request was labelled (`g`/`b` in the reader, or `oncall label ID bad --note …`).", ""]
+    for e in evidence:
+        out.append(f"### {e['label'].upper()}: request {code(e['request'])}")
+        out.append("")
+        out.append(f"Labelled {e['label']} by {_plain(e['author'])} at {e['labelled_at']}"
+                   + (f"; served by {code(e['served_model'])}" if e.get("served_model") else "")
+                   + (f"; tenant {code(e['tenant'])}" if e.get("tenant") else "") + ".")
+        if e.get("note"):
+            out.append(f"Note: {_plain(e['note'])}")
+        out += ["", fence(_cut(e["output"])), ""]
+    return out
+
+
+def _cut(text: str, limit: int = 1500) -> str:
+    return text if len(text) <= limit else text[:limit] + f"\n… ({len(text) - limit} more characters)"
+
+
+def _replays(con: Any, entries: list[Entry]) -> list[dict[str, Any]]:
+    ids = []
+    for e in entries:
+        rid = e.ref.get("run_id") if e.kind == "replay" else None
+        if rid and rid not in ids:
+            ids.append(rid)
+    out = []
+    if not ids:
+        return out
+    try:
+        from oncall.replay.runner import summarize
+    except ImportError:
+        return out
+    for rid in ids:
+        try:
+            s = summarize(con, int(rid), per_request=False)
+        except Exception as exc:  # noqa: BLE001 - a broken run must not sink the draft; it is named instead
+            out.append({"run_id": rid, "headline": f"replay run {rid} could not be summarised: {exc}", "metrics": []})
+            continue
+        out.append({"run_id": rid, **s})
+    return out
+
+
+def _replay_section(replays: list[dict[str, Any]]) -> list[str]:
+    out = ["## Replay results", ""]
+    if not replays:
+        return out + ["No replay was run. (`oncall replay FILTER --target NAME --repeat 3` tells a real "
+                      "regression from the model's own variation.)", ""]
+    for r in replays:
+        run = r.get("run") or {}
+        out.append(f"### Replay run {r['run_id']}: {_plain(run.get('target') or '')}")
+        out.append("")
+        out.append(_plain(r.get("headline") or ""))
+        out.append("")
+        rows = [[m.get("metric"), _num(m.get("original")), _num(m.get("replay")), m.get("significance") or ""]
+                for m in r.get("metrics") or []]
+        if rows:
+            out += [table(["metric", "original", "replay", "significance"], rows), ""]
+        note = (r.get("noise") or {}).get("note")
+        if note:
+            out += [f"Noise: {_plain(note)}", ""]
+    return out
+
+
+def _actions(con: Any) -> list[dict[str, Any]]:
+    try:
+        rows = con.execute("SELECT * FROM actions ORDER BY at_time").fetchall()
+        cols = [d[0] for d in con.description]
+    except Exception:  # noqa: BLE001 - an incident without the actions table has no actions
+        return []
+    latest: dict[Any, dict[str, Any]] = {}
+    for r in rows:
+        d = dict(zip(cols, r, strict=True))
+        aid = d.get("action_id")
+        if aid is None:
+            continue
+        latest[aid] = d
+    out = []
+    for d in latest.values():
+        for k in ("plan", "gate", "verification", "before", "after"):
+            if isinstance(d.get(k), str):
+                try:
+                    d[k] = json.loads(d[k])
+                except json.JSONDecodeError:
+                    pass
+        d["at_time"] = iso(d.get("at_time"))
+        out.append(d)
+    return sorted(out, key=lambda d: d["action_id"])
+
+
+def _mitigation_section(actions: list[dict[str, Any]]) -> list[str]:
+    out = ["## Mitigation", ""]
+    if not actions:
+        return out + ["No action was taken through oncall (`oncall runbook run …` or `oncall action run …`).", ""]
+    for a in actions:
+        plan = a.get("plan") or {}
+        title = f"### Action {a['action_id']}: {_plain(plan.get('summary') or a.get('op'))}"
+        out += [title, ""]
+        out.append(table(["", ""], [
+            ["status", a.get("status")], ["at", a.get("at_time")], ["who", a.get("who")], ["why", a.get("why")],
+            ["target", f"{a.get('target')} ({a.get('adapter')} {a.get('op')})"],
+            ["runbook", f"{a.get('runbook')} step {a.get('step')}" if a.get("runbook") else "—"],
+            ["undo of", a.get("undo_of") or "—"],
+            ["result", a.get("result") or a.get("error")],
+            ["verification", (a.get("verification") or {}).get("message") if isinstance(a.get("verification"), dict)
+             else a.get("verification")],
+        ]))
+        gate = a.get("gate")
+        if gate:
+            for g in (gate.get("gates") if isinstance(gate, dict) else None) or []:
+                checks = "; ".join(f"{c['expect']} ({'pass' if c['passed'] else 'FAIL'}: {_num(c.get('actual'))})"
+                                   for c in g.get("checks") or [])
+                out += ["", f"Evidence gate: {code(g.get('command'))} — {'passed' if g.get('passed') else 'FAILED'}"
+                        + (f"; {_plain(checks)}" if checks else "")]
+        diff = plan.get("diff") or []
+        if diff:
+            out += ["", fence("\n".join(diff), "diff")]
+        out.append("")
+    return out
+
+
+def _blast(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _Appendix) -> list[dict[str, Any]]:
+    from oncall.query.blast_radius import blast_radius
+
+    out = []
+    for c in [c for c in causes if c["kind"] in ("new_served_model", "new_prompt_version")][:2]:
+        after = [m for m in mits if m.at >= iso(c["began_at"])]
+        when = dt.datetime.fromisoformat(after[0].at.replace("Z", "+00:00")) if after else None
+        flt = " ".join(w for w in _words(c.get("filter")) if not w.startswith(("since=", "until=")))
+        try:
+            res = blast_radius(con, flt, mitigated_at=when, limit=10)
+        except ValueError:
+            continue
+        argv = ["blast-radius", *_words(flt), "--json"] + (["--mitigated-at", after[0].at] if after else [])
+        out.append({"cause": c.get("title") or c.get("description"), "filter": flt,
+                    "result": {k: res.get(k) for k in ("contaminated_sessions", "sessions_total", "mitigated_at",
+                                                       "verdict", "after_mitigation") if k in res},
+                    "query": app.ref(f"blast radius of {c.get('title') or c['kind']}", argv)})
+    return out
+
+
+def _blast_section(blast: list[dict[str, Any]]) -> list[str]:
+    out = ["## Blast radius", ""]
+    if not blast:
+        return out + ["No served-model or prompt-version cause to trace through sessions.", ""]
+    for b in blast:
+        r = b["result"]
+        after = r.get("after_mitigation") or {}
+        out.append(f"- {_plain(b['cause'])}: {r.get('contaminated_sessions', 0)} session(s) carry its outputs "
+                   f"in later turns {b['query']}"
+                   + (f"; after the mitigation: {_plain(after.get('summary') or after.get('verdict') or '')}"
+                      if after else ""))
+    return out + [""]
+
+
+def _action_items(causes: list[dict[str, Any]]) -> list[str]:
+    out = ["## Action items", "",
+           "- [ ] Add the exported eval set to CI, so the next prompt or model change must pass it: "
+           "`oncall export evalset label=bad --format promptfoo --out evals/` (or `--format inspect`).",
+           ]
+    kinds = {c["kind"] for c in causes}
+    if "new_served_model" in kinds:
+        out.append("- [ ] Pin dated model snapshots in the gateway config; alert when the served model changes.")
+    if "new_prompt_version" in kinds:
+        out.append("- [ ] Gate prompt releases on a replay of production traffic against the new version.")
+    if any(c["kind"] == "metric_shift" and c.get("metric") == "error_rate" for c in causes):
+        out.append("- [ ] Configure a fallback deployment for rate-limit storms (runbook provider-outage).")
+    out.append("- [ ] ✍️ Add the items this review decides on.")
+    return [*out, ""]

@@ -1,0 +1,220 @@
+"""Checks per pair (original vs replay) and the run summary, in `compare`'s definitions and vocabulary.
+
+Per pair: JSON validity and key set against the original, refusal, finish reason, length delta,
+exact match and a word-level diff — the Python twins in oncall/query/quality.py, so a number here
+means what the same number means in `compare`.
+
+Noise versus change (`--repeat K`): per request the K replays are compared among themselves and
+with the original. A check *changed beyond noise* when the K replays agree on it among themselves
+and the original differs from all of them; it is *within noise* when the original's value is among
+the replays' (or the replays themselves disagree, so the model's own variation covers it). With one
+replay per request the summary says it cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from oncall.query.compare import JSON_COHORT_MIN
+from oncall.query.quality import is_json, is_refusal, key_set
+from oncall.query.stats import two_proportions, welch
+
+# checks that take one value per output (compared for noise); "text" is the exact output
+CATEGORICAL = ("text", "json_valid", "key_set", "refusal", "finish_reason")
+_WORD = re.compile(r"\S+|\s+")
+DIFF_MAX_OPS = 400
+
+
+def output_values(text: str | None, finish_reason: str | None) -> dict[str, Any]:
+    return {"text": text, "json_valid": is_json(text), "key_set": key_set(text), "refusal": is_refusal(text),
+            "finish_reason": finish_reason, "length": len(text) if text is not None else None}
+
+
+def word_diff(a: str | None, b: str | None) -> list[list[str]]:
+    """[op, text] runs of a word-level diff (op is = - +), whitespace kept so runs join back into text."""
+    wa, wb = _WORD.findall(a or ""), _WORD.findall(b or "")
+    ops: list[list[str]] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+        if tag == "equal":
+            ops.append(["=", "".join(wa[i1:i2])])
+        else:
+            if i2 > i1:
+                ops.append(["-", "".join(wa[i1:i2])])
+            if j2 > j1:
+                ops.append(["+", "".join(wb[j1:j2])])
+        if len(ops) >= DIFF_MAX_OPS:
+            ops.append(["…", "diff cut at 400 runs"])
+            break
+    return ops
+
+
+def pair_checks(original: dict[str, Any], replay: dict[str, Any]) -> dict[str, Any]:
+    """One pair: each check's original and replay value and whether it changed."""
+    o = output_values(original.get("output_text"), original.get("finish_reason"))
+    r = output_values(replay.get("output_text"), replay.get("finish_reason"))
+    return {
+        "exact_match": o["text"] == r["text"],
+        "json_valid": {"original": o["json_valid"], "replay": r["json_valid"]},
+        "key_set": {"original": o["key_set"], "replay": r["key_set"], "same": o["key_set"] == r["key_set"]},
+        "refusal": {"original": o["refusal"], "replay": r["refusal"]},
+        "finish_reason": {"original": o["finish_reason"], "replay": r["finish_reason"]},
+        "length": {"original": o["length"], "replay": r["length"],
+                   "delta": None if o["length"] is None or r["length"] is None else r["length"] - o["length"]},
+    }
+
+
+def noise_verdict(original: dict[str, Any], replays: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """How one request's K replays vary, and per check whether the original is outside that variation."""
+    o = output_values(original.get("output_text"), original.get("finish_reason"))
+    rs = [output_values(r.get("output_text"), r.get("finish_reason")) for r in replays]
+    out: dict[str, Any] = {"replays": len(rs), "distinct_outputs": len({r["text"] for r in rs}), "checks": {}}
+    if len(rs) < 2:
+        out["verdict"] = "unknown"
+        return out
+    changed_any = False
+    for c in CATEGORICAL:
+        values = [r[c] for r in rs]
+        agree = len(set(map(repr, values))) == 1
+        if agree and o[c] != values[0]:
+            state = "changed"
+        elif o[c] in values:
+            state = "same"
+        else:
+            state = "noise"  # the replays disagree among themselves and the original is one more variant
+        out["checks"][c] = {"state": state, "distinct": len(set(map(repr, values))), "original": o[c],
+                            "replays": dict(Counter(map(str, values)).most_common(5))}
+        changed_any = changed_any or state == "changed"
+    lengths = [r["length"] for r in rs if r["length"] is not None]
+    if lengths and o["length"] is not None:
+        lo, hi = min(lengths), max(lengths)
+        out["checks"]["length"] = {"state": "changed" if (lo == hi and o["length"] != lo) else
+                                   ("same" if lo <= o["length"] <= hi else "outside range"),
+                                   "original": o["length"], "replay_min": lo, "replay_max": hi}
+    out["verdict"] = "changed" if changed_any else "within noise"
+    return out
+
+
+# -- the run summary ------------------------------------------------------------------------------------
+def _mean_var(xs: list[float]) -> tuple[float | None, float | None]:
+    if not xs:
+        return None, None
+    m = sum(xs) / len(xs)
+    v = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
+    return m, v
+
+
+def _quantile(xs: list[float], q: float) -> float | None:
+    if not xs:
+        return None
+    s = sorted(xs)
+    pos = (len(s) - 1) * q
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
+def side_stats(rows: Iterable[dict[str, Any]], reference_keys: set[str] | None) -> dict[str, Any]:
+    """compare's cohort numbers for one side (originals or replays), from rows with span-like columns."""
+    n = errors = outputs = refusals = json_valid = 0
+    lat: list[float] = []
+    ttft: list[float] = []
+    itok: list[float] = []
+    otok: list[float] = []
+    cost: list[float] = []
+    length: list[float] = []
+    finish: Counter[str] = Counter()
+    keys: Counter[str] = Counter()
+    for r in rows:
+        n += 1
+        if r.get("status") == "error":
+            errors += 1
+            continue
+        if r.get("latency_ms") is not None:
+            lat.append(float(r["latency_ms"]))
+        if r.get("ttft_ms") is not None:
+            ttft.append(float(r["ttft_ms"]))
+        for xs, k in ((itok, "input_tokens"), (otok, "output_tokens"), (cost, "cost")):
+            if r.get(k) is not None:
+                xs.append(float(r[k]))
+        if r.get("finish_reason"):
+            finish[str(r["finish_reason"])] += 1
+        text = r.get("output_text")
+        if text is None:
+            continue
+        outputs += 1
+        length.append(float(len(text)))
+        refusals += is_refusal(text)
+        json_valid += is_json(text)
+        ks = key_set(text)
+        if ks is not None:
+            keys[ks] += 1
+    new = {k: v for k, v in keys.items() if reference_keys is not None and k not in reference_keys}
+    total_keys = sum(keys.values())
+    lm, lv = _mean_var(lat)
+    return {
+        "requests": n, "errors": errors, "outputs": outputs, "refusals": refusals, "json_valid": json_valid,
+        "latency": lat, "latency_mean": lm, "latency_var": lv, "ttft": ttft,
+        "input_tokens": itok, "output_tokens": otok, "cost": cost, "cost_total": sum(cost) if cost else None,
+        "length": length, "finish_reasons": dict(finish.most_common()), "key_sets": dict(keys.most_common(50)),
+        "key_drift_new": sum(new.values()), "key_drift_total": total_keys,
+        "key_drift": (sum(new.values()) / total_keys) if total_keys and reference_keys is not None else None,
+    }
+
+
+def _rate(x: int, n: int) -> float | None:
+    return x / n if n else None
+
+
+def _row(metric: str, unit: str, original: Any, replay: Any, test: Any, worse_when: str,
+         baseline: Any = None) -> dict[str, Any]:
+    delta = replay - original if isinstance(original, (int, float)) and isinstance(replay, (int, float)) else None
+    return {"metric": metric, "unit": unit, "baseline": baseline, "original": original, "replay": replay,
+            "delta": delta, "delta_pct": None if delta is None or not original else 100.0 * delta / abs(original),
+            "significance": test.significance if test else "n/a", "p_value": test.p_value if test else None,
+            "worse_when": worse_when}
+
+
+def summary_rows(orig: dict[str, Any], rep: dict[str, Any], base: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """The table `compare` prints, with the original cohort, its replays and (when given) the baseline."""
+    rows: list[dict[str, Any]] = []
+    b = base or {}
+    n1, n2 = orig["requests"], rep["requests"]
+    rows.append(_row("requests", "count", n1, n2, None, "n/a", b.get("requests")))
+    rows.append(_row("error_rate", "ratio", _rate(orig["errors"], n1), _rate(rep["errors"], n2),
+                     two_proportions(rep["errors"], n2, orig["errors"], n1), "higher", b.get("error_rate")))
+
+    def means(metric: str, unit: str, key: str, worse: str) -> None:
+        m1, v1 = _mean_var(orig[key])
+        m2, v2 = _mean_var(rep[key])
+        rows.append(_row(metric, unit, m1, m2, welch(m2, v2, len(rep[key]), m1, v1, len(orig[key])), worse,
+                         b.get(metric)))
+
+    means("latency_ms_mean", "ms", "latency", "higher")
+    for q, qq in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
+        rows.append(_row(f"latency_ms_{q}", "ms", _quantile(orig["latency"], qq), _quantile(rep["latency"], qq),
+                         None, "higher", b.get(f"latency_ms_{q}")))
+    if rep["ttft"]:
+        rows.append(_row("ttft_ms_p50", "ms", _quantile(orig["ttft"], 0.5), _quantile(rep["ttft"], 0.5), None,
+                         "higher"))
+    means("input_tokens_mean", "tokens", "input_tokens", "higher")
+    means("output_tokens_mean", "tokens", "output_tokens", "higher")
+    means("cost_per_request", "usd", "cost", "higher")
+    rows.append(_row("cost_total", "usd", orig["cost_total"], rep["cost_total"], None, "higher"))
+    means("output_length_mean", "chars", "length", "either")
+    o1, o2 = orig["outputs"], rep["outputs"]
+    rows.append(_row("refusal_rate", "ratio", _rate(orig["refusals"], o1), _rate(rep["refusals"], o2),
+                     two_proportions(rep["refusals"], o2, orig["refusals"], o1), "higher", b.get("refusal_rate")))
+    jv1, jv2 = _rate(orig["json_valid"], o1), _rate(rep["json_valid"], o2)
+    if (jv1 or 0) >= JSON_COHORT_MIN or (jv2 or 0) >= JSON_COHORT_MIN:
+        rows.append(_row("json_valid_rate", "ratio", jv1, jv2,
+                         two_proportions(rep["json_valid"], o2, orig["json_valid"], o1), "lower",
+                         b.get("json_valid_rate")))
+        if orig["key_drift"] is not None or rep["key_drift"] is not None:
+            rows.append(_row("json_key_drift", "ratio", orig["key_drift"], rep["key_drift"],
+                             two_proportions(rep["key_drift_new"], rep["key_drift_total"], orig["key_drift_new"],
+                                             orig["key_drift_total"]), "higher", b.get("json_key_drift")))
+    return rows

@@ -1,0 +1,81 @@
+"""What a parsed runbook is: its front matter, parameters and steps (oncall/runbook/parse.py builds it)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PARAM_TYPES = ("string", "int", "number", "bool", "filter", "choice")
+
+
+class RunbookError(Exception):
+    """A runbook that cannot be used as written: the message names the file, line and what is wrong."""
+
+
+@dataclass
+class Param:
+    name: str
+    type: str = "string"
+    default: Any = None
+    help: str = ""
+    choices: list[str] | None = None
+    required: bool = False
+    line: int = 0
+
+
+@dataclass
+class Expectation:
+    """One condition of an evidence gate: `expect json_valid_rate >= 95%`."""
+
+    metric: str
+    op: str
+    value: float
+    text: str
+    line: int
+
+    def holds(self, actual: float | None) -> bool:
+        if actual is None:
+            return False  # no number, no evidence: a gate fails closed
+        return {">=": actual >= self.value, "<=": actual <= self.value, ">": actual > self.value,
+                "<": actual < self.value, "==": actual == self.value, "!=": actual != self.value}[self.op]
+
+
+@dataclass
+class Step:
+    """A block of a runbook: a query whose result is shown, an evidence gate, or an action."""
+
+    kind: str  # query | gate | action
+    heading: str
+    line: int
+    # query: oncall reading commands (one per line); gate: the replay command line.
+    commands: list[str] = field(default_factory=list)
+    expectations: list[Expectation] = field(default_factory=list)
+    # action: the target (oncall.toml) and the adapter's arguments, still with {param} placeholders.
+    target: str | None = None
+    args: dict[str, Any] = field(default_factory=dict)
+    why: str | None = None
+    name: str = ""
+
+
+@dataclass
+class Runbook:
+    name: str
+    path: Path
+    title: str
+    when: str
+    params: dict[str, Param]
+    targets: list[str]
+    steps: list[Step]
+    body: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name, "path": str(self.path), "title": self.title, "when": self.when,
+            "targets": self.targets,
+            "params": [{"name": p.name, "type": p.type, "default": p.default, "help": p.help,
+                        "choices": p.choices, "required": p.required} for p in self.params.values()],
+            "steps": [{"name": s.name, "kind": s.kind, "heading": s.heading, "line": s.line,
+                       "commands": s.commands, "expect": [e.text for e in s.expectations],
+                       "target": s.target, "args": s.args, "why": s.why} for s in self.steps],
+        }

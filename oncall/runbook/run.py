@@ -1,0 +1,241 @@
+"""Running a runbook: queries shown inline, evidence gates, then actions planned, confirmed, verified.
+
+The runner is a generator of events (what the CLI prints and the console shows live), so both
+drive the same code. Reading commands and the gates' replays run as `oncall` subprocesses against
+the same incident — the CLI contract is what a runbook is written in, and many processes can work
+on one incident at once. Actions go through oncall.actions (plan → confirm → write → verify →
+record), with the runbook, the step and the gates' results in the audit.
+
+Evidence before action: an action runs only if every gate before it ran and passed; a failed gate
+stops the runbook before any later write. `--dry-run` runs the reading steps, shows each gate's
+replay without running it (replays spend money) and plans each action without writing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from oncall.runbook.model import Runbook, RunbookError, Step
+from oncall.runbook.params import command_argv, substitute_args
+
+# Exit codes of the oncall CLI (README "Exit codes"): 1 is a finding and the runbook goes on.
+EXIT_PROBLEM = 1
+
+
+@dataclass
+class Event:
+    kind: str  # start | step | query | gate | plan | action | stop | done
+    step: Step | None = None
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "step": self.step.name if self.step else None,
+                "heading": self.step.heading if self.step else None, "text": self.text, "data": self.data}
+
+
+ConfirmFn = Callable[[Any], "bool | str"]
+
+
+class RunbookRun:
+    """One run of a runbook on an incident. Iterate events(); `outcome` says how it ended."""
+
+    def __init__(self, rb: Runbook, db: Any, values: dict[str, Any], *, dry_run: bool = False, yes: bool = False,
+                 confirm: ConfirmFn | None = None, confirm_gate: Callable[[str], bool] | None = None,
+                 who: str | None = None, why: str | None = None, as_json: bool = False,
+                 env: dict[str, str] | None = None, cancelled: Callable[[], bool] | None = None) -> None:
+        self.rb, self.db, self.values = rb, db, values
+        self.dry_run, self.yes = dry_run, yes
+        self.confirm = confirm
+        self.confirm_gate = confirm_gate
+        self.who, self.why = who, why
+        self.as_json = as_json
+        self.env = env
+        self.cancelled = cancelled or (lambda: False)
+        self.gates: list[dict[str, Any]] = []
+        self.actions: list[dict[str, Any]] = []
+        self.outcome = "not run"
+
+    # -- the run -----------------------------------------------------------------------------------
+    def events(self) -> Iterator[Event]:
+        if self.db.read_only and not self.dry_run and any(s.kind == "action" for s in self.rb.steps):
+            raise RunbookError(f"{self.db.path} is open read-only (--read-only): runbook actions are disabled; "
+                               "use --dry-run to see the plan")
+        yield Event("start", text=f"runbook {self.rb.name}: {self.rb.title}",
+                    data={"params": self.values, "dry_run": self.dry_run})
+        if not self.dry_run:
+            self.db.record_event("runbook", f"started runbook {self.rb.name}" + (f": {self.why}" if self.why else ""),
+                                 {"runbook": self.rb.name, "params": self.values}, actor=self.who)
+        self.outcome = "completed"
+        for step in self.rb.steps:
+            if self.cancelled():
+                self.outcome = "cancelled"
+                yield Event("stop", step, "cancelled; nothing after this step ran")
+                break
+            yield Event("step", step, step.heading)
+            if step.kind == "query":
+                yield from self._query(step)
+            elif step.kind == "gate":
+                ok = yield from self._gate(step)
+                if not ok and not self.dry_run:
+                    self.outcome = "stopped at a gate"
+                    yield Event("stop", step, "the evidence gate did not pass: no later action runs")
+                    break
+            else:
+                ok = yield from self._action(step)
+                if not ok:
+                    if self.outcome == "completed":
+                        self.outcome = "stopped at an action"
+                    break
+        if not self.dry_run:
+            self.db.record_event("runbook", f"runbook {self.rb.name} {self.outcome}",
+                                 {"runbook": self.rb.name, "outcome": self.outcome, "gates": self.gates,
+                                  "actions": [a.get("action_id") for a in self.actions]}, actor=self.who)
+        yield Event("done", text=self.outcome, data={"outcome": self.outcome, "gates": self.gates,
+                                                       "actions": self.actions})
+
+    # -- steps -------------------------------------------------------------------------------------
+    def _oncall(self, argv: list[str], as_json: bool) -> subprocess.CompletedProcess[str]:
+        cmd = [sys.executable, "-m", "oncall", "--db", str(self.db.path), *argv]
+        if as_json and "--json" not in argv:
+            cmd.append("--json")
+        env = {**os.environ, **(self.env or {}), "COLUMNS": os.environ.get("COLUMNS", "120")}
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+
+    def _query(self, step: Step) -> Iterator[Event]:
+        for template in step.commands:
+            argv = command_argv(template, self.values)
+            proc = self._oncall(argv, self.as_json)
+            data: dict[str, Any] = {"command": "oncall " + _shell_join(argv), "exit": proc.returncode}
+            if self.as_json and proc.stdout.strip():
+                try:
+                    data["result"] = json.loads(proc.stdout)
+                except json.JSONDecodeError:
+                    data["output"] = proc.stdout
+            else:
+                data["output"] = proc.stdout
+            if proc.stderr.strip():
+                data["stderr"] = proc.stderr.strip()
+            yield Event("query", step, data["command"], data)
+            if proc.returncode not in (0, EXIT_PROBLEM):
+                raise RunbookError(f"{self.rb.path}:{step.line}: `{data['command']}` failed (exit {proc.returncode}): "
+                                   f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
+
+    def _gate(self, step: Step) -> Iterator[Event]:
+        argv = command_argv(step.commands[0], self.values)
+        command = "oncall " + _shell_join(argv)
+        if self.dry_run:
+            yield Event("gate", step, command, {"command": command, "ran": False, "passed": None,
+                                                "expect": [e.text for e in step.expectations],
+                                                "note": "not run in --dry-run (a replay spends money)"})
+            return True
+        if not self.yes and (self.confirm_gate is None or not self.confirm_gate(command)):
+            result = {"command": command, "ran": False, "passed": False, "note": "not confirmed"}
+            self.gates.append(result)
+            yield Event("gate", step, command, result)
+            return False
+        proc = self._oncall([*argv, "--yes"], True)
+        result: dict[str, Any] = {"command": command, "ran": True, "exit": proc.returncode, "checks": []}
+        try:
+            summary = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            summary = None
+        if not isinstance(summary, dict):
+            last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
+            result.update(passed=False, note=f"the replay did not produce a summary: {last}")
+            self.gates.append(result)
+            yield Event("gate", step, command, result)
+            return False
+        metrics = gate_metrics(summary)
+        result["run_id"] = summary.get("run_id") or (summary.get("run") or {}).get("run_id")
+        result["headline"] = summary.get("headline")
+        passed = True
+        for e in step.expectations:
+            actual = metrics.get(e.metric)
+            ok = e.holds(actual)
+            passed &= ok
+            result["checks"].append({"expect": e.text, "actual": actual, "passed": ok})
+        result["passed"] = passed
+        self.gates.append(result)
+        yield Event("gate", step, command, result)
+        return passed
+
+    def _action(self, step: Step) -> Iterator[Event]:
+        from oncall.actions.engine import execute, get_adapter, plan
+        from oncall.actions.errors import ActionError
+        from oncall.actions.model import OK_STATUSES, VERIFIED
+
+        args = substitute_args(step.args, self.values)
+        target = substitute_args(step.target, self.values)
+        try:
+            adapter = get_adapter(str(target))
+            p = plan(adapter, args)
+        except ActionError as exc:
+            self.outcome = "stopped at an action"
+            yield Event("stop", step, f"cannot plan the action on {target}: {exc}")
+            return False
+        yield Event("plan", step, p.summary, {"plan": p.to_dict()})
+        if self.dry_run:
+            return True
+        missing = [g for g in self.gates if not g.get("passed")]
+        if missing:
+            self.outcome = "stopped at a gate"
+            yield Event("stop", step, "an evidence gate before this action did not pass; nothing was written")
+            return False
+        if self.yes:
+            answer: bool | str = True
+        else:
+            answer = self.confirm(p) if self.confirm else False
+        why = step.why or self.why or f"runbook {self.rb.name}"
+        try:
+            rec = execute(p, db=self.db, confirm=answer, who=self.who, why=substitute_args(why, self.values),
+                          runbook=self.rb.name, step=f"{step.name}. {step.heading}",
+                          gate={"gates": self.gates} if self.gates else None, adapter=adapter)
+        except ActionError as exc:
+            self.outcome = "stopped at an action"
+            yield Event("stop", step, str(exc))
+            return False
+        data = rec.to_dict() if hasattr(rec, "to_dict") else dict(rec.__dict__)
+        self.actions.append({"action_id": rec.action_id, "status": rec.status, "result": rec.result})
+        yield Event("action", step, f"action {rec.action_id} {rec.status}: {rec.result}", {"action": data})
+        if rec.status not in OK_STATUSES and rec.status != VERIFIED:
+            self.outcome = f"stopped: action {rec.action_id} {rec.status}"
+            yield Event("stop", step, f"action {rec.action_id} ended {rec.status}; the runbook stops here")
+            return False
+        return True
+
+
+def gate_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
+    """The numbers a gate can test, from `oncall replay --json`: each metric's replay value, plus counts."""
+    out: dict[str, float | None] = {}
+    for row in summary.get("metrics") or []:
+        if isinstance(row, dict) and "metric" in row:
+            out[str(row["metric"])] = row.get("replay")
+    counts = summary.get("counts") or {}
+    replayed = (counts.get("ok") or 0) + (counts.get("diverged") or 0)
+    out["replayed"] = replayed
+    for k in ("errors", "diverged", "unreplayable"):
+        if k in counts:
+            out[k] = counts[k]
+    if counts.get("pairs"):
+        out["changed_rate"] = counts.get("changed_pairs", 0) / counts["pairs"]
+    noise = summary.get("noise") or {}
+    judged = (noise.get("changed_beyond_noise") or 0) + (noise.get("within_noise") or 0)
+    if "changed_beyond_noise" in noise and judged:
+        out["changed_beyond_noise_rate"] = noise["changed_beyond_noise"] / judged
+    finishes = (summary.get("finish_reasons") or {}).get("replay") or {}
+    if isinstance(finishes, dict) and sum(finishes.values()):
+        out["truncation_rate"] = finishes.get("length", 0) / sum(finishes.values())
+    return out
+
+
+def _shell_join(argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(shlex.quote(a) for a in argv)

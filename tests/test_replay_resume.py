@@ -1,0 +1,116 @@
+"""A replay killed with SIGKILL mid-run resumes without sending a finished request twice or losing one
+(requests counted at the loopback server; the run is a real `oncall replay` subprocess)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from click.testing import CliRunner
+from openai_server import OpenAIServer
+from replay_helpers import build_incident, record, write_suite
+
+from oncall.cli import cli
+from oncall.store import open_db
+
+ROOT = Path(__file__).resolve().parent.parent
+N = 40
+CONCURRENCY = 4
+
+
+def _question(i: int) -> str:
+    return f"Where is parcel {i:04d}?"
+
+
+def test_resume_after_sigkill(tmp_path: Path) -> None:
+    db = build_incident(tmp_path, [record(i, _question(i), f"Parcel {i} is in Lyon.") for i in range(N)])
+    env = {**os.environ, "ONCALL_TEST_KEY": "sk-test-resume-0123456789abcdef",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with OpenAIServer(latency=0.15) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=CONCURRENCY)
+        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                 "--target", "loop", "--yes", "--no-progress"], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while len(srv.completions()) < 12 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        while sum("messages" in e.request for e in srv.exchanges) < srv.requests_received:
+            # requests in flight at the kill are still answered (to nobody) and recorded
+            time.sleep(0.02)
+        # (a request the kill cut mid-body reaches the server as unparsable JSON: not a request for anything)
+        asked_first = [_user(e.request) for e in srv.exchanges if "messages" in e.request]
+        n_first = len(srv.exchanges)
+        with open_db(db, read_only=True) as store:
+            kept = {r[0] for r in store.con.execute(
+                "SELECT s.input_text FROM replay_results r JOIN spans s USING (span_pk) WHERE r.status = 'ok'")
+                .fetchall()}
+            status = store.con.execute("SELECT status FROM replay_run_states ORDER BY state_id DESC LIMIT 1")\
+                .fetchone()[0]
+        assert status == "running"  # killed: nobody wrote a final state
+        # answered but not yet written when the process died: those few are sent again on resume
+        assert 12 - CONCURRENCY <= len(kept) < N
+        before = srv.requests_received
+
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "1", "--no-progress"], env=env)
+        assert res.exit_code == 0, res.output
+        asked_second = [_user(e.request) for e in srv.exchanges[n_first:]]
+        assert srv.requests_received - before == len(asked_second)
+
+    finished_texts = {t.split("\n")[-1] for t in kept}
+    # no request that had finished (and was written) was sent again
+    assert not finished_texts & set(asked_second)
+    # none lost: every request is answered and stored exactly once
+    assert set(asked_first) | set(asked_second) == {_question(i) for i in range(N)}
+    with open_db(db, read_only=True) as store:
+        per_item = store.con.execute("SELECT span_pk, count(*) FROM replay_results WHERE status = 'ok' "
+                                     "GROUP BY 1").fetchall()
+        final = store.con.execute("SELECT status FROM replay_run_states ORDER BY state_id DESC LIMIT 1").fetchone()[0]
+    assert len(per_item) == N and all(c == 1 for _, c in per_item) and final == "finished"
+    # only the requests in flight when the process died can have reached the server twice
+    twice = [q for q, c in Counter(asked_first + asked_second).items() if c > 1]
+    assert len(twice) <= CONCURRENCY
+
+
+def _user(req: dict) -> str:
+    return next(m["content"] for m in req["messages"] if m["role"] == "user")
+
+
+def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
+    db = build_incident(tmp_path, [record(i, _question(i), f"Parcel {i} is in Lyon.") for i in range(N)])
+    env = {**os.environ, "ONCALL_TEST_KEY": "sk-test-resume-0123456789abcdef",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    with OpenAIServer(latency=0.15) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=CONCURRENCY)
+        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                 "--target", "loop", "--yes"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while len(srv.completions()) < 10 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert "interrupted: finished requests are kept" in err and "--resume 1" in err
+        # the progress line (stderr is not a terminal here: plain lines)
+        assert "replay 1 [" in err and "retried 0" in err and "spent $" in err and "ETA" in err
+        with open_db(db, read_only=True) as store:
+            status, counts = store.con.execute("SELECT status, counts FROM replay_run_states ORDER BY state_id DESC "
+                                               "LIMIT 1").fetchone()
+            kept = store.con.execute("SELECT count(*) FROM replay_results WHERE status = 'ok'").fetchone()[0]
+            trail = store.con.execute("SELECT summary FROM trail WHERE kind = 'replay'").fetchall()
+        assert status == "interrupted" and kept >= 10 - CONCURRENCY and kept < N
+        assert trail and "replay 1 interrupted" in trail[-1][0]
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "1", "--no-progress"], env=env)
+        assert res.exit_code == 0, res.output
+    with open_db(db, read_only=True) as store:
+        per_item = store.con.execute("SELECT span_pk, count(*) FROM replay_results WHERE status = 'ok' "
+                                     "GROUP BY 1").fetchall()
+    assert len(per_item) == N and all(c == 1 for _, c in per_item)

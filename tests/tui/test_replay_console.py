@@ -1,0 +1,107 @@
+"""Replay from the console (Pilot): pick a target, see the estimate, confirm, walk the pairs, label one,
+cancel a long run keeping what finished. The target is the loopback OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Input, Static
+
+from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
+from oncall.tui.textview import OutputView, RichLinesView
+from tests.tui.conftest import settle
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from openai_server import OpenAIServer  # noqa: E402
+from replay_helpers import write_suite  # noqa: E402
+
+SIZE = (140, 40)
+COHORT = "served_model=gpt-4o-2024-11-20 feature=extract"
+
+
+@pytest.fixture
+def suite_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def make(srv: OpenAIServer, **kw) -> Path:
+        suite = write_suite(tmp_path, srv.base_url, **kw)
+        monkeypatch.setenv("ONCALL_REPLAY_SUITE", str(suite))
+        monkeypatch.setenv("ONCALL_TEST_KEY", "sk-test-console-0123456789abcdef")
+        return suite
+    return make
+
+
+def _text(screen, selector: str) -> str:
+    r = screen.query_one(selector, Static).render()
+    return getattr(r, "plain", str(r))
+
+
+async def _start(pilot, app, n: str) -> None:
+    app.open_explorer(COHORT)
+    await settle(pilot)
+    await pilot.press("R")
+    await settle(pilot)
+    assert isinstance(app.screen, ReplaySetupModal)
+    app.screen.query_one("#n", Input).value = n
+    await settle(pilot)
+    assert "estimated $" in _text(app.screen, "#estimate")
+    assert app.screen.query_one("#cancel", Button).has_focus  # the default is Cancel
+    await pilot.click("#start")
+    await pilot.pause()
+
+
+async def test_replay_the_cohort_walk_and_label_pairs(make_app, suite_env) -> None:
+    with OpenAIServer() as srv:
+        suite_env(srv, concurrency=2)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await _start(pilot, app, "4")
+            assert isinstance(app.screen, ReplayScreen)
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not app.screen.running and len(app.screen.pairs) == 4:
+                    break
+            await settle(pilot)
+            screen = app.screen
+            assert len(srv.completions()) == 4 and len(screen.pairs) == 4
+            assert "finished" in _text(screen, "#replay-status")
+            checks = screen.query_one("#replay-checks", RichLinesView).plain()
+            assert "pair 1/4" in checks and "exact match" in checks and "json_valid" in checks
+            assert screen.query_one("#replayed", OutputView).text.startswith("Answer to:")
+            await pilot.press("j")
+            assert "pair 2/4" in screen.query_one("#replay-checks", RichLinesView).plain()
+            await pilot.press("b")
+            await settle(pilot)
+            assert "labelled bad" in screen.query_one("#replay-checks", RichLinesView).plain()
+            cur = app.store.cursor()
+            assert cur.execute("SELECT label FROM replay_labels").fetchall() == [("bad",)]
+            kinds = [r[0] for r in cur.execute("SELECT kind FROM trail WHERE kind LIKE 'replay%' ORDER BY event_id")
+                     .fetchall()]
+            assert kinds == ["replay", "replay_label"]  # the run and the label are on the timeline
+
+
+async def test_cancel_keeps_what_finished(make_app, suite_env) -> None:
+    with OpenAIServer(latency=0.3) as srv:
+        suite_env(srv, concurrency=1)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await _start(pilot, app, "20")
+            assert isinstance(app.screen, ReplayScreen)
+            for _ in range(200):
+                await asyncio.sleep(0.05)
+                if len(srv.completions()) >= 2:
+                    break
+            await pilot.press("x")
+            for _ in range(200):
+                await pilot.pause(0.05)
+                if not app.screen.running:
+                    break
+            await settle(pilot)
+            assert not app.screen.running
+            cur = app.store.cursor()
+            status = cur.execute("SELECT status FROM replay_run_states ORDER BY state_id DESC LIMIT 1").fetchone()[0]
+            kept = cur.execute("SELECT count(*) FROM replay_results").fetchone()[0]
+            assert status == "interrupted" and 1 <= kept < 20
