@@ -199,9 +199,14 @@ def print_request(d: dict[str, Any]) -> None:
                 v = meta[k]
                 stdout.print(safe_rich(v if isinstance(v, str) else json.dumps(v), multiline=False, max_len=200))
     if d.get("trace"):
-        stdout.print(Text("\n── trace ──", style="bold cyan"))
+        from oncall.query.detail import tree_indent
+
+        shown, total = len(d["trace"]), d.get("trace_spans") or len(d["trace"])
+        stdout.print(Text("\n── trace ──", style="bold cyan")
+                     + (Text(f"  {shown:,} of {total:,} spans: the first by time and this request's ancestors",
+                             style="dim") if total > shown else Text("")), soft_wrap=True)
         for s in d["trace"]:
-            line = Text("  " * s["depth"] + ("▶ " if s["focus"] else "• "))
+            line = Text(tree_indent(s["depth"]) + ("▶ " if s["focus"] else "• "))
             line.append(safe_text(s["name"], multiline=False, max_len=60), style="bold" if s["focus"] else "")
             off = f"+{s['offset_ms']:.0f}ms" if s.get("offset_ms") is not None else ""
             dur = f"{s['latency_ms']:.0f}ms" if s.get("latency_ms") is not None else ""

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter
-from oncall.store.db import utc_cursor
 
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
@@ -44,12 +43,6 @@ def _select() -> str:
             "EXISTS (SELECT 1 FROM notes n WHERE n.span_pk = s.span_pk) AS has_note")
 
 
-def _cursor(con: Any) -> Any:
-    """A cursor of `con` in UTC: a DuckDB cursor starts in the machine's zone, not its parent's, and
-    would hand back start_time in it."""
-    return utc_cursor(con) if hasattr(con, "cursor") else con
-
-
 def _rows(cur: Any) -> list[dict[str, Any]]:
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
@@ -73,7 +66,9 @@ def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 5
                       f" OR s.{order_by} IS NULL)")
             params += [before.value, before.value, before.span_pk]
     order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ?"
-    cur = _cursor(con)
+    # The caller's own connection, not a new cursor of it: that one would escape the caller's
+    # interrupt (the console interrupts the pages of a superseded filter); callers' cursors are UTC.
+    cur = con
     rows = None
     if order_by == "start_time" and descending and (before is None or before.value is not None):
         rows = _newest_in_windows(cur, where, params, order, limit, before.value if before else None)
@@ -151,6 +146,8 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
            f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
            f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
-    cur = _cursor(con)
+    # The caller's own connection, not a new cursor of it: that one would escape the caller's
+    # interrupt (the console interrupts the pages of a superseded filter); callers' cursors are UTC.
+    cur = con
     cur.execute(sql, list(c.params) + [int(limit), int(offset)])
     return _rows(cur)

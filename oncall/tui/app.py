@@ -7,19 +7,22 @@ All database work happens in thread workers with their own cursors (IncidentDB.c
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
-from oncall.tui.keys import load_keymap
+from oncall.tui.keys import config_path, load_keymap, unknown_ids
 
 HISTORY_MAX = 200
+REFRESH_S = 1.0  # how often the console folds in what other processes wrote (shown within 2 s)
 
 
 class OncallApp(App[None]):
@@ -45,19 +48,69 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
-        self._keymap, self._keymap_problems = (keymap, []) if keymap is not None else load_keymap()
+        self._refresh_worker: Any = None
+        self._refresh_failed = False
+        if keymap is None:
+            self._keymap, self._keymap_problems = load_keymap()
+            self._keymap_problems += unknown_ids(self._keymap, config_path())
+        else:
+            self._keymap, self._keymap_problems = keymap, unknown_ids(keymap)
+
+    @property
+    def keymap_problems(self) -> list[str]:
+        """What is wrong with the config file's [keys] (shown at startup and printed by `oncall open` on exit)."""
+        return list(self._keymap_problems)
 
     def on_mount(self) -> None:
         if self._keymap:
             self.set_keymap(self._keymap)
         for p in self._keymap_problems:
-            self.notify(p, severity="warning", markup=False)
+            # The toast names the bad ids; the full list of valid ones (50-odd) would bury the screen,
+            # so it is printed when the console exits, and `?` shows each screen's.
+            short, _, _ = p.partition("; valid ids: ")
+            if short != p:
+                short += "; `?` lists each screen's ids (all are printed when the console exits)"
+            self.notify(safe_text(short, multiline=False), severity="warning", markup=False, timeout=20)
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
         if self.read_only:  # say it up front, not only when a label is refused
             self.notify(safe_text(f"read-only: {self.read_only_reason}; labels and notes are disabled",
                                   multiline=False), severity="warning", markup=False)
         self.open_overview()
+        self.set_interval(REFRESH_S, self._poll_store)
+
+    # -- others' writes --------------------------------------------------------------------------------
+    def _poll_store(self) -> None:
+        """Every REFRESH_S: fold in others' writes off the UI thread (one refresh at a time)."""
+        if self._refresh_worker is None or self._refresh_worker.is_finished:
+            self._refresh_worker = self._refresh_store()
+
+    @work(thread=True, group="store-refresh", exit_on_error=False)
+    def _refresh_store(self) -> None:
+        try:
+            changed = self.store.refresh()
+        except Exception as exc:  # noqa: BLE001 - a bad journal line must not take the console down
+            self.call_from_thread(self._store_refresh_failed, str(exc))
+            return
+        if changed:
+            self.call_from_thread(self._store_changed)
+
+    def _store_refresh_failed(self, message: str) -> None:
+        if not self._refresh_failed:  # once, not every second
+            self._refresh_failed = True
+            self.notify(safe_text(f"cannot read others' writes: {message}", multiline=False),
+                        severity="error", markup=False, timeout=30)
+
+    def _store_changed(self) -> None:
+        """Someone wrote (a label, a note, a load): the screen on top shows it now, the ones under it
+        when the responder goes back to them. Screens redraw in place: no focus or cursor moves."""
+        self._refresh_failed = False
+        top = self.screen
+        for screen in self.screen_stack:
+            if screen is top and hasattr(screen, "data_changed"):
+                screen.data_changed()
+            else:
+                screen.stale = True  # the screen's on_screen_resume calls its data_changed
 
     # -- navigation ------------------------------------------------------------------------------------
     def open_overview(self) -> None:
@@ -182,21 +235,21 @@ class OncallApp(App[None]):
         return None
 
 
-def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
-    from oncall.store import StoreError
+def open_for_console(db_path: str | Path | None, *,
+                     read_only: bool = False) -> tuple[IncidentDB, bool, str | None]:
+    """(store, read-only?, why) for the console. Any number of consoles and commands share an
+    incident (oncall/store), so the only refusal left is a file some other program holds read-write,
+    and open_db's message names that program and its PID."""
+    store = open_db(db_path, read_only=read_only, create=False)
+    return store, read_only, None
 
-    reason = None
+
+def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
+    store, read_only, reason = open_for_console(db_path, read_only=read_only)
+    app = OncallApp(store, read_only=read_only, read_only_reason=reason)
     try:
-        store = open_db(db_path, read_only=read_only, create=False)
-    except StoreError as exc:
-        # Another process holds the file read-only (a second console, a script): DuckDB still lets
-        # this one read, so open read-only and say why, rather than refusing (design §3).
-        if read_only or "in use by" not in str(exc):
-            raise
-        store = open_db(db_path, read_only=True, create=False)
-        reason = str(exc).split(";")[0].replace(f"{store.path} is ", "the database is ")
-        read_only = True
-    try:
-        OncallApp(store, read_only=read_only, read_only_reason=reason).run()
+        app.run()
     finally:
         store.close()
+    for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
+        print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

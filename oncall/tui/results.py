@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from rich.cells import cell_len, set_cell_size
 from rich.segment import Segment
 from rich.style import Style
 from textual import work
@@ -19,20 +20,32 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from oncall.query.cost_marks import compact_cost
+from oncall.display import format_cost
+from oncall.query.cost_marks import marked
 from oncall.safe_text import safe_text
+from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 
 PAGE = 100
 COLUMNS = [("time", 8), ("request", 22), ("tenant", 10), ("feature", 12), ("served model", 20), ("status", 10),
-           ("ms", 6), ("cost", 8), ("label", 5)]
+           ("ms", 6), ("cost", 9), ("label", 5)]
 SORT_KEYS = ["start_time", "latency_ms", "cost", "output_tokens", "tenant", "served_model"]
 
 
-def _fit(text: str, width: int) -> str:
-    return text[: width - 1] + "…" if len(text) > width else text.ljust(width)
+def compact_cost(cost: float | None, source: str | None) -> str:
+    """The results column's cost: significant digits without the dollar sign (0.000373, ~0.000373)."""
+    return marked(format_cost(cost).replace("$", "", 1), source)
+
+
+def fit_cells(text: str, width: int) -> str:
+    """Exactly `width` terminal cells: padded, or cut with an ellipsis. Cells, not characters: a CJK
+    character takes two, so a character count let a row of them run past the column (and the view)."""
+    if cell_len(text) <= width:
+        return set_cell_size(text, width)
+    return set_cell_size(text, width - 1) + "…"
 
 
 def format_row(r: dict[str, Any], width: int) -> str:
+    """The row as exactly `width` terminal cells."""
     t = r["start_time"].astimezone(dt.UTC).strftime("%H:%M:%S") if r.get("start_time") else ""
     status = "ok" if r.get("status") != "error" else (r.get("error_type") or "error")
     cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
@@ -40,10 +53,12 @@ def format_row(r: dict[str, Any], width: int) -> str:
              f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
              compact_cost(r.get("cost"), r.get("cost_source")),  # "~" = estimated
              (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
-    parts = [_fit(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
+    parts = [fit_cells(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
     line = " ".join(parts) + " "
-    rest = max(0, width - len(line))
-    return line + safe_text(r.get("output_preview"), multiline=False, max_len=max(rest, 1))[:rest]
+    rest = width - cell_len(line)
+    if rest <= 0:  # narrower than the columns: cut at the edge
+        return set_cell_size(line, width)
+    return line + set_cell_size(safe_text(r.get("output_preview"), multiline=False, max_len=rest), rest)
 
 
 SORT_COLUMN = {"start_time": "time", "latency_ms": "ms", "cost": "cost", "tenant": "tenant",
@@ -57,8 +72,8 @@ def header_line(width: int, order_by: str | None = None, descending: bool = True
     mark = "▼" if descending else "▲"
     sorted_col = SORT_COLUMN.get(order_by or "")
     names = [f"{name} {mark}" if name == sorted_col else name for name, _ in COLUMNS]
-    line = " ".join(_fit(n, w) for n, (_, w) in zip(names, COLUMNS, strict=True)) + " output"
-    return line[:width]
+    line = " ".join(fit_cells(n, w) for n, (_, w) in zip(names, COLUMNS, strict=True)) + " output"
+    return set_cell_size(line, width) if cell_len(line) > width else line
 
 
 class ResultsView(ScrollView, can_focus=True):
@@ -97,7 +112,8 @@ class ResultsView(ScrollView, can_focus=True):
         self.descending = True
         self._pages: dict[int, list[dict[str, Any]]] = {}
         self._pending: set[int] = set()
-        self._generation = 0
+        self._generation = 0  # pages of an older filter or sort are interrupted, and dropped if they land
+        self._queries = Inflight()
 
     # -- data --------------------------------------------------------------------------------------
     def set_filter(self, filter_text: str, total: int) -> None:
@@ -106,16 +122,26 @@ class ResultsView(ScrollView, can_focus=True):
         self.cursor = 0
         self._reset()
 
+    def update_total(self, total: int) -> None:
+        """The same filter over newer data: its new row count and rows, the cursor kept (clamped)."""
+        self.total = total
+        self.cursor = max(0, min(self.cursor, total - 1))
+        self.virtual_size = Size(self.size.width, total)
+        self.reload()
+        self.post_message(self.Moved(self.cursor, self.total))
+
     def reload(self) -> None:
         """Fetch the shown rows again, keeping the cursor and scroll position (labels and notes made
         in the reader must show here when the responder comes back)."""
         self._generation += 1
+        self._queries.supersede(self._generation)
         self._pages.clear()
         self._pending.clear()
         self.refresh()
 
     def _reset(self) -> None:
         self._generation += 1
+        self._queries.supersede(self._generation)
         self._pages.clear()
         self._pending.clear()
         self.virtual_size = Size(self.size.width, self.total)
@@ -152,11 +178,19 @@ class ResultsView(ScrollView, can_focus=True):
         from oncall.query.search import page_at
 
         try:
-            rows = page_at(self.app.store.cursor(), flt, page * PAGE, PAGE, order_by=order_by, descending=descending)
+            with self._queries.connection(self.app.store, generation) as cur:
+                rows = page_at(cur, flt, page * PAGE, PAGE, order_by=order_by, descending=descending)
+        except Superseded:
+            return
         except Exception as exc:  # noqa: BLE001 - shown to the responder, never a crash
-            self.app.call_from_thread(self.app.show_error, "could not load results", str(exc))
+            if not is_interrupt(exc):
+                self.app.call_from_thread(self._failed, generation, str(exc))
             return
         self.app.call_from_thread(self._landed, page, generation, rows)
+
+    def _failed(self, generation: int, message: str) -> None:
+        if generation == self._generation:
+            self.app.show_error("could not load results", message)
 
     def _landed(self, page: int, generation: int, rows: list[dict[str, Any]]) -> None:
         if generation != self._generation:
@@ -180,7 +214,7 @@ class ResultsView(ScrollView, can_focus=True):
             Style(bold=True) if index == self.cursor else Style())
         if r is not None and r.get("status") == "error" and index != self.cursor:
             style = Style(color="red")
-        return Strip([Segment(text[:width].ljust(width), style)], width)
+        return Strip([Segment(set_cell_size(text, width), style)], width)
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.total)

@@ -8,6 +8,7 @@ already have passed safe_text (it is painted as-is, never parsed as markup).
 
 from __future__ import annotations
 
+from rich.cells import cell_len, split_graphemes
 from rich.segment import Segment
 from textual.binding import Binding
 from textual.geometry import Size
@@ -16,16 +17,45 @@ from textual.strip import Strip
 
 
 def wrap_lines(text: str, width: int) -> list[str]:
-    """Display lines: each source line cut into width-sized pieces, at a space when one is near."""
+    """Display lines no wider than `width` terminal cells: each source line cut at a space when one
+    is near. ASCII lines (nearly all text) are cut by slicing, O(n); others by
+    their characters' cell widths, so a line of CJK (two cells each) is not twice too wide."""
     width = max(8, width)
     out: list[str] = []
     for line in text.split("\n"):
-        while len(line) > width:
-            cut = line.rfind(" ", width // 2, width)
-            cut = width if cut <= 0 else cut + 1
-            out.append(line[:cut])
-            line = line[cut:]
-        out.append(line)
+        if cell_len(line) <= width:
+            out.append(line)
+        elif line.isascii():  # one cell per character
+            while len(line) > width:
+                cut = line.rfind(" ", width // 2, width)
+                cut = width if cut <= 0 else cut + 1
+                out.append(line[:cut])
+                line = line[cut:]
+            out.append(line)
+        else:
+            out.extend(_wrap_cells(line, width))
+    return out
+
+
+def _wrap_cells(line: str, width: int) -> list[str]:
+    """wrap_lines for a line holding wide characters: never splits a character, loses nothing."""
+    spans, _ = split_graphemes(line)
+    out: list[str] = []
+    start = size = 0  # where the display line being built starts (characters) and its width so far (cells)
+    space_at, space_size = -1, 0  # just after its last space, and its width up to there
+    for a, b, cells in spans:
+        if size + cells > width and size > 0:
+            if space_at > start and space_size >= width // 2:
+                out.append(line[start:space_at])
+                start, size = space_at, size - space_size
+            else:
+                out.append(line[start:a])
+                start, size = a, 0
+            space_at = -1
+        size += cells
+        if line[a:b] == " ":
+            space_at, space_size = b, size
+    out.append(line[start:])
     return out
 
 
@@ -57,7 +87,7 @@ class OutputView(ScrollView, can_focus=True):
             return
         self._width = width
         self._lines = wrap_lines(self.text, width) if self.wrap else self.text.split("\n")
-        longest = width if self.wrap else max((len(x) for x in self._lines), default=0)
+        longest = width if self.wrap else max((cell_len(x) for x in self._lines), default=0)
         self.virtual_size = Size(longest, len(self._lines))
         self.refresh()
 
@@ -70,7 +100,8 @@ class OutputView(ScrollView, can_focus=True):
         if index >= len(self._lines):
             return Strip.blank(width)
         x = self.scroll_offset.x
-        return Strip([Segment(self._lines[index][x:x + width].ljust(width))], width)
+        line = Strip([Segment(self._lines[index])])  # cropped in cells (Strip.crop), not characters
+        return (line.crop(x, x + width) if x else line).adjust_cell_length(width)
 
     def action_page(self, direction: int) -> None:
         self.scroll_to(y=self.scroll_offset.y + direction * max(1, self.size.height - 1), animate=False)
@@ -89,11 +120,13 @@ class RichLinesView(ScrollView, can_focus=False):
         self._lines: list = []
         self._width = 0
 
-    def update(self, text) -> None:  # noqa: ANN001 - a rich Text
+    def update(self, text, *, keep_scroll: bool = False) -> None:  # noqa: ANN001 - a rich Text
+        """Show `text` from its top, or (keep_scroll: the same request redrawn) where the reader was."""
         self._text = text
         self._width = 0
         self._layout()
-        self.scroll_to(0, 0, animate=False)
+        if not keep_scroll:
+            self.scroll_to(0, 0, animate=False)
 
     def plain(self) -> str:
         return self._text.plain if self._text is not None else ""

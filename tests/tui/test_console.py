@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
 from rich.text import Text
-from textual.widgets import Input, OptionList, Static, Tree
+from textual.widgets import Input, OptionList, Static
 
 from oncall.tui.results import ResultsView
 from oncall.tui.screens.explorer import ExplorerScreen
@@ -11,10 +17,19 @@ from oncall.tui.screens.help import HelpScreen
 from oncall.tui.screens.overview import OverviewScreen
 from oncall.tui.screens.reader import ReaderScreen
 from oncall.tui.screens.trace import TraceScreen
+from oncall.tui.spantree import SpanTreeView
 from oncall.tui.textview import OutputView
 from tests.tui.conftest import settle
 
 SIZE = (140, 40)
+
+
+def help_rows(screen) -> dict[str, str]:
+    """What `?` lists for a screen: binding id -> the keys bound to it."""
+    from oncall.tui.screens.help import bindings_table
+
+    table = bindings_table(screen)
+    return {table.columns[2]._cells[i].plain: table.columns[0]._cells[i].plain for i in range(table.row_count)}
 
 
 def static_text(screen, selector: str) -> str:
@@ -66,7 +81,7 @@ async def test_explorer_filter_reader_label_note(make_app, demo_copy) -> None:
         assert isinstance(app.screen, ReaderScreen)
         assert app.screen.current["span_pk"] == third["span_pk"]
         out = app.screen.query_one("#output", OutputView).text
-        assert out and out == (third["output_preview"] or "")[: len(out)] or out.startswith(third["output_preview"][:20])
+        assert third["output_preview"] and out.startswith(third["output_preview"])  # the whole output, from its start
         await pilot.press("k")  # first of the walked sample: stays
         await pilot.press("j")
         await settle(pilot)
@@ -101,7 +116,7 @@ async def test_read_only_refuses_and_says_why(make_app, demo_copy) -> None:
         await settle(pilot)
         app.open_reader("tenant=globex", None, 0)
         await settle(pilot)
-        assert isinstance(app.screen, ReaderScreen) and app.screen.current is not None
+        assert isinstance(app.screen, ReaderScreen) and app.screen.current["tenant"] == "globex"
         await pilot.press("g")
         await settle(pilot)
         assert any("read-only: label good is disabled because the console was opened with --read-only"
@@ -130,16 +145,16 @@ async def test_trace_help_and_remapped_keys(make_app) -> None:
         await pilot.press("question_mark")
         await pilot.pause()
         assert isinstance(app.screen, HelpScreen)
-        table_text = app.screen.query(Static)[1].render()
+        keys = help_rows(app.screen.under)
         await pilot.press("escape")
         await pilot.press("t")
         await settle(pilot)
         assert isinstance(app.screen, TraceScreen)
-        tree = app.screen.query_one(Tree)
-        labels = [n.label.plain for n in tree.root.children[0].children] if tree.root.children else []
-        assert tree.root.children and any("chat gpt-4o" in lab for lab in labels)
+        tree = app.screen.query_one(SpanTreeView)
+        children = [s["name"] for s in tree.spans if s["depth"] == 1]  # under the root span
+        assert tree.spans[0]["depth"] == 0 and any(name.startswith("chat gpt-4o") for name in children)
         assert "span_id" in static_text(app.screen, "#span")
-        assert table_text is not None
+        assert keys["reader.next"] == "x, ctrl+n"  # `?` lists the remapped keys, not the defaults
 
 
 # -- found in the 2 AM audit -------------------------------------------------------------------------
@@ -181,23 +196,24 @@ async def test_trace_starts_on_the_request_and_enter_reads_a_span(make_app) -> N
         pk = app.screen.current["span_pk"]
         await pilot.press("t")
         await settle(pilot)
-        tree = app.screen.query_one(Tree)
-        assert tree.cursor_node is not None and tree.cursor_node.data["span_pk"] == pk
+        tree = app.screen.query_one(SpanTreeView)
+        assert tree.has_focus and tree.current["span_pk"] == pk
         await pilot.press("up")  # the root span (not a synthetic "trace" node)
         await pilot.pause()
-        assert tree.cursor_node.data["kind"] != "llm" and "POST" in static_text(app.screen, "#span")
+        assert tree.current["kind"] != "llm" and "POST" in static_text(app.screen, "#span")
         await pilot.press("enter")  # a non-LLM span: shown beside the tree, the tree stays open
         await pilot.pause()
-        assert isinstance(app.screen, TraceScreen) and tree.cursor_node.is_expanded
-        await pilot.press("down", "enter")
+        assert isinstance(app.screen, TraceScreen) and len(tree.rows) == len(tree.spans)
+        await pilot.press("space")  # folds the root: one row left, the cursor on it
+        await pilot.pause()
+        assert len(tree.rows) == 1 and tree.current["depth"] == 0
+        await pilot.press("space", "down", "enter")
         await settle(pilot)
         assert isinstance(app.screen, ReaderScreen) and app.screen.current["span_pk"] == pk
         assert "trace=" in static_text(app.screen, "#position")
 
 
 async def test_help_names_keys_as_pressed(make_app) -> None:
-    from oncall.tui.screens.help import bindings_table
-
     app = make_app()
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
@@ -205,8 +221,7 @@ async def test_help_names_keys_as_pressed(make_app) -> None:
         await settle(pilot)
         app.screen.query_one(ResultsView).focus()
         await pilot.pause()
-        table = bindings_table(app.screen)
-        rows = {table.columns[2]._cells[i].plain: table.columns[0]._cells[i].plain for i in range(table.row_count)}
+        rows = help_rows(app.screen)
         assert rows["app.help"] == "?" and rows["explorer.filter"] == "/" and rows["app.palette"] == "ctrl+p", rows
         assert set(rows["results.down"].split(", ")) == {"j", "↓", "n"} and rows["results.end"] == "end, G", rows
 
@@ -250,27 +265,65 @@ def test_results_header_lines_up_with_the_rows() -> None:
     assert header_line(160, "latency_ms", True).index("ms ▼") == head.index("ms")
 
 
-def test_open_falls_back_to_read_only_when_the_file_is_held(monkeypatch, demo_copy) -> None:
-    """A file another process holds read-only can still be read: open it so, and say why."""
-    from oncall.store import StoreError, open_db
-    from oncall.tui import app as app_module
+HOLD = """
+import sys, time, duckdb
+con = duckdb.connect(sys.argv[1], read_only=sys.argv[2] == "ro")
+con.execute("SELECT count(*) FROM spans").fetchone()
+print("holding", flush=True)
+time.sleep(300)
+"""
 
-    calls, seen = [], {}
 
-    def fake_open(path, *, read_only=False, create=True):
-        calls.append(read_only)
-        if not read_only:
-            raise StoreError(f"{path} is in use by PID 4242 (python3); close that oncall session or open a copy")
-        return open_db(path, read_only=True, create=create)
+@contextmanager
+def held_by_another_process(path, mode: str):
+    """A real second process (the plain duckdb client, not oncall) holding the file, `ro` or `rw`."""
+    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), mode], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "holding"
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()
 
-    def fake_run(self):
-        seen.update(read_only=self.read_only, reason=self.read_only_reason)
 
-    monkeypatch.setattr(app_module, "open_db", fake_open)
-    monkeypatch.setattr(app_module.OncallApp, "run", fake_run)
-    app_module.run_app(demo_copy)
-    assert calls == [False, True]
-    assert seen == {"read_only": True, "reason": "the database is in use by PID 4242 (python3)"}
+async def test_console_labels_beside_another_process_reading_the_file(demo_copy) -> None:
+    """Another program reads the file (the plain duckdb client): the console still opens read-write,
+    and its label is seen by a separate `oncall search` process while the holder keeps reading."""
+    from oncall.tui.app import OncallApp, open_for_console
+
+    oncall = Path(sys.executable).with_name("oncall")
+    with held_by_another_process(demo_copy, "ro"):
+        store, read_only, reason = open_for_console(demo_copy)
+        try:
+            assert not read_only and not store.read_only and reason is None
+            app = OncallApp(store, read_only=read_only, keymap={})
+            async with app.run_test(size=SIZE) as pilot:
+                await settle(pilot)
+                app.open_reader("tenant=acme", None, 0)
+                await settle(pilot)
+                shown = app.screen.current
+                await pilot.press("b")
+                await settle(pilot)
+                assert any("labelled bad" in str(n.message) for n in app._notifications)
+        finally:
+            store.close()
+        res = subprocess.run([str(oncall), "search", "--db", str(demo_copy), "--json", "label=bad"],
+                             capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)
+    assert found["total"] == 1 and found["requests"][0]["span_pk"] == shown["span_pk"]
+
+
+def test_oncall_open_beside_a_program_writing_the_file_says_who_holds_it(demo_copy) -> None:
+    """Another program holds the file read-write: `oncall open` exits 2 with one line naming its PID."""
+    oncall = Path(sys.executable).with_name("oncall")
+    with held_by_another_process(demo_copy, "rw") as holder:
+        res = subprocess.run([str(oncall), "open", "--db", str(demo_copy)], capture_output=True, text=True,
+                             timeout=60, stdin=subprocess.DEVNULL)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("oncall: error: "), res.stderr
+    assert f"{demo_copy} is held read-write by PID {holder.pid} (" in lines[0], lines[0]
 
 
 async def test_overview_lists_causes_with_effects_and_r_reads_the_highlighted_cohort(make_app) -> None:

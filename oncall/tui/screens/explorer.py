@@ -13,6 +13,7 @@ from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from oncall.safe_text import safe_text
+from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 from oncall.tui.results import ResultsView, header_line
 
 EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
@@ -63,7 +64,10 @@ class ExplorerScreen(Screen):
         super().__init__()
         self.initial = filter_text
         self._hist_pos = 0
-        self._running: Any = None  # the cursor of the count in flight, so esc can interrupt it
+        # Every apply() is a generation: an older count is interrupted and its answer, should it still
+        # arrive, is dropped on the UI thread (it once wrote its total over the newer filter's).
+        self._generation = 0
+        self._counts = Inflight()
         self._notes: list[str] = []  # how since=/until= resolved (UTC), kept beside "N of M"
 
     def compose(self) -> ComposeResult:
@@ -81,9 +85,23 @@ class ExplorerScreen(Screen):
 
     def on_screen_resume(self) -> None:
         """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
+        if getattr(self, "stale", False):
+            self.data_changed()
+            return
         view = self.query_one(ResultsView)
         if view.total:
             view.reload()
+
+    def data_changed(self) -> None:
+        """Others wrote (app._store_changed): count the shown filter again and re-read its rows, keeping
+        the cursor where it is and the focus where it was."""
+        self.stale = False
+        if self._counts.busy():
+            return  # a count in flight already reads the new data; its answer will show it
+        view = self.query_one(ResultsView)
+        self._generation += 1
+        self._counts.supersede(self._generation)
+        self.count(view.filter_text, self._generation, refresh=True)
 
     # -- the filter ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#filter")
@@ -92,33 +110,52 @@ class ExplorerScreen(Screen):
         self.query_one(ResultsView).focus()
 
     def apply(self, text: str) -> None:
+        self._generation += 1
+        self._counts.supersede(self._generation)
         self.set_status(Text("applying…", style="dim"))
-        self.count(text)
+        self.count(text, self._generation)
 
-    @work(thread=True, exclusive=True, group="count")
-    def count(self, text: str) -> None:
+    @work(thread=True, group="count")
+    def count(self, text: str, generation: int, refresh: bool = False) -> None:
+        """Count the filter's rows; every answer goes back tagged with its generation."""
         from oncall.query.filters import FilterError, compile_filter
 
-        cur = self.app.store.cursor()
-        self._running = cur
         try:
-            c = compile_filter(cur, text, alias="s")
-            total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+            with self._counts.connection(self.app.store, generation) as cur:
+                c = compile_filter(cur, text, alias="s")
+                total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+        except Superseded:
+            return
         except FilterError as exc:
-            self.app.call_from_thread(self._bad_filter, str(exc))
+            self.app.call_from_thread(self._bad_filter, generation, str(exc))
             return
-        except Exception as exc:  # noqa: BLE001
-            if "INTERRUPT" in str(exc).upper():
-                self.app.call_from_thread(self.set_status, Text("cancelled", style="yellow"))
-            else:
-                self.app.call_from_thread(self.app.show_error, "filter failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the responder, never a crash
+            self.app.call_from_thread(self._count_failed, generation, exc)
             return
-        finally:
-            self._running = None
-        self.app.call_from_thread(self._counted, text, total, c.notes)
+        if refresh:
+            self.app.call_from_thread(self._recounted, generation, total)
+        else:
+            self.app.call_from_thread(self._counted, generation, text, total, c.notes)
 
-    def _bad_filter(self, message: str) -> None:
+    def _current(self, generation: int) -> bool:
+        """Is this the answer to the filter applied last? (UI thread: no lock needed.)"""
+        return generation == self._generation
+
+    def _count_failed(self, generation: int, exc: Exception) -> None:
+        if not self._current(generation):
+            return  # interrupted because a newer filter was applied: that one's status stands
+        if is_interrupt(exc):
+            msg = Text("cancelled", style="yellow")
+            if self.query_one(ResultsView).total:
+                msg.append("   (below: the previous results)", style="dim")
+            self.set_status(msg)
+        else:
+            self.app.show_error("filter failed", str(exc))
+
+    def _bad_filter(self, generation: int, message: str) -> None:
         """Say what is wrong, keep the bar focused to fix it, and say the rows below are the old ones."""
+        if not self._current(generation):
+            return
         view = self.query_one(ResultsView)
         msg = Text(safe_text(message, multiline=False), style="red")
         if view.total:
@@ -126,7 +163,9 @@ class ExplorerScreen(Screen):
         self.set_status(msg)
         self.query_one("#filter", Input).focus()
 
-    def _counted(self, text: str, total: int, notes: list[str]) -> None:
+    def _counted(self, generation: int, text: str, total: int, notes: list[str]) -> None:
+        if not self._current(generation):
+            return  # a superseded filter's answer: never over the newer one's
         self.app.remember_filter(text)
         self._notes = list(notes)
         self.query_one(ResultsView).set_filter(text, total)
@@ -134,6 +173,10 @@ class ExplorerScreen(Screen):
         for n in notes:
             msg.append("   " + safe_text(n, multiline=False), style="dim")
         self.set_status(msg)
+
+    def _recounted(self, generation: int, total: int) -> None:
+        if self._current(generation):
+            self.query_one(ResultsView).update_total(total)
 
     def set_status(self, text: Text) -> None:
         self.query_one("#status", Static).update(text)
@@ -188,10 +231,7 @@ class ExplorerScreen(Screen):
         box.cursor_position = len(box.value)
 
     def action_back(self) -> None:
-        running = self._running
-        if running is not None:  # long work can be cancelled: esc interrupts the query in flight
-            running.interrupt()
-            self.workers.cancel_group(self, "count")
+        if self._counts.interrupt_all():  # long work can be cancelled: esc interrupts the count in flight
             return
         if self.query_one("#filter", Input).has_focus:
             self.query_one(ResultsView).focus()

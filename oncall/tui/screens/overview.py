@@ -85,6 +85,16 @@ class OverviewScreen(Screen):
         self.load()
         self.load_changes()
 
+    def data_changed(self) -> None:
+        """The refresh hook: others wrote to the incident (app._store_changed). The header and charts
+        again; the what-changed list and its cursor stay as they are until f5."""
+        self.stale = False
+        self.load()
+
+    def on_screen_resume(self) -> None:
+        if getattr(self, "stale", False):
+            self.data_changed()
+
     def action_refresh(self) -> None:
         self.load()
         self.load_changes()

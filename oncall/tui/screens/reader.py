@@ -161,6 +161,8 @@ class ReaderScreen(Screen):
         if pk in self.cache:
             self.render_detail(self.cache[pk])
         else:
+            # Until it lands, g/b/n/y/t have no request: they must not act on the one still on screen.
+            self.current = None
             self.query_one("#position", Static).update(Text("loading…", style="dim"))
         self.load({pk} | {self.span_pks[i] for i in (self.index - 1, self.index + 1, self.index + 2)
                           if 0 <= i < len(self.span_pks)} - set(self.cache))
@@ -181,17 +183,33 @@ class ReaderScreen(Screen):
     def _loaded(self, pk: int, d: dict[str, Any]) -> None:
         self.cache[pk] = d
         if self.span_pks and self.span_pks[self.index] == pk:
-            self.render_detail(d)
+            self.render_detail(d, keep_scroll=self.current is not None and int(self.current["span_pk"]) == pk)
 
-    def render_detail(self, d: dict[str, Any]) -> None:
+    def data_changed(self) -> None:
+        """Others wrote (app._store_changed): labels and notes again, for the request on screen first;
+        the output stays scrolled where it was."""
+        self.stale = False
+        self.cache.clear()  # the prefetched neighbours' labels may be stale too
+        if self.span_pks:
+            self.load({self.span_pks[self.index]})
+
+    def on_screen_resume(self) -> None:
+        if getattr(self, "stale", False):
+            self.data_changed()
+
+    def render_detail(self, d: dict[str, Any], *, keep_scroll: bool = False) -> None:
+        """Show request d; keep_scroll: the same request redrawn (a label landed), nothing moves."""
+        same_output = keep_scroll and self.current is not None and output_of(self.current) == output_of(d)
         self.current = d
         pos = Text(f"{self.index + 1}/{len(self.span_pks or [])}  ", style="bold")
         pos.append(safe_text(self.filter_text or "(all requests)", multiline=False, max_len=100), style="dim")
         if self.app.read_only:
             pos.append("   read-only", style="bold yellow")
         self.query_one("#position", Static).update(pos)
-        self.query_one("#output", OutputView).load_text(output_of(d))
-        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d))
+        if not same_output:
+            self.query_one("#output", OutputView).load_text(output_of(d))
+        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d),
+                                                      keep_scroll=keep_scroll)
 
     # -- actions -----------------------------------------------------------------------------------------
     def action_move(self, step: int) -> None:
@@ -205,7 +223,9 @@ class ReaderScreen(Screen):
     def action_label(self, verdict: str) -> None:
         if self.current is None or not self.app.guard_action(f"label {verdict}"):
             return
-        self.save_label(int(self.current["span_pk"]), verdict, None)
+        # Which request is decided here, on the UI thread, when the key is pressed: the worker runs
+        # later, when a quick j may already have moved self.current to the next request.
+        self.save_label(int(self.current["span_pk"]), self.current.get("request_id"), verdict, None)
 
     def action_note(self) -> None:
         if self.current is None or not self.app.guard_action("note"):
@@ -234,12 +254,12 @@ class ReaderScreen(Screen):
         self.app.call_from_thread(self._labelled, pk, d, "noted")
 
     @work(thread=True, group="label")
-    def save_label(self, pk: int, verdict: str, note: str | None) -> None:
+    def save_label(self, pk: int, key: str | None, verdict: str, note: str | None) -> None:
+        """Label span `pk` (request id `key`); never reads the screen's state (it is on another thread)."""
         from oncall.query.detail import request_detail
         from oncall.query.labels import add_label
 
         try:
-            key = (self.current or {}).get("request_id")
             add_label(self.app.store, pk, verdict, redact_text(note), request_key=key)
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
@@ -250,7 +270,7 @@ class ReaderScreen(Screen):
     def _labelled(self, pk: int, d: dict[str, Any], verdict: str) -> None:
         self.cache[pk] = d
         if self.current and int(self.current["span_pk"]) == pk:
-            self.render_detail(d)
+            self.render_detail(d, keep_scroll=True)
         self.app.notify("note saved" if verdict == "noted" else f"labelled {verdict}")
 
     def action_wrap(self) -> None:

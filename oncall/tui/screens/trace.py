@@ -10,33 +10,11 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import Screen
-from textual.widgets import Footer, Static, Tree
+from textual.widgets import Footer, Static
 
 from oncall.query.cost_marks import format_cost
 from oncall.safe_text import safe_text
-
-BAR = 24
-
-
-def bar(offset: float | None, duration: float | None, total: float) -> str:
-    if offset is None or duration is None or total <= 0:
-        return " " * BAR
-    a = int(BAR * offset / total)
-    b = max(1, int(BAR * duration / total))
-    return (" " * a + "█" * b).ljust(BAR)[:BAR]
-
-
-def span_label(s: dict[str, Any], total: float) -> Text:
-    t = Text()
-    t.append(bar(s.get("offset_ms"), s.get("latency_ms"), total), style="cyan" if s.get("status") != "error" else "red")
-    t.append(" ")
-    t.append(safe_text(s.get("name"), multiline=False, max_len=50), style="bold" if s.get("focus") else "")
-    t.append(f"  {s.get('kind') or ''}", style="dim")
-    if s.get("latency_ms") is not None:
-        t.append(f"  {s['latency_ms']:.0f} ms", style="dim")
-    if s.get("status") == "error":
-        t.append(f"  {s.get('error_type') or 'error'}", style="red")
-    return t
+from oncall.tui.spantree import SpanTreeView
 
 
 class TraceScreen(Screen):
@@ -56,10 +34,7 @@ class TraceScreen(Screen):
     def compose(self) -> ComposeResult:
         yield Static(Text("loading trace…", style="dim"), id="trace-title")
         with Horizontal():
-            tree: Tree[dict[str, Any]] = Tree(Text("trace"), id="tree")
-            tree.show_root = False  # the trace is the title; its root spans are the top level
-            tree.auto_expand = False  # enter shows a span; it does not fold the tree under the cursor
-            yield tree
+            yield SpanTreeView(id="tree")
             with VerticalScroll(id="side"):
                 yield Static(Text(""), id="span")
         yield Footer()
@@ -84,34 +59,21 @@ class TraceScreen(Screen):
         total = max((((s.get("offset_ms") or 0) + (s.get("latency_ms") or 0)) for s in self.spans), default=0.0)
         title = Text("trace ", style="bold")
         title.append(safe_text(d.get("trace_id"), multiline=False))
-        title.append(f"   {len(self.spans)} spans, {total:.0f} ms", style="dim")
+        title.append(f"   {len(self.spans):,} spans, {total:,.0f} ms", style="dim")
+        if d.get("trace_spans", 0) > len(self.spans):
+            title.append(f" of {d['trace_spans']:,} (the first by time and this request's ancestors)", style="dim")
         self.query_one("#trace-title", Static).update(title)
-        tree = self.query_one(Tree)
-        tree.clear()
-        tree.root.expand()
-        nodes: dict[str, Any] = {}
-        focus_node = None
-        for s in self.spans:
-            parent = nodes.get(s.get("parent_id")) if s.get("depth", 0) > 0 else None
-            node = (parent or tree.root).add(span_label(s, total), data=s, expand=True)
-            nodes[s["span_id"]] = node
-            if s.get("focus"):
-                focus_node = node
+        tree = self.query_one(SpanTreeView)
+        tree.set_spans(self.spans, total)
         tree.focus()
-        if focus_node is not None:
-            # The node has no line until the tree has been laid out: move the cursor after that.
-            self.call_after_refresh(tree.move_cursor, focus_node)
-            self.show_span(focus_node.data)
 
-    def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
-        if event.node.data:
-            self.show_span(event.node.data)
-            if event.node.data.get("kind") == "llm":
-                self.app.open_reader(self._trace_filter(), [int(event.node.data["span_pk"])], 0)
+    def on_span_tree_view_selected(self, event: SpanTreeView.Selected) -> None:
+        self.show_span(event.span)
+        if event.span.get("kind") == "llm":
+            self.app.open_reader(self._trace_filter(), [int(event.span["span_pk"])], 0)
 
-    def on_tree_node_highlighted(self, event: Tree.NodeHighlighted) -> None:
-        if event.node.data:
-            self.show_span(event.node.data)
+    def on_span_tree_view_highlighted(self, event: SpanTreeView.Highlighted) -> None:
+        self.show_span(event.span)
 
     def show_span(self, s: dict[str, Any]) -> None:
         t = Text()
@@ -120,17 +82,17 @@ class TraceScreen(Screen):
             v = s.get(k)
             if v is not None:
                 t.append(f"{k:<14}", style="bold")
-                if k == "cost":
-                    v = format_cost(v, s.get("cost_source"))  # "~" = estimated
-                t.append(safe_text(f"{v:.1f}" if isinstance(v, float) else v, multiline=False, max_len=100) + "\n")
+                shown = (format_cost(v, s.get("cost_source")) if k == "cost"  # "~" = estimated
+                         else f"{v:.1f}" if isinstance(v, float) else v)
+                t.append(safe_text(shown, multiline=False, max_len=100) + "\n")
         if s.get("kind") == "llm":
             t.append("\nenter or r reads this call", style="dim")
         self.query_one("#span", Static).update(t)
 
     def action_read(self) -> None:
-        node = self.query_one(Tree).cursor_node
-        if node is not None and node.data:
-            self.app.open_reader(self._trace_filter(), [int(node.data["span_pk"])], 0)
+        span = self.query_one(SpanTreeView).current
+        if span is not None:
+            self.app.open_reader(self._trace_filter(), [int(span["span_pk"])], 0)
 
     def _trace_filter(self) -> str:
         """What the reader's position line names: this trace, not "(all requests)"."""
