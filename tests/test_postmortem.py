@@ -183,3 +183,53 @@ def test_timeline_orders_data_and_responder_and_stars_entries(responded: Path, t
     pm = subprocess.run([sys.executable, "-m", "oncall", "--db", str(db_path), "postmortem", "--out",
                          str(tmp_path / "pm.md")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert pm.returncode == 0 and (tmp_path / "pm.md").read_text().startswith("# Postmortem (draft)")
+
+
+def test_a_scripted_response_lands_in_the_draft(responded: Path, tmp_path: Path, monkeypatch) -> None:
+    """Labels, a replay of the bad cohort against the old snapshot, a flag action and its undo: the
+    draft's replay and mitigation sections quote them, with the ids a reader can look up."""
+    from openai_server import OpenAIServer
+    from test_evalset_tools import good_snapshot
+
+    db_path = tmp_path / "incident.duckdb"
+    copy_incident(responded, db_path)
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"flags": {"extract-v2": {"state": "ENABLED", "variants": {"on": True, "off": False},
+                                                          "defaultVariant": "on"}}}))
+    (tmp_path / "oncall.toml").write_text(f'[actions.targets.flags]\nadapter = "flagd-file"\npath = "{flags}"\n')
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    with OpenAIServer(answerer=good_snapshot) as srv:
+        (suite / "targets.toml").write_text(f'[settings]\nconfirm_above = 1000\n\n[targets.pinned]\nbase_url = '
+                                            f'"{srv.base_url}"\nmodel = "gpt-4o-2024-08-06"\napi_key_env = "LOOP_KEY"\n'
+                                            "price_in = 2.5\nprice_out = 10\n")
+        env = {"LOOP_KEY": "loop-key-3", "XDG_CONFIG_HOME": str(tmp_path / "xdg")}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            import os
+
+            return subprocess.run([sys.executable, "-m", "oncall", "--db", str(db_path), *args], cwd=tmp_path,
+                                  capture_output=True, text=True, timeout=300, env={**os.environ, **env,
+                                                                                     "PYTHONPATH": str(ROOT)})
+
+        rep = run("replay", "served_model=gpt-4o-2024-11-20", "feature=extract", "-n", "6", "--seed", "2",
+                  "--target", "pinned", "--suite", str(suite), "--yes", "--no-progress", "--json")
+        assert rep.returncode == 0, rep.stderr
+    act = run("action", "run", "flagd-file", "--target", "flags", "--arg", "flag=extract-v2", "--arg", "variant=off",
+              "--yes", "--why", "extract broken on the new snapshot", "--json")
+    assert act.returncode == 0, act.stderr
+    action_id = json.loads(act.stdout)["action"]["action_id"]
+    assert run("action", "undo", str(action_id), "--yes").returncode == 0
+    draft, _ = _draft(db_path)
+    md = draft.markdown
+    run_id = json.loads(rep.stdout)["run_id"]
+    assert f"### Replay run {run_id}: pinned" in md and "| json\\_valid\\_rate |" in md
+    assert f"### Action {action_id}:" in md and "verified" in md and "extract broken on the new snapshot" in md
+    undo_id = max(a["action_id"] for a in draft.facts["actions"])
+    assert undo_id > action_id and any(a["undo_of"] == action_id for a in draft.facts["actions"])
+    reader = open_db(db_path, read_only=True)
+    try:
+        kinds = [e.kind for e in timeline(reader)]
+    finally:
+        reader.close()
+    assert "replay" in kinds and "action" in kinds and "undo" in kinds, kinds
