@@ -105,3 +105,31 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
     stdout.print(t)
     for m in (cost or {}).get("unpriced_models", []):
         stderr.print(safe_rich(f"note: {m['note']}", multiline=False, max_len=300), style="yellow", soft_wrap=True)
+
+
+# -- metric tables (compare, replay show): one way to print a metric and its change -----------------
+def metric_value(v: Any, unit: str = "") -> str:
+    """A metric's value in its unit: ratios as %, dollars with significant digits, counts with commas."""
+    from oncall.display import format_cost
+
+    if v is None:
+        return "—"
+    if unit == "ratio":
+        return f"{100 * v:.1f} %"
+    if unit == "usd":
+        return format_cost(v)
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def metric_change(m: dict[str, Any]) -> tuple[str, str]:
+    """A metric row's change (pp for ratios, % or the unit's delta otherwise) and the style its
+    significance earns: bold red when significant, dim when noise or too few."""
+    change = "—"
+    if m["delta"] is not None:
+        change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
+                  else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None
+                        else metric_value(m["delta"], m["unit"])))
+    sig = m["significance"]
+    return change, "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")

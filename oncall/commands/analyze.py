@@ -9,8 +9,8 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
-from oncall.display import format_cost, jsonable
-from oncall.output import stdout
+from oncall.display import jsonable
+from oncall.output import metric_change, metric_value, stdout
 from oncall.query.cost_marks import estimate_note
 from oncall.query.filters import quote_value
 from oncall.safe_text import safe_rich, safe_text
@@ -23,18 +23,6 @@ def _compile_or_fail(con: Any, words: list[str]) -> Any:
         return compile_filter(con, words)
     except FilterError as exc:
         fail(f"bad filter: {exc}")
-
-
-def _num(v: Any, unit: str = "") -> str:
-    if v is None:
-        return "—"
-    if unit == "ratio":
-        return f"{100 * v:.1f} %"
-    if unit == "usd":
-        return format_cost(v)
-    if isinstance(v, float):
-        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _jsonable(v: Any) -> Any:
@@ -73,14 +61,10 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db
         table.add_column(col, justify=just, no_wrap=True)
     for m in res["metrics"]:
         sig = m["significance"]
-        change = "—"
-        if m["delta"] is not None:
-            change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
-                      else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None else _num(m["delta"], m["unit"])))
-        style = "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
+        change, style = metric_change(m)
         est = m.get("estimated") or {}
-        table.add_row(m["metric"], _marked(_num(m["cohort"], m["unit"]), est.get("cohort")),
-                      _marked(_num(m["baseline"], m["unit"]), est.get("baseline")),
+        table.add_row(m["metric"], _marked(metric_value(m["cohort"], m["unit"]), est.get("cohort")),
+                      _marked(metric_value(m["baseline"], m["unit"]), est.get("baseline")),
                       Text(change, style=style), Text(sig if sig != "n/a" else "", style=style))
     stdout.print(table)
     est = next((m["estimated"] for m in res["metrics"] if m.get("estimated")), {})
@@ -212,7 +196,7 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
             t.add_column(col, no_wrap=True)
         for m in after["metrics"]:
             unit = "ratio" if m["metric"].endswith("_rate") else ""
-            t.add_row(m["metric"], _num(m["contaminated"], unit), _num(m["clean"], unit), m["significance"])
+            t.add_row(m["metric"], metric_value(m["contaminated"], unit), metric_value(m["clean"], unit), m["significance"])
         stdout.print(t)
     if res["contaminated_sessions"] and after:
         if after["verdict"] == "degraded":

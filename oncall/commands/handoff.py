@@ -10,11 +10,8 @@ import click
 from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, open_store
 
 
-class _TimelineGroup(click.Group):
-    """`oncall timeline [--since …]` prints it; `oncall timeline star KEY` stars an entry."""
-
-
-@click.group("timeline", cls=_TimelineGroup, invoke_without_command=True)
+# `oncall timeline [--since …]` prints it; `oncall timeline star KEY` stars an entry.
+@click.group("timeline", invoke_without_command=True)
 @click.option("--since", default=None, help="from this time (ISO, 01:00 UTC on the incident's day, or -30m)")
 @click.option("--until", default=None, help="before this time")
 @click.option("--starred", is_flag=True, help="only the entries starred for the report")

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import iso_utc
-from oncall.output import stderr, stdout
+from oncall.output import metric_change, metric_value, stderr, stdout
 from oncall.safe_text import safe_rich, safe_text
 
 SUBCOMMANDS = ("run", "show", "list")
@@ -40,18 +40,6 @@ class _ReplayGroup(click.Group):
 @click.group(cls=_ReplayGroup, name="replay")
 def replay() -> None:
     """Replay recorded requests against another model or prompt and compare (see `oncall replay run --help`)."""
-
-
-def _num(v: Any, unit: str = "") -> str:
-    if v is None:
-        return "—"
-    if unit == "ratio":
-        return f"{100 * v:.1f} %"
-    if unit == "usd":
-        return f"${v:.5f}" if abs(v) < 10 else f"${v:,.2f}"
-    if isinstance(v, float):
-        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def _jsonable(v: Any) -> Any:
@@ -284,13 +272,9 @@ def _print_summary(s: dict[str, Any]) -> None:
         table.add_column(col, justify=just, no_wrap=True)
     for m in s["metrics"]:
         sig = m["significance"]
-        change = "—"
-        if m["delta"] is not None:
-            change = (f"{100 * m['delta']:+.1f} pp" if m["unit"] == "ratio"
-                      else (f"{m['delta_pct']:+.0f} %" if m["delta_pct"] is not None else _num(m["delta"], m["unit"])))
-        style = "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
-        cells = [m["metric"]] + ([_num(m["baseline"], m["unit"])] if has_base else []) + [
-            _num(m["original"], m["unit"]), _num(m["replay"], m["unit"]), Text(change, style=style),
+        change, style = metric_change(m)
+        cells = [m["metric"]] + ([metric_value(m["baseline"], m["unit"])] if has_base else []) + [
+            metric_value(m["original"], m["unit"]), metric_value(m["replay"], m["unit"]), Text(change, style=style),
             Text(sig if sig != "n/a" else "", style=style)]
         table.add_row(*cells)
     stdout.print(table)

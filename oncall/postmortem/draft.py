@@ -63,13 +63,6 @@ def _count(con: Any, flt: str) -> int:
     return int(count(con, flt))
 
 
-def _distinct(con: Any, flt: str, col: str) -> int:
-    from oncall.query.filters import compile_filter
-
-    c = compile_filter(con, flt, alias="s")
-    return int(con.execute(f"SELECT count(DISTINCT s.{col}) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
-
-
 def _words(flt: str | None) -> list[str]:
     try:
         return shlex.split(flt or "")
@@ -170,8 +163,10 @@ def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _App
         refs = [app.ref(f"requests, users, sessions and tenants of: {label}",
                         ["search", *_words(flt), "--json", "--distinct", "user_id", "--distinct", "session_id",
                          "--distinct", "tenant"])]
-        for col, what in (("user_id", "users"), ("session_id", "sessions"), ("tenant", "tenants")):
-            item[what] = _distinct(con, flt, col)
+        from oncall.query.search import count_distinct
+
+        distinct = count_distinct(con, flt, ["user_id", "session_id", "tenant"])  # one scan for all three
+        item.update(users=distinct["user_id"], sessions=distinct["session_id"], tenants=distinct["tenant"])
         end = c.get("ended_at")
         after = [m for m in mits if m.at >= iso(c["began_at"])]
         if not end and after:

@@ -278,6 +278,7 @@ class IncidentDB:
         self._lock = threading.RLock()
         self._journal = Journal(self.dir / JOURNAL_NAME)
         self._parts: dict[int, str] = {}  # part number -> attached alias
+        self._part_cols: dict[str, dict[str, set[str]]] = {}  # alias -> its tables' columns (parts never change)
         self._next_id: dict[str, int] = {}
         self._views_dirty = True
         self.con = duckdb.connect(":memory:", config={"memory_limit": memory_limit()})
@@ -445,12 +446,9 @@ class IncidentDB:
         self._views_dirty = False
 
     def _part_columns(self, alias: str) -> dict[str, set[str]]:
-        cache = getattr(self, "_part_cols", None)
-        if cache is None:
-            cache = self._part_cols = {}
-        if alias not in cache:
-            cache[alias] = self._columns(alias)
-        return cache[alias]
+        if alias not in self._part_cols:
+            self._part_cols[alias] = self._columns(alias)
+        return self._part_cols[alias]
 
     # -- writing: the responder's records ----------------------------------------------------------
     def append(self, table: str, row: dict[str, Any]) -> int:
