@@ -77,19 +77,40 @@ def star_cmd(ctx: click.Context, key: str, off: bool, db: str | None) -> None:
 @click.command("postmortem")
 @click.option("--out", "out", default=None, metavar="FILE", help="write the Markdown here (default: stdout)")
 @click.option("--title", default=None, help="the incident's name (default: its first cause)")
+@click.option("--summarize-with", "summarize_with", default=None, metavar="TARGET",
+              help="add a machine-drafted summary written by this replay target (checked: it may quote only "
+                   "numbers the draft contains; if the target fails, the draft is written without it)")
+@click.option("--suite", "suite_dir", default=None, envvar="ONCALL_REPLAY_SUITE",
+              help="replay suite holding the target (default ./replay, or $ONCALL_REPLAY_SUITE)")
 @db_option
 @json_option
 @click.pass_context
-def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, db: str | None, as_json: bool) -> None:
+def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, summarize_with: str | None,
+                   suite_dir: str | None, db: str | None, as_json: bool) -> None:
     """A postmortem draft in Markdown: summary, impact, timeline, evidence, replays, mitigation, queries."""
     from oncall.postmortem.draft import build_draft
+    from oncall.postmortem.summary import SummaryError, insert_summary, resolve_target, summarize
+    from oncall.safe_text import safe_text
 
+    path = Path(out) if out else None
+    if path is not None and not path.parent.exists():
+        fail(f"cannot write {path}: directory {path.parent} does not exist")
+    target = None
+    if summarize_with:
+        try:  # a typo in the target, or a key not set, is refused before anything is built or written
+            target = resolve_target(summarize_with, suite_dir)
+        except SummaryError as exc:
+            fail(str(exc))
     store = open_store(ctx, db, read_only=True, create=False)
     draft = build_draft(store, title=title)
-    if out:
-        path = Path(out)
-        if not path.parent.exists():
-            fail(f"cannot write {path}: directory {path.parent} does not exist")
+    if target is not None:
+        result = summarize(draft, target)
+        draft.markdown = insert_summary(draft.markdown, result)
+        draft.facts["machine_summary"] = result.to_dict()
+        if result.status != "included":
+            click.echo(f"oncall: warning: no machine summary: {safe_text(result.error or result.status)}; "
+                       "the draft is complete without it", err=True)
+    if path is not None:
         tmp = path.with_name(path.name + ".tmp")
         tmp.write_text(draft.markdown, encoding="utf-8")
         tmp.replace(path)

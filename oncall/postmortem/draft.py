@@ -34,6 +34,7 @@ class Draft:
     markdown: str
     facts: dict[str, Any]
     queries: list[Query] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)  # the timeline the draft was built from
 
     def to_dict(self) -> dict[str, Any]:
         return {"markdown": self.markdown, "facts": self.facts,
@@ -130,7 +131,7 @@ def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = 
     for q in app.queries:
         md.append(f"{q.n}. {_plain(q.what)}: {code(q.command, max_len=1000)}")
     md.append("")
-    return Draft("\n".join(md), facts, app.queries)
+    return Draft("\n".join(md), facts, app.queries, entries)
 
 
 def _plain(text: Any) -> str:
