@@ -186,7 +186,7 @@ def test_timeline_orders_data_and_responder_and_stars_entries(responded: Path, t
 
 
 def test_a_scripted_response_lands_in_the_draft(responded: Path, tmp_path: Path, monkeypatch) -> None:
-    """Labels, a replay of the bad cohort against the old snapshot, a flag action and its undo: the
+    """Labels, a replay of the bad cohort against the old snapshot, a runbook's flag action and its undo: the
     draft's replay and mitigation sections quote them, with the ids a reader can look up."""
     from openai_server import OpenAIServer
     from test_evalset_tools import good_snapshot
@@ -215,10 +215,14 @@ def test_a_scripted_response_lands_in_the_draft(responded: Path, tmp_path: Path,
         rep = run("replay", "served_model=gpt-4o-2024-11-20", "feature=extract", "-n", "6", "--seed", "2",
                   "--target", "pinned", "--suite", str(suite), "--yes", "--no-progress", "--json")
         assert rep.returncode == 0, rep.stderr
-    act = run("action", "run", "flagd-file", "--target", "flags", "--arg", "flag=extract-v2", "--arg", "variant=off",
+    # the mitigation through a shipped runbook (its query steps, then its flag action), as a responder would
+    act = run("runbook", "run", "prompt-injected-agent", "flag=extract-v2", "variant=off", "cohort=feature=extract",
               "--yes", "--why", "extract broken on the new snapshot", "--json")
     assert act.returncode == 0, act.stderr
-    action_id = json.loads(act.stdout)["action"]["action_id"]
+    ran = json.loads(act.stdout)
+    assert ran["outcome"] == "completed", ran
+    action_id = ran["events"][-1]["data"]["actions"][0]["action_id"]
+    assert json.loads(flags.read_text())["flags"]["extract-v2"]["defaultVariant"] == "off"
     assert run("action", "undo", str(action_id), "--yes").returncode == 0
     draft, _ = _draft(db_path)
     md = draft.markdown
@@ -232,4 +236,6 @@ def test_a_scripted_response_lands_in_the_draft(responded: Path, tmp_path: Path,
         kinds = [e.kind for e in timeline(reader)]
     finally:
         reader.close()
-    assert "replay" in kinds and "action" in kinds and "undo" in kinds, kinds
+    assert "replay" in kinds and "runbook" in kinds and "action" in kinds and "undo" in kinds, kinds
+    assert json.loads(flags.read_text())["flags"]["extract-v2"]["defaultVariant"] == "on"
+    assert "loop-key-3" not in md and "prompt-injected-agent" in md
