@@ -442,7 +442,8 @@ async def test_read_only_refuses_runs_and_undo_but_dry_runs(make_app, flags, dem
             in notes(app)
         assert "a dry run (d) is allowed" in notes(app)
 
-        await palette(pilot, "runbook prompt-injected-agent")
+        shown = await palette(pilot, "runbook prompt-injected-agent")
+        assert "read-only console: refused (add --dry-run to read and plan)" in shown[0]
         await pilot.press("enter")
         await pilot.pause(0.3)
         assert not any(isinstance(s, RunbookRunScreen) for s in app.screen_stack)

@@ -183,6 +183,7 @@ class RunbookCommands(Provider):
         text = f"Run runbook {_one(name)}" + (f" {_one(shown, 120)}" if shown else "") + (
             " (dry run)" if dry_run else "")
         help_text = ("reads and plans; writes nothing" if dry_run else
+                     "read-only console: refused (add --dry-run to read and plan)" if app.read_only else
                      "each change is shown and confirmed before it is made")
         yield Hit(1.0, Content.styled(text, "bold"),
                   lambda: app.open_runbook_run(book, values, dry_run=dry_run), text=" ".join(words),
@@ -382,6 +383,8 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
                         yield Static(label, classes="param-label")
                         yield Input(default_text(p.default), id=f"param-{p.name}",
                                     placeholder=_one(p.help or p.type, 60))
+                    if p.help:
+                        yield Static(Text(_one(p.help, 200), style="dim"), classes="param-help")
                 if not self.dry_run:
                     with Horizontal(classes="param-row"):
                         yield Static(Text("why", style="bold").append(" (audit)", style="dim"),
@@ -514,6 +517,7 @@ def event_text(ev: Any) -> Text:
         t.append("\nrunbook " + _one(ev.text), style="bold green" if ev.text == "completed" else "bold yellow")
     else:
         t.append(_one(ev.text))
+    t.rstrip()  # the log puts each event on its own lines
     return t
 
 
@@ -552,14 +556,16 @@ class RunbookRunScreen(Screen):
         return t
 
     def _status(self, state: str) -> None:
-        self.query_one("#run-status", Static).update(self._status_text(state))
+        if self.is_attached:
+            self.query_one("#run-status", Static).update(self._status_text(state))
 
     def plain(self) -> str:
         return "\n".join(self.transcript)
 
     def _write(self, text: Text) -> None:
         self.transcript.append(text.plain)
-        self.query_one("#run-log", RichLog).write(text)
+        if self.is_attached:  # f2 may have closed the screen while the worker finished its step
+            self.query_one("#run-log", RichLog).write(text)
 
     # -- the worker ----------------------------------------------------------------------------------------
     @work(thread=True, group="runbook-run", exit_on_error=False)
