@@ -463,3 +463,29 @@ async def test_read_only_refuses_runs_and_undo_but_dry_runs(make_app, flags, dem
         assert isinstance(app.screen, ActionsScreen)
         assert f"read-only: undo of action {rec.action_id} is disabled" in notes(app)
     assert path.read_bytes() == flipped
+
+
+async def test_undo_refused_when_the_target_moved_since(make_app, flags, demo_copy: Path) -> None:
+    from oncall.actions import execute, get_adapter, plan
+
+    path = flags(production=False)
+    store = open_db(demo_copy)
+    try:
+        rec = execute(plan(get_adapter("flags"), {"op": "set", "flag": FLAG, "variant": "off"}), db=store,
+                      confirm=True)
+    finally:
+        store.close()
+    moved = path.read_text().replace('"defaultVariant": "off"', '"defaultVariant": "on"')  # someone put it back
+    path.write_text(moved)
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f4")
+        await wait_for(pilot, lambda: isinstance(app.screen, ActionsScreen) and app.screen.items)
+        await pilot.press("u")
+        await wait_for(pilot, lambda: isinstance(app.screen, ErrorModal), what="the refusal")
+        said = modal_text(app.screen)
+        assert f"cannot undo action {rec.action_id}" in said
+        assert f"flags changed since action {rec.action_id}" in said and "plan a new action instead" in said
+        assert not any(isinstance(s, ConfirmActionModal) for s in app.screen_stack)
+    assert path.read_text() == moved
