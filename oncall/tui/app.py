@@ -36,7 +36,12 @@ class OncallApp(App[None]):
         Binding("colon", "command_palette", "command", show=False, id="app.command"),
         Binding("f2", "overview", "overview", show=False, id="app.overview"),
         Binding("slash", "filter", "filter", show=False, id="app.filter"),
+        # -- runbooks and actions (oncall/tui/screens/runbook.py, actions.py) --
+        Binding("f3", "open_runbooks", "runbooks", show=False, id="app.runbooks"),
+        Binding("f4", "open_actions", "actions", show=False, id="app.actions"),
     ]
+    # The palette's runbook entries and the `:runbook NAME k=v` line (loaded when the palette opens).
+    COMMANDS = App.COMMANDS | {lambda: _runbook_commands()}
 
     def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None,
                  read_only_reason: str | None = None) -> None:
@@ -151,6 +156,36 @@ class OncallApp(App[None]):
 
         self.push_screen(ReplayScreen(run_id))
 
+    # -- runbooks and actions ------------------------------------------------------------------------
+    def open_runbooks(self, name: str | None = None) -> None:
+        """The runbook list (with `name` highlighted): enter runs one, d dry-runs it."""
+        from oncall.tui.screens.runbook import RunbooksScreen
+
+        self.push_screen(RunbooksScreen(select=name))
+
+    def open_runbook_run(self, rb: Any, values: dict[str, Any], *, dry_run: bool = False,
+                         why: str | None = None) -> None:
+        """Run a runbook (parameters already checked) with live output; each change is confirmed."""
+        from oncall.tui.screens.runbook import RunbookRunScreen
+
+        if not dry_run and not self.guard_action("running a runbook"):
+            self.notify("a dry run (d on the runbook screen, or :runbook NAME --dry-run) is allowed: it reads "
+                        "and plans, and writes nothing", markup=False)
+            return
+        self.push_screen(RunbookRunScreen(rb, values, dry_run=dry_run, why=why))
+
+    def open_actions(self) -> None:
+        """The audit: every action; enter shows one, u undoes it."""
+        from oncall.tui.screens.actions import ActionsScreen
+
+        self.push_screen(ActionsScreen())
+
+    def action_open_runbooks(self) -> None:
+        self.open_runbooks()
+
+    def action_open_actions(self) -> None:
+        self.open_actions()
+
     def action_filter(self) -> None:
         """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
         from oncall.tui.screens.explorer import ExplorerScreen
@@ -233,6 +268,12 @@ class OncallApp(App[None]):
         except Exception:  # noqa: BLE001 - if even that fails, let Textual report it
             return super()._handle_exception(error)
         return None
+
+
+def _runbook_commands() -> type:
+    from oncall.tui.screens.runbook import RunbookCommands
+
+    return RunbookCommands
 
 
 def open_for_console(db_path: str | Path | None, *,
