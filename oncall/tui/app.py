@@ -41,7 +41,7 @@ class OncallApp(App[None]):
         Binding("f4", "open_actions", "actions", show=False, id="app.actions"),
     ]
     # The palette's runbook entries and the `:runbook NAME k=v` line (loaded when the palette opens).
-    COMMANDS = App.COMMANDS | {lambda: _runbook_commands()}
+    COMMANDS = App.COMMANDS | {lambda: _oncall_commands(), lambda: _runbook_commands()}
 
     def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None,
                  read_only_reason: str | None = None) -> None:
@@ -79,8 +79,9 @@ class OncallApp(App[None]):
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
         if self.read_only:  # say it up front, not only when a label is refused
-            self.notify(safe_text(f"read-only: {self.read_only_reason}; labels and notes are disabled",
-                                  multiline=False), severity="warning", markup=False)
+            self.notify(safe_text(f"read-only: {self.read_only_reason}; labels, notes, replays, runbook runs and "
+                                  "actions are disabled (reading and dry runs still work)", multiline=False),
+                        severity="warning", markup=False)
         self.open_overview()
         self.set_interval(REFRESH_S, self._poll_store)
 
@@ -224,9 +225,13 @@ class OncallApp(App[None]):
             del self.filter_history[:-HISTORY_MAX]
 
     def get_system_commands(self, screen: Screen) -> Iterable[SystemCommand]:
-        # Textual's own "Keys" panel would sit beside ours under the same name; ours lists binding ids.
+        # Textual's own commands (quit, theme…); its "Keys" panel would sit beside ours under the same
+        # name (ours lists binding ids). oncall's entries come from palette_entries, through OncallCommands.
         yield from (c for c in super().get_system_commands(screen) if c.title != "Keys")
-        # Every key of the current screen is also a command here (the palette offers every command).
+
+    def palette_entries(self, screen: Screen) -> Iterable[tuple[str, str, Any]]:
+        """(title, help, callback) for the palette: screens, every key of `screen` (the palette offers
+        every command), recent replay runs and filters. Shown as plain text (oncall/tui/palette.py)."""
         from oncall.tui.screens.help import key_name
 
         seen: set[str] = set()
@@ -236,18 +241,18 @@ class OncallApp(App[None]):
                 continue
             seen.add(b.id)
             where = b.id.split(".")[0]  # reader.good -> "reader: good"
-            yield SystemCommand(f"{where.capitalize()}: {b.description}", f"{key_name(key)}  ({b.id})",
-                                lambda node=active.node, action=b.action: self.run_action(action, node))
-        yield SystemCommand("Overview", "the incident at a glance and what changed", self.action_overview)
-        yield SystemCommand("Explorer", "filter and page through requests", lambda: self.open_explorer(""))
-        yield SystemCommand("Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0))
-        yield SystemCommand("Keys", "the bindings of this screen (?)", self.action_help)
+            yield (f"{where.capitalize()}: {b.description}", f"{key_name(key)}  ({b.id})",
+                   lambda node=active.node, action=b.action: self.run_action(action, node))
+        yield "Overview", "the incident at a glance and what changed", self.action_overview
+        yield "Explorer", "filter and page through requests", lambda: self.open_explorer("")
+        yield "Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0)
+        yield "Keys", "the bindings of this screen (?)", self.action_help
         yield from self._replay_commands()
         for text in reversed(self.filter_history[-10:]):
-            yield SystemCommand(f"Filter: {safe_text(text, multiline=False, max_len=60)}", "open the explorer on it",
-                                lambda t=text: self.open_explorer(t))
+            yield (f"Filter: {safe_text(text, multiline=False, max_len=60)}", "open the explorer on it",
+                   lambda t=text: self.open_explorer(t))
 
-    def _replay_commands(self) -> Iterable[SystemCommand]:
+    def _replay_commands(self) -> Iterable[tuple[str, str, Any]]:
         from oncall.replay.store import list_runs
 
         try:
@@ -255,10 +260,10 @@ class OncallApp(App[None]):
         except Exception:  # noqa: BLE001 - the palette must open whatever the tables hold
             runs = []
         for r in runs:
-            yield SystemCommand(f"Replay {r['run_id']}: {safe_text(r['target'], multiline=False)} "
-                                f"({safe_text(r['status'] or '', multiline=False)})",
-                                safe_text(r.get("filter") or "(all requests)", multiline=False, max_len=60),
-                                lambda rid=int(r["run_id"]): self.open_replay_run(rid))
+            yield (f"Replay {r['run_id']}: {safe_text(r['target'], multiline=False)} "
+                   f"({safe_text(r['status'] or '', multiline=False)})",
+                   safe_text(r.get("filter") or "(all requests)", multiline=False, max_len=60),
+                   lambda rid=int(r["run_id"]): self.open_replay_run(rid))
 
     def _handle_exception(self, error: Exception) -> Any:  # the last line of defence: a modal, not a crash
         if isinstance(error, (KeyboardInterrupt, SystemExit)):
@@ -268,6 +273,12 @@ class OncallApp(App[None]):
         except Exception:  # noqa: BLE001 - if even that fails, let Textual report it
             return super()._handle_exception(error)
         return None
+
+
+def _oncall_commands() -> type:
+    from oncall.tui.palette import OncallCommands
+
+    return OncallCommands
 
 
 def _runbook_commands() -> type:

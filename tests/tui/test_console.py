@@ -179,12 +179,34 @@ async def test_ctrl_p_opens_the_palette_with_this_screens_commands(make_app) -> 
         await settle(pilot)
         app.open_reader("tenant=acme", None, 0)
         await settle(pilot)
-        titles = [c.title for c in app.get_system_commands(app.screen)]
+        titles = [c.title for c in app.get_system_commands(app.screen)] + [
+            t for t, _, _ in app.palette_entries(app.screen)]
         assert {"Reader: good", "Reader: bad", "Reader: note", "Reader: trace"} <= set(titles)
         assert titles.count("Keys") == 1  # ours, not Textual's panel beside it
         await pilot.press("ctrl+p")
         await pilot.pause()
         assert isinstance(app.screen, CommandPalette)
+
+
+async def test_palette_entries_from_typed_filters_are_plain_text(make_app) -> None:
+    """A filter the responder typed (or pasted) is offered again by the palette: as text, never as
+    markup (Textual's own system-command hits parse it)."""
+    from oncall.tui.palette import OncallCommands
+
+    hostile = 'tenant="[@click=app.quit]x[/]" [b]bold'
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        app.remember_filter(hostile)
+        provider = OncallCommands(app.screen)
+        hits = [h async for h in provider.search("Filter")]
+        shown = [h.prompt.plain for h in hits if h.prompt.plain.startswith("Filter:")]
+        assert shown == [f"Filter: {hostile}"]
+        await pilot.press("ctrl+p")
+        await pilot.pause()
+        await pilot.press(*"Filter")
+        await settle(pilot)
+        assert app.is_running  # no markup error, no click action
 
 
 async def test_trace_starts_on_the_request_and_enter_reads_a_span(make_app) -> None:
