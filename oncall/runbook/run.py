@@ -26,6 +26,8 @@ from oncall.runbook.params import command_argv, substitute_args
 
 # Exit codes of the oncall CLI (README "Exit codes"): 1 is a finding and the runbook goes on.
 EXIT_PROBLEM = 1
+CANCEL_POLL_S = 0.2  # how often a running command checks for a cancel
+CANCEL_GRACE_S = 30.0  # how long an interrupted command may take to keep what it finished
 
 
 @dataclass
@@ -84,8 +86,12 @@ class RunbookRun:
             elif step.kind == "gate":
                 ok = yield from self._gate(step)
                 if not ok and not self.dry_run:
-                    self.outcome = "stopped at a gate"
-                    yield Event("stop", step, "the evidence gate did not pass: no later action runs")
+                    if self.cancelled():
+                        self.outcome = "cancelled"
+                        yield Event("stop", step, "cancelled during the evidence replay; no later action runs")
+                    else:
+                        self.outcome = "stopped at a gate"
+                        yield Event("stop", step, "the evidence gate did not pass: no later action runs")
                     break
             else:
                 ok = yield from self._action(step)
@@ -93,6 +99,8 @@ class RunbookRun:
                     if self.outcome == "completed":
                         self.outcome = "stopped at an action"
                     break
+        if self.outcome == "completed" and self.cancelled():  # cancelled during the last step
+            self.outcome = "cancelled"
         if not self.dry_run:
             self.db.record_event("runbook", f"runbook {self.rb.name} {self.outcome}",
                                  {"runbook": self.rb.name, "outcome": self.outcome, "gates": self.gates,
@@ -102,11 +110,31 @@ class RunbookRun:
 
     # -- steps -------------------------------------------------------------------------------------
     def _oncall(self, argv: list[str], as_json: bool) -> subprocess.CompletedProcess[str]:
+        """Run one `oncall` command on the incident. A cancel (the console's `x`) interrupts it as
+        Ctrl-C would — a gate's replay keeps what finished — instead of waiting for it to end."""
+        import signal
+
         cmd = [sys.executable, "-m", "oncall", "--db", str(self.db.path), *argv]
         if as_json and "--json" not in argv:
             cmd.append("--json")
         env = {**os.environ, **(self.env or {}), "COLUMNS": os.environ.get("COLUMNS", "120")}
-        return subprocess.run(cmd, capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                                stdin=subprocess.DEVNULL)
+        interrupted = False
+        while True:
+            try:
+                out, err = proc.communicate(timeout=CANCEL_POLL_S)
+                break
+            except subprocess.TimeoutExpired:
+                if not interrupted and self.cancelled():
+                    interrupted = True
+                    proc.send_signal(signal.SIGINT)
+                    try:
+                        out, err = proc.communicate(timeout=CANCEL_GRACE_S)
+                        break
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+        return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
     def _query(self, step: Step) -> Iterator[Event]:
         for template in step.commands:
@@ -123,6 +151,8 @@ class RunbookRun:
             if proc.stderr.strip():
                 data["stderr"] = proc.stderr.strip()
             yield Event("query", step, data["command"], data)
+            if self.cancelled():
+                return  # the run loop stops before the next step and says so
             if proc.returncode not in (0, EXIT_PROBLEM):
                 raise RunbookError(f"{self.rb.path}:{step.line}: `{data['command']}` failed (exit {proc.returncode}): "
                                    f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else 'no message'}")
@@ -146,6 +176,13 @@ class RunbookRun:
             summary = json.loads(proc.stdout)
         except json.JSONDecodeError:
             summary = None
+        if self.cancelled():  # evidence cut short is no evidence: the gate fails closed
+            run_id = (summary or {}).get("run_id") if isinstance(summary, dict) else None
+            result.update(passed=False, run_id=run_id, note="cancelled while the replay ran; what finished is kept"
+                          + (f" (replay run {run_id})" if run_id else ""))
+            self.gates.append(result)
+            yield Event("gate", step, command, result)
+            return False
         if not isinstance(summary, dict):
             last = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no output"
             result.update(passed=False, note=f"the replay did not produce a summary: {last}")

@@ -206,3 +206,44 @@ def test_dry_run_runs_reading_steps_and_plans_without_writing(incident: Path, tm
     assert res.returncode == 0, res.stderr
     assert "plan:" in res.stdout and "defaultVariant" in res.stdout
     assert flags.read_bytes() == before and actions(incident, tmp_path) == []
+
+
+def test_cancel_interrupts_a_running_gate_replay_and_nothing_after_it_runs(incident: Path, tmp_path: Path,
+                                                                          langfuse, monkeypatch) -> None:
+    """The console's `x` during a slow evidence replay: the replay is interrupted as Ctrl-C would
+    (what finished is kept), the gate fails closed, no action is planned or written."""
+    import time
+
+    from oncall.runbook import RunbookRun, find_runbook, resolve_params
+    from oncall.store import open_db
+
+    monkeypatch.chdir(tmp_path)
+    with OpenAIServer(latency=60) as llm:
+        env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1",
+               "PYTHONPATH": str(ROOT)}
+        db = open_db(incident)
+        try:
+            rb = find_runbook("prompt-regression", None)
+            values = resolve_params(rb, {"sample": "4"}, db.cursor())
+            started: list[float] = []
+
+            def cancelled() -> bool:  # the responder presses x 3 s into the gate's replay
+                return bool(started) and time.monotonic() - started[0] > 3
+
+            run = RunbookRun(rb, db, values, yes=True, env=env, as_json=True, cancelled=cancelled)
+            events = []
+            for ev in run.events():
+                events.append(ev)
+                if ev.kind == "step" and ev.step.kind == "gate":
+                    started.append(time.monotonic())
+            took = time.monotonic() - started[0]
+        finally:
+            db.close()
+    assert run.outcome == "cancelled" and took < 40, (run.outcome, took)
+    (gate,) = [e for e in events if e.kind == "gate"]
+    assert gate.data["passed"] is False and "cancelled while the replay ran" in gate.data["note"]
+    assert not any(e.kind in ("plan", "action") for e in events)
+    assert langfuse.writes() == []
+    runs = json.loads(oncall(incident, tmp_path, "replay", "list", "--json").stdout)
+    runs = runs["runs"] if isinstance(runs, dict) else runs
+    assert [r["status"] for r in runs] == ["interrupted"], runs

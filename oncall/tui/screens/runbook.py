@@ -11,7 +11,8 @@
   arrives. The worker blocks on a Future while a confirmation modal is open (the UI loop never
   waits); every action's confirmation is ConfirmActionModal (oncall/tui/screens/actions.py),
   defaulting to Cancel, and an evidence gate's replay is confirmed the same way. `x` (or esc)
-  cancels: the step under way finishes, nothing after it runs, what ran stays on screen.
+  cancels: a running command is interrupted as Ctrl-C would (a gate's replay keeps what finished
+  and the gate fails closed), nothing after it runs, what ran stays on screen.
 
 Runbook text, command output, plans and diffs are untrusted: everything shown goes through
 safe_text into rich Text.
@@ -644,7 +645,7 @@ class RunbookRunScreen(Screen):
         if not self.running or self._cancel.is_set():
             return
         self._cancel.set()
-        self._write(Text("cancelling: the step under way finishes, nothing after it runs", style="yellow"))
+        self._write(Text("cancelling: a running command is interrupted (a gate's replay keeps what finished and fails), nothing after it runs", style="yellow"))
         self._status("cancelling…")
 
     def action_back(self) -> None:
