@@ -186,7 +186,7 @@ class PostmortemScreen(Screen):
         if not self.is_mounted:
             return
         t = Text("postmortem draft", style="bold")
-        t.append(" (`oncall postmortem`, Markdown shown as text) · ")
+        t.append(" — preview of `oncall postmortem` (Markdown, shown as text) · ")
         t.append(safe_text(message, multiline=False, max_len=300), style=style)
         t.append("  ·  ctrl+s exports · r rebuilds", style="dim")
         self.query_one("#postmortem-title", Static).update(t)

@@ -189,7 +189,6 @@ class TimelineScreen(Screen):
         self.stale = False
         self.loaded = False
         self._generation = 0
-        self._found: tuple[Any, list[Any]] | None = None  # (spans signature, changes() on them)
 
     def compose(self) -> ComposeResult:
         yield Static(Text("timeline — loading…", style="bold"), id="timeline-title")
@@ -214,7 +213,6 @@ class TimelineScreen(Screen):
             self.data_changed()
 
     def action_refresh(self) -> None:
-        self._found = None  # f5: everything again, the detected changes too
         self.load()
 
     def load(self) -> None:
@@ -224,28 +222,20 @@ class TimelineScreen(Screen):
     @work(thread=True, group="timeline-load", exit_on_error=False)
     def _load(self, generation: int) -> None:
         from oncall.postmortem.timeline import timeline
-        from oncall.query.changes import changes
 
         try:
-            cur = self.app.store.cursor()
-            # A label, note or star leaves the spans as they were: the detected changes (the costly
-            # part, a scan of every request) are reused; a load of new requests computes them again.
-            sig = tuple(cur.execute("SELECT count(*), max(span_pk) FROM spans").fetchone())
-            cached = self._found
-            found = cached[1] if cached is not None and cached[0] == sig else changes(cur)
-            entries = timeline(self.app.store, found=found)
+            entries = timeline(self.app.store)
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
             self.app.call_from_thread(self._failed, generation, f"{type(exc).__name__}: {exc}")
             return
-        self.app.call_from_thread(self._loaded, generation, entries, (sig, found))
+        self.app.call_from_thread(self._loaded, generation, entries)
 
     def _failed(self, generation: int, message: str) -> None:
         if generation == self._generation and self.is_mounted:
             self.query_one("#timeline-title", Static).update(
                 Text(_one(f"cannot build the timeline: {message}", 300), style="red"))
 
-    def _loaded(self, generation: int, entries: list[Any], found: tuple[Any, list[Any]]) -> None:
-        self._found = found
+    def _loaded(self, generation: int, entries: list[Any]) -> None:
         if generation != self._generation or not self.is_mounted:
             return  # an older build landing after a newer one was asked for
         self.entries = entries
@@ -386,9 +376,8 @@ class TimelineScreen(Screen):
         from oncall.tui.screens.export import ExportModal
 
         entries = self.shown()
-        n = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
-        what = (f"the starred entries, {n} (as `oncall timeline --starred --json`)" if self.starred_only
-                else f"the timeline, {n} (as `oncall timeline --json`)")
+        what = (f"the {len(entries)} starred entries (as `oncall timeline --starred --json`)" if self.starred_only
+                else f"the timeline, {len(entries)} entries (as `oncall timeline --json`)")
 
         def chosen(path: Path | None) -> None:
             if path is not None:
@@ -407,8 +396,7 @@ class TimelineScreen(Screen):
         except OSError as exc:
             self.app.call_from_thread(self.app.show_error, f"cannot write {path}", str(exc))
             return
-        n = f"{len(entries)} {'entry' if len(entries) == 1 else 'entries'}"
-        self.app.call_from_thread(self.app.notify, _one(f"timeline written to {path} ({n})"),
+        self.app.call_from_thread(self.app.notify, _one(f"timeline written to {path} ({len(entries)} entries)"),
                                   markup=False)
 
     def action_back(self) -> None:
