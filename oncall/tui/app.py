@@ -39,9 +39,6 @@ class OncallApp(App[None]):
         # -- runbooks and actions (oncall/tui/screens/runbook.py, actions.py) --
         Binding("f3", "open_runbooks", "runbooks", show=False, id="app.runbooks"),
         Binding("f4", "open_actions", "actions", show=False, id="app.actions"),
-        # -- the hand-off (oncall/tui/screens/timeline.py, postmortem.py) --
-        Binding("f6", "open_timeline", "timeline", show=False, id="app.timeline"),
-        Binding("f7", "open_postmortem", "postmortem", show=False, id="app.postmortem"),
     ]
     # The palette's runbook entries and the `:runbook NAME k=v` line (loaded when the palette opens).
     COMMANDS = App.COMMANDS | {lambda: _oncall_commands(), lambda: _runbook_commands()}
@@ -184,25 +181,6 @@ class OncallApp(App[None]):
 
         self.push_screen(ActionsScreen())
 
-    # -- the hand-off ---------------------------------------------------------------------------------
-    def open_timeline(self) -> None:
-        """Data and responder entries in order (UTC): enter opens one, s stars it for the postmortem."""
-        from oncall.tui.screens.timeline import TimelineScreen
-
-        self.push_screen(TimelineScreen())
-
-    def open_postmortem(self) -> None:
-        """The postmortem draft previewed; ctrl+s exports it (allowed read-only: it writes a file)."""
-        from oncall.tui.screens.postmortem import PostmortemScreen
-
-        self.push_screen(PostmortemScreen())
-
-    def action_open_timeline(self) -> None:
-        self.open_timeline()
-
-    def action_open_postmortem(self) -> None:
-        self.open_postmortem()
-
     def action_open_runbooks(self) -> None:
         self.open_runbooks()
 
@@ -268,8 +246,6 @@ class OncallApp(App[None]):
         yield "Overview", "the incident at a glance and what changed", self.action_overview
         yield "Explorer", "filter and page through requests", lambda: self.open_explorer("")
         yield "Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0)
-        yield "Timeline", "what happened and what was done, in order; star entries (f6)", self.open_timeline
-        yield "Postmortem", "preview the postmortem draft and export it as Markdown (f7)", self.open_postmortem
         yield "Keys", "the bindings of this screen (?)", self.action_help
         yield from self._replay_commands()
         for text in reversed(self.filter_history[-10:]):
