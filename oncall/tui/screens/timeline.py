@@ -341,9 +341,9 @@ class TimelineScreen(Screen):
         starred = sum(1 for e in entries if e.starred)
         t = Text("timeline", style="bold")
         t.append("  all times UTC", style="bold cyan")
-        t.append(f"  ·  {len(entries):,} entries, {starred:,} starred for the postmortem")
         if view.entries:
             t.append(f"  ·  {view.cursor + 1:,} of {len(view.entries):,}", style="bold")
+        t.append(f"  ·  {len(entries):,} entries, {starred:,} starred for the postmortem")
         if self.starred_only:
             t.append("  ·  starred only (* shows all)", style="bold yellow")
         if self.app.read_only:
