@@ -23,7 +23,7 @@ def timeline_cmd(ctx: click.Context, since: str | None, until: str | None, starr
     """What happened in the data and what the responder did, in order (times in UTC)."""
     if ctx.invoked_subcommand is not None:
         return
-    from oncall.postmortem.timeline import timeline
+    from oncall.postmortem.timeline import timeline, timeline_document
     from oncall.query.filters import FilterError, _Builder
     from oncall.safe_text import safe_text
 
@@ -38,7 +38,7 @@ def timeline_cmd(ctx: click.Context, since: str | None, until: str | None, starr
     if starred:
         entries = [e for e in entries if e.starred]
     if as_json:
-        emit_json({"zone": "UTC", "entries": [e.to_dict() for e in entries]})
+        emit_json(timeline_document(entries))
         sys.exit(EXIT_OK)
     if not entries:
         click.echo("nothing on the timeline" + (" in that window" if since or until else ""))

@@ -213,6 +213,11 @@ def recovery_time(con: Any, effect: dict[str, Any], after: dt.datetime, *, bucke
     return None
 
 
+def timeline_document(entries: list[Entry]) -> dict[str, Any]:
+    """What `oncall timeline --json` prints (and the console's ctrl+s writes): the zone and the entries."""
+    return {"zone": "UTC", "entries": [e.to_dict() for e in entries]}
+
+
 def starred_keys(con: Any) -> set[str]:
     rows = con.execute("SELECT entry_key, arg_max(starred, star_id) FROM stars GROUP BY entry_key").fetchall()
     return {k for k, on in rows if on}

@@ -39,6 +39,9 @@ class OncallApp(App[None]):
         # -- runbooks and actions (oncall/tui/screens/runbook.py, actions.py) --
         Binding("f3", "open_runbooks", "runbooks", show=False, id="app.runbooks"),
         Binding("f4", "open_actions", "actions", show=False, id="app.actions"),
+        # -- timeline and postmortem (oncall/tui/screens/timeline.py, postmortem.py) --
+        Binding("f6", "open_timeline", "timeline", show=False, id="app.timeline"),
+        Binding("f7", "open_postmortem", "postmortem", show=False, id="app.postmortem"),
     ]
     # The palette's runbook entries and the `:runbook NAME k=v` line (loaded when the palette opens).
     COMMANDS = App.COMMANDS | {lambda: _oncall_commands(), lambda: _runbook_commands()}
@@ -187,6 +190,28 @@ class OncallApp(App[None]):
     def action_open_actions(self) -> None:
         self.open_actions()
 
+    # -- timeline and postmortem ----------------------------------------------------------------------
+    def open_timeline(self) -> None:
+        """The incident's timeline (`oncall timeline`): enter jumps to an entry's cohort or request,
+        s stars it for the postmortem."""
+        from oncall.tui.screens.timeline import TimelineScreen
+
+        if not isinstance(self.screen, TimelineScreen):
+            self.push_screen(TimelineScreen())
+
+    def open_postmortem(self) -> None:
+        """The postmortem draft (`oncall postmortem`), previewed; ctrl+s exports it."""
+        from oncall.tui.screens.postmortem import PostmortemScreen
+
+        if not isinstance(self.screen, PostmortemScreen):
+            self.push_screen(PostmortemScreen())
+
+    def action_open_timeline(self) -> None:
+        self.open_timeline()
+
+    def action_open_postmortem(self) -> None:
+        self.open_postmortem()
+
     def action_filter(self) -> None:
         """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
         from oncall.tui.screens.explorer import ExplorerScreen
@@ -247,6 +272,10 @@ class OncallApp(App[None]):
         yield "Explorer", "filter and page through requests", lambda: self.open_explorer("")
         yield "Reader", "read a sample of 50 outputs", lambda: self.open_reader("", None, 0)
         yield "Keys", "the bindings of this screen (?)", self.action_help
+        # -- timeline and postmortem --
+        yield "Timeline", "what happened and what was done, in order; star entries for the report (f6)", \
+            self.open_timeline
+        yield "Postmortem", "preview the postmortem draft and export it (f7)", self.open_postmortem
         yield from self._replay_commands()
         for text in reversed(self.filter_history[-10:]):
             yield (f"Filter: {safe_text(text, multiline=False, max_len=60)}", "open the explorer on it",

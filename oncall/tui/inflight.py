@@ -79,3 +79,17 @@ class Inflight:
     def busy(self) -> bool:
         with self._lock:
             return bool(self._running)
+
+
+class StoreOn:
+    """The part of the store that core builders taking a `db` use (`cursor()`, `path`), over one
+    private connection from `Inflight.connection`, so that esc or a newer build can interrupt them
+    (the timeline and the postmortem draft are built through `db.cursor()`)."""
+
+    def __init__(self, store: Any, cur: Any) -> None:
+        self.path = store.path
+        self.read_only = True  # a builder reads; a write through this would bypass the store's journal
+        self._cur = cur
+
+    def cursor(self) -> Any:
+        return self._cur

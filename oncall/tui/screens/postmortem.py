@@ -1,0 +1,364 @@
+"""Postmortem (f7): the draft `oncall postmortem` writes, previewed, and exported with ctrl+s.
+
+The draft is built in a thread worker by the same core function as the command (build_draft), on a
+private connection: esc cancels a build, `r` builds it again. It is shown as plain text painted line
+by line (OutputView's Line API: a 500-line draft scrolls as fast as a 5-line one), with light
+styling chosen by each line's first characters only — headings, table rules, quotes, fences —
+and nothing inside a fenced block (the quoted outputs) styled at all: no Markdown or Rich markup
+parser ever sees the draft. `ctrl+s` writes exactly the previewed Markdown (default
+`postmortem.md` beside the incident; an existing file is replaced only when confirmed), `p` opens
+it in $PAGER. An export is a file, not an incident write: a read-only console may preview and export.
+
+Others' writes while the preview is on top only mark it out of date (the responder may be reading
+line 300; `r` rebuilds). Coming back to it from another screen (say, after starring entries on the
+timeline) rebuilds it when the incident changed meanwhile.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import re
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from rich.segment import Segment
+from rich.style import Style
+from rich.text import Text
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.geometry import Size
+from textual.screen import Screen
+from textual.strip import Strip
+from textual.widgets import Footer, Static
+
+from oncall.safe_text import safe_text
+from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
+from oncall.tui.textview import OutputView, wrap_lines
+
+PLAIN = Style()
+H1 = Style(bold=True, underline=True)
+H2 = Style(bold=True, color="cyan")
+H3 = Style(bold=True)
+TABLE_HEAD = Style(bold=True)
+DIM = Style(dim=True)
+QUOTE = Style(italic=True)
+TO_WRITE = Style(italic=True, color="yellow")
+_FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
+
+
+def line_styles(lines: list[str]) -> list[Style]:
+    """One style per line of the draft, from how the line starts: headings, table header and rule,
+    quotes, fences. Inside a fenced block (quoted outputs, the Mermaid chart, diffs) nothing is
+    styled: a quoted `# heading` or `| a |` stays plain text. The fence closes as CommonMark closes
+    it: a line of the same character, at least as long as the opening, and nothing else."""
+    out: list[Style] = []
+    fence: str | None = None
+    for i, line in enumerate(lines):
+        if fence is not None:
+            s = line.strip()
+            if s and set(s) == {fence[0]} and len(s) >= len(fence) and len(line) - len(line.lstrip(" ")) <= 3:
+                fence = None
+                out.append(DIM)
+            else:
+                out.append(PLAIN)
+            continue
+        m = _FENCE.match(line)
+        if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
+            fence = m.group(1)
+            out.append(DIM)
+        elif line.startswith("# "):
+            out.append(H1)
+        elif line.startswith("## "):
+            out.append(H2)
+        elif line.startswith(("### ", "#### ")):
+            out.append(H3)
+        elif line.startswith("|"):
+            rule = re.fullmatch(r"\|(\s*:?-+:?\s*\|)+\s*", line) is not None
+            nxt = lines[i + 1] if i + 1 < len(lines) else ""
+            head = re.fullmatch(r"\|(\s*:?-+:?\s*\|)+\s*", nxt) is not None
+            out.append(DIM if rule else TABLE_HEAD if head else PLAIN)
+        elif line.startswith(">"):
+            out.append(TO_WRITE if "✍" in line else QUOTE)
+        else:
+            out.append(PLAIN)
+    return out
+
+
+class DraftView(OutputView):
+    """OutputView with one style per source line (kept on each of its wrapped display lines)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._src: list[str] = [""]
+        self._src_styles: list[Style] = [PLAIN]
+        self._styles: list[Style] = [PLAIN]
+
+    def load_draft(self, markdown: str, *, keep_scroll: bool = False) -> None:
+        y = self.scroll_offset.y
+        self.text = safe_text(markdown).expandtabs(4)  # safe already; again costs nothing and guards it
+        self._src = self.text.split("\n")
+        self._src_styles = line_styles(self._src)
+        self._layout(force=True)
+        self.scroll_to(0, y if keep_scroll else 0, animate=False)
+
+    def _layout(self, force: bool = False) -> None:
+        width = max(1, self.scrollable_content_region.width)
+        if not force and width == self._width:
+            return
+        self._width = width
+        lines: list[str] = []
+        styles: list[Style] = []
+        for src, style in zip(self._src, self._src_styles, strict=True):
+            pieces = wrap_lines(src, width) if self.wrap else [src]
+            lines += pieces
+            styles += [style] * len(pieces)
+        self._lines, self._styles = lines or [""], styles or [PLAIN]
+        from rich.cells import cell_len
+
+        longest = width if self.wrap else max((cell_len(x) for x in self._lines), default=0)
+        self.virtual_size = Size(longest, len(self._lines))
+        self.refresh()
+
+    def render_line(self, y: int) -> Strip:
+        index = self.scroll_offset.y + y
+        width = self.size.width
+        if index >= len(self._lines):
+            return Strip.blank(width)
+        x = self.scroll_offset.x
+        line = Strip([Segment(self._lines[index], self._styles[index])])
+        return (line.crop(x, x + width) if x else line).adjust_cell_length(width)
+
+    def section_starts(self) -> list[int]:
+        """Display rows of the `#`/`##` headings (n/N jump between them)."""
+        return [i for i, s in enumerate(self._styles) if s in (H1, H2) and (i == 0 or self._styles[i - 1] != s)]
+
+
+def incident_signature(cur: Any) -> tuple[Any, ...]:
+    """What the draft is built from, in a few counts: requests, trail events, stars, actions. A write
+    by this console (a star, a label) is not reported by the store's refresh, so a screen coming back
+    compares these instead."""
+    out: list[Any] = []
+    for sql in ("SELECT count(*), max(span_pk) FROM spans", "SELECT count(*), max(event_id) FROM trail",
+                "SELECT count(*) FROM stars", "SELECT count(*) FROM labels", "SELECT count(*) FROM actions"):
+        try:
+            out.append(tuple(cur.execute(sql).fetchone()))
+        except Exception:  # noqa: BLE001 - an incident without that table has nothing of it
+            out.append(None)
+    return tuple(out)
+
+
+class PostmortemScreen(Screen):
+    BINDINGS = [
+        Binding("j", "scroll(1)", "down", show=False, id="postmortem.down"),
+        Binding("k", "scroll(-1)", "up", show=False, id="postmortem.up"),
+        Binding("n", "section(1)", "next section", id="postmortem.next_section"),
+        Binding("N", "section(-1)", "previous section", show=False, id="postmortem.previous_section"),
+        Binding("ctrl+s", "export", "export", id="postmortem.export"),
+        Binding("r", "rebuild", "rebuild", id="postmortem.rebuild"),
+        Binding("p", "pager", "pager", id="postmortem.pager"),
+        Binding("w", "wrap", "wrap", id="postmortem.wrap"),
+        Binding("escape", "back", "back", id="postmortem.back"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draft: Any = None
+        self.built_at: dt.datetime | None = None
+        self.outdated = False
+        self.stale = False
+        self._sig: Any = None
+        self._generation = 0
+        self._builds = Inflight()
+        self._building = False
+        self._dirty = False  # others wrote while a build ran
+
+    def compose(self) -> ComposeResult:
+        yield Static(Text("postmortem draft — building… (esc cancels)", style="dim"), id="postmortem-title")
+        yield DraftView(id="postmortem-draft")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.query_one(DraftView).focus()
+        self.rebuild()
+
+    @property
+    def markdown(self) -> str:
+        return self.draft.markdown if self.draft is not None else ""
+
+    # -- building ----------------------------------------------------------------------------------------
+    def rebuild(self) -> None:
+        self._generation += 1
+        self._builds.supersede(self._generation)  # a build in flight is interrupted: this one replaces it
+        self._building = True
+        self._dirty = False
+        if self.draft is not None:
+            self._update_title()
+        self.build(self._generation)
+
+    @work(thread=True, group="postmortem-build", exit_on_error=False)
+    def build(self, generation: int) -> None:
+        from oncall.postmortem.draft import build_draft
+
+        try:
+            with self._builds.connection(self.app.store, generation) as cur:
+                sig = incident_signature(cur)
+                draft = build_draft(StoreOn(self.app.store, cur))
+        except Superseded:
+            return
+        except Exception as exc:  # noqa: BLE001 - shown to the responder, never a crash
+            self.app.call_from_thread(self._failed, generation, exc)
+            return
+        self.app.call_from_thread(self._built, generation, draft, sig)
+
+    def _failed(self, generation: int, exc: Exception) -> None:
+        if generation != self._generation:
+            return
+        self._building = False
+        if is_interrupt(exc):
+            self._title(Text("postmortem draft — cancelled (r builds it again)", style="yellow"))
+        else:
+            self.app.show_error("could not build the postmortem draft", str(exc))
+            self._title(Text("postmortem draft — could not be built (r tries again)", style="red"))
+
+    def _built(self, generation: int, draft: Any, sig: Any) -> None:
+        if generation != self._generation:
+            return
+        again = self.draft is not None
+        self._building = False
+        self.draft, self._sig = draft, sig
+        self.built_at = dt.datetime.now(dt.UTC)
+        self.outdated, self._dirty = self._dirty, False
+        self.query_one(DraftView).load_draft(draft.markdown, keep_scroll=again)
+        self._update_title()
+
+    def _title(self, text: Text) -> None:
+        self.query_one("#postmortem-title", Static).update(text)
+
+    def _update_title(self) -> None:
+        t = Text("postmortem draft", style="bold")
+        if self.draft is not None:
+            n = len(self.draft.markdown.splitlines())
+            t.append(f"  ·  {n:,} lines of Markdown, shown as text")
+            if self.built_at is not None:
+                t.append(f"  ·  built {self.built_at.strftime('%H:%M:%S')} UTC")
+        if self._building:
+            t.append("  ·  rebuilding… (esc cancels)", style="dim")
+        elif self.outdated:
+            t.append("  ·  the incident changed since: r rebuilds", style="bold yellow")
+        t.append("  ·  ctrl+s exports", style="dim")
+        self._title(t)
+
+    def data_changed(self) -> None:
+        """Others wrote while the preview is on top: say it is out of date; `r` rebuilds (the text does
+        not move under the responder's eyes)."""
+        self.stale = False
+        if self._building:
+            self._dirty = True  # the build in flight may have read the incident before this write
+        elif self.draft is not None:
+            self.outdated = True
+            self._update_title()
+
+    def on_screen_resume(self) -> None:
+        """Back on the preview: rebuilt if the incident changed meanwhile (a star, a label made here)."""
+        self.stale = False
+        if self.draft is not None and not self._building:
+            self.check_changed(self._sig)
+
+    @work(thread=True, group="postmortem-check", exit_on_error=False)
+    def check_changed(self, sig: Any) -> None:
+        try:
+            now = incident_signature(self.app.store.cursor())
+        except Exception:  # noqa: BLE001 - the next r rebuilds anyway
+            return
+        if now != sig:
+            self.app.call_from_thread(self._changed_meanwhile, sig)
+
+    def _changed_meanwhile(self, sig: Any) -> None:
+        if sig == self._sig and not self._building:
+            self.rebuild()
+
+    # -- keys -----------------------------------------------------------------------------------------------
+    def action_scroll(self, step: int) -> None:
+        view = self.query_one(DraftView)
+        view.scroll_to(y=view.scroll_offset.y + step, animate=False)
+
+    def action_section(self, step: int) -> None:
+        view = self.query_one(DraftView)
+        y = view.scroll_offset.y
+        starts = view.section_starts()
+        target = next((s for s in starts if s > y), None) if step > 0 else next(
+            (s for s in reversed(starts) if s < y), None)
+        if target is not None:
+            view.scroll_to(y=target, animate=False)
+
+    def action_wrap(self) -> None:
+        view = self.query_one(DraftView)
+        view.set_wrap(not view.wrap)
+
+    def action_rebuild(self) -> None:
+        self.rebuild()
+
+    def action_back(self) -> None:
+        """esc cancels a rebuild in flight (the previous draft stays), else leaves the screen (a first
+        build in flight is interrupted and its answer dropped)."""
+        building = self._building
+        self._generation += 1
+        self._building = False
+        self._builds.interrupt_all()
+        if building and self.draft is not None:
+            self._title(Text("postmortem draft — rebuild cancelled; the draft below is the previous one "
+                             "(r rebuilds)", style="yellow"))
+            return
+        self.app.pop_screen()
+
+    def action_export(self) -> None:
+        from oncall.tui.screens.export import ExportPathModal
+
+        if self.draft is None:
+            self.app.notify("the draft is still being built", markup=False)
+            return
+        base = Path(self.app.store.path).resolve().parent
+        markdown = self.draft.markdown  # exactly what is previewed, whatever is built later
+        note = ("the incident changed since this draft was built: esc, then r, to export the current one"
+                if self.outdated else None)
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.write_export(path, markdown)
+
+        self.app.push_screen(ExportPathModal("the postmortem draft (as `oncall postmortem --out`)",
+                                             base / "postmortem.md", base=base, note=note), chosen)
+
+    @work(thread=True, group="postmortem-export", exit_on_error=False)
+    def write_export(self, path: Path, markdown: str) -> None:
+        from oncall.tui.screens.export import write_atomic
+
+        try:
+            write_atomic(path, markdown)
+        except OSError as exc:
+            self.app.call_from_thread(self.app.show_error, "the draft was not exported", str(exc))
+            return
+        self.app.call_from_thread(self.app.notify, safe_text(
+            f"postmortem draft written to {path} ({len(markdown.splitlines())} lines)", multiline=False),
+            markup=False)
+
+    def action_pager(self) -> None:
+        if self.draft is None:
+            return
+        pager = os.environ.get("PAGER") or "less"
+        with tempfile.NamedTemporaryFile("w", suffix=".md", delete=False, encoding="utf-8") as fh:
+            fh.write(self.draft.markdown)
+            path = fh.name
+        try:
+            with self.app.suspend():
+                subprocess.run([*shlex.split(pager), path], check=False)
+        except Exception as exc:  # noqa: BLE001 - e.g. no terminal to suspend to in tests
+            self.app.notify(safe_text(f"cannot open the pager: {exc}", multiline=False), severity="warning",
+                            markup=False)
+        finally:
+            os.unlink(path)
