@@ -239,3 +239,20 @@ def test_a_scripted_response_lands_in_the_draft(responded: Path, tmp_path: Path,
     assert "replay" in kinds and "runbook" in kinds and "action" in kinds and "undo" in kinds, kinds
     assert json.loads(flags.read_text())["flags"]["extract-v2"]["defaultVariant"] == "on"
     assert "loop-key-3" not in md and "prompt-injected-agent" in md
+
+
+def test_the_timeline_leaves_the_incident_redacted(responded: Path) -> None:
+    """`oncall timeline` (text and --json, which the console's ctrl+s also writes) is an export: the
+    label note's email and pasted key are redacted; the keys still star."""
+    for args in ((), ("--json",)):
+        out = subprocess.run([sys.executable, "-m", "oncall", "--db", str(responded), "timeline", *args],
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        assert "jane.doe@example.com" not in out.stdout and SECRET not in out.stdout
+        assert "orderId instead of order_id" in out.stdout
+    entries = json.loads(out.stdout)["entries"]
+    db = open_db(responded, read_only=True)
+    try:
+        assert {e["key"] for e in entries} == {e.key for e in timeline(db)}
+    finally:
+        db.close()

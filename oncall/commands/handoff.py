@@ -25,6 +25,7 @@ def timeline_cmd(ctx: click.Context, since: str | None, until: str | None, starr
         return
     from oncall.postmortem.timeline import timeline, timeline_document
     from oncall.query.filters import FilterError, _Builder
+    from oncall.redact import redact_export
     from oncall.safe_text import safe_text
 
     store = open_store(ctx, db, read_only=True, create=False)
@@ -51,7 +52,7 @@ def timeline_cmd(ctx: click.Context, since: str | None, until: str | None, starr
         star = "*" if e.starred else " "
         who = f" ({e.actor})" if e.actor and e.source == "responder" else ""
         click.echo(f"{star} {e.at.replace('T', ' ').replace('Z', '')}  {e.source:<9} {e.kind:<10} "
-                   f"{safe_text(e.summary, multiline=False, max_len=120)}{safe_text(who, multiline=False)}")
+                   f"{safe_text(redact_export(e.summary), multiline=False, max_len=120)}{safe_text(who, multiline=False)}")
         if ref:
             click.echo(f"  {'':<19}  {'':<9} {'':<10} -> {safe_text(ref, multiline=False, max_len=160)}")
         click.echo(f"  {'':<19}  {'':<9} {'':<10}    key {safe_text(e.key, multiline=False)}")

@@ -214,8 +214,17 @@ def recovery_time(con: Any, effect: dict[str, Any], after: dt.datetime, *, bucke
 
 
 def timeline_document(entries: list[Entry]) -> dict[str, Any]:
-    """What `oncall timeline --json` prints (and the console's ctrl+s writes): the zone and the entries."""
-    return {"zone": "UTC", "entries": [e.to_dict() for e in entries]}
+    """What `oncall timeline --json` prints (and the console's ctrl+s writes): the zone and the entries,
+    through the export redactor (secrets and PII in notes and summaries; the key stays as stored, since
+    `oncall timeline star KEY` takes it back)."""
+    from oncall.redact import redact_export_value
+
+    out = []
+    for e in entries:
+        d = e.to_dict()
+        key = d.pop("key")
+        out.append({**redact_export_value(d), "key": key})
+    return {"zone": "UTC", "entries": out}
 
 
 def starred_keys(con: Any) -> set[str]:

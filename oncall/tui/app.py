@@ -82,8 +82,8 @@ class OncallApp(App[None]):
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
             "  (read-only)" if self.read_only else "")
         if self.read_only:  # say it up front, not only when a label is refused
-            self.notify(safe_text(f"read-only: {self.read_only_reason}; labels, notes, replays, runbook runs and "
-                                  "actions are disabled (reading and dry runs still work)", multiline=False),
+            self.notify(safe_text(f"read-only: {self.read_only_reason}; labels, notes, stars, replays, runbook "
+                                  "runs and actions are disabled (reading and dry runs still work)", multiline=False),
                         severity="warning", markup=False)
         self.open_overview()
         self.set_interval(REFRESH_S, self._poll_store)
