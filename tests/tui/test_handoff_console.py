@@ -420,3 +420,54 @@ async def test_esc_cancels_a_build_in_flight(make_app, responded) -> None:
             await settle(pilot)
             assert isinstance(app.screen, OverviewScreen)
         assert not any(isinstance(s, ErrorModal) for s in app.screen_stack)
+
+
+async def _wait_for(pilot, predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await pilot.pause(0.1)
+
+
+async def test_m_adds_a_checked_machine_summary_and_a_failing_target_changes_nothing(
+        make_app, responded, tmp_path: Path, monkeypatch) -> None:
+    """`m` on the postmortem: Cancel is the default; Write asks the target; an honest summary lands
+    under Summary marked as a machine draft; a target answering 500 leaves the draft as it was."""
+    from oncall.tui.screens.postmortem import SummarizeModal
+
+    def honest(req: dict) -> str:
+        given = req["messages"][-1]["content"].splitlines()
+        impact = given[given.index("Impact:") + 1]
+        return "In short: " + impact[2:]
+
+    monkeypatch.setenv("ONCALL_TEST_KEY", "sk-test-console-0123456789abcdef")
+    with OpenAIServer(answerer=honest) as srv:
+        monkeypatch.setenv("ONCALL_REPLAY_SUITE", str(write_suite(tmp_path, srv.base_url)))
+        app = make_app(responded["path"])
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("f7")
+            await _wait_for(pilot, lambda: getattr(app.screen, "draft", None) is not None)
+            screen = app.screen
+            before = screen.draft.markdown
+            await pilot.press("m")
+            await settle(pilot)
+            assert isinstance(app.screen, SummarizeModal)
+            await pilot.press("enter")  # Cancel is focused: nothing is sent
+            await settle(pilot)
+            assert app.screen is screen and srv.completions() == [] and screen.draft.markdown == before
+            srv.fail_next(500, times=2)  # the call and its one retry
+            await pilot.press("m")
+            await _wait_for(pilot, lambda: not app.screen.query_one("#write").disabled)
+            await pilot.click("#write")
+            await _wait_for(pilot, lambda: srv.requests_received >= 2)
+            await settle(pilot)
+            assert screen.draft.markdown == before
+            await pilot.press("m")
+            await _wait_for(pilot, lambda: not app.screen.query_one("#write").disabled)
+            await pilot.click("#write")
+            await _wait_for(pilot, lambda: "Machine-drafted summary" in screen.draft.markdown)
+            md = screen.draft.markdown
+            assert "### Machine-drafted summary" in md and "Machine draft" in md
+            assert md.index("## Summary") < md.index("### Machine-drafted") < md.index("## Impact")
+            assert "Machine-drafted summary" in screen.query_one(DraftView).text
+            assert "sk-test-console" not in md

@@ -8,6 +8,8 @@ and nothing inside a fenced block (the quoted outputs) styled at all: no Markdow
 parser ever sees the draft. `ctrl+s` writes exactly the previewed Markdown (default
 `postmortem.md` beside the incident; an existing file is replaced only when confirmed), `p` opens
 it in $PAGER. An export is a file, not an incident write: a read-only console may preview and export.
+`m` adds a machine-drafted summary from a replay target, as `oncall postmortem --summarize-with`
+does (oncall/postmortem/summary.py: checked numbers; a failing target leaves the draft as it is).
 
 Others' writes while the preview is on top only mark it out of date (the responder may be reading
 line 300; `r` rebuilds). Coming back to it from another screen (say, after starring entries on the
@@ -28,13 +30,14 @@ from typing import Any
 from rich.segment import Segment
 from rich.style import Style
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.geometry import Size
-from textual.screen import Screen
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
-from textual.widgets import Footer, Static
+from textual.widgets import Button, Footer, Select, Static
 
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
@@ -162,6 +165,7 @@ class PostmortemScreen(Screen):
         Binding("r", "rebuild", "rebuild", id="postmortem.rebuild"),
         Binding("p", "pager", "pager", id="postmortem.pager"),
         Binding("w", "wrap", "wrap", id="postmortem.wrap"),
+        Binding("m", "summarize", "machine summary", id="postmortem.summarize"),
         Binding("escape", "back", "back", id="postmortem.back"),
     ]
 
@@ -347,6 +351,48 @@ class PostmortemScreen(Screen):
             f"postmortem draft written to {path} ({len(markdown.splitlines())} lines)", multiline=False),
             markup=False)
 
+    # -- machine summary (as `oncall postmortem --summarize-with TARGET`) ----------------------------------
+    def action_summarize(self) -> None:
+        """Pick a replay target; its checked summary is added to this draft (never replacing a number).
+        A target that fails or quotes numbers it was not given leaves the draft as it is, and says why."""
+        if self.draft is None or self._building:
+            self.app.notify("the draft is still being built", markup=False)
+            return
+
+        def chosen(target: Any) -> None:
+            if target is not None:
+                self._title(Text(safe_text(f"postmortem draft — asking {target.name} for a summary…",
+                                           multiline=False), style="dim"))
+                self.summarize(target, self.draft, self._generation)
+
+        self.app.push_screen(SummarizeModal(), chosen)
+
+    @work(thread=True, group="postmortem-summary", exit_on_error=False)
+    def summarize(self, target: Any, draft: Any, generation: int) -> None:
+        from oncall.postmortem.summary import summarize
+
+        result = summarize(draft, target)  # never raises for the target's failures
+        self.app.call_from_thread(self._summarized, draft, result, generation)
+
+    def _summarized(self, draft: Any, result: Any, generation: int) -> None:
+        from oncall.postmortem.summary import insert_summary
+
+        self._update_title()
+        if result.status != "included":
+            self.app.notify(safe_text(f"no machine summary: {result.error or result.status}; the draft is unchanged",
+                                      multiline=False), severity="warning", markup=False, timeout=15)
+            return
+        if generation != self._generation or draft is not self.draft:
+            self.app.notify("the draft was rebuilt meanwhile; m asks again", markup=False, severity="warning")
+            return
+        draft.markdown = insert_summary(draft.markdown, result)
+        draft.facts["machine_summary"] = result.to_dict()
+        self.query_one(DraftView).load_draft(draft.markdown, keep_scroll=True)
+        self._update_title()
+        cost = f", ${result.cost:.4f}" if result.cost is not None else ""
+        self.app.notify(safe_text(f"machine summary by {result.target} added under Summary (marked as a draft"
+                                  f"{cost})", multiline=False), markup=False)
+
     def action_pager(self) -> None:
         if self.draft is None:
             return
@@ -362,3 +408,77 @@ class PostmortemScreen(Screen):
                             markup=False)
         finally:
             os.unlink(path)
+
+
+class SummarizeModal(ModalScreen[Any]):
+    """Which replay target writes the summary; Cancel is the default (a call costs money)."""
+
+    BINDINGS = [Binding("escape", "cancel", "cancel", id="postmortem_summary.cancel")]
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="dialog"):
+            yield Static(Text("machine-drafted summary", style="bold"))
+            yield Static(Text("A replay target writes a short summary from the draft's computed facts (never the "
+                              "quoted outputs or notes). A summary quoting a number the facts do not hold is "
+                              "left out.", style="dim"))
+            yield Select([], prompt="target", id="summary-target", allow_blank=True)
+            yield Static(Text("loading the replay suite…", style="dim"), id="summary-note")
+            with Horizontal(id="summary-buttons"):
+                yield Button("Cancel", id="cancel", variant="default")
+                yield Button("Write", id="write", variant="primary", disabled=True)
+
+    def on_mount(self) -> None:
+        self.query_one("#cancel", Button).focus()
+        self.targets: dict[str, Any] = {}
+        self.load()
+
+    @work(thread=True, group="postmortem-summary-suite", exit_on_error=False)
+    def load(self) -> None:
+        from oncall.replay.suite import SuiteError, load_suite
+        from oncall.tui.screens.replay import suite_dir
+
+        try:
+            suite = load_suite(suite_dir())
+        except SuiteError as exc:
+            self.app.call_from_thread(self._note, str(exc), "red")
+            return
+        self.app.call_from_thread(self._loaded, {n: t for n, t in suite.targets.items()})
+
+    def _loaded(self, targets: dict[str, Any]) -> None:
+        self.targets = targets
+        options = [(safe_text(f"{n} ({t.model})", multiline=False), n) for n, t in sorted(targets.items())]
+        self.query_one("#summary-target", Select).set_options(options)
+        if options:
+            self.query_one("#summary-target", Select).value = options[0][1]
+        else:
+            self._note("no targets in the replay suite's targets.toml", "red")
+
+    def _note(self, text: str, style: str) -> None:
+        self.query_one("#summary-note", Static).update(Text(safe_text(text), style=style))
+
+    @on(Select.Changed)
+    def picked(self, event: Select.Changed) -> None:
+        from oncall.postmortem.summary import SummaryError, resolve_target
+        from oncall.tui.screens.replay import suite_dir
+
+        name = event.value
+        write = self.query_one("#write", Button)
+        write.disabled = True
+        if not isinstance(name, str):
+            return
+        try:
+            resolve_target(name, suite_dir())  # its key must be in the environment
+        except SummaryError as exc:
+            self._note(str(exc), "red")
+            return
+        self._note(f"sends the facts to {self.targets[name].base_url}", "dim")
+        write.disabled = False
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    @on(Button.Pressed, "#write")
+    def write(self) -> None:
+        name = self.query_one("#summary-target", Select).value
+        self.dismiss(self.targets.get(name) if isinstance(name, str) else None)
