@@ -27,7 +27,10 @@ from oncall.query.stats import two_proportions, welch
 # checks that take one value per output (compared for noise); "text" is the exact output
 CATEGORICAL = ("text", "json_valid", "key_set", "refusal", "finish_reason")
 _WORD = re.compile(r"\S+|\s+")
+_PIECE = re.compile(r"(?<=\n)|(?<=[.!?] )")
 DIFF_MAX_OPS = 400
+DIFF_WORD_BUDGET = 250_000  # words(a) x words(b) a word-level diff may take (~0.1 s)
+DIFF_LINE_BUDGET = 4_000_000  # lines(a) x lines(b) for the line-level pass
 
 
 def output_values(text: str | None, finish_reason: str | None) -> dict[str, Any]:
@@ -36,21 +39,73 @@ def output_values(text: str | None, finish_reason: str | None) -> dict[str, Any]
 
 
 def word_diff(a: str | None, b: str | None) -> list[list[str]]:
-    """[op, text] runs of a word-level diff (op is = - +), whitespace kept so runs join back into text."""
+    """[op, text] runs of a word-level diff (op is = - +), whitespace kept so runs join back into text.
+
+    Bounded work whatever the outputs: the common prefix and suffix are cut first (a replay that
+    differs in one sentence costs nothing more), a middle small enough is diffed word by word, a
+    larger one line and sentence at a time with word diffs inside small changed blocks, and a block too large for
+    either is shown as removed and added whole. (A word-level SequenceMatcher is quadratic: two
+    10,000-word outputs took minutes, on the compare screen and in every summary.)"""
     wa, wb = _WORD.findall(a or ""), _WORD.findall(b or "")
     ops: list[list[str]] = []
-    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
-        if tag == "equal":
-            ops.append(["=", "".join(wa[i1:i2])])
-        else:
-            if i2 > i1:
-                ops.append(["-", "".join(wa[i1:i2])])
-            if j2 > j1:
-                ops.append(["+", "".join(wb[j1:j2])])
-        if len(ops) >= DIFF_MAX_OPS:
-            ops.append(["…", "diff cut at 400 runs"])
-            break
+    p = 0
+    while p < len(wa) and p < len(wb) and wa[p] == wb[p]:
+        p += 1
+    s = 0
+    while s < len(wa) - p and s < len(wb) - p and wa[-1 - s] == wb[-1 - s]:
+        s += 1
+    _emit(ops, "=", "".join(wa[:p]))
+    _diff_words(wa[p:len(wa) - s], wb[p:len(wb) - s], ops)
+    _emit(ops, "=", "".join(wa[len(wa) - s:]))
+    if len(ops) > DIFF_MAX_OPS:
+        ops = ops[:DIFF_MAX_OPS] + [["…", f"diff cut at {DIFF_MAX_OPS} runs"]]
     return ops
+
+
+def _emit(ops: list[list[str]], op: str, text: str) -> None:
+    if not text or len(ops) > DIFF_MAX_OPS:
+        return
+    if ops and ops[-1][0] == op:
+        ops[-1][1] += text
+    else:
+        ops.append([op, text])
+
+
+def _pieces(text: str) -> list[str]:
+    """Lines and sentences, each with its trailing whitespace: the units of the coarse pass."""
+    return [m for m in _PIECE.split(text) if m]
+
+
+def _diff_words(wa: list[str], wb: list[str], ops: list[list[str]]) -> None:
+    if not wa or not wb:
+        _emit(ops, "-", "".join(wa))
+        _emit(ops, "+", "".join(wb))
+        return
+    if len(wa) * len(wb) <= DIFF_WORD_BUDGET:
+        for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, wa, wb, autojunk=False).get_opcodes():
+            if tag == "equal":
+                _emit(ops, "=", "".join(wa[i1:i2]))
+            else:
+                _emit(ops, "-", "".join(wa[i1:i2]))
+                _emit(ops, "+", "".join(wb[j1:j2]))
+        return
+    la, lb = _pieces("".join(wa)), _pieces("".join(wb))
+    if len(la) * len(lb) > DIFF_LINE_BUDGET or (len(la) == 1 and len(lb) == 1):
+        _emit(ops, "-", "".join(la))
+        _emit(ops, "+", "".join(lb))
+        return
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(None, la, lb).get_opcodes():
+        if len(ops) > DIFF_MAX_OPS:
+            return
+        if tag == "equal":
+            _emit(ops, "=", "".join(la[i1:i2]))
+            continue
+        ba, bb = _WORD.findall("".join(la[i1:i2])), _WORD.findall("".join(lb[j1:j2]))
+        if len(ba) * len(bb) <= DIFF_WORD_BUDGET:
+            _diff_words(ba, bb, ops)
+        else:
+            _emit(ops, "-", "".join(ba))
+            _emit(ops, "+", "".join(bb))
 
 
 def pair_checks(original: dict[str, Any], replay: dict[str, Any]) -> dict[str, Any]:
