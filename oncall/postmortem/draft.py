@@ -360,8 +360,19 @@ def _replays(con: Any, entries: list[Entry]) -> list[dict[str, Any]]:
         except Exception as exc:  # noqa: BLE001 - a broken run must not sink the draft; it is named instead
             out.append({"run_id": rid, "headline": f"replay run {rid} could not be summarised: {exc}", "metrics": []})
             continue
-        out.append({"run_id": rid, **s})
+        out.append({"run_id": rid, **s, "pair_labels": _pair_labels(con, int(rid))})
     return out
+
+
+def _pair_labels(con: Any, run_id: int) -> list[dict[str, Any]]:
+    """The responder's verdicts on this run's pairs (the compare screen's g/b), latest per pair."""
+    rows = con.execute(
+        """SELECT coalesce(s.request_id, s.response_id, s.span_id, CAST(l.span_pk AS VARCHAR)), l.repeat_index, l.label, l.author, l.created_at
+           FROM (SELECT *, row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY replay_label_id DESC) AS rn
+                 FROM replay_labels WHERE run_id = ?) l LEFT JOIN spans s ON s.span_pk = l.span_pk
+           WHERE l.rn = 1 ORDER BY l.created_at""", [run_id]).fetchall()
+    return [{"request": r[0], "repeat_index": r[1], "label": r[2], "author": r[3], "labelled_at": iso(r[4])}
+            for r in rows]
 
 
 def _replay_section(replays: list[dict[str, Any]]) -> list[str]:
@@ -382,6 +393,13 @@ def _replay_section(replays: list[dict[str, Any]]) -> list[str]:
         note = (r.get("noise") or {}).get("note")
         if note:
             out += [f"Noise: {_plain(note)}", ""]
+        labels = r.get("pair_labels") or []
+        if labels:
+            good = sum(1 for x in labels if x["label"] == "good")
+            out += [f"The responder labelled {len(labels)} replayed output(s): {good} good, {len(labels) - good} bad.", ""]
+            out += [table(["request", "repeat", "label", "by", "at"],
+                          [[Raw(code(x["request"])), x["repeat_index"], x["label"], _plain(x["author"] or ""),
+                            x["labelled_at"]] for x in labels]), ""]
     return out
 
 

@@ -4,12 +4,16 @@ cancel a long run keeping what finished. The target is the loopback OpenAI-compa
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 import sys
 from pathlib import Path
 
 import pytest
 from textual.widgets import Button, Input, Static
 
+from oncall.postmortem.draft import build_draft
+from oncall.tui import pairdiff
 from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
 from oncall.tui.textview import OutputView, RichLinesView
 from tests.tui.conftest import settle
@@ -70,6 +74,12 @@ async def test_replay_the_cohort_walk_and_label_pairs(make_app, suite_env) -> No
             checks = screen.query_one("#replay-checks", RichLinesView).plain()
             assert "pair 1/4" in checks and "exact match" in checks and "json_valid" in checks
             assert screen.query_one("#replayed", OutputView).text.startswith("Answer to:")
+            if pairdiff.available():  # the side-by-side diff of original and replay, d for the full texts
+                assert screen.query_one("#replay-diff").display and not screen.query_one("#replay-panes").display
+                assert len(screen.query(pairdiff.PairDiff)) == 1 and "diff above" in checks
+                await pilot.press("d")
+                assert screen.query_one("#replay-panes").display and not screen.query_one("#replay-diff").display
+                assert "[-" in screen.query_one("#replay-checks", RichLinesView).plain()  # the word diff instead
             await pilot.press("j")
             assert "pair 2/4" in screen.query_one("#replay-checks", RichLinesView).plain()
             await pilot.press("b")
@@ -80,7 +90,51 @@ async def test_replay_the_cohort_walk_and_label_pairs(make_app, suite_env) -> No
             kinds = [r[0] for r in cur.execute("SELECT kind FROM trail WHERE kind LIKE 'replay%' ORDER BY event_id")
                      .fetchall()]
             assert kinds == ["replay", "replay_label"]  # the run and the label are on the timeline
+            md = build_draft(app.store).markdown  # and the postmortem's replay section lists the verdict
+            labelled = screen.pairs[1]["request"]
+            assert "labelled 1 replayed output(s): 0 good, 1 bad" in md and f"| `{labelled}` | 0 | bad |" in md
 
+
+async def test_without_the_diff_extra_the_texts_and_word_diff_show(make_app, suite_env, monkeypatch) -> None:
+    monkeypatch.setattr(pairdiff, "DiffView", None)
+    with OpenAIServer() as srv:
+        suite_env(srv, concurrency=2)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await _start(pilot, app, "1")
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not app.screen.running and app.screen.pairs:
+                    break
+            await settle(pilot)
+            screen = app.screen
+            assert screen.query_one("#replay-panes").display and not screen.query_one("#replay-diff").display
+            checks = screen.query_one("#replay-checks", RichLinesView).plain()
+            assert pairdiff.INSTALL_HINT in checks and "{+" in checks
+
+
+@pytest.mark.skipif(not pairdiff.available(), reason="textual-diff-view is not installed (pip install 'oncall[diff]')")
+async def test_hostile_replay_text_is_shown_as_text_in_the_diff_view(make_app, suite_env) -> None:
+    hostile = "[bold red]pwned[/bold red] \x1b[2J\x1b]0;title\x07 [@click=app.quit]x[/] `tick`"
+    with OpenAIServer(answerer=lambda req: hostile) as srv:
+        suite_env(srv, concurrency=2)
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await _start(pilot, app, "1")
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not app.screen.running and app.screen.pairs:
+                    break
+            await settle(pilot)
+            screen = app.screen
+            assert screen.query_one("#replay-diff").display
+            svg = app.export_screenshot()
+            shown = "".join(html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)).replace("\xa0", " ")
+            assert "\x1b" not in shown and "\x07" not in shown and "␛[2J" in shown  # escapes shown, not sent
+            assert "pwned[/bold red]" in shown and "[@click=app.quit]x[/]" in shown  # markup stays text
+            assert app.is_running  # the link markup did nothing
 
 async def test_cancel_keeps_what_finished(make_app, suite_env) -> None:
     with OpenAIServer(latency=0.3) as srv:

@@ -19,11 +19,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, Vertical
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from oncall.safe_text import safe_text
+from oncall.tui import pairdiff
 from oncall.tui.textview import OutputView, RichLinesView
 
 DEFAULT_SAMPLE = 20
@@ -184,6 +185,7 @@ class ReplayScreen(Screen):
         Binding("k", "move(-1)", "previous pair", id="replay.previous"),
         Binding("g", "label('good')", "good", id="replay.good"),
         Binding("b", "label('bad')", "bad", id="replay.bad"),
+        Binding("d", "toggle_diff", "diff / texts", id="replay.diff"),
         Binding("x", "cancel_run", "cancel run", id="replay.cancel"),
         Binding("escape", "back", "back", id="replay.back"),
     ]
@@ -198,12 +200,15 @@ class ReplayScreen(Screen):
         self.summary: dict[str, Any] | None = None
         self._reloading = False
         self._last_reload = 0.0
+        self.diff_mode = True  # d: the side-by-side diff, or the two full texts in their own panes
+        self._shown_diff: tuple[str, str] | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"replay {self.run_id}", style="bold"), id="replay-status")
         with Horizontal(id="replay-panes"):
             yield OutputView(id="original")
             yield OutputView(id="replayed")
+        yield VerticalScroll(id="replay-diff")
         yield RichLinesView(id="replay-checks")
         yield Footer()
 
@@ -323,8 +328,11 @@ class ReplayScreen(Screen):
             checks.update(Text("no pairs yet", style="dim"))
             return
         p = self.pairs[self.index]
-        self.query_one("#original", OutputView).load_text(safe_text(p.get("original_output") or ""))
-        self.query_one("#replayed", OutputView).load_text(safe_text(p.get("output_text") or ""))
+        original, replayed = safe_text(p.get("original_output") or ""), safe_text(p.get("output_text") or "")
+        self.query_one("#original", OutputView).load_text(original)
+        self.query_one("#replayed", OutputView).load_text(replayed)
+        in_diff = self.diff_mode and pairdiff.fits(original, replayed)
+        self._show_diff(original, replayed) if in_diff else self._hide_diff()
         t = Text(f"pair {self.index + 1}/{len(self.pairs)}  ", style="bold")
         t.append(safe_text(f"{p['request']} #{p['repeat_index']}  {p['status']}", multiline=False), style="bold")
         if p.get("label"):
@@ -348,6 +356,14 @@ class ReplayScreen(Screen):
         if p.get("judge"):
             t.append(safe_text(f"judge: {p['judge'].get('verdict')} — {p['judge'].get('reason')}", multiline=False,
                                max_len=300) + "\n", style="cyan")
+        if in_diff:
+            t.append("diff above (d: the two full texts)", style="dim")
+            checks.update(t)
+            return
+        if self.diff_mode and not pairdiff.available():
+            t.append(pairdiff.INSTALL_HINT + "\n", style="dim")
+        elif self.diff_mode and original != replayed:
+            t.append(f"word diff (outputs over {pairdiff.MAX_CHARS:,} characters):\n", style="dim")
         for op, piece in p.get("diff") or []:
             s = safe_text(piece)
             if op == "-":
@@ -357,6 +373,25 @@ class ReplayScreen(Screen):
             else:
                 t.append(s, style="" if op == "=" else "dim")
         checks.update(t)
+
+    def _show_diff(self, original: str, replayed: str) -> None:
+        box = self.query_one("#replay-diff", VerticalScroll)
+        key = (original, replayed)
+        if self._shown_diff != key:
+            self._shown_diff = key
+            box.remove_children()
+            box.mount(pairdiff.pair_diff(original, replayed, "replay"))
+            box.scroll_home(animate=False)
+        box.display = True
+        self.query_one("#replay-panes").display = False
+
+    def _hide_diff(self) -> None:
+        self.query_one("#replay-diff").display = False
+        self.query_one("#replay-panes").display = True
+
+    def action_toggle_diff(self) -> None:
+        self.diff_mode = not self.diff_mode
+        self.render_pair()
 
     def action_move(self, step: int) -> None:
         if self.pairs:
