@@ -6,8 +6,8 @@
 What it does, per run, in a fresh `oncall replay` subprocess (the real CLI, the real `openai` client,
 results through db.append into the incident's journal):
 1. an incident of N request/response log records (generated, loaded once per N with `oncall load`);
-2. the loopback OpenAI-compatible server (tests/openai_server.py) in this process, every answer
-   200 ms late, keeping no exchanges (it only counts);
+2. the loopback OpenAI-compatible server (tests/openai_server.py) in a process of its own, every
+   answer 200 ms late, keeping no exchanges (it only counts);
 3. `oncall replay --target loop --concurrency 32 --yes --json`; meanwhile this process opens the
    incident read-only and counts the results other processes can already see (twice a second);
 4. wall time of the run itself (the run's `running` state row to its `finished` row, both stored),
@@ -166,27 +166,43 @@ def reference_run(base_url: str, n: int) -> float:
     return float(json.loads(out)["wall"])
 
 
+# The loopback server in a process of its own: its threads never share an interpreter (and a GIL)
+# with the client being measured or with this process's reader. Each line on its stdin is answered
+# with the number of requests it has received.
 SERVER = """
-import sys, time
+import sys
 sys.path.insert(0, sys.argv[1])
 from openai_server import OpenAIServer
 srv = OpenAIServer(latency=float(sys.argv[2]), keep_exchanges=False).start()
 print(srv.base_url, flush=True)
-time.sleep(3600)
+for _ in sys.stdin:
+    print(srv.requests_received, flush=True)
 """
+
+
+class ServerProcess:
+    def __enter__(self) -> ServerProcess:
+        self.proc = subprocess.Popen([sys.executable, "-c", SERVER, str(ROOT / "tests"), str(LATENCY)],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.base_url = self.proc.stdout.readline().strip()
+        return self
+
+    @property
+    def requests_received(self) -> int:
+        self.proc.stdin.write("\n")
+        self.proc.stdin.flush()
+        return int(self.proc.stdout.readline())
+
+    def __exit__(self, *exc: object) -> None:
+        self.proc.kill()
+        self.proc.wait()
 
 
 def console_keys(tmp: Path, n: int) -> dict[str, float]:
     """Key presses in the console's compare screen while a replay of n requests runs from it (the server
     in its own process, so its threads do not share the console's interpreter)."""
-    server = subprocess.Popen([sys.executable, "-c", SERVER, str(ROOT / "tests"), str(LATENCY)],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        base_url = server.stdout.readline().strip()
-        return asyncio.run(_console_keys(tmp, n, base_url))
-    finally:
-        server.kill()
-        server.wait()
+    with ServerProcess() as server:
+        return asyncio.run(_console_keys(tmp, n, server.base_url))
 
 
 async def _console_keys(tmp: Path, n: int, base_url: str) -> dict[str, float]:
@@ -240,8 +256,6 @@ async def _console_keys(tmp: Path, n: int, base_url: str) -> dict[str, float]:
 
 
 def main() -> None:
-    from openai_server import OpenAIServer
-
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=500)
     ap.add_argument("--runs", type=int, default=3)
@@ -252,7 +266,7 @@ def main() -> None:
 
     tmp = Path(tempfile.mkdtemp(prefix="oncall-bench-replay-"))
     ideal = math.ceil(args.n / CONCURRENCY) * LATENCY
-    with OpenAIServer(latency=LATENCY, keep_exchanges=False) as srv:
+    with ServerProcess() as srv:
         suite = suite_for(tmp, srv.base_url)
         db = build(tmp, args.n)
         runs = []
