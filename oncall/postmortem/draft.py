@@ -366,13 +366,10 @@ def _replays(con: Any, entries: list[Entry]) -> list[dict[str, Any]]:
 
 def _pair_labels(con: Any, run_id: int) -> list[dict[str, Any]]:
     """The responder's verdicts on this run's pairs (the compare screen's g/b), latest per pair."""
-    rows = con.execute(
-        """SELECT coalesce(s.request_id, s.response_id, s.span_id, CAST(l.span_pk AS VARCHAR)), l.repeat_index, l.label, l.author, l.created_at
-           FROM (SELECT *, row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY replay_label_id DESC) AS rn
-                 FROM replay_labels WHERE run_id = ?) l LEFT JOIN spans s ON s.span_pk = l.span_pk
-           WHERE l.rn = 1 ORDER BY l.created_at""", [run_id]).fetchall()
-    return [{"request": r[0], "repeat_index": r[1], "label": r[2], "author": r[3], "labelled_at": iso(r[4])}
-            for r in rows]
+    from oncall.replay.store import labelled_pairs
+
+    return [{"request": x["request"], "repeat_index": x["repeat_index"], "label": x["label"], "author": x["author"],
+             "labelled_at": iso(x["created_at"])} for x in labelled_pairs(con, run_id)]
 
 
 def _replay_section(replays: list[dict[str, Any]]) -> list[str]:

@@ -160,10 +160,21 @@ def label_pair(db: Any, run_id: int, span_pk: int, repeat_index: int, label: str
     return ids[0]
 
 
+def labelled_pairs(con: Any, run_id: int) -> list[dict[str, Any]]:
+    """The newest verdict on each labelled pair of a run, in the order they were given, with the
+    request's id (as the reader names it), who gave it and when."""
+    rows = con.execute(
+        """SELECT l.span_pk, l.repeat_index, l.label, l.author, l.created_at,
+                  coalesce(s.request_id, s.response_id, s.span_id, CAST(l.span_pk AS VARCHAR))
+           FROM (SELECT *, row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY replay_label_id DESC) AS rn
+                 FROM replay_labels WHERE run_id = ?) l LEFT JOIN spans s ON s.span_pk = l.span_pk
+           WHERE l.rn = 1 ORDER BY l.created_at, l.replay_label_id""", [run_id]).fetchall()
+    return [{"span_pk": int(r[0]), "repeat_index": int(r[1]), "label": str(r[2]), "author": r[3],
+             "created_at": r[4], "request": r[5]} for r in rows]
+
+
 def pair_labels(con: Any, run_id: int) -> dict[tuple[int, int], str]:
-    rows = con.execute("SELECT span_pk, repeat_index, arg_max(label, replay_label_id) FROM replay_labels "
-                       "WHERE run_id = ? GROUP BY 1, 2", [run_id]).fetchall()
-    return {(int(a), int(b)): str(c) for a, b, c in rows}
+    return {(x["span_pk"], x["repeat_index"]): x["label"] for x in labelled_pairs(con, run_id)}
 
 
 def has_tables(con: Any) -> bool:

@@ -55,20 +55,25 @@ async def _start(pilot, app, n: str) -> None:
     await pilot.pause()
 
 
+async def _replay_until_done(pilot, app, n: int) -> ReplayScreen:
+    """Start a replay of n requests and wait until it finished with all its pairs on the screen."""
+    await settle(pilot)
+    await _start(pilot, app, str(n))
+    assert isinstance(app.screen, ReplayScreen)
+    for _ in range(400):
+        await pilot.pause(0.05)
+        if not app.screen.running and len(app.screen.pairs) == n:
+            break
+    await settle(pilot)
+    return app.screen
+
+
 async def test_replay_the_cohort_walk_and_label_pairs(make_app, suite_env) -> None:
     with OpenAIServer() as srv:
         suite_env(srv, concurrency=2)
         app = make_app()
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
-            await _start(pilot, app, "4")
-            assert isinstance(app.screen, ReplayScreen)
-            for _ in range(400):
-                await pilot.pause(0.05)
-                if not app.screen.running and len(app.screen.pairs) == 4:
-                    break
-            await settle(pilot)
-            screen = app.screen
+            screen = await _replay_until_done(pilot, app, 4)
             assert len(srv.completions()) == 4 and len(screen.pairs) == 4
             assert "finished" in _text(screen, "#replay-status")
             checks = screen.query_one("#replay-checks", RichLinesView).plain()
@@ -101,14 +106,7 @@ async def test_without_the_diff_extra_the_texts_and_word_diff_show(make_app, sui
         suite_env(srv, concurrency=2)
         app = make_app()
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
-            await _start(pilot, app, "1")
-            for _ in range(400):
-                await pilot.pause(0.05)
-                if not app.screen.running and app.screen.pairs:
-                    break
-            await settle(pilot)
-            screen = app.screen
+            screen = await _replay_until_done(pilot, app, 1)
             assert screen.query_one("#replay-panes").display and not screen.query_one("#replay-diff").display
             checks = screen.query_one("#replay-checks", RichLinesView).plain()
             assert pairdiff.INSTALL_HINT in checks and "{+" in checks
@@ -121,20 +119,14 @@ async def test_hostile_replay_text_is_shown_as_text_in_the_diff_view(make_app, s
         suite_env(srv, concurrency=2)
         app = make_app()
         async with app.run_test(size=SIZE) as pilot:
-            await settle(pilot)
-            await _start(pilot, app, "1")
-            for _ in range(400):
-                await pilot.pause(0.05)
-                if not app.screen.running and app.screen.pairs:
-                    break
-            await settle(pilot)
-            screen = app.screen
+            screen = await _replay_until_done(pilot, app, 1)
             assert screen.query_one("#replay-diff").display
             svg = app.export_screenshot()
             shown = "".join(html.unescape(t) for t in re.findall(r"<text[^>]*>([^<]*)</text>", svg)).replace("\xa0", " ")
             assert "\x1b" not in shown and "\x07" not in shown and "␛[2J" in shown  # escapes shown, not sent
             assert "pwned[/bold red]" in shown and "[@click=app.quit]x[/]" in shown  # markup stays text
             assert app.is_running  # the link markup did nothing
+
 
 async def test_cancel_keeps_what_finished(make_app, suite_env) -> None:
     with OpenAIServer(latency=0.3) as srv:

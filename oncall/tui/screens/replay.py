@@ -332,7 +332,10 @@ class ReplayScreen(Screen):
         self.query_one("#original", OutputView).load_text(original)
         self.query_one("#replayed", OutputView).load_text(replayed)
         in_diff = self.diff_mode and pairdiff.fits(original, replayed)
-        self._show_diff(original, replayed) if in_diff else self._hide_diff()
+        if in_diff:
+            self._show_diff(original, replayed)
+        else:
+            self._hide_diff()
         t = Text(f"pair {self.index + 1}/{len(self.pairs)}  ", style="bold")
         t.append(safe_text(f"{p['request']} #{p['repeat_index']}  {p['status']}", multiline=False), style="bold")
         if p.get("label"):
