@@ -132,6 +132,10 @@ def test_number_checks() -> None:
     assert unsupported_numbers("1234 requests (12.5%) from 06:14 across 3 tenants cost $0.0123.", given) == []
     assert unsupported_numbers("About 1,300 requests; costs doubled; 4 tenants.", given) == ["1,300", "4", "doubled"]
     assert unsupported_numbers("Three tenants were hit.", given) == []
+    # dates and clock times are whole: the day of the month is not a count the summary may quote
+    assert unsupported_numbers("From 6:14 on 2026-12-01 (06:14:00).", given) == []
+    assert unsupported_numbers("Cost tripled; 14 users; at 07:30.", "at 2026-12-03T06:14:00Z, 1285 requests") == [
+        "07:30", "14", "tripled"]
 
 
 def test_the_summary_is_quoted_inert() -> None:

@@ -42,6 +42,10 @@ _NUMBER_WORDS = {
     "thrice": 3, "quadrupled": 4,
 }
 _WORD = re.compile(r"[A-Za-z]+")
+# Dates and clock times are checked whole: the 3 in 2026-12-03 or the 14 in 06:14 is not a count the
+# summary may then quote as "3 tenants" or "cost tripled".
+_DATETIME = re.compile(r"(?<![\w.:-])(?:(\d{4}-\d\d-\d\d)(?:[T ](\d\d:\d\d)(:\d\d(?:\.\d+)?)?Z?)?"
+                       r"|(\d{1,2}:\d\d)(:\d\d(?:\.\d+)?)?)(?![\w:])")
 # Characters that would turn the model's prose into live Markdown or HTML in the draft.
 _PROSE_ESCAPE = re.compile(r"([\\`*_\[\]<>|#~])")
 
@@ -124,9 +128,10 @@ def _entry_text(e: Any) -> str:
 
 
 def numbers_in(text: str) -> set[float]:
-    """Every number written in `text`, as values (1,234 and 1234.0 are the same number)."""
+    """Every number written in `text` outside dates and clock times, as values (1,234 and 1234.0 are
+    the same number)."""
     out: set[float] = set()
-    for m in _NUMBER.finditer(text):
+    for m in _NUMBER.finditer(_DATETIME.sub(" ", text)):
         try:
             out.add(float(m.group(0).replace(",", "")))
         except ValueError:
@@ -134,11 +139,32 @@ def numbers_in(text: str) -> set[float]:
     return out
 
 
+def _datetimes_in(text: str) -> set[str]:
+    """The dates and clock times written in `text`, in the forms a summary may quote them: the whole
+    timestamp, its date, its HH:MM and HH:MM:SS (a clock time of 6:14 is 06:14)."""
+    out: set[str] = set()
+    for m in _DATETIME.finditer(text):
+        date, hm, sec, hm2, sec2 = m.groups()
+        out.add(m.group(0))
+        if date:
+            out.add(date)
+        clock = hm or (hm2.zfill(5) if hm2 else None)
+        if clock:
+            out.add(clock)
+            if sec or sec2:
+                out.add(clock + (sec or sec2)[:3])
+    return out
+
+
 def unsupported_numbers(summary: str, given: str) -> list[str]:
-    """The numbers (in digits or words) the summary quotes that `given` does not contain."""
-    allowed = numbers_in(given)
+    """The numbers (in digits or words), dates and times the summary quotes that `given` does not contain."""
+    allowed_times = _datetimes_in(given)
     bad: list[str] = []
-    for m in _NUMBER.finditer(summary):
+    for m in _DATETIME.finditer(summary):
+        if not (_datetimes_in(m.group(0)) & allowed_times) and m.group(0) not in bad:
+            bad.append(m.group(0))
+    allowed = numbers_in(given)
+    for m in _NUMBER.finditer(_DATETIME.sub(" ", summary)):
         try:
             value = float(m.group(0).replace(",", ""))
         except ValueError:
