@@ -17,7 +17,7 @@ import difflib
 import math
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from oncall.query.compare import JSON_COHORT_MIN
@@ -172,52 +172,62 @@ def _quantile(xs: list[float], q: float) -> float | None:
     return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
-def side_stats(rows: Iterable[dict[str, Any]], reference_keys: set[str] | None) -> dict[str, Any]:
-    """compare's cohort numbers for one side (originals or replays), from rows with span-like columns."""
-    n = errors = outputs = refusals = json_valid = 0
-    lat: list[float] = []
-    ttft: list[float] = []
-    itok: list[float] = []
-    otok: list[float] = []
-    cost: list[float] = []
-    length: list[float] = []
-    finish: Counter[str] = Counter()
-    keys: Counter[str] = Counter()
-    for r in rows:
-        n += 1
+class SideStats:
+    """compare's cohort numbers for one side (originals or replays), fed one row at a time so a run
+    of any size is summarized without holding its outputs (only per-row numbers, for the quantiles)."""
+
+    def __init__(self) -> None:
+        self.n = self.errors = self.outputs = self.refusals = self.json_valid = 0
+        self.lat: list[float] = []
+        self.ttft: list[float] = []
+        self.itok: list[float] = []
+        self.otok: list[float] = []
+        self.cost: list[float] = []
+        self.length: list[float] = []
+        self.finish: Counter[str] = Counter()
+        self.keys: Counter[str] = Counter()
+
+    def add(self, r: dict[str, Any]) -> None:
+        self.n += 1
         if r.get("status") == "error":
-            errors += 1
-            continue
+            self.errors += 1
+            return
         if r.get("latency_ms") is not None:
-            lat.append(float(r["latency_ms"]))
+            self.lat.append(float(r["latency_ms"]))
         if r.get("ttft_ms") is not None:
-            ttft.append(float(r["ttft_ms"]))
-        for xs, k in ((itok, "input_tokens"), (otok, "output_tokens"), (cost, "cost")):
+            self.ttft.append(float(r["ttft_ms"]))
+        for xs, k in ((self.itok, "input_tokens"), (self.otok, "output_tokens"), (self.cost, "cost")):
             if r.get(k) is not None:
                 xs.append(float(r[k]))
         if r.get("finish_reason"):
-            finish[str(r["finish_reason"])] += 1
+            self.finish[str(r["finish_reason"])] += 1
         text = r.get("output_text")
         if text is None:
-            continue
-        outputs += 1
-        length.append(float(len(text)))
-        refusals += is_refusal(text)
-        json_valid += is_json(text)
+            return
+        self.outputs += 1
+        self.length.append(float(len(text)))
+        self.refusals += is_refusal(text)
+        self.json_valid += is_json(text)
         ks = key_set(text)
         if ks is not None:
-            keys[ks] += 1
-    new = {k: v for k, v in keys.items() if reference_keys is not None and k not in reference_keys}
-    total_keys = sum(keys.values())
-    lm, lv = _mean_var(lat)
-    return {
-        "requests": n, "errors": errors, "outputs": outputs, "refusals": refusals, "json_valid": json_valid,
-        "latency": lat, "latency_mean": lm, "latency_var": lv, "ttft": ttft,
-        "input_tokens": itok, "output_tokens": otok, "cost": cost, "cost_total": sum(cost) if cost else None,
-        "length": length, "finish_reasons": dict(finish.most_common()), "key_sets": dict(keys.most_common(50)),
-        "key_drift_new": sum(new.values()), "key_drift_total": total_keys,
-        "key_drift": (sum(new.values()) / total_keys) if total_keys and reference_keys is not None else None,
-    }
+            self.keys[ks] += 1
+
+    def top_key_sets(self) -> dict[str, int]:
+        return dict(self.keys.most_common(50))
+
+    def result(self, reference_keys: set[str] | None) -> dict[str, Any]:
+        new = {k: v for k, v in self.keys.items() if reference_keys is not None and k not in reference_keys}
+        total_keys = sum(self.keys.values())
+        lm, lv = _mean_var(self.lat)
+        return {
+            "requests": self.n, "errors": self.errors, "outputs": self.outputs, "refusals": self.refusals,
+            "json_valid": self.json_valid, "latency": self.lat, "latency_mean": lm, "latency_var": lv,
+            "ttft": self.ttft, "input_tokens": self.itok, "output_tokens": self.otok, "cost": self.cost,
+            "cost_total": sum(self.cost) if self.cost else None, "length": self.length,
+            "finish_reasons": dict(self.finish.most_common()), "key_sets": self.top_key_sets(),
+            "key_drift_new": sum(new.values()), "key_drift_total": total_keys,
+            "key_drift": (sum(new.values()) / total_keys) if total_keys and reference_keys is not None else None,
+        }
 
 
 def _rate(x: int, n: int) -> float | None:

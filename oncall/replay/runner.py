@@ -12,7 +12,7 @@ from typing import Any
 
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.replay import store as rstore
-from oncall.replay.checks import noise_verdict, pair_checks, side_stats, summary_rows, word_diff
+from oncall.replay.checks import SideStats, noise_verdict, pair_checks, summary_rows, word_diff
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
 from oncall.replay.engine import CapReached, Caps, Counters, Engine, FatalError, Outcome, Policy
 from oncall.replay.suite import PromptVariant, SuiteError, Target
@@ -357,106 +357,137 @@ def _baseline(con: Any, words: list[str]) -> tuple[dict[str, Any], set[str]]:
 
 
 def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, Any]:
-    """The run's summary: compare's table (baseline, original, replay), noise vs change, and per request."""
+    """The run's summary: compare's table (baseline, original, replay), noise vs change, and per request.
+
+    Results are read a chunk of requests at a time with their originals and folded into counters, so
+    memory does not grow with the run's size unless per_request asks for every pair's output."""
     run = rstore.get_run(con, run_id)
     if run is None:
         raise ReplayError(f"no replay run {run_id} (see `oncall replay list`)")
-    results = list(rstore.latest_results(con, run_id))
-    replayed = [r for r in results if r["status"] != "unreplayable"]
-    pks = sorted({int(r["span_pk"]) for r in replayed})
-    originals = _original_rows(con, pks)
+    repeat = int(run["repeat"] or 1)
+    labels = rstore.pair_labels(con, run_id) if per_request else {}
+    o_acc, r_acc = SideStats(), SideStats()
+    t = _Tally()
+    per_req: list[dict[str, Any]] = []
+    diverged: list[dict[str, Any]] = []
+    for chunk in rstore.latest_results_chunks(con, run_id):
+        replayed = [r for r in chunk if r["status"] != "unreplayable"]
+        t.results += len(chunk)
+        t.unreplayable.extend({"span_pk": int(r["span_pk"]), "reason": r["error"], "request": int(r["span_pk"])}
+                              for r in chunk if r["status"] == "unreplayable")
+        by_pk: dict[int, list[dict[str, Any]]] = {}
+        for r in replayed:
+            by_pk.setdefault(int(r["span_pk"]), []).append(r)
+            t.add_result(r)
+            r_acc.add({**r, "status": "error" if r["status"] == "error" else "ok"})
+        originals = _original_rows(con, sorted(by_pk))
+        for pk, results in by_pk.items():
+            orig = originals.get(pk, {})
+            if pk in originals:
+                o_acc.add(orig)
+            entry = _request_entry(pk, orig, results, repeat, t, labels if per_request else None)
+            if entry.get("diverged"):
+                diverged.append({"span_pk": pk, "request": entry["request"], "diverged": entry["diverged"]})
+            if per_request:
+                per_req.append(entry)
+
     base_vals, ref_keys = (None, None)
     if run.get("baseline"):
         # The stored baseline is filter text: read it as the filter language does (shlex would drop
         # the quotes that keep `tenant="Acme, Inc."` one value).
         base_vals, ref_keys = _baseline(con, [run["baseline"]])
     if ref_keys is None:  # without a baseline, key drift is measured against the originals' own key sets
-        ref_keys = {k for k in side_stats(originals.values(), set())["key_sets"]}
-    o_stats = side_stats(originals.values(), ref_keys)
-    r_rows = [{**r, "status": "error" if r["status"] == "error" else "ok"} for r in replayed]
-    r_stats = side_stats(r_rows, ref_keys)
+        ref_keys = set(o_acc.top_key_sets())
+    o_stats, r_stats = o_acc.result(ref_keys), r_acc.result(ref_keys)
     rows = summary_rows(o_stats, r_stats, base_vals)
     for r in rows:
         if r["metric"] == "cost_total":
-            r["replay"] = sum(float(x["cost"]) for x in replayed if x.get("cost") is not None) or r["replay"]
+            r["replay"] = t.replay_cost or r["replay"]
 
-    by_pk: dict[int, list[dict[str, Any]]] = {}
-    for r in replayed:
-        by_pk.setdefault(int(r["span_pk"]), []).append(r)
-    repeat = int(run["repeat"] or 1)
-    labels = rstore.pair_labels(con, run_id)
-    changed_pairs = sum(1 for r in replayed if r.get("checks") and not r["checks"]["exact_match"])
-    pairs = sum(1 for r in replayed if r.get("checks"))
     noise: dict[str, Any] = {"repeat": repeat}
-    per_req: list[dict[str, Any]] = []
-    changed = within = 0
-    check_changed: dict[str, int] = {}
-    for pk in pks:
-        orig = originals.get(pk, {})
-        reps = [r for r in by_pk.get(pk, []) if r["status"] in ("ok", "diverged")]
-        entry: dict[str, Any] = {"span_pk": pk, "request": _key(orig, pk), "replays": len(reps),
-                                 "errors": sum(1 for r in by_pk.get(pk, []) if r["status"] == "error"),
-                                 "diverged": next((r["diverged"] for r in by_pk.get(pk, []) if r.get("diverged")), None)}
-        if repeat >= 2 and len(reps) >= 2:
-            v = noise_verdict(orig, reps)
-            entry["noise"] = v
-            if v["verdict"] == "changed":
-                changed += 1
-            else:
-                within += 1
-            for c, s in v["checks"].items():
-                if s["state"] == "changed":
-                    check_changed[c] = check_changed.get(c, 0) + 1
-        if per_request:
-            entry["pairs"] = [{"repeat_index": r["repeat_index"], "status": r["status"], "checks": r.get("checks"),
-                               "judge": r.get("judge"), "output_text": r.get("output_text"),
-                               "label": labels.get((pk, int(r["repeat_index"]))), "diverged": r.get("diverged"),
-                               "diff": word_diff(orig.get("output_text"), r.get("output_text"))
-                               if r.get("output_text") is not None else None} for r in reps]
-            entry["original_output"] = orig.get("output_text")
-        per_req.append(entry)
     if repeat >= 2:
-        noise.update({"changed_beyond_noise": changed, "within_noise": within, "checks_changed": check_changed,
+        noise.update({"changed_beyond_noise": t.changed, "within_noise": t.within, "checks_changed": t.check_changed,
                       "note": "a check changed beyond noise when the K replays agree among themselves and the "
                               "original differs from all of them"})
     else:
         noise["note"] = ("one replay per request: this run cannot tell the model's own variation from a change "
                          "(run with --repeat K)")
-    judged = [r["judge"] for r in replayed if r.get("judge")]
-    judge = None
-    if judged:
-        verdicts: dict[str, int] = {}
-        for j in judged:
-            verdicts[j["verdict"]] = verdicts.get(j["verdict"], 0) + 1
-        judge = {"verdicts": verdicts, "cost": sum(float(j["cost"]) for j in judged if j.get("cost") is not None)}
-    errors: dict[str, int] = {}
-    for r in replayed:
-        if r["status"] == "error":
-            errors[r.get("error_kind") or "other"] = errors.get(r.get("error_kind") or "other", 0) + 1
-    unrep = [{"span_pk": int(r["span_pk"]), "reason": r["error"]} for r in results if r["status"] == "unreplayable"]
-    for u in unrep:
-        u["request"] = u["span_pk"]
-    replay_cost = sum(float(r["cost"]) for r in replayed if r.get("cost") is not None)
+    judge = {"verdicts": t.verdicts, "cost": t.judge_cost} if t.judged else None
     summ = {
         "run": _run_public(run), "state": run.get("state"),
-        "counts": {"planned": len(run["items"] or []) * repeat, "results": len(results),
-                   "ok": sum(1 for r in replayed if r["status"] == "ok"),
-                   "diverged": sum(1 for r in replayed if r["status"] == "diverged"),
-                   "errors": sum(errors.values()), "unreplayable": len(unrep),
-                   "pairs": pairs, "changed_pairs": changed_pairs},
+        "counts": {"planned": len(run["items"] or []) * repeat, "results": t.results, "ok": t.ok,
+                   "diverged": t.diverged, "errors": sum(t.errors.values()), "unreplayable": len(t.unreplayable),
+                   "pairs": t.pairs, "changed_pairs": t.changed_pairs},
         "metrics": rows, "finish_reasons": {"original": o_stats["finish_reasons"], "replay": r_stats["finish_reasons"]},
         "json_key_sets": {"original": o_stats["key_sets"], "replay": r_stats["key_sets"],
                           "reference": "baseline" if run.get("baseline") else "originals"},
-        "noise": noise, "errors": errors, "unreplayable": unrep,
-        "diverged": [{"span_pk": e["span_pk"], "request": e["request"], "diverged": e["diverged"]}
-                     for e in per_req if e.get("diverged")],
-        "judge": judge, "cost": {"replay": replay_cost, "judge": judge["cost"] if judge else None,
-                                 "total": replay_cost + (judge["cost"] if judge else 0.0)},
+        "noise": noise, "errors": t.errors, "unreplayable": t.unreplayable, "diverged": diverged,
+        "judge": judge, "cost": {"replay": t.replay_cost, "judge": judge["cost"] if judge else None,
+                                 "total": t.replay_cost + (judge["cost"] if judge else 0.0)},
     }
     if per_request:
         summ["requests"] = per_req
     summ["headline"] = _headline(summ)
     return summ
+
+
+class _Tally:
+    """The run-wide counts summarize folds each result and each request into."""
+
+    def __init__(self) -> None:
+        self.results = self.ok = self.diverged = self.pairs = self.changed_pairs = 0
+        self.changed = self.within = self.judged = 0
+        self.replay_cost = self.judge_cost = 0.0
+        self.errors: dict[str, int] = {}
+        self.verdicts: dict[str, int] = {}
+        self.check_changed: dict[str, int] = {}
+        self.unreplayable: list[dict[str, Any]] = []
+
+    def add_result(self, r: dict[str, Any]) -> None:
+        status = r["status"]
+        self.ok += status == "ok"
+        self.diverged += status == "diverged"
+        if status == "error":
+            kind = r.get("error_kind") or "other"
+            self.errors[kind] = self.errors.get(kind, 0) + 1
+        if r.get("checks"):
+            self.pairs += 1
+            self.changed_pairs += not r["checks"]["exact_match"]
+        if r.get("cost") is not None:
+            self.replay_cost += float(r["cost"])
+        j = r.get("judge")
+        if j:
+            self.judged += 1
+            self.verdicts[j["verdict"]] = self.verdicts.get(j["verdict"], 0) + 1
+            if j.get("cost") is not None:
+                self.judge_cost += float(j["cost"])
+
+
+def _request_entry(pk: int, orig: dict[str, Any], results: list[dict[str, Any]], repeat: int, t: _Tally,
+                   labels: dict[tuple[int, int], str] | None) -> dict[str, Any]:
+    """One request's line of the summary (its noise verdict counted into t); with labels, its pairs too."""
+    reps = [r for r in results if r["status"] in ("ok", "diverged")]
+    entry: dict[str, Any] = {"span_pk": pk, "request": _key(orig, pk), "replays": len(reps),
+                             "errors": sum(1 for r in results if r["status"] == "error"),
+                             "diverged": next((r["diverged"] for r in results if r.get("diverged")), None)}
+    if repeat >= 2 and len(reps) >= 2:
+        v = noise_verdict(orig, reps)
+        entry["noise"] = v
+        if v["verdict"] == "changed":
+            t.changed += 1
+        else:
+            t.within += 1
+        for c, s in v["checks"].items():
+            if s["state"] == "changed":
+                t.check_changed[c] = t.check_changed.get(c, 0) + 1
+    if labels is not None:
+        entry["pairs"] = [{"repeat_index": r["repeat_index"], "status": r["status"], "checks": r.get("checks"),
+                           "judge": r.get("judge"), "output_text": r.get("output_text"),
+                           "label": labels.get((pk, int(r["repeat_index"]))), "diverged": r.get("diverged"),
+                           "diff": word_diff(orig.get("output_text"), r.get("output_text"))
+                           if r.get("output_text") is not None else None} for r in reps]
+        entry["original_output"] = orig.get("output_text")
+    return entry
 
 
 def _key(orig: dict[str, Any], pk: int) -> str:

@@ -227,15 +227,19 @@ def list_runs(con: Any) -> list[dict[str, Any]]:
     return runs
 
 
-def latest_results(con: Any, run_id: int) -> Iterator[dict[str, Any]]:
-    """The newest row of every (span_pk, repeat_index) of a run, in span order."""
+def latest_results_chunks(con: Any, run_id: int, chunk: int = 500) -> Iterator[list[dict[str, Any]]]:
+    """The newest row of every (span_pk, repeat_index) of a run, in span order, a few hundred requests
+    at a time: a summary of a run of any size holds one chunk of outputs in memory, not the run."""
     if not has_tables(con):
-        return iter(())
-    cur = con.execute(
-        """SELECT * FROM replay_results WHERE run_id = ?
-           QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
-           ORDER BY span_pk, repeat_index""", [run_id])
-    return iter(_dicts(cur, "replay_results"))
+        return
+    pks = [int(r[0]) for r in con.execute(
+        "SELECT DISTINCT span_pk FROM replay_results WHERE run_id = ? ORDER BY span_pk", [run_id]).fetchall()]
+    for i in range(0, len(pks), chunk):
+        cur = con.execute(
+            """SELECT * FROM replay_results WHERE run_id = ? AND span_pk BETWEEN ? AND ?
+               QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
+               ORDER BY span_pk, repeat_index""", [run_id, pks[i], pks[min(i + chunk, len(pks)) - 1]])
+        yield _dicts(cur, "replay_results")
 
 
 def finished_items(con: Any, run_id: int) -> set[tuple[int, int]]:
