@@ -11,7 +11,7 @@ in a fresh subprocess with a fresh database file, measures:
 
 - native:  CREATE TABLE t AS SELECT * FROM read_json('<file>')   (the reference, per file)
 - oncall load <generic file>,  oncall load <otlp file>
-wall time, spans/s, MB/s, peak RSS (wait4 rusage of that child), and the speed ratio to native on
+wall time, spans/s, MB/s, peak RSS (that child's own ru_maxrss, bench/peak_rss.py), and the speed ratio to native on
 the same file (native wall / oncall wall; targets: generic >= 0.7x, OTLP >= 0.35x). Memory growth:
 the same loads of a 2N-span file, peak RSS(2N) / peak RSS(N) (target < 1.3, i.e. streaming).
 `--profile` also runs one oncall load per format under cProfile and prints where the time goes.
@@ -34,6 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.peak_rss import run_with_peak  # noqa: E402
+
 DATA = ROOT / "bench" / "data"
 RESULTS = ROOT / "bench" / "RESULTS.md"
 GENERATOR_VERSION = 2  # 2: every question and answer is unique text, as in real traffic
@@ -259,25 +262,22 @@ class Run:
 
 
 def run_child(cmd: list[str]) -> tuple[float, float, str]:
-    """Wall time, peak RSS (MB) of exactly this child, and its stdout.
+    """Wall time, peak RSS (MB) of exactly this child (bench/peak_rss.py), and its stdout.
 
-    os.wait4 gives the rusage of that one child; RUSAGE_CHILDREN would be the maximum over every
-    child so far. Output goes to temporary files so nothing waits on the child but wait4 itself.
+    Output goes to temporary files so nothing waits on the child but the launcher itself.
     """
     import tempfile
 
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t = time.perf_counter()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=out, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc, peak_mb = run_with_peak(cmd, cwd=ROOT, stdout=out, stderr=err)
         wall = time.perf_counter() - t
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read().decode(), err.read().decode(errors="replace")
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} exited {proc.returncode}: {stderr[-2000:]}")
-    return wall, usage.ru_maxrss / 1024, stdout
+    return wall, peak_mb, stdout
 
 
 def measure(what: str, path: Path, expect: int, workdir: Path) -> Run:
@@ -444,7 +444,7 @@ def main() -> int:
             target = "" if what == "native" else f"< 1.3 {'met' if ratio < 1.3 else '**MISSED**'}"
             lines.append(f"| {label} | {kind} | {rss:,.0f} | {ratio:.2f} | {target} |")
     lines += ["", "Wall time includes interpreter start-up and imports (~0.3 s native, ~1 s oncall). "
-              "Peak RSS is that child's ru_maxrss (os.wait4)."]
+              "Peak RSS is that child's own ru_maxrss (bench/peak_rss.py)."]
     text = "\n".join(lines) + "\n"
     if not args.no_write:
         write_results(text)

@@ -11,8 +11,9 @@ results through db.append into the incident's journal):
 3. `oncall replay --target loop --concurrency 32 --yes --json`; meanwhile this process opens the
    incident read-only and counts the results other processes can already see (twice a second);
 4. wall time of the run itself (the run's `running` state row to its `finished` row, both stored),
-   the whole process (launch to exit, with imports and planning), and its peak RSS (`ru_maxrss`
-   from `os.wait4`).
+   the whole process (launch to exit, with imports and planning), and its own peak RSS
+   (bench/peak_rss.py; until 2026-12-03 this bench read `os.wait4` here, which reported this
+   process's peak after building the incident, 164-236 MB, not oncall's).
 Ideal: ceil(N / 32) x 200 ms (a perfect pool: 3.2 s for 500; the issue's 3.1 s is N/32 x 200 ms).
 Reference, measured in the same run on the same machine: a bare client (the same `AsyncOpenAI`, a
 semaphore of 32, no database, no checks) sending the same N requests to the same server, so the
@@ -40,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
+from bench.peak_rss import run_with_peak  # noqa: E402
 from bench.results import write_section  # noqa: E402
 
 LATENCY = 0.2
@@ -113,18 +115,17 @@ def one_run(db: Path, suite: Path, n: int) -> dict[str, float]:
 
 
 def run_rss(db: Path, suite: Path, n: int) -> tuple[dict[str, float], float]:
-    """One run in a child whose own peak RSS is read with wait4 (no reader polling beside it)."""
+    """One run in a child whose own peak RSS is measured (bench/peak_rss.py; no reader polling beside it)."""
     env = {**os.environ, "ONCALL_BENCH_KEY": "sk-bench-0123456789abcdef",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     t0 = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
-                             "--target", "loop", "--concurrency", str(CONCURRENCY), "--yes", "--no-progress",
-                             "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
+    proc, peak_mb = run_with_peak([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                   "--target", "loop", "--concurrency", str(CONCURRENCY), "--yes", "--no-progress",
+                                   "--json"], env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     wall = time.monotonic() - t0
-    if status != 0:
-        raise SystemExit(f"oncall replay failed with status {status}")
+    if proc.returncode != 0:
+        raise SystemExit(f"oncall replay failed with status {proc.returncode}")
+    out = proc.stdout
     summary = json.loads(out)
     assert summary["counts"]["ok"] == n, summary["counts"]
     from oncall.store import open_db
@@ -134,7 +135,7 @@ def run_rss(db: Path, suite: Path, n: int) -> tuple[dict[str, float], float]:
                                       "ORDER BY state_id", [summary["run_id"]]).fetchall()
     times = {s: t for s, t in rows}
     return {"run_wall": (times["finished"] - times["running"]).total_seconds(), "process_wall": wall,
-            "partial_views": 0}, usage.ru_maxrss / 1024.0
+            "partial_views": 0}, peak_mb
 
 
 REFERENCE = """
