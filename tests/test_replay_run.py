@@ -306,6 +306,30 @@ def test_repeat_separates_a_fixed_server_from_a_varying_one(tmp_path: Path) -> N
     assert all(r["noise"]["distinct_outputs"] == 1 for r in show(db, 1)["requests"])
 
 
+def test_the_summary_is_the_same_read_in_chunks_of_any_size(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """summarize folds results a chunk of requests at a time; chunk edges must not split or drop anything."""
+    from oncall.replay import runner
+    from oncall.replay import store as rstore
+
+    recs = _records(7)
+    recs.append(record(9, "", "A cat.", messages=[{"role": "user", "content": [
+        {"type": "text", "text": "what is this?"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,A"}}]}]))
+    db = build_incident(tmp_path, recs)
+    with OpenAIServer(mode="varying") as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=4)
+        assert replay(db, suite, "--repeat", "3", "--json").exit_code == 0
+    whole = rstore.latest_results_chunks
+    with open_db(db, read_only=True) as store:
+        one = runner.summarize(store.cursor(), 1)
+        for size in (1, 2, 3):
+            monkeypatch.setattr(rstore, "latest_results_chunks", lambda con, run_id, n=size: whole(con, run_id, n))
+            assert runner.summarize(store.cursor(), 1) == one, size
+            assert runner.summarize(store.cursor(), 1, per_request=False) == {
+                k: v for k, v in one.items() if k != "requests"}
+    assert one["counts"]["results"] == 22 and one["counts"]["unreplayable"] == 1 and len(one["requests"]) == 7
+    assert one["noise"]["changed_beyond_noise"] + one["noise"]["within_noise"] == 7
+
+
 # -- the demo's regression ---------------------------------------------------------------------------------------
 def old_snapshot(req: dict[str, Any]) -> str | None:
     """Answers the extract feature the way gpt-4o-2024-08-06 did in the demo (oncall/demo.py): the order as
