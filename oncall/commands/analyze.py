@@ -98,7 +98,7 @@ def _dist(d: dict[str, int]) -> str:
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
 @click.option("--bucket", "bucket_s", type=click.IntRange(min=1), default=None,
               help="bucket width in seconds (default: automatic)")
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
+@click.option("--limit", "-n", "limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
 @db_option
 @json_option
 @click.pass_context
@@ -151,7 +151,7 @@ EXIT_CANNOT_TELL = 4  # blast-radius: carried requests after the mitigation are 
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
                                                    "the bad requests stop)")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
+@click.option("--limit", "-n", "limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
 @db_option
 @json_option
 @click.pass_context

@@ -50,7 +50,7 @@ def _request_key(r: dict[str, Any]) -> str:
 # -- search -----------------------------------------------------------------------------------------
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="[FILTER]...")
-@click.option("--limit", default=50, show_default=True, type=click.IntRange(min=1),
+@click.option("--limit", "-n", "limit", default=50, show_default=True, type=click.IntRange(min=1),
               help="how many requests (newest first)")
 @click.option("--distinct", "distinct", multiple=True, metavar="COLUMN",
               help="also count the distinct values of COLUMN (user_id, session_id, tenant, …); repeatable")
