@@ -42,11 +42,11 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from oncall.display import format_cost
 from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
+from oncall.query.registry import METRICS
 from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
@@ -129,49 +129,16 @@ def _what(cohort: dict[str, str]) -> str:
 
 
 # -- reading a metric ------------------------------------------------------------------------------
-METRIC_NAMES = {"error_rate": "error rate", "cost_per_request": "cost/request", "latency_ms_mean": "mean latency",
-                "output_length_mean": "output length", "refusal_rate": "refusal rate",
-                "json_valid_rate": "JSON-valid outputs", "json_key_drift": "outputs with a new JSON key set",
-                "input_tokens_mean": "input tokens/request", "output_tokens_mean": "output tokens/request",
-                "ttft_ms_mean": "time to first token", "finish_length_rate": "truncated (finish=length)",
-                "finish_content_filter_rate": "content-filtered (finish=content_filter)",
-                "finish_tool_calls_rate": "finish=tool_calls", "tool_call_rate": "calls with tool calls",
-                "tool_error_rate": "tool-span error rate"}
-
-
-def _is_rate(metric: str) -> bool:
-    return SIGNALS[metric].kind == "rate" if metric in SIGNALS else metric.endswith("_rate")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) >= 0.001 or v == 0 else f"{v:.2e}"
-    return str(v)
-
-
-def _value(metric: str, v: float) -> str:
-    if _is_rate(metric):
-        pct = 100 * v
-        return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
-    if metric == "cost_per_request":
-        return format_cost(v)
-    if metric in ("latency_ms_mean", "ttft_ms_mean"):
-        return f"{v:,.0f} ms"
-    if metric == "output_length_mean":
-        return f"{v:,.0f} chars"
-    if metric in ("input_tokens_mean", "output_tokens_mean"):
-        return f"{v:,.0f}"
-    return _fmt(v)
-
-
 def describe_effect(metric: str, before: float, after: float, *, estimated: bool = False) -> str:
-    """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change."""
-    name = METRIC_NAMES.get(metric, metric)
+    """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change
+    (labels, units and formatting from the metric registry)."""
+    m = METRICS[metric]
+    name = m.label
     if metric == "cost_per_request" and estimated:
         name = "estimated " + name
-    text = f"{name} {_value(metric, before)} -> {_value(metric, after)}"
+    text = f"{name} {m.text(before)} -> {m.text(after)}"
     rel = relative_change(after, before)
-    if not _is_rate(metric) and rel is not None:
+    if m.kind != "rate" and rel is not None:
         text += f" ({100 * rel:+.0f} %)"
     return text
 
