@@ -530,6 +530,7 @@ def check_spec(spec: ReplaySpec) -> None:
         raise ReplayError("--repeat must be at least 1")
     if spec.max_cost is not None and (spec.target.price_in is None or spec.target.price_out is None):
         raise SuiteError(f"target {spec.target.name}: --max-cost needs prices; set price_in/price_out in "
-                         f"targets.toml (model {spec.target.model} is not in oncall's price table)")
+                         f"targets.toml or [prices.\"{spec.target.model}\"] in oncall.toml (genai-prices does not know "
+                         f"model {spec.target.model})")
     if spec.judge is not None and not spec.judge.judge:
         raise ReplayError(f"target {spec.judge.name} is not marked judge = true in targets.toml")
