@@ -179,7 +179,7 @@ def run(seconds: float, exporters: int, senders: int) -> dict:
             break
         except OSError:
             if recv.poll() is not None:
-                raise SystemExit(f"receiver died: {recv.stderr.read()}")
+                raise SystemExit(f"receiver died: {recv.stderr.read()}") from None
             time.sleep(0.1)
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
