@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.ingest.canonical import normalize_finish_reason
+from oncall.query.ids import request_key
 from oncall.replay import store as rstore
 from oncall.replay.checks import SideStats, noise_verdict, pair_checks, summary_rows, word_diff
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
@@ -467,7 +468,7 @@ def _request_entry(pk: int, orig: dict[str, Any], results: list[dict[str, Any]],
                    labels: dict[tuple[int, int], str] | None) -> dict[str, Any]:
     """One request's line of the summary (its noise verdict counted into t); with labels, its pairs too."""
     reps = [r for r in results if r["status"] in ("ok", "diverged")]
-    entry: dict[str, Any] = {"span_pk": pk, "request": _key(orig, pk), "replays": len(reps),
+    entry: dict[str, Any] = {"span_pk": pk, "request": request_key({**orig, "span_pk": pk}), "replays": len(reps),
                              "errors": sum(1 for r in results if r["status"] == "error"),
                              "diverged": next((r["diverged"] for r in results if r.get("diverged")), None)}
     if repeat >= 2 and len(reps) >= 2:
@@ -488,10 +489,6 @@ def _request_entry(pk: int, orig: dict[str, Any], results: list[dict[str, Any]],
                            if r.get("output_text") is not None else None} for r in reps]
         entry["original_output"] = orig.get("output_text")
     return entry
-
-
-def _key(orig: dict[str, Any], pk: int) -> str:
-    return str(orig.get("request_id") or orig.get("response_id") or orig.get("span_id") or pk)
 
 
 def _run_public(run: dict[str, Any]) -> dict[str, Any]:
