@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from oncall.query import quality
+from oncall.query.labels import LATEST_LABELS
 from oncall.query.stats import Test, two_proportions, welch
 
 # -- expressions over canonical columns ------------------------------------------------------------------
@@ -532,8 +533,8 @@ def needs_label(metrics: Iterable[Metric]) -> bool:
     return any("label" in m.columns() for m in metrics)
 
 
-LATEST_LABEL_JOIN = ("LEFT JOIN (SELECT span_pk, arg_max(label, created_at) AS label FROM labels GROUP BY span_pk) "
-                     "lab ON lab.span_pk = {a}.span_pk")
+# The latest label of each request: the one rule of oncall.query.labels.
+LATEST_LABEL_JOIN = "LEFT JOIN " + LATEST_LABELS + " lab ON lab.span_pk = {a}.span_pk"
 
 
 def measure(con: Any, where: str, params: Sequence[Any], metrics: Iterable[Metric] | None = None, *,
