@@ -115,7 +115,7 @@ def _status_line(service: Any, rate: float) -> str:
 
 # -- watch ------------------------------------------------------------------------------------------
 
-def _duration(value: str, what: str) -> float:
+def duration_seconds(value: str, what: str) -> float:
     """`90`, `90s`, `5m`, `1h`, `1d` as seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     v = value.strip().lower()
@@ -160,9 +160,9 @@ def watch(ctx: click.Context, filter_words: tuple[str, ...], notify: tuple[str, 
     if source:
         fail("--source: remote sources (oncall/sources) are not in this build yet; receive or load the traffic "
              "into an incident (`oncall receive`, `oncall load`) and watch it with --db")
-    every_s = _duration(every, "--every")
-    window_td = dt.timedelta(seconds=_duration(window, "--window"))
-    recent_td = dt.timedelta(seconds=_duration(recent, "--recent"))
+    every_s = duration_seconds(every, "--every")
+    window_td = dt.timedelta(seconds=duration_seconds(window, "--window"))
+    recent_td = dt.timedelta(seconds=duration_seconds(recent, "--recent"))
     targets = [resolve_target(spec, config=config_path) for spec in notify]
     store = open_store(ctx, db, create=False)
     stop = threading.Event()
