@@ -264,25 +264,31 @@ def test_a_merge_killed_at_any_step_leaves_the_incident_complete(incident: Path,
 
 
 def test_size_tiers_keep_a_stream_of_parts_few() -> None:
-    policy = Policy(fanout=10)
+    """An hour of one-second parts under the default policy: few parts, each span rewritten a few times."""
+    policy = Policy()
     parts: list[PartInfo] = []
-    number = 0
-    most = 0
-    for _ in range(3600):  # an hour of one-second parts of ~280 spans
+    number = most = written = 0
+    counts = []
+    for _ in range(3600):  # an hour of one-second parts of ~280 spans (1M spans)
         number += 1
         parts.append(PartInfo(number, number, 280))
         while run := choose_run(parts, policy):
             number += 1
             merged = PartInfo(number, max(p.rank for p in run), sum(p.spans for p in run))
+            written += merged.spans
             parts = sorted([p for p in parts if p not in run] + [merged], key=lambda p: p.rank)
         most = max(most, len(parts))
+        counts.append(len(parts))
     assert sum(p.spans for p in parts) == 3600 * 280
-    assert len(parts) <= 4 * (policy.fanout - 1) and most <= 4 * policy.fanout
+    assert most <= policy.max_parts and sum(counts) / len(counts) < 8
+    assert written / (3600 * 280) < 8, "write amplification"
     assert [p.rank for p in parts] == sorted(p.rank for p in parts)
+    # A big part does not absorb each small part as it arrives (that rewrites it every time).
+    assert choose_run([PartInfo(1, 1, 1_000_000), PartInfo(2, 2, 280), PartInfo(3, 3, 280)], policy) == []
     # Bounded merges leave big runs alone.
-    big = [PartInfo(i, i, 100_000) for i in range(1, 11)]
-    assert choose_run(big, Policy(fanout=10, max_spans=200_000)) == []
-    assert choose_run(big, Policy(fanout=10)) == big
+    big = [PartInfo(i, i, 100_000) for i in range(1, 4)]
+    assert choose_run(big, Policy(max_spans=200_000)) == []
+    assert choose_run(big, policy) == big
 
 
 def test_the_background_compactor_merges_while_loads_go_on(tmp_path: Path) -> None:

@@ -22,9 +22,12 @@ leftovers (deleted the same way).
 
 Policy (size tiers, as in a log-structured merge tree): a part's tier is log_FANOUT of its span
 count. When FANOUT or more parts of tier <= t sit side by side in rank order, the smallest such t
-merges. A stream of same-size parts then keeps at most FANOUT - 1 parts per tier: an hour of
-one-second parts (3,600) is at most ~9-12 parts at FANOUT 10, every span rewritten about
-log_FANOUT(3,600) ~ 4 times.
+merges. A stream of same-size parts then keeps at most FANOUT - 1 parts per tier. Every part is
+a branch that each query's planner binds and optimises (a lookup's planning grows from ~1 ms with
+one part to tens of ms with ten, bench/RESULTS.md), so few parts matter more than rewriting:
+FANOUT is 3, and beyond max_parts (10) live parts the cheapest side-by-side run merges whatever
+its tiers. Simulated over an hour of one-second parts (tests/test_compaction.py): 7 live parts
+on average, never more than 10, each span rewritten ~7 times.
 
 Where it runs: the live receiver starts a `Compactor` thread; `oncall load` runs a bounded pass
 after its load (merges of small parts only); `oncall compact` runs a full pass, or merges every
@@ -65,8 +68,9 @@ _COPIED = ("spans", "span_ids", "imports", "problems")
 class Policy:
     """When parts merge. `max_spans` bounds one merge (a pass after a load keeps to small merges)."""
 
-    fanout: int = 10
+    fanout: int = 3
     max_spans: int | None = None
+    max_parts: int = 10  # beyond this, the cheapest side-by-side parts merge whatever their tiers
 
     def tier(self, spans: int) -> int:
         return int(math.log(max(spans, 1), self.fanout))
@@ -115,13 +119,27 @@ def choose_run(parts: list[PartInfo], policy: Policy = DEFAULT_POLICY) -> list[P
         run: list[PartInfo] = []
         for p in [*parts, None]:
             if p is not None and policy.tier(p.spans) <= t:
-                run.append(p)
+                run.append(p)  # smaller parts between ride along
                 continue
             picked = _within_budget(run, policy)
-            if len(picked) >= policy.fanout:
+            # Only parts of tier t count: a big part must not absorb each small one as it arrives
+            # (that rewrites the big part every time).
+            if sum(policy.tier(q.spans) == t for q in picked) >= policy.fanout:
                 return picked
             run = []
-    return []
+    return _cheapest_window(parts, policy)
+
+
+def _cheapest_window(parts: list[PartInfo], policy: Policy) -> list[PartInfo]:
+    """Over max_parts: the side-by-side parts, just enough of them, that are cheapest to rewrite."""
+    width = len(parts) - policy.max_parts + 1
+    if width < 2:
+        return []
+    windows = [parts[i:i + width] for i in range(len(parts) - width + 1)]
+    best = min(windows, key=lambda w: sum(p.spans for p in w))
+    if policy.max_spans is not None and sum(p.spans for p in best) > policy.max_spans:
+        return []
+    return best
 
 
 def _within_budget(run: list[PartInfo], policy: Policy) -> list[PartInfo]:
