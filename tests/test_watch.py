@@ -23,7 +23,6 @@ import json
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -43,7 +42,7 @@ from oncall.live.notify import (
 from oncall.live.service import ReceiveService
 from oncall.live.watch import check
 from oncall.store import open_db
-from oncall.store.db import wait_for
+from oncall.store.db import now_utc, wait_for
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -155,10 +154,12 @@ def test_served_model_switch_notifies_once_and_resolves_once(tmp_path, recorder,
             assert all(NEW in s["title"] for s in first.sent)
             assert check(db, targets, window=window, recent=recent).sent == []  # once, not every check
             srv.served_models["gpt-4o"] = OLD  # flipped back
-            time.sleep(recent.total_seconds())
+            flipped = now_utc()
             run(60)
+            # "recent" is exactly the traffic since the flip back, however long the machine took to send it
+            recent = now_utc() - flipped
             resolved = check(db, targets, window=window, recent=recent)
-            assert [s["action"] for s in resolved.sent] == ["resolve"] * 3, resolved.as_dict()
+            assert [s["action"] for s in resolved.sent] == ["resolve"] * 3, resolved.waiting
             assert check(db, targets, window=window, recent=recent).sent == []
             # A restarted watch (a new process reading the journal) sends nothing again.
         with open_db(db_path) as db2:

@@ -87,7 +87,9 @@ def receive(ctx: click.Context, host: str, port: int, token_env: str | None, flu
     store.record_event("receive", f"stopped receiving on {url}: {stats.spans_written:,} spans written",
                        {"url": url, **{k: v for k, v in stats.as_dict().items() if k != 'last_arrival'}})
     store.close()
-    summary = {"url": url, "db": str(db_path), "seconds": round(time.time() - started, 1), **stats.as_dict()}
+    summary = {"url": url, "db": str(db_path), "seconds": round(time.time() - started, 1), **stats.as_dict(),
+               "compactions": len(service.compactor.merges) if service.compactor else 0,
+               "compaction_errors": list(service.compactor.errors) if service.compactor else []}
     if summary.get("last_arrival"):
         summary["last_arrival"] = _iso(summary["last_arrival"])
     if as_json:

@@ -41,6 +41,7 @@ class CheckResult:
     sent: list[dict[str, Any]] = field(default_factory=list)  # {action, dedup_key, target, title}
     failed: list[str] = field(default_factory=list)
     open: list[str] = field(default_factory=list)  # dedup keys still open after the check
+    waiting: dict[str, str] = field(default_factory=dict)  # open key -> why it has not resolved yet
 
     @property
     def notified(self) -> bool:
@@ -48,7 +49,7 @@ class CheckResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "window_start": self.window_start, "changes": self.changes, "sent": self.sent,
-                "failed": self.failed, "open": self.open}
+                "failed": self.failed, "open": self.open, "waiting": self.waiting}
 
 
 def _iso(t: dt.datetime) -> str:
@@ -155,7 +156,9 @@ def check(db: IncidentDB, targets: list[Target], *, window: dt.timedelta, recent
         detail = _json(last["detail"])
         rec = check_recovered(con, detail, recent=recent, now=now, filter_words=words)
         if not rec.recovered:
-            result.open.append(key)
+            if key not in result.open:
+                result.open.append(key)
+            result.waiting[key] = rec.reason
             continue
         change = _change_from_detail(detail)
         _send(db, target, build_alert(db, change, key, "resolve", at=now, recovery=rec), change,
