@@ -138,7 +138,9 @@ def test_served_model_switch_notifies_once_and_resolves_once(tmp_path, recorder,
                PagerDutyTarget("pd", "R0UT1NGKEY0000000000000000000000", url=f"{recorder.url}/v2/enqueue")]
     window, recent = dt.timedelta(hours=1), dt.timedelta(seconds=4)
     try:
-        with OpenAIServer(served_models={"gpt-4o": OLD}) as srv, open_db(db_path) as db:
+        # A fixed 50 ms answer time: latency then barely moves with the machine's load, so the only change
+        # is the one the test makes (a load-made latency shift would rightly keep the alert open).
+        with OpenAIServer(served_models={"gpt-4o": OLD}, latency=0.05) as srv, open_db(db_path) as db:
             def run(calls: int) -> None:
                 before = svc.receiver.stats.spans_accepted
                 _traffic(srv, svc.server.url, calls)
