@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from oncall.display import iso_utc
 from oncall.ingest import jsonio
+from oncall.ingest.writer import JSON_COLUMNS
 from oncall.ingest.loader import LoadError, LoadReport, PartWriter, write_import
 from oncall.query.filters import Filter, compile_filter, parse_filter, resolve_time
 from oncall.sources.base import Progress, PullStats, Source, SourceUsageError, Window
@@ -74,7 +75,7 @@ class ExactFilter:
         for r in rows:
             for c in self.columns:
                 v = r.get(c)
-                if c == "attributes" and v is not None and not isinstance(v, str):
+                if c in JSON_COLUMNS and v is not None and not isinstance(v, str):
                     v = jsonio.dumps(v)
                 elif c in ("start_time", "end_time") and isinstance(v, int):
                     v = dt.datetime.fromtimestamp(v / 1e6, dt.UTC)

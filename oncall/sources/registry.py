@@ -37,6 +37,7 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
 
 _URL_RE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 _NAME_RE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
+_USERINFO_SECRET_RE = re.compile(r"^[a-z][a-z0-9+.-]*://[^/@:?#]*:[^@]*@", re.IGNORECASE)
 
 
 def is_source_ref(text: str) -> bool:
@@ -65,6 +66,11 @@ def _parse_url(text: str, *, name: str | None, secret: str | None, secret_from: 
     scheme = m.group(1).lower()
     if scheme not in SCHEMES:
         raise SourceUsageError(f"{where}: unknown scheme {scheme}://; known: {', '.join(s + '://' for s in SCHEMES)}")
+    if _USERINFO_SECRET_RE.match(text):  # before any parsing: a password may hold '#', '/' or '?'
+        raise SourceUsageError(
+            f"{_no_secret(text)}: a password in the URL is refused (it would be kept in the trail and "
+            f"shell history); set {SCHEMES[scheme][1] or 'it'} in the environment or use [sources.NAME] "
+            "in oncall.toml")
     parts = urlsplit(text)
     if parts.password is not None:
         # Do not echo it: the message names the URL with the password cut out.
@@ -75,7 +81,7 @@ def _parse_url(text: str, *, name: str | None, secret: str | None, secret_from: 
     try:
         port = parts.port
     except ValueError:
-        raise SourceUsageError(f"{where}: {text!r}: the port is not a number") from None
+        raise SourceUsageError(f"{where}: {_no_secret(text)!r}: the port is not a number") from None
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
     env_name = secret_env or SCHEMES[scheme][1]
     if secret is None and env_name and os.environ.get(env_name):
@@ -88,7 +94,7 @@ def _parse_url(text: str, *, name: str | None, secret: str | None, secret_from: 
 
 def _no_secret(text: str) -> str:
     """A URL with any user:password@ reduced to user@ (for messages about a refused URL)."""
-    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", text)
+    return re.sub(r"^([a-z][a-z0-9+.-]*://[^/@:?#]*):[^@]*@", r"\1:***@", text, flags=re.IGNORECASE)
 
 
 def _named(name: str) -> SourceRef:

@@ -151,7 +151,7 @@ def _tables(client: Any, ref: SourceRef, database: str) -> list[str]:
             exists = client.query("SELECT count() FROM system.databases WHERE name = {db:String}",
                                   parameters={"db": database}).result_rows[0][0]
             if not exists:
-                raise SourceUsageError(f"{ref.display}: database {database!r} does not exist; check the database "
+                raise SourceUsageError(f"{ref.display}: database {database} does not exist; check the database "
                                        "in the URL (clickhouse://host/DATABASE or ?database=)", kind="missing")
     return [str(r[0]) for r in res.result_rows]
 

@@ -8,6 +8,7 @@ server message never reaches the terminal.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,6 +21,9 @@ LIMIT_SETTINGS = ("max_execution_time", "max_memory_usage", "max_rows_to_read", 
                   "max_result_rows", "max_threads")
 DEFAULT_SETTINGS = {"max_execution_time": 120}
 CONNECT_TIMEOUT_S = 10
+# The driver logs its own failures ("Unexpected Http Driver Exception", with the request URL) to the
+# root handler; oncall reports each failure once, as one line that names the source.
+logging.getLogger("clickhouse_connect").setLevel(logging.CRITICAL)
 
 
 def client_for(ref: SourceRef) -> Any:
@@ -120,13 +124,13 @@ def translate(ref: SourceRef, exc: BaseException, what: str | None = None) -> So
         return err_cls(f"{ref.display}: {advice}{doing}", **kw)  # type: ignore[arg-type]
     low = text.lower()
     if any(s in low for s in ("certificate", "ssl", "tls", "wrong version number")):
-        return SourceError(f"{ref.display}: TLS failed ({_first_line(text)}); for a plain-HTTP port use "
+        return SourceError(f"{ref.display}: TLS failed ({_cause(text)}); for a plain-HTTP port use "
                            "clickhouse:// (not clickhouses://), or check the server's certificate "
                            "(?verify=false only for a test server)", kind="tls")
     if any(s in low for s in ("connection refused", "max retries", "name or service not known",
                               "failed to establish", "timed out", "nodename nor servname", "no route to host",
                               "temporary failure in name resolution", "connection reset", "remote end closed")):
-        return SourceError(f"{ref.display}: cannot reach the server ({_first_line(text)}); check host and port "
+        return SourceError(f"{ref.display}: cannot reach the server ({_cause(text)}); check host and port "
                            "(HTTP is 8123, HTTPS 8443) and that ClickHouse is running", kind="unreachable")
     if "authentication" in low or "password" in low:
         return SourceError(f"{ref.display}: {_CODES[516][1]}", kind="auth")
@@ -134,6 +138,19 @@ def translate(ref: SourceRef, exc: BaseException, what: str | None = None) -> So
         return SourceError(f"{ref.display}: the server refused the query{doing}: {_first_line(text)}",
                            kind=f"clickhouse-{m.group(1)}")
     return SourceError(f"{ref.display}: the query failed{doing}: {_first_line(text)}", kind="clickhouse")
+
+
+_CAUSE_RES = (re.compile(r"\[SSL: [A-Z_]+\] [^'\")(]+"), re.compile(r"\[Errno -?\d+\] [^'\")(]+"),
+               re.compile(r"(?:Read|Connect) timed out"), re.compile(r"certificate verify failed[^'\")(]*"))
+
+
+def _cause(text: str) -> str:
+    """The operating system's or TLS library's own words inside a driver's long exception text."""
+    for rx in _CAUSE_RES:
+        m = rx.search(text)
+        if m:
+            return m.group(0).strip(" .:")
+    return _first_line(text)[:160]
 
 
 def _first_line(text: str) -> str:
