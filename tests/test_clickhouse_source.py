@@ -410,7 +410,10 @@ def test_a_named_source_takes_its_password_from_the_environment(demo, http, tmp_
     assert res.exit_code == 0, res.output
     assert _spans(db) and PASSWORD not in res.output
     res = oncall("--db", str(db), "load", "@nope", "--since", START)
-    assert res.exit_code == 2 and "@prod" in res.output
+    assert res.exit_code == 2 and "prod" in res.output
+    toml.write_text(f'[sources.lit]\nurl = "{_http_url(http)}"\npassword = "{PASSWORD}"\n')
+    res = oncall("--db", str(db), "load", "@lit", "--since", START)
+    assert res.exit_code == 2 and "password_env" in res.output and PASSWORD not in res.output
 
 
 @pytest.mark.skipif(not os.environ.get("ONCALL_TEST_CLICKHOUSE_URL"),

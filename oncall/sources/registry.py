@@ -9,12 +9,11 @@ SCHEMES. A reference is
 
         [sources.prod]
         url = "clickhouses://oncall@ch.internal:8443/otel?table=otel_traces"
-        password_env = "PROD_CH_PASSWORD"   # optional: the variable holding the password
-        # password = "…"                    # allowed (the file is the team's), never echoed
+        password_env = "PROD_CH_PASSWORD"   # the variable holding the password ($CLICKHOUSE_PASSWORD if unset)
 
 A password written into the URL itself is refused (it would land in shell history, the trail and
-the incident): the secret comes from the source's environment variable (CLICKHOUSE_PASSWORD for
-ClickHouse) or from oncall.toml, and nowhere else.
+the incident): the secret comes from the environment: the variable oncall.toml's `password_env` names, else the
+source's own (CLICKHOUSE_PASSWORD for ClickHouse), and nowhere else.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ import re
 from types import ModuleType
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from oncall.config import ConfigError, config_path, load_config
+from oncall.config import load_config, refuse_literal_secrets
 from oncall.sources.base import Source, SourceRef, SourceUsageError
 
 # scheme -> (module under oncall.sources, the environment variable holding its secret).
@@ -98,28 +97,21 @@ def _no_secret(text: str) -> str:
 
 
 def _named(name: str) -> SourceRef:
-    try:
-        cfg = load_config()
-    except ConfigError as exc:
-        raise SourceUsageError(str(exc)) from None
-    where = config_path()
-    sources = cfg.get("sources", {})
-    entry = sources.get(name) if isinstance(sources, dict) else None
-    if not isinstance(entry, dict):
-        known = ", ".join("@" + k for k in sources) if isinstance(sources, dict) and sources else "none"
-        place = str(where) if where else "no oncall.toml found (set $ONCALL_TOML or add one)"
-        raise SourceUsageError(f"@{name}: no [sources.{name}] table in {place}; known sources: {known}")
-    url = entry.get("url")
+    """[sources.NAME] from oncall.toml (the one loader: user file, then project file). The password is
+    named by environment variable (`password_env`); a literal one is refused (the file is read by
+    people and pasted into tickets)."""
+    cfg = load_config()
+    entry = cfg.entry("sources", name=name)  # ConfigError (exit 2) lists the names there are
+    refuse_literal_secrets(entry.settings, entry.where())
+    url = entry.settings.get("url")
     if not isinstance(url, str) or not url:
-        raise SourceUsageError(f"{where}: [sources.{name}] needs url = \"clickhouse://…\"")
-    secret, secret_from = None, None
-    env_name = entry.get("password_env")
+        raise SourceUsageError(f"{entry.where('url')}: needs url = \"clickhouse://…\"")
+    env_name = entry.settings.get("password_env")
     if env_name is not None and not isinstance(env_name, str):
-        raise SourceUsageError(f"{where}: [sources.{name}] password_env must be the name of a variable")
+        raise SourceUsageError(f"{entry.where('password_env')} must be the name of an environment variable")
+    secret, secret_from = None, None
     if env_name and os.environ.get(env_name):
         secret, secret_from = os.environ[env_name], f"${env_name}"
-    elif isinstance(entry.get("password"), str):
-        secret, secret_from = entry["password"], f"{where} [sources.{name}] password"
     return _parse_url(url, name=name, secret=secret, secret_from=secret_from, secret_env=env_name)
 
 
