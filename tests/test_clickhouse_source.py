@@ -302,11 +302,11 @@ def _langfuse_rows(ch: Any) -> None:
          '2026-11-24 00:00:00.000', 0, 'production'),
         ('tr-2', '{t0}', 'extract', 'u-2', map('tenant', 'globex'), NULL, 'p1', 0, 0, [], NULL, NULL, 's-2',
          '{t0}', 0, 'production')""")
-    ch.command(f"""INSERT INTO lf.observations (id, trace_id, project_id, type, parent_observation_id, start_time,
+    ch.command("""INSERT INTO lf.observations (id, trace_id, project_id, type, parent_observation_id, start_time,
         end_time, name, metadata, level, status_message, input, output, provided_model_name, usage_details,
         cost_details, total_cost, prompt_name, prompt_version, event_ts, is_deleted, environment) VALUES
         ('ob-1', 'tr-1', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:01.000', '2026-11-24 01:00:03.500', 'chat',
-         map(), 'DEFAULT', NULL, '[{{"role":"user","content":"refund please"}}]', '{{"role":"assistant","content":"ok"}}',
+         map(), 'DEFAULT', NULL, '[{"role":"user","content":"refund please"}]', '{"role":"assistant","content":"ok"}',
          'gpt-4o', map('input', 120, 'output', 30, 'total', 150), map('total', 0.0012), 0.0012, 'support', 13,
          '2026-11-24 01:00:04.000', 0, 'production'),
         ('ob-1', 'tr-1', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:01.000', NULL, 'chat', map(), 'DEFAULT', NULL,

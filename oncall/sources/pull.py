@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from oncall.display import iso_utc
 from oncall.ingest import jsonio
-from oncall.ingest.writer import JSON_COLUMNS
 from oncall.ingest.loader import LoadError, LoadReport, PartWriter, write_import
+from oncall.ingest.writer import JSON_COLUMNS
 from oncall.query.filters import Filter, compile_filter, parse_filter, resolve_time
 from oncall.sources.base import Progress, PullStats, Source, SourceUsageError, Window
 from oncall.store.db import IncidentDB, load_lock
