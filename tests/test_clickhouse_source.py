@@ -256,10 +256,14 @@ def test_limit_caps_the_cohort_at_the_newest_calls(demo, local_demo, chdb_path, 
     assert set(got) == want
 
 
-def test_the_demo_causes_are_found_with_the_same_times_on_the_pulled_spans(demo, local_demo, chdb_path, tmp_path):
-    db = tmp_path / "causes.duckdb"
-    assert oncall("--db", str(db), "load", _chdb_url(chdb_path), "--since", START, "--until", END).exit_code == 0
-    pulled = json.loads(oncall("--db", str(db), "changes", "--json").output)
+def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local_demo, chdb_path, tmp_path):
+    """`changes --source`: the demo's three causes, inserted into otel_traces, found with the same
+    times, cohorts and effects as on the local load of the same spans; the incident is untouched."""
+    db = tmp_path / "untouched.duckdb"
+    res = oncall("--db", str(db), "changes", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
+                 "--json")
+    assert res.exit_code == 0, res.output
+    pulled = json.loads(res.stdout)
     local = json.loads(oncall("--db", str(local_demo), "changes", "--json").output)
 
     def causes(doc: Any) -> list[tuple]:
@@ -267,7 +271,30 @@ def test_the_demo_causes_are_found_with_the_same_times_on_the_pulled_spans(demo,
                  c.get("after"), c.get("began_at"), c.get("ended_at")) for c in doc]
 
     assert causes(pulled) == causes(local)
-    assert len(causes(local)) >= 3
+    kinds = {c[0] for c in causes(local)}
+    assert len(causes(local)) >= 3 and {"new_prompt_version", "new_served_model"} <= kinds
+    assert not db.exists()  # asked of the source: nothing written to the incident
+
+
+def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, chdb_path, tmp_path):
+    args = ["tenant=acme", "since=2026-11-24T01:12:00Z", "--baseline", "tenant=acme until=2026-11-24T01:12:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _chdb_url(chdb_path),
+                 "--since", START, "--until", END, "--json")
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert remote["metrics"] == local["metrics"] and remote["cohort"]["requests"] > 0
+
+
+def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_path):
+    import click
+
+    from oncall.commands.sources import pull_for_console
+
+    db = tmp_path / "console.duckdb"
+    ctx = click.Context(cli)
+    pull_for_console(ctx, str(db), _chdb_url(chdb_path), START, END, 300)
+    assert len(_spans(db)) == 300
 
 
 # -- schemas ----------------------------------------------------------------------------------------------

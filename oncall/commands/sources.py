@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import click
@@ -82,3 +84,84 @@ def load_from_source(ctx: click.Context, text: str, filters: list[str], *, since
         click.echo(f"received {stats.rows:,} rows ({(stats.bytes or 0) / 1e6:.1f} MB as Arrow) from "
                    f"{source.ref.display}, {window.since.isoformat()} → {window.until.isoformat()}", err=True)
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
+
+
+def source_options(f: Any) -> Any:
+    """--source URL|@NAME with its window, on commands that can ask a source instead of the incident."""
+    f = click.option("--until", "source_until", default=None, metavar="T",
+                     help="with --source: window end (default now)")(f)
+    f = click.option("--since", "source_since", default=None, metavar="T",
+                     help="with --source: window start (ISO, 01:00 UTC, or -6h)")(f)
+    return click.option("--source", "source", default=None, metavar="URL|@NAME",
+                        help="ask a trace store (clickhouse://…, @NAME) over --since/--until instead of the incident")(f)
+
+
+@contextmanager
+def incident_or_source(ctx: click.Context, db: str | None, source: str | None, since: str | None,
+                       until: str | None, pull_filter: list[str] | None = None) -> Iterator[Any]:
+    """The incident (read-only), or with --source a scratch incident holding the source's window
+    (oncall.sources.scratch; the incident itself is untouched)."""
+    if source is None:
+        if since or until:
+            fail("--since/--until go with --source; on the incident use since=/until= filter terms")
+        yield open_store(ctx, db, read_only=True, create=False)
+        return
+    from oncall.query.filters import FilterError
+    from oncall.sources.scratch import scratch_incident
+
+    progress = _rows_progress(sys.stderr.isatty())
+    try:
+        with scratch_incident(source, since, until, pull_filter, progress=progress) as (store, window, stats):
+            if progress:
+                click.echo("\r" + " " * 40 + "\r", err=True, nl=False)
+            click.echo(f"oncall: {stats.rows:,} rows from {store_label(source)} "
+                       f"{window.since.isoformat()} → {window.until.isoformat()}", err=True)
+            yield store
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    except FilterError as exc:
+        fail(str(exc))
+
+
+def store_label(text: str) -> str:
+    from oncall.sources.registry import parse_ref
+
+    return parse_ref(text).display
+
+
+OPEN_CAP = 20_000  # LLM calls `open --source` brings home unless --limit says otherwise
+
+
+def pull_for_console(ctx: click.Context, db: str | None, text: str, since: str | None, until: str | None,
+                     limit: int | None) -> None:
+    """`open --source`: the window's newest LLM calls (capped) pulled into the incident before the
+    console opens on it; labels, notes, replays and actions then stay local, keyed by span id."""
+    from oncall.ingest.loader import LoadError
+    from oncall.sources.pull import load_source, window_of
+    from oncall.sources.registry import open_source
+
+    try:
+        window = window_of(since, until, parse_filter_or_empty())
+        source = open_source(text)
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    progress = _rows_progress(sys.stderr.isatty())
+    try:
+        store = open_store(ctx, db)
+        report, stats = load_source(store, source, window, None, limit=limit or OPEN_CAP, progress=progress)
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    except LoadError as exc:
+        fail(str(exc))
+    finally:
+        source.close()
+    store.close()
+    added = sum(f.spans for f in report.files)
+    click.echo(f"\roncall: pulled {added:,} spans ({stats.rows:,} rows received, newest first, at most "
+               f"{limit or OPEN_CAP:,} LLM calls) from {source.ref.display}", err=True)
+
+
+def parse_filter_or_empty() -> Any:
+    from oncall.query.filters import Filter
+
+    return Filter()

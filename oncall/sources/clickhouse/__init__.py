@@ -84,6 +84,16 @@ class ClickHouseSource:
         outer = otel.Projection(t, present=span_keys, present_resource=res_keys)
         own_only = Filter(tuple(x for x in flt.terms if COLUMNS.get(x.key or "") not in INHERITED_KEYS))
         pre = compile_terms(own_only, inner, params)
+        # A span matches `tenant=acme` by its own value or its trace's, and the trace's comes from
+        # one of its spans: so only traces with a span whose own value matches can hold a match.
+        # Narrowing to those first keeps the per-trace aggregation to the cohort's traces.
+        positive = Filter(tuple(x for x in flt.terms if COLUMNS.get(x.key or "") in INHERITED_KEYS
+                                and x.op == "=" and "" not in x.values))
+        if positive.terms:
+            carriers = compile_terms(positive, inner, params, default_kind=None)
+            pre += (f" AND t.TraceId IN (SELECT t.TraceId FROM {{db:Identifier}}.{{table:Identifier}} AS t "
+                    f"WHERE t.Timestamp >= {{lookback:DateTime64(9)}} AND t.Timestamp < {{until:DateTime64(9)}} "
+                    f"AND {carriers})")
         full = compile_terms(flt, outer, params)
         keys = otel.trace_keys_sql(t, inner, win, pre)
         kcols = ", ".join(f"k.{k}__v AS {k}__v, k.{k}__from AS {k}__from" for k in INHERITED_KEYS if k in
