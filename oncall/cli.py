@@ -99,7 +99,7 @@ def cli(ctx: click.Context, db: str | None, verbose: bool) -> None:
 # -- load ------------------------------------------------------------------------------------
 
 # Problem kinds that mean "this is not input oncall can load" (exit 2 when it is the only file).
-BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable")
+BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable", "too-deep", "truncated")
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
@@ -180,6 +180,12 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         emit_json({**report.to_dict(), "summary": summ})
     else:
         print_load_report(report, summ)
+    if report.bugs:  # every other file was loaded; the one oncall failed on is a bug (exit 3)
+        click.echo(f"oncall: internal error: {report.bugs[0].problems[0]}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if strict and report.failed:  # --strict: the files with problems failed, the others loaded
+        fail(f"--strict: {len(report.failed)} file(s) failed, nothing from them was loaded; first: "
+             f"{report.failed[0].problems[0] if report.failed[0].problems else report.failed[0].path}")
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
 
 
