@@ -64,9 +64,11 @@ class ClickHouseSource:
              progress: Progress | None = None) -> PullStats:
         if isinstance(self.table, otel.Table):
             sql, params = self._otel_pull_sql(window, flt, newest_first=limit is not None)
+            sql += _server_limit(limit)
             return self._drain(sql, params, sink, otel.row_of, otel.inherit, progress,
                                linker=otel.new_linker(sink))
         sql, params = langfuse.pull_sql(self.table, window, flt, newest_first=limit is not None)
+        sql += _server_limit(limit)
         return self._drain(sql, params, sink, langfuse.rows_of, None, progress)
 
     def _otel_pull_sql(self, window: Window, flt: Filter, *, newest_first: bool) -> tuple[str, dict[str, Any]]:
@@ -140,6 +142,13 @@ class ClickHouseSource:
         if linker is not None:
             linker.finish()
         return stats
+
+
+def _server_limit(limit: int | None) -> str:
+    """A cap sent with the query, so the server keeps a top-N instead of sorting the whole cohort.
+    Pushdown is a superset of the filter (pull.ExactFilter decides), so it asks for half as many
+    again as wanted; a cohort the exact filter thins by more than that comes back short of --limit."""
+    return "" if limit is None else f" LIMIT {int(limit * 1.5) + 100}"
 
 
 def _rows(value: Any) -> list[dict[str, Any]]:
