@@ -237,7 +237,7 @@ def test_targets_from_config_and_inline(tmp_path, monkeypatch):
         resolve_target("nosuch", config=str(toml))
 
 
-def test_cli_once_exit_codes_and_source_until_sources_land(tmp_path, recorder, demo_db):
+def test_cli_once_exit_codes_and_a_bad_source(tmp_path, recorder, demo_db):
     import shutil as sh
 
     from oncall.store.db import copy_incident
@@ -254,6 +254,6 @@ def test_cli_once_exit_codes_and_source_until_sources_land(tmp_path, recorder, d
     again = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert again.returncode == 0 and json.loads(again.stdout)["sent"] == []  # state survived the process
     src = subprocess.run([sys.executable, "-m", "oncall", "--db", str(db), "watch", "--once", "--source",
-                          "clickhouse://x", "--notify", "webhook=http://127.0.0.1:1/"], capture_output=True, text=True,
+                          "nosuch://x", "--notify", "webhook=http://127.0.0.1:1/"], capture_output=True, text=True,
                          cwd=ROOT, timeout=60)
-    assert src.returncode == 2 and "not in this build yet" in src.stderr
+    assert src.returncode == 2 and "nosuch" in src.stderr  # watching a store: tests/test_clickhouse_source.py
