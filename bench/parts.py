@@ -52,7 +52,7 @@ def cut(src_db: Path, dst_db: Path, n_parts: int, compact_each: bool = False) ->
     from oncall.store.compact import compact
     from oncall.store.db import remove_incident
     from oncall.store.loadparts import attach_new_part, detach_part
-    from oncall.store.parts import part_files, parts_dir
+    from oncall.store.parts import numbers_on_disk, part_files, parts_dir
 
     remove_incident(dst_db)
     dst_db.parent.mkdir(parents=True, exist_ok=True)
@@ -69,7 +69,8 @@ def cut(src_db: Path, dst_db: Path, n_parts: int, compact_each: bool = False) ->
     for k in range(n_parts):
         lo, hi = bounds[k], bounds[k + 1]
         where = " AND ".join([f"span_pk >= {lo}"] * (lo is not None) + [f"span_pk < {hi}"] * (hi is not None)) or "true"
-        number = k + 1
+        # Numbered as a load numbers its part: merged parts share the numbering.
+        number = max(numbers_on_disk(dst_db) | db.registered_parts(), default=0) + 1
         path = parts_dir(dst_db) / f"part-{number}.duckdb"
         path.parent.mkdir(parents=True, exist_ok=True)
         pcur = attach_new_part(db, path, "cutpart")
