@@ -7,6 +7,7 @@ sample of that cohort.
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -93,6 +94,9 @@ class OverviewScreen(Screen):
         self._head_text = Text()
         self._changes_at = 0.0  # monotonic time of the last what-changed run
         self._changes_loaded_once = False
+        # What-changed waits for the header and charts' queries: run side by side, the two shared
+        # the two cores and the first screen came later, while what-changed finished no sooner.
+        self._header_queried = threading.Event()
         self.load()
         self.load_changes()
 
@@ -144,6 +148,8 @@ class OverviewScreen(Screen):
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
             return
+        finally:
+            self._header_queried.set()
         overall = {"bucket_s": bucket_s, "rows": [r for r in rows if r["key"] is None]}
         by_tenant = {"rows": [r for r in rows if r["key"] == "tenant"]}
         self.app.call_from_thread(self._loaded, head, overall, top, by_tenant)
@@ -154,6 +160,7 @@ class OverviewScreen(Screen):
         from oncall.query.changes import changes
 
         self._changes_at = time.monotonic()
+        self._header_queried.wait(10)
         try:
             found = changes(self.app.store.cursor())
         except Exception as exc:  # noqa: BLE001
