@@ -266,3 +266,152 @@ def test_a_truncated_compressed_file_loads_nothing(incident: Path, tmp_path: Pat
     assert line.startswith(f"oncall: error: {path}: truncated: truncated {comp} stream"), res.stderr
     assert "EOFError" not in res.stderr and "empty" not in line
     assert counts(incident) == before
+
+
+# -- a machine that says no ------------------------------------------------------------------------
+def _mount(*args: str) -> str | None:
+    """Run mount; None when it worked, else why not (for the skip reason)."""
+    if os.geteuid() != 0:
+        return "needs root (a tmpfs or a bind mount); CI runs as root"
+    res = subprocess.run(["mount", *args], capture_output=True, text=True)
+    return None if res.returncode == 0 else f"mount {' '.join(args)} refused: {res.stderr.strip()}"
+
+
+@pytest.fixture
+def read_only_incident(incident: Path, tmp_path: Path):
+    """The incident's directory bind-mounted read-only (the original stays writable for checks)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    why = _mount("--bind", str(incident.parent), str(ro))
+    if why:
+        pytest.skip(why)
+    try:
+        why = _mount("-o", "remount,bind,ro", str(ro))
+        if why:
+            pytest.skip(why)
+        yield ro / incident.name
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 2 MB tmpfs: room for an incident's base file and journal, not for a load's part."""
+    d = tmp_path / "small"
+    d.mkdir()
+    why = _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d))
+    if why:
+        pytest.skip(why)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=False)
+
+
+def files_in(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def test_a_read_only_incident_reads_and_refuses_writes_in_one_line(read_only_incident: Path, tmp_path: Path) -> None:
+    db = str(read_only_incident)
+    more = tmp_path / "more.jsonl"
+    tracegen.write_lines(more, tracegen.otlp_lines(400, 3))
+    before = counts(read_only_incident)
+    assert oncall("--db", db, "search", "-n", "3", "--json").returncode == 0  # readers still work
+    for args, doing in ((["load", "--no-progress", str(more)], "loading"),
+                        (["note", "a note"], "writing to the incident's journal"),
+                        (["label", "chatcmpl-gen00001000", "bad"], "writing to the incident's journal"),
+                        (["postmortem", "--out", str(read_only_incident.parent / "pm.md")], "writing the postmortem")):
+        res = oncall("--db", db, *args)
+        assert res.returncode == 2, (args, res.stderr)
+        line = res.stderr.strip()
+        assert "\n" not in line and "Traceback" not in line, line
+        assert str(read_only_incident.parent) in line and "read-only" in line and doing in line, line
+    assert counts(read_only_incident) == before
+    from oncall.tui.app import open_for_console
+
+    store, read_only, reason = open_for_console(read_only_incident)  # the console offers read-only
+    try:
+        assert read_only and "read-only" in reason
+    finally:
+        store.close()
+
+
+def test_a_full_disk_fails_the_load_in_one_line_and_removes_its_part(full_disk: Path, tmp_path: Path) -> None:
+    db = full_disk / "incident.duckdb"
+    big = tmp_path / "big.jsonl"
+    tracegen.write_lines(big, tracegen.otlp_lines(0, 3000))
+    for _attempt in range(2):
+        res = oncall("--db", str(db), "load", "--no-progress", str(big))
+        assert res.returncode == 2, res.stderr
+        line = res.stderr.strip()
+        assert "\n" not in line and line.startswith(f"oncall: error: {db}.d: no space left on the device"), line
+        assert "part was removed" in line and "--db" in line
+        assert not [f for f in files_in(full_disk) if "/parts/" in f or f.endswith(".tmp")], files_in(full_disk)
+    assert counts(db).spans == 0
+    assert oncall("--db", str(db), "note", "still writable for small things").returncode == 0
+
+
+def test_a_writer_that_fails_for_space_leaves_no_tmp(full_disk: Path, incident: Path) -> None:
+    with open(full_disk / "filler", "wb", buffering=0) as fh:  # fill the disk to the last block
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+    out = full_disk / "pm.md"
+    res = oncall("--db", str(incident), "postmortem", "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().startswith(f"oncall: error: {out}: no space left on the device"), res.stderr
+    assert files_in(full_disk) == ["filler"]
+
+
+def test_an_unreadable_directory_or_a_glob_inside_one_is_named(incident: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not Path("/usr/sbin/capsh").exists() and not Path("/sbin/capsh").exists():
+        pytest.skip("needs root and capsh to drop the capability that lets root read any directory")
+    exports = tmp_path / "exports"
+    (exports / "locked").mkdir(parents=True)
+    tracegen.write_lines(exports / "locked" / "a.jsonl", tracegen.otlp_lines(0, 2))
+    tracegen.write_lines(exports / "b.jsonl", tracegen.otlp_lines(10, 2))
+    (exports / "locked").chmod(0)
+    before = counts(incident)
+    try:
+        for target, named in ((exports, exports / "locked"), (exports / "locked" / "*.jsonl", exports / "locked"),
+                              (exports / "locked" / "a.jsonl", exports / "locked" / "a.jsonl")):
+            cmd = " ".join(f"'{x}'" for x in (sys.executable, "-m", "oncall", "--db", str(incident), "load",
+                                                "--no-progress", str(target)))
+            res = subprocess.run(["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", cmd],
+                                 capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert res.returncode == 2, res.stderr
+            line = res.stderr.strip()
+            assert "\n" not in line and line.startswith(f"oncall: error: {named}") and "permission" in line.lower(), line
+    finally:
+        (exports / "locked").chmod(0o755)
+    assert counts(incident) == before
+
+
+KILL_IN_FINISH = """
+import os, signal, sys
+from oncall.ingest import writer
+def die(self):
+    os.kill(os.getpid(), signal.SIGKILL)
+writer.FileWriter.finish = die
+from oncall.cli import main
+sys.argv = ["oncall", "--db", sys.argv[1], "load", "--no-progress", sys.argv[2]]
+main()
+"""
+
+
+def test_a_killed_loads_part_is_removed_by_the_next_writer_of_any_kind(incident: Path, tmp_path: Path) -> None:
+    more = tmp_path / "more.jsonl"
+    tracegen.write_lines(more, tracegen.otlp_lines(600, 50))
+    parts = incident.parent / (incident.name + ".d") / "parts"
+    registered = sorted(p.name for p in parts.glob("part-*.duckdb"))
+    res = subprocess.run([sys.executable, "-c", KILL_IN_FINISH, str(incident), str(more)], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == -9, res.stderr
+    assert sorted(p.name for p in parts.glob("part-*.duckdb")) != registered  # the killed load's part
+    assert oncall("--db", str(incident), "note", "a note, not a load").returncode == 0
+    assert sorted(p.name for p in parts.glob("part-*.duckdb")) == registered
+    assert counts(incident).spans == GOOD
