@@ -415,3 +415,147 @@ def test_a_killed_loads_part_is_removed_by_the_next_writer_of_any_kind(incident:
     assert oncall("--db", str(incident), "note", "a note, not a load").returncode == 0
     assert sorted(p.name for p in parts.glob("part-*.duckdb")) == registered
     assert counts(incident).spans == GOOD
+
+
+# -- replay never loses a request silently ----------------------------------------------------------
+REPLAY_KEY = "sk-test-campaign-0123456789abcdef"
+
+
+def _replay_incident(tmp_path: Path, n: int) -> Path:
+    from replay_helpers import build_incident, record
+
+    return build_incident(tmp_path, [record(i, f"Where is parcel {i:04d}?", f"Parcel {i} is in Lyon.")
+                                     for i in range(n)], name="replay.duckdb")
+
+
+def _replay(db: Path, suite: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONCALL_TEST_KEY": REPLAY_KEY, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "oncall", "replay", "--db", str(db), *args, "--json"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def _results(db: Path) -> list[tuple]:
+    with open_db(db, read_only=True) as store:
+        return store.cursor().execute(
+            """SELECT span_pk, status, error_kind, error, length(output_text) FROM replay_results
+               QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
+               ORDER BY span_pk""").fetchall()
+
+
+def test_replay_answers_that_are_not_completions_are_each_requests_error(tmp_path: Path) -> None:
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    db = _replay_incident(tmp_path, 4)
+    with OpenAIServer() as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1, max_attempts=2)
+        # request 1: an HTML page twice (both attempts); request 2: JSON of another shape, then a good answer
+        srv.answer_raw_next(b"<html><body>502 Bad Gateway</body></html>", content_type="text/html", times=2)
+        srv.answer_raw_next(b'{"status": "queued", "job": 7}')
+        res = _replay(db, suite, "--suite", str(suite), "--target", "loop", "--yes", "--no-progress")
+        assert res.returncode == 1, res.stderr  # a request failed: a finding, not a crash
+        assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+        out = json.loads(res.stdout)
+        assert out["status"] == "finished" and "1 request(s) failed" in out["reason"]
+        rows = _results(db)
+        assert len(rows) == 4  # every planned request has a result
+        failed = [r for r in rows if r[1] == "error"]
+        assert len(failed) == 1 and failed[0][2] == "bad_response" and "not a chat completion" in failed[0][3]
+        assert sum(r[1] == "ok" for r in rows) == 3
+        again = _replay(db, suite, "--resume", "1", "--no-progress")  # --resume retries the one without
+        assert again.returncode == 0, again.stderr
+        assert [r[1] for r in _results(db)] == ["ok"] * 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_replay_a_runaway_answer_is_cut_with_a_mark(tmp_path: Path, stream: bool) -> None:
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    from oncall.replay.engine import MAX_ANSWER_CHARS
+
+    db = _replay_incident(tmp_path, 2)
+    huge = " ".join(["all-work-and-no-play" * 500] * (MAX_ANSWER_CHARS // 10_000 + 50))  # 10 KB words: few chunks
+    with OpenAIServer(answerer=lambda req: huge if "0000" in json.dumps(req) else None) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1, stream=stream)
+        res = _replay(db, suite, "--suite", str(suite), "--target", "loop", "--yes", "--no-progress")
+        assert res.returncode == 0, res.stderr
+    lengths = sorted(r[4] for r in _results(db))
+    assert lengths[0] < 100 and MAX_ANSWER_CHARS < lengths[1] < MAX_ANSWER_CHARS + 100
+    with open_db(db, read_only=True) as store:
+        cut = store.cursor().execute("SELECT output_text FROM replay_results ORDER BY length(output_text) DESC "
+                                     "LIMIT 1").fetchone()[0]
+    assert cut.endswith(f"[oncall: answer cut at {MAX_ANSWER_CHARS:,} of {len(huge):,} characters]")
+
+
+def test_replay_a_worker_failing_for_any_reason_records_why(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    from oncall.cli import cli
+    from oncall.replay import conversation, store
+
+    db = _replay_incident(tmp_path, 3)
+    real = conversation.Conversation.request_params
+
+    def broken(self, *a, **k):
+        if "0001" in (self.original.output_text or "") + str(self.prefix):
+            raise KeyError("a bug in oncall")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(conversation.Conversation, "request_params", broken)
+    monkeypatch.setenv("ONCALL_TEST_KEY", REPLAY_KEY)
+    with OpenAIServer() as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=2)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--suite", str(suite), "--target", "loop",
+                                       "--yes", "--no-progress", "--json"])
+        assert res.exit_code == 1, res.output
+        rows = _results(db)
+        assert [r[1] for r in rows].count("error") == 1 and len(rows) == 3
+        assert next(r for r in rows if r[1] == "error")[3].startswith("oncall failed replaying this request: KeyError")
+        # a result lost between the worker and the journal: the run is not "finished"
+        monkeypatch.setattr(conversation.Conversation, "request_params", real)
+        add = store.ReplayStore.add_result
+
+        def drop_one(self, run_id, span_pk, k, fields):
+            if not getattr(drop_one, "dropped", False):
+                drop_one.dropped = True
+                return None
+            return add(self, run_id, span_pk, k, fields)
+
+        monkeypatch.setattr(store.ReplayStore, "add_result", drop_one)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--suite", str(suite), "--target", "loop",
+                                       "--yes", "--no-progress", "--json"])
+        out = json.loads(res.stdout)
+        assert res.exit_code == 1 and out["status"] == "incomplete" and "--resume 2" in out["reason"], res.output
+        monkeypatch.setattr(store.ReplayStore, "add_result", add)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "2", "--no-progress", "--json"])
+        assert res.exit_code == 0, res.output
+
+
+def test_replay_a_run_whose_process_died_shows_interrupted(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    db = _replay_incident(tmp_path, 40)
+    env = {**os.environ, "ONCALL_TEST_KEY": REPLAY_KEY, "PYTHONPATH": str(ROOT)}
+    with OpenAIServer(latency=0.3) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1)
+        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                 "--target", "loop", "--yes", "--no-progress"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(srv.completions()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        listed = json.loads(oncall("--db", str(db), "replay", "list", "--json").stdout)
+        assert listed[0]["status"] == "running"  # alive: running
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    listed = json.loads(oncall("--db", str(db), "replay", "list", "--json").stdout)
+    assert listed[0]["status"] == "interrupted" and f"PID {proc.pid}" in listed[0]["reason"]
+    shown = oncall("--db", str(db), "replay", "show", "1")
+    assert "status: interrupted" in shown.stdout, shown.stdout
