@@ -559,3 +559,30 @@ def test_replay_a_run_whose_process_died_shows_interrupted(tmp_path: Path) -> No
     assert listed[0]["status"] == "interrupted" and f"PID {proc.pid}" in listed[0]["reason"]
     shown = oncall("--db", str(db), "replay", "show", "1")
     assert "status: interrupted" in shown.stdout, shown.stdout
+
+
+# -- redaction where the campaign found gaps ---------------------------------------------------------
+def test_the_campaigns_secrets_reach_no_file_of_the_incident_and_no_export(incident: Path, tmp_path: Path) -> None:
+    import secretcorpus as sc
+
+    new = ["url-password-slash-hash", "url-encoded-space", "url-encoded-json", "sendgrid", "url-slack-webhook",
+           "url-key-param", "odbc-pwd"]
+    text = " | ".join(sc.SHAPED[k] for k in new)
+    named = {"private_key_id": sc.NAMED["private_key_id"], "pass": sc.NAMED["pass"]}
+    needles = [p for k in new for p in sc._parts(sc.SHAPED[k])] + list(named.values())
+    rec = {**tracegen.generic_record(900), "output_text": text, "metadata": named, "error": text}
+    logs = tmp_path / "leaky.jsonl"
+    logs.write_text(json.dumps(rec) + "\n")
+    assert oncall("--db", str(incident), "load", "--no-progress", str(logs)).returncode == 0
+    assert oncall("--db", str(incident), "note", f"pasted from the runbook: {text}").returncode == 0  # the journal
+    out = tmp_path / "pm.md"
+    assert oncall("--db", str(incident), "postmortem", "--out", str(out)).returncode == 0
+    evalset = tmp_path / "evalset"
+    assert oncall("--db", str(incident), "label", "req-00000900", "bad", "--note", text).returncode == 0
+    res = oncall("--db", str(incident), "export", "evalset", "--format", "jsonl", "--out", str(evalset))
+    assert res.returncode == 0 and list(evalset.rglob("*")), res.stderr
+    files = [p for p in [out, *incident.parent.rglob("*"), *evalset.rglob("*")] if p.is_file() and p != logs]
+    for p in files:
+        data = p.read_bytes()
+        leaked = [n for n in needles if n.encode() in data]
+        assert not leaked, (p, leaked)
