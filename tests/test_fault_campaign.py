@@ -391,16 +391,7 @@ def test_an_unreadable_directory_or_a_glob_inside_one_is_named(incident: Path, t
     assert counts(incident) == before
 
 
-KILL_IN_FINISH = """
-import os, signal, sys
-from oncall.ingest import writer
-def die(self):
-    os.kill(os.getpid(), signal.SIGKILL)
-writer.FileWriter.finish = die
-from oncall.cli import main
-sys.argv = ["oncall", "--db", sys.argv[1], "load", "--no-progress", sys.argv[2]]
-main()
-"""
+from test_crash_safety import KILL_IN_FINISH  # noqa: E402 - a load killed between its two transactions
 
 
 def test_a_killed_loads_part_is_removed_by_the_next_writer_of_any_kind(incident: Path, tmp_path: Path) -> None:
