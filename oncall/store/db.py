@@ -751,20 +751,14 @@ def _salvage_killed_loads(db: IncidentDB) -> None:
 
     if not part_files(db.path) or writable_refusal(parts_dir(db.path)) is not None:
         return
-    lock = sidecar_dir(db.path) / "load.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return  # a load is running
+    with exclusive_lock(sidecar_dir(db.path) / "load.lock", block=False) as held:
+        if not held:
+            return  # a load is running: its part is not abandoned
         try:
             salvage_unregistered_parts(db)
         except Exception as exc:  # noqa: BLE001 - a salvage that cannot finish is retried by the next writer
             if not is_machine_error(exc):
                 raise
-    finally:
-        os.close(fd)
 
 
 def load_lock(db_path: Path, waiting: Callable[[], None] | None = None) -> Any:
