@@ -74,15 +74,17 @@ def load_from_source(ctx: click.Context, text: str, filters: list[str], *, since
     summ["cost"] = cost_summary(store.cursor(), ids)
     pulled = {"source": source.ref.display, "since": window.since.isoformat(), "until": window.until.isoformat(),
               "filter": " ".join(str(t) for t in flt.terms), "rows_received": stats.rows,
-              "bytes_received": stats.bytes, "limit": limit}
+              "bytes_received": stats.bytes, "limit": limit, "notes": stats.notes}
     if ids:
         store.record_event("load", f"pulled {report.spans_added} spans from {source.ref.display}", pulled)
     if as_json:
         emit_json({**report.to_dict(), "summary": summ, "pull": pulled})
     else:
         print_load_report(report, summ)
-        click.echo(f"received {stats.rows:,} rows ({(stats.bytes or 0) / 1e6:.1f} MB as Arrow) from "
-                   f"{source.ref.display}, {window.since.isoformat()} → {window.until.isoformat()}", err=True)
+        wire = "as Arrow" if source.format.startswith("clickhouse") else "of JSON"
+        notes = f" ({'; '.join(stats.notes)})" if stats.notes else ""
+        click.echo(f"received {stats.rows:,} rows ({(stats.bytes or 0) / 1e6:.1f} MB {wire}) from "
+                   f"{source.ref.display}, {window.since.isoformat()} → {window.until.isoformat()}{notes}", err=True)
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
 
 

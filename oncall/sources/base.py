@@ -66,7 +66,8 @@ class SourceRef:
         host = self.host or ""
         port = f":{self.port}" if self.port else ""
         query = "&".join(f"{k}={v}" for k, v in sorted(self.params.items()))
-        path = self.path if self.path.startswith("/") else f"/{self.path}"
+        # `langsmith://PROJECT` names a project where a host would be: no slash before it.
+        path = self.path if self.path.startswith("/") or not (self.host or self.user) else f"/{self.path}"
         text = f"{self.scheme}://{user}{host}{port}{path}" + (f"?{query}" if query else "")
         return f"@{self.name} ({text})" if self.name else text
 

@@ -27,6 +27,7 @@ from oncall.ingest.loader import LoadError, LoadReport, PartWriter, write_import
 from oncall.ingest.writer import JSON_COLUMNS
 from oncall.query.filters import Filter, compile_filter, parse_filter, resolve_time
 from oncall.sources.base import Progress, PullStats, Source, SourceUsageError, Window
+from oncall.sources.terms import refuse_local_terms
 from oncall.store.db import IncidentDB, load_lock
 from oncall.store.loadparts import salvage_unregistered_parts
 from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS
@@ -140,6 +141,7 @@ def load_source(db: IncidentDB, source: Source, window: Window, flt: Filter | st
     if db.read_only:
         raise LoadError(f"{db.path} is open read-only; loading needs it writable (drop --read-only)")
     flt = parse_filter(flt)
+    refuse_local_terms(flt)
     if limit is not None and limit <= 0:
         raise SourceUsageError(f"--limit {limit}: give a positive number of LLM calls")
     what = f"{source.identity()}\n{window.since.isoformat()}\n{window.until.isoformat()}\n{_where_text(flt)}"

@@ -32,7 +32,16 @@ SCHEMES: dict[str, tuple[str, str | None]] = {
     "clickhouse": ("clickhouse", "CLICKHOUSE_PASSWORD"),
     "clickhouses": ("clickhouse", "CLICKHOUSE_PASSWORD"),
     "chdb": ("clickhouse", None),  # in-process chDB: a path, no server, no password
+    # The stores' own APIs (issue 24 item 3). Langfuse's public key is the URL's user (or
+    # $LANGFUSE_PUBLIC_KEY); its secret key is the secret.
+    "phoenix": ("phoenix", "PHOENIX_API_KEY"),
+    "mlflow": ("mlflow", "MLFLOW_TRACKING_TOKEN"),
+    "langfuse": ("langfuse", "LANGFUSE_SECRET_KEY"),
+    "langsmith": ("langsmith", "LANGSMITH_API_KEY"),
 }
+# Schemes whose reference names a project, not a host: `langsmith://PROJECT` (the server comes from
+# the environment). The name is kept exactly as typed (a hostname would be lower-cased), %-decoded.
+PROJECT_REFS = {"langsmith"}
 
 _URL_RE = re.compile(r"^([a-z][a-z0-9+.-]*)://", re.IGNORECASE)
 _NAME_RE = re.compile(r"^@([A-Za-z0-9_.-]+)$")
@@ -82,13 +91,15 @@ def _parse_url(text: str, *, name: str | None, secret: str | None, secret_from: 
     except ValueError:
         raise SourceUsageError(f"{where}: {_no_secret(text)!r}: the port is not a number") from None
     params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    host, path = parts.hostname, unquote(parts.path.lstrip("/")) if scheme != "chdb" else unquote(parts.path)
+    if scheme in PROJECT_REFS:
+        host, path = None, unquote(parts.netloc + parts.path).strip("/")
     env_name = secret_env or SCHEMES[scheme][1]
     if secret is None and env_name and os.environ.get(env_name):
         secret, secret_from = os.environ[env_name], f"${env_name}"
-    return SourceRef(scheme=scheme, host=parts.hostname, port=port,
-                     user=unquote(parts.username) if parts.username else None,
-                     path=unquote(parts.path.lstrip("/")) if scheme != "chdb" else unquote(parts.path),
-                     params=params, name=name, secret=secret, secret_from=secret_from)
+    return SourceRef(scheme=scheme, host=host, port=port,
+                     user=unquote(parts.username) if parts.username and scheme not in PROJECT_REFS else None,
+                     path=path, params=params, name=name, secret=secret, secret_from=secret_from)
 
 
 def _no_secret(text: str) -> str:

@@ -113,10 +113,18 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
         "env": ob.get("environment"),
     }))
     if kind not in ("llm", "embedding"):
-        # Langfuse gives every observation zero usage and cost; only model calls have real ones.
+        # Langfuse gives every observation zero usage and cost; only model calls have real ones. The
+        # API's v2 observations say it with an empty usageDetails instead: either way a count left over
+        # from the OTel attributes (an agent run's roll-up) is not this observation's usage, so a file,
+        # a blob export and both API versions map the record alike.
+        langfuse_usage = [*usage.values(), *legacy.values(), ob.get("inputUsage"), ob.get("outputUsage"),
+                          ob.get("totalUsage")]
+        langfuse_cost = [*(ob.get("costDetails") or {}).values(), ob.get("totalCost"), ob.get("calculatedTotalCost")]
+        no_usage = not any(_positive(v) for v in langfuse_usage)
+        no_cost = not any(_positive(v) for v in langfuse_cost)
         for col in ("input_tokens", "output_tokens", "total_tokens", "cached_tokens", "reasoning_tokens", "cost"):
-            if row.get(col) in (0, 0.0):
-                row.pop(col)
+            if row.get(col) in (0, 0.0) or (no_cost if col == "cost" else no_usage):
+                row.pop(col, None)
     if ob.get("model") and not row.get("model"):
         row["model"] = ob["model"]  # one ambiguous value (trace-formats §8.10); served only if OTel said so
     inp = input_columns(ob.get("input"))
@@ -140,6 +148,11 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
     status = "error" if level == "ERROR" else normalize_status(level) if level else "unset"
     apply_status(row, status, ob.get("statusMessage") if status == "error" else None)
     return drop_none(row)
+
+
+def _positive(value: Any) -> bool:
+    number = coerce_float(value) if not isinstance(value, dict) else None
+    return number is not None and number > 0
 
 
 def _first(*values: Any) -> Any:
