@@ -84,6 +84,20 @@ def test_jsonl_blocks_keep_line_numbers_and_name_every_bad_line(db, tmp_path: Pa
     assert json.loads(s["g1"]["raw"]) == recs[1] and not s["g1"]["raw"].endswith("\r")
 
 
+def test_jsonl_many_brackets_but_shallow_loads_and_too_deep_is_named(db, tmp_path: Path) -> None:
+    """A line with more brackets than the depth limit is only suspected of being too deep: the shallow
+    one loads (with its neighbours), the deep one is named and skipped."""
+    wide = {"request_id": "wide", "prompt": "p", "output": "o", "items": [{"k": [i]} for i in range(1500)]}
+    deep = '{"request_id": "deep", "v": ' + "[" * 3000 + "]" * 3000 + "}"
+    p = tmp_path / "wide.jsonl"
+    p.write_text("\n".join([json.dumps(R2), json.dumps(wide), deep, json.dumps(dict(R2, request_id="after"))]) + "\n")
+    rep = load_paths(db, [str(p)])
+    assert [(x.line, x.kind) for x in rep.problems] == [(3, "too-deep")]
+    s = spans(db)
+    assert {k: v["source_line"] for k, v in s.items()} == {"r2": 1, "wide": 2, "after": 4}
+    assert json.loads(s["wide"]["raw"]) == wide and len({v["span_pk"] for v in s.values()}) == 3
+
+
 def test_map_nested_paths_and_unknown_field(db, tmp_path: Path) -> None:
     p = tmp_path / "log.jsonl"
     p.write_text(json.dumps(R3) + "\n")

@@ -23,8 +23,9 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from oncall.ingest import jsonio
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import Head, SourceError, iter_line_blocks, iter_lines, read_head
+from oncall.ingest.source import Head, SourceError, iter_line_blocks, iter_lines, read_head, truncated
 from oncall.redact import sql_redact
 
 NAME = "generic"
@@ -136,7 +137,7 @@ def _paths_of(obj: Any, prefix: str = "", depth: int = 0) -> set[str]:
             out.add(p)
             if isinstance(v, str) and v[:1] in "{[" and depth < 2:
                 try:
-                    v = json.loads(v)  # CSV cells and double-encoded fields holding JSON
+                    v = jsonio.loads(v)  # CSV cells and double-encoded fields holding JSON
                 except ValueError:
                     pass
             out |= _paths_of(v, p + ".", depth + 1)
@@ -239,9 +240,13 @@ def _time(expr: str) -> str:
     num = f"TRY_CAST({expr} AS DOUBLE)"
     txt = f"trim(CAST({expr} AS VARCHAR))"
     as_utc = f"(CASE WHEN length({txt}) = 10 THEN {txt} || ' 00:00:00' ELSE {txt} END) || '+00'"
-    return (f"CASE WHEN {num} IS NOT NULL THEN timezone('UTC', make_timestamp(CAST(CASE "
-            f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) < 1e14 THEN {num} * 1e3 "
-            f"WHEN abs({num}) < 1e17 THEN {num} ELSE {num} / 1e3 END AS BIGINT))) "
+    # A number that no unit reads as a time between 1973 and 5138 (1e20, or 253402300800: year
+    # 10000 in seconds, 1978 in ms) is infinity here, which validate.py reports and skips.
+    return (f"CASE WHEN {num} IS NOT NULL THEN coalesce(timezone('UTC', make_timestamp(CAST(CASE "
+            f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) >= 1e12 AND abs({num}) < 1e14 THEN {num} * 1e3 "
+            f"WHEN abs({num}) >= 1e15 AND abs({num}) < 1e17 THEN {num} "
+            f"WHEN abs({num}) >= 1e18 AND abs({num}) < 9e18 THEN {num} / 1e3 END AS BIGINT))), "
+            f"'infinity'::TIMESTAMPTZ) "
             f"ELSE coalesce(TRY_CAST({as_utc} AS TIMESTAMPTZ), TRY_CAST({txt} AS TIMESTAMPTZ)) END")
 
 
@@ -330,7 +335,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         coalesce(lower({s('kind')}), 'llm') AS kind,
         NULL AS span_kind,
         st AS start_time,
-        coalesce(en, CASE WHEN st IS NOT NULL AND lat IS NOT NULL THEN st + to_microseconds(CAST(lat * 1000 AS BIGINT)) END) AS end_time,
+        coalesce(en, CASE WHEN st IS NOT NULL AND lat IS NOT NULL THEN try(st + to_microseconds(TRY_CAST(lat * 1000 AS BIGINT))) END) AS end_time,
         coalesce(lat, CASE WHEN en IS NOT NULL AND st IS NOT NULL THEN epoch_us(en) / 1000.0 - epoch_us(st) / 1000.0 END) AS latency_ms,
         {num('ttft_ms', 'DOUBLE')} AS ttft_ms,
         lower({s('provider')}) AS provider,
@@ -377,12 +382,20 @@ def _samples_jsonl(path: Path) -> list[dict[str, Any]]:
         if len(out) >= SAMPLE_RECORDS:
             break
         try:
-            obj = json.loads(line)
+            obj = jsonio.loads(line)
         except ValueError:
             continue
         if isinstance(obj, dict):
             out.append(obj)
     return out
+
+
+# A line nested deeper than jsonio.MAX_DEPTH has at least that many opening brackets; only lines that
+# long pay for counting them (about one JSON parse), and only the few that have that many are parsed
+# again in Python, after the insert.
+_MAYBE_TOO_DEEP = ("(length(text) > 2048 AND length(text) - length(replace(replace(text, '[', ''), '{', '')) "
+                   f"> {jsonio.MAX_DEPTH})")
+_BLANK = "regexp_full_match(text, '[ \\t\\r\\n\\x0b\\x0c]*')"
 
 
 def _insert_batch(sink: Any, first_line: int, lines: pa.Array, select: str) -> None:
@@ -397,31 +410,49 @@ def _insert_batch(sink: Any, first_line: int, lines: pa.Array, select: str) -> N
     n = len(lines)
     tbl = pa.table({"line": pa.array(range(first_line, first_line + n), pa.int64()), "text": lines,
                     "_row": pa.array(range(n), pa.int64())})
+    sink.insert_select(_lines_select(select, f"NOT {_MAYBE_TOO_DEEP}"), redacted=True,
+                       arrow=("_oncall_lines", tbl),
+                       after=lambda con, added: _skipped_lines(sink, con, tbl, added, select))
+
+
+def _lines_select(select: str, where: str) -> str:
     # Secrets are redacted once on the whole record (every column is cut from it), not per column.
     # The block is read through a relation, never con.register(): a registered batch stays alive
     # until the file's transaction commits, so memory grew with the file.
-    sink.insert_select(select.replace("{source}", f"(SELECT line, _row, {sql_redact('text')} AS j "
-                                                  "FROM _oncall_lines)"),
-                       redacted=True, arrow=("_oncall_lines", tbl),
-                       after=lambda con, added: _report_bad_lines(sink, con, tbl, added))
+    return select.replace("{source}", f"(SELECT line, _row, {sql_redact('text')} AS j "
+                                      f"FROM _oncall_lines WHERE {where})")
 
 
-_BLANK = "regexp_full_match(text, '[ \\t\\r\\n\\x0b\\x0c]*')"
-
-
-def _report_bad_lines(sink: Any, con: Any, tbl: pa.Table, added: int) -> None:
-    """Name the lines of a block the insert skipped (runs on the insert thread, only when short)."""
+def _skipped_lines(sink: Any, con: Any, tbl: pa.Table, added: int, select: str) -> None:
+    """Name the lines of a block the insert skipped, and insert those that were only suspected of
+    being nested too deep. Runs on the insert thread right after the block's insert, only when short."""
     if added >= len(tbl):
         return
     rows = con.from_arrow(tbl).query(
         "_oncall_lines",
-        f"SELECT line, {_BLANK} AS blank, json_valid(text) AS valid FROM _oncall_lines "
-        f"WHERE {_BLANK} OR NOT json_valid(text) OR NOT {object_start('text')} ORDER BY line").fetchall()
-    bad = [(line, valid) for line, blank, valid in rows if not blank]
-    for line, valid in bad:
+        f"SELECT line, _row, {_BLANK} AS blank, json_valid(text) AS valid, {object_start('text')} AS obj, "
+        f"{_MAYBE_TOO_DEEP} AS deep FROM _oncall_lines "
+        f"WHERE {_BLANK} OR NOT json_valid(text) OR NOT {object_start('text')} OR {_MAYBE_TOO_DEEP} "
+        "ORDER BY line").fetchall()
+    fine: list[int] = []
+    for line, row, blank, valid, obj, deep in rows:
+        if blank:
+            continue
+        if valid and obj and deep:
+            try:  # DuckDB reads any depth; every later reader (Python) stops at jsonio.MAX_DEPTH
+                jsonio.loads(tbl.column("text")[row].as_py())
+                fine.append(row)
+            except ValueError as exc:
+                sink.problem(int(line), "too-deep", f"{exc}; line skipped")
+            continue
         sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
                      "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
-    unexplained = len(tbl) - added - len(rows)
+    if fine:
+        deep = tbl.take(pa.array(fine)).set_column(2, "_row", pa.array(range(len(fine)), pa.int64()))
+        before = sink.added
+        sink.insert_now(_lines_select(select, "true"), arrow=("_oncall_lines", deep))
+        added += sink.added - before
+    unexplained = len(tbl) - added - (len(rows) - len(fine))
     if unexplained:
         # The redactor keeps JSON valid (tests/test_redact.py); if a line still fell out, say so.
         sink.problem(None, "unreadable", f"{unexplained} line(s) of a block could not be read after "
@@ -479,8 +510,33 @@ def _duck_reader(kind: str, path: Path) -> str:
     if kind == "parquet":
         return f"read_parquet({p})"
     if kind == "csv":
-        return f"read_csv({p}, header = true, all_varchar = true, compression = {comp})"
+        # Comma-separated (what detection saw); a row with more or fewer fields than the header is
+        # set aside in the rejects table with its line (reported by _report_csv_rejects): left to
+        # the sniffer, one ragged row made the whole file one column of empty calls.
+        return (f"read_csv({p}, header = true, all_varchar = true, compression = {comp}, delim = ',', "
+                f"quote = '\"', escape = '\"', store_rejects = true, rejects_scan = '{_REJECTS}_scan', "
+                f"rejects_table = '{_REJECTS}')")
     return f"read_json({p}, format = 'array', records = false, compression = {comp})"
+
+
+_REJECTS = "_oncall_csv_rejects"
+
+
+def _report_csv_rejects(sink: Any) -> None:
+    """Report the rows the last CSV scan set aside, at their lines, and renumber the loaded rows'
+    lines (row_number() counted only the rows kept)."""
+    con = sink.con
+    rows = con.execute(
+        f"""SELECT line, min(error_type), max(error_message) FROM {_REJECTS} GROUP BY line ORDER BY line""").fetchall()
+    if not rows:
+        return
+    for line, kind, message in rows:
+        sink.problem(int(line), "bad-csv-row", f"{str(kind).lower().replace('_', ' ')} ({message}); row skipped")
+    # The k-th kept row (source_line k + 1) comes after every rejected line r_j (the j-th) with r_j - j - 1 < k.
+    shifts = ", ".join(f"({int(line) - j - 1})" for j, (line, _, _) in enumerate(rows, start=1))
+    con.execute(f"""UPDATE spans SET source_line = source_line + (
+                        SELECT count(*) FROM (VALUES {shifts}) r(before) WHERE r.before < spans.source_line - 1)
+                    WHERE import_id = ?""", [sink.import_id])
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
@@ -518,9 +574,15 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             sink.insert_select(select.replace("{source}", f"(SELECT line, line - 1 AS _row, {sql_redact('j0::VARCHAR')} AS j "
                                                           f"FROM {redacted_source})"), redacted=True)
             added = sink.added - before
+            if kind == "csv":
+                _report_csv_rejects(sink)
         except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error
             if type(exc).__module__.lstrip("_").startswith("duckdb"):  # duckdb's classes live in _duckdb
-                raise FormatError(f"{path}: {kind} cannot be read: {str(exc).splitlines()[0]}") from None
+                first = str(exc).splitlines()[0]
+                comp = _compression(path)
+                if comp != "none" and ("end of" in first.lower() or "truncat" in first.lower()):
+                    raise FormatError(str(truncated(path, comp, first))) from None
+                raise FormatError(f"{path}: {kind} cannot be read: {first}") from None
             raise
     if added == 0 and not sink.problems:
         raise FormatError(f"{path}: no records found")
