@@ -391,6 +391,7 @@ def main() -> int:
     ap.add_argument("--spans", type=int, default=1_000_000, help="spans per file (default 1M)")
     ap.add_argument("--runs", type=int, default=3, help="median of K runs (default 3)")
     ap.add_argument("--quick", action="store_true", help="100k spans, to try it")
+    ap.add_argument("--formats", default="generic,otlp", help="formats to measure (default: both)")
     ap.add_argument("--no-memory", action="store_true", help="skip the 2N-span memory-growth loads")
     ap.add_argument("--memory-formats", default="generic,otlp",
                     help="formats given the 2N load (default: both)")
@@ -404,7 +405,7 @@ def main() -> int:
     workdir = DATA / "run"
     workdir.mkdir(parents=True, exist_ok=True)
 
-    files = {kind: generate(kind, n) for kind in ("generic", "otlp")}
+    files = {kind: generate(kind, n) for kind in ("generic", "otlp") if kind in args.formats.split(",")}
     results: dict[str, Run] = {}
     for kind, path in files.items():
         for what in ("native", "oncall"):
@@ -418,7 +419,7 @@ def main() -> int:
 
     growth: dict[str, tuple[float, float, float]] = {}
     if not args.no_memory:
-        for kind in [k.strip() for k in args.memory_formats.split(",") if k.strip()]:
+        for kind in [k.strip() for k in args.memory_formats.split(",") if k.strip() and k.strip() in files]:
             big = generate(kind, 2 * n)
             for what in ("native", "oncall"):
                 r = measure(what, big, 2 * n, workdir)

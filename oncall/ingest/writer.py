@@ -96,6 +96,11 @@ class FileWriter:
         # A second connection for importers' stateless queries over Arrow batches (validation), so
         # they need not wait for the background insert that owns `con`.
         self.scratch = utc_cursor(con)
+        # Bulk inserts buffer up to five row groups before compressing and writing them; the rest is
+        # written by the COMMIT, on one thread. Flushing each row group as it fills writes it while
+        # the next is parsed: 200k generic spans 192 -> 175 s and 339 -> 286 s (two pairs, machine
+        # loaded), the commit 33 -> 20 s. A setting of the DuckDB instance: only the loader's process.
+        con.execute("SET write_buffer_row_group_count = 1")
         self._inserter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="oncall-insert")
         self._pending: Future[None] | None = None
 

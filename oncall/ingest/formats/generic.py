@@ -459,7 +459,7 @@ def _skipped_lines(sink: Any, con: Any, tbl: pa.Table, added: int, select: str) 
                      "redaction; skipped")
 
 
-def _block_lines(sink: Any, first_line: int, block: bytes) -> pa.Array:
+def _block_lines(sink: Any, first_line: int, block: memoryview) -> pa.Array:
     """The lines of a block as an Arrow string array, split without a Python object per line.
 
     A block that is not valid UTF-8 is split in Python instead, to name and blank its bad lines
@@ -471,7 +471,7 @@ def _block_lines(sink: Any, first_line: int, block: bytes) -> pa.Array:
         lines = lines.cast(pa.string())
     except pa.ArrowInvalid:
         texts = []
-        for i, raw in enumerate(block.split(b"\n")):
+        for i, raw in enumerate(bytes(block).split(b"\n")):
             try:
                 texts.append(raw.decode("utf-8"))
             except UnicodeDecodeError as exc:
@@ -479,7 +479,7 @@ def _block_lines(sink: Any, first_line: int, block: bytes) -> pa.Array:
                              f"invalid UTF-8 at byte {exc.start} of the line; line skipped")
                 texts.append("")
         lines = pa.array(texts, pa.string())
-    if b"\r" in block:
+    if pc.any(pc.ends_with(lines, "\r")).as_py():
         lines = pc.utf8_rtrim(lines, characters="\r")  # CRLF files: the line is what precedes \r\n
     return lines
 
