@@ -93,6 +93,7 @@ def instrument() -> None:
     from oncall.ingest.formats import generic, otlp, otlp_jsonl
 
     patch(loader, "load_file", "load: commits, bookkeeping, other")
+    patch(loader, "write_import", "load: commits, bookkeeping, other")
     patch(loader, "PartWriter", "load: attach the part")
     for mod in (generic, otlp_jsonl, source):
         patch(mod, "iter_lines", "read and cut lines (Python)", generator=True)
