@@ -43,6 +43,7 @@ class LoadOptions:
 
 # (module name under oncall.ingest.formats, format name). Order matters for detection.
 ORDER: list[tuple[str, str]] = [
+    ("otlp_protobuf", "otlp-protobuf"),  # binary: never claims a text file
     ("otlp", "otlp-json"),
     ("otlp_jsonl", "otlp-jsonl"),
     ("otel_console", "otel-console"),
