@@ -16,6 +16,16 @@ def fixtures_dir() -> Path:
     return Path(os.environ.get("ONCALL_FIXTURES", ROOT.parent / "shared" / "fixtures"))
 
 
+@pytest.fixture(autouse=True)
+def no_developer_config(tmp_path_factory, monkeypatch):
+    """The developer's own oncall.toml and keymap stay out of every test (and of the subprocesses
+    they start): the user's config directory is an empty one, and no file is named by environment.
+    A test that wants a config writes one and points at it (chdir, $ONCALL_TOML, $XDG_CONFIG_HOME)."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path_factory.mktemp("xdg-config")))
+    for name in ("ONCALL_CONFIG_DIR", "ONCALL_CONFIG", "ONCALL_TOML"):
+        monkeypatch.delenv(name, raising=False)
+
+
 @pytest.fixture
 def fixtures() -> Path:
     d = fixtures_dir()

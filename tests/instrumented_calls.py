@@ -52,6 +52,18 @@ def configure_env(lib: str) -> None:
 
 
 def make_exporter(kind: str, out: str):
+    """(exporter, file to close). For the live kinds `out` is the receiver's /v1/traces URL."""
+    if kind in ("otlp-http-proto", "otlp-http-json"):
+        headers = {"Authorization": f"Bearer {os.environ['ONCALL_TEST_TOKEN']}"} \
+            if os.environ.get("ONCALL_TEST_TOKEN") else None
+        if kind == "otlp-http-proto":
+            from opentelemetry.exporter.otlp.proto.http import Compression
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        else:
+            from opentelemetry.exporter.otlp.common.http import Compression
+            from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter
+        gzip = Compression.Gzip if hasattr(Compression, "Gzip") else Compression.GZIP  # the two spell it apart
+        return OTLPSpanExporter(endpoint=out, compression=gzip, headers=headers), None
     if kind == "otlp-file":
         from opentelemetry.exporter.otlp.json.file import FileSpanExporter
 
@@ -66,9 +78,11 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     # openllmetry: opentelemetry-instrumentation-openai (Traceloop), run from its own environment
     ap.add_argument("--lib", choices=["otel-v2", "openinference", "openllmetry"], required=True)
-    ap.add_argument("--exporter", choices=["otlp-file", "console"], required=True)
+    ap.add_argument("--exporter", choices=["otlp-file", "console", "otlp-http-proto", "otlp-http-json"],
+                    required=True)
     ap.add_argument("--base-url", required=True)
-    ap.add_argument("--out", required=True)
+    ap.add_argument("--out", required=True, help="file to write, or the receiver URL for otlp-http-*")
+    ap.add_argument("--copy", default=None, help="also write the spans as an OTLP JSON Lines file here")
     args = ap.parse_args()
 
     configure_env(args.lib)
@@ -86,6 +100,10 @@ def main() -> int:
                                                         "deployment.environment.name": "prod"}))
     exporter, fh = make_exporter(args.exporter, args.out)
     provider.add_span_processor(SimpleSpanProcessor(exporter))
+    copy = None
+    if args.copy:
+        copy, _ = make_exporter("otlp-file", args.copy)
+        provider.add_span_processor(SimpleSpanProcessor(copy))
     trace.set_tracer_provider(provider)
 
     if args.lib == "otel-v2":

@@ -282,3 +282,52 @@ def test_windowed_newest_first_pages_match_a_plain_scan(demo_db: Path, monkeypat
             assert windowed == plain, (flt, limit)
     finally:
         store.close()
+
+
+def test_one_latest_label_rule_everywhere_including_a_tie_in_time(small, monkeypatch) -> None:
+    """Two labels in one clock tick: the later write (label_id) wins in the filter, search, compare's
+    label counts, the eval set and the postmortem's evidence (arg_max on created_at picked either)."""
+    import datetime as dt
+
+    from oncall.postmortem.draft import _evidence
+    from oncall.postmortem.evalset import build_cases
+    from oncall.query import labels as labels_mod
+    from oncall.query.metrics import cohort_metrics
+
+    tick = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
+    monkeypatch.setattr(labels_mod, "now_utc", lambda: tick)
+    pks = [resolve_request(small.con, f"req-{i:05d}") for i in (1, 2, 3)]
+    for pk in pks:
+        add_label(small, pk, "good", "looks right")
+        add_label(small, pk, "bad", None)  # same instant, written later: this one counts, and its (empty) note
+    con = small.cursor()
+    assert n(small, "label=bad") == 3 and n(small, "label=good") == 0
+    assert {r["label"] for r in search(con, "label=bad").rows} == {"bad"}
+    m = cohort_metrics(con, "s.span_pk IN (?, ?, ?)", pks)
+    assert (m["labels_bad"], m["labels_good"]) == (3, 0)
+    cases = {c.request: c for c in build_cases(con)}
+    assert set(cases) == {"req-00001", "req-00002", "req-00003"}
+    assert {(c.label, c.note) for c in cases.values()} == {("bad", None)}
+    assert {(e["request"], e["label"], e["note"]) for e in _evidence(con)} == {
+        (f"req-{i:05d}", "bad", None) for i in (1, 2, 3)}
+
+
+def test_one_request_key_whatever_id_named_the_request(small) -> None:
+    """A label given by response id or trace id records the request key (request id, else response
+    id, else span id, else span_pk), the same one search, replay and the eval set print."""
+    from oncall.query.ids import request_key, request_key_sql, span_request_key
+
+    pk = resolve_request(small.con, "chatcmpl-000004")
+    add_label(small, pk, "bad")
+    assert small.cursor().execute("SELECT request_key FROM labels").fetchall() == [("req-00004",)]
+    trail = small.cursor().execute("SELECT summary FROM trail WHERE kind = 'label'").fetchall()
+    assert trail == [("labelled req-00004 bad",)]
+    assert span_request_key(small.cursor(), pk) == "req-00004"
+    for row in ({"request_id": "", "response_id": "r", "span_id": "s", "span_pk": 7},
+                {"request_id": None, "response_id": None, "span_id": None, "span_pk": 7},
+                {"request_id": "q", "response_id": "r", "span_id": "s", "span_pk": 7}):
+        sql = small.cursor().execute(
+            f"SELECT {request_key_sql('s')} FROM (SELECT ?::VARCHAR AS request_id, ?::VARCHAR AS response_id, "
+            f"?::VARCHAR AS span_id, ?::BIGINT AS span_pk) s",
+            [row["request_id"], row["response_id"], row["span_id"], row["span_pk"]]).fetchone()[0]
+        assert sql == request_key(row)

@@ -63,7 +63,7 @@ def test_oncall_toml_patterns(tmp_path: Path, monkeypatch) -> None:
     assert redact_export("order ACME-123456 from TICKET #42, ACME-12 stays") == \
         "order [REDACTED] from [REDACTED], ACME-12 stays"
     # Edited while running: the next export reads the new file.
-    (tmp_path / "oncall.toml").write_text('[redact]\npatterns = ["stays"]\nlonger = "so the size changes"\n')
+    (tmp_path / "oncall.toml").write_text('[redact]\npatterns = ["stays"]  # so the size changes\n')
     assert redact_export("ACME-123456 stays") == "ACME-123456 [REDACTED]"
 
 

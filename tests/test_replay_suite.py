@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from oncall.replay.prices import default_price
+from oncall.ingest.prices import list_price
 from oncall.replay.suite import SuiteError, load_prompt, load_suite
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -21,18 +21,34 @@ def test_shipped_suite_loads() -> None:
     suite = load_suite(ROOT / "replay")
     pinned = suite.target("gpt-4o-pinned")
     assert pinned.model == "gpt-4o-2024-08-06" and pinned.stream and pinned.api_key_env == "OPENAI_API_KEY"
-    assert suite.target("gpt-4o").price_source == "price table" and suite.target("gpt-4o").price_in == 2.5
+    assert suite.target("gpt-4o").price_source == "genai-prices" and suite.target("gpt-4o").price_in == 2.5
     assert suite.target("judge-mini").judge and suite.rubric
     v = suite.prompt("extract-strict")
     assert v.replaces == "extract" and v.version == "v5" and "JSON object" in v.text
     assert v.applies_to("extract") and not v.applies_to("support-bot")
 
 
-def test_price_table_matches_snapshots_by_longest_prefix() -> None:
-    assert default_price("gpt-4o-2024-08-06") == (2.5, 10.0)
-    assert default_price("gpt-4o-mini-2024-07-18") == (0.15, 0.6)
-    assert default_price("openai/gpt-4o") == (2.5, 10.0)
-    assert default_price("my-finetune") is None
+def test_replay_prices_come_from_the_one_lookup(tmp_path: Path, monkeypatch) -> None:
+    """Replay estimates and spend caps use import's lookup: genai-prices, under oncall.toml [prices]."""
+    monkeypatch.chdir(tmp_path)
+    assert list_price("gpt-4o-2024-08-06") == (2.5, 10.0, "genai-prices")
+    assert list_price("gpt-4o-mini-2024-07-18") == (0.15, 0.6, "genai-prices")
+    assert list_price("openai/gpt-4o") == (2.5, 10.0, "genai-prices")  # LiteLLM's provider/model
+    assert list_price("my-finetune") is None
+    (tmp_path / "oncall.toml").write_text('[prices."my-finetune"]\ninput = 1.5\noutput = 3\n'
+                                          '[prices."gpt-4o"]\ninput = 2\noutput = 8\n')
+    assert list_price("my-finetune") == (1.5, 3.0, "oncall.toml")
+    assert list_price("gpt-4o") == (2.0, 8.0, "oncall.toml")
+    suite = _suite(tmp_path, '[targets.ft]\nbase_url = "http://x/v1"\nmodel = "my-finetune"\n')
+    t = load_suite(suite).target("ft")
+    assert (t.price_in, t.price_out, t.price_source) == (1.5, 3.0, "oncall.toml")
+
+
+def test_the_demo_prices_its_traffic_at_the_lookup_s_prices() -> None:
+    from oncall.demo import PRICES
+
+    for model, (per_in, per_out) in PRICES.items():
+        assert list_price(model)[:2] == pytest.approx((per_in * 1e6, per_out * 1e6)), model
 
 
 @pytest.mark.parametrize("text, line, words", [

@@ -1,4 +1,6 @@
-"""Action targets from oncall.toml: the working directory's, else the user's (~/.config/oncall/).
+"""Action targets from oncall.toml (`[actions.targets.NAME]`), read through oncall.config's one
+loader: the project's file and the user's (~/.config/oncall/oncall.toml), the project's winning for
+a target both name.
 
     [actions.targets.gateway]            # a name runbooks and `--target` use
     adapter = "litellm-config"           # which adapter acts on it (oncall action adapters)
@@ -14,39 +16,24 @@ Paths are relative to the file that names them. A setting that looks like a secr
 from __future__ import annotations
 
 import os
-import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from oncall.actions.errors import ConfigError
+from oncall.config import FILE_NAME, Config, refuse_literal_secrets, user_config_dir
+from oncall.config import ConfigError as CoreConfigError
+from oncall.config import discover as _discover
+from oncall.config import load_config as _load_core
 
-CONFIG_NAME = "oncall.toml"
-
-# Setting names that hold credentials: they must be given as `<name>_env = "VARIABLE"`.
-_SECRET_NAME = re.compile(r"(?i)(^|_)(key|token|secret|password|passwd|auth|authorization|credentials?)$")
-
-
-def user_config_dir() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "oncall"
-
+CONFIG_NAME = FILE_NAME
 
 def find_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> Path | None:
-    """--config PATH, else $ONCALL_TOML, else ./oncall.toml, else ~/.config/oncall/oncall.toml."""
-    if explicit:
-        p = Path(explicit)
-        if not p.is_file():
-            raise ConfigError(f"{p}: no such file")
-        return p
-    env = os.environ.get("ONCALL_TOML")
-    if env:
-        return find_config(env)
-    for p in ((cwd or Path.cwd()) / CONFIG_NAME, user_config_dir() / CONFIG_NAME):
-        if p.is_file():
-            return p
-    return None
+    """The project oncall.toml in effect (--config PATH, else $ONCALL_TOML, else the nearest upwards),
+    else the user's; None when there is neither. Targets come from both (oncall/config.py)."""
+    files = _discover(explicit, cwd)
+    read = [f.path for f in files if f.exists and f.role != "keymap"]
+    return read[-1] if read else None
 
 
 @dataclass
@@ -95,45 +82,48 @@ class ActionsConfig:
 
 
 def load_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> ActionsConfig:
-    path = find_config(explicit, cwd)
-    if path is None:
-        return ActionsConfig()
+    """The action targets of every oncall.toml in the discovery order (`--config PATH` replaces the
+    project's file)."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
-    return parse_config(data, path)
+        cfg = _load_core(explicit, cwd)
+    except CoreConfigError as exc:
+        raise ConfigError(str(exc)) from None
+    return parse_config(cfg)
 
 
-def parse_config(data: dict[str, Any], source: Path | None = None) -> ActionsConfig:
-    where = str(source or CONFIG_NAME)
-    actions = data.get("actions", {})
-    if not isinstance(actions, dict):
+def parse_config(data: Config | dict[str, Any], source: Path | None = None) -> ActionsConfig:
+    """Targets from a loaded Config (each knows its file), or from one parsed file's dict."""
+    cfg = data if isinstance(data, Config) else None
+    raw_actions = cfg.section("actions") if cfg is not None else data.get("actions", {})
+
+    def origin(*key: str) -> Path | None:
+        return cfg.origin(*key) if cfg is not None else source
+
+    where = str(origin("actions") or CONFIG_NAME)
+    if not isinstance(raw_actions, dict):
         raise ConfigError(f"{where}: [actions] must be a table")
-    raw_targets = actions.get("targets", {})
+    raw_targets = raw_actions.get("targets", {})
     if not isinstance(raw_targets, dict):
         raise ConfigError(f"{where}: [actions.targets] must be a table of targets")
     targets: dict[str, Target] = {}
     for name, raw in raw_targets.items():
+        src = origin("actions", "targets", name)
+        here = f"{src or CONFIG_NAME}: [actions.targets.{name}]"
         if not isinstance(raw, dict):
-            raise ConfigError(f"{where}: [actions.targets.{name}] must be a table")
+            raise ConfigError(f"{here} must be a table")
         adapter = raw.get("adapter")
         if not isinstance(adapter, str) or not adapter:
-            raise ConfigError(f"{where}: [actions.targets.{name}] needs `adapter = \"...\"`")
-        _refuse_literal_secrets(raw, f"{where}: [actions.targets.{name}]")
+            raise ConfigError(f"{here} needs `adapter = \"...\"`")
+        _refuse_literal_secrets(raw, here)
         settings = {k: v for k, v in raw.items() if k not in ("adapter", "production")}
-        targets[name] = Target(name, adapter, settings, bool(raw.get("production", False)), source)
-    return ActionsConfig(targets, source)
+        targets[name] = Target(name, adapter, settings, bool(raw.get("production", False)), src)
+    project = cfg.project_file if cfg is not None else source
+    read = [f.path for f in cfg.files if f.exists and f.role != "keymap"] if cfg is not None else []
+    return ActionsConfig(targets, project or (read[-1] if read else None))
 
 
 def _refuse_literal_secrets(table: dict[str, Any], where: str) -> None:
-    for key, value in table.items():
-        if isinstance(value, dict):
-            if key.endswith("_env"):
-                continue  # {Header = "ENV_NAME"} maps
-            _refuse_literal_secrets(value, f"{where}.{key}")
-        elif _SECRET_NAME.search(key) and not key.endswith("_env"):
-            raise ConfigError(f"{where}: `{key}` looks like a secret given literally; name the environment "
-                              f"variable that holds it instead: `{key}_env = \"VARIABLE\"`")
+    try:
+        refuse_literal_secrets(table, where)
+    except CoreConfigError as exc:
+        raise ConfigError(str(exc)) from None

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from oncall.config import ConfigError as _CoreConfigError
+
 
 class ActionError(Exception):
     """Base: the action did not happen (or did not finish); the message says why and what to do."""
 
 
-class ConfigError(ActionError):
-    """oncall.toml (or a target in it) is missing, malformed, or names a secret literally."""
+class ConfigError(ActionError, _CoreConfigError):
+    """oncall.toml (or a target in it) is missing, malformed, or names a secret literally (also the
+    core's config error, so a caller catching either sees it)."""
 
 
 class BadArguments(ActionError):

@@ -15,6 +15,7 @@ from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option
 from oncall.display import format_cost, is_failure, jsonable, status_text
 from oncall.output import stdout
 from oncall.query.cost_marks import cost_detail, marked
+from oncall.query.ids import request_key
 from oncall.redact import redact_text
 from oncall.safe_text import safe_rich, safe_text
 
@@ -41,10 +42,6 @@ def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
 def _cell(value: Any) -> Text:
     """A one-line table cell of untrusted text: inert, never wrapped."""
     return Text(safe_text(value, multiline=False, max_len=300), no_wrap=True, overflow="ellipsis")
-
-
-def _request_key(r: dict[str, Any]) -> str:
-    return r.get("request_id") or r.get("response_id") or r.get("span_id") or str(r["span_pk"])
 
 
 # -- search -----------------------------------------------------------------------------------------
@@ -98,7 +95,7 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, distin
         tokens = f"{r['input_tokens'] or 0}/{r['output_tokens'] or 0}" if r["input_tokens"] is not None else ""
         cell: dict[str, Any] = {
             "time": r["start_time"].astimezone(dt.UTC).strftime("%m-%d %H:%M:%S") if r["start_time"] else "",
-            "request": _cell(_request_key(r)), "tenant": _cell(r["tenant"]),
+            "request": _cell(request_key(r)), "tenant": _cell(r["tenant"]),
             "status": Text(status, style="red" if is_failure(r["status"]) else ""),
             "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
             "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
@@ -240,7 +237,7 @@ def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | 
     if not rows:  # say so: an empty screen at 2 AM reads as "the command is broken"
         click.echo("no requests match" + (f" {safe_text(flt.text, multiline=False)}" if flt.terms else ""), err=True)
     for i, r in enumerate(rows, start=1):
-        stdout.print(Text(f"━━ {i}/{len(rows)}  ", style="bold") + safe_rich(_request_key(r), multiline=False)
+        stdout.print(Text(f"━━ {i}/{len(rows)}  ", style="bold") + safe_rich(request_key(r), multiline=False)
                      + Text(f"  {_ts(r['start_time'])}  ", style="dim")
                      + safe_rich(" ".join(str(x) for x in (r["tenant"], r["feature"], r["served_model"] or r["model"],
                                                            r["prompt_version"]) if x), multiline=False))
@@ -274,7 +271,7 @@ def label(ctx: click.Context, request_id: str, verdict: str, note: str | None, d
     except (UnknownRequest, AmbiguousRequest) as exc:
         fail(str(exc), EXIT_PROBLEM)
     note = redact_text(note)  # a pasted key in a note must not land in the trail
-    label_id = add_label(store, pk, verdict, note, request_key=request_id)
+    label_id = add_label(store, pk, verdict, note)
     if as_json:
         emit_json({"label_id": label_id, "request": request_id, "span_pk": pk, "label": verdict, "note": note})
     else:

@@ -8,7 +8,7 @@ which lets a whole import be priced by one SQL UPDATE instead of a Python call p
 
 Overrides (negotiated rates, self-hosted models), USD per million tokens:
 
-    # ./oncall.toml, then $ONCALL_CONFIG_DIR/oncall.toml or ~/.config/oncall/oncall.toml
+    # oncall.toml: the project's (nearest upwards, or $ONCALL_TOML) over the user's (oncall/config.py)
     [prices."gpt-4o"]
     input = 2.0
     cached_input = 1.0     # optional; defaults to input
@@ -20,8 +20,6 @@ genai-prices for either. The working directory's file wins over the user's for t
 
 from __future__ import annotations
 
-import os
-import tomllib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -29,11 +27,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-CONFIG_NAME = "oncall.toml"
+from oncall.config import Config, ConfigError, load_config
+
 _KEYS = ("input", "cached_input", "output")
 
 
-class PriceConfigError(ValueError):
+class PriceConfigError(ConfigError):
     """oncall.toml has a [prices] entry oncall cannot use; the message names the file and key."""
 
 
@@ -55,49 +54,22 @@ class Price:
     model: str  # the name that matched (the override key, or genai-prices' model id)
     tiers: tuple[Tier, ...]
     varies_by: str | None = None  # None, "day" or "minute": the price depends on when the call was made
+    origin: str | None = None  # the oncall.toml that set an override
 
 
 # -- oncall.toml -----------------------------------------------------------------------------------
 
-def config_paths(cwd: Path | None = None) -> list[Path]:
-    """Where oncall.toml is read from, lowest precedence first."""
-    base = os.environ.get("ONCALL_CONFIG_DIR")
-    user = Path(base) / CONFIG_NAME if base else Path.home() / ".config" / "oncall" / CONFIG_NAME
-    return [user, (cwd or Path.cwd()) / CONFIG_NAME]
-
-
 def overrides(cwd: Path | None = None) -> dict[str, Price]:
-    """{lower-cased model name: Price} from every oncall.toml that exists (working directory wins)."""
-    stamp = []
-    for p in config_paths(cwd):
-        try:
-            stamp.append((str(p.resolve()), p.stat().st_mtime_ns))
-        except OSError:
-            continue
-    return _overrides(tuple(stamp))
+    """{lower-cased model name: Price} from `[prices]` of the oncall.toml files (oncall.config's one
+    discovery order: the project's file wins over the user's for the same model)."""
+    return _overrides(load_config(cwd=cwd))
 
 
 @lru_cache(maxsize=8)
-def _overrides(stamp: tuple[tuple[str, int], ...]) -> dict[str, Price]:
+def _overrides(cfg: Config) -> dict[str, Price]:
     out: dict[str, Price] = {}
-    for path, _ in stamp:
-        out.update(_read_config(Path(path)))
-    return out
-
-
-def _read_config(path: Path) -> dict[str, Price]:
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise PriceConfigError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
-        raise PriceConfigError(f"{path}: cannot read: {exc}") from None
-    table = doc.get("prices", {})
-    if not isinstance(table, dict):
-        raise PriceConfigError(f"{path}: [prices] must be a table of models, e.g. [prices.\"gpt-4o\"]")
-    out: dict[str, Price] = {}
-    for model, entry in table.items():
-        where = f"{path}: [prices.\"{model}\"]"
+    for model, entry in cfg.section("prices").items():
+        where = f"{cfg.origin('prices', model)}: [prices.\"{model}\"]"
         if not isinstance(entry, dict):
             raise PriceConfigError(f"{where} must be a table with input, cached_input and output (USD per million tokens)")
         unknown = sorted(set(entry) - set(_KEYS))
@@ -115,7 +87,7 @@ def _read_config(path: Path) -> dict[str, Price]:
             if k not in rates:
                 raise PriceConfigError(f"{where}: {k} is missing (USD per million tokens)")
         tier = Tier(None, None, 0.0, rates["input"], rates.get("cached_input", rates["input"]), rates["output"])
-        out[model.lower()] = Price("oncall.toml", model, (tier,))
+        out[model.lower()] = Price("oncall.toml", model, (tier,), origin=str(cfg.origin("prices", model)))
     return out
 
 
@@ -194,3 +166,28 @@ def lookup(provider: str | None, served: str | None, requested: str | None,
         if genai_model(provider, m) is not None:
             return genai_price(provider, m)
     return None
+
+
+def split_provider(model: str) -> tuple[str | None, str]:
+    """LiteLLM-style "openai/gpt-4o" -> ("openai", "gpt-4o"); a bare name has no provider."""
+    if "/" in model:
+        provider, _, name = model.partition("/")
+        return provider or None, name
+    return None, model
+
+
+def list_price(model: str | None, provider: str | None = None) -> tuple[float, float, str] | None:
+    """(input, output) USD per million tokens of a model's base tier today, and where the rates came
+    from ("oncall.toml" or "genai-prices"): the price a replay target estimates with and a spend cap
+    is checked against. The same lookup as import (`lookup`), so a replay's estimate and an imported
+    call's estimated cost agree for the same model. None when nobody knows the model."""
+    if not model:
+        return None
+    prefix, name = split_provider(model)
+    price = lookup(provider or prefix, name, None)
+    if price is None and name != model:
+        price = lookup(provider, model, None)
+    if price is None:
+        return None
+    base = price.tiers[0]  # per token, read back from genai-prices' arithmetic: round off float noise
+    return float(f"{base.input * 1e6:.10g}"), float(f"{base.output * 1e6:.10g}"), price.source

@@ -16,6 +16,8 @@ from typing import Any
 
 from oncall.postmortem.markdown import Raw, code, fence, mermaid_label, table
 from oncall.postmortem.timeline import Entry, iso, mitigations, timeline
+from oncall.query.ids import request_key_sql
+from oncall.query.labels import LATEST_LABELS
 
 EVIDENCE_MAX = 5
 
@@ -311,11 +313,10 @@ def _what_changed(causes: list[dict[str, Any]], app: _Appendix) -> list[str]:
 def _evidence(con: Any) -> list[dict[str, Any]]:
     """Up to five labelled requests, bad ones first, with the note the responder wrote."""
     rows = con.execute(
-        """SELECT l.span_pk, l.label, l.note, l.author, l.created_at,
-                  coalesce(s.request_id, s.response_id, s.span_id), s.output_text, s.served_model, s.tenant
-           FROM (SELECT *, row_number() OVER (PARTITION BY span_pk ORDER BY created_at DESC, label_id DESC) AS rn
-                 FROM labels) l JOIN spans s ON s.span_pk = l.span_pk
-           WHERE l.rn = 1 ORDER BY (l.label = 'bad') DESC, l.created_at LIMIT ?""", [EVIDENCE_MAX]).fetchall()
+        f"""SELECT l.span_pk, l.label, l.note, l.author, l.created_at,
+                  {request_key_sql('s')}, s.output_text, s.served_model, s.tenant
+           FROM {LATEST_LABELS} l JOIN spans s ON s.span_pk = l.span_pk
+           ORDER BY (l.label = 'bad') DESC, l.created_at, l.label_id LIMIT ?""", [EVIDENCE_MAX]).fetchall()
     return [{"span_pk": r[0], "label": r[1], "note": _redact(r[2]) if r[2] else None, "author": r[3],
              "labelled_at": iso(r[4]), "request": r[5], "output": _redact(r[6]), "served_model": r[7],
              "tenant": r[8]} for r in rows]

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oncall.query.ids import request_key_sql
+from oncall.query.labels import LATEST_LABELS
 from oncall.query.quality import REFUSAL_PATTERN, REFUSAL_WINDOW, is_json, is_refusal, key_set
 
 FORMATS = ("promptfoo", "inspect", "jsonl")
@@ -108,11 +110,9 @@ def build_cases(con: Any, flt: str | None = None) -> list[Case]:
 
     c = compile_filter(con, flt or DEFAULT_FILTER, alias="s")
     rows = con.execute(
-        f"""SELECT s.span_pk, coalesce(s.request_id, s.response_id, s.span_id), s.input_messages, s.output_text,
+        f"""SELECT s.span_pk, {request_key_sql('s')}, s.input_messages, s.output_text,
                    s.feature, coalesce(s.served_model, s.model), s.start_time, l.label, l.note
-            FROM spans s LEFT JOIN (
-                SELECT span_pk, arg_max(label, created_at) AS label, arg_max(note, created_at) AS note
-                FROM labels GROUP BY span_pk) l ON l.span_pk = s.span_pk
+            FROM spans s LEFT JOIN {LATEST_LABELS} l ON l.span_pk = s.span_pk
             WHERE {c.where} AND s.input_messages IS NOT NULL
             ORDER BY s.start_time, s.span_pk""", c.params).fetchall()
     if not rows:
@@ -136,9 +136,7 @@ def build_cases(con: Any, flt: str | None = None) -> list[Case]:
 def _good_outputs(con: Any, feature: str | None, before: Any) -> list[str]:
     feat = "s.feature IS NOT DISTINCT FROM ?"
     good = [r[0] for r in con.execute(
-        f"""SELECT s.output_text FROM spans s JOIN (
-                SELECT span_pk, arg_max(label, created_at) AS label FROM labels GROUP BY span_pk) l
-                ON l.span_pk = s.span_pk
+        f"""SELECT s.output_text FROM spans s JOIN {LATEST_LABELS} l ON l.span_pk = s.span_pk
             WHERE l.label = 'good' AND {feat} AND s.kind = 'llm' AND s.output_text IS NOT NULL LIMIT ?""",
         [feature, REFERENCE_ROWS]).fetchall()]
     if good or before is None:

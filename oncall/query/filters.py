@@ -28,6 +28,7 @@ from typing import Any
 
 from oncall.errors import InputError
 from oncall.ingest.canonical import ERROR_CLASSES, STATUSES
+from oncall.query.labels import latest_label_sql
 
 # key -> column (None: special handling). Documented in README; keep in step with design §4.
 COLUMNS: dict[str, str | None] = {
@@ -461,8 +462,7 @@ class _Builder:
 
     def label_term(self, t: Term) -> str:
         outer = self.col("span_pk") if self.a else "spans.span_pk"  # unqualified would bind to labels
-        latest = (f"(SELECT l.label FROM labels l WHERE l.span_pk = {outer} "
-                  f"ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1)")
+        latest = latest_label_sql(outer)
         verdicts = [v for v in t.values if v not in ("none", "")]
         parts = [f"{latest} IS NULL"] if len(verdicts) < len(t.values) else []
         if verdicts:

@@ -8,7 +8,34 @@ links a trace id, Langfuse and LangSmith show their own ids. All of them are ind
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
+
+# The one request key: how a request is named everywhere oncall writes it (tables, the trail, labels,
+# replay results, the eval set, the postmortem). The app's request id, else the provider's response
+# id, else the span id, else the database's own span_pk. Empty strings count as missing.
+REQUEST_KEY_COLUMNS = ("request_id", "response_id", "span_id")
+
+
+def request_key(row: Mapping[str, Any]) -> str:
+    """The request key of a span row (a mapping with the REQUEST_KEY_COLUMNS and span_pk)."""
+    for col in REQUEST_KEY_COLUMNS:
+        v = row.get(col)
+        if v:
+            return str(v)
+    return str(row["span_pk"])
+
+
+def request_key_sql(alias: str = "s") -> str:
+    """The same key in SQL, for a span table aliased `alias`."""
+    cols = ", ".join(f"nullif({alias}.{c}, '')" for c in REQUEST_KEY_COLUMNS)
+    return f"coalesce({cols}, CAST({alias}.span_pk AS VARCHAR))"
+
+
+def span_request_key(con: Any, span_pk: int) -> str:
+    """The request key of one span by its span_pk (str(span_pk) when the span is not there)."""
+    row = con.execute(f"SELECT {request_key_sql('s')} FROM spans s WHERE s.span_pk = ?", [span_pk]).fetchone()
+    return str(row[0]) if row else str(span_pk)
 
 
 class UnknownRequest(LookupError):

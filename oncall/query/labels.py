@@ -4,16 +4,29 @@ from __future__ import annotations
 
 from typing import Any
 
+from oncall.query.ids import span_request_key
 from oncall.store.db import current_user, now_utc
 
 VERDICTS = ("good", "bad")
 
+# The one rule for "the label of a request": its latest label by created_at, and label_id (the later
+# write) when two share a clock tick. Every query reads a request's label through these two, so the
+# explorer, the reader, compare, gates, the postmortem and the eval set cannot disagree.
+LATEST_ORDER = "created_at DESC, label_id DESC"
+LATEST_LABELS = (f"(SELECT * FROM labels QUALIFY row_number() OVER (PARTITION BY span_pk ORDER BY {LATEST_ORDER}) = 1)")
 
-def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, author: str | None = None,
-              request_key: str | None = None) -> int:
-    """Record a good/bad verdict (the latest one counts) and put it on the timeline, in one write."""
+
+def latest_label_sql(span_pk_expr: str) -> str:
+    """A scalar subquery: the latest label ('good', 'bad' or NULL) of the span `span_pk_expr` names."""
+    return f"(SELECT ll.label FROM labels ll WHERE ll.span_pk = {span_pk_expr} ORDER BY ll.{LATEST_ORDER.replace(', ', ', ll.')} LIMIT 1)"
+
+
+def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, author: str | None = None) -> int:
+    """Record a good/bad verdict (the latest one counts) and put it on the timeline, in one write.
+    The label records the span's request key (oncall.query.ids.request_key), whatever id named it."""
     if verdict not in VERDICTS:
         raise ValueError(f"label must be one of {', '.join(VERDICTS)}, not {verdict!r}")
+    request_key = span_request_key(db.cursor(), span_pk)
     who = author or current_user()
     at = now_utc()
     ids = db.append_many([
@@ -43,6 +56,7 @@ def add_note(db: Any, text: str, author: str | None = None, span_pk: int | None 
 
 
 def labels_for(con: Any, span_pk: int) -> list[dict[str, Any]]:
+    """A span's labels, oldest first (the last is the one that counts)."""
     rows = con.execute("SELECT label, note, author, created_at FROM labels WHERE span_pk = ? "
                        "ORDER BY created_at, label_id", [span_pk]).fetchall()
     return [{"label": r[0], "note": r[1], "author": r[2], "at": r[3]} for r in rows]

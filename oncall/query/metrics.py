@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from oncall.query.labels import LATEST_LABELS
 from oncall.query.quality import has_output, json_valid_sql, key_set_sql, refusal_sql
 from oncall.store.schema import ERROR_TYPES
 
@@ -49,8 +50,7 @@ def _aggregates() -> list[tuple[str, str]]:
     ]
 
 
-_LATEST_LABEL = """LEFT JOIN (SELECT span_pk, arg_max(label, created_at) AS label FROM labels GROUP BY span_pk) lab
-                   ON lab.span_pk = s.span_pk"""
+_LATEST_LABEL = f"LEFT JOIN {LATEST_LABELS} lab ON lab.span_pk = s.span_pk"
 
 
 def cohort_metrics(con: Any, where: str, params: list[Any]) -> dict[str, Any]:

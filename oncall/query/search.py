@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.filters import Filter, compile_filter
+from oncall.query.labels import latest_label_sql
 
 PREVIEW_CHARS = 200
 ROW_COLUMNS = ["span_pk", "start_time", "request_id", "response_id", "trace_id", "span_id", "tenant", "user_id",
@@ -38,8 +39,7 @@ class Page:
 def _select() -> str:
     cols = ", ".join(f"s.{c}" for c in ROW_COLUMNS)
     return (f"{cols}, left(s.output_text, {PREVIEW_CHARS}) AS output_preview, "
-            "(SELECT l.label FROM labels l WHERE l.span_pk = s.span_pk "
-            "ORDER BY l.created_at DESC, l.label_id DESC LIMIT 1) AS label, "
+            f"{latest_label_sql('s.span_pk')} AS label, "
             "EXISTS (SELECT 1 FROM notes n WHERE n.span_pk = s.span_pk) AS has_note")
 
 

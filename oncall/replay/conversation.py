@@ -39,6 +39,7 @@ from typing import Any
 
 from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.messages import messages_text
+from oncall.query.ids import request_key
 from oncall.replay.suite import PromptVariant
 
 ATTRIBUTE_FORMATS = ("otlp-json", "otlp-jsonl", "otel-console", "otel-js-spans", "span-attributes", "phoenix",
@@ -136,10 +137,6 @@ class Unreplayable:
 
 def _loads(v: Any) -> Any:
     return json.loads(v) if isinstance(v, str) else v
-
-
-def request_key(row: dict[str, Any]) -> str:
-    return str(row.get("request_id") or row.get("response_id") or row.get("span_id") or row["span_pk"])
 
 
 def rebuild(row: dict[str, Any], variant: PromptVariant | None = None) -> Conversation | Unreplayable:

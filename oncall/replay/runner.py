@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.ingest.canonical import normalize_finish_reason
+from oncall.query.ids import request_key
 from oncall.replay import store as rstore
 from oncall.replay.checks import SideStats, noise_verdict, pair_checks, summary_rows, word_diff
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
@@ -467,7 +468,7 @@ def _request_entry(pk: int, orig: dict[str, Any], results: list[dict[str, Any]],
                    labels: dict[tuple[int, int], str] | None) -> dict[str, Any]:
     """One request's line of the summary (its noise verdict counted into t); with labels, its pairs too."""
     reps = [r for r in results if r["status"] in ("ok", "diverged")]
-    entry: dict[str, Any] = {"span_pk": pk, "request": _key(orig, pk), "replays": len(reps),
+    entry: dict[str, Any] = {"span_pk": pk, "request": request_key({**orig, "span_pk": pk}), "replays": len(reps),
                              "errors": sum(1 for r in results if r["status"] == "error"),
                              "diverged": next((r["diverged"] for r in results if r.get("diverged")), None)}
     if repeat >= 2 and len(reps) >= 2:
@@ -488,10 +489,6 @@ def _request_entry(pk: int, orig: dict[str, Any], results: list[dict[str, Any]],
                            if r.get("output_text") is not None else None} for r in reps]
         entry["original_output"] = orig.get("output_text")
     return entry
-
-
-def _key(orig: dict[str, Any], pk: int) -> str:
-    return str(orig.get("request_id") or orig.get("response_id") or orig.get("span_id") or pk)
 
 
 def _run_public(run: dict[str, Any]) -> dict[str, Any]:
@@ -530,6 +527,7 @@ def check_spec(spec: ReplaySpec) -> None:
         raise ReplayError("--repeat must be at least 1")
     if spec.max_cost is not None and (spec.target.price_in is None or spec.target.price_out is None):
         raise SuiteError(f"target {spec.target.name}: --max-cost needs prices; set price_in/price_out in "
-                         f"targets.toml (model {spec.target.model} is not in oncall's price table)")
+                         f"targets.toml or [prices.\"{spec.target.model}\"] in oncall.toml (genai-prices does not know "
+                         f"model {spec.target.model})")
     if spec.judge is not None and not spec.judge.judge:
         raise ReplayError(f"target {spec.judge.name} is not marked judge = true in targets.toml")

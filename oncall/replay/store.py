@@ -21,6 +21,7 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
+from oncall.query.ids import request_key_sql
 from oncall.redact import REDACTED
 from oncall.store.db import current_user
 from oncall.store.trail_tables import TABLES
@@ -164,8 +165,8 @@ def labelled_pairs(con: Any, run_id: int) -> list[dict[str, Any]]:
     """The newest verdict on each labelled pair of a run, in the order they were given, with the
     request's id (as the reader names it), who gave it and when."""
     rows = con.execute(
-        """SELECT l.span_pk, l.repeat_index, l.label, l.author, l.created_at,
-                  coalesce(s.request_id, s.response_id, s.span_id, CAST(l.span_pk AS VARCHAR))
+        f"""SELECT l.span_pk, l.repeat_index, l.label, l.author, l.created_at,
+                  coalesce({request_key_sql('s')}, CAST(l.span_pk AS VARCHAR))
            FROM (SELECT *, row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY replay_label_id DESC) AS rn
                  FROM replay_labels WHERE run_id = ?) l LEFT JOIN spans s ON s.span_pk = l.span_pk
            WHERE l.rn = 1 ORDER BY l.created_at, l.replay_label_id""", [run_id]).fetchall()

@@ -11,7 +11,7 @@
     base_url = "https://api.openai.com/v1"
     model = "gpt-4o-2024-08-06"
     api_key_env = "OPENAI_API_KEY"  # the *name* of the variable; keys never live in files
-    price_in = 2.50                 # USD per million tokens (default: oncall/replay/prices.py)
+    price_in = 2.50                 # USD per million tokens (default: oncall.toml [prices], else genai-prices)
     price_out = 10.00
     max_concurrency = 16
     stream = true                   # read answers as streams (TTFT is recorded)
@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncall.replay.prices import default_price
+from oncall.ingest.prices import list_price
 
 DEFAULT_SUITE = "replay"
 DEFAULT_CONFIRM_ABOVE = 1.00
@@ -73,7 +73,7 @@ class Target:
     api_key_env: str | None = None
     price_in: float | None = None  # USD per million tokens
     price_out: float | None = None
-    price_source: str = "unknown"  # targets.toml | price table | unknown
+    price_source: str = "unknown"  # targets.toml | oncall.toml | genai-prices | unknown
     max_concurrency: int | None = None
     stream: bool = False
     judge: bool = False
@@ -270,8 +270,8 @@ def _target(path: Path, text: str, name: str, table: str, t: dict[str, Any]) -> 
         missing = "price_out" if price_out is None else "price_in"
         raise SuiteError(f"{_where(path, text, table, None)}: [{table}] sets one price; set {missing} too")
     if price_in is None:
-        dp = default_price(t["model"])
-        price_in, price_out, source = (dp[0], dp[1], "price table") if dp else (None, None, "unknown")
+        listed = list_price(t["model"])  # the one price lookup: [prices] of oncall.toml, then genai-prices
+        price_in, price_out, source = listed if listed else (None, None, "unknown")
     return Target(name=name, base_url=t["base_url"], model=t["model"], api_key_env=env,
                   price_in=None if price_in is None else float(price_in),
                   price_out=None if price_out is None else float(price_out), price_source=source,

@@ -1,6 +1,7 @@
 """Key bindings: every binding has an id, and the config file can remap any of them.
 
-    # ~/.config/oncall/config.toml  (or $ONCALL_CONFIG)
+    # oncall.toml (oncall/config.py: the user's ~/.config/oncall/oncall.toml, the project's, or
+    # the keymap file of earlier versions, ~/.config/oncall/config.toml or $ONCALL_CONFIG)
     [keys]
     "reader.next" = "j,down,space"
     "app.quit" = "ctrl+q,ctrl+c"
@@ -13,39 +14,42 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import os
 import pkgutil
-import tomllib
 from pathlib import Path
+
+from oncall.config import FILE_NAME, Config, ConfigError, load_config, user_config_dir
 
 
 def config_path() -> Path:
-    env = os.environ.get("ONCALL_CONFIG")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "oncall" / "config.toml"
+    """Where a responder remaps keys: the file that sets [keys] today, else their own oncall.toml."""
+    cfg = _load_or_none()
+    origin = cfg.origin("keys") if cfg is not None else None
+    return origin or user_config_dir() / FILE_NAME
 
 
-def load_keymap(path: Path | None = None) -> tuple[dict[str, str], list[str]]:
-    """({binding id: keys}, problems) from the config file; a missing file is an empty keymap."""
-    p = path or config_path()
-    if not p.exists():
-        return {}, []
+def _load_or_none() -> Config | None:
     try:
-        data = tomllib.loads(p.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        return {}, [f"{p}: cannot read the config file: {exc}"]
-    keys = data.get("keys", {})
-    if not isinstance(keys, dict):
-        return {}, [f"{p}: [keys] must be a table of binding-id = \"key,key\""]
+        return load_config()
+    except ConfigError:
+        return None
+
+
+def load_keymap() -> tuple[dict[str, str], list[str]]:
+    """({binding id: keys}, problems) from `[keys]` of the config files (oncall.config's discovery
+    order); no file is an empty keymap, and a file that cannot be read is a problem, never a console
+    that will not start."""
+    try:
+        cfg = load_config()
+    except ConfigError as exc:
+        return {}, [f"cannot read the config: {exc}"]
+    keys = cfg.get("keys", default={})
     out: dict[str, str] = {}
     problems: list[str] = []
     for k, v in keys.items():
         if isinstance(v, str) and v.strip():
             out[str(k)] = v.strip()
         else:
-            problems.append(f"{p}: keys.{k} must be a string like \"j,down\"")
+            problems.append(f"{cfg.where('keys', k)} must be a string like \"j,down\"")
     return out, problems
 
 

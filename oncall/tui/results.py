@@ -22,6 +22,7 @@ from textual.strip import Strip
 
 from oncall.display import format_cost
 from oncall.query.cost_marks import marked
+from oncall.query.ids import request_key
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 
@@ -48,7 +49,7 @@ def format_row(r: dict[str, Any], width: int) -> str:
     """The row as exactly `width` terminal cells."""
     t = r["start_time"].astimezone(dt.UTC).strftime("%H:%M:%S") if r.get("start_time") else ""
     status = "ok" if r.get("status") != "error" else (r.get("error_type") or "error")
-    cells = [t, r.get("request_id") or r.get("response_id") or r.get("span_id") or "", r.get("tenant") or "",
+    cells = [t, request_key(r), r.get("tenant") or "",
              r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
              f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
              compact_cost(r.get("cost"), r.get("cost_source")),  # "~" = estimated

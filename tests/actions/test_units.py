@@ -67,9 +67,15 @@ def test_config_search_order(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
     monkeypatch.chdir(work)
     assert list(load_config().targets) == ["u"]
-    (work / "oncall.toml").write_text('[actions.targets.w]\nadapter = "webhook"\nurl = "http://127.0.0.1:9"\n')
-    assert list(load_config().targets) == ["w"]
+    (work / "oncall.toml").write_text('[actions.targets.w]\nadapter = "webhook"\nurl = "http://127.0.0.1:9"\n'
+                                      '[actions.targets.u]\nadapter = "webhook"\nurl = "http://127.0.0.1:8"\n')
+    cfg = load_config()  # both files are read; the project's wins for a target both name, whole
+    assert sorted(cfg.targets) == ["u", "w"]
+    assert cfg.targets["u"].get("url") == "http://127.0.0.1:8" and cfg.targets["u"].source == work / "oncall.toml"
     assert find_config() == work / "oncall.toml"
+    (work / "oncall.toml").write_text('[actions.targets.w]\nadapter = "webhook"\nurl = "http://127.0.0.1:9"\n')
+    cfg = load_config()
+    assert sorted(cfg.targets) == ["u", "w"] and cfg.targets["u"].source == user / "oncall.toml"
 
 
 @pytest.mark.parametrize("toml, message", [

@@ -60,9 +60,9 @@ def responded(demo_copy: Path) -> dict:
                           "feature = 'extract' ORDER BY start_time LIMIT 2").fetchall()
         good = cur.execute("SELECT span_pk, request_id FROM spans WHERE served_model = 'gpt-4o-2024-08-06' AND "
                            "feature = 'extract' ORDER BY start_time LIMIT 1").fetchone()
-        add_label(db, bad[0][0], "bad", note=HOSTILE, request_key=bad[0][1])
-        add_label(db, bad[1][0], "bad", note="orderId instead of order_id", request_key=bad[1][1])
-        add_label(db, good[0], "good", request_key=good[1])
+        add_label(db, bad[0][0], "bad", note=HOSTILE)
+        add_label(db, bad[1][0], "bad", note="orderId instead of order_id")
+        add_label(db, good[0], "good")
         add_note(db, "paged at 02:04 [link=http://x]click[/link]; acme says refunds break")
     finally:
         db.close()

@@ -11,8 +11,6 @@ from textual.keys import format_key
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
-from oncall.tui.keys import config_path
-
 
 def key_name(key: str) -> str:
     """`question_mark` -> `?`, `ctrl+q` stays `ctrl+q`: what the responder presses, not Textual's name."""
@@ -50,7 +48,8 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
-            yield Static(Text(f"keys of this screen — remap them in {config_path()} under [keys]", style="bold"))
+            yield Static(Text("keys of this screen — remap them under [keys] in oncall.toml "
+                              "(`oncall config` lists its files)", style="bold"))
             with VerticalScroll():
                 yield Static(bindings_table(self.under))
             yield Static(Text("esc to close · ctrl+p for every command", style="dim"))

@@ -33,8 +33,8 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.geometry import Size
 from textual.containers import Horizontal, Vertical
+from textual.geometry import Size
 from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widgets import Button, Footer, Select, Static

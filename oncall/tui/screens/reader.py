@@ -260,7 +260,7 @@ class ReaderScreen(Screen):
         from oncall.query.labels import add_label
 
         try:
-            add_label(self.app.store, pk, verdict, redact_text(note), request_key=key)
+            add_label(self.app.store, pk, verdict, redact_text(note))
             d = request_detail(self.app.store.cursor(), pk)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not save the label", str(exc))

@@ -1,0 +1,112 @@
+"""`oncall receive`: live OTLP/HTTP traces into the incident."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import click
+
+from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, resolve_db
+from oncall.display import iso_utc
+
+
+def _iso(ts: float) -> str:
+    return iso_utc(datetime.fromtimestamp(ts, UTC))
+
+STATUS_EVERY = 10.0  # seconds between status lines on stderr
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to listen on; anything but loopback needs --token-env")
+@click.option("--port", default=4318, show_default=True, type=click.IntRange(0, 65535),
+              help="port (4318 is OTLP/HTTP's default; 0 picks a free one)")
+@click.option("--token-env", metavar="NAME", default=None,
+              help="environment variable holding the bearer token exporters must send")
+@click.option("--flush-every", default=1.0, show_default=True, type=click.FloatRange(0.05, 60),
+              help="seconds between parts written (spans show in consoles within about this)")
+@click.option("--max-body", default=32, show_default=True, type=click.IntRange(1, 1024),
+              help="largest request body in MiB, before and after gzip (413 above)")
+@db_option
+@json_option
+@click.pass_context
+def receive(ctx: click.Context, host: str, port: int, token_env: str | None, flush_every: float, max_body: int,
+            db: str | None, as_json: bool) -> None:
+    """Receive OTLP/HTTP traces (POST /v1/traces, protobuf or JSON, gzip) into the incident until Ctrl-C.
+
+    Point any OpenTelemetry exporter at it (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318). Spans are
+    written at least every --flush-every seconds, through the same mapping, redaction and dedupe as
+    `oncall load`, and acknowledged only once written: an exporter retries whatever was not.
+    """
+    from oncall.live.service import ReceiveService
+    from oncall.store import StoreError, open_db
+    from oncall.store.db import default_db_path
+
+    token = None
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            fail(f"--token-env {token_env}: the environment variable is not set or empty")
+    db_path = default_db_path(resolve_db(ctx, db))
+    try:
+        store = open_db(db_path)  # creates the incident if needed, and fails early on a bad one
+    except StoreError as exc:
+        fail(str(exc))
+    service = ReceiveService(db_path, host=host, port=port, token=token, flush_every=flush_every,
+                             max_body=max_body * 1024 * 1024)
+    url = service.start()
+    started = time.time()
+    store.record_event("receive", f"receiving live OTLP traces on {url}", {"url": url})
+    click.echo(f"oncall: receiving OTLP/HTTP traces on {url} into {db_path} (Ctrl-C to stop)", err=True)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        last = (time.monotonic(), 0)
+        while not stop.wait(STATUS_EVERY if sys.stderr.isatty() or not as_json else 3600):
+            now, accepted = time.monotonic(), service.receiver.stats.spans_accepted
+            click.echo(_status_line(service, (accepted - last[1]) / max(1e-9, now - last[0])), err=True)
+            last = (now, accepted)
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        click.echo("oncall: stopping: writing what was received…", err=True)
+        service.stop()
+    stats = service.receiver.stats
+    store.record_event("receive", f"stopped receiving on {url}: {stats.spans_written:,} spans written",
+                       {"url": url, **{k: v for k, v in stats.as_dict().items() if k != 'last_arrival'}})
+    store.close()
+    summary = {"url": url, "db": str(db_path), "seconds": round(time.time() - started, 1), **stats.as_dict()}
+    if summary.get("last_arrival"):
+        summary["last_arrival"] = _iso(summary["last_arrival"])
+    if as_json:
+        emit_json(summary)
+    else:
+        click.echo(f"oncall: received {stats.spans_accepted:,} spans in {stats.requests:,} requests; "
+                   f"{stats.spans_written:,} new, {stats.duplicates:,} duplicates, {stats.rejected_spans:,} rejected, "
+                   f"{stats.parts:,} parts", err=True)
+    sys.exit(EXIT_PROBLEM if stats.failed_writes else EXIT_OK)
+
+
+def _status_line(service: Any, rate: float) -> str:
+    s = service.receiver.stats
+    last = _iso(s.last_arrival) if s.last_arrival else "none yet"
+    line = (f"oncall: {rate:,.0f} spans/s · {s.spans_accepted:,} accepted · {s.parts:,} parts · "
+            f"last arrival {last}")
+    if s.busy_responses:
+        line += f" · {s.busy_responses:,} asked to retry (429)"
+    if s.rejected_spans:
+        line += f" · {s.rejected_spans:,} rejected"
+    if s.failed_writes:
+        line += f" · {s.failed_writes:,} failed writes ({s.last_error})"
+    return line

@@ -1,0 +1,1 @@
+"""Live traffic: the OTLP/HTTP receiver, watch and notifications, recovery from live data."""
