@@ -53,8 +53,8 @@ ASKED=("$@")
 { run fmt-langfuse "langfuse==5.0.4" "openai==3.57.0" "$OTEL"
   run fmt-agents "openai-agents==0.24.0"
   run fmt-opik "opik==2.2.122"
-  run fmt-strands "strands-agents[openai]==1.62.0" "$OTEL"; } &
-{ run fmt-mlflow "mlflow==3.17.2"
+  run fmt-strands "strands-agents[openai]==1.62.0"; } &
+{ run fmt-mlflow "mlflow==3.17.2" "openai==3.57.0"
   run fmt-phoenix "arize-phoenix==20.26.1" "arize-phoenix-client==3.5.0" "arize-phoenix-otel==0.17.2" \
       "openinference-instrumentation-openai" "openai==3.57.0"
   run fmt-braintrust "braintrust==0.48.1"; } &

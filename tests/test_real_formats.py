@@ -24,7 +24,7 @@ from openai_server import OpenAIServer
 from oncall.ingest.loader import load_paths
 from oncall.store import open_db
 
-pytestmark = pytest.mark.formats
+pytestmark = [pytest.mark.formats, pytest.mark.timeout(900)]  # real servers start slowly on a busy machine
 
 
 def _env_or_skip(name: str) -> Path:
@@ -41,12 +41,13 @@ def _load(db_path: Path, *paths: Path) -> tuple[Any, Any]:
 
 
 def check_scenario(rows: list[dict[str, Any]], exchanges: list[Any], *, cohort: dict[str, str],
-                   served: bool = True, ttft: bool = True, finish: bool = True) -> list[dict[str, Any]]:
+                   served: bool = True, ttft: bool = True, finish: bool = True,
+                   unknown_usage: set[int] = frozenset()) -> list[dict[str, Any]]:
     """The five LLM calls of the scenario, in order, against the server's exchanges."""
     llm = sorted((r for r in rows if r["kind"] == "llm"), key=lambda r: r["start_us"])
     assert len(llm) == 5, [(r["name"], r["kind"]) for r in rows]
     assert [e.status for e in exchanges] == [200, 200, 200, 200, 429]
-    for ex, row in zip(exchanges, llm, strict=True):
+    for i, (ex, row) in enumerate(zip(exchanges, llm, strict=True)):
         where = f"call {row['name']} {ex.request['messages'][-1]['content']!r}"
         assert roles(row["input_messages"]) == [m["role"] for m in ex.request["messages"]], where
         for k, v in cohort.items():
@@ -55,9 +56,9 @@ def check_scenario(rows: list[dict[str, Any]], exchanges: list[Any], *, cohort: 
             assert (row["status"], row["error_type"]) == ("error", "rate_limit"), where
             assert row["model"] == "gpt-4o-mini" and not row["output_messages"], where
             continue
-        usage = ex.response["usage"]
+        usage = ex.response["usage"] if i not in unknown_usage else {}
         assert (row["input_tokens"], row["output_tokens"], row["total_tokens"]) == (
-            usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"]), where
+            usage.get("prompt_tokens"), usage.get("completion_tokens"), usage.get("total_tokens")), where
         assert row["status"] in ("ok", "unset") and row["error_type"] is None, where
         if served:
             assert row["served_model"] == "gpt-4o-mini-2024-07-18", where
@@ -73,7 +74,9 @@ def check_scenario(rows: list[dict[str, Any]], exchanges: list[Any], *, cohort: 
     assert [(tc["id"], tc["name"], json.loads(tc["arguments"])) for tc in asked["tool_calls"]] == [
         (call["id"], "get_weather", {"city": "Paris"})]
     answered = llm[2]["input_messages"]
-    assert answered[1]["tool_calls"][0]["id"] == call["id"] and answered[2]["tool_call_id"] == call["id"]
+    turn = next(m for m in answered if m.get("tool_calls"))
+    result = next(m for m in answered if m["role"] == "tool")
+    assert turn["tool_calls"][0]["id"] == call["id"] and result["tool_call_id"] == call["id"]
     return llm
 
 
@@ -171,6 +174,173 @@ def test_python_sdk_otlp_exporter_body(tmp_path):
                                                      format(span.context.span_id, "016x"))
         assert (row["kind"], row["input_tokens"], row["service"]) == ("llm", 12, "svc")
         assert row["output_messages"] == [{"role": "assistant", "content": "hello"}]
+    finally:
+        db.close()
+
+
+# -- OpenAI Agents SDK: its own trace export ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def agents_export(tmp_path_factory) -> dict[str, Any]:
+    python = _env_or_skip("fmt-agents")
+    out = tmp_path_factory.mktemp("agents")
+    with OpenAIServer(chunk_delay=0.01) as srv, CaptureServer() as cap:
+        run_generator(python, "gen_agents.py", "--base-url", srv.base_url, "--ingest", f"{cap.url}/v1/traces/ingest")
+        exchanges = list(srv.exchanges)
+        bodies = cap.bodies("/v1/traces/ingest")
+    assert bodies, "the Agents SDK exported nothing"
+    for i, b in enumerate(bodies):  # the request bodies as posted: {"data": [items]}
+        (out / f"ingest-{i}.json").write_bytes(b.decoded())
+    items = [it for b in bodies for it in b.json()["data"]]
+    (out / "items.jsonl").write_text("".join(json.dumps(it) + "\n" for it in items))
+    return {"dir": out, "exchanges": exchanges, "items": items}
+
+
+@pytest.mark.parametrize("form", ["bodies", "jsonl"])
+def test_agents_sdk_export_loads_exactly(agents_export, form, tmp_path):
+    files = sorted(agents_export["dir"].glob("ingest-*.json")) if form == "bodies" else [
+        agents_export["dir"] / "items.jsonl"]
+    db, report = _load(tmp_path / "i.duckdb", *files)
+    try:
+        assert {f.format for f in report.files} == {"openai-agents"} and report.problems == [], report.to_dict()
+        rows = spans(db)
+        assert len(rows) == len(agents_export["items"])  # every trace and span, no invented rows
+        # the streamed call: the SDK asked for no usage (all zeros: unknown) and kept a Responses-API object
+        llm = check_scenario(rows, agents_export["exchanges"], cohort=calls.COHORT, served=False, ttft=False,
+                             finish=False, unknown_usage={3})
+        assert llm[3]["response_id"] == agents_export["exchanges"][3].response["id"]
+        # ids as the SDK writes them, parents in the same form
+        assert all(r["span_id"].startswith(("span_", "trace_")) for r in rows)
+        trace = next(r for r in rows if r["kind"] == "trace")
+        assert trace["session_id"] == calls.SESSION_ID and trace["start_time"] is not None
+        assert {r["kind"] for r in rows if r["name"] in ("task", "turn")} <= {"chain", "span"}
+    finally:
+        db.close()
+
+
+# -- MLflow: Trace.to_json() and the `mlflow traces search` CLI ----------------------------------------
+@pytest.fixture(scope="module")
+def mlflow_export(tmp_path_factory) -> dict[str, Any]:
+    import os
+    import subprocess
+
+    from exporter_checks import _env
+
+    python = _env_or_skip("fmt-mlflow")
+    out = tmp_path_factory.mktemp("mlflow")
+    with OpenAIServer(chunk_delay=0.01) as srv:
+        proc = subprocess.run([str(python), "tests/gen_mlflow.py", "--base-url", srv.base_url, "--out", str(out)],
+                              capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent, env=_env())
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        exchanges = list(srv.exchanges)
+    experiment = proc.stdout.strip().splitlines()[-1]
+    cli = subprocess.run([str(python.parent / "mlflow"), "traces", "search", "--experiment-id", experiment,
+                          "--output", "json"], capture_output=True, text=True, timeout=300,
+                         env={**_env(), "MLFLOW_TRACKING_URI": f"sqlite:///{out}/mlflow.db"}, cwd=out)
+    assert cli.returncode == 0, cli.stderr[-3000:]
+    (out / "search.json").write_text(cli.stdout)
+    assert os.path.getsize(out / "search.json") > 0
+    return {"dir": out, "exchanges": exchanges}
+
+
+@pytest.mark.parametrize("form", ["to_json", "cli"])
+def test_mlflow_traces_load_exactly(mlflow_export, form, tmp_path):
+    files = sorted(mlflow_export["dir"].glob("trace-*.json")) if form == "to_json" else [
+        mlflow_export["dir"] / "search.json"]
+    db, report = _load(tmp_path / "i.duckdb", *files)
+    try:
+        assert {f.format for f in report.files} == {"mlflow-traces"} and report.problems == [], report.to_dict()
+        rows = spans(db)
+        assert len(rows) == 10  # five traces of two spans: the spans are read, not the traces
+        llm = check_scenario(rows, mlflow_export["exchanges"], cohort=calls.COHORT)
+        # base64 span ids decoded to the hex the OTel ids are; the LLM span's parent is the trace's root
+        assert all(len(r["span_id"]) == 16 and int(r["span_id"], 16) >= 0 for r in rows)
+        roots = {r["span_id"] for r in rows if r["parent_id"] is None}
+        assert all(r["parent_id"] in roots for r in llm)
+        assert all(r["response_id"] == e.response["id"] for r, e in zip(llm[:4], mlflow_export["exchanges"], strict=False))
+        assert llm[0]["cost"] is not None  # MLflow's own mlflow.llm.cost
+    finally:
+        db.close()
+
+
+# -- Phoenix: a real server fed by OpenInference; its span JSON and its spans dataframe as Parquet ---------
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def phoenix_server(tmp_path_factory):
+    """`phoenix serve` on SQLite in a temporary working directory (ELv2; run, never shipped)."""
+    import os
+    import subprocess
+    import time
+    import urllib.request
+
+    python = _env_or_skip("fmt-phoenix")
+    port = _free_port()
+    work = tmp_path_factory.mktemp("phoenix")
+    env = {**os.environ, "PHOENIX_WORKING_DIR": str(work), "PHOENIX_PORT": str(port), "PHOENIX_HOST": "127.0.0.1",
+           "PHOENIX_GRPC_PORT": str(_free_port()), "PHOENIX_TELEMETRY_ENABLED": "false"}
+    log = open(work / "server.log", "w")  # noqa: SIM115 - closed after the server stops
+    proc = subprocess.Popen([str(python.parent / "phoenix"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 420  # first start runs its migrations; slow on a loaded machine
+        while True:
+            try:
+                urllib.request.urlopen(f"{url}/healthz", timeout=2)
+                break
+            except OSError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"phoenix serve did not start:\n{(work / 'server.log').read_text()[-3000:]}") from None
+                time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def phoenix_export(phoenix_server, tmp_path_factory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("phoenix-export")
+    with OpenAIServer(chunk_delay=0.01) as srv:
+        run_generator(_env_or_skip("fmt-phoenix"), "gen_phoenix.py", "--base-url", srv.base_url,
+                      "--phoenix", phoenix_server, "--out", str(out), timeout=300)
+        exchanges = list(srv.exchanges)
+    return {"dir": out, "exchanges": exchanges, "truth": json.loads((out / "truth.json").read_text())}
+
+
+@pytest.mark.parametrize("name", ["spans.parquet", "spans.json"])
+def test_phoenix_exports_load_exactly(phoenix_export, name, tmp_path):
+    db, report = _load(tmp_path / "i.duckdb", phoenix_export["dir"] / name)
+    try:
+        assert [(f.format, f.status) for f in report.files] == [("phoenix", "loaded")] and report.problems == []
+        rows = spans(db)
+        truth = {t["span_id"]: t for t in phoenix_export["truth"]}
+        # the ids are the spans' own (the dataframe's context.span_id), never invented
+        assert {r["span_id"] for r in rows} == set(truth)
+        for r in rows:
+            t = truth[r["span_id"]]
+            assert (r["trace_id"], r["parent_id"]) == (t["trace_id"], t["parent_id"])
+            # Phoenix keeps microseconds, rounded from the exporter's nanoseconds
+            assert abs(r["start_us"] - t["start_ns"] / 1000) <= 1 and abs(r["end_us"] - t["end_ns"] / 1000) <= 1
+        check_scenario(rows, phoenix_export["exchanges"], cohort=calls.COHORT)
+    finally:
+        db.close()
+
+
+def test_phoenix_dataframe_and_span_json_are_the_same_spans(phoenix_export, tmp_path):
+    db, report = _load(tmp_path / "i.duckdb", phoenix_export["dir"] / "spans.parquet",
+                       phoenix_export["dir"] / "spans.json")
+    try:
+        assert [(f.spans, f.duplicates) for f in report.files] == [(6, 0), (0, 6)]
     finally:
         db.close()
 

@@ -171,6 +171,13 @@ def _mlflow(attrs: dict[str, Any]) -> dict[str, Any]:
                 out["gen_ai.response.model"] = outputs["model"]
             if "gen_ai.usage.input_tokens" not in out:
                 out.update(usage_keys(outputs.get("usage")))
+    cost = json_deep_loads(attrs.get("mlflow.llm.cost"))
+    if isinstance(cost, dict) and cost.get("total_cost") is not None:
+        out["gen_ai.usage.cost"] = cost["total_cost"]
+    prompts = json_deep_loads(attrs.get("mlflow.linkedPrompts"))
+    if isinstance(prompts, list) and prompts and isinstance(prompts[0], dict):
+        out["gen_ai.prompt.name"] = prompts[0].get("name")
+        out["gen_ai.prompt.version"] = prompts[0].get("version")
     for key, target in (("mlflow.llm.model", "gen_ai.request.model"), ("mlflow.llm.provider", "gen_ai.provider.name")):
         v = json_deep_loads(attrs.get(key))
         if isinstance(v, str) and v:

@@ -48,6 +48,8 @@ ORDER: list[tuple[str, str]] = [
     ("otlp_jsonl", "otlp-jsonl"),
     ("otel_console", "otel-console"),
     ("js_spans", "otel-js-spans"),
+    ("openai_agents", "openai-agents"),
+    ("mlflow_traces", "mlflow-traces"),
     ("phoenix", "phoenix"),
     ("langfuse", "langfuse-trace"),
     ("langfuse_export", "langfuse-export"),

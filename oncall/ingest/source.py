@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from oncall.ingest import parquet
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
@@ -110,7 +112,9 @@ def read_head(path: Path) -> Head:
     try:
         with open(path, "rb") as raw:
             if raw.read(4) == PARQUET_MAGIC:
-                return Head(data=b"", complete=False, is_parquet=True)
+                # Detection looks at the columns: a Phoenix dataframe, a LangSmith bulk export …
+                return Head(data=b"", complete=False, is_parquet=True,
+                            extra={"columns": [name for name, _ in parquet.columns(path)]})
         with open_binary(path) as fh:
             data = fh.read(HEAD_BYTES + 1)
     except (OSError, EOFError) as exc:

@@ -153,6 +153,8 @@ def _first_token_event(name: Any) -> bool:
     """OpenInference's "First Token Stream Event", Vercel's `ai.stream.firstChunk` and their kin."""
     if not isinstance(name, str):
         return False
+    if name.startswith("mlflow.chunk.item."):  # MLflow autolog: one event per streamed chunk
+        return True
     n = name.lower().replace("_", " ").replace(".", " ")
     return "first token" in n or "first chunk" in n or "firstchunk" in n or "firsttoken" in n
 

@@ -1,0 +1,105 @@
+"""Run the scenario under OpenInference into a real Phoenix server, then export what Phoenix holds.
+
+Run from .envs/fmt-phoenix (.ci/setup-formats.sh) by tests/test_real_formats.py:
+
+    python tests/gen_phoenix.py --base-url http://127.0.0.1:PORT/v1 --phoenix http://127.0.0.1:6006 --out DIR
+
+The server (`phoenix serve`, SQLite in a temporary working directory) is started by the test. Writes
+into DIR what a responder would take out of Phoenix: `spans.json` (the REST API's span JSON,
+`phoenix.client` `spans.get_spans`), `spans.parquet` (the spans dataframe, `get_spans_dataframe()`
+saved with `DataFrame.to_parquet`, as the Phoenix docs show) and `truth.json` (ids the
+instrumentation exported, read from the in-process span exporter).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+import instrumented_calls as calls
+
+PROJECT = "support-bot"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--base-url", required=True)
+    ap.add_argument("--phoenix", required=True)
+    ap.add_argument("--out", required=True)
+    args = ap.parse_args()
+    import openai
+    from openinference.instrumentation.openai import OpenAIInstrumentor
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "support-bot",
+                                                        "openinference.project.name": PROJECT}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(f"{args.phoenix}/v1/traces")))
+    mem = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(mem))
+    trace.set_tracer_provider(provider)
+    OpenAIInstrumentor().instrument(tracer_provider=provider)
+    client = openai.OpenAI(base_url=args.base_url, api_key="sk-test-not-a-real-key", max_retries=0)
+    tracer = trace.get_tracer("support-bot")
+    with tracer.start_as_current_span("support_ticket") as root:
+        root.set_attribute("openinference.span.kind", "CHAIN")
+        root.set_attribute("session.id", calls.SESSION_ID)
+        root.set_attribute("user.id", calls.USER_ID)
+        root.set_attribute("metadata", json.dumps({"tenant": calls.TENANT, "feature": calls.FEATURE,
+                                                   "prompt_version": calls.PROMPT_VERSION}))
+        client.chat.completions.create(
+            model="gpt-4o-mini", temperature=0.2, max_tokens=64,
+            messages=[{"role": "system", "content": calls.SYSTEM}, {"role": "user", "content": calls.QUESTION}])
+        messages = [{"role": "user", "content": calls.TOOL_QUESTION}]
+        first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[calls.WEATHER_TOOL])
+        call = first.choices[0].message.tool_calls[0]
+        messages.append({"role": "assistant", "content": None, "tool_calls": [
+            {"id": call.id, "type": "function",
+             "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": calls.TOOL_RESULT})
+        client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[calls.WEATHER_TOOL])
+        stream = client.chat.completions.create(
+            model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+            messages=[{"role": "user", "content": calls.STREAM_QUESTION}])
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+        try:
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": calls.ERROR_QUESTION}],
+                extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"})
+        except openai.RateLimitError:
+            pass
+    provider.force_flush()
+    truth = [{"trace_id": format(s.context.trace_id, "032x"), "span_id": format(s.context.span_id, "016x"),
+              "parent_id": format(s.parent.span_id, "016x") if s.parent else None, "name": s.name,
+              "start_ns": s.start_time, "end_ns": s.end_time} for s in mem.get_finished_spans()]
+
+    from phoenix.client import Client
+
+    px = Client(base_url=args.phoenix)
+    deadline = time.monotonic() + 60
+    spans: list = []
+    while time.monotonic() < deadline:  # the server ingests asynchronously
+        spans = px.spans.get_spans(project_identifier=PROJECT, limit=1000)
+        if len(spans) >= len(truth):
+            break
+        time.sleep(0.5)
+    assert len(spans) == len(truth), (len(spans), len(truth))
+    df = px.spans.get_spans_dataframe(project_identifier=PROJECT, limit=1000)
+    out = args.out.rstrip("/")
+    with open(f"{out}/spans.json", "w", encoding="utf-8") as fh:
+        json.dump({"data": spans}, fh, default=str)
+    df.to_parquet(f"{out}/spans.parquet")
+    with open(f"{out}/truth.json", "w", encoding="utf-8") as fh:
+        json.dump(truth, fh)
+    print(f"{len(spans)} spans; dataframe columns: {list(df.columns)}; index: {df.index.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
