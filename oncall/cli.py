@@ -99,7 +99,7 @@ def cli(ctx: click.Context, db: str | None, verbose: bool) -> None:
 # -- load ------------------------------------------------------------------------------------
 
 # Problem kinds that mean "this is not input oncall can load" (exit 2 when it is the only file).
-BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable")
+BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable", "too-deep", "truncated")
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
@@ -159,6 +159,12 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         emit_json({**report.to_dict(), "summary": summ})
     else:
         print_load_report(report, summ)
+    if report.bugs:  # every other file was loaded; the one oncall failed on is a bug (exit 3)
+        click.echo(f"oncall: internal error: {report.bugs[0].problems[0]}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if strict and report.failed:  # --strict: the files with problems failed, the others loaded
+        fail(f"--strict: {len(report.failed)} file(s) failed, nothing from them was loaded; first: "
+             f"{report.failed[0].problems[0] if report.failed[0].problems else report.failed[0].path}")
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
 
 
@@ -184,13 +190,13 @@ from oncall.commands.config import config_cmd  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 from oncall.commands.handoff import export_group, postmortem_cmd, timeline_cmd  # noqa: E402
-from oncall.commands.live import receive  # noqa: E402
+from oncall.commands.live import receive, watch  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
 from oncall.commands.replay import replay  # noqa: E402
 from oncall.commands.runbook import runbook  # noqa: E402
 
 for _command in (action, blast_radius, changes, compare, config_cmd, demo, export_group, label, note, open_console,
-                 postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd):
+                 postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd, watch):
     cli.add_command(_command)
 
 
