@@ -262,6 +262,46 @@ def test_mlflow_traces_load_exactly(mlflow_export, form, tmp_path):
         db.close()
 
 
+# -- Opik: the SDK's REST payloads (each span sent when started and when ended) and `opik export` files --
+@pytest.fixture(scope="module")
+def opik_export(tmp_path_factory) -> dict[str, Any]:
+    python = _env_or_skip("fmt-opik")
+    out = tmp_path_factory.mktemp("opik")
+    with OpenAIServer(chunk_delay=0.01) as srv, CaptureServer() as cap:
+        run_generator(python, "gen_opik.py", "--base-url", srv.base_url, "--opik", f"{cap.url}/api")
+        exchanges = list(srv.exchanges)
+        bodies = [b.json() for b in cap.requests if b.path.endswith(("/spans/batch", "/traces/batch"))]
+    (out / "payloads.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    # `opik export … traces` (opik/cli/exports/project.py): one file per trace, the spans inside, each
+    # record as the backend keeps it (its last write)
+    last: dict[str, dict[str, Any]] = {}
+    for b in bodies:
+        for rec in b.get("spans", b.get("traces", [])):
+            last[rec["id"]] = {**last.get(rec["id"], {}), **rec}
+    traces = [r for b in bodies for r in b.get("traces", [])]
+    for tid in {t["id"] for t in traces}:
+        (out / f"trace_{tid}.json").write_text(json.dumps({
+            "trace": last[tid], "spans": [r for r in last.values() if r.get("trace_id") == tid],
+            "attachments": [], "downloaded_at": "2026-12-07T03:00:00", "project_name": "support-bot"}, indent=2))
+    return {"dir": out, "exchanges": exchanges, "bodies": bodies}
+
+
+@pytest.mark.parametrize("form", ["payloads", "export"])
+def test_opik_loads_exactly(opik_export, form, tmp_path):
+    files = [opik_export["dir"] / "payloads.jsonl"] if form == "payloads" else sorted(
+        opik_export["dir"].glob("trace_*.json"))
+    db, report = _load(tmp_path / "i.duckdb", *files)
+    try:
+        assert {f.format for f in report.files} == {"opik"} and report.problems == [], report.to_dict()
+        rows = spans(db)
+        check_scenario(rows, opik_export["exchanges"], cohort=calls.COHORT, ttft=False)
+        if form == "payloads":  # the SDK really sent spans twice; each is one row, the completed one
+            sent = [s["id"] for b in opik_export["bodies"] for s in b.get("spans", [])]
+            assert len(sent) > len(set(sent)) and len(rows) == len(set(sent)) + 1  # + the trace row
+    finally:
+        db.close()
+
+
 # -- Phoenix: a real server fed by OpenInference; its span JSON and its spans dataframe as Parquet ---------
 def _free_port() -> int:
     import socket

@@ -50,6 +50,7 @@ ORDER: list[tuple[str, str]] = [
     ("js_spans", "otel-js-spans"),
     ("openai_agents", "openai-agents"),
     ("mlflow_traces", "mlflow-traces"),
+    ("opik", "opik"),
     ("phoenix", "phoenix"),
     ("langfuse", "langfuse-trace"),
     ("langfuse_export", "langfuse-export"),
