@@ -57,6 +57,6 @@ ASKED=("$@")
 { run fmt-mlflow "mlflow==3.17.2" "openai==3.57.0"
   run fmt-phoenix "arize-phoenix==20.26.1" "arize-phoenix-client==3.5.0" "arize-phoenix-otel==0.17.2" \
       "openinference-instrumentation-openai" "openai==3.57.0"
-  run fmt-braintrust "braintrust==0.48.1"; } &
+  run fmt-braintrust "braintrust==0.48.1" "openai==3.57.0"; } &
 wait
 exit 0

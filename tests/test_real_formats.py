@@ -42,7 +42,7 @@ def _load(db_path: Path, *paths: Path) -> tuple[Any, Any]:
 
 def check_scenario(rows: list[dict[str, Any]], exchanges: list[Any], *, cohort: dict[str, str],
                    served: bool = True, ttft: bool = True, finish: bool = True,
-                   unknown_usage: set[int] = frozenset()) -> list[dict[str, Any]]:
+                   unknown_usage: set[int] = frozenset(), failure_recorded: bool = True) -> list[dict[str, Any]]:
     """The five LLM calls of the scenario, in order, against the server's exchanges."""
     llm = sorted((r for r in rows if r["kind"] == "llm"), key=lambda r: r["start_us"])
     assert len(llm) == 5, [(r["name"], r["kind"]) for r in rows]
@@ -52,6 +52,9 @@ def check_scenario(rows: list[dict[str, Any]], exchanges: list[Any], *, cohort: 
         assert roles(row["input_messages"]) == [m["role"] for m in ex.request["messages"]], where
         for k, v in cohort.items():
             assert row[k] == v, f"{where}: {k} is {row[k]!r}, expected {v!r}"
+        if ex.status != 200 and not failure_recorded:  # the library logs the call, not its failure
+            assert row["status"] == "unset" and not row["output_messages"] and row["input_tokens"] is None, where
+            continue
         if ex.status != 200:
             assert (row["status"], row["error_type"]) == ("error", "rate_limit"), where
             assert row["model"] == "gpt-4o-mini" and not row["output_messages"], where
@@ -298,6 +301,45 @@ def test_opik_loads_exactly(opik_export, form, tmp_path):
         if form == "payloads":  # the SDK really sent spans twice; each is one row, the completed one
             sent = [s["id"] for b in opik_export["bodies"] for s in b.get("spans", [])]
             assert len(sent) > len(set(sent)) and len(rows) == len(set(sent)) + 1  # + the trace row
+    finally:
+        db.close()
+
+
+# -- Braintrust: the SDK's /logs3 rows (created, then merged) and the fetch API's merged events ---------
+@pytest.fixture(scope="module")
+def braintrust_export(tmp_path_factory) -> dict[str, Any]:
+    python = _env_or_skip("fmt-braintrust")
+    out = tmp_path_factory.mktemp("braintrust")
+    org = {"org_info": [{"id": "org-1", "name": "acme-org", "api_url": None, "proxy_url": None, "git_metadata": None}]}
+    project = {"id": "proj-1", "name": "support-bot", "org_id": "org-1"}
+    with OpenAIServer(chunk_delay=0.01) as srv, CaptureServer({"/api/apikey/login": org, "/v1/project": project,
+                                                               "/version": {}, "/logs3": {}}) as cap:
+        org["org_info"][0]["api_url"] = org["org_info"][0]["proxy_url"] = cap.url
+        run_generator(python, "gen_braintrust.py", "--base-url", srv.base_url, "--api", cap.url)
+        exchanges = list(srv.exchanges)
+        bodies = [b.json() for b in cap.bodies("/logs3")]
+    (out / "logs3.jsonl").write_text("".join(json.dumps(b) + "\n" for b in bodies))
+    # what /v1/project_logs/{id}/fetch answers: each row merged, `_is_merge` gone
+    merged: dict[str, dict[str, Any]] = {}
+    for b in bodies:
+        for r in b["rows"]:
+            old = merged.setdefault(r["id"], {})
+            for k, v in r.items():
+                old[k] = {**old[k], **v} if isinstance(v, dict) and isinstance(old.get(k), dict) else v
+    events = [{k: v for k, v in r.items() if k != "_is_merge"} for r in merged.values()]
+    (out / "fetch.json").write_text(json.dumps({"events": events, "cursor": None}))
+    return {"dir": out, "exchanges": exchanges, "bodies": bodies}
+
+
+@pytest.mark.parametrize("name", ["logs3.jsonl", "fetch.json"])
+def test_braintrust_loads_exactly(braintrust_export, name, tmp_path):
+    db, report = _load(tmp_path / "i.duckdb", braintrust_export["dir"] / name)
+    try:
+        assert [f.format for f in report.files] == ["braintrust"] and report.problems == [], report.to_dict()
+        rows = spans(db)
+        assert len(rows) == 6
+        check_scenario(rows, braintrust_export["exchanges"], cohort=calls.COHORT, served=False,
+                       failure_recorded=False)
     finally:
         db.close()
 

@@ -51,6 +51,7 @@ ORDER: list[tuple[str, str]] = [
     ("openai_agents", "openai-agents"),
     ("mlflow_traces", "mlflow-traces"),
     ("opik", "opik"),
+    ("braintrust", "braintrust"),
     ("phoenix", "phoenix"),
     ("langfuse", "langfuse-trace"),
     ("langfuse_export", "langfuse-export"),
