@@ -107,3 +107,88 @@ def test_langfuse_blob_storage_export(fmt, tmp_path):
                 "user-7", "sess-42", "acme", "support_chat", "prod"), r["span_id"]
     finally:
         db.close()
+
+
+# -- Logfire: rows of the records table, as its query API answers -----------------------------------------
+def _records_rows(otlp_jsonl: Path) -> list[dict[str, Any]]:
+    """The `records` rows Logfire keeps for these spans (pydantic/logfire docs/reference/sql.md: span_name,
+    message from logfire.msg, attributes as JSON without the logfire.* columns' sources, otel_events,
+    otel_status_code/message, exception_* from the first exception event, otel_resource_attributes,
+    otel_scope_name, hex ids, UTC timestamps)."""
+    import datetime as dt
+
+    def iso(ns: str) -> str:
+        return dt.datetime.fromtimestamp(int(ns) / 1e9, dt.UTC).isoformat(timespec="microseconds")
+
+    def plain(kvs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {kv["key"]: next(iter(kv["value"].values()), None) for kv in kvs or []}
+
+    rows = []
+    for line in otlp_jsonl.read_text().splitlines():
+        for rs in json.loads(line)["resourceSpans"]:
+            resource = plain(rs["resource"].get("attributes", []))
+            for ss in rs["scopeSpans"]:
+                for sp in ss["spans"]:
+                    attrs = plain(sp.get("attributes", []))
+                    exc = next((plain(e.get("attributes", [])) for e in sp.get("events", [])
+                                if e["name"] == "exception"), None)
+                    code = {0: "UNSET", 1: "OK", 2: "ERROR"}[int(sp.get("status", {}).get("code", 0))]
+                    rows.append({
+                        "start_timestamp": iso(sp["startTimeUnixNano"]), "end_timestamp": iso(sp["endTimeUnixNano"]),
+                        "trace_id": sp["traceId"], "span_id": sp["spanId"], "parent_span_id": sp.get("parentSpanId") or None,
+                        "kind": "span", "span_name": sp["name"], "message": attrs.pop("logfire.msg", sp["name"]),
+                        "level": 17 if code == "ERROR" else 9, "attributes": attrs,
+                        "otel_events": [{"name": e["name"], "timestamp": iso(e["timeUnixNano"]),
+                                         "attributes": plain(e.get("attributes", []))} for e in sp.get("events", [])],
+                        "otel_status_code": code, "otel_status_message": sp.get("status", {}).get("message"),
+                        "is_exception": exc is not None,
+                        "exception_type": (exc or {}).get("exception.type"),
+                        "exception_message": (exc or {}).get("exception.message"),
+                        "otel_resource_attributes": resource, "service_name": resource.get("service.name"),
+                        "otel_scope_name": ss["scope"]["name"], "tags": []})
+    return rows
+
+
+@pytest.mark.parametrize("shape", ["json_rows", "json_columns", "csv"])
+def test_logfire_query_export_matches_the_spans(shape, tmp_path):
+    """pydantic-ai (the test extra) writes its spans with the OTLP file exporter; the same spans as
+    Logfire's records rows load to the same calls, whichever way the query API hands them out."""
+    import sys
+
+    pytest.importorskip("pydantic_ai")
+    from exporter_checks import run_generator
+    from openai_server import OpenAIServer
+
+    otlp = tmp_path / "spans.jsonl"
+    with OpenAIServer(chunk_delay=0.01) as srv:
+        run_generator(sys.executable, "gen_pydantic_ai.py", "--base-url", srv.base_url, "--out", str(otlp))
+    rows = _records_rows(otlp)
+    # a pending span, as records_full holds it: never a row of its own
+    rows.append({**rows[0], "span_id": "ffffffffffffffff", "kind": "pending_span"})
+    out = tmp_path / f"records.{'csv' if shape == 'csv' else 'json'}"
+    if shape == "json_rows":
+        out.write_text(json.dumps({"columns": [{"name": k} for k in rows[0]], "rows": rows}))
+    elif shape == "json_columns":
+        out.write_text(json.dumps({"columns": [{"name": k, "values": [r[k] for r in rows]} for k in rows[0]]}))
+    else:
+        with open(out, "w", newline="", encoding="utf-8") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            for r in rows:
+                w.writerow({k: json.dumps(v) if isinstance(v, (dict, list)) else "" if v is None else v
+                            for k, v in r.items()})
+    keep = ("trace_id", "span_id", "parent_id", "kind", "model", "served_model", "input_tokens", "output_tokens",
+            "status", "error_type", "session_id", "user_id", "tenant", "input_messages", "output_messages", "ttft_ms")
+    got = {}
+    for name, path in (("otlp", otlp), ("logfire", out)):
+        db = open_db(tmp_path / f"{name}.duckdb")
+        try:
+            report = load_paths(db, [str(path)])
+            assert report.problems == [], report.to_dict()
+            if name == "logfire":
+                assert report.files[0].format == "logfire"
+            got[name] = sorted(tuple(json.dumps(r[k], sort_keys=True, default=str) for k in keep) for r in spans(db))
+        finally:
+            db.close()
+    assert got["logfire"] == got["otlp"]
+    assert sum(1 for r in got["otlp"] if json.loads(r[3]) == "llm") == 5

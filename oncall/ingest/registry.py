@@ -52,6 +52,7 @@ ORDER: list[tuple[str, str]] = [
     ("mlflow_traces", "mlflow-traces"),
     ("opik", "opik"),
     ("braintrust", "braintrust"),
+    ("logfire", "logfire"),
     ("phoenix", "phoenix"),
     ("langfuse", "langfuse-trace"),
     ("langfuse_export", "langfuse-export"),
