@@ -39,27 +39,7 @@ def main() -> int:
             thread_id=calls.SESSION_ID, tags=["prod"],
             metadata={"user_id": calls.USER_ID, "tenant": calls.TENANT, "feature": calls.FEATURE,
                       "prompt_version": calls.PROMPT_VERSION})
-        client.chat.completions.create(
-            model="gpt-4o-mini", temperature=0.2, max_tokens=64,
-            messages=[{"role": "system", "content": calls.SYSTEM}, {"role": "user", "content": calls.QUESTION}])
-        messages = [{"role": "user", "content": calls.TOOL_QUESTION}]
-        first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[calls.WEATHER_TOOL])
-        call = first.choices[0].message.tool_calls[0]
-        messages.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
-        messages.append({"role": "tool", "tool_call_id": call.id, "content": calls.TOOL_RESULT})
-        client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[calls.WEATHER_TOOL])
-        stream = client.chat.completions.create(
-            model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
-            messages=[{"role": "user", "content": calls.STREAM_QUESTION}])
-        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        try:
-            client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": calls.ERROR_QUESTION}],
-                extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"})
-        except openai.RateLimitError:
-            pass
+        calls.run_calls(client, openai.RateLimitError)
 
     support_ticket()
     opik.flush_tracker()

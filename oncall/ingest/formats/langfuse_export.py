@@ -25,7 +25,7 @@ from typing import Any
 from oncall.ingest import parquet
 from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.formats.langfuse import observation_row, trace_row
-from oncall.ingest.records import json_records
+from oncall.ingest.records import csv_header, json_records
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, open_binary, read_head
 
@@ -69,16 +69,6 @@ def _is_row(obj: Any) -> bool:
     return _is_observation(obj) or _is_trace(obj)
 
 
-def _csv_header(text: str) -> list[str] | None:
-    first = text.lstrip("\ufeff").split("\n", 1)[0].strip("\r")
-    if "," not in first or first.startswith(("{", "[")):
-        return None
-    try:
-        return next(csv.reader([first]))
-    except (csv.Error, StopIteration):
-        return None
-
-
 def sniff(head: Head) -> bool:
     if head.is_parquet:
         return _is_row(dict.fromkeys(head.extra.get("columns") or (), ""))
@@ -87,7 +77,7 @@ def sniff(head: Head) -> bool:
         return _is_row(doc[0])
     if _is_row(head.first_line_obj):
         return True
-    cols = _csv_header(head.text or "") if head.text else None
+    cols = csv_header(head.text or "") if head.text else None
     return bool(cols) and _is_row(dict.fromkeys(cols, ""))
 
 
@@ -140,7 +130,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
     except SourceError as exc:
         raise FormatError(str(exc)) from None
     added = 0
-    if _csv_header(head.text or "") is not None:
+    if csv_header(head.text or "") is not None:
         with open_binary(path) as fh:
             reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
             for rec in reader:

@@ -25,7 +25,7 @@ from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_status
 from oncall.ingest.decode import json_deep_loads, to_epoch_us
 from oncall.ingest.formats.otlp import SpanLinks, build_row
-from oncall.ingest.records import json_records
+from oncall.ingest.records import csv_header, json_records
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, open_binary
 
@@ -53,16 +53,6 @@ def _rows(doc: Any) -> list[Any] | None:
     return None
 
 
-def _csv_header(text: str) -> list[str] | None:
-    first = text.lstrip("\ufeff").split("\n", 1)[0].strip("\r")
-    if "," not in first or first.startswith(("{", "[")):
-        return None
-    try:
-        return next(csv.reader([first]))
-    except (csv.Error, StopIteration):
-        return None
-
-
 def sniff(head: Head) -> bool:
     if head.is_parquet:
         return _COLUMNS <= set(head.extra.get("columns") or ())
@@ -72,7 +62,7 @@ def sniff(head: Head) -> bool:
         return _is_row(rows[0])
     if _is_row(doc):
         return True
-    cols = _csv_header(head.text or "") if head.text else None
+    cols = csv_header(head.text or "") if head.text else None
     if cols:
         return _COLUMNS <= set(cols)
     text = (head.text or "").lstrip("\ufeff \t\r\n")[:4096]
@@ -118,7 +108,7 @@ def _records(path: Path, sink: Any) -> Any:
         return
     with open_binary(path) as fh:
         head = fh.read(4096).decode("utf-8", errors="replace")
-    if _csv_header(head) is not None:
+    if csv_header(head) is not None:
         with open_binary(path) as fh:
             reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
             for rec in reader:
