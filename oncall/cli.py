@@ -155,6 +155,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     if ids:
         store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
                            {"files": [f.path for f in report.files if f.status == 'loaded']})
+        _compact_after_load(store)
     if as_json:
         emit_json({**report.to_dict(), "summary": summ})
     else:
@@ -166,6 +167,22 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         fail(f"--strict: {len(report.failed)} file(s) failed, nothing from them was loaded; first: "
              f"{report.failed[0].problems[0] if report.failed[0].problems else report.failed[0].path}")
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
+
+
+def _compact_after_load(store: Any) -> None:
+    """Many loads make many parts: merge the small ones now (bounded, so a load never waits long).
+
+    Compaction is an optimisation: if it fails, the load stands and the responder hears why."""
+    import duckdb
+
+    from oncall.store import StoreError
+    from oncall.store.compact import AFTER_LOAD_POLICY, compact
+
+    try:
+        compact(store, AFTER_LOAD_POLICY)
+    except (StoreError, duckdb.Error, OSError) as exc:
+        click.echo(f"oncall: warning: the load is complete, but merging load parts failed: {exc} "
+                   "(try `oncall compact`)", err=True)
 
 
 @cli.command()
@@ -194,9 +211,10 @@ from oncall.commands.live import receive, watch  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
 from oncall.commands.replay import replay  # noqa: E402
 from oncall.commands.runbook import runbook  # noqa: E402
+from oncall.commands.store import compact  # noqa: E402
 
-for _command in (action, blast_radius, changes, compare, config_cmd, demo, export_group, label, note, open_console,
-                 postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd, watch):
+for _command in (action, blast_radius, changes, compact, compare, config_cmd, demo, export_group, label, note,
+                 open_console, postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd, watch):
     cli.add_command(_command)
 
 

@@ -60,3 +60,32 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         return iso_utc(v)
     return v
+
+
+def percent(v: float) -> str:
+    """A ratio as a percentage with the digits that matter: 0.53 %, 7.3 %, 26 %."""
+    pct = 100 * v
+    if pct == 0:
+        return "0 %"
+    if abs(pct) < 1:
+        return f"{pct:.2g} %"
+    if abs(pct) < 10:
+        return f"{pct:.1f} %"
+    return f"{pct:.0f} %"
+
+
+def metric_text(v: float | None, unit: str) -> str:
+    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count)."""
+    if v is None:
+        return "—"
+    if unit == "ratio":
+        return percent(v)
+    if unit == "usd":
+        return format_cost(v)
+    if unit == "count":
+        return f"{int(v):,}"
+    if unit in ("ms", "chars"):
+        return f"{v:,.0f} {unit}"
+    if unit == "tokens":
+        return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2g}"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -133,6 +133,12 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
         stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False)
                      + Text(f"  ({c.affected_requests:,} LLM calls, errors included)", style="dim"), soft_wrap=True)
+        if c.split and c.split.get("values"):
+            # The served-model split of the cohort: failed calls have no served model, and are in it.
+            parts = ", ".join(f"{'no ' + c.split['by'].replace('_', ' ') + ' (failed)' if v == 'none' else v} {n:,}"
+                              for v, n in c.split["values"].items())
+            stdout.print(Text(f"    by {c.split['by'].replace('_', ' ')}: ", style="dim")
+                         + safe_rich(parts, multiline=False, max_len=300), soft_wrap=True)
         note = estimate_note(c.cost_estimated, "cost/request")
         if note:
             stdout.print(Text("    " + note, style="dim"), soft_wrap=True)

@@ -31,7 +31,7 @@ from oncall.store.loadparts import (
     remove_part_file,
     salvage_unregistered_parts,
 )
-from oncall.store.parts import part_files, part_number, parts_dir, sidecar_dir
+from oncall.store.parts import numbers_on_disk, parts_dir, sidecar_dir
 
 
 @dataclass
@@ -154,7 +154,8 @@ class PartWriter:
 
     def __init__(self, db: IncidentDB) -> None:
         self.db = db
-        taken = [part_number(p) or 0 for p in part_files(db.path)] + list(db.attached_parts())
+        # Merged parts and parts they replaced share the numbering (oncall/store/compact.py).
+        taken = numbers_on_disk(db.path) | db.registered_parts()
         self.number = max(taken, default=0) + 1
         self.path = parts_dir(db.path) / f"part-{self.number}.duckdb"
         self.path.parent.mkdir(parents=True, exist_ok=True)

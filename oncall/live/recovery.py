@@ -5,7 +5,7 @@ when, in that period:
 - it has at least MIN_REQUESTS LLM calls (no traffic is no evidence: it fails closed);
 - none of them carries the cause's value any more (the served model, prompt version … it introduced);
 - every metric the cause moved reads as noise against the cohort's baseline, the calls before the
-  cause began: the same signal definitions and tests as what-changed (query.metrics.SIGNALS,
+  cause began: the same metric definitions and tests as what-changed (query.registry,
   query.stats), so "recovered" and "changed" cannot disagree about what noise is.
 """
 
@@ -16,13 +16,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.filters import compile_filter, parse_filter, quote_value
-from oncall.query.metrics import SIGNALS
-from oncall.query.stats import Test, two_proportions, welch
+from oncall.query.registry import METRICS, measure
+from oncall.query.stats import Test
 
 MIN_REQUESTS = 10
-# Signals a cohort test cannot read here: key drift needs the before-period's key sets, and tool
-# errors count tool spans, not the cohort's LLM calls.
-_UNTESTED = {"json_key_drift", "tool_error_rate"}
 
 
 @dataclass
@@ -57,22 +54,15 @@ def cohort_where(con: Any, cohort: dict[str, str], words: list[str], extra: list
 
 
 def signal_test(con: Any, metric: str, a: tuple[str, list[Any]], b: tuple[str, list[Any]]) -> Test | None:
-    """The what-changed test of one signal between two sets of calls (None: nothing to compare)."""
-    sig = SIGNALS.get(metric)
-    if sig is None or metric in _UNTESTED:
+    """The what-changed test of one metric between two sets of calls, in the registry's definitions (None:
+    nothing to compare — key drift needs the before-period's key sets, tool errors count tool spans)."""
+    m = METRICS.get(metric)
+    if m is None or m.reference is not None or m.test_kind is None:
         return None
-    stats = []
-    for where, params in (a, b):
-        n, total, mean, var = con.execute(
-            f"SELECT count(x), sum(x), avg(x), var_samp(x) FROM (SELECT ({sig.sql})::DOUBLE AS x FROM spans s "
-            f"WHERE {where})", params).fetchone()
-        stats.append((int(n or 0), float(total or 0), mean, var))
-    (n1, s1, m1, v1), (n2, s2, m2, v2) = stats
-    if not n1 or not n2:
+    sa, sb = (measure(con, where, params, [m])[metric] for where, params in (a, b))
+    if not sa.n or not sb.n:
         return None
-    if sig.kind == "rate":
-        return two_proportions(round(s1), n1, round(s2), n2)
-    return welch(m1, v1, n1, m2, v2, n2)
+    return m.test(sa, sb)
 
 
 def check_recovered(con: Any, cause: dict[str, Any], *, recent: dt.timedelta, now: dt.datetime,
