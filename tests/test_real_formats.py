@@ -344,6 +344,36 @@ def test_braintrust_loads_exactly(braintrust_export, name, tmp_path):
         db.close()
 
 
+# -- Strands: GenAI per-message span events, written by the OTel SDK's console exporter -----------------
+def test_strands_agent_calls_from_per_message_events(tmp_path):
+    python = _env_or_skip("fmt-strands")
+    out = tmp_path / "spans.txt"
+    with OpenAIServer(chunk_delay=0.01) as srv:
+        run_generator(python, "gen_strands.py", "--base-url", srv.base_url, "--out", str(out))
+        exchanges = list(srv.exchanges)
+    db, report = _load(tmp_path / "i.duckdb", out)
+    try:
+        assert report.problems == [] and report.files[0].status == "loaded", report.to_dict()
+        rows = spans(db)
+        names = {r["name"]: r["kind"] for r in rows}
+        # the agent's usage roll-up and the loop cycles are not calls; the two `chat` spans are
+        assert names["invoke_agent Strands Agents"] == "agent" and names["execute_event_loop_cycle"] == "span"
+        llm = sorted((r for r in rows if r["kind"] == "llm"), key=lambda r: r["start_us"])
+        assert len(llm) == len(exchanges) == 2
+        for row, ex in zip(llm, exchanges, strict=True):
+            assert roles(row["input_messages"]) == [m["role"] for m in ex.request["messages"]]
+            assert (row["input_tokens"], row["output_tokens"]) == (
+                ex.response["usage"]["prompt_tokens"], ex.response["usage"]["completion_tokens"])
+            assert (row["model"], row["tenant"], row["session_id"]) == ("gpt-4o-mini", calls.TENANT, calls.SESSION_ID)
+            assert row["ttft_ms"] is not None  # gen_ai.server.time_to_first_token
+        call = exchanges[0].response["choices"][0]["message"]["tool_calls"][0]
+        assert [(t["id"], t["name"]) for t in llm[0]["tool_calls"]] == [(call["id"], "get_weather")]
+        assert llm[1]["input_messages"][-1] == {"role": "tool", "content": calls.TOOL_RESULT, "tool_call_id": call["id"]}
+        assert llm[1]["output_messages"][0]["content"] == exchanges[1].response["choices"][0]["message"]["content"]
+    finally:
+        db.close()
+
+
 # -- Phoenix: a real server fed by OpenInference; its span JSON and its spans dataframe as Parquet ---------
 def _free_port() -> int:
     import socket

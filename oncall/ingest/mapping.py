@@ -661,6 +661,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
         ms = coerce_float(view.get("ai.response.msToFirstChunk"))
         if ms is None:
             ms = coerce_float(_event_attr(events, "ai.stream.firstChunk", "ai.response.msToFirstChunk"))
+        if ms is None:  # Strands: milliseconds on the span (strands telemetry/tracer.py)
+            ms = coerce_float(view.get("gen_ai.server.time_to_first_token"))
         out["ttft_ms"] = ms
 
     has_model = bool(out.get("model") or out.get("served_model"))
