@@ -10,6 +10,7 @@
 #   .envs/fmt-opik       opik (its SDK's REST payloads: traces and spans, created then updated)
 #   .envs/fmt-braintrust braintrust (its SDK's log rows, merged by id)
 #   .envs/fmt-strands    strands-agents (GenAI per-message span events)
+#   .envs/fmt-logfire    logfire (instrument_openai: a streamed call as a request span plus a log)
 #
 # Idempotent: an env whose .ready stamp matches its package list is left alone. A registry that is
 # slow or down must not fail CI: each env is tried twice (each try bounded), and on a second failure
@@ -53,7 +54,8 @@ ASKED=("$@")
 { run fmt-langfuse "langfuse==5.0.4" "openai==3.57.0" "$OTEL"
   run fmt-agents "openai-agents==0.24.0"
   run fmt-opik "opik==2.2.122"
-  run fmt-strands "strands-agents[openai]==1.62.0"; } &
+  run fmt-strands "strands-agents[openai]==1.62.0"
+  run fmt-logfire "logfire==5.4.0" "openai==3.57.0" "$OTEL" "opentelemetry-exporter-otlp-json-file==0.66b1"; } &
 { run fmt-mlflow "mlflow==3.17.2" "openai==3.57.0"
   run fmt-phoenix "arize-phoenix==20.26.1" "arize-phoenix-client==3.5.0" "arize-phoenix-otel==0.17.2" \
       "openinference-instrumentation-openai" "openai==3.57.0"

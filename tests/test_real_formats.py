@@ -374,6 +374,28 @@ def test_strands_agent_calls_from_per_message_events(tmp_path):
         db.close()
 
 
+# -- Logfire: a streamed call written as a request span plus a log ---------------------------------------
+def test_logfire_openai_streamed_call_is_one_call(tmp_path):
+    python = _env_or_skip("fmt-logfire")
+    out = tmp_path / "spans.jsonl"
+    with OpenAIServer(chunk_delay=0.01) as srv:
+        run_generator(python, "gen_logfire.py", "--base-url", srv.base_url, "--out", str(out))
+        exchanges = list(srv.exchanges)
+    db, report = _load(tmp_path / "i.duckdb", out)
+    try:
+        assert report.problems == [] and report.files[0].status == "loaded", report.to_dict()
+        rows = spans(db)
+        # Logfire's default scrubber replaces a value whose key says "session": never loaded as a session
+        cohort = {k: v for k, v in calls.COHORT.items() if k != "session_id"}
+        llm = check_scenario(rows, exchanges, cohort=cohort, ttft=False)
+        assert all(r["session_id"] is None for r in rows)
+        log = next(r for r in rows if r["name"].startswith("streaming response"))
+        assert log["kind"] == "event" and log["attributes"]["oncall.merged_into"] == llm[3]["span_id"]
+        assert llm[3]["end_us"] >= log["start_us"] and llm[3]["response_id"] == exchanges[3].response["id"]
+    finally:
+        db.close()
+
+
 # -- Phoenix: a real server fed by OpenInference; its span JSON and its spans dataframe as Parquet ---------
 def _free_port() -> int:
     import socket

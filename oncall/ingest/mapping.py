@@ -151,6 +151,8 @@ def _scan(view: dict[str, Any]) -> dict[str, Any]:
 def _str(value: Any) -> str | None:
     if value is None or value == "":
         return None
+    if isinstance(value, str) and value.startswith("[Scrubbed due to "):
+        return None  # Logfire's scrubber replaced the value (a key named like a secret: "session")
     if isinstance(value, str) and len(value) >= 2 and value[0] == '"' and value[-1] == '"':
         # A value JSON-encoded as a string (Langfuse v5 metadata, MLflow attributes): `"\"acme\""`.
         decoded = json_deep_loads(value)

@@ -15,7 +15,7 @@ from typing import Any
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import coerce_float, json_deep_loads, normalize_id, to_epoch_us
-from oncall.ingest.formats import litellm_otel
+from oncall.ingest.formats import litellm_otel, logfire_stream
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, read_all_text
@@ -242,6 +242,7 @@ class SpanLinks:
         self.waiting_for_tool_calls: dict[str, tuple[dict[str, Any], int | None]] = {}
         self.raw_by_parent: dict[str, list[tuple[dict[str, Any], int | None, str]]] = {}
         self.calls_on_callers: dict[str, int] = {}  # caller span id -> calls read from its raw children
+        self.streams = logfire_stream.StreamMerger(sink.add)  # Logfire: a streamed call's request span + log
 
     def add(self, row: dict[str, Any], line: int | None) -> None:
         attrs = row.get("attributes") or {}
@@ -255,6 +256,10 @@ class SpanLinks:
         if attrs.get("litellm.call_id") is not None:
             self._add_litellm_call(row, line, scope)
             return
+        if scope is not None and scope.startswith(logfire_stream.SCOPE_PREFIX):
+            logfire_stream.clear_unanswered_served(row)
+            if self.streams.offer(row, line):
+                return
         self.sink.add(row, line)
 
     # -- pydantic-ai
@@ -316,6 +321,7 @@ class SpanLinks:
         self.sink.add(row, line)
 
     def finish(self) -> None:
+        self.streams.finish()
         for row, line in self.held:
             err = self.errors.get(row.get("parent_id") or "")
             if err is not None:
