@@ -6,7 +6,7 @@ Run from .envs/fmt-phoenix (.ci/setup-formats.sh) by tests/test_real_formats.py:
 
 The server (`phoenix serve`, SQLite in a temporary working directory) is started by the test. Writes
 into DIR what a responder would take out of Phoenix: `spans.json` (the REST API's span JSON,
-`phoenix.client` `spans.get_spans`), `spans.parquet` (the spans dataframe, `get_spans_dataframe()`
+`phoenix.client` `spans.get_spans`), `spans_otlp.json` (the `/spans/otlpv1` OTLP form), `spans.parquet` (the spans dataframe, `get_spans_dataframe()`
 saved with `DataFrame.to_parquet`, as the Phoenix docs show) and `truth.json` (ids the
 instrumentation exported, read from the in-process span exporter).
 """
@@ -71,10 +71,16 @@ def main() -> int:
         time.sleep(0.5)
     assert len(spans) == len(truth), (len(spans), len(truth))
     df = px.spans.get_spans_dataframe(project_identifier=PROJECT, limit=1000)
+    import urllib.request
+
+    with urllib.request.urlopen(f"{args.phoenix}/v1/projects/{PROJECT}/spans/otlpv1?limit=1000") as resp:
+        otlp = resp.read()
     out = args.out.rstrip("/")
     with open(f"{out}/spans.json", "w", encoding="utf-8") as fh:
         json.dump({"data": spans}, fh, default=str)
     df.to_parquet(f"{out}/spans.parquet")
+    with open(f"{out}/spans_otlp.json", "wb") as fh:
+        fh.write(otlp)
     with open(f"{out}/truth.json", "w", encoding="utf-8") as fh:
         json.dump(truth, fh)
     print(f"{len(spans)} spans; dataframe columns: {list(df.columns)}; index: {df.index.name}")

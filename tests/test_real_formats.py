@@ -451,7 +451,7 @@ def phoenix_export(phoenix_server, tmp_path_factory) -> dict[str, Any]:
     return {"dir": out, "exchanges": exchanges, "truth": json.loads((out / "truth.json").read_text())}
 
 
-@pytest.mark.parametrize("name", ["spans.parquet", "spans.json"])
+@pytest.mark.parametrize("name", ["spans.parquet", "spans.json", "spans_otlp.json"])
 def test_phoenix_exports_load_exactly(phoenix_export, name, tmp_path):
     db, report = _load(tmp_path / "i.duckdb", phoenix_export["dir"] / name)
     try:

@@ -6,7 +6,7 @@ own examples, nested lists (`"llm.input_messages": [{"message.role": …}]`), fl
 Ids are kept as they are when not hex (the fixture uses "fixture-trace-1", "s01").
 Accepts a JSON array, the REST `{"data": [...]}` envelope, or JSON Lines.
 
-Also the spans dataframe (`get_spans_dataframe()`, `TraceDataset`) saved as Parquet: columns `name`,
+Also the OTLP form (`/spans/otlpv1`: snake_case OTLP spans in `{"data": [...]}`) and the spans dataframe (`get_spans_dataframe()`, `TraceDataset`) saved as Parquet: columns `name`,
 `span_kind`, `parent_id`, `start_time`, `end_time`, `status_code`, `status_message`, `events`,
 `context.span_id`, `context.trace_id` and one `attributes.KEY` column per top-level attribute key
 (nested values as structs and lists: `attributes.llm.input_messages` is a list of
@@ -26,7 +26,7 @@ from typing import Any
 from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otlp import build_row
+from oncall.ingest.formats.otlp import add_document, build_row
 from oncall.ingest.mapping import flatten_attributes
 from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -37,9 +37,16 @@ DESCRIPTION = ("Arize Phoenix spans: REST/UI span JSON (array, {data: [...]}, JS
                "dataframe saved as Parquet")
 
 
+def _is_otlp_span(obj: Any) -> bool:
+    """`GET /v1/projects/{id}/spans/otlpv1`: OTLP spans in protobuf's snake_case JSON (phoenix
+    `server/api/routers/v1/spans.py` `OtlpSpan`), no resource or scope around them."""
+    return (isinstance(obj, dict) and "span_id" in obj and "trace_id" in obj and "context" not in obj
+            and ("start_time_unix_nano" in obj or isinstance(obj.get("attributes"), list)))
+
+
 def _is_phoenix_span(obj: Any) -> bool:
     return (isinstance(obj, dict) and isinstance(obj.get("context"), dict) and "trace_id" in obj["context"]
-            and ("span_kind" in obj or "status_code" in obj))
+            and ("span_kind" in obj or "status_code" in obj)) or _is_otlp_span(obj)
 
 
 def _records(doc: Any) -> list[Any] | None:
@@ -115,6 +122,8 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     if not _is_phoenix_span(obj):
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
+    if _is_otlp_span(obj):
+        return add_document({"resourceSpans": [{"scopeSpans": [{"spans": [obj]}]}]}, sink, where, Path()) > 0
     if obj["context"].get("span_id") in (None, ""):
         sink.problem(where, "missing-id", f"span {obj.get('name')!r} has no context.span_id; skipped")
         return False
