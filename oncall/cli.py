@@ -108,12 +108,33 @@ BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable", "too-deep", "t
               help="generic JSONL/CSV/Parquet: where a canonical field lives, e.g. output=response.text")
 @click.option("--strict", is_flag=True, help="any problem is fatal and nothing from that file is written")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option("--since", default=None, metavar="T", help="source loads: window start (ISO, 01:00 UTC, or -6h)")
+@click.option("--until", default=None, metavar="T", help="source loads: window end (default now)")
+@click.option("--limit", "limit", type=int, default=None, metavar="N",
+              help="source loads: at most N LLM calls (the newest)")
 @db_option
 @json_option
 @click.pass_context
 def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tuple[str, ...], strict: bool,
-         no_progress: bool, db: str | None, as_json: bool) -> None:
-    """Import trace exports (files, directories, globs; gzip/zstd ok) into the incident database."""
+         no_progress: bool, since: str | None, until: str | None, limit: int | None, db: str | None,
+         as_json: bool) -> None:
+    """Import trace exports (files, directories, globs; gzip/zstd ok) into the incident database,
+    or pull a window from where the traces live:
+
+    \b
+      oncall load clickhouse://[user@]host[:port]/DATABASE?table=otel_traces --since -6h [FILTER...]
+      oncall load @NAME --since 01:00 --until 02:00 tenant=acme     ([sources.NAME] in oncall.toml)
+    """
+    from oncall.sources.registry import is_source_ref
+
+    if paths and is_source_ref(paths[0]):
+        from oncall.commands.sources import load_from_source
+
+        load_from_source(ctx, paths[0], list(paths[1:]), since=since, until=until, limit=limit, maps=maps,
+                         fmt=fmt, no_progress=no_progress, db=db, as_json=as_json)
+        return
+    if since or until or limit is not None:
+        fail("--since, --until and --limit apply to source loads (oncall load URL …), not to files")
     from oncall.ingest import registry
     from oncall.ingest.loader import LoadError, load_paths, summary
     from oncall.ingest.registry import FormatError, LoadOptions

@@ -110,6 +110,11 @@ _KINDS = {
 KINDS = frozenset(_KINDS.values())
 
 
+def kind_spellings(kind: str) -> frozenset[str]:
+    """Every lower-case spelling normalize_kind() reads as `kind` (for engines filtering in their own SQL)."""
+    return frozenset({s for s, k in _KINDS.items() if k == kind} | {kind})
+
+
 def normalize_kind(value: Any) -> str | None:
     """llm | embedding | tool | agent | chain | retriever | reranker | guardrail | evaluator | span | …
 
@@ -177,6 +182,12 @@ def normalize_status(value: Any) -> str:
 
 _PROVIDERS = {"az.ai.openai": "azure.ai.openai", "vertex_ai": "gcp.vertex_ai", "openai.responses": "openai",
               "openai.chat": "openai", "openai": "openai"}
+
+
+def provider_spellings(provider: str) -> frozenset[str]:
+    """Every lower-case spelling normalize_provider() reads as `provider`."""
+    low = provider.strip().lower()
+    return frozenset({s for s, p in _PROVIDERS.items() if p == low} | {low})
 
 
 def normalize_provider(value: Any) -> str | None:

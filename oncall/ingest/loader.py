@@ -254,9 +254,24 @@ def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None 
             reason = module.describe(head)
             return FileResult(spath, None, "skipped", note=f"not trace data: {reason}")
 
-    fname = module.NAME
+    return write_import(part, spath, module.NAME, digest, size,
+                        lambda writer: module.read(path, writer, options), options=options, progress=progress)
+
+
+def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int | None,
+                 read: Callable[[FileWriter], None], *, options: LoadOptions | None = None,
+                 progress: ProgressFn | None = None, extra: dict[str, Any] | None = None) -> FileResult:
+    """Write one import (a file, or one pull from a source) into the load's part, all or nothing.
+
+    `read(writer)` hands the writer every canonical row (a format's read(), a source's pull()).
+    FormatError, SourceError and TooManyProblems mean the input is unusable: the import is rolled
+    back and reported failed. Anything else (an interrupt, a source that failed mid-stream with
+    an exception of its own) rolls back and propagates. `extra` lands in imports.options.
+    """
+    options = options or LoadOptions()
     import_id = part.new_import_id()
     started = now_utc()
+    con = part.cur
     # Two transactions in the load's part. The first writes the file's rows with the import marked
     # 'loading'; the second dedupes, resolves inherited keys, indexes ids and marks it 'loaded'.
     # Resolving inheritance inside the first (an UPDATE of rows not yet committed) made the commit
@@ -265,15 +280,15 @@ def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None 
     # 'loaded' imports (salvage_unregistered_parts), so a killed load leaves the incident as it was
     # before that file.
     con.execute("BEGIN TRANSACTION")
-    writer = FileWriter(con, import_id, path, fname, strict=options.strict,
-                        on_progress=(lambda done: progress(spath, done, size)) if progress else None)
+    writer = FileWriter(con, import_id, name, fmt, strict=options.strict,
+                        on_progress=(lambda done: progress(name, done, size or 0)) if progress else None)
     try:
-        module.read(path, writer, options)
+        read(writer)
         writer.write_all()
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, spath, digest, size, fname, started, None, writer.added, 0, len(writer.problems),
-             "loading", json.dumps({"column_map": options.column_map}, sort_keys=True)],
+            [import_id, name, digest, size, fmt, started, None, writer.added, 0, len(writer.problems),
+             "loading", json.dumps({"column_map": options.column_map, **(extra or {})}, sort_keys=True)],
         )
         con.execute("COMMIT")
     except (FormatError, SourceError, TooManyProblems) as exc:
@@ -281,9 +296,9 @@ def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None 
         con.execute("ROLLBACK")
         kind = _failure_kind(exc)
         msg = str(exc)
-        prefix = f"{spath}: "
-        return FileResult(spath, fname, "failed",
-                          problems=[Problem(spath, None, kind, msg.removeprefix(prefix))])
+        prefix = f"{name}: "
+        return FileResult(name, fmt, "failed",
+                          problems=[Problem(name, None, kind, msg.removeprefix(prefix))])
     except BaseException:
         writer.abort()
         con.execute("ROLLBACK")
@@ -291,7 +306,7 @@ def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None 
     try:
         con.execute("BEGIN TRANSACTION")
         writer.finish()
-        problems = [Problem(spath, line, kind, msg) for line, kind, msg in writer.problems]
+        problems = [Problem(name, line, kind, msg) for line, kind, msg in writer.problems]
         con.execute(
             "UPDATE imports SET finished_at = ?, spans = ?, duplicates = ?, problems = ?, status = 'loaded' "
             "WHERE import_id = ?",
@@ -307,9 +322,9 @@ def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None 
         discard_import(con, import_id)
         raise
     if progress:
-        progress(spath, size, size)
-    warnings = [Problem(spath, line, "absurd-time", msg) for line, msg in writer.warnings]
-    return FileResult(spath, fname, "loaded", spans=writer.added, duplicates=writer.duplicates,
+        progress(name, size or 0, size or 0)
+    warnings = [Problem(name, line, "absurd-time", msg) for line, msg in writer.warnings]
+    return FileResult(name, fmt, "loaded", spans=writer.added, duplicates=writer.duplicates,
                       problems=problems, import_id=import_id, note=getattr(writer, "note", None),
                       records=writer.added + writer.duplicates + len(problems), skipped=len(problems),
                       warnings=warnings)

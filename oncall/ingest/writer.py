@@ -74,7 +74,7 @@ def _select_list() -> str:
 class FileWriter:
     """The sink importers write into. One per file."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, import_id: int, path: Path, fmt: str,
+    def __init__(self, con: duckdb.DuckDBPyConnection, import_id: int, path: Path | str, fmt: str,
                  *, strict: bool = False, on_progress: Callable[[int], None] | None = None) -> None:
         self.con = con
         self.import_id = import_id
