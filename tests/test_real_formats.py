@@ -231,8 +231,9 @@ def mlflow_export(tmp_path_factory) -> dict[str, Any]:
     python = _env_or_skip("fmt-mlflow")
     out = tmp_path_factory.mktemp("mlflow")
     with OpenAIServer(chunk_delay=0.01) as srv:
-        proc = subprocess.run([str(python), "tests/gen_mlflow.py", "--base-url", srv.base_url, "--out", str(out)],
-                              capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent, env=_env())
+        # cwd: MLflow writes trace artifacts under ./mlruns
+        proc = subprocess.run([str(python), str(Path(__file__).parent / "gen_mlflow.py"), "--base-url", srv.base_url,
+                               "--out", str(out)], capture_output=True, text=True, timeout=600, cwd=out, env=_env())
         assert proc.returncode == 0, proc.stderr[-4000:]
         exchanges = list(srv.exchanges)
     experiment = proc.stdout.strip().splitlines()[-1]
