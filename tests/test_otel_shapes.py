@@ -313,3 +313,23 @@ def test_ids_in_base64_hex_and_prefixed_forms():
     assert normalize_id("AQEBAQEBAQE=", hex_len=16) == "01" * 8 == normalize_id("0101010101010101")
     assert normalize_id("span_4f2a9c1e7b3d5a6f8e9d0c1b") == "span_4f2a9c1e7b3d5a6f8e9d0c1b"
     assert normalize_id("trace_0123456789abcdef0123456789abcdef") == "trace_0123456789abcdef0123456789abcdef"
+
+
+def test_phoenix_otlp_form_with_every_oneof_field_written(tmp_path):
+    """Phoenix's `/spans/otlpv1` (phoenix `server/api/routers/v1/spans.py` `OtlpAnyValue`) serialises
+    every field of the AnyValue oneof, the unset ones as null, and flattens attribute keys."""
+    def any_value(**kw: Any) -> dict[str, Any]:
+        return {"array_value": None, "bool_value": None, "bytes_value": None, "double_value": None,
+                "int_value": None, "kvlist_value": None, "string_value": None, **kw}
+
+    span = {"trace_id": "ab" * 16, "span_id": "cd" * 8, "parent_span_id": None, "name": "ChatCompletion",
+            "kind": None, "start_time_unix_nano": 1_700_000_000_000_000_000, "end_time_unix_nano": 1_700_000_001_000_000_000,
+            "attributes": [{"key": "openinference.span.kind", "value": any_value(string_value="LLM")},
+                           {"key": "llm.model_name", "value": any_value(string_value="gpt-4o-mini-2024-07-18")},
+                           {"key": "llm.token_count.prompt", "value": any_value(int_value=18)}],
+            "events": None, "status": {"code": 1, "message": ""}}
+    f = tmp_path / "spans_otlp.json"
+    f.write_text(json.dumps({"data": [span], "next_cursor": None}))
+    (row,) = _load(tmp_path, f.read_text())
+    assert (row["source_format"], row["kind"], row["input_tokens"], row["served_model"]) == (
+        "phoenix", "llm", 18, "gpt-4o-mini-2024-07-18")

@@ -26,7 +26,7 @@ from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
 
 NAME = "langsmith"
 DESCRIPTION = ("LangSmith runs ({post, patch} ingest payloads, also captured SDK traffic as JSON Lines; run arrays "
-               "and list_runs dumps; every create and update of a run merged)")
+               "and list_runs dumps; every create and update of a run merged; the bulk export's Parquet)")
 
 _SESSION_KEYS = ("thread_id", "session_id", "conversation_id")
 

@@ -32,6 +32,8 @@ def decode_any(v: Any) -> Any:
     if not isinstance(v, dict):
         return v  # already plain (some writers emit bare values)
     for k, val in v.items():
+        if val is None:
+            continue  # pydantic/JSON encoders that write every oneof field (Phoenix's /spans/otlpv1)
         if k in ("stringValue", "string_value"):
             return val
         if k in ("intValue", "int_value"):

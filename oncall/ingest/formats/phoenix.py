@@ -26,15 +26,15 @@ from typing import Any
 from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otlp import add_document, build_row
+from oncall.ingest.formats.otlp import add_document, build_row, decode_kv
 from oncall.ingest.mapping import flatten_attributes
 from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head
 
 NAME = "phoenix"
-DESCRIPTION = ("Arize Phoenix spans: REST/UI span JSON (array, {data: [...]}, JSON Lines) and the spans "
-               "dataframe saved as Parquet")
+DESCRIPTION = ("Arize Phoenix spans: REST/UI span JSON (array, {data: [...]}, JSON Lines), the REST API's OTLP "
+               "form (/spans/otlpv1) and the spans dataframe saved as Parquet")
 
 
 def _is_otlp_span(obj: Any) -> bool:
@@ -123,7 +123,11 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
     if _is_otlp_span(obj):
-        return add_document({"resourceSpans": [{"scopeSpans": [{"spans": [obj]}]}]}, sink, where, Path()) > 0
+        # Phoenix keeps attributes nested (`llm` → {`model_name`, `token_count` …}) and hands them back
+        # as nested kvlists: flattened to the dotted keys the mapping reads.
+        flat = flatten_attributes(decode_kv(obj.get("attributes")))
+        span = {**obj, "attributes": [{"key": k, "value": v} for k, v in flat.items()]}
+        return add_document({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}, sink, where, Path()) > 0
     if obj["context"].get("span_id") in (None, ""):
         sink.problem(where, "missing-id", f"span {obj.get('name')!r} has no context.span_id; skipped")
         return False
