@@ -17,6 +17,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from oncall.live.status import live_status
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
@@ -58,6 +59,7 @@ class OncallApp(App[None]):
         self.filter_history: list[str] = []
         self._refresh_worker: Any = None
         self._refresh_failed = False
+        self.live_marker = ""  # `● live N spans/s · last T` while `oncall receive` writes (oncall/live/status.py)
         if keymap is None:
             self._keymap, self._keymap_problems = load_keymap()
             self._keymap_problems += unknown_ids(self._keymap, config_path())
@@ -98,11 +100,20 @@ class OncallApp(App[None]):
     def _refresh_store(self) -> None:
         try:
             changed = self.store.refresh()
+            marker = live_status(self.store.cursor()).text()
         except Exception as exc:  # noqa: BLE001 - a bad journal line must not take the console down
             self.call_from_thread(self._store_refresh_failed, str(exc))
             return
         if changed:
             self.call_from_thread(self._store_changed)
+        if marker != self.live_marker:
+            self.call_from_thread(self._live_changed, marker)
+
+    def _live_changed(self, marker: str) -> None:
+        """The live marker moved (a rate, a last arrival, idle): screens that show it redraw it."""
+        self.live_marker = marker
+        if hasattr(self.screen, "live_changed"):
+            self.screen.live_changed()
 
     def _store_refresh_failed(self, message: str) -> None:
         if not self._refresh_failed:  # once, not every second
