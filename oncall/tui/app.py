@@ -17,6 +17,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from oncall.fileio import writable_refusal
 from oncall.live.status import live_status
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
@@ -333,7 +334,17 @@ def open_for_console(db_path: str | Path | None, *,
     incident (oncall/store), so the only refusal left is a file some other program holds read-write,
     and open_db's message names that program and its PID."""
     store = open_db(db_path, read_only=read_only, create=False)
-    return store, read_only, None
+    if read_only:
+        return store, True, None
+    # A read-only disk or directory: the console still opens, read-only, and says why (a write
+    # would otherwise fail at the first label).
+    where = store.dir if store.dir.exists() else store.path.parent
+    refusal = writable_refusal(where)
+    if refusal is None:
+        return store, False, None
+    store.close()
+    reason = f"{where}: {refusal.strerror.lower() if refusal.strerror else refusal}: opened read-only"
+    return open_db(db_path, read_only=True, create=False), True, reason
 
 
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:

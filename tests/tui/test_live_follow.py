@@ -21,9 +21,9 @@ from oncall.live.payload import decode_body
 from oncall.store import open_db
 from oncall.tui.results import ResultsView
 from tests.tui.conftest import settle
+from tests.tui.test_live_refresh import shown_within_guard
 
 SIZE = (160, 40)
-GUARD_S = 30.0
 
 
 def _llm_spans(n: int, served: str, start: dt.datetime, seed: int) -> list[dict]:
@@ -58,12 +58,7 @@ def status(screen) -> str:
 
 
 async def until(pilot, predicate, what: str) -> None:
-    start = time.monotonic()
-    while time.monotonic() - start < GUARD_S:
-        if predicate():
-            return
-        await pilot.pause(0.05)
-    raise AssertionError(f"never shown: {what}")
+    await shown_within_guard(pilot, predicate, what)
 
 
 def newest(db_path) -> dt.datetime:
