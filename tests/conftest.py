@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+from store_servers import mlflow_export, mlflow_server, phoenix_export, phoenix_server  # noqa: F401 - session fixtures shared by modules
 
 from oncall.store import open_db
 

@@ -24,8 +24,9 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--base-url", required=True)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--tracking-uri", default=None, help="a running `mlflow server` (default: SQLite in --out)")
     args = ap.parse_args()
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{args.out}/mlflow.db"
+    os.environ["MLFLOW_TRACKING_URI"] = args.tracking_uri or f"sqlite:///{args.out}/mlflow.db"
     import mlflow
     import openai
 

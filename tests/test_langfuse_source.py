@@ -27,6 +27,8 @@ from oncall.cli import cli
 from oncall.ingest.loader import load_paths
 from oncall.store import open_db
 
+pytestmark = pytest.mark.store_api
+
 PUBLIC, SECRET = "pk-lf-test-public", "sk-lf-test-secret-0123456789"
 SINCE, UNTIL = "2025-01-01T00:00:00Z", "2026-06-01T00:00:00Z"  # the fixtures' traces are from 2025
 COLUMNS = ("trace_id", "span_id", "parent_id", "name", "kind", "model", "served_model", "provider", "status",

@@ -31,6 +31,8 @@ from oncall.store import open_db
 
 pytest.importorskip("langsmith", reason="langsmith is in the test extra: pip install -e '.[test]'")
 
+pytestmark = pytest.mark.store_api
+
 KEY = "lsv2-test-not-a-real-key"  # what gen_langsmith.py's client sends; the server requires it
 COLUMNS = ("trace_id", "span_id", "parent_id", "name", "kind", "model", "served_model", "provider", "status",
            "error_type", "input_tokens", "output_tokens", "total_tokens", "ttft_ms", "latency_ms", "finish_reason",

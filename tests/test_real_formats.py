@@ -398,58 +398,8 @@ def test_logfire_openai_streamed_call_is_one_call(tmp_path):
 
 
 # -- Phoenix: a real server fed by OpenInference; its span JSON and its spans dataframe as Parquet ---------
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def phoenix_server(tmp_path_factory):
-    """`phoenix serve` on SQLite in a temporary working directory (ELv2; run, never shipped)."""
-    import os
-    import subprocess
-    import time
-    import urllib.request
-
-    python = _env_or_skip("fmt-phoenix")
-    port = _free_port()
-    work = tmp_path_factory.mktemp("phoenix")
-    env = {**os.environ, "PHOENIX_WORKING_DIR": str(work), "PHOENIX_PORT": str(port), "PHOENIX_HOST": "127.0.0.1",
-           "PHOENIX_GRPC_PORT": str(_free_port()), "PHOENIX_TELEMETRY_ENABLED": "false"}
-    log = open(work / "server.log", "w")  # noqa: SIM115 - closed after the server stops
-    proc = subprocess.Popen([str(python.parent / "phoenix"), "serve"], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 420  # first start runs its migrations; slow on a loaded machine
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/healthz", timeout=2)
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise AssertionError(f"phoenix serve did not start:\n{(work / 'server.log').read_text()[-3000:]}") from None
-                time.sleep(0.5)
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
-
-
-@pytest.fixture(scope="module")
-def phoenix_export(phoenix_server, tmp_path_factory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("phoenix-export")
-    with OpenAIServer(chunk_delay=0.01) as srv:
-        run_generator(_env_or_skip("fmt-phoenix"), "gen_phoenix.py", "--base-url", srv.base_url,
-                      "--phoenix", phoenix_server, "--out", str(out), timeout=300)
-        exchanges = list(srv.exchanges)
-    return {"dir": out, "exchanges": exchanges, "truth": json.loads((out / "truth.json").read_text())}
+# `phoenix serve` and what OpenInference sent it (phoenix_server, phoenix_export) are session fixtures in
+# tests/store_servers.py: the phoenix:// source tests read the same server.
 
 
 @pytest.mark.parametrize("name", ["spans.parquet", "spans.json", "spans_otlp.json"])

@@ -29,7 +29,7 @@ from typing import Any
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otlp import build_row
+from oncall.ingest.formats.otlp import build_row, decode_kv
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -44,7 +44,20 @@ _COHORT = ("session_id", "user_id", "tenant", "feature", "prompt_name", "prompt_
 
 def _is_trace(obj: Any) -> bool:
     return (isinstance(obj, dict) and isinstance(obj.get("info"), dict) and isinstance(obj.get("data"), dict)
-            and isinstance(obj["data"].get("spans"), list))
+            and isinstance(obj["data"].get("spans"), list)) or _is_proto_trace(obj)
+
+
+def _is_proto_trace(obj: Any) -> bool:
+    """The tracking server's own form (`POST /api/3.0/mlflow/traces/batchGet`, `Trace` proto as JSON):
+    `{"trace_info": {…}, "spans": [OTel proto spans: attributes as key/value lists]}`."""
+    return isinstance(obj, dict) and isinstance(obj.get("trace_info"), dict) and isinstance(obj.get("spans"), list)
+
+
+def as_document(trace: dict[str, Any]) -> dict[str, Any]:
+    """Either form as `{"info", "data": {"spans"}}` (Trace.to_json's), which add_trace reads."""
+    if _is_proto_trace(trace) and not isinstance(trace.get("info"), dict):
+        return {"info": trace["trace_info"], "data": {"spans": trace["spans"]}}
+    return trace
 
 
 def _traces(doc: Any) -> list[Any] | None:
@@ -70,7 +83,7 @@ def sniff(head: Head) -> bool:
 def _decoded(attrs: Any) -> dict[str, Any]:
     """MLflow JSON-encodes every attribute value; decode each once (a non-JSON string stays)."""
     out: dict[str, Any] = {}
-    for k, v in (attrs or {}).items():
+    for k, v in decode_kv(attrs or {}).items():  # the server's proto form lists them as key/value pairs
         if isinstance(v, str):
             try:
                 v = jsonio.loads(v)
@@ -123,7 +136,10 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def add_trace(trace: dict[str, Any], sink: Any, where: int) -> int:
+def add_trace(trace: dict[str, Any], sink: Any, where: int | None) -> int:
+    """Map one trace's spans into `sink` (the one entry point for a file's trace and the tracking
+    server's: sources/mlflow.py). Returns the number of spans added."""
+    trace = as_document(trace)
     cohort, state, trace_error = _trace_columns(trace["info"])
     rows = []
     for i, span in enumerate(trace["data"]["spans"], start=1):

@@ -81,7 +81,7 @@ def _dataframe_span(rec: dict[str, Any]) -> dict[str, Any]:
 def _read_dataframe(path: Path, sink: Any) -> int:
     added = 0
     for n, rec in parquet.records(path, progress=lambda done, total: sink.progress(done)):
-        added += _add(_dataframe_span(rec), n, sink)
+        added += add_record(_dataframe_span(rec), n, sink)
     return added
 
 
@@ -118,7 +118,9 @@ def phoenix_row(obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _add(obj: Any, where: int, sink: Any) -> bool:
+def add_record(obj: Any, where: int | None, sink: Any) -> bool:
+    """Map one Phoenix span record (REST/UI span JSON or the OTLP form) into `sink`, or report why not.
+    The one entry point for a span from a file and a span from Phoenix's REST API (sources/phoenix.py)."""
     if not _is_phoenix_span(obj):
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
@@ -155,6 +157,6 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
         return
     added = 0
     for where, obj in json_records(path, sink, unwrap=_records):
-        added += _add(obj, where, sink)
+        added += add_record(obj, where, sink)
     if added == 0:
         raise FormatError(f"{path}: no Phoenix spans (objects with context.trace_id and span_kind) found")
