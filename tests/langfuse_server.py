@@ -15,6 +15,8 @@ Langfuse Cloud exports in ../shared/fixtures/langfuse):
   filters): `{data, meta: {cursor}}`; only the field groups asked for (core and basic by default),
   input/output as raw strings, metadata values over 200 characters cut unless expanded.
   `v2=False` makes it answer 404, as a server from before the v2 endpoint.
+- `fail_after = n`: after n observation listings every later one answers 500 (a server going down
+  mid-pull).
 - HTTP Basic auth with the keys given; 401 otherwise. `throttle(n, retry_after)`: the next n
   requests get 429 with Retry-After, as Langfuse's rate limiter answers.
 """
@@ -59,6 +61,8 @@ class LangfuseServer:
         self.requests: list[tuple[str, dict[str, list[str]]]] = []
         self.throttled = 0
         self._throttle: tuple[int, str] = (0, "1")
+        self.fail_after: int | None = None  # observation listings answered before every later one fails (500)
+        self.listings = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
 
@@ -208,5 +212,10 @@ class _Handler(BaseHTTPRequestHandler):
         if after is not None:
             self._send(429, {"message": "Rate limit exceeded"}, {"Retry-After": after})
             return
+        if parts.path.rstrip("/").endswith("/observations"):
+            owner.listings += 1
+            if owner.fail_after is not None and owner.listings > owner.fail_after:
+                self._send(500, {"message": "Internal Server Error"})
+                return
         status, body = owner.answer(parts.path.rstrip("/"), q)
         self._send(status, body)

@@ -12,6 +12,7 @@ reads the loopback server, so its answers are the shapes the SDK parses.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import subprocess
 from pathlib import Path
@@ -25,6 +26,8 @@ from langfuse_server import LangfuseServer
 
 from oncall.cli import cli
 from oncall.ingest.loader import load_paths
+from oncall.sources.base import Window
+from oncall.sources.pull import plan_slices
 from oncall.store import open_db
 
 pytestmark = pytest.mark.store_api
@@ -136,6 +139,34 @@ def test_a_rate_limit_longer_than_a_responder_can_wait_fails_in_one_line(v2serve
     assert res.output.strip().startswith(f"oncall: langfuse://{server.host}") or f"langfuse://{server.host}" in \
         res.output.splitlines()[0]
     assert "rate limited" in res.output and len(res.output.strip().splitlines()) == 1
+
+
+def test_an_interrupted_pull_keeps_its_finished_slices_and_resumes(v2server, file_rows, tmp_path):
+    """The window is pulled in aligned time slices, newest first, each its own import: a server that
+    dies mid-pull leaves the finished slices loaded, and the same command again pulls only the rest."""
+    server = v2server
+    want = {sid: r for sid, r in file_rows.items() if r["kind"] == "llm"}
+    slices = plan_slices(Window(dt.datetime.fromisoformat(SINCE), dt.datetime.fromisoformat(UNTIL)))
+    holding = [i for i, w in enumerate(slices)
+               if any(w.since.timestamp() * 1e6 <= r["start_us"] < w.until.timestamp() * 1e6 for r in want.values())]
+    assert len(holding) >= 2
+    server.fail_after = holding[1]  # one listing per slice: the second slice with calls in it fails
+    first = pull(server, tmp_path / "i.duckdb")
+    lines = [ln for ln in first.output.splitlines() if ln.strip()]
+    assert first.exit_code == 1 and len(lines) == 1, first.output
+    assert "500" in lines[0] and "time slices are loaded" in lines[0] and "run the same command again" in lines[0]
+    partial = _rows(tmp_path / "i.duckdb")
+    assert 0 < len(partial) < len(want) and all(want[sid] == r for sid, r in partial.items())
+    server.fail_after, server.listings = None, 0
+    again = pull(server, tmp_path / "i.duckdb")
+    assert again.exit_code == 0, again.output
+    out = json.loads(again.output)
+    skipped = [f for f in out["files"] if f["status"] == "already-loaded"]
+    assert skipped and all("pulled before" in f["note"] for f in skipped)
+    assert out["spans_added"] == len(want) - len(partial)
+    assert _rows(tmp_path / "i.duckdb") == want
+    # the slices pulled before were not asked for again: one listing per slice still to pull
+    assert server.listings == len(out["files"]) - len(skipped)
 
 
 @pytest.mark.parametrize("case", ["bad-secret", "no-public-key", "unreachable"])

@@ -49,6 +49,7 @@ EXPAND_METADATA = "attributes,resourceAttributes,scope"
 
 class LangfuseSource:
     format = "langfuse-api"
+    slices = True  # pulled slice by slice, each its own import (pull.load_source): an interrupted pull resumes
 
     def __init__(self, ref: SourceRef, api: Api, prefix: str) -> None:
         self.ref = ref

@@ -43,6 +43,7 @@ SELECT = ["completion_cost", "completion_tokens", "dotted_order", "end_time", "e
 
 class LangSmithSource:
     format = "langsmith-api"
+    slices = True  # pulled slice by slice, each its own import (pull.load_source): an interrupted pull resumes
 
     def __init__(self, ref: SourceRef, api: Api, project: str, project_id: str) -> None:
         self.ref = ref

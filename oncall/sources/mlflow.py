@@ -6,7 +6,7 @@ The endpoints are the ones `MlflowClient.search_traces` calls (mlflow 3.17): the
 name (`GET /api/2.0/mlflow/experiments/get-by-name`, or `…/experiments/get` for an id), then
 `POST /api/3.0/mlflow/traces/search` `{locations: [experiment], filter: "trace.timestamp_ms >= …
 AND trace.timestamp_ms < …", max_results, order_by, page_token}` for the trace infos, page by page
-(`next_page_token`), and `POST /api/3.0/mlflow/traces/batchGet` (ten traces a call, as the client
+(`next_page_token`), and `GET /api/3.0/mlflow/traces/batchGet?trace_ids=…` (ten traces a call, as the client
 does) for their spans; traces whose spans live in the artifact store instead come from
 `GET /ajax-api/2.0/mlflow/get-trace-artifact?request_id=`. Auth: `$MLFLOW_TRACKING_TOKEN` as a
 bearer token, or `$MLFLOW_TRACKING_USERNAME` / `$MLFLOW_TRACKING_PASSWORD` (the client's variables).
@@ -51,6 +51,7 @@ class _Collect:
 
 class MlflowSource:
     format = "mlflow-api"
+    slices = True  # pulled slice by slice, each its own import (pull.load_source): an interrupted pull resumes
 
     def __init__(self, ref: SourceRef, api: Api, experiment_id: str, experiment: str) -> None:
         self.ref = ref
@@ -104,7 +105,8 @@ class MlflowSource:
 
     def _traces(self, ids: list[str]) -> list[dict[str, Any]]:
         """Complete traces (info and spans) for these ids: batchGet, else each trace's artifact."""
-        got = self.api.post("/api/3.0/mlflow/traces/batchGet", "reading trace spans", {"trace_ids": ids})
+        got = self.api.get("/api/3.0/mlflow/traces/batchGet", "reading trace spans",
+                           params=[("trace_ids", tid) for tid in ids])
         traces = [t for t in (got.get("traces") or [] if isinstance(got, dict) else [])
                   if isinstance(t, dict) and t.get("spans")]
         have = {str((t.get("trace_info") or {}).get("trace_id")) for t in traces}

@@ -50,6 +50,7 @@ class _Collect:
 
 class PhoenixSource:
     format = "phoenix-api"
+    slices = True  # pulled slice by slice, each its own import (pull.load_source): an interrupted pull resumes
 
     def __init__(self, ref: SourceRef, api: Api, project: str) -> None:
         self.ref = ref

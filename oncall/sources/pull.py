@@ -23,10 +23,10 @@ import pyarrow as pa
 
 from oncall.display import iso_utc
 from oncall.ingest import jsonio
-from oncall.ingest.loader import LoadError, LoadReport, PartWriter, write_import
+from oncall.ingest.loader import FileResult, LoadError, LoadReport, PartWriter, write_import
 from oncall.ingest.writer import JSON_COLUMNS
 from oncall.query.filters import Filter, compile_filter, parse_filter, resolve_time
-from oncall.sources.base import Progress, PullStats, Source, SourceUsageError, Window
+from oncall.sources.base import Progress, PullStats, Source, SourceError, SourceUsageError, Window
 from oncall.sources.terms import refuse_local_terms
 from oncall.store.db import IncidentDB, load_lock
 from oncall.store.loadparts import salvage_unregistered_parts
@@ -134,44 +134,130 @@ def _where_text(flt: Filter) -> str:
     return " ".join(str(t) for t in flt.terms if t.key not in _WINDOW_KEYS)
 
 
+# Slice lengths for sources that pull in slices (`Source.slices = True`: the HTTP APIs). The window is
+# cut at multiples of the shortest length that gives at most MAX_SLICES slices, counted from the
+# epoch, so the same window (or an overlapping one) cuts the same way on the next run.
+SLICE_LADDER = (dt.timedelta(hours=1), dt.timedelta(hours=6), dt.timedelta(days=1), dt.timedelta(days=7),
+                dt.timedelta(days=30))
+MAX_SLICES = 48
+# A slice that ended this long before the pull began is complete in the store (ingestion lags are
+# shorter): pulled once, it is skipped on a re-run. A younger slice is always pulled again.
+SETTLED = dt.timedelta(minutes=15)
+
+
+def plan_slices(window: Window) -> list[Window]:
+    """The window cut at aligned boundaries, newest slice first."""
+    span = window.until - window.since
+    step = next((s for s in SLICE_LADDER if span / s <= MAX_SLICES), SLICE_LADDER[-1])
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    out: list[Window] = []
+    hi = window.until
+    while hi > window.since:
+        lo = epoch + ((hi - epoch - dt.timedelta(microseconds=1)) // step) * step
+        lo = max(lo, window.since)
+        out.append(Window(lo, hi))
+        hi = lo
+    return out
+
+
+def _digest(source: Source, window: Window, flt: Filter) -> str:
+    what = f"{source.identity()}\n{window.since.isoformat()}\n{window.until.isoformat()}\n{_where_text(flt)}"
+    return hashlib.sha256(what.encode()).hexdigest()
+
+
+def _pulled_before(part: PartWriter, digest: str) -> int | None:
+    row = part.cur.execute(
+        "SELECT import_id FROM (SELECT * FROM memory.main.imports UNION ALL SELECT * FROM imports) "
+        "WHERE sha256 = ? AND status = 'loaded' LIMIT 1", [digest]).fetchone()
+    return int(row[0]) if row else None
+
+
 def load_source(db: IncidentDB, source: Source, window: Window, flt: Filter | str | list[str] | None = None, *,
                 limit: int | None = None, progress: Progress | None = None,
                 waiting: Callable[[], None] | None = None) -> tuple[LoadReport, PullStats]:
-    """Pull the window's matching spans from `source` into a new load part of the incident."""
+    """Pull the window's matching spans from `source` into a new load part of the incident.
+
+    A source with `slices = True` is pulled slice by slice (plan_slices, newest first), each slice
+    its own import, all or nothing: an interrupted pull keeps the slices it finished, and running
+    the same command again skips the settled slices already pulled and fetches the rest. Any other
+    source is one import for the whole window."""
     if db.read_only:
         raise LoadError(f"{db.path} is open read-only; loading needs it writable (drop --read-only)")
     flt = parse_filter(flt)
     refuse_local_terms(flt)
     if limit is not None and limit <= 0:
         raise SourceUsageError(f"--limit {limit}: give a positive number of LLM calls")
-    what = f"{source.identity()}\n{window.since.isoformat()}\n{window.until.isoformat()}\n{_where_text(flt)}"
-    digest = hashlib.sha256(what.encode()).hexdigest()
-    stats = PullStats()
-    extra: dict[str, Any] = {"source": source.ref.display, "since": iso_utc(window.since),
-                             "until": iso_utc(window.until), "filter": _where_text(flt), "limit": limit}
+    sliced = bool(getattr(source, "slices", False))
+    slices = plan_slices(window) if sliced else [window]
+    started = dt.datetime.now(dt.UTC)
+    stats = PullStats(rows=0, bytes=None)
     exact = ExactFilter(flt)
     report = LoadReport()
+    kept = 0
 
-    def read(writer: Any) -> None:
-        sink = FilteredSink(writer, exact, limit)
-        got = source.pull(window, flt, sink, limit=limit, progress=progress)
-        sink.flush()
-        stats.rows, stats.bytes, stats.notes = got.rows, got.bytes, got.notes
-        extra.update({"rows_received": got.rows, "bytes_received": got.bytes, "rows_kept": sink.kept,
-                      "capped": sink.full})
+    def reader(part_window: Window, extra: dict[str, Any]) -> Callable[[Any], None]:
+        def read(writer: Any) -> None:
+            nonlocal kept
+            left = None if limit is None else limit - kept
+            sink = FilteredSink(writer, exact, left)
+            got = source.pull(part_window, flt, sink, limit=left,
+                              progress=(lambda n: progress(stats.rows + n)) if progress else None)
+            sink.flush()
+            stats.rows += got.rows
+            stats.bytes = got.bytes if got.bytes is not None else stats.bytes  # the source's running total
+            stats.notes = got.notes
+            kept += sink.kept
+            extra.update({"rows_received": got.rows, "bytes_received": got.bytes, "rows_kept": sink.kept,
+                          "capped": sink.full})
+        return read
 
+    done = 0
     try:
         with load_lock(db.path, waiting):
             db.refresh()
             salvage_unregistered_parts(db)
             part = PartWriter(db)
             try:
-                report.files.append(write_import(part, source.ref.display, source.format, digest, None, read,
-                                                 extra=extra))
+                for piece in slices:
+                    if limit is not None and kept >= limit:
+                        break
+                    digest = _digest(source, piece, flt)
+                    settled = started - piece.until >= SETTLED
+                    note = f"{iso_utc(piece.since)} → {iso_utc(piece.until)}" if sliced else None
+                    if sliced and settled and (prior := _pulled_before(part, digest)) is not None:
+                        report.files.append(FileResult(source.ref.display, source.format, "already-loaded",
+                                                       import_id=prior, note=f"{note} pulled before (import {prior})"))
+                        done += 1
+                        continue
+                    if sliced and not settled:
+                        digest = hashlib.sha256(f"{digest}\n{started.isoformat()}".encode()).hexdigest()
+                    extra: dict[str, Any] = {"source": source.ref.display, "since": iso_utc(piece.since),
+                                             "until": iso_utc(piece.until), "filter": _where_text(flt),
+                                             "limit": limit, "window": [iso_utc(window.since), iso_utc(window.until)],
+                                             "settled": settled}
+                    result = write_import(part, source.ref.display, source.format, digest, None,
+                                          reader(piece, extra), extra=extra)
+                    if note and result.note is None:
+                        result.note = note
+                    report.files.append(result)
+                    done += 1
+            except SourceError as exc:
+                part.close(register=True)  # the slices finished are kept; the one that failed left nothing
+                if sliced and done and len(slices) > 1:
+                    raise _resumable(exc, done, len(slices)) from None
+                raise
             except BaseException:
-                part.close(register=True)  # nothing of this pull is registered: the incident is as it was
+                part.close(register=True)  # what finished is registered; the import in progress left nothing
                 raise
             part.close(register=True)
     finally:
         exact.close()
     return report, stats
+
+
+def _resumable(exc: SourceError, done: int, total: int) -> SourceError:
+    """The same error, saying that the slices before it are loaded and how to continue."""
+    text = f"{exc}; {done} of {total} time slices are loaded (newest first): run the same command again to pull the rest"
+    out = SourceUsageError(text, kind=exc.kind) if isinstance(exc, SourceUsageError) else \
+        SourceError(text, exit_code=exc.exit_code, kind=exc.kind)
+    return out
