@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx2
 
-from oncall.sources.base import SourceError, SourceRef, SourceUsageError
+from oncall.sources.base import PullStats, SourceError, SourceRef, SourceUsageError
 
 TIMEOUT = httpx2.Timeout(connect=10.0, read=120.0, write=30.0, pool=10.0)
 MAX_WAIT = 60.0  # longest single wait a 429/503 may ask for
@@ -76,6 +76,14 @@ class Api:
     def close(self) -> None:
         self.client.close()
 
+    def account(self, stats: PullStats) -> PullStats:
+        """`stats` with what this client moved: bytes received, requests, time spent rate limited."""
+        stats.bytes = self.bytes
+        stats.notes.append(f"{self.requests} requests to {self.base}")
+        if self.waited:
+            stats.notes.append(f"waited {self.waited:.0f} s for rate limits")
+        return stats
+
     def get(self, path: str, what: str, params: Any = None, *, not_found: str | None = None) -> Any:
         return self.request("GET", path, what, params=params, not_found=not_found)
 
@@ -120,20 +128,15 @@ class Api:
         except httpx2.TimeoutException:
             raise SourceError(f"{self.ref.display}: {what}: timed out talking to {self.base}; is the server "
                               "overloaded, or the window too wide?", kind="timeout") from None
-        except httpx2.ConnectError as exc:
-            if _is_tls(exc):
-                raise SourceError(f"{self.ref.display}: {what}: TLS failed with {self.base} "
-                                  f"({self.ref.scrub(_first_line(exc))}); for a plain-http server add ?tls=false",
-                                  kind="tls") from None
-            raise SourceError(f"{self.ref.display}: cannot reach {self.base} ({self.ref.scrub(_first_line(exc))}); "
-                              "check the host and port, and that the server is running", kind="unreachable") from None
         except httpx2.HTTPError as exc:
+            detail = self.ref.scrub(_first_line(exc))
             if _is_tls(exc):
-                raise SourceError(f"{self.ref.display}: {what}: TLS failed with {self.base} "
-                                  f"({self.ref.scrub(_first_line(exc))}); for a plain-http server add ?tls=false",
-                                  kind="tls") from None
-            raise SourceError(f"{self.ref.display}: {what}: {self.ref.scrub(_first_line(exc))}",
-                              kind="protocol") from None
+                raise SourceError(f"{self.ref.display}: {what}: TLS failed with {self.base} ({detail}); for a "
+                                  "plain-http server add ?tls=false", kind="tls") from None
+            if isinstance(exc, httpx2.ConnectError):
+                raise SourceError(f"{self.ref.display}: cannot reach {self.base} ({detail}); check the host and "
+                                  "port, and that the server is running", kind="unreachable") from None
+            raise SourceError(f"{self.ref.display}: {what}: {detail}", kind="protocol") from None
 
     def _wait(self, resp: httpx2.Response, what: str, failures: int) -> None:
         asked = retry_after(resp.headers.get("retry-after"))

@@ -14,11 +14,29 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from oncall.sources.base import SpanSink
 from oncall.store.schema import INHERITED_KEYS
 
 Key = tuple[str, str]  # (trace id, span id), as the mapping normalised them
 FetchParents = Callable[[list[Key]], Iterable[dict[str, Any]]]  # canonical rows of those spans
 MAX_DEPTH = 64  # as the local resolver
+
+
+class Collect:
+    """A sink for a format's own record mapper (phoenix.add_record, mlflow_traces.add_trace) that keeps
+    the rows here, so they are resolved (Ancestry) before they reach the pull's sink; problems go
+    straight on (or nowhere, for an ancestor that only lends keys)."""
+
+    def __init__(self, sink: SpanSink | None) -> None:
+        self.sink = sink
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, row: dict[str, Any], line: int | None = None) -> None:
+        self.rows.append(row)
+
+    def problem(self, line: int | None, kind: str, message: str) -> None:
+        if self.sink is not None:
+            self.sink.problem(line, kind, message)
 
 
 class Ancestry:

@@ -106,11 +106,7 @@ class LangfuseSource:
                 progress(stats.rows)
             if getattr(sink, "full", False):
                 break
-        stats.bytes = self.api.bytes
-        stats.notes.append(f"{self.api.requests} requests to {self.api.base}")
-        if self.api.waited:
-            stats.notes.append(f"waited {self.api.waited:.0f} s for rate limits")
-        return stats
+        return self.api.account(stats)
 
     def _usable(self, ob: Any, sink: SpanSink) -> bool:
         if isinstance(ob, dict) and ob.get("id"):

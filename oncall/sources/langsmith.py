@@ -76,11 +76,7 @@ class LangSmithSource:
             if not runs or not cursor or getattr(sink, "full", False):
                 break
             body = {**body, "cursor": cursor}
-        stats.bytes = self.api.bytes
-        stats.notes.append(f"{self.api.requests} requests to {self.api.base}")
-        if self.api.waited:
-            stats.notes.append(f"waited {self.api.waited:.0f} s for rate limits")
-        return stats
+        return self.api.account(stats)
 
     def _query(self, window: Window, flt: Filter) -> dict[str, Any]:
         conds = [f'lt(start_time, "{_iso(window.until)}")']

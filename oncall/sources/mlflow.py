@@ -30,23 +30,11 @@ from oncall.ingest.formats.mlflow_traces import add_trace
 from oncall.query.filters import Filter
 from oncall.sources.base import Progress, PullStats, SourceRef, SourceUsageError, SpanSink, Window
 from oncall.sources.http import Api, base_url
-from oncall.sources.inherit import Ancestry
+from oncall.sources.inherit import Ancestry, Collect
 
 PAGE = 100  # trace infos per search page
 BATCH = 10  # traces per batchGet (the client's _MLFLOW_SEARCH_TRACES_MAX_BATCH_SIZE)
 LOOKBACK = dt.timedelta(minutes=10)
-
-
-class _Collect:
-    def __init__(self, sink: SpanSink) -> None:
-        self.sink = sink
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, row: dict[str, Any], line: int | None = None) -> None:
-        self.rows.append(row)
-
-    def problem(self, line: int | None, kind: str, message: str) -> None:
-        self.sink.problem(line, kind, message)
 
 
 class MlflowSource:
@@ -82,7 +70,7 @@ class MlflowSource:
             ids = [str(i["trace_id"]) for i in infos if isinstance(i, dict) and i.get("trace_id")]
             for i in range(0, len(ids), BATCH):
                 for trace in self._traces(ids[i:i + BATCH]):
-                    collect = _Collect(sink)
+                    collect = Collect(sink)
                     add_trace(trace, collect, None)
                     stats.rows += len(collect.rows)
                     Ancestry(None).resolve(collect.rows)  # the whole trace is here
@@ -97,11 +85,7 @@ class MlflowSource:
             if not infos or not token or getattr(sink, "full", False):
                 break
             body = {**body, "page_token": token}
-        stats.bytes = self.api.bytes
-        stats.notes.append(f"{self.api.requests} requests to {self.api.base}")
-        if self.api.waited:
-            stats.notes.append(f"waited {self.api.waited:.0f} s for rate limits")
-        return stats
+        return self.api.account(stats)
 
     def _traces(self, ids: list[str]) -> list[dict[str, Any]]:
         """Complete traces (info and spans) for these ids: batchGet, else each trace's artifact."""

@@ -26,26 +26,11 @@ from oncall.ingest.formats.phoenix import add_record
 from oncall.query.filters import Filter
 from oncall.sources.base import Progress, PullStats, SourceRef, SpanSink, Window
 from oncall.sources.http import Api, base_url
-from oncall.sources.inherit import Ancestry, Key
+from oncall.sources.inherit import Ancestry, Collect, Key
 from oncall.sources.terms import equals, kinds
 
 PAGE = 1000  # the endpoint's maximum
 ID_BATCH = 50  # span ids per ancestor request (they travel in the query string)
-
-
-class _Collect:
-    """A sink for `add_record` that keeps the rows here (they are resolved before the real sink)."""
-
-    def __init__(self, sink: SpanSink | None) -> None:
-        self.sink = sink
-        self.rows: list[dict[str, Any]] = []
-
-    def add(self, row: dict[str, Any], line: int | None = None) -> None:
-        self.rows.append(row)
-
-    def problem(self, line: int | None, kind: str, message: str) -> None:
-        if self.sink is not None:
-            self.sink.problem(line, kind, message)
 
 
 class PhoenixSource:
@@ -79,7 +64,7 @@ class PhoenixSource:
             page = self._get(params + ([("cursor", cursor)] if cursor else []), "listing spans")
             records = page.get("data") or [] if isinstance(page, dict) else []
             stats.rows += len(records)
-            collect = _Collect(sink)
+            collect = Collect(sink)
             for rec in records:
                 add_record(rec, None, collect)
             ancestry.resolve(collect.rows)
@@ -90,11 +75,7 @@ class PhoenixSource:
             cursor = page.get("next_cursor") if isinstance(page, dict) else None
             if not records or not cursor or getattr(sink, "full", False):
                 break
-        stats.bytes = self.api.bytes
-        stats.notes.append(f"{self.api.requests} requests to {self.api.base}")
-        if self.api.waited:
-            stats.notes.append(f"waited {self.api.waited:.0f} s for rate limits")
-        return stats
+        return self.api.account(stats)
 
     def _get(self, params: list[tuple[str, Any]], what: str) -> Any:
         return self.api.get(self.spans_path, what, params=params,
@@ -104,7 +85,7 @@ class PhoenixSource:
     def _parents(self, keys: list[Key]) -> list[dict[str, Any]]:
         """The spans with these ids, at any time (a root may have begun before the window)."""
         ids = sorted({sid for _, sid in keys})
-        collect = _Collect(None)  # an ancestor that cannot be read lends no keys: nothing to report
+        collect = Collect(None)  # an ancestor that cannot be read lends no keys: nothing to report
         for i in range(0, len(ids), ID_BATCH):
             params: list[tuple[str, Any]] = [("limit", PAGE)] + [("span_id", s) for s in ids[i:i + ID_BATCH]]
             cursor = None
