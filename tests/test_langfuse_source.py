@@ -108,9 +108,18 @@ def test_every_observation_and_trace_is_the_file_row(server, file_rows, tmp_path
         assert paths.count("/api/public/v2/observations") == 1 and "/api/public/observations" in paths
 
 
+def _no_secret_on_disk(where: Path, *secrets: str) -> None:
+    """Neither key lands in the incident: its base file, parts, journal."""
+    for f in where.rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert not any(s.encode() in data for s in secrets), f
+
+
 def test_llm_calls_by_default_with_the_trace_keys_inherited(server, file_rows, tmp_path):
     res = pull(server, tmp_path / "i.duckdb")
     assert res.exit_code == 0, res.output
+    _no_secret_on_disk(tmp_path, SECRET)
     got = _rows(tmp_path / "i.duckdb")
     want = {sid: r for sid, r in file_rows.items() if r["kind"] == "llm"}
     assert got == want and len(got) >= 10

@@ -85,6 +85,8 @@ def test_pull_gives_every_llm_call_exactly(langsmith, tmp_path):
     window = [q for q in queries if q.get("start_time")]
     assert window and all(q["run_type"] == "llm" and q["filter"].startswith("lt(start_time,") for q in window)
     assert [q for q in queries if q.get("id")], "parent runs were not fetched by id"
+    for f in tmp_path.rglob("*"):  # the key never lands in the incident (base file, parts, journal)
+        assert not f.is_file() or KEY.encode() not in f.read_bytes(), f
     db = open_db(tmp_path / "i.duckdb", read_only=True)
     try:
         check_search(db, gen.COHORT)
