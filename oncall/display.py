@@ -74,8 +74,20 @@ def percent(v: float) -> str:
     return f"{pct:.0f} %"
 
 
+def age_text(seconds: float | None) -> str:
+    """An age or a long duration for reading: 40 min, 5.2 h, 12 d."""
+    if seconds is None:
+        return "—"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
 def metric_text(v: float | None, unit: str) -> str:
-    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count)."""
+    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count, docs,
+    score, s)."""
     if v is None:
         return "—"
     if unit == "ratio":
@@ -88,4 +100,10 @@ def metric_text(v: float | None, unit: str) -> str:
         return f"{v:,.0f} {unit}"
     if unit == "tokens":
         return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2g}"
+    if unit == "docs":
+        return f"{v:.1f} docs"
+    if unit == "score":
+        return f"{v:.2f}"
+    if unit == "s":
+        return age_text(v)
     return f"{v:.3g}" if isinstance(v, float) else str(v)

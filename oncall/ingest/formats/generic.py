@@ -26,6 +26,7 @@ from oncall.ingest import jsonio
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_lines, read_head, truncated
 from oncall.redact import sql_redact
+from oncall.store.schema import RETRIEVAL_SPAN_COLUMNS
 
 NAME = "generic"
 DESCRIPTION = "generic request logs: JSON Lines / JSON array / CSV / Parquet, fields inferred or given with --map"
@@ -83,6 +84,9 @@ ALIASES = {"timestamp": "start_time", "time": "start_time", "user": "user_id", "
            "tokens_in": "input_tokens", "tokens_out": "output_tokens", "finish": "finish_reason",
            "input_text": "input", "output_text": "output"}
 FIELDS = sorted(DEFAULTS)
+
+# A flat request log has no retrieval spans: its rows leave the retrieval columns empty.
+_NO_RETRIEVAL = ", ".join(f"NULL AS {c}" for c in RETRIEVAL_SPAN_COLUMNS)
 
 
 # -- detection -------------------------------------------------------------------------------------
@@ -350,7 +354,8 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         out_text AS output_text,
         NULL AS attributes, NULL AS inherited,
         j AS raw,
-        NULL AS cost_source  -- set when the load finishes (ingest.cost)
+        NULL AS cost_source,  -- set when the load finishes (ingest.cost)
+        {_NO_RETRIEVAL}
     FROM final
     """
     # Every path is known only now that the body is built: parse each record once, up front.

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import retrieval
 from oncall.ingest.canonical import normalize_status
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -135,6 +136,11 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
     if not row.get("tool_calls") and isinstance(ob.get("toolCalls"), list) and ob["toolCalls"]:
         row["tool_calls"] = [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")}
                              for c in ob["toolCalls"] if isinstance(c, dict)]
+    if kind in ("retriever", "embedding") and row.get("retrieved") is None and row.get("embedding_model") is None:
+        # Langfuse's own fields: the retriever's query and documents are its input and output.
+        app_md = {k: v for k, v in md.items() if k not in ("attributes", "resourceAttributes", "scope")}
+        row.update(retrieval.from_records(kind, ob.get("input"), ob.get("output"), app_md, model=row.get("model"),
+                                          output_captured=end is not None and level_ok(ob)))
     attrs = flat({k: v for k, v in ob.items() if k != "metadata"})
     attrs.update(flat(md, "metadata."))
     attrs.update(otel_attrs)  # the original OTel keys, unprefixed, so meta.gen_ai.system works
@@ -144,6 +150,10 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
     status = "error" if level == "ERROR" else normalize_status(level) if level else "unset"
     apply_status(row, status, ob.get("statusMessage") if status == "error" else None)
     return drop_none(row)
+
+
+def level_ok(ob: dict[str, Any]) -> bool:
+    return str(ob.get("level") or "").upper() != "ERROR"
 
 
 def _first(*values: Any) -> Any:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from oncall.ingest import jsonio, parquet
+from oncall.ingest import jsonio, parquet, retrieval
 from oncall.ingest.canonical import normalize_kind, normalize_provider, normalize_status
 from oncall.ingest.decode import coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status
@@ -189,6 +189,9 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
                      ("total_tokens", "total_tokens")):
         if row.get(col) is None and run.get(key) is not None:
             row[col] = coerce_int(run.get(key))
+    if kind in ("retriever", "embedding"):  # run_type retriever / embedding (oncall.ingest.retrieval)
+        row.update(retrieval.from_records(kind, inputs, outputs, meta, model=row.get("model"),
+                                          output_captured=end is not None and not run.get("error")))
     row["ttft_ms"] = _ttft_ms(run, start)
     row["attributes"] = flat({k: v for k, v in run.items() if k not in ("inputs", "outputs")})
     row["raw"] = run
