@@ -1,14 +1,12 @@
 #!/usr/bin/env bash
 # Tool environments for the retrieval tests (tests/test_real_retrieval.py): a small retriever that
-# runs offline (LangChain's in-memory vector store, LlamaIndex's vector index) instrumented by the
+# runs offline (LangChain's in-memory vector store) instrumented by the
 # real libraries teams run, each in .envs/<name>, never a project dependency.
 #
 #   .envs/rag-langchain   langchain-core + langchain-openai under openinference-instrumentation-langchain
 #                         (OpenInference RETRIEVER spans), OpenLLMetry's opentelemetry-instrumentation-langchain
 #                         and -openai (vector-store task spans, GenAI `embeddings`), langsmith (run_type=retriever)
 #                         and langfuse (its LangChain handler: retriever observations over OTLP)
-#   .envs/rag-llamaindex  llama-index-core + llama-index-llms-openai + llama-index-embeddings-openai under
-#                         openinference-instrumentation-llama-index (RETRIEVER + EMBEDDING spans)
 #
 # Idempotent: an env whose .ready stamp matches its package list is left alone. A registry that is
 # slow or down must not fail CI: each env is tried twice (each try bounded), and on a second failure
@@ -51,8 +49,5 @@ run() {  # run NAME REQS... when NAME was asked for
 run rag-langchain "langchain-core==1.8.1" "langchain-openai==1.7.4" \
   "openinference-instrumentation-langchain==0.1.80" "opentelemetry-instrumentation-langchain==0.62.4" \
   "opentelemetry-instrumentation-openai==0.62.4" "langsmith==0.14.17" "langfuse==5.0.4" "numpy" \
-  "$OTEL" "$FILE_EXPORTER" &
-run rag-llamaindex "llama-index-core==0.14.25" "llama-index-llms-openai==0.8.3" \
-  "openinference-instrumentation-llama-index==4.6.1" "$OTEL" "$FILE_EXPORTER" &
-wait
+  "$OTEL" "$FILE_EXPORTER"
 exit 0

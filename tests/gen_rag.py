@@ -95,7 +95,8 @@ def main() -> int:
         index, store = ("kb-v42", v42) if i >= args.switch_at else ("kb-v41", v41)
         chain_for(store, index).invoke(q["question"], config={
             "run_name": "answer_question",
-            "metadata": {"tenant": q["tenant"], "feature": "kb-answers", "session_id": q["session"]}})
+            "metadata": {"tenant": q["tenant"], "feature": "kb-answers", "session_id": q["session"]},
+            "callbacks": HANDLERS})
     flush()
     return 0
 
@@ -130,7 +131,25 @@ def instrument(args: argparse.Namespace):  # noqa: ANN201
         from langchain_core.tracers.langchain import wait_for_all_tracers
 
         return wait_for_all_tracers
+    if args.instrument == "langfuse":
+        os.environ.update({"LANGFUSE_PUBLIC_KEY": "pk-lf-test", "LANGFUSE_SECRET_KEY": "sk-lf-test-not-real",
+                           "LANGFUSE_HOST": args.endpoint, "LANGFUSE_BASE_URL": args.endpoint})
+        from langfuse import get_client
+        from langfuse.langchain import CallbackHandler
+
+        handler = CallbackHandler()
+        HANDLERS.append(handler)
+        client = get_client()
+
+        def flush() -> None:
+            client.flush()
+            client.shutdown()
+
+        return flush
     raise SystemExit(f"unknown instrumentation {args.instrument}")
+
+
+HANDLERS: list[object] = []  # callback handlers the chain runs with (Langfuse's is passed per call)
 
 
 if __name__ == "__main__":

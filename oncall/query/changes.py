@@ -63,15 +63,20 @@ MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least 
 MIN_NEAR = 10  # rows right after a cause needed to check that its effect starts there
 HOLD_SHARE = 0.5  # a broader cohort holds a shift that it shows at least half as strongly
 EXPLAIN_SHARE = 0.5  # a cause explains a shift when its rows account for at least half of it
-CAUSE_DIMENSIONS = ("release", "prompt_version", "model", "provider", "served_model")  # priority when together
-NEW_VALUE_DIMENSIONS = ("served_model", "prompt_version", "release", "provider", "model")
+# An index version or embedding model (the retrieval that fed a call, oncall.ingest.retrieval_link) is a
+# cause like a served model; an index rebuilt with another embedding model is one cause, named by the index.
+CAUSE_DIMENSIONS = ("release", "prompt_version", "retrieval_index", "embedding_model", "model", "provider",
+                    "served_model")  # priority when together
+NEW_VALUE_DIMENSIONS = ("served_model", "prompt_version", "release", "provider", "model", "retrieval_index",
+                        "embedding_model")
 COHORT_KEYS = ("tenant", "feature", "model", "provider")
 SHIFT_KEYS: tuple[str | None, ...] = (None, "provider", "feature", "model", "tenant")
 
 
 @dataclass
 class Change:
-    kind: str  # new_served_model | new_prompt_version | new_release | new_provider | new_model | metric_shift
+    kind: str  # new_served_model | new_prompt_version | new_release | new_provider | new_model |
+    # new_retrieval_index | new_embedding_model | metric_shift
     metric: str | None  # the strongest effect's metric (a metric shift: what moved)
     cohort: dict[str, str]
     began_at: str
