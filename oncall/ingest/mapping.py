@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from oncall.ingest import retrieval
 from oncall.ingest.canonical import (
     call_kind,
     classify_error,
@@ -29,7 +30,6 @@ from oncall.ingest.canonical import (
     normalize_kind,
     normalize_provider,
 )
-from oncall.ingest import retrieval
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads
 from oncall.ingest.dialects import dialect_keys, message_events
 from oncall.ingest.messages import (
