@@ -158,8 +158,8 @@ def _row(rec: ActionRecord, applied: dict[str, Any] | None = None) -> dict[str, 
 
 
 def _record(db: Any, rec: ActionRecord) -> int:
-    """The `started` row; its row id is the action id."""
-    return audit.append_row(db, _row(rec))  # action_id NULL: the action is named by this row's id
+    """The `started` row, which takes the next action id (returned)."""
+    return audit.append_row(db, _row(rec))  # action_id None: audit numbers it
 
 
 def _finish(db: Any, rec: ActionRecord, status: str, result: str, *, error: str | None = None,

@@ -135,9 +135,36 @@ def _detection(responder: list[Entry]) -> Entry | None:
     return None
 
 
+WROTE = ("verified", "unverified")  # an action's final statuses that mean its change was written
+
+
+def undone(responder: list[Entry]) -> dict[int, Entry]:
+    """{action id: the undo entry that put it back} for every action an undo reverted."""
+    out: dict[int, Entry] = {}
+    for e in responder:
+        if e.kind == "undo" and e.detail.get("status") in WROTE and e.detail.get("undo_of") is not None:
+            out[int(e.detail["undo_of"])] = e
+    return out
+
+
 def mitigations(responder: list[Entry]) -> list[Entry]:
-    """Actions that changed something and were verified (an undo puts the problem back: not one)."""
-    return [e for e in responder if e.kind == "action" and e.detail.get("status") == "verified"]
+    """The actions still in force, oldest first: changed something, were verified, and were not undone
+    since. An undo puts the problem back, so neither it nor the action it reverted is a mitigation;
+    the last of these is *the* mitigation."""
+    gone = undone(responder)
+    return [e for e in responder if e.kind == "action" and e.detail.get("status") == "verified"
+            and _action_id(e) not in gone]
+
+
+def done_and_undone(responder: list[Entry]) -> list[tuple[Entry, Entry]]:
+    """(action, its undo) for every action that was taken and then reverted, oldest first."""
+    gone = undone(responder)
+    return [(e, gone[_action_id(e)]) for e in responder
+            if e.kind == "action" and e.detail.get("status") in WROTE and _action_id(e) in gone]
+
+
+def _action_id(e: Entry) -> int:
+    return int(e.ref.get("action_id") or e.detail.get("action_id") or 0)
 
 
 def _recoveries(con: Any, found: list[Any], responder: list[Entry]) -> list[Entry]:

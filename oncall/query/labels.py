@@ -16,6 +16,12 @@ LATEST_ORDER = "created_at DESC, label_id DESC"
 LATEST_LABELS = (f"(SELECT * FROM labels QUALIFY row_number() OVER (PARTITION BY span_pk ORDER BY {LATEST_ORDER}) = 1)")
 
 
+# A request's own notes (`n` in the console's reader, `notes` rows with its span_pk), one row per
+# span with their texts joined oldest first: they travel with the request as its label's note does.
+REQUEST_NOTES = ("(SELECT span_pk, string_agg(text, '\n' ORDER BY created_at, note_id) AS notes FROM notes "
+                 "WHERE span_pk IS NOT NULL GROUP BY span_pk)")
+
+
 def latest_label_sql(span_pk_expr: str) -> str:
     """A scalar subquery: the latest label ('good', 'bad' or NULL) of the span `span_pk_expr` names."""
     return f"(SELECT ll.label FROM labels ll WHERE ll.span_pk = {span_pk_expr} ORDER BY ll.{LATEST_ORDER.replace(', ', ', ll.')} LIMIT 1)"

@@ -41,7 +41,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from oncall.runbook.model import PARAM_TYPES, Expectation, Param, Runbook, RunbookError, Step
+from oncall.runbook.model import PARAM_TYPES, Expectation, Param, Runbook, RunbookError, Step, heading_number
 
 READING_COMMANDS = ("search", "show", "sample", "compare", "changes", "blast-radius")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -179,7 +179,7 @@ def _steps(path: Path, body: str, body_line: int, params: dict[str, Param], targ
             step = _gate_step(path, tok.content, start, heading)
         else:
             step = _action_step(path, tok.content, start, heading, targets)
-        step.name = f"{len(steps) + 1}"
+        step.name = heading_number(heading) or f"{len(steps) + 1}"
         steps.append(step)
     if not steps:
         raise _fail(path, body_line, "the runbook has no steps (```oncall, ```gate or ```action blocks)")

@@ -80,7 +80,7 @@ class RunbookRun:
                 self.outcome = "cancelled"
                 yield Event("stop", step, "cancelled; nothing after this step ran")
                 break
-            yield Event("step", step, step.heading)
+            yield Event("step", step, step.title)
             if step.kind == "query":
                 yield from self._query(step)
             elif step.kind == "gate":
@@ -200,7 +200,7 @@ class RunbookRun:
             reference = columns[e.relative].get(e.metric) if e.relative else None
             ok = e.holds(actual, reference)
             passed &= ok
-            result["checks"].append({"expect": e.text, "actual": actual, "passed": ok,
+            result["checks"].append({"expect": e.text, "metric": e.metric, "actual": actual, "passed": ok,
                                      **({"reference": reference, "threshold": e.threshold(reference)}
                                         if e.relative else {})})
         result["passed"] = passed
@@ -234,10 +234,9 @@ class RunbookRun:
             answer: bool | str = True
         else:
             answer = self.confirm(p) if self.confirm else False
-        why = step.why or self.why or f"runbook {self.rb.name}"
         try:
-            rec = execute(p, db=self.db, confirm=answer, who=self.who, why=substitute_args(why, self.values),
-                          runbook=self.rb.name, step=f"{step.name}. {step.heading}",
+            rec = execute(p, db=self.db, confirm=answer, who=self.who, why=self._why(step),
+                          runbook=self.rb.name, step=step.title,
                           gate={"gates": self.gates} if self.gates else None, adapter=adapter)
         except ActionError as exc:
             self.outcome = "stopped at an action"
@@ -251,6 +250,13 @@ class RunbookRun:
             yield Event("stop", step, f"action {rec.action_id} ended {rec.status}; the runbook stops here")
             return False
         return True
+
+    def _why(self, step: Any) -> str:
+        """What an action's audit says it was for: the responder's own words (`--why`, the console's
+        field) first, then the reason the runbook gives for the step."""
+        written = substitute_args(step.why, self.values) if step.why else None
+        parts = [w for w in (self.why, written) if w]
+        return " — ".join(parts) if parts else f"runbook {self.rb.name}"
 
 
 def gate_metrics(summary: dict[str, Any]) -> dict[str, float | None]:

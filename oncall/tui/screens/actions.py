@@ -27,6 +27,7 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from oncall.display import gate_actual
 from oncall.safe_text import safe_text
 from oncall.tui.textview import RichLinesView
 
@@ -85,7 +86,7 @@ def gate_text(gate: dict[str, Any], indent: str = "  ") -> Text:
         t.append("\n")
         return t
     for c in gate.get("checks") or []:
-        actual = "no value" if c.get("actual") is None else f"{c['actual']:.4g}"
+        actual = gate_actual(c)
         t.append(indent)
         t.append("PASS" if c.get("passed") else "FAIL", style="bold green" if c.get("passed") else "bold red")
         t.append("  " + _one(c.get("expect")) + f"  (replay: {actual})\n")
