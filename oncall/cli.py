@@ -100,7 +100,7 @@ def cli(ctx: click.Context, db: str | None, verbose: bool) -> None:
 # -- load ------------------------------------------------------------------------------------
 
 # Problem kinds that mean "this is not input oncall can load" (exit 2 when it is the only file).
-BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable")
+BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable", "too-deep", "truncated")
 
 @cli.command()
 @click.argument("paths", nargs=-1, required=True)
@@ -109,12 +109,33 @@ BAD_INPUT = ("unknown-format", "empty", "unusable", "unreadable")
               help="generic JSONL/CSV/Parquet: where a canonical field lives, e.g. output=response.text")
 @click.option("--strict", is_flag=True, help="any problem is fatal and nothing from that file is written")
 @click.option("--no-progress", is_flag=True, help="no progress bar")
+@click.option("--since", default=None, metavar="T", help="source loads: window start (ISO, 01:00 UTC, or -6h)")
+@click.option("--until", default=None, metavar="T", help="source loads: window end (default now)")
+@click.option("--limit", "limit", type=int, default=None, metavar="N",
+              help="source loads: at most N LLM calls (the newest)")
 @db_option
 @json_option
 @click.pass_context
 def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tuple[str, ...], strict: bool,
-         no_progress: bool, db: str | None, as_json: bool) -> None:
-    """Import trace exports (files, directories, globs; gzip/zstd ok) into the incident database."""
+         no_progress: bool, since: str | None, until: str | None, limit: int | None, db: str | None,
+         as_json: bool) -> None:
+    """Import trace exports (files, directories, globs; gzip/zstd ok) into the incident database,
+    or pull a window from where the traces live:
+
+    \b
+      oncall load clickhouse://[user@]host[:port]/DATABASE?table=otel_traces --since -6h [FILTER...]
+      oncall load @NAME --since 01:00 --until 02:00 tenant=acme     ([sources.NAME] in oncall.toml)
+    """
+    from oncall.sources.registry import is_source_ref
+
+    if paths and is_source_ref(paths[0]):
+        from oncall.commands.sources import load_from_source
+
+        load_from_source(ctx, paths[0], list(paths[1:]), since=since, until=until, limit=limit, maps=maps,
+                         fmt=fmt, no_progress=no_progress, db=db, as_json=as_json)
+        return
+    if since or until or limit is not None:
+        fail("--since, --until and --limit apply to source loads (oncall load URL …), not to files")
     from oncall.ingest import registry
     from oncall.ingest.loader import LoadError, load_paths, summary
     from oncall.ingest.registry import FormatError, LoadOptions
@@ -160,11 +181,34 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     if ids:
         store.record_event("load", f"loaded {report.spans_added} spans from {len(ids)} file(s)",
                            {"files": [f.path for f in report.files if f.status == 'loaded']})
+        _compact_after_load(store)
     if as_json:
         emit_json({**report.to_dict(), "summary": summ})
     else:
         print_load_report(report, summ)
+    if report.bugs:  # every other file was loaded; the one oncall failed on is a bug (exit 3)
+        click.echo(f"oncall: internal error: {report.bugs[0].problems[0]}", err=True)
+        sys.exit(EXIT_INTERNAL)
+    if strict and report.failed:  # --strict: the files with problems failed, the others loaded
+        fail(f"--strict: {len(report.failed)} file(s) failed, nothing from them was loaded; first: "
+             f"{report.failed[0].problems[0] if report.failed[0].problems else report.failed[0].path}")
     sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
+
+
+def _compact_after_load(store: Any) -> None:
+    """Many loads make many parts: merge the small ones now (bounded, so a load never waits long).
+
+    Compaction is an optimisation: if it fails, the load stands and the responder hears why."""
+    import duckdb
+
+    from oncall.store import StoreError
+    from oncall.store.compact import AFTER_LOAD_POLICY, compact
+
+    try:
+        compact(store, AFTER_LOAD_POLICY)
+    except (StoreError, duckdb.Error, OSError) as exc:
+        click.echo(f"oncall: warning: the load is complete, but merging load parts failed: {exc} "
+                   "(try `oncall compact`)", err=True)
 
 
 @cli.command()
@@ -190,13 +234,14 @@ from oncall.commands.config import config_cmd  # noqa: E402
 from oncall.commands.demo import demo  # noqa: E402
 from oncall.commands.find import label, note, sample, search, show  # noqa: E402
 from oncall.commands.handoff import export_group, postmortem_cmd, timeline_cmd  # noqa: E402
-from oncall.commands.live import receive  # noqa: E402
+from oncall.commands.live import receive, watch  # noqa: E402
 from oncall.commands.open import open_console  # noqa: E402
 from oncall.commands.replay import replay  # noqa: E402
 from oncall.commands.runbook import runbook  # noqa: E402
+from oncall.commands.store import compact  # noqa: E402
 
-for _command in (action, blast_radius, changes, compare, config_cmd, demo, export_group, label, note, open_console,
-                 postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd):
+for _command in (action, blast_radius, changes, compact, compare, config_cmd, demo, export_group, label, note,
+                 open_console, postmortem_cmd, receive, replay, runbook, sample, search, show, timeline_cmd, watch):
     cli.add_command(_command)
 
 

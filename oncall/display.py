@@ -119,8 +119,12 @@ def format_cost_cell(v: float | None, source: str | None = None, *, dollar: bool
 
 
 def unit_of(metric: str) -> str:
-    """A metric's unit from its name, for numbers that arrive without one (a gate's check names only
-    the metric): `*_rate` and `json_key_drift` are ratios (shown as %), `cost*` dollars."""
+    """A metric's unit for a number that arrives with only its name (a gate's check): the registry's,
+    else by name for the run's own counts (`*_rate` is a ratio, `cost*` dollars)."""
+    from oncall.query.registry import METRICS
+
+    if metric in METRICS:
+        return METRICS[metric].unit
     if metric.endswith("_rate") or metric in ("json_key_drift", "share"):
         return "ratio"
     if metric.startswith("cost"):
@@ -129,14 +133,13 @@ def unit_of(metric: str) -> str:
 
 
 def metric_value(v: Any, unit: str = "") -> str:
-    """A metric's value in its unit: ratios as % (every table, gate and draft: 0.95 is `95.0 %`),
-    dollars with significant digits, counts with commas; "—" for no value."""
+    """A metric's value in its unit, the same in every table, gate and draft: the registry's units
+    read through metric_text (ratios as %, 0.95 is `95 %`; dollars with significant digits); a number
+    without a unit (a count the replay adds) with commas; "—" for no value."""
     if v is None:
         return "—"
-    if unit == "ratio":
-        return f"{100 * v:.1f} %"
-    if unit == "usd":
-        return format_cost(v)
+    if unit:
+        return metric_text(v, unit)
     if isinstance(v, float):
         return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
     return f"{v:,}" if isinstance(v, int) else str(v)
@@ -168,3 +171,32 @@ def jsonable(v: Any) -> Any:
     if isinstance(v, dt.datetime):
         return iso_utc(v)
     return v
+
+
+def percent(v: float) -> str:
+    """A ratio as a percentage with the digits that matter: 0.53 %, 7.3 %, 26 %."""
+    pct = 100 * v
+    if pct == 0:
+        return "0 %"
+    if abs(pct) < 1:
+        return f"{pct:.2g} %"
+    if abs(pct) < 10:
+        return f"{pct:.1f} %"
+    return f"{pct:.0f} %"
+
+
+def metric_text(v: float | None, unit: str) -> str:
+    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count)."""
+    if v is None:
+        return "—"
+    if unit == "ratio":
+        return percent(v)
+    if unit == "usd":
+        return format_cost(v)
+    if unit == "count":
+        return f"{int(v):,}"
+    if unit in ("ms", "chars"):
+        return f"{v:,.0f} {unit}"
+    if unit == "tokens":
+        return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2g}"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -62,7 +62,8 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
         name = safe_text(f.path, multiline=False)
         if f.status == "loaded":
             extra = f", {f.duplicates} duplicates dropped" if f.duplicates else ""
-            probs = f", {len(f.problems)} problems" if f.problems else ""
+            # Nothing dropped without a word: how many records were read and how many were skipped.
+            probs = f", {f.records:,} records read, {f.skipped:,} skipped" if f.skipped else ""
             # soft_wrap: one line per file however long the path, also when piped (rich wraps at 80).
             stdout.print(safe_rich(f"loaded   {name} ({f.format}): {f.spans} spans{extra}{probs}", multiline=False),
                          soft_wrap=True)
@@ -72,6 +73,8 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
             stdout.print(safe_rich(f"skipped  {name}: {f.note}", multiline=False), style="dim", soft_wrap=True)
         else:
             stdout.print(safe_rich(f"FAILED   {name}", multiline=False), style="bold red", soft_wrap=True)
+    for w in getattr(report, "warnings", []):
+        stderr.print(safe_rich(f"warning: {w}", multiline=False, max_len=300), style="yellow", soft_wrap=True)
     problems = report.problems
     if problems:
         by_kind: dict[str, int] = {}

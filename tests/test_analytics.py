@@ -237,7 +237,7 @@ def test_changes_in_a_scope_hand_out_filters_within_that_scope(demo) -> None:
 def test_change_descriptions_read_in_units(demo) -> None:
     found = changes(demo.con)
     burst = next(c for c in found if c.metric == "error_rate")
-    assert "error rate 0.8 % -> 76 %" in burst.description  # a rate is a percentage, not 0.00813 -> 0.758
+    assert "error rate 0.81 % -> 76 %" in burst.description  # a percentage with its digits, not 0.00813 -> 0.758
     prompt = next(c for c in found if c.kind == "new_prompt_version")
     assert "prompt version v12 -> v13" in prompt.description and "cost/request $0.000" in prompt.description
     assert "e-04" not in " ".join(c.description for c in found)

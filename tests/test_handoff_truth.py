@@ -156,7 +156,7 @@ def test_rates_read_as_percentages_in_gates_and_replay_tables(response: Response
     replay = md.split("## Replay results")[1].split("## Blast radius")[0]
     rows = [line for line in replay.splitlines() if line.startswith(("| json\\_valid\\_rate", "| error\\_rate"))]
     assert rows and all(line.count(" %") == 2 for line in rows), rows
-    assert "expect json\\_valid\\_rate \\>= 95% (pass: 100.0 %)" in md and "expect errors \\<= 0 (pass: 0)" in md
+    assert "expect json\\_valid\\_rate \\>= 95% (pass: 100 %)" in md and "expect errors \\<= 0 (pass: 0)" in md
     gate = [e for e in response.first["events"] if e["kind"] == "gate"][0]["data"]
     assert gate["checks"][0]["metric"] == "json_valid_rate"
     shown = response.run("runbook", "show", "extract-off").stdout

@@ -9,6 +9,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.commands.sources import incident_or_source, source_options
 from oncall.display import jsonable
 from oncall.output import metric_change, metric_value, stdout
 from oncall.query.cost_marks import estimate_note
@@ -33,14 +34,20 @@ def _jsonable(v: Any) -> Any:
 @click.command()
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--baseline", required=True, help='the baseline cohort, e.g. --baseline "tenant=acme until=01:00"')
+@source_options
 @db_option
 @json_option
 @click.pass_context
-def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, db: str | None, as_json: bool) -> None:
+def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, source: str | None,
+            source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """Metrics of a cohort beside its baseline, with deltas and significance marks."""
+    with incident_or_source(ctx, db, source, source_since, source_until) as store:
+        _compare(store, filter_words, baseline, as_json)
+
+
+def _compare(store: Any, filter_words: tuple[str, ...], baseline: str, as_json: bool) -> None:
     from oncall.query.compare import compare as run_compare
 
-    store = open_store(ctx, db, read_only=True, create=False)
     # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
     _compile_or_fail(store.con, [baseline])
@@ -99,15 +106,20 @@ def _dist(d: dict[str, int]) -> str:
 @click.option("--bucket", "bucket_s", type=click.IntRange(min=1), default=None,
               help="bucket width in seconds (default: automatic)")
 @click.option("--limit", "-n", "limit", default=20, show_default=True, type=click.IntRange(min=1), help="changes listed")
+@source_options
 @db_option
 @json_option
 @click.pass_context
-def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, db: str | None,
-            as_json: bool) -> None:
+def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, source: str | None,
+            source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """What changed: new served models, prompt versions, releases, providers, and metric shifts, with times."""
+    with incident_or_source(ctx, db, source, source_since, source_until, list(filter_words)) as store:
+        _changes(store, filter_words, bucket_s, limit, as_json)
+
+
+def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, as_json: bool) -> None:
     from oncall.query.changes import changes as run_changes
 
-    store = open_store(ctx, db, read_only=True, create=False)
     _compile_or_fail(store.con, list(filter_words))
     found = run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit]
     if as_json:
@@ -133,6 +145,12 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
         # The filter is for copying: one unbroken line (the terminal wraps it, rich does not).
         stdout.print(Text("    filter: ", style="dim") + safe_rich(c.filter, multiline=False)
                      + Text(f"  ({c.affected_requests:,} LLM calls, errors included)", style="dim"), soft_wrap=True)
+        if c.split and c.split.get("values"):
+            # The served-model split of the cohort: failed calls have no served model, and are in it.
+            parts = ", ".join(f"{'no ' + c.split['by'].replace('_', ' ') + ' (failed)' if v == 'none' else v} {n:,}"
+                              for v, n in c.split["values"].items())
+            stdout.print(Text(f"    by {c.split['by'].replace('_', ' ')}: ", style="dim")
+                         + safe_rich(parts, multiline=False, max_len=300), soft_wrap=True)
         note = estimate_note(c.cost_estimated, "cost/request")
         if note:
             stdout.print(Text("    " + note, style="dim"), soft_wrap=True)

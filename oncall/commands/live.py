@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import sys
@@ -110,3 +111,81 @@ def _status_line(service: Any, rate: float) -> str:
     if s.failed_writes:
         line += f" · {s.failed_writes:,} failed writes ({s.last_error})"
     return line
+
+
+# -- watch ------------------------------------------------------------------------------------------
+
+def _duration(value: str, what: str) -> float:
+    """`90`, `90s`, `5m`, `1h`, `1d` as seconds."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    v = value.strip().lower()
+    try:
+        secs = float(v[:-1]) * units[v[-1]] if v and v[-1] in units else float(v)
+    except ValueError:
+        fail(f"{what} {value!r}: give a duration such as 30s, 5m or 1h")
+    if secs <= 0:
+        fail(f"{what} {value!r}: must be more than zero")
+    return secs
+
+
+@click.command()
+@click.argument("filter_words", nargs=-1, metavar="[FILTER...]")
+@click.option("--notify", "notify", multiple=True, required=True, metavar="TARGET",
+              help="where to send: a [notify.NAME] of oncall.toml, webhook=URL, slack=URL or pagerduty=ROUTING_KEY_ENV "
+                   "(repeat for several)")
+@click.option("--every", default="60s", show_default=True, help="how often to check")
+@click.option("--window", default="1h", show_default=True, help="what-changed looks at this much recent traffic")
+@click.option("--recent", default="5m", show_default=True,
+              help="an alert resolves when its cohort is back within noise over this last stretch")
+@click.option("--once", is_flag=True, help="check once and exit: 1 when it notified, 0 when not (cron, CI)")
+@click.option("--source", default=None, metavar="URL", help="watch a remote source instead of the incident")
+@click.option("--config", "config_path", default=None, metavar="PATH", help="oncall.toml to read [notify] from")
+@db_option
+@json_option
+@click.pass_context
+def watch(ctx: click.Context, filter_words: tuple[str, ...], notify: tuple[str, ...], every: str, window: str,
+          recent: str, once: bool, source: str | None, config_path: str | None, db: str | None, as_json: bool) -> None:
+    """Run what-changed on a rolling window and notify once per new cause; resolve when it recovers.
+
+    A new cause is a served model, prompt version, release or provider never seen before, or a metric
+    shift beyond noise. Alerts carry the cause, its effects, counts and the command that opens it;
+    what was sent is kept in the incident's journal, so a restart never sends it twice.
+    """
+    import datetime as dt
+
+    from oncall.cliutil import open_store
+    from oncall.live.notify import resolve_target
+    from oncall.live.watch import check
+
+    if source:
+        fail("--source: remote sources (oncall/sources) are not in this build yet; receive or load the traffic "
+             "into an incident (`oncall receive`, `oncall load`) and watch it with --db")
+    every_s = _duration(every, "--every")
+    window_td = dt.timedelta(seconds=_duration(window, "--window"))
+    recent_td = dt.timedelta(seconds=_duration(recent, "--recent"))
+    targets = [resolve_target(spec, config=config_path) for spec in notify]
+    store = open_store(ctx, db, create=False)
+    stop = threading.Event()
+    old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    notified = failed = False
+    try:
+        while True:
+            result = check(store, targets, window=window_td, recent=recent_td, filter_words=list(filter_words))
+            notified |= result.notified
+            failed |= bool(result.failed)
+            if as_json:
+                click.echo(json.dumps(result.as_dict(), default=str))
+            else:
+                for s in result.sent:
+                    click.echo(f"{result.at} {s['action']:<8} {s['target']}: {s['summary']}")
+                for f in result.failed:
+                    click.echo(f"oncall: {f}", err=True)
+                if not once:
+                    click.echo(f"oncall: checked {result.at}: {result.changes} change(s) in the window, "
+                               f"{len(result.open)} open alert(s)", err=True)
+            if once or stop.wait(every_s):
+                break
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    sys.exit(EXIT_PROBLEM if (notified or failed) else EXIT_OK)

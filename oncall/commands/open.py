@@ -9,12 +9,26 @@ from oncall.cliutil import db_option, fail, resolve_db
 
 @click.command("open")
 @click.option("--read-only", is_flag=True, help="look, do not touch: labels, notes and actions are disabled")
+@click.option("--source", default=None, metavar="URL|@NAME",
+              help="first pull --since/--until from a trace store (clickhouse://…, @NAME) into the incident")
+@click.option("--since", default=None, metavar="T", help="with --source: window start (ISO, 01:00 UTC, or -6h)")
+@click.option("--until", default=None, metavar="T", help="with --source: window end (default now)")
+@click.option("--limit", type=click.IntRange(min=1), default=None, metavar="N",
+              help="with --source: at most N LLM calls, the newest (default 20,000)")
 @db_option
 @click.pass_context
-def open_console(ctx: click.Context, read_only: bool, db: str | None) -> None:
+def open_console(ctx: click.Context, read_only: bool, source: str | None, since: str | None, until: str | None,
+                 limit: int | None, db: str | None) -> None:
     """Open the incident console (overview, explorer, reader, trace)."""
     from oncall.store import StoreError
     from oncall.tui.app import run_app
+
+    if source is not None:
+        from oncall.commands.sources import pull_for_console
+
+        pull_for_console(ctx, db, source, since, until, limit)
+    elif since or until or limit:
+        fail("--since, --until and --limit go with --source")
 
     try:
         run_app(resolve_db(ctx, db), read_only=read_only)

@@ -99,6 +99,11 @@ _KINDS = {
 }
 
 
+def kind_spellings(kind: str) -> frozenset[str]:
+    """Every lower-case spelling normalize_kind() reads as `kind` (for engines filtering in their own SQL)."""
+    return frozenset({s for s, k in _KINDS.items() if k == kind} | {kind})
+
+
 def normalize_kind(value: Any) -> str | None:
     """llm | embedding | tool | agent | chain | retriever | reranker | guardrail | evaluator | span | …"""
     if value is None:
@@ -139,6 +144,12 @@ def normalize_status(value: Any) -> str:
 
 _PROVIDERS = {"az.ai.openai": "azure.ai.openai", "vertex_ai": "gcp.vertex_ai", "openai.responses": "openai",
               "openai.chat": "openai", "openai": "openai"}
+
+
+def provider_spellings(provider: str) -> frozenset[str]:
+    """Every lower-case spelling normalize_provider() reads as `provider`."""
+    low = provider.strip().lower()
+    return frozenset({s for s, p in _PROVIDERS.items() if p == low} | {low})
 
 
 def normalize_provider(value: Any) -> str | None:

@@ -9,16 +9,20 @@ from pathlib import Path
 from typing import Any
 
 from oncall.display import iso_utc
+from oncall.errors import is_machine_error
 from oncall.ingest import registry
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import (
+    TRUNCATED_MARK,
     SourceError,
+    TruncatedStream,
     expand_paths,
     file_size,
     read_head,
     sha256_of,
 )
 from oncall.ingest.writer import FileWriter, TooManyProblems
+from oncall.redact import redact_text
 from oncall.store.db import IncidentDB, load_lock, now_utc
 from oncall.store.loadparts import (
     attach_new_part,
@@ -27,7 +31,7 @@ from oncall.store.loadparts import (
     remove_part_file,
     salvage_unregistered_parts,
 )
-from oncall.store.parts import part_files, part_number, parts_dir, sidecar_dir
+from oncall.store.parts import numbers_on_disk, parts_dir, sidecar_dir
 
 
 @dataclass
@@ -52,6 +56,9 @@ class FileResult:
     problems: list[Problem] = field(default_factory=list)
     note: str | None = None
     import_id: int | None = None
+    records: int = 0  # records read: loaded, duplicates and skipped
+    skipped: int = 0  # records reported as problems and left out
+    warnings: list[Problem] = field(default_factory=list)  # loaded, but worth a word (absurd times)
 
 
 @dataclass
@@ -70,9 +77,22 @@ class LoadReport:
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
 
+    @property
+    def warnings(self) -> list[Problem]:
+        return [w for f in self.files for w in f.warnings]
+
+    @property
+    def bugs(self) -> list[FileResult]:
+        """Files that failed on an error in oncall itself (exit 3), not on their content."""
+        return [f for f in self.files if any(p.kind == INTERNAL for p in f.problems)]
+
     def to_dict(self) -> dict[str, Any]:
         return {"files": [asdict(f) for f in self.files], "spans_added": self.spans_added,
-                "problems": [asdict(p) for p in self.problems]}
+                "problems": [asdict(p) for p in self.problems],
+                "warnings": [asdict(w) for w in self.warnings]}
+
+
+INTERNAL = "internal"  # the problem kind of a file that failed on a bug in oncall
 
 
 class LoadError(Exception):
@@ -112,7 +132,9 @@ def load_paths(db: IncidentDB, args: list[str], *, fmt: str | None = None,
                 result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit,
                                    part=part)
                 report.files.append(result)
-                if options.strict and (result.status == "failed" or result.problems):
+                # --strict fails the file with a problem, never the files after it (issue 23); a
+                # single file named alone is the whole load, so its failure is the load's error.
+                if options.strict and len(paths) == 1 and (result.status == "failed" or result.problems):
                     first = result.problems[0] if result.problems else None
                     raise LoadError(str(first) if first else f"{path}: {result.note}")
         except BaseException:
@@ -132,7 +154,8 @@ class PartWriter:
 
     def __init__(self, db: IncidentDB) -> None:
         self.db = db
-        taken = [part_number(p) or 0 for p in part_files(db.path)] + list(db.attached_parts())
+        # Merged parts and parts they replaced share the numbering (oncall/store/compact.py).
+        taken = numbers_on_disk(db.path) | db.registered_parts()
         self.number = max(taken, default=0) + 1
         self.path = parts_dir(db.path) / f"part-{self.number}.duckdb"
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -160,6 +183,26 @@ class PartWriter:
 def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None = None,
               options: LoadOptions | None = None, progress: ProgressFn | None = None,
               explicit: bool = True) -> FileResult:
+    """Import one file in its own transactions (all or nothing). Whatever goes wrong inside one file
+    fails that file only: a bad file in a directory never stops the files after it."""
+    try:
+        return _load_file(db, path, part=part, fmt=fmt, options=options, progress=progress, explicit=explicit)
+    except RecursionError:
+        return FileResult(str(path), fmt, "failed", problems=[Problem(
+            str(path), None, "too-deep", "nested too deeply to read (JSON deeper than Python's recursion "
+            "limit); nothing from this file was loaded")])
+    except Exception as exc:  # noqa: BLE001 - a bug in an importer: this file fails, the load goes on
+        if isinstance(exc, OSError) and is_machine_error(exc):
+            raise  # the disk is full or read-only: no later file can be written either
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
+        return FileResult(str(path), fmt, "failed", problems=[Problem(
+            str(path), None, INTERNAL, f"oncall failed on this file ({type(exc).__name__}: {redact_text(first)}); "
+            "nothing from it was loaded; this is a bug in oncall, please report it with the file's shape")])
+
+
+def _load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None = None,
+               options: LoadOptions | None = None, progress: ProgressFn | None = None,
+               explicit: bool = True) -> FileResult:
     options = options or LoadOptions()
     spath = str(path)
     own = Path(db.path).resolve()
@@ -186,7 +229,8 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
     try:
         head = read_head(path)
     except SourceError as exc:
-        return FileResult(spath, None, "failed", problems=[Problem(spath, None, "unreadable", str(exc))])
+        return FileResult(spath, None, "failed", problems=[Problem(spath, None, _failure_kind(exc),
+                                                                   str(exc).removeprefix(f"{spath}: "))])
 
     if head.complete and not head.data.strip():
         # Checked before detection so the responder hears "empty", not "unknown format".
@@ -203,15 +247,31 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
             supported = ", ".join(registry.names())
             return FileResult(spath, None, "failed", problems=[Problem(
                 spath, None, "unknown-format",
-                f"cannot tell the format from the content; supported formats: {supported} "
-                "(use --format NAME to force one)")])
+                ("its first record is JSON nested too deeply to read, so the format cannot be told; "
+                 if head.extra.get("too_deep") else "cannot tell the format from the content; ")
+                + f"supported formats: {supported} (use --format NAME to force one)")])
         if module.NAME == registry.NOT_DATA:
             reason = module.describe(head)
             return FileResult(spath, None, "skipped", note=f"not trace data: {reason}")
 
-    fname = module.NAME
+    return write_import(part, spath, module.NAME, digest, size,
+                        lambda writer: module.read(path, writer, options), options=options, progress=progress)
+
+
+def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int | None,
+                 read: Callable[[FileWriter], None], *, options: LoadOptions | None = None,
+                 progress: ProgressFn | None = None, extra: dict[str, Any] | None = None) -> FileResult:
+    """Write one import (a file, or one pull from a source) into the load's part, all or nothing.
+
+    `read(writer)` hands the writer every canonical row (a format's read(), a source's pull()).
+    FormatError, SourceError and TooManyProblems mean the input is unusable: the import is rolled
+    back and reported failed. Anything else (an interrupt, a source that failed mid-stream with
+    an exception of its own) rolls back and propagates. `extra` lands in imports.options.
+    """
+    options = options or LoadOptions()
     import_id = part.new_import_id()
     started = now_utc()
+    con = part.cur
     # Two transactions in the load's part. The first writes the file's rows with the import marked
     # 'loading'; the second dedupes, resolves inherited keys, indexes ids and marks it 'loaded'.
     # Resolving inheritance inside the first (an UPDATE of rows not yet committed) made the commit
@@ -220,25 +280,25 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
     # 'loaded' imports (salvage_unregistered_parts), so a killed load leaves the incident as it was
     # before that file.
     con.execute("BEGIN TRANSACTION")
-    writer = FileWriter(con, import_id, path, fname, strict=options.strict,
-                        on_progress=(lambda done: progress(spath, done, size)) if progress else None)
+    writer = FileWriter(con, import_id, name, fmt, strict=options.strict,
+                        on_progress=(lambda done: progress(name, done, size or 0)) if progress else None)
     try:
-        module.read(path, writer, options)
+        read(writer)
         writer.write_all()
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [import_id, spath, digest, size, fname, started, None, writer.added, 0, len(writer.problems),
-             "loading", json.dumps({"column_map": options.column_map}, sort_keys=True)],
+            [import_id, name, digest, size, fmt, started, None, writer.added, 0, len(writer.problems),
+             "loading", json.dumps({"column_map": options.column_map, **(extra or {})}, sort_keys=True)],
         )
         con.execute("COMMIT")
     except (FormatError, SourceError, TooManyProblems) as exc:
         writer.abort()
         con.execute("ROLLBACK")
-        kind = "strict" if isinstance(exc, TooManyProblems) else "unusable"
+        kind = _failure_kind(exc)
         msg = str(exc)
-        prefix = f"{spath}: "
-        return FileResult(spath, fname, "failed",
-                          problems=[Problem(spath, None, kind, msg.removeprefix(prefix))])
+        prefix = f"{name}: "
+        return FileResult(name, fmt, "failed",
+                          problems=[Problem(name, None, kind, msg.removeprefix(prefix))])
     except BaseException:
         writer.abort()
         con.execute("ROLLBACK")
@@ -246,7 +306,7 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
     try:
         con.execute("BEGIN TRANSACTION")
         writer.finish()
-        problems = [Problem(spath, line, kind, msg) for line, kind, msg in writer.problems]
+        problems = [Problem(name, line, kind, msg) for line, kind, msg in writer.problems]
         con.execute(
             "UPDATE imports SET finished_at = ?, spans = ?, duplicates = ?, problems = ?, status = 'loaded' "
             "WHERE import_id = ?",
@@ -262,9 +322,22 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
         discard_import(con, import_id)
         raise
     if progress:
-        progress(spath, size, size)
-    return FileResult(spath, fname, "loaded", spans=writer.added, duplicates=writer.duplicates,
-                      problems=problems, import_id=import_id, note=getattr(writer, "note", None))
+        progress(name, size or 0, size or 0)
+    warnings = [Problem(name, line, "absurd-time", msg) for line, msg in writer.warnings]
+    return FileResult(name, fmt, "loaded", spans=writer.added, duplicates=writer.duplicates,
+                      problems=problems, import_id=import_id, note=getattr(writer, "note", None),
+                      records=writer.added + writer.duplicates + len(problems), skipped=len(problems),
+                      warnings=warnings)
+
+
+def _failure_kind(exc: Exception) -> str:
+    """The problem kind of a file that failed whole: strict, truncated (a cut gzip/zstd stream, also as
+    the FormatError an importer wrapped it in), unreadable or unusable."""
+    if isinstance(exc, TooManyProblems):
+        return "strict"
+    if isinstance(exc, TruncatedStream) or TRUNCATED_MARK in str(exc):
+        return "truncated"
+    return "unreadable" if isinstance(exc, SourceError) else "unusable"
 
 
 def summary(db: IncidentDB, import_ids: list[int] | None = None) -> dict[str, Any]:

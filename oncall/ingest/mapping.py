@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from oncall.ingest.canonical import (
@@ -129,6 +131,17 @@ _INDEX: dict[str, list[tuple[str, int]]] = {}
 for _col, _keys in _CANDIDATES.items():
     for _rank, _key in enumerate(_keys):
         _INDEX.setdefault(_key, []).append((_col, _rank))
+
+
+# The key tables as data, for engines that derive the same columns in their own SQL (the ClickHouse
+# source compiles cohort keys, models and tokens from these to map lookups, oncall/sources/clickhouse):
+# CANDIDATE_KEYS[column] is that column's keys in priority order, the first present non-empty one wins;
+# a key `metadata.K` also matches K inside a JSON-object `metadata` attribute (a flat key wins); the
+# RESOURCE_FALLBACK_KEYS are read from the resource when the span does not have them.
+CANDIDATE_KEYS: Mapping[str, tuple[str, ...]] = MappingProxyType(_CANDIDATES)
+METADATA_JSON_KEY = "metadata"
+RESOURCE_FALLBACK_KEYS = ("service.version", "deployment.environment.name", "deployment.environment")
+KIND_KEYS = _KIND_KEYS
 
 
 def _scan(view: dict[str, Any]) -> dict[str, Any]:
@@ -505,7 +518,7 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
     """attrs plus what is nested in JSON-string metadata (`metadata.KEY`) and resource fallbacks."""
     view = attrs
     extra: dict[str, Any] = {}
-    md = attrs.get("metadata")
+    md = attrs.get(METADATA_JSON_KEY)
     if isinstance(md, (str, dict)):
         parsed = json_deep_loads(md) if isinstance(md, str) else md
         if isinstance(parsed, dict):
@@ -521,7 +534,7 @@ def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, A
                 for kk, vv in parsed.items():
                     extra.setdefault(f"metadata.{kk}", vv)
     if resource:
-        for k in ("service.version", "deployment.environment.name", "deployment.environment"):
+        for k in RESOURCE_FALLBACK_KEYS:
             if k in resource and k not in attrs:
                 extra[k] = resource[k]
     if extra:

@@ -144,7 +144,6 @@ def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
     read line by line (never the whole file in memory): `where` is the line number, and a line that
     is not JSON is reported as file:line and skipped.
     """
-    import json
 
     from oncall.ingest.registry import FormatError
     from oncall.ingest.source import SourceError, iter_lines, read_all_text, read_head
@@ -157,7 +156,7 @@ def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
     whole_doc = head.doc is not None or (start in ("[", "{") and head.first_line_obj is None)
     if whole_doc:
         try:
-            doc = head.doc if head.doc is not None else json.loads(read_all_text(path))
+            doc = head.doc if head.doc is not None else jsonio.loads(read_all_text(path))
         except SourceError as exc:
             raise FormatError(str(exc)) from None
         except ValueError as exc:

@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,16 +74,108 @@ def compression_of(path: Path) -> str | None:
 
 
 def open_binary(path: Path) -> IO[bytes]:
-    """Open a file for reading decompressed bytes."""
+    """Open a file for reading decompressed bytes.
+
+    A compressed stream that ends early (a copy taken while the exporter was writing, a download
+    cut short) raises SourceError("truncated gzip/zstd stream") when the reader reaches its end,
+    whichever reader that is: the file fails whole (its transaction rolls back), never loading the
+    lines before the cut as if they were all, never read as an empty file.
+    """
     comp = compression_of(path)
     if comp == "gzip":
-        return gzip.open(path, "rb")
+        return io.BufferedReader(_Checked(gzip.open(path, "rb"), path, "gzip"), buffer_size=1 << 20)
     if comp == "zstd":
+        return io.BufferedReader(_ZstdReader(open(path, "rb"), path), buffer_size=1 << 20)
+    return open(path, "rb")
+
+
+TRUNCATED_MARK = ": the file ends before its compressed data does"
+
+
+class TruncatedStream(SourceError):
+    """A gzip or zstd file that ends before its compressed data does."""
+
+
+def truncated(path: Path, comp: str, detail: str = "") -> TruncatedStream:
+    why = f" ({detail})" if detail else ""
+    return TruncatedStream(f"{path}: truncated {comp} stream{TRUNCATED_MARK}{why}; "
+                       "nothing from it was loaded (copy it again once the writer has finished)")
+
+
+class _Checked(io.RawIOBase):
+    """A decompressing reader whose errors (gzip's EOFError for a cut stream, a corrupt block) become
+    SourceError naming the file."""
+
+    def __init__(self, inner: IO[bytes], path: Path, comp: str) -> None:
+        self.inner, self.path, self.comp = inner, path, comp
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        try:
+            data = self.inner.read(len(buf))
+        except EOFError as exc:
+            raise truncated(self.path, self.comp, str(exc)) from None
+        except (OSError, zlib.error) as exc:
+            raise SourceError(f"{self.path}: corrupt {self.comp} stream: {exc}") from None
+        buf[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        self.inner.close()
+        super().close()
+
+
+class _ZstdReader(io.RawIOBase):
+    """zstd frames one after another; a frame still open at the end of the file is a truncated stream
+    (zstandard's stream_reader returns what it has and says nothing)."""
+
+    def __init__(self, fh: IO[bytes], path: Path) -> None:
         import zstandard
 
-        fh = open(path, "rb")
-        return zstandard.ZstdDecompressor().stream_reader(fh, closefd=True, read_across_frames=True)
-    return open(path, "rb")
+        self.fh, self.path = fh, path
+        self._dctx = zstandard.ZstdDecompressor()
+        self._obj = self._dctx.decompressobj()
+        self._error = zstandard.ZstdError
+        self._out = b""
+        self._pos = 0
+        self._open_frame = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf: Any) -> int:
+        while self._pos >= len(self._out):
+            chunk = self.fh.read(1 << 20)
+            if not chunk:
+                if self._open_frame:
+                    raise truncated(self.path, "zstd")
+                return 0
+            self._out, self._pos = self._decompress(chunk), 0
+        n = min(len(buf), len(self._out) - self._pos)
+        buf[:n] = self._out[self._pos: self._pos + n]
+        self._pos += n
+        return n
+
+    def _decompress(self, data: bytes) -> bytes:
+        parts = []
+        try:
+            while data:
+                self._open_frame = True
+                parts.append(self._obj.decompress(data))
+                if not self._obj.eof:
+                    break
+                data = self._obj.unused_data  # the next frame starts here
+                self._obj = self._dctx.decompressobj()
+                self._open_frame = False
+        except self._error as exc:
+            raise SourceError(f"{self.path}: corrupt zstd stream: {exc}") from None
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self.fh.close()
+        super().close()
 
 
 def sha256_of(path: Path) -> str:
@@ -113,6 +206,8 @@ def read_head(path: Path) -> Head:
                 return Head(data=b"", complete=False, is_parquet=True)
         with open_binary(path) as fh:
             data = fh.read(HEAD_BYTES + 1)
+    except SourceError:
+        raise
     except (OSError, EOFError) as exc:
         raise SourceError(f"{path}: cannot read: {exc}") from None
     except Exception as exc:  # zstandard raises its own error type for corrupt frames
@@ -131,18 +226,24 @@ def read_head(path: Path) -> Head:
             head.extra["invalid_utf8"] = True
     text = head.text.lstrip("\ufeff")
     if complete:
-        try:
-            head.doc = json.loads(text)
-        except ValueError:
-            head.doc = None
+        head.doc = _json_or_none(text, head)
     for line in text.splitlines():
         if line.strip():
-            try:
-                head.first_line_obj = json.loads(line)
-            except ValueError:
-                head.first_line_obj = None
+            head.first_line_obj = _json_or_none(line, head)
             break
     return head
+
+
+def _json_or_none(text: str, head: Head) -> Any:
+    """Detection's parse: None for anything that is not JSON, nested too deep included (the
+    importer then reports the record at its line; detection must never crash the load)."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+    except RecursionError:
+        head.extra["too_deep"] = True  # said when the format cannot be told
+        return None
 
 
 def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:

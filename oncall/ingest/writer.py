@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 
 from oncall.ingest import jsonio
 from oncall.ingest.cost import estimate_costs
+from oncall.ingest.validate import absurd_times, drop_unreadable_times, rows_to_arrow
 from oncall.redact import PREFILTER, redact_text, sql_redact, sql_str
 from oncall.store.db import utc_cursor
 from oncall.store.parts import PK_SHIFT
@@ -73,7 +74,7 @@ def _select_list() -> str:
 class FileWriter:
     """The sink importers write into. One per file."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection, import_id: int, path: Path, fmt: str,
+    def __init__(self, con: duckdb.DuckDBPyConnection, import_id: int, path: Path | str, fmt: str,
                  *, strict: bool = False, on_progress: Callable[[int], None] | None = None) -> None:
         self.con = con
         self.import_id = import_id
@@ -83,6 +84,8 @@ class FileWriter:
         self.on_progress = on_progress
         self.rows: list[dict[str, Any]] = []
         self.problems: list[tuple[int | None, str, str]] = []
+        self.warnings: list[tuple[int | None, str]] = []  # records loaded but worth a word (validate.py)
+        self._validated = False
         self.added = 0
         self.duplicates = 0
         self._select = _select_list()
@@ -133,13 +136,19 @@ class FileWriter:
         if not self.rows:
             return
         rows, self.rows = self.rows, []
+        kept = []
         for r in rows:
-            for c in JSON_COLUMNS:
-                v = r.get(c)
-                if v is not None and not isinstance(v, str):
-                    r[c] = _dumps(v)
+            try:
+                for c in JSON_COLUMNS:
+                    v = r.get(c)
+                    if v is not None and not isinstance(v, str):
+                        r[c] = _dumps(v)
+            except ValueError as exc:  # jsonio.TooDeep: a value no reader could parse back
+                self.problem(r.get("source_line"), "too-deep", f"{c}: {exc}; record skipped")
+                continue
+            kept.append(r)
         # source_file/source_format left empty are filled in by the INSERT (coalesce).
-        self._insert_relation(pa.Table.from_pylist(rows, schema=_STAGE_SCHEMA))
+        self._insert_relation(rows_to_arrow(kept, _STAGE_SCHEMA, self.problem))
 
     def _insert_relation(self, table: pa.Table) -> None:
         missing = [c for c in IMPORTER_COLUMNS if c not in table.column_names]
@@ -245,10 +254,15 @@ class FileWriter:
         return pa.concat_tables([table.filter(pc.invert(mask)), pa.Table.from_pylist(fixed, schema=table.schema)])
 
     def write_all(self) -> None:
-        """Write every row still buffered or in flight; the importer is done."""
+        """Write every row still buffered or in flight; the importer is done. Then the file's rows
+        are checked once (validate.py): unreadable times removed and reported, absurd ones named."""
         self.flush()
         self.drain()
         self._close_helpers()
+        if not self._validated:
+            self._validated = True
+            self.added -= drop_unreadable_times(self.con, self.import_id, self.problem)
+            self.warnings.extend(absurd_times(self.con, self.import_id))
 
     def _close_helpers(self) -> None:
         self._inserter.shutdown(wait=True)

@@ -208,6 +208,7 @@ def recovery_time(con: Any, effect: dict[str, Any], after: dt.datetime, *, bucke
     before the cause (|z| < 3 against that value, or within 10 % of it), with at least 10 rows."""
     from oncall.query.filters import compile_filter
     from oncall.query.metrics import SIGNALS
+    from oncall.query.registry import DuckDB
 
     metric, before = effect.get("metric"), effect.get("before")
     if metric not in SIGNALS or before is None:
@@ -217,11 +218,11 @@ def recovery_time(con: Any, effect: dict[str, Any], after: dt.datetime, *, bucke
         return None  # needs the before-period's key sets; its cause's other effects cover it
     words = _without_window(effect.get("filter"))
     c = compile_filter(con, words, alias="s")
-    kind = "tool" if metric == "tool_error_rate" else "llm"
+    d = DuckDB("s")
     sql = (f"SELECT time_bucket(INTERVAL '{int(bucket_s)} seconds', s.start_time) AS b, count(v) AS n, avg(v) AS m, "
-           f"var_samp(v) AS var FROM (SELECT s.start_time, CASE WHEN s.kind = '{kind}' THEN {sg.sql} END AS v "
+           f"var_samp(v) AS var FROM (SELECT s.start_time, {sg.row_sql(d)} AS v "
            f"FROM spans s WHERE {c.where} AND s.start_time >= ?) s GROUP BY 1 ORDER BY 1 LIMIT {RECOVERY_MAX_BUCKETS}")
-    rows = con.execute(sql, [*c.params, after]).fetchall()
+    rows = con.execute(sql, [*d.params, *c.params, after]).fetchall()
     before = float(before)
     for b, n, m, var in rows:
         if not n or n < 10 or m is None:

@@ -24,12 +24,15 @@ from typing import Any
 
 from oncall.display import iso_utc
 from oncall.query.filters import Filter, compile_filter
-from oncall.query.metrics import cohort_metrics
-from oncall.query.stats import MIN_N, relative_change, two_proportions, welch
+from oncall.query.registry import METRICS, measure, shown
+from oncall.query.stats import MIN_N, relative_change
 
 MATCH_CHARS = 200
 MIN_MATCH_CHARS = 20
 LIST_LIMIT = 200
+# What the carried requests are compared on: the quality of what they answer (the registry's definitions).
+_COMPARED = [METRICS[n] for n in ("requests", "error_rate", "output_length_mean", "refusal_rate", "json_valid_rate",
+                                  "labelled_bad_rate")]
 
 
 def blast_radius(con: Any, flt: Filter | str | Sequence[str] | None, *,
@@ -101,45 +104,33 @@ def _after_mitigation(con: Any, mitigation: dt.datetime, op: str = ">=") -> dict
     clean = (f"s.kind = 'llm' AND s.start_time {op} ? AND s.session_id IS NOT NULL "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_carried) "
              "AND s.session_id NOT IN (SELECT session_id FROM _oncall_bad)")
-    d = cohort_metrics(con, dirty, [mitigation])
-    c = cohort_metrics(con, clean, [mitigation])
-    if not d["requests"]:
-        return {"contaminated_requests": 0, "clean_requests": int(c["requests"]), "metrics": [],
+    d = measure(con, dirty, [mitigation], _COMPARED)
+    c = measure(con, clean, [mitigation], _COMPARED)
+    if not d["requests"].n:
+        return {"contaminated_requests": 0, "clean_requests": int(c["requests"].n), "metrics": [],
                 "still_degraded": False, "verdict": "cannot tell",
                 "reason": "no carried requests after the mitigation"}
     rows = []
-
-    def rate(metric: str, x: str, n: str) -> None:
-        a = d[x] / d[n] if d[n] else None
-        b = c[x] / c[n] if c[n] else None
-        t = two_proportions(d[x], d[n], c[x], c[n])
-        rows.append({"metric": metric, "contaminated": a, "clean": b, "relative_change": relative_change(a, b),
-                     "significance": t.significance, "p_value": t.p_value})
-
-    rate("error_rate", "errors", "requests")
-    rate("refusal_rate", "refusals", "outputs")
-    if max(_share(d, "json_valid", "outputs"), _share(c, "json_valid", "outputs")) >= 0.5:
-        rate("json_valid_rate", "json_valid", "outputs")  # only for JSON-producing cohorts (as compare does)
-    t = welch(d["length_mean"], d["length_var"], d["outputs"], c["length_mean"], c["length_var"], c["outputs"])
-    rows.append({"metric": "output_length_mean", "contaminated": d["length_mean"], "clean": c["length_mean"],
-                 "relative_change": relative_change(d["length_mean"], c["length_mean"]),
-                 "significance": t.significance, "p_value": t.p_value})
-    if d["labels_bad"] + d["labels_good"] and c["labels_bad"] + c["labels_good"]:
-        rate("labelled_bad_rate", "labels_bad", "requests")
+    for m in shown(d, c):
+        if m.name == "requests":
+            continue
+        a, b = m.of(d[m.name]), m.of(c[m.name])
+        if m.name == "labelled_bad_rate" and not (d[m.name].n and c[m.name].n):
+            continue  # bad labels only when both sides have labels
+        t = m.test(d[m.name], c[m.name])
+        rows.append({"metric": m.name, "contaminated": a, "clean": b, "relative_change": relative_change(a, b),
+                     "significance": t.significance if t else "n/a", "p_value": t.p_value if t else None})
     degraded = any(r["significance"] == "significant" and abs(r["relative_change"] or 0) >= 0.1 for r in rows)
     tested = [r for r in rows if r["significance"] in ("significant", "noise")]
+    d_n, c_n = int(d["requests"].n), int(c["requests"].n)
     reason = None
     if degraded:
         verdict = "degraded"
-    elif d["requests"] < MIN_N or c["requests"] < MIN_N or not tested:
+    elif d_n < MIN_N or c_n < MIN_N or not tested:
         verdict = "cannot tell"
-        reason = (f"{int(d['requests']):,} carried vs {int(c['requests']):,} clean requests after the mitigation; "
+        reason = (f"{d_n:,} carried vs {c_n:,} clean requests after the mitigation; "
                   f"at least {MIN_N} on each side are needed")
     else:
         verdict = "not degraded"
-    return {"contaminated_requests": int(d["requests"]), "clean_requests": int(c["requests"]), "metrics": rows,
+    return {"contaminated_requests": d_n, "clean_requests": c_n, "metrics": rows,
             "still_degraded": degraded, "verdict": verdict, "reason": reason}
-
-
-def _share(m: dict[str, Any], x: str, n: str) -> float:
-    return (m[x] or 0) / m[n] if m[n] else 0.0

@@ -42,11 +42,11 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from typing import Any
 
-from oncall.display import format_cost
 from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
+from oncall.query.registry import METRICS
 from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
@@ -89,6 +89,9 @@ class Change:
     bucket_s: int = 0
     title: str = ""  # the cause (or what moved) without its effects: the console's line
     cost_estimated: float | None = None  # cost shifts: share of the cohort's costs that are estimates
+    # A served-model cause's rows split by served model ("none": failed calls, which have none), so the
+    # responder sees the failures its cohort holds: {"by": "served_model", "values": {value: calls}}.
+    split: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return _rounded(asdict(self))
@@ -129,49 +132,16 @@ def _what(cohort: dict[str, str]) -> str:
 
 
 # -- reading a metric ------------------------------------------------------------------------------
-METRIC_NAMES = {"error_rate": "error rate", "cost_per_request": "cost/request", "latency_ms_mean": "mean latency",
-                "output_length_mean": "output length", "refusal_rate": "refusal rate",
-                "json_valid_rate": "JSON-valid outputs", "json_key_drift": "outputs with a new JSON key set",
-                "input_tokens_mean": "input tokens/request", "output_tokens_mean": "output tokens/request",
-                "ttft_ms_mean": "time to first token", "finish_length_rate": "truncated (finish=length)",
-                "finish_content_filter_rate": "content-filtered (finish=content_filter)",
-                "finish_tool_calls_rate": "finish=tool_calls", "tool_call_rate": "calls with tool calls",
-                "tool_error_rate": "tool-span error rate"}
-
-
-def _is_rate(metric: str) -> bool:
-    return SIGNALS[metric].kind == "rate" if metric in SIGNALS else metric.endswith("_rate")
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f"{v:.3g}" if abs(v) >= 0.001 or v == 0 else f"{v:.2e}"
-    return str(v)
-
-
-def _value(metric: str, v: float) -> str:
-    if _is_rate(metric):
-        pct = 100 * v
-        return f"{pct:.1f} %" if pct < 10 else f"{pct:.0f} %"
-    if metric == "cost_per_request":
-        return format_cost(v)
-    if metric in ("latency_ms_mean", "ttft_ms_mean"):
-        return f"{v:,.0f} ms"
-    if metric == "output_length_mean":
-        return f"{v:,.0f} chars"
-    if metric in ("input_tokens_mean", "output_tokens_mean"):
-        return f"{v:,.0f}"
-    return _fmt(v)
-
-
 def describe_effect(metric: str, before: float, after: float, *, estimated: bool = False) -> str:
-    """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change."""
-    name = METRIC_NAMES.get(metric, metric)
+    """`cost/request $0.00047 -> $0.00132 (+182 %)`: rates as percentages, means with the relative change
+    (labels, units and formatting from the metric registry)."""
+    m = METRICS[metric]
+    name = m.label
     if metric == "cost_per_request" and estimated:
         name = "estimated " + name
-    text = f"{name} {_value(metric, before)} -> {_value(metric, after)}"
+    text = f"{name} {m.text(before)} -> {m.text(after)}"
     rel = relative_change(after, before)
-    if not _is_rate(metric) and rel is not None:
+    if m.kind != "rate" and rel is not None:
         text += f" ({100 * rel:+.0f} %)"
     return text
 
@@ -374,6 +344,12 @@ def _count(ctx: _Ctx, found: list[Change]) -> None:
     """The request count of every entry and effect is what its filter returns in search."""
     for c in found:
         c.affected_requests = _filter_count(ctx.con, c.filter)
+        if c.split is not None:
+            comp = compile_filter(ctx.con, c.filter, alias="s")
+            dim = c.split["by"]
+            c.split["values"] = {("none" if v is None else str(v)): int(n) for v, n in ctx.con.execute(
+                f"SELECT s.{dim}, count(*) FROM spans s WHERE {comp.where} GROUP BY 1 ORDER BY 2 DESC",
+                comp.params).fetchall()}
         c.counts = {"requests": c.affected_requests, "filter": c.filter,
                     "counted": "LLM calls the filter returns in search (errors included)"}
         for e in c.effects:
@@ -401,6 +377,37 @@ class _Cause:
     after_until: dt.datetime | None = None
     before_from: dt.datetime | None = None
     share: float = 1.0  # of the cohort's rows with a value for the dimension, while it was there
+    # Failed calls do not carry the dimension (a served model is in the response): the cause's rows
+    # are then its cohort in its window with the dimension as the split, so its failures stay in.
+    response_side: bool = False
+    others: list[str] = field(default_factory=list)  # other values of the dimension in the window
+
+    @property
+    def holds_failures(self) -> bool:
+        """Its rows are its cohort in its window except the other values of the dimension, failed calls
+        included; a value that took under half its cohort cannot claim the window's failures."""
+        return not self.response_side or self.share >= 0.5
+
+    def terms(self) -> list[str]:
+        """Filter terms for the cause's rows after its first appearance (without the window)."""
+        if not self.response_side:
+            return [f"{self.dim}={_q(self.value)}"]
+        if not self.holds_failures:
+            return [f"{self.dim}={_q(self.value)}"]
+        return [f"{self.dim}!=" + ",".join(quote_value(o) for o in self.others)] if self.others else []
+
+    def after_sql(self) -> tuple[str, list[Any]]:
+        """The same rows (after the first appearance) as SQL over alias s, NULL-safe."""
+        if self.response_side and self.holds_failures:
+            return f"(s.{self.dim} IS NULL OR s.{self.dim} = ?)" if not self.others else \
+                f"(s.{self.dim} IS NULL OR s.{self.dim} NOT IN ({', '.join('?' * len(self.others))}))", \
+                ([self.value] if not self.others else list(self.others))
+        if self.response_side:
+            return f"s.{self.dim} = ?", [self.value]
+        # A request-side value: rows without one count as the cause's only when it took most of its cohort.
+        if self.share >= 0.5:
+            return f"(s.{self.dim} IS NULL OR s.{self.dim} = ?)", [self.value]
+        return f"s.{self.dim} = ?", [self.value]
 
 
 def _causes(ctx: _Ctx) -> list[_Cause]:
@@ -440,7 +447,18 @@ def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.dat
                          f"FROM spans s WHERE {where} AND s.start_time >= ? AND s.start_time <= ?",
                          [value, *llm.params, *cohort.values(), first, last]).fetchone()
     share = during[0] / during[1] if during[1] else 0.0
-    return _Cause(dim, value, str(prev[0]), first, last, count, cohort, share=share)
+    # Do the cohort's failed calls carry this dimension? A served model is read from the response, so
+    # a failed call has none: then its cohort in the window, split by the dimension, holds them.
+    failed, carried = con.execute(
+        f"SELECT count(*) FILTER (WHERE s.status = 'error'), count(*) FILTER (WHERE s.status = 'error' "
+        f"AND s.{dim} IS NOT NULL) FROM spans s WHERE {where}", [*llm.params, *cohort.values()]).fetchone()
+    response_side = bool(failed) and carried < 0.5 * failed
+    others = [str(r[0]) for r in con.execute(
+        f"SELECT DISTINCT s.{dim} FROM spans s WHERE {where} AND s.start_time >= ? AND s.start_time <= ? "
+        f"AND s.{dim} IS NOT NULL AND s.{dim} <> ? ORDER BY 1", [*llm.params, *cohort.values(), first, last, value]
+    ).fetchall()]
+    return _Cause(dim, value, str(prev[0]), first, last, count, cohort, share=share, response_side=response_side,
+                  others=others)
 
 
 # Which implied keys go first when a cohort is made minimal: the provider follows from the model; a
@@ -510,14 +528,11 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
     cause.after_until = until
     cond = [f"s.{k} = ?" for k in cause.cohort]
     params = list(cause.cohort.values())
-    # After its first appearance, rows with another value of the dimension are not the cause's.
-    # Rows without one (a failed call has no served model) count as the cause's only when it took
-    # most of its cohort; else they are mostly the old value's.
-    if cause.share >= 0.5:
-        cond.append(f"(s.start_time < ? OR s.{cause.dim} IS NULL OR s.{cause.dim} = ?)")
-    else:
-        cond.append(f"(s.start_time < ? OR s.{cause.dim} = ?)")
-    params += [t0, cause.value]
+    # After its first appearance, rows with another value of the dimension are not the cause's (see
+    # _Cause.after_sql: a served-model change keeps its failed calls, which have no served model).
+    mine, mine_params = cause.after_sql()
+    cond.append(f"(s.start_time < ? OR {mine})")
+    params += [t0, *mine_params]
     if cause.before_from is not None:
         cond.append("s.start_time >= ?")
         params.append(cause.before_from)
@@ -541,6 +556,8 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
         for metric, sg in SIGNALS.items():
             if metric not in ctx.signals:
                 continue
+            if sg.errors == "in" and sg.entity == "llm" and not cause.holds_failures:
+                continue  # its after-rows lack the failed calls the metric counts: it would read as a drop
             e = _effect(ctx, cause, metric, sg.kind, key, grp, phases)
             if e is not None:
                 by_metric.setdefault(metric, []).append(e)
@@ -577,7 +594,7 @@ def _effect(ctx: _Ctx, cause: _Cause, metric: str, kind: str, key: str | None, g
         cohort[key] = grp
     window = [f"since={_iso(cause.first)}"] + ([f"until={_iso(_ceil_s(cause.after_until))}"]
                                                if cause.after_until else [])
-    flt = " ".join(_cohort_terms(cohort) + window)
+    flt = " ".join(_cohort_terms(cohort) + (cause.terms() if cause.response_side else []) + window)
     desc = describe_effect(metric, vb, va, estimated=ctx.estimated_cost)
     if key is not None:
         desc += f" in {key}={grp}"
@@ -633,8 +650,10 @@ def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
         desc += "; no significant effect"
     ended = _iso(c.last) if c.after_until is not None and ctx.hi - c.last > 2 * dt.timedelta(
         seconds=ctx.bucket_s) else None
-    # The cause's cohort and window: its new value, from its first appearance (to its last, if it went away).
-    flt = _cohort_terms(c.cohort) + [f"{c.dim}={_q(c.value)}", f"since={_iso(c.first)}"]
+    # The cause's cohort and window: its new value, from its first appearance (to its last, if it went
+    # away); for a served model, its cohort in the window with the other served models left out, so
+    # the failed calls (which have none) stay in.
+    flt = _cohort_terms(c.cohort) + c.terms() + [f"since={_iso(c.first)}"]
     if ended:
         flt.append(f"until={_iso(_ceil_s(c.last))}")
     effects = [{k: v for k, v in e.items() if not k.startswith("_")} for e in c.effects]
@@ -643,7 +662,8 @@ def _cause_change(ctx: _Ctx, c: _Cause) -> Change:
                   relative_change=top["relative_change"] if top else None, affected_requests=c.count,
                   impact=impact, significance=top["significance"] if top else "n/a",
                   p_value=top["p_value"] if top else None, description=desc, filter=" ".join(flt),
-                  effects=effects, together_with=c.together, bucket_s=ctx.bucket_s, title=title)
+                  effects=effects, together_with=c.together, bucket_s=ctx.bucket_s, title=title,
+                  split={"by": c.dim, "values": {}} if c.response_side else None)
 
 
 # -- 3. shifts in the series -------------------------------------------------------------------------
@@ -810,9 +830,10 @@ def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
     from oncall.query.metrics import _projection
 
     cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
-    mine = " AND ".join([f"s.{k} = ?" for k in c.cohort] + ["s.start_time >= ?", f"s.{c.dim} = ?"])
+    after, after_params = c.after_sql()
+    mine = " AND ".join([f"s.{k} = ?" for k in c.cohort] + ["s.start_time >= ?", after])
     cond.append(f"NOT coalesce({mine}, false)")
-    cparams += [*c.cohort.values(), c.first, c.value]
+    cparams += [*c.cohort.values(), c.first, *after_params]
     proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
     a0, a1 = _window(fam)
     v = f"v_{sg.name}"

@@ -1,5 +1,7 @@
 """`oncall compare FILTER --baseline FILTER`: a cohort's metrics beside its baseline, with deltas and
-an honest significance mark per metric (stats.py). Field names are a contract (`--json`)."""
+an honest significance mark per metric (stats.py). Every row is a metric of the registry
+(query/registry.py), in its order, with its unit, direction and test. Field names are a contract
+(`--json`)."""
 
 from __future__ import annotations
 
@@ -8,22 +10,32 @@ from typing import Any
 
 from oncall.query.cost_marks import mark_compare
 from oncall.query.filters import Filter, compile_filter
-from oncall.query.metrics import COMPARED_ERRORS, cohort_metrics, key_sets
-from oncall.query.stats import Test, relative_change, two_proportions, welch
+from oncall.query.registry import JSON_COHORT_MIN, METRICS, Metric, Stat, key_drift, key_set_counts, measure, shown
+from oncall.query.stats import Test, relative_change
 
-JSON_COHORT_MIN = 0.5  # JSON rates are reported when at least half of either side's outputs are JSON
-
-
-def _rate(x: int | None, n: int | None) -> float | None:
-    return (x or 0) / n if n else None
+__all__ = ["JSON_COHORT_MIN", "compare", "metric_row"]
 
 
-def _row(metric: str, unit: str, cohort: Any, baseline: Any, test: Test | None, higher_is: str) -> dict[str, Any]:
+def metric_row(m: Metric, cohort: Any, baseline: Any, test: Test | None) -> dict[str, Any]:
+    """One row of a side-by-side table, in compare's --json field names."""
     delta = cohort - baseline if isinstance(cohort, (int, float)) and isinstance(baseline, (int, float)) else None
-    return {"metric": metric, "unit": unit, "cohort": cohort, "baseline": baseline, "delta": delta,
+    return {"metric": m.name, "unit": m.unit, "cohort": cohort, "baseline": baseline, "delta": delta,
             "delta_pct": None if delta is None else (None if not baseline else 100.0 * delta / abs(baseline)),
             "significance": test.significance if test else "n/a", "p_value": test.p_value if test else None,
-            "worse_when": higher_is}
+            "worse_when": m.worse,
+            "relative_change": relative_change(cohort, baseline) if m.unit != "count" else None}
+
+
+def _dims(con: Any, where: str, params: list[Any]) -> dict[str, Any]:
+    """What a cohort is besides its metrics: its time span and its served models and finish reasons."""
+    first, last = con.execute(f"SELECT min(s.start_time), max(s.start_time) FROM spans s WHERE {where}",
+                              params).fetchone()
+    out: dict[str, Any] = {"first": first, "last": last}
+    for dim in ("served_model", "finish_reason"):
+        out[dim + "s"] = {str(k): int(v) for k, v in con.execute(
+            f"SELECT s.{dim}, count(*) FROM spans s WHERE {where} AND s.{dim} IS NOT NULL "
+            f"GROUP BY 1 ORDER BY 2 DESC LIMIT 20", params).fetchall()}
+    return out
 
 
 def compare(con: Any, flt: Filter | str | Sequence[str] | None,
@@ -31,80 +43,42 @@ def compare(con: Any, flt: Filter | str | Sequence[str] | None,
     """Metrics of the cohort and of the baseline, side by side."""
     c = compile_filter(con, flt, alias="s")
     b = compile_filter(con, baseline, alias="s")
-    m, base = cohort_metrics(con, c.where, c.params), cohort_metrics(con, b.where, b.params)
-    rows: list[dict[str, Any]] = []
-    n1, n2 = m["requests"], base["requests"]
-    rows.append(_row("requests", "count", n1, n2, None, "n/a"))
-    rows.append(_row("error_rate", "ratio", _rate(m["errors"], n1), _rate(base["errors"], n2),
-                     two_proportions(m["errors"], n1, base["errors"], n2), "higher"))
-    for e in COMPARED_ERRORS:
-        x1, x2 = m[f"errors_{e}"], base[f"errors_{e}"]
-        if x1 or x2:
-            rows.append(_row(f"error_rate_{e}", "ratio", _rate(x1, n1), _rate(x2, n2),
-                             two_proportions(x1, n1, x2, n2), "higher"))
-    rows.append(_row("latency_ms_mean", "ms", m["latency_mean"], base["latency_mean"],
-                     welch(m["latency_mean"], m["latency_var"], m["latency_n"], base["latency_mean"],
-                           base["latency_var"], base["latency_n"]), "higher"))
-    for q in ("p50", "p95", "p99"):
-        rows.append(_row(f"latency_ms_{q}", "ms", m[f"latency_{q}"], base[f"latency_{q}"], None, "higher"))
-    for t in ("input_tokens", "output_tokens"):
-        rows.append(_row(f"{t}_mean", "tokens", m[f"{t}_mean"], base[f"{t}_mean"],
-                         welch(m[f"{t}_mean"], m[f"{t}_var"], m[f"{t}_n"], base[f"{t}_mean"], base[f"{t}_var"],
-                               base[f"{t}_n"]), "higher"))
-    if m["ttft_n"] or base["ttft_n"]:  # streamed calls only
-        rows.append(_row("ttft_ms_mean", "ms", m["ttft_mean"], base["ttft_mean"],
-                         welch(m["ttft_mean"], m["ttft_var"], m["ttft_n"], base["ttft_mean"], base["ttft_var"],
-                               base["ttft_n"]), "higher"))
-    # The finish-reason mix and tool calls, where either side has any (the same names as `changes`).
-    for r in ("length", "content_filter", "tool_calls"):
-        x1, x2 = m[f"finish_{r}"], base[f"finish_{r}"]
-        if x1 or x2:
-            rows.append(_row(f"finish_{r}_rate", "ratio", _rate(x1, m["finished"]), _rate(x2, base["finished"]),
-                             two_proportions(x1, m["finished"], x2, base["finished"]), "higher"))
-    if m["tool_call_requests"] or base["tool_call_requests"]:
-        rows.append(_row("tool_call_rate", "ratio", _rate(m["tool_call_requests"], m["answered"]),
-                         _rate(base["tool_call_requests"], base["answered"]),
-                         two_proportions(m["tool_call_requests"], m["answered"], base["tool_call_requests"],
-                                         base["answered"]), "either"))
-    rows.append(_row("cost_per_request", "usd", m["cost_mean"], base["cost_mean"],
-                     welch(m["cost_mean"], m["cost_var"], m["cost_n"], base["cost_mean"], base["cost_var"],
-                           base["cost_n"]), "higher"))
-    rows.append(_row("cost_total", "usd", m["cost_total"], base["cost_total"], None, "higher"))
-    o1, o2 = m["outputs"], base["outputs"]
-    rows.append(_row("output_length_mean", "chars", m["length_mean"], base["length_mean"],
-                     welch(m["length_mean"], m["length_var"], o1, base["length_mean"], base["length_var"], o2),
-                     "either"))
-    rows.append(_row("refusal_rate", "ratio", _rate(m["refusals"], o1), _rate(base["refusals"], o2),
-                     two_proportions(m["refusals"], o1, base["refusals"], o2), "higher"))
-    jv1, jv2 = _rate(m["json_valid"], o1), _rate(base["json_valid"], o2)
+    plain = [m for m in METRICS.values() if m.reference is None]
+    m, base = measure(con, c.where, c.params, plain), measure(con, b.where, b.params, plain)
     drift = None
-    if (jv1 or 0) >= JSON_COHORT_MIN or (jv2 or 0) >= JSON_COHORT_MIN:
-        rows.append(_row("json_valid_rate", "ratio", jv1, jv2,
-                         two_proportions(m["json_valid"], o1, base["json_valid"], o2), "lower"))
-        ks_c, ks_b = key_sets(con, c.where, c.params), key_sets(con, b.where, b.params)
+    if any(x.name == "json_valid_rate" for x in shown(m, base)):
+        # Key drift: the cohort's JSON key sets against the baseline's (the registry's fold over counts).
+        ks_c, ks_b = key_set_counts(con, c.where, c.params), key_set_counts(con, b.where, b.params)
+        m["json_key_drift"] = key_drift(ks_c, ks_b)
+        base["json_key_drift"] = key_drift(ks_b, ks_b) if ks_b else Stat()
         new = {k: v for k, v in ks_c.items() if k not in ks_b}
         total_c = sum(ks_c.values())
-        drift = {"new_key_sets": new, "cohort_key_sets": ks_c, "baseline_key_sets": ks_b,
+        drift = {"new_key_sets": dict(list(new.items())[:50]), "cohort_key_sets": dict(list(ks_c.items())[:50]),
+                 "baseline_key_sets": dict(list(ks_b.items())[:50]),
                  "share_new": (sum(new.values()) / total_c) if total_c else None}
-        rows.append(_row("json_key_drift", "ratio", drift["share_new"], 0.0 if ks_b else None,
-                         two_proportions(sum(new.values()), total_c, 0, sum(ks_b.values())) if ks_b else None,
-                         "higher"))
-    lab1, lab2 = m["labels_good"] + m["labels_bad"], base["labels_good"] + base["labels_bad"]
-    if lab1 or lab2:
-        rows.append(_row("labelled_bad_rate", "ratio", _rate(m["labels_bad"], lab1), _rate(base["labels_bad"], lab2),
-                         two_proportions(m["labels_bad"], lab1, base["labels_bad"], lab2), "higher"))
-    for r in rows:
-        rel = relative_change(r["cohort"], r["baseline"]) if r["unit"] != "count" else None
-        r["relative_change"] = rel
+    rows = []
+    for metric in shown(m, base):
+        sa, sb = m[metric.name], base[metric.name]
+        va, vb = metric.of(sa), metric.of(sb)
+        test = metric.test(sa, sb)
+        if metric.name == "json_key_drift" and not sb.n:
+            vb, test = None, None  # no baseline key sets: nothing to drift from
+        rows.append(metric_row(metric, va, vb, test))
+    dc, db = _dims(con, c.where, c.params), _dims(con, b.where, b.params)
+
+    def labels(s: dict[str, Stat]) -> dict[str, int]:
+        lab = s["labelled_bad_rate"]
+        return {"good": int(lab.n - lab.x), "bad": int(lab.x)}
+
     result = {
-        "cohort": {"filter": c.filter.text, "requests": n1, "first": m["first"], "last": m["last"],
-                   "labels": {"good": m["labels_good"], "bad": m["labels_bad"]}},
-        "baseline": {"filter": b.filter.text, "requests": n2, "first": base["first"], "last": base["last"],
-                     "labels": {"good": base["labels_good"], "bad": base["labels_bad"]}},
+        "cohort": {"filter": c.filter.text, "requests": int(m["requests"].n), "first": dc["first"],
+                   "last": dc["last"], "labels": labels(m)},
+        "baseline": {"filter": b.filter.text, "requests": int(base["requests"].n), "first": db["first"],
+                     "last": db["last"], "labels": labels(base)},
         "notes": c.notes + b.notes,
         "metrics": rows,
-        "served_models": {"cohort": m["served_models"], "baseline": base["served_models"]},
-        "finish_reasons": {"cohort": m["finish_reasons"], "baseline": base["finish_reasons"]},
+        "served_models": {"cohort": dc["served_models"], "baseline": db["served_models"]},
+        "finish_reasons": {"cohort": dc["finish_reasons"], "baseline": db["finish_reasons"]},
         "json_key_sets": drift,
     }
     mark_compare(con, result, c, b)  # cost rows say which share of their costs are estimates

@@ -487,6 +487,19 @@ class _Builder:
         return f"({expr})" if t.op == "=" else f"coalesce(NOT ({expr}), TRUE)"
 
 
+def resolve_time(key: str, value: str, anchor: dt.datetime) -> tuple[dt.datetime, list[str]]:
+    """A since=/until= value as a UTC time, relative and clock times counted from `anchor` (a source
+    has no newest span yet: its window counts from now); with the notes saying how it was read."""
+    b = _Builder(None, "")
+    b._anchor = anchor.astimezone(dt.UTC)
+    return b.time(key, value), b.notes
+
+
+def number_value(key: str, value: str, where: str) -> float:
+    """A numeric term's value as the filter reads it (`latency_ms>2s` is 2000)."""
+    return _number(key, value, where)
+
+
 _RE2_LOCK = threading.Lock()
 _RE2_CON: Any = None
 

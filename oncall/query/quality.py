@@ -31,15 +31,26 @@ def has_output(alias: str = "") -> str:
     return f"({a}status IS DISTINCT FROM 'error' AND {a}output_text IS NOT NULL)"
 
 
+def _col(alias: str, name: str) -> str:
+    return f"{alias}.{name}" if alias else name
+
+
 def refusal_sql(alias: str = "") -> str:
-    a = f"{alias}." if alias else ""
-    return (f"regexp_matches(lower(left({a}output_text, {REFUSAL_WINDOW})), "
+    return refusal_sql_of(_col(alias, "output_text"))
+
+
+def refusal_sql_of(text: str) -> str:
+    """The refusal check on any text expression (the metric registry renders its own columns)."""
+    return (f"regexp_matches(lower(left({text}, {REFUSAL_WINDOW})), "
             f"'{REFUSAL_PATTERN.replace(chr(39), chr(39) * 2)}')")
 
 
 def json_text_sql(alias: str = "") -> str:
-    a = f"{alias}." if alias else ""
-    return f"regexp_replace(trim({a}output_text), '{_FENCE}', '', 'g')"
+    return json_text_sql_of(_col(alias, "output_text"))
+
+
+def json_text_sql_of(text: str) -> str:
+    return f"regexp_replace(trim({text}), '{_FENCE}', '', 'g')"
 
 
 # Every JSON text starts, after whitespace, with one of these characters (or a ``` fence). Testing
@@ -50,16 +61,22 @@ _OBJECT_START = r"^\s*[{`]"
 
 
 def json_valid_sql(alias: str = "") -> str:
-    a = f"{alias}." if alias else ""
-    return (f"CASE WHEN regexp_matches({a}output_text, '{_JSON_START}') "
-            f"THEN coalesce(json_valid({json_text_sql(alias)}), false) ELSE false END")
+    return json_valid_sql_of(_col(alias, "output_text"))
+
+
+def json_valid_sql_of(text: str) -> str:
+    return (f"CASE WHEN regexp_matches({text}, '{_JSON_START}') "
+            f"THEN coalesce(json_valid({json_text_sql_of(text)}), false) ELSE false END")
 
 
 def key_set_sql(alias: str = "") -> str:
     """Sorted top-level keys joined by ',' for valid JSON objects; NULL otherwise."""
-    a = f"{alias}." if alias else ""
-    j = json_text_sql(alias)
-    return (f"CASE WHEN regexp_matches({a}output_text, '{_OBJECT_START}') AND json_valid({j}) "
+    return key_set_sql_of(_col(alias, "output_text"))
+
+
+def key_set_sql_of(text: str) -> str:
+    j = json_text_sql_of(text)
+    return (f"CASE WHEN regexp_matches({text}, '{_OBJECT_START}') AND json_valid({j}) "
             f"AND json_type({j}) = 'OBJECT' THEN array_to_string(list_sort(json_keys({j})), ',') END")
 
 

@@ -14,15 +14,14 @@ replay per request the summary says it cannot tell the two apart.
 from __future__ import annotations
 
 import difflib
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from oncall.query.compare import JSON_COHORT_MIN
 from oncall.query.quality import is_json, is_refusal, key_set
-from oncall.query.stats import two_proportions, welch
+from oncall.query.registry import Fold, Metric, Stat, shown
+from oncall.query.stats import Test
 
 # checks that take one value per output (compared for noise); "text" is the exact output
 CATEGORICAL = ("text", "json_valid", "key_set", "refusal", "finish_reason")
@@ -155,131 +154,31 @@ def noise_verdict(original: dict[str, Any], replays: Sequence[dict[str, Any]]) -
 
 
 # -- the run summary ------------------------------------------------------------------------------------
-def _mean_var(xs: list[float]) -> tuple[float | None, float | None]:
-    if not xs:
-        return None, None
-    m = sum(xs) / len(xs)
-    v = sum((x - m) ** 2 for x in xs) / (len(xs) - 1) if len(xs) > 1 else 0.0
-    return m, v
+# The columns a replay result carries, so the fold computes exactly the metrics they can give.
+REPLAY_COLUMNS = ("status", "output_text", "finish_reason", "input_tokens", "output_tokens", "latency_ms", "ttft_ms",
+                  "cost")
 
 
-def _quantile(xs: list[float], q: float) -> float | None:
-    if not xs:
-        return None
-    s = sorted(xs)
-    pos = (len(s) - 1) * q
-    lo, hi = math.floor(pos), math.ceil(pos)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+def side_fold() -> Fold:
+    """One side of a run (originals or replays), folded one row at a time through the metric registry,
+    so a run of any size is summarized without holding its outputs."""
+    return Fold(columns=REPLAY_COLUMNS)
 
 
-class SideStats:
-    """compare's cohort numbers for one side (originals or replays), fed one row at a time so a run
-    of any size is summarized without holding its outputs (only per-row numbers, for the quantiles)."""
-
-    def __init__(self) -> None:
-        self.n = self.errors = self.outputs = self.refusals = self.json_valid = 0
-        self.lat: list[float] = []
-        self.ttft: list[float] = []
-        self.itok: list[float] = []
-        self.otok: list[float] = []
-        self.cost: list[float] = []
-        self.length: list[float] = []
-        self.finish: Counter[str] = Counter()
-        self.keys: Counter[str] = Counter()
-
-    def add(self, r: dict[str, Any]) -> None:
-        self.n += 1
-        if r.get("status") == "error":
-            self.errors += 1
-            return
-        if r.get("latency_ms") is not None:
-            self.lat.append(float(r["latency_ms"]))
-        if r.get("ttft_ms") is not None:
-            self.ttft.append(float(r["ttft_ms"]))
-        for xs, k in ((self.itok, "input_tokens"), (self.otok, "output_tokens"), (self.cost, "cost")):
-            if r.get(k) is not None:
-                xs.append(float(r[k]))
-        if r.get("finish_reason"):
-            self.finish[str(r["finish_reason"])] += 1
-        text = r.get("output_text")
-        if text is None:
-            return
-        self.outputs += 1
-        self.length.append(float(len(text)))
-        self.refusals += is_refusal(text)
-        self.json_valid += is_json(text)
-        ks = key_set(text)
-        if ks is not None:
-            self.keys[ks] += 1
-
-    def top_key_sets(self) -> dict[str, int]:
-        return dict(self.keys.most_common(50))
-
-    def result(self, reference_keys: set[str] | None) -> dict[str, Any]:
-        new = {k: v for k, v in self.keys.items() if reference_keys is not None and k not in reference_keys}
-        total_keys = sum(self.keys.values())
-        lm, lv = _mean_var(self.lat)
-        return {
-            "requests": self.n, "errors": self.errors, "outputs": self.outputs, "refusals": self.refusals,
-            "json_valid": self.json_valid, "latency": self.lat, "latency_mean": lm, "latency_var": lv,
-            "ttft": self.ttft, "input_tokens": self.itok, "output_tokens": self.otok, "cost": self.cost,
-            "cost_total": sum(self.cost) if self.cost else None, "length": self.length,
-            "finish_reasons": dict(self.finish.most_common()), "key_sets": self.top_key_sets(),
-            "key_drift_new": sum(new.values()), "key_drift_total": total_keys,
-            "key_drift": (sum(new.values()) / total_keys) if total_keys and reference_keys is not None else None,
-        }
-
-
-def _rate(x: int, n: int) -> float | None:
-    return x / n if n else None
-
-
-def _row(metric: str, unit: str, original: Any, replay: Any, test: Any, worse_when: str,
-         baseline: Any = None) -> dict[str, Any]:
+def _row(m: Metric, original: Any, replay: Any, test: Test | None, baseline: Any = None) -> dict[str, Any]:
     delta = replay - original if isinstance(original, (int, float)) and isinstance(replay, (int, float)) else None
-    return {"metric": metric, "unit": unit, "baseline": baseline, "original": original, "replay": replay,
+    return {"metric": m.name, "unit": m.unit, "baseline": baseline, "original": original, "replay": replay,
             "delta": delta, "delta_pct": None if delta is None or not original else 100.0 * delta / abs(original),
             "significance": test.significance if test else "n/a", "p_value": test.p_value if test else None,
-            "worse_when": worse_when}
+            "worse_when": m.worse}
 
 
-def summary_rows(orig: dict[str, Any], rep: dict[str, Any], base: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The table `compare` prints, with the original cohort, its replays and (when given) the baseline."""
+def summary_rows(orig: dict[str, Stat], rep: dict[str, Stat], base: dict[str, Stat] | None) -> list[dict[str, Any]]:
+    """The table `compare` prints, with the original cohort, its replays and (when given) the baseline:
+    the same metrics, definitions and tests (the registry's), the replay tested against the original."""
     rows: list[dict[str, Any]] = []
-    b = base or {}
-    n1, n2 = orig["requests"], rep["requests"]
-    rows.append(_row("requests", "count", n1, n2, None, "n/a", b.get("requests")))
-    rows.append(_row("error_rate", "ratio", _rate(orig["errors"], n1), _rate(rep["errors"], n2),
-                     two_proportions(rep["errors"], n2, orig["errors"], n1), "higher", b.get("error_rate")))
-
-    def means(metric: str, unit: str, key: str, worse: str) -> None:
-        m1, v1 = _mean_var(orig[key])
-        m2, v2 = _mean_var(rep[key])
-        rows.append(_row(metric, unit, m1, m2, welch(m2, v2, len(rep[key]), m1, v1, len(orig[key])), worse,
-                         b.get(metric)))
-
-    means("latency_ms_mean", "ms", "latency", "higher")
-    for q, qq in (("p50", 0.5), ("p95", 0.95), ("p99", 0.99)):
-        rows.append(_row(f"latency_ms_{q}", "ms", _quantile(orig["latency"], qq), _quantile(rep["latency"], qq),
-                         None, "higher", b.get(f"latency_ms_{q}")))
-    if rep["ttft"]:
-        rows.append(_row("ttft_ms_p50", "ms", _quantile(orig["ttft"], 0.5), _quantile(rep["ttft"], 0.5), None,
-                         "higher"))
-    means("input_tokens_mean", "tokens", "input_tokens", "higher")
-    means("output_tokens_mean", "tokens", "output_tokens", "higher")
-    means("cost_per_request", "usd", "cost", "higher")
-    rows.append(_row("cost_total", "usd", orig["cost_total"], rep["cost_total"], None, "higher"))
-    means("output_length_mean", "chars", "length", "either")
-    o1, o2 = orig["outputs"], rep["outputs"]
-    rows.append(_row("refusal_rate", "ratio", _rate(orig["refusals"], o1), _rate(rep["refusals"], o2),
-                     two_proportions(rep["refusals"], o2, orig["refusals"], o1), "higher", b.get("refusal_rate")))
-    jv1, jv2 = _rate(orig["json_valid"], o1), _rate(rep["json_valid"], o2)
-    if (jv1 or 0) >= JSON_COHORT_MIN or (jv2 or 0) >= JSON_COHORT_MIN:
-        rows.append(_row("json_valid_rate", "ratio", jv1, jv2,
-                         two_proportions(rep["json_valid"], o2, orig["json_valid"], o1), "lower",
-                         b.get("json_valid_rate")))
-        if orig["key_drift"] is not None or rep["key_drift"] is not None:
-            rows.append(_row("json_key_drift", "ratio", orig["key_drift"], rep["key_drift"],
-                             two_proportions(rep["key_drift_new"], rep["key_drift_total"], orig["key_drift_new"],
-                                             orig["key_drift_total"]), "higher", b.get("json_key_drift")))
+    for m in shown(orig, rep):
+        o, r = orig[m.name], rep[m.name]
+        b = m.of(base[m.name]) if base and m.name in base else None
+        rows.append(_row(m, m.of(o), m.of(r), m.test(r, o), b))
     return rows

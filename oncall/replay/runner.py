@@ -13,7 +13,7 @@ from typing import Any
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.query.ids import request_key
 from oncall.replay import store as rstore
-from oncall.replay.checks import SideStats, noise_verdict, pair_checks, summary_rows, word_diff
+from oncall.replay.checks import noise_verdict, pair_checks, side_fold, summary_rows, word_diff
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
 from oncall.replay.engine import CapReached, Caps, Counters, Engine, FatalError, Outcome, Policy
 from oncall.replay.suite import PromptVariant, SuiteError, Target
@@ -339,22 +339,15 @@ def _original_rows(con: Any, pks: list[int]) -> dict[int, dict[str, Any]]:
 
 
 def _baseline(con: Any, words: list[str]) -> tuple[dict[str, Any], set[str]]:
+    """The baseline cohort's metrics (the registry's, as compare computes them) and its JSON key sets."""
     from oncall.query.filters import compile_filter
-    from oncall.query.metrics import cohort_metrics, key_sets
+    from oncall.query.registry import METRICS, key_drift, key_set_counts, measure
 
     c = compile_filter(con, words, alias="s")
-    m = cohort_metrics(con, c.where, c.params)
-    ks = key_sets(con, c.where, c.params, limit=1000)
-    n, o = m["requests"], m["outputs"]
-    vals = {"requests": n, "error_rate": (m["errors"] or 0) / n if n else None,
-            "latency_ms_mean": m["latency_mean"], "latency_ms_p50": m["latency_p50"],
-            "latency_ms_p95": m["latency_p95"], "latency_ms_p99": m["latency_p99"],
-            "input_tokens_mean": m["input_tokens_mean"], "output_tokens_mean": m["output_tokens_mean"],
-            "cost_per_request": m["cost_mean"], "output_length_mean": m["length_mean"],
-            "refusal_rate": (m["refusals"] or 0) / o if o else None,
-            "json_valid_rate": (m["json_valid"] or 0) / o if o else None,
-            "json_key_drift": 0.0 if ks else None}
-    return vals, set(ks)
+    stats = measure(con, c.where, c.params, [m for m in METRICS.values() if m.reference is None])
+    ks = key_set_counts(con, c.where, c.params, limit=1000)
+    stats["json_key_drift"] = key_drift(ks, ks)  # against its own key sets: 0 by definition
+    return stats, set(ks)
 
 
 def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, Any]:
@@ -367,7 +360,7 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
         raise ReplayError(f"no replay run {run_id} (see `oncall replay list`)")
     repeat = int(run["repeat"] or 1)
     labels = rstore.pair_labels(con, run_id) if per_request else {}
-    o_acc, r_acc = SideStats(), SideStats()
+    o_acc, r_acc = side_fold(), side_fold()
     t = _Tally()
     per_req: list[dict[str, Any]] = []
     diverged: list[dict[str, Any]] = []
@@ -398,8 +391,8 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
         # the quotes that keep `tenant="Acme, Inc."` one value).
         base_vals, ref_keys = _baseline(con, [run["baseline"]])
     if ref_keys is None:  # without a baseline, key drift is measured against the originals' own key sets
-        ref_keys = set(o_acc.top_key_sets())
-    o_stats, r_stats = o_acc.result(ref_keys), r_acc.result(ref_keys)
+        ref_keys = set(o_acc.key_sets)
+    o_stats, r_stats = o_acc.result({"key_sets": ref_keys}), r_acc.result({"key_sets": ref_keys})
     rows = summary_rows(o_stats, r_stats, base_vals)
     for r in rows:
         if r["metric"] == "cost_total":
@@ -419,8 +412,9 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
         "counts": {"planned": len(run["items"] or []) * repeat, "results": t.results, "ok": t.ok,
                    "diverged": t.diverged, "errors": sum(t.errors.values()), "unreplayable": len(t.unreplayable),
                    "pairs": t.pairs, "changed_pairs": t.changed_pairs},
-        "metrics": rows, "finish_reasons": {"original": o_stats["finish_reasons"], "replay": r_stats["finish_reasons"]},
-        "json_key_sets": {"original": o_stats["key_sets"], "replay": r_stats["key_sets"],
+        "metrics": rows, "finish_reasons": {"original": dict(o_acc.finish.most_common()),
+                                            "replay": dict(r_acc.finish.most_common())},
+        "json_key_sets": {"original": dict(o_acc.key_sets.most_common(50)), "replay": dict(r_acc.key_sets.most_common(50)),
                           "reference": "baseline" if run.get("baseline") else "originals"},
         "noise": noise, "errors": t.errors, "unreplayable": t.unreplayable, "diverged": diverged,
         "judge": judge, "cost": {"replay": t.replay_cost, "judge": judge["cost"] if judge else None,

@@ -16,6 +16,19 @@ def heading_number(heading: str) -> str | None:
     m = _NUMBERED.match(heading.strip())
     return m.group(1) if m else None
 
+# What a gate can test besides the replay summary's metrics: the run's own counts and shares
+# (runbook/run.py gate_metrics computes each), and `truncation_rate`, the gate name of the
+# registry's finish_length_rate.
+RUN_COUNTS = {
+    "truncation_rate": "finish_length_rate of the replays (finish=length among successful calls with a finish reason)",
+    "changed_rate": "share of replayed pairs whose output differs from the original",
+    "changed_beyond_noise_rate": "share of requests changed beyond the replays' own variation (--repeat)",
+    "replayed": "requests replayed (ok or diverged)",
+    "errors": "replays that failed",
+    "diverged": "replays that diverged from the recorded conversation",
+    "unreplayable": "requests that could not be rebuilt",
+}
+
 
 class RunbookError(Exception):
     """A runbook that cannot be used as written: the message names the file, line and what is wrong."""

@@ -41,23 +41,26 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from oncall.runbook.model import PARAM_TYPES, Expectation, Param, Runbook, RunbookError, Step, heading_number
+from oncall.query.registry import Fold
+from oncall.replay.checks import REPLAY_COLUMNS
+from oncall.runbook.model import (
+    PARAM_TYPES,
+    RUN_COUNTS,
+    Expectation,
+    Param,
+    Runbook,
+    RunbookError,
+    Step,
+    heading_number,
+)
 
 READING_COMMANDS = ("search", "show", "sample", "compare", "changes", "blast-radius")
 PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EXPECT = re.compile(r"^expect\s+([a-z_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*(?:of\s+(original|baseline))?\s*$")
-# What a gate can test: the replay summary's metrics (compare's vocabulary) and its counts.
-REPLAY_METRICS = (
-    "error_rate", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "input_tokens_mean",
-    "output_tokens_mean", "cost_per_request", "cost_total", "output_length_mean", "refusal_rate",
-    "json_valid_rate", "json_key_drift",
-)
-GATE_METRICS = (
-    "error_rate", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "input_tokens_mean",
-    "output_tokens_mean", "cost_per_request", "cost_total", "output_length_mean", "refusal_rate",
-    "json_valid_rate", "json_key_drift", "truncation_rate",
-    "changed_rate", "changed_beyond_noise_rate", "replayed", "errors", "diverged", "unreplayable",
-)
+# What a gate can test: the metrics a replay summary computes (the registry's, over the columns a
+# replay result carries) and the run's own counts (runbook/run.py).
+REPLAY_METRICS = tuple(m.name for m in Fold(columns=REPLAY_COLUMNS).metrics)
+GATE_METRICS = REPLAY_METRICS + tuple(RUN_COUNTS)
 
 
 def _fail(path: Path, line: int, message: str) -> RunbookError:

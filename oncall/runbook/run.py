@@ -277,9 +277,12 @@ def gate_metrics(summary: dict[str, Any]) -> dict[str, float | None]:
     judged = (noise.get("changed_beyond_noise") or 0) + (noise.get("within_noise") or 0)
     if "changed_beyond_noise" in noise and judged:
         out["changed_beyond_noise_rate"] = noise["changed_beyond_noise"] / judged
-    finishes = (summary.get("finish_reasons") or {}).get("replay") or {}
-    if isinstance(finishes, dict) and sum(finishes.values()):
-        out["truncation_rate"] = finishes.get("length", 0) / sum(finishes.values())
+    if out.get("finish_length_rate") is not None:
+        out["truncation_rate"] = out["finish_length_rate"]  # the gate's name for the registry's metric
+    else:
+        finishes = (summary.get("finish_reasons") or {}).get("replay") or {}
+        if isinstance(finishes, dict) and sum(finishes.values()):
+            out["truncation_rate"] = finishes.get("length", 0) / sum(finishes.values())
     return out
 
 

@@ -13,6 +13,9 @@ reads:
 - `incident.duckdb.d/journal.jsonl`: the responder's records (labels, notes, trail, replay results,
   actions …) and the registration of parts, appended under a lock and fsynced
   (oncall/store/journal.py).
+- Compaction (oncall/store/compact.py) merges many small parts into a new file, registers it as
+  replacing them, and only then deletes theirs; readers that attached them keep reading their open
+  files until their next refresh moves them to the merged part.
 
 Every process opens an in-memory DuckDB, attaches the base and the registered parts read-only, and
 folds the journal into in-memory tables; views under the familiar names (`spans`, `span_ids`,
@@ -32,7 +35,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -277,7 +280,14 @@ class IncidentDB:
         self._local = threading.local()
         self._lock = threading.RLock()
         self._journal = Journal(self.dir / JOURNAL_NAME)
-        self._parts: dict[int, str] = {}  # part number -> attached alias
+        self._parts: dict[int, str] = {}  # live part number -> attached alias
+        # A part's rank orders it for superseded spans: a load's is its number, a merged part's the
+        # highest rank it replaced (so a load registered while it was being merged still wins).
+        self._rank: dict[int, int] = {}
+        self._registered: set[int] = set()  # every part number the journal has named, replaced ones too
+        self._replaced: set[int] = set()  # parts a merged part replaced: never attached again
+        self._detach: list[str] = []  # aliases of replaced parts, detached once the views no longer read them
+        self._missing: dict[int, Path] = {}  # registered, file not found (yet): maybe replaced meanwhile
         self._part_cols: dict[str, dict[str, set[str]]] = {}  # alias -> its tables' columns (parts never change)
         self._next_id: dict[str, int] = {}
         self._views_dirty = True
@@ -335,7 +345,8 @@ class IncidentDB:
         for name, spec in TABLES.items():
             cols = ", ".join(f"{c} {t}" for c, t in spec.columns)
             self.con.execute(f"CREATE TABLE {_memory_table(name)} ({cols})")
-        self.con.execute("CREATE TABLE _superseded (span_pk BIGINT, by_part INTEGER)")
+        # by_part is the superseding part's rank; src the number of the part whose table listed it.
+        self.con.execute("CREATE TABLE _superseded (span_pk BIGINT, by_part INTEGER, src INTEGER)")
 
     def _start_ids(self) -> None:
         for name, spec in TABLES.items():
@@ -357,11 +368,35 @@ class IncidentDB:
                 self._build_views()
             return bool(entries)
 
+    def _settle_missing(self) -> None:
+        """A registered part whose file is gone was (almost always) just replaced by a merge.
+
+        The merge is registered before the old files are deleted, so the journal already says so:
+        read on once. Whatever is still missing after that is lost, and the responder is told.
+        """
+        if not self._missing:
+            return
+        try:
+            more = self._journal.read_new()
+        except JournalError as exc:
+            raise StoreError(str(exc)) from None
+        if more:
+            self._fold(more)
+            return
+        for path in sorted(self._missing.values()):
+            self._warn(f"{path} is registered in the journal but missing; its spans are not shown")
+        self._missing.clear()
+
     def _fold(self, entries: list[dict[str, Any]]) -> None:
         rows_by_table: dict[str, list[dict[str, Any]]] = {}
+        # A reader opening after a merge reads the parts it replaced before the merge: skip them.
+        replaced_later = {int(n) for e in entries if "compacted" in e for n in e["compacted"].get("replaces", [])}
         for entry in entries:
             if "part" in entry:
-                self._attach_part(entry["part"])
+                self._attach_part(entry["part"], skip=replaced_later)
+            if "compacted" in entry:
+                self._attach_part(entry["compacted"], skip=replaced_later)
+                self._retire(int(n) for n in entry["compacted"].get("replaces", []))
             for table, row in entry.get("rows", []):
                 if table not in TABLES:
                     self._warn(f"the journal holds rows of table {table!r}, unknown to this oncall "
@@ -378,20 +413,43 @@ class IncidentDB:
             if spec.id:
                 top = max(int(r[spec.id]) for r in rows if r.get(spec.id) is not None)
                 self._next_id[table] = max(self._next_id[table], top + 1)
+        self._settle_missing()
 
-    def _attach_part(self, part: dict[str, Any]) -> None:
+    def _attach_part(self, part: dict[str, Any], skip: set[int] = frozenset()) -> None:  # type: ignore[assignment]
         number = int(part["part"])
-        if number in self._parts:
+        self._registered.add(number)
+        if number in self._parts or number in self._replaced or number in skip:
             return
-        path = parts_dir(self.path) / f"part-{number}.duckdb"
-        if not path.exists():
-            self._warn(f"{path} is registered in the journal but missing; its spans are not shown")
-            return
+        path = parts_dir(self.path) / Path(str(part.get("file") or f"part-{number}.duckdb")).name
+        rank = int(part.get("rank", number))
         alias = f"p{number}"
-        self.con.execute(f"ATTACH '{_sql_str(path)}' AS {alias} (READ_ONLY)")
-        self.con.execute(f"INSERT INTO _superseded SELECT span_pk, {number} FROM {alias}.superseded")
+        try:
+            self.con.execute(f"ATTACH '{_sql_str(path)}' AS {alias} (READ_ONLY)")
+        except duckdb.IOException:
+            if path.exists():
+                raise
+            self._missing[number] = path
+            return
+        self.con.execute(f"INSERT INTO _superseded SELECT span_pk, {rank}, {number} FROM {alias}.superseded")
         self._parts[number] = alias
+        self._rank[number] = rank
         self._views_dirty = True
+
+    def _retire(self, numbers: Iterable[int]) -> None:
+        """Parts replaced by a merged part: out of the views now, detached after the views are rebuilt.
+
+        A query already running on one keeps reading it (DuckDB holds the attached file until it ends).
+        """
+        for number in numbers:
+            self._registered.add(number)
+            self._replaced.add(number)
+            self._missing.pop(number, None)
+            alias = self._parts.pop(number, None)
+            self._rank.pop(number, None)
+            if alias is not None:
+                self.con.execute("DELETE FROM _superseded WHERE src = ?", [number])
+                self._detach.append(alias)
+                self._views_dirty = True
 
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
@@ -416,12 +474,8 @@ class IncidentDB:
                 if table == "spans" and superseded_by:
                     where += (" AND " if where else " WHERE ") + "span_pk NOT IN (SELECT span_pk FROM _superseded)"
                 branches.append(_branch("base", table, columns, self._base_columns[table]) + where)
-            for number, alias in sorted(self._parts.items()):
-                have = self._part_columns(alias).get(table, set())
-                where = ""
-                if table == "spans" and any(b > number for b in superseded_by):
-                    where = f" WHERE span_pk NOT IN (SELECT span_pk FROM _superseded WHERE by_part > {number})"
-                branches.append(_branch(alias, table, columns, have) + where)
+            for number in sorted(self._parts, key=self._rank.__getitem__):
+                branches.append(self.part_select(number, table, superseded_by))
             if not branches:
                 cols = ", ".join(f"NULL::{t} AS {c}" for c, t in columns)
                 branches.append(f"SELECT {cols} WHERE false")
@@ -444,6 +498,36 @@ class IncidentDB:
                 sql = mem
             cur.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
         self._views_dirty = False
+        self._detach_replaced()
+
+    def _detach_replaced(self) -> None:
+        pending, self._detach = self._detach, []
+        for alias in pending:
+            self._part_cols.pop(alias, None)
+            try:
+                self.con.execute(f"DETACH {alias}")
+            except duckdb.Error:
+                self._detach.append(alias)  # still in use somehow: try again at the next refresh
+
+    def part_select(self, number: int, table: str, superseded_by: set[int] | None = None) -> str:
+        """The SELECT of a live part's rows as the views show them: the incident's columns (NULL for
+        one the part lacks), spans that a higher-ranked part superseded left out.
+
+        Catalog-qualified (memory.main._superseded), so a merge writing into another catalog can
+        run it as is. `superseded_by` (the ranks that supersede anything) saves a lookup per part.
+        """
+        alias = self._parts[number]
+        columns = _SHARED_TABLES[table]
+        sql = _branch(alias, table, columns, self._part_columns(alias).get(table, set()))
+        if table != "spans":
+            return sql
+        if superseded_by is None:
+            superseded_by = {int(r[0]) for r in self.cursor().execute(
+                "SELECT DISTINCT by_part FROM memory.main._superseded").fetchall()}
+        rank = self._rank[number]
+        if any(b > rank for b in superseded_by):
+            sql += f" WHERE span_pk NOT IN (SELECT span_pk FROM memory.main._superseded WHERE by_part > {rank})"
+        return sql
 
     def _part_columns(self, alias: str) -> dict[str, set[str]]:
         if alias not in self._part_cols:
@@ -505,12 +589,38 @@ class IncidentDB:
             self._fold(journal.read_new())
             self._build_views()
 
+    def register_merged_part(self, number: int, file: str, rank: int, replaces: list[int],
+                             imports: list[int]) -> None:
+        """Register a merged part (oncall/store/compact.py) in place of the parts it replaces."""
+        with self._lock, self._journal.locked() as journal:
+            self._fold(journal.read_new())
+            live = set(self._parts)
+            if not set(replaces) <= live:
+                raise StoreError(f"parts {sorted(set(replaces) - live)} were already replaced or never registered; "
+                                 "the merge is discarded")
+            journal.write(lambda seq: {"seq": seq, "at": now_utc().isoformat(), "pid": os.getpid(),
+                                       "compacted": {"part": number, "file": file, "rank": rank,
+                                                     "replaces": sorted(replaces), "imports": imports}})
+            self._fold(journal.read_new())
+            self._build_views()
+
     def registered_parts(self) -> set[int]:
+        """Every part number the journal has registered, those replaced by a merge included."""
         self.refresh()
-        return set(self._parts)
+        return set(self._registered)
+
+    def replaced_parts(self) -> set[int]:
+        """Registered parts that a merged part replaced (their files may be deleted)."""
+        self.refresh()
+        return set(self._replaced)
 
     def attached_parts(self) -> dict[int, str]:
+        """The live parts (number -> attached alias), in no particular order."""
         return dict(self._parts)
+
+    def part_ranks(self) -> dict[int, int]:
+        """The live parts' ranks (a load's own number; a merged part's highest replaced rank)."""
+        return dict(self._rank)
 
     def has_responder_work(self) -> dict[str, int]:
         """How many labels, notes and trail events (other than the demo's own) the incident holds."""

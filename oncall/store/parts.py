@@ -18,6 +18,8 @@ import re
 from pathlib import Path
 
 PART_RE = re.compile(r"^part-(\d+)\.duckdb$")
+# A merged part (oncall/store/compact.py): never salvaged as a load's, registered by its journal entry.
+MERGED_RE = re.compile(r"^merged-(\d+)\.duckdb$")
 # span_pk = import_id << PK_SHIFT | row: unique across parts without a shared sequence.
 PK_SHIFT = 40
 
@@ -53,3 +55,22 @@ def part_files(db_path: Path) -> list[Path]:
     if not d.is_dir():
         return []
     return sorted((p for p in d.iterdir() if part_number(p) is not None), key=lambda p: part_number(p) or 0)
+
+
+def merged_files(db_path: Path) -> list[Path]:
+    """Merged parts on disk, registered or not (an unregistered one is a merge that died)."""
+    d = parts_dir(db_path)
+    if not d.is_dir():
+        return []
+    return sorted(p for p in d.iterdir() if MERGED_RE.match(p.name))
+
+
+def merged_number(path: Path) -> int | None:
+    m = MERGED_RE.match(path.name)
+    return int(m.group(1)) if m else None
+
+
+def numbers_on_disk(db_path: Path) -> set[int]:
+    """Part numbers some file already holds: a load's part or a merged one (they share the numbering)."""
+    out = {part_number(p) for p in part_files(db_path)} | {merged_number(p) for p in merged_files(db_path)}
+    return {n for n in out if n is not None}

@@ -74,6 +74,14 @@ TABLES: dict[str, Table] = {
         ("star_id", "BIGINT"), ("entry_key", "VARCHAR"), ("starred", "BOOLEAN"), ("author", "VARCHAR"),
         ("created_at", "TIMESTAMPTZ"),
     ]),
+    # `oncall watch` (oncall/live/watch.py): one row per alert sent to one target (trigger or resolve);
+    # the latest row per (dedup_key, target) is that alert's state there, so a restarted watch never
+    # sends one twice. `detail` keeps what resolving needs (cohort, value, began_at, effects).
+    "notifications": Table(id="notification_id", columns=[
+        ("notification_id", "BIGINT"), ("at_time", "TIMESTAMPTZ"), ("dedup_key", "VARCHAR"), ("action", "VARCHAR"),
+        ("target", "VARCHAR"), ("target_kind", "VARCHAR"), ("kind", "VARCHAR"), ("title", "VARCHAR"),
+        ("detail", "JSON"),
+    ]),
     # Key/value facts about the incident (the demo's truth, …); the latest row for a key wins.
     "meta": Table(id=None, legacy=True, columns=[("key", "VARCHAR"), ("value", "VARCHAR")]),
     # Actions (oncall/actions/audit.py): a `started` row before anything is changed (action_id NULL: the

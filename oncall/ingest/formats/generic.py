@@ -22,8 +22,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from oncall.ingest import jsonio
 from oncall.ingest.registry import FormatError, LoadOptions
-from oncall.ingest.source import Head, SourceError, iter_lines, read_head
+from oncall.ingest.source import Head, SourceError, iter_lines, read_head, truncated
 from oncall.redact import sql_redact
 
 NAME = "generic"
@@ -133,7 +134,7 @@ def _paths_of(obj: Any, prefix: str = "", depth: int = 0) -> set[str]:
             out.add(p)
             if isinstance(v, str) and v[:1] in "{[" and depth < 2:
                 try:
-                    v = json.loads(v)  # CSV cells and double-encoded fields holding JSON
+                    v = jsonio.loads(v)  # CSV cells and double-encoded fields holding JSON
                 except ValueError:
                     pass
             out |= _paths_of(v, p + ".", depth + 1)
@@ -228,9 +229,13 @@ def _time(expr: str) -> str:
     num = f"TRY_CAST({expr} AS DOUBLE)"
     txt = f"trim(CAST({expr} AS VARCHAR))"
     as_utc = f"(CASE WHEN length({txt}) = 10 THEN {txt} || ' 00:00:00' ELSE {txt} END) || '+00'"
-    return (f"CASE WHEN {num} IS NOT NULL THEN timezone('UTC', make_timestamp(CAST(CASE "
-            f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) < 1e14 THEN {num} * 1e3 "
-            f"WHEN abs({num}) < 1e17 THEN {num} ELSE {num} / 1e3 END AS BIGINT))) "
+    # A number that no unit reads as a time between 1973 and 5138 (1e20, or 253402300800: year
+    # 10000 in seconds, 1978 in ms) is infinity here, which validate.py reports and skips.
+    return (f"CASE WHEN {num} IS NOT NULL THEN coalesce(timezone('UTC', make_timestamp(CAST(CASE "
+            f"WHEN abs({num}) < 1e11 THEN {num} * 1e6 WHEN abs({num}) >= 1e12 AND abs({num}) < 1e14 THEN {num} * 1e3 "
+            f"WHEN abs({num}) >= 1e15 AND abs({num}) < 1e17 THEN {num} "
+            f"WHEN abs({num}) >= 1e18 AND abs({num}) < 9e18 THEN {num} / 1e3 END AS BIGINT))), "
+            f"'infinity'::TIMESTAMPTZ) "
             f"ELSE coalesce(TRY_CAST({as_utc} AS TIMESTAMPTZ), TRY_CAST({txt} AS TIMESTAMPTZ)) END")
 
 
@@ -315,7 +320,7 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         coalesce(lower({s('kind')}), 'llm') AS kind,
         NULL AS span_kind,
         st AS start_time,
-        coalesce(en, CASE WHEN st IS NOT NULL AND lat IS NOT NULL THEN st + to_microseconds(CAST(lat * 1000 AS BIGINT)) END) AS end_time,
+        coalesce(en, CASE WHEN st IS NOT NULL AND lat IS NOT NULL THEN try(st + to_microseconds(TRY_CAST(lat * 1000 AS BIGINT))) END) AS end_time,
         coalesce(lat, CASE WHEN en IS NOT NULL AND st IS NOT NULL THEN epoch_us(en) / 1000.0 - epoch_us(st) / 1000.0 END) AS latency_ms,
         {num('ttft_ms', 'DOUBLE')} AS ttft_ms,
         lower({s('provider')}) AS provider,
@@ -359,12 +364,18 @@ def _samples_jsonl(path: Path) -> list[dict[str, Any]]:
         if len(out) >= SAMPLE_RECORDS:
             break
         try:
-            obj = json.loads(line)
+            obj = jsonio.loads(line)
         except ValueError:
             continue
         if isinstance(obj, dict):
             out.append(obj)
     return out
+
+
+# A line nested deeper than jsonio.MAX_DEPTH has at least that many opening brackets; only lines that
+# long pay for counting them, and only the few that have that many are parsed again in Python.
+_MAYBE_TOO_DEEP = ("(length(text) > 2048 AND length(text) - length(replace(replace(text, '[', ''), '{', '')) "
+                   f"> {jsonio.MAX_DEPTH})")
 
 
 def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> None:
@@ -376,11 +387,22 @@ def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) ->
     # transaction commits, so memory grew with the file.
     bad = sink.scratch.from_arrow(tbl).query(
         "_oncall_lines",
-        "SELECT line, json_valid(text) FROM _oncall_lines "
-        "WHERE NOT json_valid(text) OR NOT starts_with(ltrim(text), '{') ORDER BY line").fetchall()
-    for line, valid in bad:
-        sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
-                     "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
+        f"SELECT line, json_valid(text), _row FROM _oncall_lines "
+        f"WHERE NOT json_valid(text) OR NOT starts_with(ltrim(text), '{{') OR {_MAYBE_TOO_DEEP} "
+        "ORDER BY line").fetchall()
+    rejected = []
+    for line, valid, row in bad:
+        if valid and texts[row].lstrip().startswith("{"):
+            try:  # DuckDB reads any depth; every later reader (Python) stops at jsonio.MAX_DEPTH
+                jsonio.loads(texts[row])
+                continue
+            except ValueError as exc:
+                sink.problem(int(line), "too-deep", f"{exc}; line skipped")
+        else:
+            sink.problem(int(line), "invalid-json" if not valid else "not-an-object",
+                         "not valid JSON; line skipped" if not valid else "line is not a JSON object; skipped")
+        rejected.append(line)
+    bad = [(line,) for line in rejected]
     skip = "" if not bad else f"WHERE line NOT IN ({', '.join(str(int(b[0])) for b in bad)})"
     # Secrets are redacted once on the whole record (every column is cut from it), not per column.
     sink.insert_select(select.replace("{source}", f"(SELECT line, _row, {sql_redact('text')} AS j "
@@ -428,8 +450,33 @@ def _duck_reader(kind: str, path: Path) -> str:
     if kind == "parquet":
         return f"read_parquet({p})"
     if kind == "csv":
-        return f"read_csv({p}, header = true, all_varchar = true, compression = {comp})"
+        # Comma-separated (what detection saw); a row with more or fewer fields than the header is
+        # set aside in the rejects table with its line (reported by _report_csv_rejects): left to
+        # the sniffer, one ragged row made the whole file one column of empty calls.
+        return (f"read_csv({p}, header = true, all_varchar = true, compression = {comp}, delim = ',', "
+                f"quote = '\"', escape = '\"', store_rejects = true, rejects_scan = '{_REJECTS}_scan', "
+                f"rejects_table = '{_REJECTS}')")
     return f"read_json({p}, format = 'array', records = false, compression = {comp})"
+
+
+_REJECTS = "_oncall_csv_rejects"
+
+
+def _report_csv_rejects(sink: Any) -> None:
+    """Report the rows the last CSV scan set aside, at their lines, and renumber the loaded rows'
+    lines (row_number() counted only the rows kept)."""
+    con = sink.con
+    rows = con.execute(
+        f"""SELECT line, min(error_type), max(error_message) FROM {_REJECTS} GROUP BY line ORDER BY line""").fetchall()
+    if not rows:
+        return
+    for line, kind, message in rows:
+        sink.problem(int(line), "bad-csv-row", f"{str(kind).lower().replace('_', ' ')} ({message}); row skipped")
+    # The k-th kept row (source_line k + 1) comes after every rejected line r_j (the j-th) with r_j - j - 1 < k.
+    shifts = ", ".join(f"({int(line) - j - 1})" for j, (line, _, _) in enumerate(rows, start=1))
+    con.execute(f"""UPDATE spans SET source_line = source_line + (
+                        SELECT count(*) FROM (VALUES {shifts}) r(before) WHERE r.before < spans.source_line - 1)
+                    WHERE import_id = ?""", [sink.import_id])
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
@@ -467,9 +514,15 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             sink.insert_select(select.replace("{source}", f"(SELECT line, line - 1 AS _row, {sql_redact('j0::VARCHAR')} AS j "
                                                           f"FROM {redacted_source})"), redacted=True)
             added = sink.added - before
+            if kind == "csv":
+                _report_csv_rejects(sink)
         except Exception as exc:  # DuckDB reader errors name the row; pass them on as a format error
             if type(exc).__module__.lstrip("_").startswith("duckdb"):  # duckdb's classes live in _duckdb
-                raise FormatError(f"{path}: {kind} cannot be read: {str(exc).splitlines()[0]}") from None
+                first = str(exc).splitlines()[0]
+                comp = _compression(path)
+                if comp != "none" and ("end of" in first.lower() or "truncat" in first.lower()):
+                    raise FormatError(str(truncated(path, comp, first))) from None
+                raise FormatError(f"{path}: {kind} cannot be read: {first}") from None
             raise
     if added == 0 and not sink.problems:
         raise FormatError(f"{path}: no records found")

@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_kind, normalize_provider, normalize_status
 from oncall.ingest.decode import coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status
@@ -236,7 +237,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
         raise FormatError(str(exc)) from None
     added = 0
     try:
-        doc = json.loads(text)
+        doc = jsonio.loads(text)
     except ValueError:
         doc = None
     if isinstance(doc, dict) and _is_payload(doc):
@@ -252,7 +253,7 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = jsonio.loads(line)
             except ValueError as exc:
                 sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
                 continue

@@ -8,7 +8,7 @@ conversion (`span_row`) is shared with the JSON Lines reader, which calls it per
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,28 +68,69 @@ def decode_kv(kvs: Any) -> dict[str, Any]:
 
 
 # -- document walking ----------------------------------------------------------------------------
-def resource_spans_of(doc: Any) -> list[dict[str, Any]]:
+BadShape = Callable[[str], None]  # told about each part of a document that is not the shape OTLP has
+
+
+def _ignore(_: str) -> None:
+    pass
+
+
+def _shape(value: Any) -> str:
+    """What a value is, for a message: 'an array of 3', 'a string', …"""
+    if isinstance(value, list):
+        return f"an array of {len(value)}"
+    return {dict: "an object", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def resource_spans_of(doc: Any, on_bad: BadShape = _ignore) -> list[dict[str, Any]]:
     if isinstance(doc, list):
-        return [rs for d in doc for rs in resource_spans_of(d)]
+        return [rs for d in doc for rs in resource_spans_of(d, on_bad)]
     if not isinstance(doc, dict):
         return []
-    rs = doc.get("resourceSpans", doc.get("resource_spans"))
-    return [r for r in rs if isinstance(r, dict)] if isinstance(rs, list) else []
+    key = "resourceSpans" if "resourceSpans" in doc else "resource_spans"
+    rs = doc.get(key)
+    if rs is None:
+        return []
+    if not isinstance(rs, list):
+        on_bad(f"{key} is {_shape(rs)}, not an array of ResourceSpans; skipped")
+        return []
+    for i, r in enumerate(rs):
+        if not isinstance(r, dict):
+            on_bad(f"{key}[{i}] is {_shape(r)} where a ResourceSpans object belongs; skipped")
+    return [r for r in rs if isinstance(r, dict)]
 
 
-def iter_spans(doc: Any) -> Iterator[tuple[dict[str, Any], str | None, dict[str, Any]]]:
-    """(decoded resource attributes, scope name, span) for every span in a document."""
-    for rs in resource_spans_of(doc):
+def iter_spans(doc: Any, on_bad: BadShape = _ignore) -> Iterator[tuple[dict[str, Any], str | None, dict[str, Any]]]:
+    """(decoded resource attributes, scope name, span) for every span in a document; each part that
+    is not the shape OTLP has (an array where an object belongs …) is told to `on_bad` and skipped."""
+    for i, rs in enumerate(resource_spans_of(doc, on_bad)):
         res = decode_kv(((rs.get("resource") or {}).get("attributes")) or [])
         for key in _SCOPE_KEYS:
-            for ss in rs.get(key) or ():
+            scopes = rs.get(key)
+            if scopes is None:
+                continue
+            if not isinstance(scopes, list):
+                on_bad(f"resourceSpans[{i}].{key} is {_shape(scopes)}, not an array; skipped")
+                continue
+            for j, ss in enumerate(scopes):
                 if not isinstance(ss, dict):
+                    on_bad(f"resourceSpans[{i}].{key}[{j}] is {_shape(ss)} where an object belongs; skipped")
                     continue
                 scope = ss.get("scope") or ss.get("instrumentationLibrary") or ss.get("instrumentation_library") or {}
                 scope_name = scope.get("name") if isinstance(scope, dict) else None
-                for span in ss.get("spans") or ():
+                spans = ss.get("spans")
+                if spans is None:
+                    continue
+                if not isinstance(spans, list):
+                    on_bad(f"resourceSpans[{i}].{key}[{j}].spans is {_shape(spans)}, not an array; skipped")
+                    continue
+                for k, span in enumerate(spans):
                     if isinstance(span, dict):
                         yield res, scope_name, span
+                    else:
+                        on_bad(f"resourceSpans[{i}].{key}[{j}].spans[{k}] is {_shape(span)} where a span "
+                               "object belongs; skipped")
 
 
 def is_otlp_doc(obj: Any) -> bool:
@@ -317,10 +358,10 @@ def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: Span
     """Add every span of one TracesData document; returns how many were added (or held by `linker`)."""
     n = 0
     add = linker.add if linker is not None else sink.add
-    for res, scope_name, span in iter_spans(doc):
+    for res, scope_name, span in iter_spans(doc, lambda msg: sink.problem(line, "bad-shape", msg)):
         try:
             row = span_row(span, res, scope_name)
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError, RecursionError) as exc:
             sink.problem(line, "bad-span", f"span {span.get('name')!r} cannot be read: {exc}")
             continue
         if not row.get("trace_id") or not row.get("span_id"):

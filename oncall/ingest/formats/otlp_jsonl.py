@@ -52,6 +52,10 @@ def read(path: Path, sink: Any, options: LoadOptions) -> None:
             bad += 1
             sink.problem(n, "invalid-json", f"invalid UTF-8 at byte {exc.start} of the line; line skipped")
             continue
+        except jsonio.TooDeep as exc:
+            bad += 1
+            sink.problem(n, "too-deep", f"{exc}; line skipped")
+            continue
         except ValueError as exc:
             bad += 1
             sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped (truncated write?)")

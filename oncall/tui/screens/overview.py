@@ -18,20 +18,24 @@ from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
+from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
 
-METRICS = [("error rate", "errors", "requests"), ("latency p95 (ms)", "latency_p95", None),
-           ("cost / request", "cost_sum", "cost_n"), ("output length", "length_sum", "outputs")]
+# The charted metrics (the registry's definitions: latency over successful calls, and so on).
+CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
 TOP_COHORTS = 3
 
 
-def bucket_values(rows: list[dict[str, Any]], num: str, den: str | None) -> list[float]:
+def bucket_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
+    """One value per bucket of a series row set (metrics.series_sets), 0 where the bucket has none."""
+    m = METRICS[metric]
     out = []
     for r in rows:
-        if den is None:
-            out.append(float(r[num] or 0.0))
+        if m.kind == "quantile":
+            out.append(float(r.get(metric) or 0.0))
         else:
-            out.append(float(r[num] or 0.0) / float(r[den]) if r[den] else 0.0)
+            n = r.get(f"{metric}__n")
+            out.append(float(r.get(f"{metric}__x") or 0.0) / float(n) if n else 0.0)
     return out
 
 
@@ -54,13 +58,9 @@ def change_lines(found: list[Any]) -> list[tuple[int, str, dict[str, Any] | None
     return out
 
 
-def peak_text(num: str, v: float) -> str:
-    """A sparkline's peak in its unit (errors -> %, cost -> $, latency -> ms, length -> chars)."""
-    if num == "errors":
-        return f"{100 * v:.1f}%" if v < 0.1 else f"{100 * v:.0f}%"
-    if num == "cost_sum":
-        return f"${v:.4f}" if v < 1 else f"${v:,.2f}"
-    return f"{v:,.0f}"
+def peak_text(metric: str, v: float) -> str:
+    """A sparkline's peak in its metric's unit (display.metric_text: %, $, ms, chars)."""
+    return METRICS[metric].text(v)
 
 
 class OverviewScreen(Screen):
@@ -156,14 +156,14 @@ class OverviewScreen(Screen):
             cohorts.append((f"tenant={tenant}", rows))
         # Each sparkline has its peak beside it: the bars alone do not say whether 1 % or 76 % fail.
         widgets: list[Any] = [Static(Text("cohort", style="bold"))]
-        for m in METRICS:
-            widgets += [Static(Text(m[0], style="bold")), Static(Text("peak", style="dim"))]
+        for name in CHARTED:
+            widgets += [Static(Text(METRICS[name].label, style="bold")), Static(Text("peak", style="dim"))]
         for label, rows in cohorts:
             widgets.append(Static(Text(safe_text(label, multiline=False, max_len=24))))
-            for _, num, den in METRICS:
-                values = bucket_values(rows, num, den)
+            for name in CHARTED:
+                values = bucket_values(rows, name)
                 widgets.append(Sparkline(values))
-                widgets.append(Static(Text(peak_text(num, max(values, default=0.0)), style="dim")))
+                widgets.append(Static(Text(peak_text(name, max(values, default=0.0)), style="dim")))
         grid.mount(*widgets)
 
     def _changes_loaded(self, found: list[Any]) -> None:

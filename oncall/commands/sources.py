@@ -1,0 +1,167 @@
+"""CLI glue for remote sources: `oncall load URL|@NAME --since T [--until T] [FILTER...]`.
+
+Errors are one line naming the source and what to change (exit 2 for what was typed or
+configured, 1 for a source that failed or refused); the incident is untouched by a failed pull.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, emit_json, fail, open_store
+from oncall.sources.base import SourceError
+
+
+def _rows_progress(enabled: bool) -> Any:
+    """A one-line 'received N rows' counter on stderr (TTY only), at most a few updates a second."""
+    if not enabled:
+        return None
+    last = [0.0]
+
+    def show(rows: int) -> None:
+        now = time.monotonic()
+        if now - last[0] >= 0.25:
+            last[0] = now
+            click.echo(f"\roncall: received {rows:,} rows…", err=True, nl=False)
+
+    return show
+
+
+def load_from_source(ctx: click.Context, text: str, filters: list[str], *, since: str | None, until: str | None,
+                     limit: int | None, maps: tuple[str, ...], fmt: str | None, no_progress: bool,
+                     db: str | None, as_json: bool) -> None:
+    from oncall.ingest.cost import cost_summary
+    from oncall.ingest.loader import LoadError, summary
+    from oncall.output import print_load_report
+    from oncall.query.filters import FilterError, parse_filter
+    from oncall.sources.pull import load_source, window_of
+    from oncall.sources.registry import open_source
+
+    if fmt is not None or maps:
+        fail(f"{text}: --format and --map are for files; a source's schema is detected from its table")
+    try:
+        flt = parse_filter(filters)
+        window = window_of(since, until, flt)
+        source = open_source(text)
+    except FilterError as exc:
+        fail(str(exc))
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    progress = _rows_progress(not (no_progress or as_json) and sys.stderr.isatty())
+    try:
+        store = open_store(ctx, db)
+        try:
+            report, stats = load_source(store, source, window, flt, limit=limit, progress=progress,
+                                        waiting=lambda: click.echo("oncall: another load is running on this "
+                                                                   "incident; waiting for it to finish", err=True))
+        except SourceError as exc:
+            fail(str(exc), exc.exit_code)
+        except (LoadError, FilterError) as exc:
+            fail(str(exc))
+        finally:
+            if progress:
+                click.echo("\r" + " " * 40 + "\r", err=True, nl=False)
+    finally:
+        source.close()
+    ids = [f.import_id for f in report.files if f.import_id is not None and f.status == "loaded"]
+    summ = summary(store, ids)
+    summ["cost"] = cost_summary(store.cursor(), ids)
+    pulled = {"source": source.ref.display, "since": window.since.isoformat(), "until": window.until.isoformat(),
+              "filter": " ".join(str(t) for t in flt.terms), "rows_received": stats.rows,
+              "bytes_received": stats.bytes, "limit": limit}
+    if ids:
+        store.record_event("load", f"pulled {report.spans_added} spans from {source.ref.display}", pulled)
+    if as_json:
+        emit_json({**report.to_dict(), "summary": summ, "pull": pulled})
+    else:
+        print_load_report(report, summ)
+        click.echo(f"received {stats.rows:,} rows ({(stats.bytes or 0) / 1e6:.1f} MB as Arrow) from "
+                   f"{source.ref.display}, {window.since.isoformat()} → {window.until.isoformat()}", err=True)
+    sys.exit(EXIT_PROBLEM if report.failed else EXIT_OK)
+
+
+def source_options(f: Any) -> Any:
+    """--source URL|@NAME with its window, on commands that can ask a source instead of the incident."""
+    f = click.option("--until", "source_until", default=None, metavar="T",
+                     help="with --source: window end (default now)")(f)
+    f = click.option("--since", "source_since", default=None, metavar="T",
+                     help="with --source: window start (ISO, 01:00 UTC, or -6h)")(f)
+    return click.option("--source", "source", default=None, metavar="URL|@NAME",
+                        help="ask a trace store (clickhouse://…, @NAME) over --since/--until instead of the incident")(f)
+
+
+@contextmanager
+def incident_or_source(ctx: click.Context, db: str | None, source: str | None, since: str | None,
+                       until: str | None, pull_filter: list[str] | None = None) -> Iterator[Any]:
+    """The incident (read-only), or with --source a scratch incident holding the source's window
+    (oncall.sources.scratch; the incident itself is untouched)."""
+    if source is None:
+        if since or until:
+            fail("--since/--until go with --source; on the incident use since=/until= filter terms")
+        yield open_store(ctx, db, read_only=True, create=False)
+        return
+    from oncall.query.filters import FilterError
+    from oncall.sources.scratch import scratch_incident
+
+    progress = _rows_progress(sys.stderr.isatty())
+    try:
+        with scratch_incident(source, since, until, pull_filter, progress=progress) as (store, window, stats):
+            if progress:
+                click.echo("\r" + " " * 40 + "\r", err=True, nl=False)
+            click.echo(f"oncall: {stats.rows:,} rows from {store_label(source)} "
+                       f"{window.since.isoformat()} → {window.until.isoformat()}", err=True)
+            yield store
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    except FilterError as exc:
+        fail(str(exc))
+
+
+def store_label(text: str) -> str:
+    from oncall.sources.registry import parse_ref
+
+    return parse_ref(text).display
+
+
+OPEN_CAP = 20_000  # LLM calls `open --source` brings home unless --limit says otherwise
+
+
+def pull_for_console(ctx: click.Context, db: str | None, text: str, since: str | None, until: str | None,
+                     limit: int | None) -> None:
+    """`open --source`: the window's newest LLM calls (capped) pulled into the incident before the
+    console opens on it; labels, notes, replays and actions then stay local, keyed by span id."""
+    from oncall.ingest.loader import LoadError
+    from oncall.sources.pull import load_source, window_of
+    from oncall.sources.registry import open_source
+
+    try:
+        window = window_of(since, until, parse_filter_or_empty())
+        source = open_source(text)
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    progress = _rows_progress(sys.stderr.isatty())
+    try:
+        store = open_store(ctx, db)
+        report, stats = load_source(store, source, window, None, limit=limit or OPEN_CAP, progress=progress)
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    except LoadError as exc:
+        fail(str(exc))
+    finally:
+        source.close()
+    store.close()
+    added = sum(f.spans for f in report.files)
+    click.echo(f"\roncall: pulled {added:,} spans ({stats.rows:,} rows received, newest first, at most "
+               f"{limit or OPEN_CAP:,} LLM calls) from {source.ref.display}", err=True)
+
+
+def parse_filter_or_empty() -> Any:
+    from oncall.query.filters import Filter
+
+    return Filter()

@@ -1,0 +1,457 @@
+"""The ClickHouse source against the real ClickHouse engine (chDB 4.4 / ClickHouse 26.9, in process)
+through the real clickhouse-connect client (1.13), both in process (`chdb://`) and over real HTTP to
+a loopback server answering ClickHouse's HTTP interface from chDB (tests/chdb_server.py).
+
+Tables are created with the writers' own DDL (tests/chdb_tables.py names the exporter and Langfuse
+migration versions) and filled the way the exporter fills them (the demo incident's OTLP spans,
+converted as the exporter converts them). Truth comes from the spans inserted, counted in
+ClickHouse directly, and from the same spans loaded from the file through the file importer.
+
+chDB allows one engine (one data path) per process: every test here shares the session's path,
+each table in its own database.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("chdb")
+clickhouse_connect = pytest.importorskip("clickhouse_connect")
+
+from click.testing import CliRunner  # noqa: E402
+
+from oncall.cli import cli  # noqa: E402
+from oncall.store import open_db  # noqa: E402
+from tests.chdb_server import ChdbHTTPServer  # noqa: E402
+from tests.chdb_tables import (  # noqa: E402
+    create_langfuse,
+    create_otel,
+    demo_docs,
+    exporter_rows,
+    insert_otel,
+)
+
+pytestmark = [pytest.mark.clickhouse, pytest.mark.timeout(900)]
+
+START, END = "2026-11-23T21:00:00Z", "2026-11-24T03:00:00Z"
+PASSWORD = "pw-Zq8#not-in-any-output"
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("chdb") / "data"
+
+
+@pytest.fixture(scope="session")
+def ch(chdb_path):
+    client = clickhouse_connect.get_client(dsn=f"chdb://{chdb_path}")
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def demo(ch, tmp_path_factory) -> dict[str, Any]:
+    """The demo incident: its OTLP export on disk (for the local load) and the same spans in
+    `demo.otel_traces` (Map attributes) as the exporter writes them."""
+    truth, docs = demo_docs()
+    d = tmp_path_factory.mktemp("demo-export")
+    export = d / "otlp-traces.jsonl"
+    export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    create_otel(ch, "demo")
+    n = insert_otel(ch, "demo", "otel_traces", exporter_rows(docs))
+    return {"truth": truth, "docs": docs, "export": export, "rows": n}
+
+
+@pytest.fixture(scope="session")
+def local_demo(demo, tmp_path_factory) -> Path:
+    """The same spans loaded from the file: what the source must agree with."""
+    from oncall.ingest.loader import load_paths
+
+    path = tmp_path_factory.mktemp("local") / "local.duckdb"
+    store = open_db(path)
+    try:
+        load_paths(store, [str(demo["export"])])
+    finally:
+        store.close()
+    return path
+
+
+@pytest.fixture(scope="session")
+def http(chdb_path, ch):
+    srv = ChdbHTTPServer(str(chdb_path), password=PASSWORD).start()
+    yield srv
+    srv.stop()
+
+
+def _chdb_url(chdb_path: Path, database: str = "demo", table: str = "otel_traces", **extra: str) -> str:
+    q = "&".join([f"database={database}", f"table={table}", *(f"{k}={v}" for k, v in extra.items())])
+    return f"chdb://{chdb_path}?{q}"
+
+
+def _http_url(http: ChdbHTTPServer, database: str = "demo", table: str = "otel_traces", **extra: str) -> str:
+    q = "&".join([f"table={table}", *(f"{k}={v}" for k, v in extra.items())])
+    return f"clickhouse://default@127.0.0.1:{http.port}/{database}?{q}"
+
+
+def oncall(*args: str, env: dict[str, str] | None = None) -> Any:
+    res = CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+    return res
+
+
+def _spans(db_path: Path, where: str = "kind = 'llm'") -> dict[str, tuple]:
+    store = open_db(db_path, read_only=True)
+    try:
+        rows = store.cursor().execute(
+            f"SELECT span_id, tenant, user_id, session_id, feature, model, served_model, provider, status, "
+            f"error_type, input_tokens, output_tokens, round(latency_ms, 3), prompt_version, release, "
+            f"length(output_text), cost FROM spans WHERE {where}").fetchall()
+    finally:
+        store.close()
+    return {r[0]: tuple(r[1:]) for r in rows}
+
+
+# -- loading a window ------------------------------------------------------------------------------------
+def test_pull_reads_every_llm_call_as_the_file_importer_does(demo, local_demo, chdb_path, ch, tmp_path):
+    db = tmp_path / "pulled.duckdb"
+    res = oncall("--db", str(db), "load", _chdb_url(chdb_path), "--since", START, "--until", END, "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    pulled, local = _spans(db), _spans(local_demo)
+    assert len(pulled) == len(local) == demo["truth"].requests
+    # One mapping: every LLM call reads the same, cohort keys inherited from the root span included.
+    assert pulled == local
+    # Truth counted in ClickHouse directly: LLM calls per tenant (on the root span) and errors.
+    per_tenant = dict(ch.query(
+        "SELECT r.SpanAttributes['app.tenant'], count() FROM demo.otel_traces AS c "
+        "JOIN (SELECT TraceId, SpanAttributes FROM demo.otel_traces WHERE ParentSpanId = '') AS r USING TraceId "
+        "WHERE c.SpanAttributes['gen_ai.request.model'] != '' GROUP BY 1").result_rows)
+    got: dict[str, int] = {}
+    for v in pulled.values():
+        got[v[0]] = got.get(v[0], 0) + 1
+    assert got == per_tenant
+    errors = ch.query("SELECT count() FROM demo.otel_traces WHERE StatusCode = 'Error' "
+                      "AND SpanAttributes['gen_ai.request.model'] != ''").result_rows[0][0]
+    assert out["summary"]["llm_errors"] == errors > 0
+    served = dict(ch.query("SELECT SpanAttributes['gen_ai.response.model'], count() FROM demo.otel_traces "
+                           "WHERE SpanAttributes['gen_ai.response.model'] != '' GROUP BY 1").result_rows)
+    assert {m["value"]: m["llm_calls"] for m in out["summary"]["models_served"]} == served
+    assert out["pull"]["rows_received"] == len(pulled)  # only LLM calls travelled (plus nothing else)
+    # Provenance: the import names the source, never a secret; inherited keys say where they came from.
+    store = open_db(db, read_only=True)
+    try:
+        imp = store.cursor().execute("SELECT path, format, options FROM imports").fetchall()
+        inh = store.cursor().execute("SELECT inherited FROM spans WHERE kind = 'llm' LIMIT 1").fetchone()[0]
+    finally:
+        store.close()
+    assert imp[0][1] == "clickhouse-otel" and imp[0][0].startswith("chdb://")
+    assert "tenant" in json.loads(inh) and json.loads(inh)["tenant"]["from_span"]
+
+
+FILTERS = [
+    ["tenant=acme"],
+    ["tenant=acme", "served_model=gpt-4o-2024-11-20"],
+    ["status=error"],
+    ["error=rate_limit", "provider=anthropic"],
+    ["feature=extract", "latency_ms>1500"],
+    ["user!=u-0001", "tenant=globex,hooli"],
+    ["model=claude-3-5-sonnet-20241022", "output_tokens<200"],
+    ["refund"],
+    ["prompt_version=v13"],
+    ["meta.gen_ai.operation.name=chat", "tenant~ini"],
+]
+
+
+@pytest.mark.parametrize("flt", FILTERS, ids=[" ".join(f) for f in FILTERS])
+def test_pushdown_pulls_exactly_what_the_filter_names_locally(flt, demo, local_demo, http, tmp_path):
+    """Over HTTP: the filter compiled to ClickHouse (bound parameters) brings the same requests as the
+    same filter over the local incident, and user text never appears in the SQL."""
+    db = tmp_path / "cohort.duckdb"
+    before = len(http.requests)
+    res = oncall("--db", str(db), "load", _http_url(http), "--since", "2026-11-24T00:00:00Z", "--until", END, *flt,
+                 "--json", env={"CLICKHOUSE_PASSWORD": PASSWORD})
+    assert res.exit_code == 0, res.output
+    local = json.loads(oncall("--db", str(local_demo), "search", "since=2026-11-24T00:00:00Z", *flt, "-n", "100000",
+                              "--json").output)
+    want = {r["span_id"] for r in local["requests"]}
+    got = set(_spans(db))
+    assert got == want and want
+    pull = json.loads(res.output)["pull"]
+    assert pull["rows_received"] <= 1.5 * len(want) + 50  # pushed down: little more than the cohort travelled
+    asked = http.requests[before:]
+    sent = " ".join(r["sql"] for r in asked)
+    bound = {str(v) for r in asked for v in r["params"].values()}
+    for term in flt:
+        key, value = re.split(r"!=|>=|<=|=|~|>|<", term, maxsplit=1) if re.search(r"[=~<>]", term) else ("", term)
+        if key in ("status", "error", "kind"):
+            continue  # closed vocabularies compile to oncall's own constants
+        for v in value.split(","):
+            assert any(v in b for b in bound), f"{v!r} was not sent as a bound parameter"
+            if not key.startswith("meta."):
+                assert f"'{v}'" not in sent and f"%{v}%" not in sent, f"{v!r} was written into the SQL"
+
+
+def test_repulling_an_overlapping_window_adds_nothing_twice(demo, chdb_path, tmp_path):
+    db = tmp_path / "overlap.duckdb"
+    url = _chdb_url(chdb_path)
+    assert oncall("--db", str(db), "load", url, "--since", "2026-11-24T01:00:00Z", "--until", "2026-11-24T02:00:00Z",
+                  "tenant=acme").exit_code == 0
+    first = set(_spans(db))
+    res = oncall("--db", str(db), "load", url, "--since", "2026-11-24T01:30:00Z", "--until", "2026-11-24T02:30:00Z",
+                 "tenant=acme", "--json")
+    assert res.exit_code == 0, res.output
+    both = _spans(db)
+    assert first <= set(both)
+    store = open_db(db, read_only=True)
+    try:
+        dup = store.cursor().execute("SELECT count(*) - count(DISTINCT span_id) FROM spans").fetchone()[0]
+    finally:
+        store.close()
+    assert dup == 0
+    added = json.loads(res.output)["files"][0]
+    assert added["duplicates"] > 0 and added["spans"] == len(both) - len(first)
+
+
+def test_an_interrupted_pull_leaves_the_incident_as_it_was(demo, chdb_path, tmp_path):
+    from oncall.sources.pull import load_source, window_of
+    from oncall.sources.registry import open_source
+
+    db = tmp_path / "interrupt.duckdb"
+    url = _chdb_url(chdb_path)
+    assert oncall("--db", str(db), "load", url, "--since", "2026-11-24T02:00:00Z", "--until", END).exit_code == 0
+    before = _spans(db)
+
+    def stop(rows: int) -> None:
+        if rows > 3000:
+            raise KeyboardInterrupt
+
+    store = open_db(db)
+    src = open_source(url)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            load_source(store, src, window_of(START, END, __import__("oncall.query.filters").query.filters.Filter()),
+                        progress=stop)
+    finally:
+        src.close()
+        store.close()
+    assert _spans(db) == before
+    parts = sorted(p.name for p in (db.parent / "interrupt.duckdb.d" / "parts").glob("*.duckdb"))
+    assert len(parts) == 1  # the interrupted pull's part is gone
+
+
+def test_limit_caps_the_cohort_at_the_newest_calls(demo, local_demo, chdb_path, tmp_path):
+    db = tmp_path / "capped.duckdb"
+    res = oncall("--db", str(db), "load", _chdb_url(chdb_path), "--since", START, "--until", END, "tenant=acme",
+                 "--limit", "50", "--json")
+    assert res.exit_code == 0, res.output
+    got = _spans(db)
+    assert len(got) == 50
+    newest = json.loads(oncall("--db", str(local_demo), "search", "tenant=acme", "-n", "50", "--json").output)
+    want = {r["span_id"] for r in newest["requests"]}
+    assert set(got) == want
+
+
+def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local_demo, chdb_path, tmp_path):
+    """`changes --source`: the demo's three causes, inserted into otel_traces, found with the same
+    times, cohorts and effects as on the local load of the same spans; the incident is untouched."""
+    db = tmp_path / "untouched.duckdb"
+    res = oncall("--db", str(db), "changes", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
+                 "--json")
+    assert res.exit_code == 0, res.output
+    pulled = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(local_demo), "changes", "--json").output)
+
+    def causes(doc: Any) -> list[tuple]:
+        return [(c["kind"], c.get("metric"), json.dumps(c.get("cohort"), sort_keys=True), c.get("before"),
+                 c.get("after"), c.get("began_at"), c.get("ended_at")) for c in doc]
+
+    assert causes(pulled) == causes(local)
+    kinds = {c[0] for c in causes(local)}
+    assert len(causes(local)) >= 3 and {"new_prompt_version", "new_served_model"} <= kinds
+    assert not db.exists()  # asked of the source: nothing written to the incident
+
+
+def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, chdb_path, tmp_path):
+    args = ["tenant=acme", "since=2026-11-24T01:12:00Z", "--baseline", "tenant=acme until=2026-11-24T01:12:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _chdb_url(chdb_path),
+                 "--since", START, "--until", END, "--json")
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert len(remote["metrics"]) == len(local["metrics"]) and remote["cohort"]["requests"] > 0
+    for r, m in zip(remote["metrics"], local["metrics"], strict=True):  # sums in another order: float noise only
+        assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+
+
+def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_path):
+    import click
+
+    from oncall.commands.sources import pull_for_console
+
+    db = tmp_path / "console.duckdb"
+    ctx = click.Context(cli)
+    pull_for_console(ctx, str(db), _chdb_url(chdb_path), START, END, 300)
+    assert len(_spans(db)) == 300
+
+
+# -- schemas ----------------------------------------------------------------------------------------------
+def test_json_typed_otel_traces_reads_as_the_map_variant(demo, ch, chdb_path, tmp_path):
+    create_otel(ch, "demojson", json_typed=True)
+    docs = demo["docs"][: len(demo["docs"]) // 6]
+    insert_otel(ch, "demojson", "otel_traces", exporter_rows(docs, json_typed=True), json_typed=True)
+    a, b = tmp_path / "json.duckdb", tmp_path / "map.duckdb"
+    assert oncall("--db", str(a), "load", _chdb_url(chdb_path, "demojson"), "--since", START, "--until",
+                  END).exit_code == 0
+    ids = set(_spans(a))
+    assert ids
+    assert oncall("--db", str(b), "load", _chdb_url(chdb_path), "--since", START, "--until", END).exit_code == 0
+    map_rows = _spans(b)
+    assert _spans(a) == {k: map_rows[k] for k in ids}
+    res = oncall("--db", str(tmp_path / "j2.duckdb"), "load", _chdb_url(chdb_path, "demojson"), "--since", START,
+                 "--until", END, "tenant=acme", "served_model=gpt-4o-2024-08-06")
+    assert res.exit_code == 0, res.output
+    got = _spans(tmp_path / "j2.duckdb")
+    want = {k: v for k, v in map_rows.items() if k in ids and v[0] == "acme" and v[5] == "gpt-4o-2024-08-06"}
+    assert got == want and got
+
+
+def _langfuse_rows(ch: Any) -> None:
+    create_langfuse(ch, "lf")
+    t0 = "2026-11-24 01:00:00.000"
+    ch.command(f"""INSERT INTO lf.traces (id, timestamp, name, user_id, metadata, release, project_id, public,
+        bookmarked, tags, input, output, session_id, event_ts, is_deleted, environment) VALUES
+        ('tr-1', '{t0}', 'support', 'u-1', map('tenant', 'acme'), '2026.11.3', 'p1', 0, 0, [], '"hi"', '"yo"',
+         's-1', '{t0}', 0, 'production'),
+        ('tr-1', '{t0}', 'support', 'u-OLD', map('tenant', 'old'), NULL, 'p1', 0, 0, [], NULL, NULL, 's-old',
+         '2026-11-24 00:00:00.000', 0, 'production'),
+        ('tr-2', '{t0}', 'extract', 'u-2', map('tenant', 'globex'), NULL, 'p1', 0, 0, [], NULL, NULL, 's-2',
+         '{t0}', 0, 'production')""")
+    ch.command("""INSERT INTO lf.observations (id, trace_id, project_id, type, parent_observation_id, start_time,
+        end_time, name, metadata, level, status_message, input, output, provided_model_name, usage_details,
+        cost_details, total_cost, prompt_name, prompt_version, event_ts, is_deleted, environment) VALUES
+        ('ob-1', 'tr-1', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:01.000', '2026-11-24 01:00:03.500', 'chat',
+         map(), 'DEFAULT', NULL, '[{"role":"user","content":"refund please"}]', '{"role":"assistant","content":"ok"}',
+         'gpt-4o', map('input', 120, 'output', 30, 'total', 150), map('total', 0.0012), 0.0012, 'support', 13,
+         '2026-11-24 01:00:04.000', 0, 'production'),
+        ('ob-1', 'tr-1', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:01.000', NULL, 'chat', map(), 'DEFAULT', NULL,
+         NULL, NULL, 'gpt-4o', map(), map(), NULL, NULL, NULL, '2026-11-24 01:00:01.000', 0, 'production'),
+        ('ob-2', 'tr-1', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:05.000', '2026-11-24 01:00:06.000', 'chat',
+         map(), 'ERROR', '429 rate limit exceeded', NULL, NULL, 'gpt-4o', map(), map(), NULL, NULL, NULL,
+         '2026-11-24 01:00:06.000', 0, 'production'),
+        ('ob-3', 'tr-2', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:07.000', '2026-11-24 01:00:08.000', 'chat',
+         map(), 'DEFAULT', NULL, NULL, NULL, 'gpt-4o', map('input', 5), map(), NULL, NULL, NULL,
+         '2026-11-24 01:00:08.000', 0, 'production'),
+        ('ob-3', 'tr-2', 'p1', 'GENERATION', NULL, '2026-11-24 01:00:07.000', '2026-11-24 01:00:08.000', 'chat',
+         map(), 'DEFAULT', NULL, NULL, NULL, 'gpt-4o', map('input', 5), map(), NULL, NULL, NULL,
+         '2026-11-24 01:00:09.000', 1, 'production'),
+        ('ob-4', 'tr-2', 'p1', 'SPAN', NULL, '2026-11-24 01:00:07.000', '2026-11-24 01:00:08.000', 'retrieve',
+         map(), 'DEFAULT', NULL, NULL, NULL, NULL, map(), map(), NULL, NULL, NULL, '2026-11-24 01:00:08.000', 0,
+         'production')""")
+
+
+def test_langfuse_tables_read_newest_versions_and_skip_deleted(ch, chdb_path, tmp_path):
+    """Langfuse v3 (migrations 0001, 0002, 0008): ReplacingMergeTree rows read as Langfuse reads them."""
+    _langfuse_rows(ch)
+    db = tmp_path / "lf.duckdb"
+    res = oncall("--db", str(db), "load", _chdb_url(chdb_path, "lf", "observations"), "--since",
+                 "2026-11-24T00:00:00Z", "--until", "2026-11-24T02:00:00Z", "--json")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.output)["files"][0]["format"] == "clickhouse-langfuse"
+    got = _spans(db, "true")
+    assert set(got) == {"ob-1", "ob-2"}  # ob-3's newest version is a deletion; ob-4 is not an LLM call
+    ob1 = got["ob-1"]
+    # the newest trace version's keys (u-1, s-1, acme), the newest observation version's usage
+    assert ob1[:3] == ("acme", "u-1", "s-1") and ob1[9:11] == (120, 30) and ob1[12] == "13"
+    assert got["ob-2"][7:9] == ("error", "rate_limit")
+    res = oncall("--db", str(tmp_path / "lf2.duckdb"), "load", _chdb_url(chdb_path, "lf", "observations"),
+                 "--since", "2026-11-24T00:00:00Z", "--until", "2026-11-24T02:00:00Z", "status=error")
+    assert res.exit_code == 0 and set(_spans(tmp_path / "lf2.duckdb")) == {"ob-2"}
+
+
+def test_an_unknown_table_is_refused_with_its_columns(ch, chdb_path, tmp_path):
+    ch.command("CREATE DATABASE IF NOT EXISTS other")
+    ch.command("CREATE TABLE IF NOT EXISTS other.requests (ts DateTime, prompt String, answer String) "
+               "ENGINE = MergeTree ORDER BY ts")
+    db = tmp_path / "x.duckdb"
+    res = oncall("--db", str(db), "load", _chdb_url(chdb_path, "other", "requests"), "--since", START)
+    assert res.exit_code == 2
+    assert "ts DateTime, prompt String, answer String" in res.output and "--map" in res.output
+    assert not db.exists() or not _spans(db, "true")
+
+
+# -- errors a responder can act on ---------------------------------------------------------------------------
+def _one_line(res: Any) -> str:
+    lines = [x for x in res.output.splitlines() if x.strip()]
+    assert len(lines) == 1, res.output
+    assert PASSWORD not in res.output
+    return lines[0]
+
+
+def test_errors_name_the_source_and_what_to_change(demo, http, chdb_path, tmp_path):
+    db = tmp_path / "err.duckdb"
+    assert oncall("--db", str(db), "load", _chdb_url(chdb_path), "--since", "2026-11-24T02:50:00Z", "--until",
+                  END).exit_code == 0
+    before = _spans(db, "true")
+    env = {"CLICKHOUSE_PASSWORD": PASSWORD}
+    cases = [
+        (_http_url(http), {"CLICKHOUSE_PASSWORD": "wrong"}, 1, "authentication refused"),
+        ("clickhouse://default@127.0.0.1:9/demo?table=otel_traces", env, 1, "cannot reach the server"),
+        (f"clickhouses://default@127.0.0.1:{http.port}/demo?table=otel_traces", env, 1, "TLS failed"),
+        (_http_url(http, database="nodb"), env, 2, "does not exist"),
+        (_http_url(http, table="nope"), env, 2, "table demo.nope does not exist"),
+        (_http_url(http, max_rows_to_read="100"), env, 1, "row limit"),
+        (f"clickhouse://default:{PASSWORD}@127.0.0.1:{http.port}/demo?table=otel_traces", env, 2,
+         "password in the URL is refused"),
+    ]
+    for url, e, code, words in cases:
+        res = oncall("--db", str(db), "load", url, "--since", START, "--until", END, env=e)
+        line = _one_line(res)
+        assert res.exit_code == code, (url, res.output)
+        assert words in line, line
+        assert line.startswith("oncall: error: clickhouse")
+    assert _spans(db, "true") == before
+    store = open_db(db, read_only=True)
+    try:
+        trail = json.dumps(store.cursor().execute("SELECT * FROM trail").fetchall(), default=str)
+        imports = json.dumps(store.cursor().execute("SELECT * FROM imports").fetchall(), default=str)
+    finally:
+        store.close()
+    assert PASSWORD not in trail + imports
+
+
+def test_label_terms_are_refused_for_a_source(demo, chdb_path, tmp_path):
+    res = oncall("--db", str(tmp_path / "l.duckdb"), "load", _chdb_url(chdb_path), "--since", START, "label=bad")
+    assert res.exit_code == 2 and "labels live in the local incident" in res.output
+
+
+def test_a_named_source_takes_its_password_from_the_environment(demo, http, tmp_path, monkeypatch):
+    toml = tmp_path / "oncall.toml"
+    toml.write_text(f'[sources.prod]\nurl = "{_http_url(http)}"\npassword_env = "PROD_CH_PASSWORD"\n')
+    monkeypatch.setenv("ONCALL_TOML", str(toml))
+    db = tmp_path / "named.duckdb"
+    res = oncall("--db", str(db), "load", "@prod", "--since", "2026-11-24T02:55:00Z", "--until", END,
+                 env={"PROD_CH_PASSWORD": PASSWORD, "CLICKHOUSE_PASSWORD": "wrong"})
+    assert res.exit_code == 0, res.output
+    assert _spans(db) and PASSWORD not in res.output
+    res = oncall("--db", str(db), "load", "@nope", "--since", START)
+    assert res.exit_code == 2 and "prod" in res.output
+    toml.write_text(f'[sources.lit]\nurl = "{_http_url(http)}"\npassword = "{PASSWORD}"\n')
+    res = oncall("--db", str(db), "load", "@lit", "--since", START)
+    assert res.exit_code == 2 and "password_env" in res.output and PASSWORD not in res.output
+
+
+@pytest.mark.skipif(not os.environ.get("ONCALL_TEST_CLICKHOUSE_URL"),
+                    reason="set ONCALL_TEST_CLICKHOUSE_URL=clickhouse://user@host:8123/db?table=otel_traces "
+                           "(and CLICKHOUSE_PASSWORD) to run against a real server")
+def test_a_real_server(tmp_path):
+    """Opt-in: a real ClickHouse with an otel_traces table; the last hour pulls and reads back."""
+    url = os.environ["ONCALL_TEST_CLICKHOUSE_URL"]
+    res = oncall("--db", str(tmp_path / "real.duckdb"), "load", url, "--since", "-1h", "--json")
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["pull"]["rows_received"] >= out["spans_added"]
