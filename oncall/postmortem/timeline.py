@@ -266,3 +266,23 @@ def star(db: Any, key: str, on: bool = True, author: str | None = None) -> int:
 
     return db.append("stars", {"entry_key": key, "starred": on, "author": author or current_user(),
                                "created_at": now_utc()})
+
+
+def data_signature(con: Any) -> tuple[Any, ...]:
+    """The spans in a few numbers (how many, the newest span_pk): a load since changes it, so the
+    data's entries (what changed) must be computed again."""
+    return tuple(con.execute("SELECT count(*), max(span_pk) FROM spans").fetchone())
+
+
+def incident_signature(con: Any) -> tuple[Any, ...]:
+    """What a timeline or draft is built from, in a few counts: requests, trail events, stars, labels,
+    actions. A write by this very console (a star, a label) is not reported by the store's refresh, so
+    a screen coming back compares these instead."""
+    out: list[Any] = [data_signature(con)]
+    for sql in ("SELECT count(*), max(event_id) FROM trail", "SELECT count(*) FROM stars",
+                "SELECT count(*) FROM labels", "SELECT count(*) FROM actions"):
+        try:
+            out.append(tuple(con.execute(sql).fetchone()))
+        except Exception:  # noqa: BLE001 - an incident without that table has nothing of it
+            out.append(None)
+    return tuple(out)

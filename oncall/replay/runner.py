@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from oncall.display import format_cost
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.query.ids import request_key
 from oncall.replay import store as rstore
@@ -512,7 +513,7 @@ def _headline(s: dict[str, Any]) -> str:
         parts.append(f"{c['errors']} failed")
     if c["unreplayable"]:
         parts.append(f"{c['unreplayable']} not replayable")
-    parts.append(f"cost ${s['cost']['total']:.4f}")
+    parts.append(f"cost {format_cost(s['cost']['total'])}")
     return "; ".join(parts)
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from oncall.query.ids import request_key_sql
@@ -265,3 +266,32 @@ def spent_so_far(con: Any, run_id: int) -> tuple[int, float]:
                   + coalesce(sum(TRY_CAST(judge->>'$.cost' AS DOUBLE)), 0)
            FROM replay_results WHERE run_id = ?""", [run_id]).fetchone()
     return int(row[0]), float(row[1])
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has come, from its results so far (the console polls it while the run works)."""
+
+    planned: int  # requests x repeats
+    replayed: int  # answered (ok or diverged)
+    failed: int
+    unreplayable: int
+    retried: int  # attempts beyond the first, over every result
+    spent: float  # USD, as the results priced them
+
+    @property
+    def done(self) -> int:
+        return self.replayed + self.failed + self.unreplayable
+
+
+def progress(con: Any, run_id: int) -> Progress:
+    row = con.execute(
+        """SELECT count(*) FILTER (WHERE status IN ('ok', 'diverged')), count(*) FILTER (WHERE status = 'error'),
+                  count(*) FILTER (WHERE status = 'unreplayable'), coalesce(sum(attempts) - count(attempts), 0),
+                  coalesce(sum(cost), 0)
+           FROM (SELECT * FROM replay_results WHERE run_id = ? QUALIFY row_number() OVER
+                 (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1)""", [run_id]).fetchone()
+    planned = con.execute("SELECT json_array_length(items) * repeat FROM replay_runs WHERE run_id = ?",
+                          [run_id]).fetchone()
+    return Progress(int(planned[0] or 0) if planned else 0, int(row[0]), int(row[1]), int(row[2]), int(row[3]),
+                    float(row[4]))

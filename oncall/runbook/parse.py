@@ -53,9 +53,9 @@ from oncall.runbook.model import (
     Step,
     heading_number,
 )
+from oncall.runbook.params import PLACEHOLDER, ParamError, coerce
 
 READING_COMMANDS = ("search", "show", "sample", "compare", "changes", "blast-radius")
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EXPECT = re.compile(r"^expect\s+([a-z_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*(?:of\s+(original|baseline))?\s*$")
 # What a gate can test: the metrics a replay summary computes (the registry's, over the columns a
 # replay result carries) and the run's own counts (runbook/run.py).
@@ -151,8 +151,6 @@ def _params(path: Path, raw: Any, line: int, doc_line: int) -> dict[str, Param]:
                   choices=[str(c) for c in choices] if choices else None,
                   required=bool(spec.get("required", spec.get("default") is None)), line=pline)
         if p.default is not None:
-            from oncall.runbook.params import ParamError, coerce
-
             try:
                 p.default = coerce(p, p.default)
             except ParamError as exc:

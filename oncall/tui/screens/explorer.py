@@ -118,12 +118,12 @@ class ExplorerScreen(Screen):
     @work(thread=True, group="count")
     def count(self, text: str, generation: int, refresh: bool = False) -> None:
         """Count the filter's rows; every answer goes back tagged with its generation."""
-        from oncall.query.filters import FilterError, compile_filter
+        from oncall.query.filters import FilterError
+        from oncall.query.search import count_noted
 
         try:
             with self._counts.connection(self.app.store, generation) as cur:
-                c = compile_filter(cur, text, alias="s")
-                total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+                total, notes = count_noted(cur, text)
         except Superseded:
             return
         except FilterError as exc:
@@ -135,7 +135,7 @@ class ExplorerScreen(Screen):
         if refresh:
             self.app.call_from_thread(self._recounted, generation, total)
         else:
-            self.app.call_from_thread(self._counted, generation, text, total, c.notes)
+            self.app.call_from_thread(self._counted, generation, text, total, notes)
 
     def _current(self, generation: int) -> bool:
         """Is this the answer to the filter applied last? (UI thread: no lock needed.)"""
@@ -205,14 +205,9 @@ class ExplorerScreen(Screen):
 
     @work(thread=True, group="values")
     def load_values(self) -> None:
-        cur = self.app.store.cursor()
-        values: dict[str, list[str]] = {}
-        for key, col in (("tenant", "tenant"), ("feature", "feature"), ("model", "model"),
-                         ("served_model", "served_model"), ("provider", "provider"),
-                         ("prompt_version", "prompt_version"), ("error", "error_type"), ("status", "status")):
-            rows = cur.execute(f"SELECT {col}, count(*) FROM spans WHERE kind = 'llm' AND {col} IS NOT NULL "
-                               f"GROUP BY 1 ORDER BY 2 DESC LIMIT 50").fetchall()
-            values[key] = [str(r[0]) for r in rows]
+        from oncall.query.overview import completion_values
+
+        values = completion_values(self.app.store.cursor())
         self.app.call_from_thread(self._set_values, values)
 
     def _set_values(self, values: dict[str, list[str]]) -> None:

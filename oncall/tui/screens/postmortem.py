@@ -39,6 +39,8 @@ from textual.screen import ModalScreen, Screen
 from textual.strip import Strip
 from textual.widgets import Button, Footer, Select, Static
 
+from oncall.display import format_cost
+from oncall.postmortem.timeline import incident_signature
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
 from oncall.tui.textview import OutputView, wrap_lines
@@ -139,20 +141,6 @@ class DraftView(OutputView):
     def section_starts(self) -> list[int]:
         """Display rows of the `#`/`##` headings (n/N jump between them)."""
         return [i for i, s in enumerate(self._styles) if s in (H1, H2) and (i == 0 or self._styles[i - 1] != s)]
-
-
-def incident_signature(cur: Any) -> tuple[Any, ...]:
-    """What the draft is built from, in a few counts: requests, trail events, stars, actions. A write
-    by this console (a star, a label) is not reported by the store's refresh, so a screen coming back
-    compares these instead."""
-    out: list[Any] = []
-    for sql in ("SELECT count(*), max(span_pk) FROM spans", "SELECT count(*), max(event_id) FROM trail",
-                "SELECT count(*) FROM stars", "SELECT count(*) FROM labels", "SELECT count(*) FROM actions"):
-        try:
-            out.append(tuple(cur.execute(sql).fetchone()))
-        except Exception:  # noqa: BLE001 - an incident without that table has nothing of it
-            out.append(None)
-    return tuple(out)
 
 
 class PostmortemScreen(Screen):
@@ -389,7 +377,7 @@ class PostmortemScreen(Screen):
         draft.facts["machine_summary"] = result.to_dict()
         self.query_one(DraftView).load_draft(draft.markdown, keep_scroll=True)
         self._update_title()
-        cost = f", ${result.cost:.4f}" if result.cost is not None else ""
+        cost = f", {format_cost(result.cost)}" if result.cost is not None else ""
         self.app.notify(safe_text(f"machine summary by {result.target} added under Summary (marked as a draft"
                                   f"{cost})", multiline=False), markup=False)
 

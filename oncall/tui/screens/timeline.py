@@ -281,12 +281,12 @@ class TimelineScreen(Screen):
 
     @work(thread=True, group="timeline-build", exit_on_error=False)
     def build(self, generation: int, found: list[Any] | None, sig: Any) -> None:
-        from oncall.postmortem.timeline import timeline
+        from oncall.postmortem.timeline import data_signature, timeline
         from oncall.query.changes import changes
 
         try:
             with self._builds.connection(self.app.store, generation) as cur:
-                now = cur.execute("SELECT count(*), max(span_pk) FROM spans").fetchone()
+                now = data_signature(cur)
                 if found is None or now != sig:  # new requests (a load): the data entries again
                     found = changes(cur)
                 entries = timeline(StoreOn(self.app.store, cur), found=found)
