@@ -15,19 +15,22 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.actions.secrets import scrub
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 TABLE = "actions"  # declared in oncall/store/trail_tables.py
 ID_COLUMN = "action_row"
 
 
-def jsonl_path(db: Any) -> Path:
+def jsonl_path(db: Store) -> Path:
     return Path(str(db.path) + ".actions.jsonl")
 
 
-def append_row(db: Any, row: dict[str, Any]) -> int:
+def append_row(db: Store, row: dict[str, Any]) -> int:
     """Append one audit row to the database (db.append: durable, visible to every other process) and
     to the JSONL file; returns the row's action id. A `started` row (no action_id yet) starts a new
     action: it takes the next action id, 1, 2, 3 … with no gaps (its final row and an undo's rows
@@ -51,7 +54,7 @@ def append_row(db: Any, row: dict[str, Any]) -> int:
     return int(row["action_id"])
 
 
-def next_action_id(db: Any) -> int:
+def next_action_id(db: Store) -> int:
     """One more than the highest action id (an action written before ids were numbered this way is
     named by its started row's id, which _ROWS reads)."""
     got = db.cursor().execute(f"SELECT max(coalesce(action_id, {ID_COLUMN})) FROM {TABLE}").fetchone()[0]
@@ -72,7 +75,7 @@ def _decode(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
     return d
 
 
-def list_actions(db: Any) -> list[dict[str, Any]]:
+def list_actions(db: Store) -> list[dict[str, Any]]:
     """Every action, as its latest row (plus `started_at` from its first), oldest first."""
     db.refresh()
     rel = db.cursor().execute(
@@ -90,7 +93,7 @@ def list_actions(db: Any) -> list[dict[str, Any]]:
     return out
 
 
-def action_rows(db: Any, action_id: int) -> list[dict[str, Any]]:
+def action_rows(db: Store, action_id: int) -> list[dict[str, Any]]:
     """Every row of one action, in the order written (empty if there is no such action)."""
     db.refresh()
     rel = db.cursor().execute(f"SELECT * FROM {_ROWS} WHERE action_id = ? ORDER BY {ID_COLUMN}", [action_id])
@@ -98,6 +101,6 @@ def action_rows(db: Any, action_id: int) -> list[dict[str, Any]]:
     return [_decode(names, v) for v in rel.fetchall()]
 
 
-def undone_by(db: Any, action_id: int) -> list[dict[str, Any]]:
+def undone_by(db: Store, action_id: int) -> list[dict[str, Any]]:
     """The latest rows of the actions that undid `action_id`."""
     return [a for a in list_actions(db) if a.get("undo_of") == action_id]

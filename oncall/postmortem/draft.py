@@ -13,13 +13,16 @@ import json
 import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.display import gate_actual, metric_value, unit_of
 from oncall.postmortem.markdown import Raw, code, fence, mermaid_label, table
 from oncall.postmortem.timeline import Entry, done_and_undone, iso, mitigations, timeline
 from oncall.query.ids import request_key_sql
 from oncall.query.labels import LATEST_LABELS, REQUEST_NOTES
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import ReadStore
 
 EVIDENCE_MAX = 5
 
@@ -136,7 +139,7 @@ def _baseline_of(change: dict[str, Any]) -> str:
     return " ".join(terms + [f"until={change['began_at']}"])
 
 
-def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = None) -> Draft:
+def build_draft(db: ReadStore, *, title: str | None = None, found: list[Any] | None = None) -> Draft:
     """The whole draft (changes are computed once and shared with the timeline)."""
     from oncall.query.changes import changes
 

@@ -14,7 +14,10 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import ReadStore, Store
 
 # Responder trail kinds, as they read on a timeline.
 _KIND = {"load": "load", "label": "label", "note": "note", "replay": "replay", "runbook": "runbook",
@@ -52,7 +55,7 @@ def _ts(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def timeline(db: Any, *, since: str | None = None, until: str | None = None,
+def timeline(db: ReadStore, *, since: str | None = None, until: str | None = None,
              found: list[Any] | None = None) -> list[Entry]:
     """Every entry, oldest first (`found`: the changes already computed, to spare a second scan)."""
     from oncall.query.changes import changes
@@ -260,7 +263,7 @@ def starred_keys(con: Any) -> set[str]:
     return {k for k, on in rows if on}
 
 
-def star(db: Any, key: str, on: bool = True, author: str | None = None) -> int:
+def star(db: Store, key: str, on: bool = True, author: str | None = None) -> int:
     """Star (or unstar) a timeline entry for the report."""
     from oncall.store.db import current_user, now_utc
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.query.ids import span_request_key
 from oncall.store.db import current_user, now_utc
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 VERDICTS = ("good", "bad")
 
@@ -27,7 +30,7 @@ def latest_label_sql(span_pk_expr: str) -> str:
     return f"(SELECT ll.label FROM labels ll WHERE ll.span_pk = {span_pk_expr} ORDER BY ll.{LATEST_ORDER.replace(', ', ', ll.')} LIMIT 1)"
 
 
-def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, author: str | None = None) -> int:
+def add_label(db: Store, span_pk: int, verdict: str, note: str | None = None, author: str | None = None) -> int:
     """Record a good/bad verdict (the latest one counts) and put it on the timeline, in one write.
     The label records the span's request key (oncall.query.ids.request_key), whatever id named it."""
     if verdict not in VERDICTS:
@@ -47,7 +50,7 @@ def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, auth
     return ids[0]
 
 
-def add_note(db: Any, text: str, author: str | None = None, span_pk: int | None = None) -> int:
+def add_note(db: Store, text: str, author: str | None = None, span_pk: int | None = None) -> int:
     """A note on the incident timeline, or on one request when span_pk is given, in one write."""
     if not text.strip():
         raise ValueError("a note needs some text")

@@ -20,12 +20,15 @@ import datetime as dt
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.query.ids import request_key_sql
 from oncall.redact import REDACTED
 from oncall.store.db import current_user
 from oncall.store.trail_tables import TABLES
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 # An item whose newest row has one of these is finished: --resume does not send it again.
 FINAL_STATUSES = ("ok", "diverged", "unreplayable")
@@ -39,7 +42,7 @@ def _now() -> dt.datetime:
 class ReplayStore:
     """The replay tables of one incident database, with the keys of the run scrubbed from every write."""
 
-    def __init__(self, db: Any, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, db: Store, secrets: Iterable[str] = ()) -> None:
         self.db = db
         self.secrets = [s for s in secrets if s and len(s) >= 6]
         self._writer: _Writer | None = None
@@ -97,7 +100,7 @@ class _Writer:
 
     MAX_BATCH = 256
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Store) -> None:
         import queue
         import threading
 
@@ -146,7 +149,7 @@ class _Writer:
 
 
 # -- reading (plain SQL over the declared tables) ----------------------------------------------------------
-def label_pair(db: Any, run_id: int, span_pk: int, repeat_index: int, label: str, request: str) -> int:
+def label_pair(db: Store, run_id: int, span_pk: int, repeat_index: int, label: str, request: str) -> int:
     """A verdict (good/bad) on one replay pair, with its trail event (the timeline shows it)."""
     if label not in ("good", "bad"):
         raise ValueError(f"a pair label is good or bad, not {label!r}")

@@ -19,10 +19,13 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.runbook.model import Runbook, RunbookError, Step
 from oncall.runbook.params import command_argv, substitute_args
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 # Exit codes of the oncall CLI (README "Exit codes"): 1 is a finding and the runbook goes on.
 EXIT_PROBLEM = 1
@@ -48,7 +51,7 @@ ConfirmFn = Callable[[Any], "bool | str"]
 class RunbookRun:
     """One run of a runbook on an incident. Iterate events(); `outcome` says how it ended."""
 
-    def __init__(self, rb: Runbook, db: Any, values: dict[str, Any], *, dry_run: bool = False, yes: bool = False,
+    def __init__(self, rb: Runbook, db: Store, values: dict[str, Any], *, dry_run: bool = False, yes: bool = False,
                  confirm: ConfirmFn | None = None, confirm_gate: Callable[[str], bool] | None = None,
                  who: str | None = None, why: str | None = None, as_json: bool = False,
                  env: dict[str, str] | None = None, cancelled: Callable[[], bool] | None = None) -> None:

@@ -20,6 +20,7 @@ from textual.screen import Screen
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
+from oncall.tui.live import LiveScreen
 
 HISTORY_MAX = 200
 REFRESH_S = 1.0  # how often the console folds in what other processes wrote (shown within 2 s)
@@ -116,10 +117,8 @@ class OncallApp(App[None]):
         self._refresh_failed = False
         top = self.screen
         for screen in self.screen_stack:
-            if screen is top and hasattr(screen, "data_changed"):
-                screen.data_changed()
-            else:
-                screen.stale = True  # the screen's on_screen_resume calls its data_changed
+            if isinstance(screen, LiveScreen):
+                screen.store_changed(on_top=screen is top)
 
     # -- navigation ------------------------------------------------------------------------------------
     def open_overview(self) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 
 from oncall.ingest import jsonio
+from oncall.ingest.contracts import BulkSink
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_lines, read_head, truncated
 from oncall.redact import sql_redact
@@ -378,7 +379,7 @@ _MAYBE_TOO_DEEP = ("(length(text) > 2048 AND length(text) - length(replace(repla
                    f"> {jsonio.MAX_DEPTH})")
 
 
-def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) -> None:
+def _insert_batch(sink: BulkSink, lines: list[int], texts: list[str], select: str) -> None:
     """Validate one batch in SQL, report bad lines, insert the good ones (each record parsed twice in all:
     once to validate, once to extract)."""
     tbl = pa.table({"line": pa.array(lines, pa.int64()), "text": pa.array(texts, pa.string()),
@@ -410,7 +411,7 @@ def _insert_batch(sink: Any, lines: list[int], texts: list[str], select: str) ->
                        redacted=True, arrow=("_oncall_lines", tbl))
 
 
-def _read_jsonl(path: Path, sink: Any, select: str) -> None:
+def _read_jsonl(path: Path, sink: BulkSink, select: str) -> None:
     done = 0
     lines: list[int] = []
     texts: list[str] = []
@@ -462,7 +463,7 @@ def _duck_reader(kind: str, path: Path) -> str:
 _REJECTS = "_oncall_csv_rejects"
 
 
-def _report_csv_rejects(sink: Any) -> None:
+def _report_csv_rejects(sink: BulkSink) -> None:
     """Report the rows the last CSV scan set aside, at their lines, and renumber the loaded rows'
     lines (row_number() counted only the rows kept)."""
     con = sink.con
@@ -479,7 +480,7 @@ def _report_csv_rejects(sink: Any) -> None:
                     WHERE import_id = ?""", [sink.import_id])
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: BulkSink, options: LoadOptions) -> None:
     explicit = normalize_map(options.column_map)
     try:
         head = read_head(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import build_row
 from oncall.ingest.mapping import flatten_attributes
@@ -71,7 +72,7 @@ def phoenix_row(obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _add(obj: Any, where: int, sink: Any) -> bool:
+def _add(obj: Any, where: int, sink: Sink) -> bool:
     if not _is_phoenix_span(obj):
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
@@ -87,7 +88,7 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     return True
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     added = 0
     for where, obj in json_records(path, sink, unwrap=_records):
         added += _add(obj, where, sink)

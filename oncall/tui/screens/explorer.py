@@ -8,12 +8,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
+from oncall.tui.live import LiveScreen
 from oncall.tui.results import ResultsView, header_line
 
 EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
@@ -48,7 +48,7 @@ class FilterSuggester(Suggester):
         return None
 
 
-class ExplorerScreen(Screen):
+class ExplorerScreen(LiveScreen):
     BINDINGS = [
         Binding("slash", "focus_filter", "filter", id="explorer.filter"),
         Binding("escape", "back", "back", id="explorer.back"),
@@ -85,8 +85,8 @@ class ExplorerScreen(Screen):
 
     def on_screen_resume(self) -> None:
         """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
-        if getattr(self, "stale", False):
-            self.data_changed()
+        if self.stale:
+            super().on_screen_resume()
             return
         view = self.query_one(ResultsView)
         if view.total:
@@ -95,7 +95,6 @@ class ExplorerScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote (app._store_changed): count the shown filter again and re-read its rows, keeping
         the cursor where it is and the focus where it was."""
-        self.stale = False
         if self._counts.busy():
             return  # a count in flight already reads the new data; its answer will show it
         view = self.query_one(ResultsView)

@@ -14,7 +14,6 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
@@ -22,6 +21,7 @@ from oncall.display import format_cost, percent, time_text
 from oncall.query.cost_marks import marked
 from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
+from oncall.tui.live import LiveScreen
 
 # The charted metrics (the registry's definitions: latency over successful calls, and so on).
 CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
@@ -65,7 +65,7 @@ def peak_text(metric: str, v: float) -> str:
     return METRICS[metric].text(v)
 
 
-class OverviewScreen(Screen):
+class OverviewScreen(LiveScreen):
     BINDINGS = [
         Binding("e", "explore", "explorer", id="overview.explorer"),
         Binding("r", "read", "reader (sample)", id="overview.reader"),
@@ -90,12 +90,7 @@ class OverviewScreen(Screen):
     def data_changed(self) -> None:
         """The refresh hook: others wrote to the incident (app._store_changed). The header and charts
         again; the what-changed list and its cursor stay as they are until f5."""
-        self.stale = False
         self.load()
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "stale", False):
-            self.data_changed()
 
     def action_refresh(self) -> None:
         self.load()

@@ -27,22 +27,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.segment import Segment
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.geometry import Size
-from textual.screen import ModalScreen, Screen
-from textual.strip import Strip
+from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Select, Static
 
 from oncall.display import format_cost
 from oncall.postmortem.timeline import incident_signature
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
+from oncall.tui.live import LiveScreen
 from oncall.tui.textview import OutputView, wrap_lines
 
 PLAIN = Style()
@@ -101,7 +100,7 @@ class DraftView(OutputView):
         super().__init__(**kwargs)
         self._src: list[str] = [""]
         self._src_styles: list[Style] = [PLAIN]
-        self._styles: list[Style] = [PLAIN]
+        self._styles = [PLAIN]
 
     def load_draft(self, markdown: str, *, keep_scroll: bool = False) -> None:
         y = self.scroll_offset.y
@@ -111,39 +110,22 @@ class DraftView(OutputView):
         self._layout(force=True)
         self.scroll_to(0, y if keep_scroll else 0, animate=False)
 
-    def _layout(self, force: bool = False) -> None:
-        width = max(1, self.scrollable_content_region.width)
-        if not force and width == self._width:
-            return
-        self._width = width
+    def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
         lines: list[str] = []
         styles: list[Style] = []
         for src, style in zip(self._src, self._src_styles, strict=True):
             pieces = wrap_lines(src, width) if self.wrap else [src]
             lines += pieces
             styles += [style] * len(pieces)
-        self._lines, self._styles = lines or [""], styles or [PLAIN]
-        from rich.cells import cell_len
-
-        longest = width if self.wrap else max((cell_len(x) for x in self._lines), default=0)
-        self.virtual_size = Size(longest, len(self._lines))
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        index = self.scroll_offset.y + y
-        width = self.size.width
-        if index >= len(self._lines):
-            return Strip.blank(width)
-        x = self.scroll_offset.x
-        line = Strip([Segment(self._lines[index], self._styles[index])])
-        return (line.crop(x, x + width) if x else line).adjust_cell_length(width)
+        longest = width if self.wrap else max((cell_len(x) for x in lines), default=0)
+        return lines or [""], styles or [PLAIN], longest
 
     def section_starts(self) -> list[int]:
         """Display rows of the `#`/`##` headings (n/N jump between them)."""
         return [i for i, s in enumerate(self._styles) if s in (H1, H2) and (i == 0 or self._styles[i - 1] != s)]
 
 
-class PostmortemScreen(Screen):
+class PostmortemScreen(LiveScreen):
     BINDINGS = [
         Binding("j", "scroll(1)", "down", show=False, id="postmortem.down"),
         Binding("k", "scroll(-1)", "up", show=False, id="postmortem.up"),
@@ -162,7 +144,6 @@ class PostmortemScreen(Screen):
         self.draft: Any = None
         self.built_at: dt.datetime | None = None
         self.outdated = False
-        self.stale = False
         self._sig: Any = None
         self._generation = 0
         self._builds = Inflight()
@@ -248,7 +229,6 @@ class PostmortemScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote while the preview is on top: say it is out of date; `r` rebuilds (the text does
         not move under the responder's eyes)."""
-        self.stale = False
         if self._building:
             self._dirty = True  # the build in flight may have read the incident before this write
         elif self.draft is not None:

@@ -19,13 +19,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from oncall.config import ConfigError
 from oncall.display import request_fields, time_text
 from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
+from oncall.tui.live import LiveScreen
 from oncall.tui.textview import OutputView, RichLinesView
 
 SAMPLE_SIZE = 50
@@ -82,7 +82,7 @@ def output_of(d: dict[str, Any]) -> str:
     return safe_text(text)
 
 
-class ReaderScreen(Screen):
+class ReaderScreen(LiveScreen):
     BINDINGS = [
         # j/k only: the arrows, space and page keys scroll a long output (the focused OutputView).
         Binding("j", "move(1)", "next", id="reader.next"),
@@ -171,14 +171,9 @@ class ReaderScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote (app._store_changed): labels and notes again, for the request on screen first;
         the output stays scrolled where it was."""
-        self.stale = False
         self.cache.clear()  # the prefetched neighbours' labels may be stale too
         if self.span_pks:
             self.load({self.span_pks[self.index]})
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "stale", False):
-            self.data_changed()
 
     def render_detail(self, d: dict[str, Any], *, keep_scroll: bool = False) -> None:
         """Show request d; keep_scroll: the same request redrawn (a label landed), nothing moves."""
