@@ -436,7 +436,7 @@ def _metrics() -> list[Metric]:
         Metric("requests", "requests", "count", "count", LLM, "LLM calls", "in", worse="n/a"),
         Metric("error_rate", "error rate", "ratio", "rate", LLM, "LLM calls", "in", value=FAILED, series=True),
         *[Metric(f"error_rate_{e}", f"{e} error rate", "ratio", "rate", LLM, "LLM calls", "in",
-                 value=all_of(FAILED, Is(col("error_type"), e)), show="events") for e in COMPARED_ERRORS],
+                 value=all_of(FAILED, Is(col("error_type"), e)), show="events", series=True) for e in COMPARED_ERRORS],
         Metric("latency_ms_mean", "mean latency", "ms", "mean", OK, "successful calls", "out", value=lat,
                series=True),
         *[Metric(f"latency_ms_p{int(q * 100)}", f"latency p{int(q * 100)}", "ms", "quantile", OK, "successful calls",

@@ -30,6 +30,10 @@ class LiveScreen(Screen):
         """Read what this screen shows again (in a worker) and redraw it in place."""
         raise NotImplementedError
 
+    def live_changed(self) -> None:
+        """The live marker moved (app.live_marker: spans/s, last arrival): screens that show it redraw
+        it; the others have nothing to do."""
+
     def on_screen_resume(self) -> None:
         if self.stale:
             self.stale = False
