@@ -154,6 +154,18 @@ def gate_actual(check: dict[str, Any]) -> str:
     return metric_value(check["actual"], unit_of(str(metric)))
 
 
+def iso_z(t: dt.datetime | str | None) -> str | None:
+    """The hand-off's spelling of a time (timeline, postmortem, eval set): ISO 8601 in UTC to the
+    second with `Z`, `2026-11-24T01:12:01Z`; a string is read as ISO first; None stays None."""
+    if t is None:
+        return None
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
 def iso_utc(t: dt.datetime) -> str:
     """ISO 8601 in UTC (`2026-11-24T01:00:00+00:00`), whatever zone the datetime came back in: a
     DuckDB cursor returns TIMESTAMPTZ values in its session's zone, which starts as the machine's."""

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
-from oncall.display import format_cost, iso_utc
+from oncall.display import format_cost, iso_utc, time_text
 from oncall.output import metric_change, metric_value, stderr, stdout
 from oncall.safe_text import safe_rich, safe_text
 
@@ -383,7 +383,7 @@ def list_runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
         table.add_column(col, no_wrap=True, overflow="ellipsis")
     for r in items:
         spent = (r.get("counts") or {}).get("spent")
-        created = r["created_at"].astimezone(dt.UTC).strftime("%m-%d %H:%M") if r.get("created_at") else ""
+        created = time_text(r.get("created_at"), date="short", seconds=False)
         table.add_row(str(r["run_id"]), created, safe_text(r["target"], multiline=False),
                       safe_text(r["model"], multiline=False), safe_text(r["filter"] or "", multiline=False, max_len=40),
                       str(r["repeat"]), safe_text(r["status"] or "", multiline=False),

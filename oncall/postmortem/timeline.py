@@ -16,6 +16,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from oncall.display import iso_z
+
 if TYPE_CHECKING:
     from oncall.store.contracts import ReadStore, Store
 
@@ -41,14 +43,7 @@ class Entry:
         return asdict(self)
 
 
-def iso(t: dt.datetime | str | None) -> str | None:
-    if t is None:
-        return None
-    if isinstance(t, str):
-        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+iso = iso_z  # the hand-off's one spelling of a time (display.iso_z)
 
 
 def _ts(s: str) -> dt.datetime:

@@ -37,7 +37,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Select, Static
 
-from oncall.display import format_cost
+from oncall.display import format_cost, time_text
 from oncall.postmortem.timeline import incident_signature
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
@@ -218,7 +218,7 @@ class PostmortemScreen(LiveScreen):
             n = len(self.draft.markdown.splitlines())
             t.append(f"  ·  {n:,} lines of Markdown, shown as text")
             if self.built_at is not None:
-                t.append(f"  ·  built {self.built_at.strftime('%H:%M:%S')} UTC")
+                t.append(f"  ·  built {time_text(self.built_at, date=False)} UTC")
         if self._building:
             t.append("  ·  rebuilding… (esc cancels)", style="dim")
         elif self.outdated:
