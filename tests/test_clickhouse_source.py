@@ -473,8 +473,8 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
     store = open_db(local_demo, read_only=True)
     try:
         con = store.cursor()
-        table = con.execute(f"SELECT {', '.join(c for c in CANONICAL if c != 'label')}, NULL::VARCHAR AS label "
-                            "FROM spans").to_arrow_table()
+        table = con.sql(f"SELECT {', '.join(c for c in CANONICAL if c != 'label')}, NULL::VARCHAR AS label "
+                        "FROM spans").to_arrow_table()
         refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
         local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
     finally:
