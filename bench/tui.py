@@ -16,6 +16,7 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -76,15 +77,19 @@ async def child(db: str, t_launch: float) -> dict:
     app = OncallApp(store, keymap={})
     out: dict = {}
     async with app.run_test(size=(160, 48)) as pilot:
-        def header() -> str:
+        def shown(selector: str) -> str:
             try:
-                r = app.screen.query_one("#incident", Static).render()
+                r = app.screen.query_one(selector, Static).render()
             except Exception:  # noqa: BLE001 - not mounted yet
                 return ""
             return r.plain if isinstance(r, Text) else str(r)
 
-        await _until(pilot, lambda: "requests" in header())
+        await _until(pilot, lambda: "requests" in shown("#incident"))
         out["first_screen_s"] = time.time() - t_launch
+        await _until(pilot, lambda: shown("#changes-title").startswith("what changed:"), 60)
+        out["changes_s"] = time.time() - t_launch
+        if os.environ.get("BENCH_TUI_FIRST_ONLY"):
+            return out
         app.open_explorer("")
         await _until(pilot, lambda: hasattr(app.screen, "query_one") and app.screen.query(ResultsView)
                      and app.screen.query_one(ResultsView).total > 0)
@@ -131,6 +136,8 @@ async def child(db: str, t_launch: float) -> dict:
     store.close()
     import tempfile
 
+    if os.environ.get("BENCH_TUI_FIRST_ONLY"):  # A/B runs of the first screen only (old code vs new)
+        return out
     with tempfile.TemporaryDirectory() as tmp:
         out["big_output_s"] = await big_output(Path(tmp))
     return out
@@ -151,6 +158,7 @@ def main() -> int:
     from results import write_section
 
     db = build(args.spans)
+    load = os.getloadavg()
     results = []
     for k in range(args.runs):
         t = time.time()
@@ -160,10 +168,11 @@ def main() -> int:
             return 1
         r = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(r)
-        print(f"run {k + 1}: first screen {r['first_screen_s']:.2f} s, filter median "
+        print(f"run {k + 1}: first screen {r['first_screen_s']:.2f} s, what changed {r['changes_s']:.2f} s, filter median "
               f"{statistics.median(r['filter_apply_ms']):.0f} ms, reader median {statistics.median(r['reader_move_ms']):.1f} ms",
               flush=True)
     first = statistics.median(r["first_screen_s"] for r in results)
+    changes_s = statistics.median(r["changes_s"] for r in results)
     apply = statistics.median(x for r in results for x in r["filter_apply_ms"])
     apply_max = max(x for r in results for x in r["filter_apply_ms"])
     key = statistics.median(x for r in results for x in r["keypress_during_query_ms"])
@@ -179,16 +188,19 @@ def main() -> int:
         "## Console",
         "",
         f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on the {n:,}-span database of "
-        f"bench/query.py; {args.runs} fresh processes, headless Textual at 160x48.",
+        f"bench/query.py; {args.runs} fresh processes, headless Textual at 160x48; 1-minute load average "
+        f"{load[0]:.1f} at the start, {os.getloadavg()[0]:.1f} at the end (the machine is shared).",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram']} RAM; Python {m['python']}, DuckDB {m['duckdb']}.",
         f"Command: `python bench/tui.py {' '.join(a for a in sys.argv[1:])}`",
         "",
         "| what | median | max | target | |",
         "|---|---:|---:|---:|---|",
         f"| first screen (process launch to overview header and charts) | {first:.2f} s | "
-        f"{max(r['first_screen_s'] for r in results):.2f} s | 1.5 s | {'met' if first < 1.5 else '**MISSED**'} |",
+        f"{max(r['first_screen_s'] for r in results):.2f} s | 1 s | {'met' if first < 1 else '**MISSED**'} |",
+        f"| what-changed list on screen (process launch to the list filled) | {changes_s:.2f} s | "
+        f"{max(r['changes_s'] for r in results):.2f} s | 2 s | {'met' if changes_s < 2 else '**MISSED**'} |",
         f"| filter applied (enter to count and first page shown; {len(FILTERS)} filters) | {apply:.0f} ms | "
-        f"{apply_max:.0f} ms | 500 ms | {'met' if apply < 500 else '**MISSED**'} |",
+        f"{apply_max:.0f} ms | 300 ms | {'met' if apply < 300 else '**MISSED**'} |",
         f"| key press handled while the filter query runs | {key:.1f} ms | | | |",
         f"| reader next/previous, press to new request rendered (Pilot) | {move:.1f} ms | {move_max:.1f} ms | | |",
         f"| Pilot's own cost of a key press (an unbound key, press to idle) | {base:.1f} ms | | | |",
@@ -199,8 +211,8 @@ def main() -> int:
         f"{max(r['big_output_s'] for r in results):.2f} s | well under 1 s | "
         f"{'met' if statistics.median(r['big_output_s'] for r in results) < 0.5 else '**MISSED**'} |",
         "",
-        "The what-changed list fills in after the first screen (its own worker); it is not part of the first-screen "
-        "time. Filters: " + ", ".join(f"`{f}`" for f in FILTERS) + ".",
+        "The what-changed list fills in after the first screen (its own worker, started once the header's queries "
+        "are done). Filters: " + ", ".join(f"`{f}`" for f in FILTERS) + ".",
     ]
     text = "\n".join(lines) + "\n"
     if not args.no_write:

@@ -33,16 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SPAN_COLS = "span_pk, import_id, trace_id, span_id, parent_id, tenant, inherited, output_text, response_id, raw"
 
 
-def _family(i: int) -> tuple[str, str]:
-    """A root span carrying the tenant and its LLM child without one, as two OTLP lines."""
-    child = tracegen.otlp_span(i)
-    child["attributes"] = [a for a in child["attributes"] if a["key"] != "tenant.id"]
-    child["parentSpanId"] = f"{i + 1:08x}" + "f" * 8
-    root = {"traceId": child["traceId"], "spanId": child["parentSpanId"], "parentSpanId": "",
-            "name": "POST /support", "kind": 2, "startTimeUnixNano": child["startTimeUnixNano"],
-            "endTimeUnixNano": child["endTimeUnixNano"], "attributes": [tracegen._kv("tenant.id", f"acme-{i}")],
-            "status": {}}
-    return tracegen.otlp_line([root]), tracegen.otlp_line([child])
+_family = tracegen.family_lines
 
 
 def snapshot(db) -> dict[str, object]:

@@ -213,16 +213,7 @@ def test_an_unfinished_load_is_invisible_to_readers_before_any_write(loaded: Pat
         reader.close()
 
 
-def _family(i: int) -> tuple[str, str]:
-    """A root span carrying the tenant and its LLM child without one, as two OTLP lines."""
-    child = tracegen.otlp_span(i)
-    child["attributes"] = [a for a in child["attributes"] if a["key"] != "tenant.id"]
-    child["parentSpanId"] = f"{i + 1:08x}" + "f" * 8
-    root = {"traceId": child["traceId"], "spanId": child["parentSpanId"], "parentSpanId": "",
-            "name": "POST /support", "kind": 2, "startTimeUnixNano": child["startTimeUnixNano"],
-            "endTimeUnixNano": child["endTimeUnixNano"], "attributes": [tracegen._kv("tenant.id", f"acme-{i}")],
-            "status": {}}
-    return tracegen.otlp_line([root]), tracegen.otlp_line([child])
+_family = tracegen.family_lines
 
 
 def test_a_root_loaded_after_its_children_still_gives_them_its_keys(tmp_path: Path) -> None:

@@ -121,3 +121,16 @@ def write_lines(path, lines: list[str]) -> None:
         for line in lines:
             fh.write(line)
             fh.write("\n")
+
+
+def family_lines(i: int) -> tuple[str, str]:
+    """A root span carrying the tenant and its LLM child without one, as two OTLP lines (root, child):
+    loaded root after child, the child inherits the tenant and its earlier copy is superseded."""
+    child = otlp_span(i)
+    child["attributes"] = [a for a in child["attributes"] if a["key"] != "tenant.id"]
+    child["parentSpanId"] = f"{i + 1:08x}" + "f" * 8
+    root = {"traceId": child["traceId"], "spanId": child["parentSpanId"], "parentSpanId": "",
+            "name": "POST /support", "kind": 2, "startTimeUnixNano": child["startTimeUnixNano"],
+            "endTimeUnixNano": child["endTimeUnixNano"], "attributes": [_kv("tenant.id", f"acme-{i}")],
+            "status": {}}
+    return otlp_line([root]), otlp_line([child])

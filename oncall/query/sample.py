@@ -16,7 +16,7 @@ from typing import Any
 
 from oncall.errors import InputError
 from oncall.query.filters import COLUMNS, Filter, compile_filter
-from oncall.query.search import ROW_COLUMNS
+from oncall.query.search import ROW_COLUMNS, rows_by_pk
 
 MAX_SAMPLE = 10_000
 FULL_COLUMNS = ROW_COLUMNS + ["input_messages", "output_messages", "tool_calls", "input_text", "output_text",
@@ -42,8 +42,7 @@ def sample(con: Any, flt: Filter | str | Sequence[str] | None, n: int, *, by: st
     # hash(a, b) mixes poorly (a chi-square test caught it); hashing one combined integer is uniform.
     rank = "hash(s.span_pk + CAST(? AS BIGINT) * 1000003)"
     if by is None:
-        picked = (f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE {c.where} ORDER BY r, s.span_pk LIMIT ?")
-        params = [seed, *c.params, n]
+        chosen = _pick_uniform(con, c.where, c.params, rank, seed, n)
     else:
         # One scan: each group's size and its n best-ranked rows (min_by keeps the top n per group), then
         # the quotas are split in Python over a handful of groups.
@@ -51,18 +50,19 @@ def sample(con: Any, flt: Filter | str | Sequence[str] | None, n: int, *, by: st
         groups = con.execute(
             f"SELECT s.{col}, count(*), min_by(s.span_pk, {rank}, {int(n)}) FROM spans s WHERE {c.where} "
             f"GROUP BY 1 ORDER BY 2 DESC", [seed, *c.params]).fetchall()
-        if not groups:
-            return []
         quota = _quotas([int(g[1]) for g in groups], n)
         chosen = [pk for g, q in zip(groups, quota, strict=True) for pk in (g[2] or [])[:q]]
-        picked = f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE s.span_pk IN (SELECT unnest(?))"
-        params = [seed, chosen]
+    # The chosen rows in full, fetched by key (search.rows_by_pk says why not a join).
     cols = ", ".join(f"s.{x}" for x in FULL_COLUMNS)
-    sql = (f"WITH picked AS ({picked}) SELECT {cols}, p.r AS sample_rank FROM picked p "
-           f"JOIN spans s ON s.span_pk = p.span_pk ORDER BY p.r, s.span_pk")
-    cur = con.execute(sql, params)
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    return rows_by_pk(con, f"{cols}, {rank} AS sample_rank", chosen, "ORDER BY sample_rank, s.span_pk",
+                      select_params=[seed])
+
+
+def _pick_uniform(con: Any, where: str, params: list[Any], rank: str, seed: int, n: int) -> list[int]:
+    """The n best-ranked keys of the cohort: a top-N over two narrow columns."""
+    return [int(r[0]) for r in con.execute(
+        f"SELECT s.span_pk, {rank} AS r FROM spans s WHERE {where} ORDER BY r, s.span_pk LIMIT ?",
+        [seed, *params, n]).fetchall()]
 
 
 def _quotas(sizes: list[int], n: int) -> list[int]:

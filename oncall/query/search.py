@@ -48,6 +48,23 @@ def _rows(cur: Any) -> list[dict[str, Any]]:
     return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
 
+def rows_by_pk(con: Any, select: str, span_pks: Sequence[int], order: str = "",
+               select_params: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """`SELECT {select} FROM spans s` for the given span_pks (a page, a sample), as dicts.
+
+    Picked first, fetched second: joining a top-N subquery to `spans` left the key filter to the
+    join, and the scan decoded the text of every row group holding a pick (page_at at row 500,000:
+    691 ms against 81 ms). The key range prunes row groups by their min/max; `= ANY` keeps exactly
+    the picks, so only their rows' text is decompressed.
+    """
+    if not span_pks:
+        return []
+    keys = [int(k) for k in span_pks]
+    con.execute(f"SELECT {select} FROM spans s WHERE s.span_pk BETWEEN ? AND ? AND s.span_pk = ANY(?) {order}",
+                [*select_params, min(keys), max(keys), keys])
+    return _rows(con)
+
+
 def search(con: Any, flt: Filter | str | Sequence[str] | None, *, limit: int = 50, before: Cursor | None = None,
            order_by: str = "start_time", descending: bool = True) -> Page:
     """One page of matching requests, newest first by default; pass `page.next` to get the next page."""
@@ -142,12 +159,10 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
         raise ValueError(f"cannot sort by {order_by!r}; sortable: {', '.join(sorted(SORTABLE))}")
     c = compile_filter(con, flt, alias="s")
     direction = "DESC" if descending else "ASC"
-    sql = (f"WITH page AS (SELECT s.span_pk FROM spans s WHERE {c.where} "
-           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction} LIMIT ? OFFSET ?) "
-           f"SELECT {_select()} FROM page JOIN spans s ON s.span_pk = page.span_pk "
-           f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}")
+    order = f"ORDER BY s.{order_by} {direction} NULLS LAST, s.span_pk {direction}"
     # The caller's own connection, not a new cursor of it: that one would escape the caller's
     # interrupt (the console interrupts the pages of a superseded filter); callers' cursors are UTC.
     cur = con
-    cur.execute(sql, list(c.params) + [int(limit), int(offset)])
-    return _rows(cur)
+    page = [int(r[0]) for r in cur.execute(f"SELECT s.span_pk FROM spans s WHERE {c.where} {order} LIMIT ? OFFSET ?",
+                                           list(c.params) + [int(limit), int(offset)]).fetchall()]
+    return rows_by_pk(cur, _select(), page, order)

@@ -36,17 +36,15 @@ part into one with --full.
 
 from __future__ import annotations
 
-import fcntl
 import math
 import os
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from oncall.store.db import IncidentDB, StoreError, load_lock, open_db, utc_cursor
+from oncall.store.db import IncidentDB, StoreError, exclusive_lock, load_lock, open_db, utc_cursor
 from oncall.store.loadparts import detach_part, remove_part_file
 from oncall.store.parts import (
     PART_TABLES_DDL,
@@ -293,21 +291,9 @@ def remove_leftovers(db: IncidentDB) -> int:
     return removed
 
 
-@contextmanager
-def _compaction_lock(db_path: Path) -> Iterator[bool]:
+def _compaction_lock(db_path: Path) -> AbstractContextManager[bool]:
     """Held by one compaction at a time; yields False (without waiting) if another holds it."""
-    lock = sidecar_dir(db_path) / "compact.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            yield False
-            return
-        yield True
-    finally:
-        os.close(fd)
+    return exclusive_lock(sidecar_dir(db_path) / "compact.lock", block=False)
 
 
 class Compactor:

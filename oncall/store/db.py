@@ -210,16 +210,30 @@ def _create_or_upgrade_base(path: Path) -> None:
 @contextmanager
 def _exclusive(lock_path: Path, waiting: Callable[[], None] | None = None) -> Iterator[None]:
     """An exclusive flock on a lock file; `waiting` is called once if it has to wait."""
+    with exclusive_lock(lock_path, waiting=waiting):
+        yield
+
+
+@contextmanager
+def exclusive_lock(lock_path: Path, *, waiting: Callable[[], None] | None = None,
+                   block: bool = True) -> Iterator[bool]:
+    """An exclusive flock on a lock file, held for the block; yields whether it is held.
+
+    If another process holds it: with block, call `waiting` once and wait; without, yield False.
+    """
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            if not block:
+                yield False
+                return
             if waiting:
                 waiting()
             fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
+        yield True
     finally:
         os.close(fd)
 

@@ -7,6 +7,7 @@ sample of that cohort.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 from rich.text import Text
@@ -82,6 +83,9 @@ class OverviewScreen(Screen):
     def on_mount(self) -> None:
         self.changes: list[Any] = []
         self.lines: list[tuple[int, str, dict[str, Any] | None]] = []
+        # What-changed waits for the header and charts' queries: run side by side, the two shared
+        # the two cores and the first screen came later, while what-changed finished no sooner.
+        self._header_queried = threading.Event()
         self.load()
         self.load_changes()
 
@@ -120,6 +124,8 @@ class OverviewScreen(Screen):
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
             return
+        finally:
+            self._header_queried.set()
         overall = {"bucket_s": bucket_s, "rows": [r for r in rows if r["key"] is None]}
         by_tenant = {"rows": [r for r in rows if r["key"] == "tenant"]}
         self.app.call_from_thread(self._loaded, head, overall, top, by_tenant)
@@ -129,6 +135,7 @@ class OverviewScreen(Screen):
         """What changed takes longest (every cohort's series): it fills in after the header and charts."""
         from oncall.query.changes import changes
 
+        self._header_queried.wait(10)
         try:
             found = changes(self.app.store.cursor())
         except Exception as exc:  # noqa: BLE001
