@@ -13,6 +13,7 @@ each table in its own database.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -498,3 +499,38 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
             assert g.sq == pytest.approx(w.sq, rel=1e-9), name
             assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
         assert want["requests"].n > 1000 and want["json_valid_rate"].n > 0 and want["refusal_rate"].x >= 0
+
+
+def test_watch_on_a_source_notifies_its_causes_once_and_keeps_state_in_the_incident(demo, chdb_path, tmp_path):
+    """`oncall watch --source`: what-changed on the store's window (pulled into a scratch incident each
+    check), alerts sent to a loopback webhook, what was sent kept in --db so a second check sends nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    got: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            return
+
+        def do_POST(self) -> None:  # noqa: N802
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    db = tmp_path / "watch.duckdb"
+    days = (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(START.replace("Z", "+00:00"))).days + 1
+    args = ("--db", str(db), "watch", "--once", "--source", _chdb_url(chdb_path), "--window", f"{days}d",
+            "--notify", f"webhook=http://127.0.0.1:{srv.server_address[1]}/hook", "--json")
+    try:
+        first = oncall(*args)
+        assert first.exit_code == 1, first.output  # it notified
+        sent = json.loads(first.stdout)["sent"]
+        assert {s["dedup_key"] for s in sent} == {g["dedup_key"] for g in got}
+        assert any(g["kind"] == "new_served_model" and "--source" in g["command"] for g in got)
+        again = oncall(*args)
+        assert again.exit_code == 0 and json.loads(again.stdout)["sent"] == []
+    finally:
+        srv.shutdown()

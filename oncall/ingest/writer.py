@@ -313,13 +313,15 @@ PRIOR = "memory.main.spans"
 def _dedupe(con: duckdb.DuckDBPyConnection, import_id: int, traces: str) -> int:
     """Remove this import's copies of spans already present (same trace_id, span_id): OTLP JSONL
     retries, overlapping exports. The earliest row is kept: one loaded before (PRIOR), else the
-    first in this load's part. `traces` selects the trace ids to check."""
+    first in this load's part that has ended (an SDK that sends a span when it starts and again
+    when it ends: the complete copy wins). `traces` selects the trace ids to check."""
     return int(con.execute(
         f"""
         DELETE FROM spans WHERE import_id = {int(import_id)} AND span_pk IN (
             SELECT span_pk FROM (
                 SELECT span_pk, import_id,
-                       row_number() OVER (PARTITION BY trace_id, span_id ORDER BY span_pk) AS rn
+                       row_number() OVER (PARTITION BY trace_id, span_id
+                                          ORDER BY end_time IS NULL, span_pk) AS rn
                 FROM spans
                 WHERE trace_id IN ({traces})
             ) WHERE rn > 1
