@@ -149,19 +149,26 @@ def _records_rows(otlp_jsonl: Path) -> list[dict[str, Any]]:
     return rows
 
 
-@pytest.mark.parametrize("shape", ["json_rows", "json_columns", "csv"])
-def test_logfire_query_export_matches_the_spans(shape, tmp_path):
-    """pydantic-ai (the test extra) writes its spans with the OTLP file exporter; the same spans as
-    Logfire's records rows load to the same calls, whichever way the query API hands them out."""
+@pytest.fixture(scope="module")
+def pydantic_ai_spans(tmp_path_factory) -> Path:
+    """pydantic-ai (the test extra) over the scenario, written by the OTLP file exporter: once per module."""
     import sys
 
     pytest.importorskip("pydantic_ai")
     from exporter_checks import run_generator
     from openai_server import OpenAIServer
 
-    otlp = tmp_path / "spans.jsonl"
+    otlp = tmp_path_factory.mktemp("pydantic-ai") / "spans.jsonl"
     with OpenAIServer(chunk_delay=0.01) as srv:
         run_generator(sys.executable, "gen_pydantic_ai.py", "--base-url", srv.base_url, "--out", str(otlp))
+    return otlp
+
+
+@pytest.mark.parametrize("shape", ["json_rows", "json_columns", "csv"])
+def test_logfire_query_export_matches_the_spans(shape, pydantic_ai_spans, tmp_path):
+    """The same spans as Logfire's records rows load to the same calls as their OTLP export, whichever
+    way the query API hands them out."""
+    otlp = pydantic_ai_spans
     rows = _records_rows(otlp)
     # a pending span, as records_full holds it: never a row of its own
     rows.append({**rows[0], "span_id": "ffffffffffffffff", "kind": "pending_span"})
