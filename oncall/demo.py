@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oncall.fileio import write_atomic
+
 DEMO_DAY_END = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 OLD_SNAPSHOT, NEW_SNAPSHOT = "gpt-4o-2024-08-06", "gpt-4o-2024-11-20"
 CLAUDE = "claude-3-5-sonnet-20241022"
@@ -354,11 +356,7 @@ def generate_demo(out_dir: Path, *, seed: int = 7, hours: float = 6.0, incident:
     gen.run()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / EXPORT_NAME
-    tmp = path.with_suffix(".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for line in gen.lines():
-            fh.write(line + "\n")
-    tmp.replace(path)
+    write_atomic(path, (line + "\n" for line in gen.lines()), "writing the demo's export")
     return gen.truth(seed)
 
 

@@ -51,11 +51,17 @@ _JSON_STR_BODY = r'(?:[^"\\]|\\.)*'  # the inside of a JSON string, escapes kept
 SECRET_NAMES = (
     r"authorization|auth|api[_-]?key|apikey|"
     r"(?:access|secret|private|master|signing|encryption|account|subscription|shared[_-]?access|client|session)"
-    r"[_-]?key|passw(?:or)?d|passphrase|secret|token|cookie|credentials?"
+    r"[_-]?key|passw(?:or)?d|passphrase|secret|token|cookie|credentials?|"
+    # ODBC's `PWD=`; a GCP service account's `private_key_id`
+    r"pwd|private[_-]?key[_-]?id"
 )
-# In free text and query strings a few short names are unambiguous too (`sig=` in SAS/S3 URLs).
-_FREE_NAMES = SECRET_NAMES + r"|signature|sig|x-amz-credential"
-_N = f"(?i:{SECRET_NAMES})"
+# As a key of a record only: `pass` as a word of the name (`"pass":`, `db_pass`, `smtp-pass`), never
+# the end of `bypass`; in prose "first pass: read the logs" is no credential.
+_KEY_NAMES = SECRET_NAMES + r"|(?:\b|_)pass"
+# In free text and query strings a few short names are unambiguous too (`sig=` in SAS/S3 URLs, a
+# `?key=` or `&key=` query parameter: Google Maps, YouTube and many more APIs take the key so).
+_FREE_NAMES = SECRET_NAMES + r"|signature|sig|x-amz-credential|[?&]key"
+_N = f"(?i:{_KEY_NAMES})"
 _NF = f"(?i:{_FREE_NAMES})"
 
 
@@ -86,8 +92,12 @@ _NAME_KEYED = [
     rf'(?:\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS})?"){_JSON_STR_BODY}(")',
     # {'api_key': '…'} — a Python repr, possibly inside a JSON string (so no unescaped ")
     rf"('[^'\"\\]*{_N}'{_WS}:{_WS}')(?:[^'\"\\]|\\.)*(')",
+    # ?filter=%7B%22api_key%22%3A%22…%22%7D — JSON URL-encoded into a query string (value up to the
+    # next encoded quote)
+    rf"(%22[^%&\"'\\ \t\r\n]*{_N}%22(?:%20|\+)*%3[Aa](?:%20|\+)*%22)"
+    rf"(?:[^%&\"'\\ \t\r\n]|%[013-9A-Fa-f][0-9A-Fa-f]|%2[013-9A-Fa-f])*(%22)",
 ]
-_NAME_KEYED_REPL = rf"\1\3\5{REDACTED}\2\4\6"
+_NAME_KEYED_REPL = rf"\1\3\5\7{REDACTED}\2\4\6\8"
 
 # JSON inside a JSON string: quotes are \" (depth 1). Inside a depth-1 string, a run of k backslashes
 # before a quote ends it when k % 4 == 1 and is content when k % 4 == 3 (a deeper string's quote or
@@ -124,13 +134,19 @@ _IN_TEXT = [
     r"((?i:cookie)[ \t]*[:=][ \t]*)[^\r\n\"'\\]*[^\r\n\"'\\ \t]",
     # api_key=…, ?token=…, &sig=…, Authorization: Bearer …, password: … (free text, headers, queries)
     rf"({_NF}[ \t]*[:=][ \t]*(?:(?i:bearer|basic|token|digest|apikey)[ \t]+)?){_FREE_VALUE}",
-    # scheme://user:PASSWORD@host (also with JSON-escaped slashes)
-    r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^ \t\r\n:/?#@\"'\\<>]*:)[^ \t\r\n/?#\"'\\<>]+(@)",
+    # scheme://user:PASSWORD@host (also with JSON-escaped slashes). A password may hold `/` or `#`
+    # (pasted unencoded); then it ends at the first `@`, and one that starts with digits and a `/`
+    # is a port and a path (`https://host:443/@user`), not a password.
+    r"([A-Za-z][A-Za-z0-9+.-]*:(?:\\?/){2}[^ \t\r\n:/?#@\"'\\<>]*:)"
+    r"(?:[^ \t\r\n/?#\"'\\<>]+|[0-9]*[^0-9 \t\r\n/?\"'\\<>@][^ \t\r\n?\"'\\<>@]*)(@)",
     # Bearer …, Basic … in any case, anywhere
     rf"((?i:bearer)[ \t]+){_token(_BEARER, 16)}=*",
     rf"((?i:basic)[ \t]+){_token(_B64, 8)}=*",
+    # pass=… anywhere, `Pass: …` at the start of a line (a header, YAML); never "the first pass: …"
+    rf"((?i:(?:\b|_)pass)[ \t]*=[ \t]*){_FREE_VALUE}",
+    rf"((?m:^)[ \t]*(?i:pass)[ \t]*:[ \t]*){_FREE_VALUE}",
 ]
-_IN_TEXT_REPL = rf"\1\2\3\5\6{REDACTED}\4"
+_IN_TEXT_REPL = rf"\1\2\3\5\6\7\8{REDACTED}\4"
 
 # Credentials recognisable by their shape alone.
 VALUE_PATTERNS: list[str] = [
@@ -150,6 +166,8 @@ VALUE_PATTERNS: list[str] = [
     r"\bnpm_[A-Za-z0-9]{36}",                          # npm
     r"\bpk-lf-[0-9a-fA-F-]{20,}",                      # Langfuse public key
     r"\blsv2_(?:pt|sk)_[A-Za-z0-9_]{20,}",             # LangSmith
+    r"\bSG\.[A-Za-z0-9_-]{16,32}\.[A-Za-z0-9_-]{16,64}",  # SendGrid
+    r"\bhooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]{16,}",  # Slack incoming webhook
     r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]*",  # JWT
     # PEM private key, to its END line (or as far as the key text goes when cut off); newlines may
     # be real or escaped in JSON (\n, \\n), so a backslash run is taken only with what it escapes.
@@ -166,19 +184,25 @@ RULES: list[tuple[list[str], str]] = [
     (_IN_TEXT, _IN_TEXT_REPL),
     (VALUE_PATTERNS, REDACTED),
 ]
-PASSES: list[tuple[str, str]] = [("|".join(f"(?:{a})" for a in alts), repl) for alts, repl in RULES]
+# A shaped secret may follow a URL-encoded character with no word boundary between them
+# (`?debug=key%20sk-proj-…`): `\b` at a pattern's start also accepts a `%XX` before it (taken too).
+_ENCODED_START = r"(?:%[0-9A-Fa-f]{2}|\b)"
+PASSES: list[tuple[str, str]] = [
+    ("|".join(f"(?:{_ENCODED_START + a[2:] if a.startswith(chr(92) + 'b') else a})" for a in alts), repl)
+    for alts, repl in RULES]
 
 # Every match of every pass contains a match of PREFILTER; clean text (almost all of it) pays one
 # fast scan instead of four rewriting passes. Names count only where a value can follow, so
 # `"input_tokens": 12` and "the token budget" do not trip it. tests/test_redact.py checks the
 # promise on the whole corpus and on mutations of it.
 PREFILTER = "|".join([
-    rf"{_N}(?:\\*\"{_WS}[:,]|'{_WS}:)",
+    rf"{_N}(?:\\*\"{_WS}[:,]|'{_WS}:|%22)",
     rf"{_NF}[ \t]*[:=]",
-    r":(?:\\?/){2}[^ \t\r\n:/?#@\"'\\<>]*:[^ \t\r\n/?#\"'\\<>]+@",
-    r"(?i:bearer|basic)[ \t]",
+    r":(?:\\?/){2}[^ \t\r\n:/?#@\"'\\<>]*:[^ \t\r\n?\"'\\<>]+@",
+    r"(?i:bearer|basic)[ \t]|(?i:pass)[ \t]*[:=]",
     r"sk-[A-Za-z0-9_-]{20}|[sr]k_(?:live|test)_|whsec_|AIza|ya29\.|A[KSBC][IC]A[0-9A-Z]{16}|gh[pousr]_|github_pat_|"
-    r"glpat-|xox[abposr]-|xapp-|hf_[A-Za-z0-9]{30}|gsk_|npm_|pk-lf-|lsv2_|eyJ[A-Za-z0-9_-]{5,}\.|-----BEGIN ",
+    r"glpat-|xox[abposr]-|xapp-|hf_[A-Za-z0-9]{30}|gsk_|npm_|pk-lf-|lsv2_|eyJ[A-Za-z0-9_-]{5,}\.|-----BEGIN |"
+    r"SG\.[A-Za-z0-9_-]{16}|hooks\.slack\.com/",
 ])
 
 _py_passes = [(re.compile(p, re.ASCII), r) for p, r in PASSES]

@@ -91,6 +91,8 @@ class Failure:
     retry_after: float | None = None
     drop_after_chunks: int = 0  # status 0 on a stream: chunks sent before the cut
     delay: float = 0.0  # seconds added to this answer (slow_next)
+    raw: bytes | None = None  # status 200 with this body as it is (answer_raw_next): not a completion
+    content_type: str = "application/json"
 
 
 @dataclass
@@ -200,6 +202,13 @@ class OpenAIServer:
         with self._lock:
             for _ in range(times):
                 self._failures.append(Failure(200, delay=seconds))
+
+    def answer_raw_next(self, body: bytes, *, content_type: str = "application/json", times: int = 1) -> None:
+        """The next `times` requests get 200 with `body` as it is: an HTML error page from a proxy, JSON
+        that is not a chat completion, a body cut short."""
+        with self._lock:
+            for _ in range(times):
+                self._failures.append(Failure(200, raw=body, content_type=content_type))
 
     def pass_next(self, *, times: int = 1) -> None:
         """The next `times` requests are answered normally (to place faults later in a script)."""
@@ -400,6 +409,16 @@ class _Handler(BaseHTTPRequestHandler):
         # A request's fate is decided when it arrives, so a slow answer cannot take a later request's fault.
         failure = owner._take_failure() or _header_failure(self.headers)
         delay = owner.latency + (failure.delay if failure is not None else 0.0)
+        if failure is not None and failure.raw is not None:
+            if delay:
+                time.sleep(delay)
+            owner._record(Exchange(self.path, req, 200, None), self)
+            self.send_response(200)
+            self.send_header("Content-Type", failure.content_type)
+            self.send_header("Content-Length", str(len(failure.raw)))
+            self.end_headers()
+            self.wfile.write(failure.raw)
+            return
         if failure is not None and failure.status == 200:
             failure = None
         if delay:

@@ -37,6 +37,14 @@ JWT = (base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').decode().rstrip(
        + base64.urlsafe_b64encode(b'{"sub":"1234567890","name":"Jane","iat":1516239022}').decode().rstrip("=")
        + "." + _rand(43, string.ascii_letters + string.digits + "-_"))
 URL_PASSWORD = "Pg" + _rand(16)
+# issue 23's gaps: a password holding `/` and `#`, a key after an encoded space, a secret-named key in
+# URL-encoded JSON, SendGrid, Slack webhooks, `?key=`, ODBC `PWD=`
+URL_PASSWORD_SLASH = "Pw/" + _rand(8) + "#" + _rand(8)
+PROJECT_KEY_ENCODED = "sk-proj-" + _rand(48)
+ENCODED_JSON_SECRET = "ej" + _rand(24)
+SLACK_HOOK_TOKEN = _rand(24)
+KEY_PARAM = "kp" + _rand(30)
+ODBC_PWD = "Od" + _rand(14)
 
 # kind -> the secret as it would appear in text
 SHAPED: dict[str, str] = {
@@ -75,7 +83,19 @@ SHAPED: dict[str, str] = {
     "url-access-token": f"https://hooks.example.com/cb?access_token={_rand(30)}&state=ok",
     "pem": PEM,
     "pem-pkcs8": PEM_PKCS8,
+    "url-password-slash-hash": f"mysql://app:{URL_PASSWORD_SLASH}@db.internal:3306/orders",
+    "url-encoded-space": f"https://api.example.com/v1/x?debug=key%20{PROJECT_KEY_ENCODED}&v=2",
+    "url-encoded-json": f"https://api.example.com/v1/q?filter=%7B%22api_key%22%3A%22{ENCODED_JSON_SECRET}%22%7D",
+    "sendgrid": "SG." + _rand(22, string.ascii_letters + string.digits + "_-") + "." + _rand(43),
+    "url-slack-webhook": "https://hooks.slack.com/services/T" + _rand(8, _UP) + "/B" + _rand(10, _UP) + "/"
+                         + SLACK_HOOK_TOKEN,
+    "url-key-param": f"https://maps.example.com/maps/api/geocode/json?address=Lyon&key={KEY_PARAM}",
+    "odbc-pwd": f"Driver={{ODBC Driver 18}};Server=db;UID=app;PWD={ODBC_PWD};Encrypt=yes",
 }
+# the pieces of those that must never appear again, where _parts cannot tell
+_NEEDLES_OF = {"url-password-slash-hash": [URL_PASSWORD_SLASH], "url-encoded-space": [PROJECT_KEY_ENCODED],
+               "url-encoded-json": [ENCODED_JSON_SECRET], "url-slack-webhook": [SLACK_HOOK_TOKEN],
+               "url-key-param": [KEY_PARAM], "odbc-pwd": [ODBC_PWD]}
 
 # field name -> an opaque value that is a secret only because of that name
 NAMED: dict[str, str] = {
@@ -93,11 +113,16 @@ NAMED: dict[str, str] = {
     "cookie": f"sid={_rand(26)}; csrftoken={_rand(20)}",
     "set-cookie": f"session={_rand(30)}; Path=/; HttpOnly",
     "authorization": "Token " + _rand(30, string.ascii_lowercase),   # a scheme nobody lists
+    "private_key_id": _rand(40, _HEX),                # a GCP service account key file
+    "pass": "ps" + _rand(14),
 }
 
 
 def _parts(secret: str) -> list[str]:
     """The pieces of `secret` that must never appear again (long enough not to occur by chance)."""
+    for kind, pieces in _NEEDLES_OF.items():
+        if SHAPED[kind] == secret:
+            return pieces
     if secret.startswith(("Bearer ", "bearer ", "Basic ", "BASIC ", "Token ")):
         return [secret.split(" ", 1)[1]]
     if secret.startswith("postgres://"):

@@ -266,3 +266,314 @@ def test_a_truncated_compressed_file_loads_nothing(incident: Path, tmp_path: Pat
     assert line.startswith(f"oncall: error: {path}: truncated: truncated {comp} stream"), res.stderr
     assert "EOFError" not in res.stderr and "empty" not in line
     assert counts(incident) == before
+
+
+# -- a machine that says no ------------------------------------------------------------------------
+def _mount(*args: str) -> str | None:
+    """Run mount; None when it worked, else why not (for the skip reason)."""
+    if os.geteuid() != 0:
+        return "needs root (a tmpfs or a bind mount); CI runs as root"
+    res = subprocess.run(["mount", *args], capture_output=True, text=True)
+    return None if res.returncode == 0 else f"mount {' '.join(args)} refused: {res.stderr.strip()}"
+
+
+@pytest.fixture
+def read_only_incident(incident: Path, tmp_path: Path):
+    """The incident's directory bind-mounted read-only (the original stays writable for checks)."""
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    why = _mount("--bind", str(incident.parent), str(ro))
+    if why:
+        pytest.skip(why)
+    try:
+        why = _mount("-o", "remount,bind,ro", str(ro))
+        if why:
+            pytest.skip(why)
+        yield ro / incident.name
+    finally:
+        subprocess.run(["umount", str(ro)], check=False)
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path):
+    """A 2 MB tmpfs: room for an incident's base file and journal, not for a load's part."""
+    d = tmp_path / "small"
+    d.mkdir()
+    why = _mount("-t", "tmpfs", "-o", "size=2m", "tmpfs", str(d))
+    if why:
+        pytest.skip(why)
+    try:
+        yield d
+    finally:
+        subprocess.run(["umount", str(d)], check=False)
+
+
+def files_in(d: Path) -> list[str]:
+    return sorted(str(p.relative_to(d)) for p in d.rglob("*") if p.is_file())
+
+
+def test_a_read_only_incident_reads_and_refuses_writes_in_one_line(read_only_incident: Path, tmp_path: Path) -> None:
+    db = str(read_only_incident)
+    more = tmp_path / "more.jsonl"
+    tracegen.write_lines(more, tracegen.otlp_lines(400, 3))
+    before = counts(read_only_incident)
+    assert oncall("--db", db, "search", "-n", "3", "--json").returncode == 0  # readers still work
+    for args, doing in ((["load", "--no-progress", str(more)], "loading"),
+                        (["note", "a note"], "writing to the incident's journal"),
+                        (["label", "chatcmpl-gen00001000", "bad"], "writing to the incident's journal"),
+                        (["postmortem", "--out", str(read_only_incident.parent / "pm.md")], "writing the postmortem")):
+        res = oncall("--db", db, *args)
+        assert res.returncode == 2, (args, res.stderr)
+        line = res.stderr.strip()
+        assert "\n" not in line and "Traceback" not in line, line
+        assert str(read_only_incident.parent) in line and "read-only" in line and doing in line, line
+    assert counts(read_only_incident) == before
+    from oncall.tui.app import open_for_console
+
+    store, read_only, reason = open_for_console(read_only_incident)  # the console offers read-only
+    try:
+        assert read_only and "read-only" in reason
+    finally:
+        store.close()
+
+
+def test_a_full_disk_fails_the_load_in_one_line_and_removes_its_part(full_disk: Path, tmp_path: Path) -> None:
+    db = full_disk / "incident.duckdb"
+    big = tmp_path / "big.jsonl"
+    tracegen.write_lines(big, tracegen.otlp_lines(0, 3000))
+    for _attempt in range(2):
+        res = oncall("--db", str(db), "load", "--no-progress", str(big))
+        assert res.returncode == 2, res.stderr
+        line = res.stderr.strip()
+        assert "\n" not in line and line.startswith(f"oncall: error: {db}.d: no space left on the device"), line
+        assert "part was removed" in line and "--db" in line
+        assert not [f for f in files_in(full_disk) if "/parts/" in f or f.endswith(".tmp")], files_in(full_disk)
+    assert counts(db).spans == 0
+    assert oncall("--db", str(db), "note", "still writable for small things").returncode == 0
+
+
+def test_a_writer_that_fails_for_space_leaves_no_tmp(full_disk: Path, incident: Path) -> None:
+    with open(full_disk / "filler", "wb", buffering=0) as fh:  # fill the disk to the last block
+        try:
+            while True:
+                fh.write(b"\0" * 4096)
+                fh.flush()
+        except OSError:
+            pass
+    out = full_disk / "pm.md"
+    res = oncall("--db", str(incident), "postmortem", "--out", str(out))
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().startswith(f"oncall: error: {out}: no space left on the device"), res.stderr
+    assert files_in(full_disk) == ["filler"]
+
+
+def test_an_unreadable_directory_or_a_glob_inside_one_is_named(incident: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0 or not Path("/usr/sbin/capsh").exists() and not Path("/sbin/capsh").exists():
+        pytest.skip("needs root and capsh to drop the capability that lets root read any directory")
+    exports = tmp_path / "exports"
+    (exports / "locked").mkdir(parents=True)
+    tracegen.write_lines(exports / "locked" / "a.jsonl", tracegen.otlp_lines(0, 2))
+    tracegen.write_lines(exports / "b.jsonl", tracegen.otlp_lines(10, 2))
+    (exports / "locked").chmod(0)
+    before = counts(incident)
+    try:
+        for target, named in ((exports, exports / "locked"), (exports / "locked" / "*.jsonl", exports / "locked"),
+                              (exports / "locked" / "a.jsonl", exports / "locked" / "a.jsonl")):
+            cmd = " ".join(f"'{x}'" for x in (sys.executable, "-m", "oncall", "--db", str(incident), "load",
+                                                "--no-progress", str(target)))
+            res = subprocess.run(["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c", cmd],
+                                 capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+            assert res.returncode == 2, res.stderr
+            line = res.stderr.strip()
+            assert "\n" not in line and line.startswith(f"oncall: error: {named}") and "permission" in line.lower(), line
+    finally:
+        (exports / "locked").chmod(0o755)
+    assert counts(incident) == before
+
+
+from test_crash_safety import KILL_IN_FINISH  # noqa: E402 - a load killed between its two transactions
+
+
+def test_a_killed_loads_part_is_removed_by_the_next_writer_of_any_kind(incident: Path, tmp_path: Path) -> None:
+    more = tmp_path / "more.jsonl"
+    tracegen.write_lines(more, tracegen.otlp_lines(600, 50))
+    parts = incident.parent / (incident.name + ".d") / "parts"
+    registered = sorted(p.name for p in parts.glob("part-*.duckdb"))
+    res = subprocess.run([sys.executable, "-c", KILL_IN_FINISH, str(incident), str(more)], cwd=ROOT,
+                         capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert res.returncode == -9, res.stderr
+    assert sorted(p.name for p in parts.glob("part-*.duckdb")) != registered  # the killed load's part
+    assert oncall("--db", str(incident), "note", "a note, not a load").returncode == 0
+    assert sorted(p.name for p in parts.glob("part-*.duckdb")) == registered
+    assert counts(incident).spans == GOOD
+
+
+# -- replay never loses a request silently ----------------------------------------------------------
+REPLAY_KEY = "sk-test-campaign-0123456789abcdef"
+
+
+def _replay_incident(tmp_path: Path, n: int) -> Path:
+    from replay_helpers import build_incident, record
+
+    return build_incident(tmp_path, [record(i, f"Where is parcel {i:04d}?", f"Parcel {i} is in Lyon.")
+                                     for i in range(n)], name="replay.duckdb")
+
+
+def _replay(db: Path, suite: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "ONCALL_TEST_KEY": REPLAY_KEY, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "oncall", "replay", "--db", str(db), *args, "--json"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+
+
+def _results(db: Path) -> list[tuple]:
+    with open_db(db, read_only=True) as store:
+        return store.cursor().execute(
+            """SELECT span_pk, status, error_kind, error, length(output_text) FROM replay_results
+               QUALIFY row_number() OVER (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1
+               ORDER BY span_pk""").fetchall()
+
+
+def test_replay_answers_that_are_not_completions_are_each_requests_error(tmp_path: Path) -> None:
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    db = _replay_incident(tmp_path, 4)
+    with OpenAIServer() as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1, max_attempts=2)
+        # request 1: an HTML page twice (both attempts); request 2: JSON of another shape, then a good answer
+        srv.answer_raw_next(b"<html><body>502 Bad Gateway</body></html>", content_type="text/html", times=2)
+        srv.answer_raw_next(b'{"status": "queued", "job": 7}')
+        res = _replay(db, suite, "--suite", str(suite), "--target", "loop", "--yes", "--no-progress")
+        assert res.returncode == 1, res.stderr  # a request failed: a finding, not a crash
+        assert "Traceback" not in res.stderr and "internal error" not in res.stderr
+        out = json.loads(res.stdout)
+        assert out["status"] == "finished" and "1 request(s) failed" in out["reason"]
+        rows = _results(db)
+        assert len(rows) == 4  # every planned request has a result
+        failed = [r for r in rows if r[1] == "error"]
+        assert len(failed) == 1 and failed[0][2] == "bad_response" and "not a chat completion" in failed[0][3]
+        assert sum(r[1] == "ok" for r in rows) == 3
+        again = _replay(db, suite, "--resume", "1", "--no-progress")  # --resume retries the one without
+        assert again.returncode == 0, again.stderr
+        assert [r[1] for r in _results(db)] == ["ok"] * 4
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+def test_replay_a_runaway_answer_is_cut_with_a_mark(tmp_path: Path, stream: bool) -> None:
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    from oncall.replay.engine import MAX_ANSWER_CHARS
+
+    db = _replay_incident(tmp_path, 2)
+    huge = " ".join(["all-work-and-no-play" * 500] * (MAX_ANSWER_CHARS // 10_000 + 50))  # 10 KB words: few chunks
+    with OpenAIServer(answerer=lambda req: huge if "0000" in json.dumps(req) else None) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1, stream=stream)
+        res = _replay(db, suite, "--suite", str(suite), "--target", "loop", "--yes", "--no-progress")
+        assert res.returncode == 0, res.stderr
+    lengths = sorted(r[4] for r in _results(db))
+    assert lengths[0] < 100 and MAX_ANSWER_CHARS < lengths[1] < MAX_ANSWER_CHARS + 100
+    with open_db(db, read_only=True) as store:
+        cut = store.cursor().execute("SELECT output_text FROM replay_results ORDER BY length(output_text) DESC "
+                                     "LIMIT 1").fetchone()[0]
+    assert cut.endswith(f"[oncall: answer cut at {MAX_ANSWER_CHARS:,} of {len(huge):,} characters]")
+
+
+def test_replay_a_worker_failing_for_any_reason_records_why(tmp_path: Path, monkeypatch) -> None:
+    from click.testing import CliRunner
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    from oncall.cli import cli
+    from oncall.replay import conversation, store
+
+    db = _replay_incident(tmp_path, 3)
+    real = conversation.Conversation.request_params
+
+    def broken(self, *a, **k):
+        if "0001" in (self.original.output_text or "") + str(self.prefix):
+            raise KeyError("a bug in oncall")
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(conversation.Conversation, "request_params", broken)
+    monkeypatch.setenv("ONCALL_TEST_KEY", REPLAY_KEY)
+    with OpenAIServer() as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=2)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--suite", str(suite), "--target", "loop",
+                                       "--yes", "--no-progress", "--json"])
+        assert res.exit_code == 1, res.output
+        rows = _results(db)
+        assert [r[1] for r in rows].count("error") == 1 and len(rows) == 3
+        assert next(r for r in rows if r[1] == "error")[3].startswith("oncall failed replaying this request: KeyError")
+        # a result lost between the worker and the journal: the run is not "finished"
+        monkeypatch.setattr(conversation.Conversation, "request_params", real)
+        add = store.ReplayStore.add_result
+
+        def drop_one(self, run_id, span_pk, k, fields):
+            if not getattr(drop_one, "dropped", False):
+                drop_one.dropped = True
+                return None
+            return add(self, run_id, span_pk, k, fields)
+
+        monkeypatch.setattr(store.ReplayStore, "add_result", drop_one)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--suite", str(suite), "--target", "loop",
+                                       "--yes", "--no-progress", "--json"])
+        out = json.loads(res.stdout)
+        assert res.exit_code == 1 and out["status"] == "incomplete" and "--resume 2" in out["reason"], res.output
+        monkeypatch.setattr(store.ReplayStore, "add_result", add)
+        res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "2", "--no-progress", "--json"])
+        assert res.exit_code == 0, res.output
+
+
+def test_replay_a_run_whose_process_died_shows_interrupted(tmp_path: Path) -> None:
+    import signal
+    import time
+
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    db = _replay_incident(tmp_path, 40)
+    env = {**os.environ, "ONCALL_TEST_KEY": REPLAY_KEY, "PYTHONPATH": str(ROOT)}
+    with OpenAIServer(latency=0.3) as srv:
+        suite = write_suite(tmp_path, srv.base_url, concurrency=1)
+        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+                                 "--target", "loop", "--yes", "--no-progress"], env=env, cwd=ROOT,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 60
+        while len(srv.completions()) < 2 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        listed = json.loads(oncall("--db", str(db), "replay", "list", "--json").stdout)
+        assert listed[0]["status"] == "running"  # alive: running
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    listed = json.loads(oncall("--db", str(db), "replay", "list", "--json").stdout)
+    assert listed[0]["status"] == "interrupted" and f"PID {proc.pid}" in listed[0]["reason"]
+    shown = oncall("--db", str(db), "replay", "show", "1")
+    assert "status: interrupted" in shown.stdout, shown.stdout
+
+
+# -- redaction where the campaign found gaps ---------------------------------------------------------
+def test_the_campaigns_secrets_reach_no_file_of_the_incident_and_no_export(incident: Path, tmp_path: Path) -> None:
+    import secretcorpus as sc
+
+    new = ["url-password-slash-hash", "url-encoded-space", "url-encoded-json", "sendgrid", "url-slack-webhook",
+           "url-key-param", "odbc-pwd"]
+    text = " | ".join(sc.SHAPED[k] for k in new)
+    named = {"private_key_id": sc.NAMED["private_key_id"], "pass": sc.NAMED["pass"]}
+    needles = [p for k in new for p in sc._parts(sc.SHAPED[k])] + list(named.values())
+    rec = {**tracegen.generic_record(900), "output_text": text, "metadata": named, "error": text}
+    logs = tmp_path / "leaky.jsonl"
+    logs.write_text(json.dumps(rec) + "\n")
+    assert oncall("--db", str(incident), "load", "--no-progress", str(logs)).returncode == 0
+    assert oncall("--db", str(incident), "note", f"pasted from the runbook: {text}").returncode == 0  # the journal
+    out = tmp_path / "pm.md"
+    assert oncall("--db", str(incident), "postmortem", "--out", str(out)).returncode == 0
+    evalset = tmp_path / "evalset"
+    assert oncall("--db", str(incident), "label", "req-00000900", "bad", "--note", text).returncode == 0
+    res = oncall("--db", str(incident), "export", "evalset", "--format", "jsonl", "--out", str(evalset))
+    assert res.returncode == 0 and list(evalset.rglob("*")), res.stderr
+    files = [p for p in [out, *incident.parent.rglob("*"), *evalset.rglob("*")] if p.is_file() and p != logs]
+    for p in files:
+        data = p.read_bytes()
+        leaked = [n for n in needles if n.encode() in data]
+        assert not leaked, (p, leaked)

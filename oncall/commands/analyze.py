@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import click
@@ -9,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
+from oncall.commands.live import duration_seconds
 from oncall.commands.sources import incident_or_source, source_options
 from oncall.display import jsonable
 from oncall.output import metric_change, metric_value, stdout
@@ -165,16 +167,20 @@ def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, li
 
 # -- blast radius -----------------------------------------------------------------------------------
 EXIT_CANNOT_TELL = 4  # blast-radius: carried requests after the mitigation are too few to say either way
+WAIT_POLL_S = 10.0  # blast-radius --wait: how often live data is looked at again
 @click.command("blast-radius")
 @click.argument("filter_words", nargs=-1, metavar="FILTER...", required=True)
 @click.option("--mitigated-at", default=None, help="when the fix went out (ISO, 01:00 or -30m; default: when "
                                                    "the bad requests stop)")
 @click.option("--limit", "-n", "limit", default=50, show_default=True, type=click.IntRange(min=1), help="sessions listed")
+@click.option("--wait", "wait", default=None, metavar="DURATION",
+              help="live traffic: look again every 10 s until the sessions recover or DURATION (e.g. 10m) passes; "
+                   "still degraded or too few requests at the deadline exits as without --wait")
 @db_option
 @json_option
 @click.pass_context
 def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at: str | None, limit: int,
-                 db: str | None, as_json: bool) -> None:
+                 wait: str | None, db: str | None, as_json: bool) -> None:
     """Sessions whose later turns carry outputs of the bad model or prompt, and whether they are still degraded.
 
     Exits 1 when they are still degraded, 4 when there are too few requests to tell."""
@@ -189,12 +195,21 @@ def blast_radius(ctx: click.Context, filter_words: tuple[str, ...], mitigated_at
             when = _Builder(store.con, "").time("--mitigated-at", mitigated_at)
         except FilterError as exc:
             fail(str(exc))
-    res = run(store.con, list(filter_words), mitigated_at=when, limit=limit)
-    after = res["after_mitigation"]
-    still_degraded = bool(res["contaminated_sessions"] and after and after.get("still_degraded"))
-    # No contaminated session is a finding (nothing carried); carried ones too few to test are not.
-    cannot_tell = bool(res["contaminated_sessions"]) and res["verdict"] == "cannot tell"
-    code = EXIT_PROBLEM if still_degraded else (EXIT_CANNOT_TELL if cannot_tell else 0)
+    deadline = time.monotonic() + (duration_seconds(wait, "--wait") if wait else 0)
+    while True:
+        res = run(store.con, list(filter_words), mitigated_at=when, limit=limit)
+        after = res["after_mitigation"]
+        still_degraded = bool(res["contaminated_sessions"] and after and after.get("still_degraded"))
+        # No contaminated session is a finding (nothing carried); carried ones too few to test are not.
+        cannot_tell = bool(res["contaminated_sessions"]) and res["verdict"] == "cannot tell"
+        code = EXIT_PROBLEM if still_degraded else (EXIT_CANNOT_TELL if cannot_tell else 0)
+        if code == 0 or time.monotonic() >= deadline:
+            break  # recovered, or the deadline passed: fail closed with the last verdict
+        if not as_json:
+            click.echo(f"oncall: {'still degraded' if still_degraded else 'too few requests to tell'}; "
+                       f"looking again in {WAIT_POLL_S:g} s (--wait)", err=True)
+        time.sleep(max(0.0, min(WAIT_POLL_S, deadline - time.monotonic())))
+        store.refresh()
     if as_json:
         emit_json(res)
         raise SystemExit(code)

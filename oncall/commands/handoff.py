@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, open_store
+from oncall.fileio import write_atomic
 
 
 # `oncall timeline [--since …]` prints it; `oncall timeline star KEY` stars an entry.
@@ -112,9 +113,7 @@ def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, summa
             click.echo(f"oncall: warning: no machine summary: {safe_text(result.error or result.status)}; "
                        "the draft is complete without it", err=True)
     if path is not None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(draft.markdown, encoding="utf-8")
-        tmp.replace(path)
+        write_atomic(path, draft.markdown, "writing the postmortem draft")
     if as_json:
         emit_json({**draft.to_dict(), "out": out})
     elif out:

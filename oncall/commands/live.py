@@ -87,7 +87,9 @@ def receive(ctx: click.Context, host: str, port: int, token_env: str | None, flu
     store.record_event("receive", f"stopped receiving on {url}: {stats.spans_written:,} spans written",
                        {"url": url, **{k: v for k, v in stats.as_dict().items() if k != 'last_arrival'}})
     store.close()
-    summary = {"url": url, "db": str(db_path), "seconds": round(time.time() - started, 1), **stats.as_dict()}
+    summary = {"url": url, "db": str(db_path), "seconds": round(time.time() - started, 1), **stats.as_dict(),
+               "compactions": len(service.compactor.merges) if service.compactor else 0,
+               "compaction_errors": list(service.compactor.errors) if service.compactor else []}
     if summary.get("last_arrival"):
         summary["last_arrival"] = _iso(summary["last_arrival"])
     if as_json:
@@ -115,7 +117,7 @@ def _status_line(service: Any, rate: float) -> str:
 
 # -- watch ------------------------------------------------------------------------------------------
 
-def _duration(value: str, what: str) -> float:
+def duration_seconds(value: str, what: str) -> float:
     """`90`, `90s`, `5m`, `1h`, `1d` as seconds."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     v = value.strip().lower()
@@ -138,7 +140,8 @@ def _duration(value: str, what: str) -> float:
 @click.option("--recent", default="5m", show_default=True,
               help="an alert resolves when its cohort is back within noise over this last stretch")
 @click.option("--once", is_flag=True, help="check once and exit: 1 when it notified, 0 when not (cron, CI)")
-@click.option("--source", default=None, metavar="URL", help="watch a remote source instead of the incident")
+@click.option("--source", default=None, metavar="URL|@NAME",
+              help="watch a trace store (clickhouse://…, @NAME) instead of the incident; alerts sent are kept in --db")
 @click.option("--config", "config_path", default=None, metavar="PATH", help="oncall.toml to read [notify] from")
 @db_option
 @json_option
@@ -156,21 +159,37 @@ def watch(ctx: click.Context, filter_words: tuple[str, ...], notify: tuple[str, 
     from oncall.cliutil import open_store
     from oncall.live.notify import resolve_target
     from oncall.live.watch import check
+    from oncall.sources.base import SourceError
+    from oncall.sources.scratch import scratch_incident
 
-    if source:
-        fail("--source: remote sources (oncall/sources) are not in this build yet; receive or load the traffic "
-             "into an incident (`oncall receive`, `oncall load`) and watch it with --db")
-    every_s = _duration(every, "--every")
-    window_td = dt.timedelta(seconds=_duration(window, "--window"))
-    recent_td = dt.timedelta(seconds=_duration(recent, "--recent"))
+    every_s = duration_seconds(every, "--every")
+    window_td = dt.timedelta(seconds=duration_seconds(window, "--window"))
+    recent_td = dt.timedelta(seconds=duration_seconds(recent, "--recent"))
     targets = [resolve_target(spec, config=config_path) for spec in notify]
-    store = open_store(ctx, db, create=False)
+    store = open_store(ctx, db, create=bool(source))  # watching a source: --db only keeps what was sent
     stop = threading.Event()
     old = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     notified = failed = False
     try:
         while True:
-            result = check(store, targets, window=window_td, recent=recent_td, filter_words=list(filter_words))
+            if source:
+                # The source's window is pulled into a scratch incident each check (oncall.sources.scratch);
+                # the alerts sent are kept in the --db incident's journal.
+                since = (dt.datetime.now(dt.UTC) - window_td).isoformat()
+                try:
+                    with scratch_incident(source, since, None, list(filter_words)) as (scratch, _, _):
+                        result = check(store, targets, window=window_td, recent=recent_td,
+                                       filter_words=list(filter_words), data=scratch, source=source)
+                except SourceError as exc:  # the store is down or refused: say so, try again next time
+                    if once:
+                        fail(str(exc), exc.exit_code)
+                    click.echo(f"oncall: {exc}", err=True)
+                    failed = True
+                    if stop.wait(every_s):
+                        break
+                    continue
+            else:
+                result = check(store, targets, window=window_td, recent=recent_td, filter_words=list(filter_words))
             notified |= result.notified
             failed |= bool(result.failed)
             if as_json:

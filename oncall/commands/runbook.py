@@ -171,6 +171,8 @@ def _print_event(ev: Any) -> None:
             click.echo(f"  {safe_text(d['note'])}")
         click.echo(f"  gate {'passed' if d.get('passed') else 'FAILED'}"
                    + (f" (replay run {d['run_id']})" if d.get("run_id") else ""))
+    elif ev.kind == "verify":
+        click.echo(safe_text(ev.text))
     elif ev.kind == "plan":
         p = d["plan"]
         click.echo(f"plan: {safe_text(p['summary'])}")

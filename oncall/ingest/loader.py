@@ -8,8 +8,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import duckdb
+
 from oncall.display import iso_utc
-from oncall.errors import is_machine_error
+from oncall.errors import MachineError, is_machine_error
 from oncall.ingest import registry
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import (
@@ -28,6 +30,7 @@ from oncall.store.loadparts import (
     attach_new_part,
     detach_part,
     discard_import,
+    discard_part,
     remove_part_file,
     salvage_unregistered_parts,
 )
@@ -123,26 +126,50 @@ def load_paths(db: IncidentDB, args: list[str], *, fmt: str | None = None,
         registry.get(fmt)  # fail early on an unknown --format
     explicit = len(paths) == 1 and Path(args[0]).is_file() if len(args) == 1 else False
     report = LoadReport()
-    with load_lock(db.path, waiting):
-        db.refresh()
-        salvage_unregistered_parts(db)
-        part = PartWriter(db)
-        try:
-            for path in paths:
-                result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit,
-                                   part=part)
-                report.files.append(result)
-                # --strict fails the file with a problem, never the files after it (issue 23); a
-                # single file named alone is the whole load, so its failure is the load's error.
-                if options.strict and len(paths) == 1 and (result.status == "failed" or result.problems):
-                    first = result.problems[0] if result.problems else None
-                    raise LoadError(str(first) if first else f"{path}: {result.note}")
-        except BaseException:
-            # Files finished before the failure stay loaded (each file is all or nothing).
-            part.close(register=True)
+    try:
+        with load_lock(db.path, waiting):
+            _load_into_part(db, paths, report, fmt=fmt, options=options, progress=progress, explicit=explicit)
+    except (OSError, duckdb.Error) as exc:
+        if not is_machine_error(exc):
             raise
-        part.close(register=True)
+        done = [f.path for f in report.files if f.status == "loaded"]
+        lost = f"; the {len(done)} file(s) it had loaded are not kept either, load them again" if done else ""
+        raise MachineError(sidecar_dir(db.path), exc, f"loading into {db.path}; this load's part was removed{lost}") \
+            from None
     return report
+
+
+def _load_into_part(db: IncidentDB, paths: list[Path], report: LoadReport, *, fmt: str | None,
+                    options: LoadOptions, progress: ProgressFn | None, explicit: bool) -> None:
+    """Load every file into one new part (under the load lock). A refusal by the machine (a full
+    disk) removes the part at once: a failed checkpoint leaves it unreadable, and the space it
+    holds is what the responder needs back."""
+    db.refresh()
+    salvage_unregistered_parts(db)
+    part = PartWriter(db)
+    try:
+        for path in paths:
+            result = load_file(db, path, fmt=fmt, options=options, progress=progress, explicit=explicit,
+                               part=part)
+            report.files.append(result)
+            # --strict fails the file with a problem, never the files after it (issue 23); a
+            # single file named alone is the whole load, so its failure is the load's error.
+            if options.strict and len(paths) == 1 and (result.status == "failed" or result.problems):
+                first = result.problems[0] if result.problems else None
+                raise LoadError(str(first) if first else f"{path}: {result.note}")
+    except BaseException as exc:
+        if is_machine_error(exc):
+            part.discard()
+            raise
+        # Files finished before the failure stay loaded (each file is all or nothing).
+        part.close(register=True)
+        raise
+    try:
+        part.close(register=True)
+    except BaseException as exc:
+        if is_machine_error(exc):
+            part.discard()
+        raise
 
 
 class PartWriter:
@@ -159,7 +186,11 @@ class PartWriter:
         self.number = max(taken, default=0) + 1
         self.path = parts_dir(db.path) / f"part-{self.number}.duckdb"
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.cur = attach_new_part(db, self.path, "newpart")
+        try:
+            self.cur = attach_new_part(db, self.path, "newpart")
+        except BaseException:
+            discard_part(db, None, "newpart", self.path)
+            raise
         prior = db.cursor().execute("SELECT coalesce(max(import_id), 0) FROM imports").fetchone()[0]
         self.next_import = int(prior) + 1
         self.imports: list[int] = []
@@ -168,6 +199,10 @@ class PartWriter:
         iid = self.next_import
         self.next_import += 1
         return iid
+
+    def discard(self) -> None:
+        """Drop the part without checkpointing it (the disk is full): detach, delete its files."""
+        discard_part(self.db, self.cur, "newpart", self.path)
 
     def close(self, register: bool) -> None:
         cur = self.cur
@@ -192,7 +227,7 @@ def load_file(db: IncidentDB, path: Path, *, part: PartWriter, fmt: str | None =
             str(path), None, "too-deep", "nested too deeply to read (JSON deeper than Python's recursion "
             "limit); nothing from this file was loaded")])
     except Exception as exc:  # noqa: BLE001 - a bug in an importer: this file fails, the load goes on
-        if isinstance(exc, OSError) and is_machine_error(exc):
+        if is_machine_error(exc):
             raise  # the disk is full or read-only: no later file can be written either
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "(no message)"
         return FileResult(str(path), fmt, "failed", problems=[Problem(
@@ -301,7 +336,7 @@ def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int |
                           problems=[Problem(name, None, kind, msg.removeprefix(prefix))])
     except BaseException:
         writer.abort()
-        con.execute("ROLLBACK")
+        _rollback(con)  # a full disk may have invalidated the part already: keep the first error
         raise
     try:
         con.execute("BEGIN TRANSACTION")
@@ -317,9 +352,10 @@ def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int |
                 [[import_id, p.file, p.line, p.kind, p.message] for p in problems[:10000]],
             )
         con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        discard_import(con, import_id)
+    except BaseException as exc:
+        _rollback(con)
+        if not is_machine_error(exc):
+            discard_import(con, import_id)
         raise
     if progress:
         progress(name, size or 0, size or 0)
@@ -328,6 +364,13 @@ def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int |
                       problems=problems, import_id=import_id, note=getattr(writer, "note", None),
                       records=writer.added + writer.duplicates + len(problems), skipped=len(problems),
                       warnings=warnings)
+
+
+def _rollback(con: duckdb.DuckDBPyConnection) -> None:
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error:
+        pass  # no transaction left: the part was invalidated (disk full); the caller raises the cause
 
 
 def _failure_kind(exc: Exception) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from oncall.ingest import parquet
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
@@ -35,19 +37,27 @@ def expand_paths(args: list[str]) -> list[Path]:
     seen: set[Path] = set()
     for arg in args:
         p = Path(arg)
+        try:
+            p.stat()
+        except FileNotFoundError:
+            pass  # a glob, or missing: said below
+        except OSError as exc:
+            raise SourceError(f"{arg}: cannot reach it ({exc.strerror}: a directory on its way cannot be read); "
+                              "check the permissions along the path (namei -l)") from None
         if p.is_dir():
-            found = sorted(q for q in p.rglob("*") if q.is_file() and not _hidden(q, p))
+            found = _files_under(p)
         elif p.is_file():
             found = [p]
         else:
             matches = sorted(glob.glob(arg, recursive=True))
             if not matches:
+                _refused_on_the_way(arg)
                 raise SourceError(f"{arg}: no such file, directory or matching glob")
             found = []
             for m in matches:
                 mp = Path(m)
                 if mp.is_dir():
-                    found.extend(sorted(q for q in mp.rglob("*") if q.is_file() and not _hidden(q, mp)))
+                    found.extend(_files_under(mp))
                 elif mp.is_file():
                     found.append(mp)
         for f in found:
@@ -56,6 +66,32 @@ def expand_paths(args: list[str]) -> list[Path]:
                 seen.add(key)
                 out.append(f)
     return out
+
+
+def _files_under(root: Path) -> list[Path]:
+    """Every file under a directory, sorted; a directory that cannot be listed is an error naming it
+    (Path.rglob skips it without a word, and its files would be missing from the incident)."""
+    refused: list[OSError] = []
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=refused.append):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
+    if refused:
+        exc = refused[0]
+        raise SourceError(f"{exc.filename or root}: cannot list the directory ({exc.strerror or exc}); check its "
+                          f"permissions (ls -ld), or name the files to load; nothing was loaded")
+    return sorted(f for f in found if f.is_file() and not _hidden(f, root))
+
+
+def _refused_on_the_way(pattern: str) -> None:
+    """A glob with no match because a directory on its way cannot be listed says so."""
+    fixed = Path(pattern.split("*")[0].split("?")[0].split("[")[0])
+    for d in [fixed, *fixed.parents]:
+        if d.is_dir():
+            if not os.access(d, os.R_OK | os.X_OK):
+                raise SourceError(f"{d}: cannot list the directory (permission denied), so {pattern} matches "
+                                  "nothing; check its permissions (ls -ld)")
+            return
 
 
 def _hidden(path: Path, root: Path) -> bool:
@@ -203,7 +239,9 @@ def read_head(path: Path) -> Head:
     try:
         with open(path, "rb") as raw:
             if raw.read(4) == PARQUET_MAGIC:
-                return Head(data=b"", complete=False, is_parquet=True)
+                # Detection looks at the columns: a Phoenix dataframe, a LangSmith bulk export …
+                return Head(data=b"", complete=False, is_parquet=True,
+                            extra={"columns": [name for name, _ in parquet.columns(path)]})
         with open_binary(path) as fh:
             data = fh.read(HEAD_BYTES + 1)
     except SourceError:
@@ -256,6 +294,41 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 if line.endswith(b"\r"):
                     line = line[:-1]
             yield n, line
+
+
+def iter_line_blocks(path: Path, block_bytes: int = 32 << 20) -> Iterator[tuple[int, memoryview]]:
+    """(1-based number of the block's first line, bytes of whole lines) for the whole file.
+
+    Each block is about `block_bytes` of (decompressed) input cut after a newline, without that
+    final newline; its lines are split on b"\\n" exactly as iter_lines() splits them (a trailing
+    b"\\r" is left on the line). For importers that hand whole blocks to Arrow and DuckDB instead
+    of making a Python object per line. Each block is a view of its own buffer (read into once,
+    never copied, never reused: the consumer may keep it), so it can be wrapped without a copy.
+    """
+    with open_binary(path) as fh:
+        first = 1
+        carry = b""
+        while True:
+            buf = bytearray(len(carry) + block_bytes)
+            buf[:len(carry)] = carry
+            filled = len(carry)
+            view = memoryview(buf)
+            while filled < len(buf):
+                n = fh.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+            if filled == len(carry):  # end of file
+                break
+            cut = buf.rfind(b"\n", 0, filled)
+            if cut < 0:  # a line longer than the block: read on
+                carry = bytes(view[:filled])
+                continue
+            carry = bytes(view[cut + 1:filled])
+            yield first, view[:cut]
+            first += buf.count(b"\n", 0, cut) + 1
+        if carry:
+            yield first, memoryview(carry)
 
 
 def read_all_text(path: Path) -> str:

@@ -72,12 +72,15 @@ def _write_import(part: PartWriter, import_id: int, rows: list[dict[str, Any]], 
     try:
         con.execute("BEGIN TRANSACTION")
         writer.finish()
+        # Spans rejected by the mapping (partial_success), then what the writer itself removed (times
+        # out of range …): nothing is dropped without a problem row.
+        found = [(None, kind, msg) for kind, msg in problems] + list(writer.problems)
         con.execute(
-            "UPDATE imports SET finished_at = ?, spans = ?, duplicates = ?, status = 'loaded' WHERE import_id = ?",
-            [now_utc(), writer.added, writer.duplicates, import_id])
-        if problems:
+            "UPDATE imports SET finished_at = ?, spans = ?, duplicates = ?, problems = ?, status = 'loaded' "
+            "WHERE import_id = ?", [now_utc(), writer.added, writer.duplicates, len(found), import_id])
+        if found:
             con.executemany("INSERT INTO problems VALUES (?, ?, ?, ?, ?)",
-                            [[import_id, source, None, kind, msg] for kind, msg in problems[:10000]])
+                            [[import_id, source, line, kind, msg] for line, kind, msg in found[:10000]])
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

@@ -12,6 +12,7 @@ from oncall.errors import InputError
 from oncall.live.payload import SOURCE_PREFIX
 from oncall.live.receiver import DEFAULT_FLUSH_EVERY, DEFAULT_MAX_BACKLOG_SPANS, Receiver
 from oncall.live.server import DEFAULT_MAX_BODY, OTLPServer
+from oncall.store.compact import Compactor
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 4318  # OTLP/HTTP's registered port: exporters send here by default
@@ -37,7 +38,8 @@ class ReceiveService:
 
     def __init__(self, db_path: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  token: str | None = None, flush_every: float = DEFAULT_FLUSH_EVERY,
-                 max_backlog_spans: int = DEFAULT_MAX_BACKLOG_SPANS, max_body: int = DEFAULT_MAX_BODY) -> None:
+                 max_backlog_spans: int = DEFAULT_MAX_BACKLOG_SPANS, max_body: int = DEFAULT_MAX_BODY,
+                 compact: bool = True) -> None:
         if not is_loopback(host) and not token:
             raise InputError(f"--host {host} accepts traces from other machines; that needs a bearer token: "
                              "put it in an environment variable and pass --token-env NAME")
@@ -45,18 +47,26 @@ class ReceiveService:
         self.port = port
         self.token = token
         self.max_body = max_body
+        # A part a second would be thousands of parts an hour: the compactor (store.compact) merges
+        # them in its own thread, woken after every part; readers are never blocked by it.
+        self.compactor = Compactor(db_path) if compact else None
         self.receiver = Receiver(db_path, source=f"{SOURCE_PREFIX}{host}:{port}", flush_every=flush_every,
-                                 max_backlog_spans=max_backlog_spans)
+                                 max_backlog_spans=max_backlog_spans,
+                                 after_flush=(lambda db: self.compactor.poke()) if self.compactor else None)
         self.server: OTLPServer | None = None
         self._thread: threading.Thread | None = None
 
     def start(self) -> str:
         """Open the incident, bind and serve in a background thread; returns the endpoint URL."""
         self.receiver.start()
+        if self.compactor is not None:
+            self.compactor.start()
         try:
             self.server = OTLPServer((self.host, self.port), self.receiver, token=self.token, max_body=self.max_body)
         except OSError as exc:
             self.receiver.stop()
+            if self.compactor is not None:
+                self.compactor.stop()
             raise InputError(f"cannot listen on {self.host}:{self.port}: {exc.strerror or exc} "
                              "(another receiver or Collector on that port? choose one with --port)") from None
         # The source names the port really bound (--port 0 picks a free one).
@@ -78,3 +88,5 @@ class ReceiveService:
             self.server.server_close()
         if self._thread is not None:
             self._thread.join(5)
+        if self.compactor is not None:
+            self.compactor.stop()  # a merge in progress is abandoned cleanly, never half-registered

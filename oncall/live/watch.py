@@ -41,6 +41,7 @@ class CheckResult:
     sent: list[dict[str, Any]] = field(default_factory=list)  # {action, dedup_key, target, title}
     failed: list[str] = field(default_factory=list)
     open: list[str] = field(default_factory=list)  # dedup keys still open after the check
+    waiting: dict[str, str] = field(default_factory=dict)  # open key -> why it has not resolved yet
 
     @property
     def notified(self) -> bool:
@@ -48,7 +49,7 @@ class CheckResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "window_start": self.window_start, "changes": self.changes, "sent": self.sent,
-                "failed": self.failed, "open": self.open}
+                "failed": self.failed, "open": self.open, "waiting": self.waiting}
 
 
 def _iso(t: dt.datetime) -> str:
@@ -72,8 +73,12 @@ def _up(before: Any, after: Any) -> bool:
         return True
 
 
-def open_command(db_path: Path, change: Change) -> str:
-    """The command a responder runs to see it: the cohort's requests, newest first."""
+def open_command(db_path: Path, change: Change, source: str | None = None) -> str:
+    """The command a responder runs to see it: the cohort's requests, newest first (with a source:
+    the console on the source's window from the cause's start)."""
+    if source:
+        since = change.began_at or ""
+        return f"oncall --db {shlex.quote(str(db_path))} open --source {shlex.quote(source)} --since {since}".rstrip()
     return f"oncall --db {shlex.quote(str(db_path))} search {change.filter}".rstrip()
 
 
@@ -83,7 +88,7 @@ def _effect_lines(change: Change) -> list[str]:
 
 
 def build_alert(db: IncidentDB, change: Change, key: str, action: str, *, at: dt.datetime,
-                recovery: RecoveryCheck | None = None) -> Alert:
+                recovery: RecoveryCheck | None = None, source: str | None = None) -> Alert:
     title = change.title or change.description
     effects = _effect_lines(change)
     counts: dict[str, Any] = {"affected_requests": change.affected_requests}
@@ -95,7 +100,7 @@ def build_alert(db: IncidentDB, change: Change, key: str, action: str, *, at: dt
     else:
         summary = f"resolved: {title}: back within noise since {recovery.since if recovery else '?'}"
     return Alert(action=action, dedup_key=key, title=title, summary=summary, effects=effects, counts=counts,
-                 command=open_command(db.path, change), cohort=dict(change.cohort), kind=change.kind,
+                 command=open_command(db.path, change, source), cohort=dict(change.cohort), kind=change.kind,
                  began_at=change.began_at, at=_iso(at), incident=str(db.path),
                  detail={"filter": change.filter, "metric": change.metric, "before": change.before,
                          "after": change.after})
@@ -120,17 +125,23 @@ def _record(db: IncidentDB, alert: Alert, target: Target, change: Change, trigge
 # -- one check ------------------------------------------------------------------------------------
 
 def check(db: IncidentDB, targets: list[Target], *, window: dt.timedelta, recent: dt.timedelta,
-          filter_words: list[str] | None = None, now: dt.datetime | None = None) -> CheckResult:
-    """Run what-changed on the window, send new alerts and resolutions, record what was sent."""
+          filter_words: list[str] | None = None, now: dt.datetime | None = None,
+          data: IncidentDB | None = None, source: str | None = None) -> CheckResult:
+    """Run what-changed on the window, send new alerts and resolutions, record what was sent.
+
+    The calls are read from `data` (with --source: a scratch incident holding the source's window)
+    or else from `db`; what was sent is always kept in `db`'s journal."""
     db.refresh()
+    src = data or db
+    src.refresh()
     now = now or now_utc()
     start = now - window
     words = list(filter_words or [])
     flt = parse_filter([*words, f"since={_iso(start)}"])
-    found = changes(db.cursor(), flt)
+    found = changes(src.cursor(), flt)
     result = CheckResult(at=_iso(now), window_start=_iso(start), changes=len(found))
     state = notification_state(db)
-    con = db.cursor()
+    con = src.cursor()
     by_key: dict[str, Change] = {}
     for change in found:
         if change.kind in CAUSE_DIMENSIONS and _seen_before(con, change, start, words):
@@ -144,7 +155,7 @@ def check(db: IncidentDB, targets: list[Target], *, window: dt.timedelta, recent
             if last is not None and last["action"] == "resolve" and not _active_since(con, change, last["at"], words):
                 continue  # resolved and its value has not come back
             detail = _trigger_detail(change)
-            _send(db, target, build_alert(db, change, key, "trigger", at=now), change, detail, result)
+            _send(db, target, build_alert(db, change, key, "trigger", at=now, source=source), change, detail, result)
     # Resolutions: every alert still open on a target, whether or not this window still lists it.
     for (key, target_name), last in state.items():
         if last["action"] != "trigger":
@@ -155,10 +166,12 @@ def check(db: IncidentDB, targets: list[Target], *, window: dt.timedelta, recent
         detail = _json(last["detail"])
         rec = check_recovered(con, detail, recent=recent, now=now, filter_words=words)
         if not rec.recovered:
-            result.open.append(key)
+            if key not in result.open:
+                result.open.append(key)
+            result.waiting[key] = rec.reason
             continue
         change = _change_from_detail(detail)
-        _send(db, target, build_alert(db, change, key, "resolve", at=now, recovery=rec), change,
+        _send(db, target, build_alert(db, change, key, "resolve", at=now, recovery=rec, source=source), change,
               {**detail, "recovered": rec.as_dict()}, result)
     for key in by_key:
         if key not in result.open and any(s["dedup_key"] == key and s["action"] == "trigger" for s in result.sent):

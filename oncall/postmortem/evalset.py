@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from oncall.fileio import write_atomic
 from oncall.query.ids import request_key_sql
 from oncall.query.labels import LATEST_LABELS
 from oncall.query.quality import REFUSAL_PATTERN, REFUSAL_WINDOW, is_json, is_refusal, key_set
@@ -167,10 +168,7 @@ def write_evalset(cases: list[Case], fmt: str, out: Path, *, model: str | None =
 
 
 def _write(path: Path, text: str) -> Path:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return write_atomic(path, text, "writing the eval set")
 
 
 # The same definitions as oncall/query/quality.py, in JavaScript for promptfoo's `javascript` asserts.

@@ -26,7 +26,7 @@ RECOVERY_MAX_BUCKETS = 200
 class Entry:
     at: str  # ISO 8601 UTC, 'Z'
     source: str  # data | responder
-    kind: str  # cause | shift | burst_end | recovery | detection | load | label | note | replay | runbook | action | undo
+    kind: str  # cause | shift | burst_end | recovery | still_degraded | detection | load | label | note | replay | runbook | action | undo
     summary: str
     key: str  # stable: what a star refers to
     actor: str | None = None
@@ -154,6 +154,11 @@ def _recoveries(con: Any, found: list[Any], responder: list[Entry]) -> list[Entr
         for eff in (c.get("effects") or [])[:3] or ([c] if c.get("metric") else []):
             rec = recovery_time(con, eff, _ts(m.at), bucket_s=int(c.get("bucket_s") or 300))
             if rec is None:
+                # Not back yet: as traffic keeps arriving (live), the timeline says so, at the newest data,
+                # until a bucket is back within noise and this becomes "recovered".
+                degraded = _still_degraded(con, c, eff, m)
+                if degraded is not None:
+                    out.append(degraded)
                 continue
             out.append(Entry(at=iso(rec["at"]) or "", source="data", kind="recovery",
                              summary=f"recovered: {eff.get('description') or eff.get('metric')} back within noise "
@@ -162,6 +167,25 @@ def _recoveries(con: Any, found: list[Any], responder: list[Entry]) -> list[Entr
                              detail={"after_action": m.ref.get("action_id"), **{k: v for k, v in rec.items()
                                                                                  if k != "at"}}))
     return out
+
+
+def _still_degraded(con: Any, c: dict[str, Any], eff: dict[str, Any], m: Entry) -> Entry | None:
+    """'still degraded' for an effect with no recovered bucket since the mitigation, as of the newest
+    call of its cohort after it (None when no call came after the mitigation: nothing to tell)."""
+    from oncall.query.filters import compile_filter
+
+    words = _without_window(eff.get("filter") or c.get("filter"))
+    f = compile_filter(con, words, alias="s")
+    last, n = con.execute(f"SELECT max(s.start_time), count(*) FROM spans s WHERE {f.where} AND s.start_time >= ?",
+                          [*f.params, _ts(m.at)]).fetchone()
+    if not n:
+        return None
+    what = eff.get("description") or eff.get("metric")
+    return Entry(at=iso(last) or "", source="data", kind="still_degraded",
+                 summary=f"still degraded: {what} not back within noise in {int(n):,} calls since the action",
+                 key=f"still_degraded:{_change_key(c)}:{eff.get('metric')}",
+                 ref={"filter": " ".join(words + [f"since={iso(_ts(m.at))}"])},
+                 detail={"after_action": m.ref.get("action_id"), "metric": eff.get("metric"), "requests": int(n)})
 
 
 def _without_window(text: str | None) -> list[str]:

@@ -166,3 +166,17 @@ def page_at(con: Any, flt: Filter | str | Sequence[str] | None, offset: int, lim
     page = [int(r[0]) for r in cur.execute(f"SELECT s.span_pk FROM spans s WHERE {c.where} {order} LIMIT ? OFFSET ?",
                                            list(c.params) + [int(limit), int(offset)]).fetchall()]
     return rows_by_pk(cur, _select(), page, order)
+
+
+def position_of(con: Any, flt: Filter | str | Sequence[str] | None, start_time: Any, span_pk: int,
+                descending: bool = True) -> int:
+    """The 0-based index of one row in `page_at`'s start_time ordering of the filter's rows.
+
+    A console following live traffic keeps its cursor on the same request while newer rows arrive
+    above it (or below, ascending): this says where that request is now."""
+    c = compile_filter(con, flt, alias="s")
+    op = ">" if descending else "<"
+    row = con.execute(
+        f"SELECT count(*) FROM spans s WHERE {c.where} AND (s.start_time {op} ? OR (s.start_time = ? AND s.span_pk {op} ?))",
+        [*c.params, start_time, start_time, int(span_pk)]).fetchone()
+    return int(row[0])

@@ -55,8 +55,45 @@ class CapReached(Exception):
     """A spend cap stops the run before this call is sent."""
 
 
+MAX_ANSWER_CHARS = 4_000_000  # an answer longer than this is cut, with a mark (one runaway answer is not kept whole)
+
+
+def cut_answer(text: str | None, limit: int = MAX_ANSWER_CHARS, total: int | None = None) -> str | None:
+    """`text` cut at `limit` characters with a mark saying so (`total`: the answer's full length)."""
+    if text is None or (len(text) <= limit and total is None):
+        return text
+    full = total if total is not None else len(text)
+    return text[:limit] + f"\n[oncall: answer cut at {limit:,} of {full:,} characters]"
+
+
+class BadAnswer(Exception):
+    """The target answered 200 with something that is not a chat completion (an HTML page from a
+    proxy, JSON of another shape, a body cut short): that request's error, retried within the budget."""
+
+
+def _excerpt(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    text = " ".join(text.split())
+    return text[:120] + ("…" if len(text) > 120 else "")
+
+
+def check_completion(resp: Any) -> None:
+    """Raise BadAnswer unless `resp` reads as a chat.completion (the SDK returns whatever the body was)."""
+    from openai.types.chat import ChatCompletion
+
+    if not isinstance(resp, ChatCompletion):
+        raise BadAnswer(f"the target answered 200 with {type(resp).__name__} content, not a chat completion: "
+                        f"{_excerpt(resp)!r}")
+    choices = getattr(resp, "choices", None)
+    if not isinstance(choices, list) or not choices or any(
+            getattr(c, "message", None) is None or not hasattr(c.message, "content") for c in choices):
+        raise BadAnswer(f"the target answered 200 with JSON that is not a chat completion (choices: "
+                        f"{_excerpt(choices)}): {_excerpt(resp.model_dump(exclude_none=True))!r}")
+
+
 @dataclass
 class Policy:
+    max_answer_chars: int = MAX_ANSWER_CHARS
     max_attempts: int = 5
     retry_budget: int = 50
     base_delay: float = 0.5
@@ -268,6 +305,10 @@ class Engine:
                 kind, retry_after, text = "timeout", None, "request timed out"
             except (openai.APIConnectionError, httpx2.TransportError, _StreamCut) as exc:
                 kind, retry_after, text = "connection", None, _error_text(exc, self._secret) or type(exc).__name__
+            except (BadAnswer, json.JSONDecodeError, openai.APIResponseValidationError) as exc:
+                text = str(exc) if isinstance(exc, BadAnswer) else f"the target answered 200 with a body that is " \
+                    f"not valid JSON ({exc})"
+                kind, retry_after, text = "bad_response", None, redact_text(text.replace(self._secret or "\0", "[REDACTED]"))
             if attempts >= self.policy.max_attempts or self._retry_budget <= 0:
                 why = "retry budget spent" if self._retry_budget <= 0 else f"{attempts} attempts"
                 raise CallError(kind, f"{text} ({why})", attempts)
@@ -295,11 +336,13 @@ class Engine:
         resp = await self.client.post("/chat/completions", cast_to=ChatCompletion,
                                       body={"model": model, "messages": messages, **params})
         latency = (time.monotonic() - t0) * 1000.0
+        check_completion(resp)
         choice = resp.choices[0] if resp.choices else None
         msg: dict[str, Any] = {"role": "assistant", "content": None}
         if choice is not None:
             m = choice.message
-            msg["content"] = m.content
+            msg["content"] = cut_answer(m.content, self.policy.max_answer_chars) \
+                if isinstance(m.content, str) else m.content
             if m.tool_calls:
                 msg["tool_calls"] = [{"id": tc.id, "type": "function",
                                       "function": {"name": tc.function.name, "arguments": tc.function.arguments}}
@@ -321,6 +364,7 @@ class Engine:
                   "stream_options": {"include_usage": True}})
         ttft = None
         content: list[str] = []
+        kept = received = 0  # characters of content kept and received (past the limit, only counted)
         calls: dict[int, dict[str, Any]] = {}
         finish = served = rid = None
         usage = None
@@ -335,7 +379,11 @@ class Engine:
                     if d is not None and (d.content or d.tool_calls) and ttft is None:
                         ttft = (time.monotonic() - t0) * 1000.0
                     if d is not None and d.content:
-                        content.append(d.content)
+                        received += len(d.content)
+                        if kept < self.policy.max_answer_chars:
+                            piece = d.content[: self.policy.max_answer_chars - kept]
+                            content.append(piece)
+                            kept += len(piece)
                     for tc in (d.tool_calls or []) if d is not None else []:
                         slot = calls.setdefault(tc.index, {"id": None, "type": "function",
                                                            "function": {"name": "", "arguments": ""}})
@@ -350,7 +398,10 @@ class Engine:
             await stream.close()
         if finish is None:
             raise _StreamCut("the stream ended before the answer finished (no finish_reason)")
-        msg: dict[str, Any] = {"role": "assistant", "content": "".join(content) if content else None}
+        text = "".join(content) if content else None
+        if received > kept:
+            text = cut_answer(text, kept, total=received)
+        msg: dict[str, Any] = {"role": "assistant", "content": text}
         if calls:
             msg["tool_calls"] = [calls[i] for i in sorted(calls)]
         return CallResult(message=msg, finish_reason=finish,
@@ -413,6 +464,10 @@ class Engine:
                     await work(item)
                 except (FatalError, CapReached) as exc:
                     stop.append(exc)
+                    return
+                except Exception as exc:  # noqa: BLE001 - `work` records per-request errors; this is the run's
+                    stop.append(FatalError("internal", f"replay stopped on an error in oncall: "
+                                                       f"{type(exc).__name__}: {exc}"))
                     return
 
         tasks = [asyncio.create_task(worker()) for _ in range(self.concurrency)]

@@ -63,7 +63,7 @@ class Plan:
 @dataclass
 class RunResult:
     run_id: int
-    status: str  # finished | stopped | interrupted | failed
+    status: str  # finished | incomplete | stopped | interrupted | failed
     reason: str | None
     counts: dict[str, Any]
 
@@ -222,12 +222,18 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
 
     async def work(item: tuple[Conversation, int]) -> None:
         conv, k = item
-        req_params = conv.request_params(spec.target.params, params)
-        i, o = conv.estimated_tokens()
-        est = spec.target.cost(i, o) or 0.0
-        outcome = await engine.replay(conv, req_params, estimate=est)
-        if judge is not None and outcome.status == "ok":
-            outcome.judge = await _judge(judge, spec.rubric, conv, outcome)
+        try:
+            req_params = conv.request_params(spec.target.params, params)
+            i, o = conv.estimated_tokens()
+            est = spec.target.cost(i, o) or 0.0
+            outcome = await engine.replay(conv, req_params, estimate=est)
+            if judge is not None and outcome.status == "ok":
+                outcome.judge = await _judge(judge, spec.rubric, conv, outcome)
+        except (FatalError, CapReached, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - whatever failed, this request's row says why (issue 23)
+            outcome = Outcome(status="error", error_kind="internal",
+                              error=f"oncall failed replaying this request: {type(exc).__name__}: {exc}")
         _write(st, run_id, conv, k, outcome)
         if outcome.status == "ok":
             counters.done += 1
@@ -258,7 +264,11 @@ async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] 
         await engine.aclose()
         if judge is not None:
             await judge.aclose()
-    if status == "finished" and counters.failed:
+    missing = rstore.items_without_result(st.db.cursor(), run_id, span_pks, spec.repeat) if status == "finished" else 0
+    if missing:  # "finished" only when every planned request has a result
+        status = "incomplete"
+        reason = (f"{missing} planned request(s) have no result; `oncall replay --resume {run_id}` sends them")
+    elif status == "finished" and counters.failed:
         reason = f"{counters.failed} request(s) failed; `oncall replay --resume {run_id}` retries them"
     st.set_state(run_id, status, reason, counters.as_dict())
     _trail(st, run_id, status, counters, reason)

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
+import socket
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -77,8 +79,10 @@ class ReplayStore:
 
     def set_state(self, run_id: int, status: str, reason: str | None = None,
                   counts: dict[str, Any] | None = None) -> None:
+        pid, started = process_identity()
         self._append("replay_run_states", {"run_id": run_id, "created_at": _now(), "status": status, "reason": reason,
-                                           "counts": counts})
+                                           "counts": counts, "pid": pid, "pid_started": started,
+                                           "host": socket.gethostname()})
 
     def add_result(self, run_id: int, span_pk: int, repeat_index: int, fields: dict[str, Any]) -> None:
         row = {**fields, "run_id": run_id, "span_pk": span_pk, "repeat_index": repeat_index, "created_at": _now()}
@@ -86,6 +90,52 @@ class ReplayStore:
             self._writer.put("replay_results", {k: self._scrub(v) for k, v in row.items()})
         else:
             self._append("replay_results", row)
+
+
+def process_identity(pid: int | None = None) -> tuple[int, str | None]:
+    """(pid, its start time as the kernel counts it): a pid alone may be reused by another process."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read().decode("ascii", "replace")
+        return pid, stat.rsplit(")", 1)[1].split()[19]  # field 22, after the command name
+    except (OSError, IndexError):
+        return pid, None
+
+
+def _still_running(state: dict[str, Any]) -> bool:
+    """Whether the process that wrote a 'running' state is alive (only knowable on its own host)."""
+    pid, host = state.get("pid"), state.get("host")
+    if pid is None or host != socket.gethostname():
+        return True  # written by an older oncall or on another machine: take its word
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, another user's
+    started = state.get("pid_started")
+    return started is None or process_identity(int(pid))[1] in (None, started)
+
+
+def live_state(run_id: int, state: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's newest state, with 'running' read as 'interrupted' when its process is gone (killed,
+    the machine rebooted): a dead run never shows as running."""
+    if state is None or state.get("status") != "running" or _still_running(state):
+        return state
+    return {**state, "status": "interrupted",
+            "reason": f"the process running it (PID {state.get('pid')}) is gone; finished requests are kept; "
+                      f"`oncall replay --resume {run_id}` continues"}
+
+
+def items_without_result(con: Any, run_id: int, span_pks: list[int], repeat: int) -> int:
+    """How many planned (request, repeat) items have no result row at all."""
+    have = {(int(a), int(b)) for a, b in con.execute(
+        "SELECT DISTINCT span_pk, repeat_index FROM replay_results WHERE run_id = ?", [run_id]).fetchall()}
+    # An unreplayable request has one row (repeat 0) standing for all its repeats.
+    single = {int(r[0]) for r in con.execute(
+        "SELECT DISTINCT span_pk FROM replay_results WHERE run_id = ? AND status = 'unreplayable'", [run_id]).fetchall()}
+    return sum(1 for pk in span_pks if pk not in single for k in range(repeat) if (pk, k) not in have)
 
 
 class _Writer:
@@ -206,7 +256,7 @@ def get_run(con: Any, run_id: int) -> dict[str, Any] | None:
     run = rows[0]
     st = _dicts(con.execute("SELECT * FROM replay_run_states WHERE run_id = ? ORDER BY state_id DESC LIMIT 1",
                             [run_id]), "replay_run_states")
-    run["state"] = st[0] if st else None
+    run["state"] = live_state(run_id, st[0] if st else None)
     return run
 
 
@@ -222,9 +272,15 @@ def list_runs(con: Any) -> list[dict[str, Any]]:
                              arg_max(counts, state_id) AS counts FROM replay_run_states GROUP BY run_id) s
              ON s.run_id = r.run_id
            ORDER BY r.run_id DESC"""), "replay_runs")
+    states = {int(r["run_id"]): r for r in _dicts(con.execute(
+        "SELECT * FROM replay_run_states QUALIFY row_number() OVER (PARTITION BY run_id ORDER BY state_id DESC) = 1"),
+        "replay_run_states")}
     for r in runs:
         if isinstance(r.get("counts"), str):
             r["counts"] = json.loads(r["counts"])
+        live = live_state(int(r["run_id"]), states.get(int(r["run_id"])))
+        if live is not None and live.get("status") != r.get("status"):
+            r["status"], r["reason"] = live["status"], live["reason"]
     return runs
 
 

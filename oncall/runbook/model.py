@@ -46,6 +46,7 @@ class Expectation:
     text: str
     line: int
     relative: str | None = None  # "original" | "baseline": value is a fraction of that column
+    within_s: float | None = None  # a verify block's deadline: live evidence must meet it within this
 
     def threshold(self, reference: float | None) -> float | None:
         if self.relative is None:
@@ -64,10 +65,10 @@ class Expectation:
 class Step:
     """A block of a runbook: a query whose result is shown, an evidence gate, or an action."""
 
-    kind: str  # query | gate | action
+    kind: str  # query | gate | verify | action
     heading: str
     line: int
-    # query: oncall reading commands (one per line); gate: the replay command line.
+    # query: oncall reading commands (one per line); gate: the replay command line; verify: the cohort filter.
     commands: list[str] = field(default_factory=list)
     expectations: list[Expectation] = field(default_factory=list)
     # action: the target (oncall.toml) and the adapter's arguments, still with {param} placeholders.

@@ -41,7 +41,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from oncall.query.registry import Fold
+from oncall.query.registry import METRICS, Fold
 from oncall.replay.checks import REPLAY_COLUMNS
 from oncall.runbook.model import PARAM_TYPES, RUN_COUNTS, Expectation, Param, Runbook, RunbookError, Step
 
@@ -163,7 +163,7 @@ def _steps(path: Path, body: str, body_line: int, params: dict[str, Param], targ
         if tok.type != "fence":
             continue
         info = tok.info.strip().split()[0] if tok.info.strip() else ""
-        if info not in ("oncall", "gate", "action"):
+        if info not in ("oncall", "gate", "verify", "action"):
             continue
         start = body_line + (tok.map[0] if tok.map else 0) + 1  # first line inside the fence
         _check_placeholders(path, tok.content, start, params)
@@ -171,12 +171,14 @@ def _steps(path: Path, body: str, body_line: int, params: dict[str, Param], targ
             step = _query_step(path, tok.content, start, heading)
         elif info == "gate":
             step = _gate_step(path, tok.content, start, heading)
+        elif info == "verify":
+            step = _verify_step(path, tok.content, start, heading)
         else:
             step = _action_step(path, tok.content, start, heading, targets)
         step.name = f"{len(steps) + 1}"
         steps.append(step)
     if not steps:
-        raise _fail(path, body_line, "the runbook has no steps (```oncall, ```gate or ```action blocks)")
+        raise _fail(path, body_line, "the runbook has no steps (```oncall, ```gate, ```verify or ```action blocks)")
     return steps
 
 
@@ -252,6 +254,44 @@ def _gate_step(path: Path, content: str, start: int, heading: str) -> Step:
     if not expectations:
         raise _fail(path, line, "a gate needs at least one `expect` line: evidence must be checked, not just gathered")
     return Step(kind="gate", heading=heading, line=start, commands=[text], expectations=expectations)
+
+
+# A verify block: live evidence after an action. The first line is the cohort (a filter; empty: all
+# calls), then conditions on its calls since the step began, each with its deadline:
+#     ```verify
+#     tenant=${tenant}
+#     expect error_rate <= 1% within 10m
+#     ```
+_EXPECT_LIVE = re.compile(r"^expect\s+([a-z0-9_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*within\s+([0-9.]+)\s*([smh])\s*$")
+# What a verify can test: compare's metrics of the cohort's live calls (oncall/live/evidence.py), i.e.
+# the registry's rates, means and quantiles of LLM calls that need no reference.
+LIVE_METRICS = tuple(m.name for m in METRICS.values()
+                     if m.entity == "llm" and m.reference is None and m.kind in ("rate", "mean", "quantile"))
+
+
+def _verify_step(path: Path, content: str, start: int, heading: str) -> Step:
+    lines = _command_lines(content, start)
+    cohort = ""
+    if lines and not lines[0][1].startswith("expect"):
+        cohort = lines.pop(0)[1]
+        _split(path, start, cohort)
+    expectations = []
+    for eline, etext in lines:
+        m = _EXPECT_LIVE.match(etext)
+        if not m:
+            raise _fail(path, eline, "expected `expect METRIC OP NUMBER[%] within DURATION` (e.g. expect error_rate "
+                        f"<= 1% within 10m): live evidence needs a deadline; got {etext!r}")
+        metric, op, number, pct, amount, unit = m.groups()
+        if metric not in LIVE_METRICS:
+            raise _fail(path, eline, f"unknown live metric {metric!r}; known: {', '.join(LIVE_METRICS)}")
+        within = float(amount) * {"s": 1, "m": 60, "h": 3600}[unit]
+        if within <= 0:
+            raise _fail(path, eline, "the deadline must be more than zero")
+        expectations.append(Expectation(metric, op, float(number) / (100 if pct else 1), etext, eline,
+                                        within_s=within))
+    if not expectations:
+        raise _fail(path, start, "a verify block needs at least one `expect METRIC OP NUMBER within DURATION`")
+    return Step(kind="verify", heading=heading, line=start, commands=[cohort], expectations=expectations)
 
 
 def _action_step(path: Path, content: str, start: int, heading: str, targets: list[str]) -> Step:

@@ -13,14 +13,17 @@ replay without running it (replays spend money) and plans each action without wr
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
+import shlex
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from oncall.live.evidence import wait_for_evidence
 from oncall.runbook.model import Runbook, RunbookError, Step
 from oncall.runbook.params import command_argv, substitute_args
 
@@ -83,6 +86,13 @@ class RunbookRun:
             yield Event("step", step, step.heading)
             if step.kind == "query":
                 yield from self._query(step)
+            elif step.kind == "verify":
+                ok = yield from self._verify(step)
+                if not ok and not self.dry_run:
+                    self.outcome = "cancelled" if self.cancelled() else "stopped at a verify"
+                    yield Event("stop", step, "the live evidence did not meet the conditions in time: no later "
+                                "action runs (the actions before it stay as they are; undo them if needed)")
+                    break
             elif step.kind == "gate":
                 ok = yield from self._gate(step)
                 if not ok and not self.dry_run:
@@ -206,6 +216,32 @@ class RunbookRun:
         result["passed"] = passed
         self.gates.append(result)
         yield Event("gate", step, command, result)
+        return passed
+
+    def _verify(self, step: Step) -> Iterator[Event]:
+        """Wait for live traffic to meet the conditions (oncall/live/evidence.py); fail closed at the deadline."""
+        cohort = str(substitute_args(step.commands[0], self.values)) if step.commands else ""
+        words = shlex.split(cohort) if cohort else []
+        within = max(e.within_s or 0 for e in step.expectations)
+        if self.dry_run:
+            yield Event("verify", step, f"verify (not run in --dry-run: it waits up to {within:g} s for live traffic): "
+                        + "; ".join(e.text for e in step.expectations),
+                        {"ran": False, "cohort": cohort, "expect": [e.text for e in step.expectations]})
+            return True
+        since = dt.datetime.now(dt.UTC)
+        deadline = since + dt.timedelta(seconds=within)
+        last = None
+        for last in wait_for_evidence(self.db, words, since, step.expectations, deadline, cancelled=self.cancelled):
+            state = "; ".join(f"{c['expect']}: {'no value' if c['actual'] is None else format(c['actual'], '.4g')}"
+                              for c in last.checks)
+            yield Event("verify", step, f"verify {cohort or '(all calls)'}: {last.requests} calls since "
+                        f"{since:%H:%M:%S}Z; {state}" + ("" if last.passed else "; waiting"),
+                        {"ran": True, "cohort": cohort, "requests": last.requests, "checks": last.checks,
+                         "passed": last.passed})
+        passed = bool(last is not None and last.passed and not self.cancelled())
+        self.gates.append({"command": f"verify {cohort}".strip(), "ran": True, "passed": passed, "live": True,
+                           "checks": last.checks if last else [], "requests": last.requests if last else 0,
+                           "note": None if passed else "not met by the deadline (or too few calls): failed closed"})
         return passed
 
     def _action(self, step: Step) -> Iterator[Event]:

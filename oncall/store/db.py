@@ -45,6 +45,7 @@ import duckdb
 import orjson
 import pyarrow as pa
 
+from oncall.errors import MachineError, is_machine_error
 from oncall.store.journal import Journal, JournalError
 from oncall.store.migrations import MIGRATIONS, SCHEMA_VERSION
 from oncall.store.parts import parts_dir, sidecar_dir
@@ -179,8 +180,23 @@ def _migrate(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise
 
 
+def _base_is_current(path: Path) -> bool:
+    if not path.exists():
+        return False
+    probe = connect_file(path, read_only=True)
+    try:
+        return _schema_version(probe) == SCHEMA_VERSION
+    finally:
+        probe.close()
+
+
 def _create_or_upgrade_base(path: Path) -> None:
-    """Create a new base file, or migrate an older one (needs nobody else to have it open)."""
+    """Create a new base file, or migrate an older one (needs nobody else to have it open).
+
+    A current base file needs neither (it is never written again), so opening it takes no lock and
+    writes nothing: an incident on a read-only disk opens, and its first write says why it cannot."""
+    if _base_is_current(path):
+        return
     with _exclusive(sidecar_dir(path) / "create.lock"):
         if path.exists():
             probe = connect_file(path, read_only=True)
@@ -562,8 +578,7 @@ class IncidentDB:
         """
         if self.read_only:
             raise StoreError(f"{self.path} is open read-only (--read-only); nothing can be written")
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with self._lock, self._journal.locked() as journal:
+        with self._lock, self._journal_for_writing() as journal:
             self._fold(journal.read_new())
             next_id = dict(self._next_id)
             ids: list[int] = []
@@ -594,9 +609,20 @@ class IncidentDB:
         self.append("meta", {"key": key, "value": value})
 
     # -- registering a load part (oncall/ingest/loader.py) -------------------------------------------
+    @contextmanager
+    def _journal_for_writing(self) -> Iterator[Any]:
+        """The journal, locked for an append; a full or read-only disk is a MachineError naming it."""
+        try:
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with self._journal.locked() as journal:
+                yield journal
+        except OSError as exc:
+            if not is_machine_error(exc):
+                raise
+            raise MachineError(self._journal.path, exc, "writing to the incident's journal") from None
+
     def register_part(self, number: int, imports: list[int]) -> None:
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with self._lock, self._journal.locked() as journal:
+        with self._lock, self._journal_for_writing() as journal:
             self._fold(journal.read_new())
             journal.write(lambda seq: {"seq": seq, "at": now_utc().isoformat(), "pid": os.getpid(),
                                        "part": {"part": number, "imports": imports}})
@@ -694,7 +720,13 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
         raise StoreError(f"{p} is not a DuckDB database (an incident database is made by "
                          "`oncall load` or `oncall demo`); check --db")
     if not read_only:
-        _create_or_upgrade_base(p)
+        try:
+            _create_or_upgrade_base(p)
+        except OSError as exc:
+            if not is_machine_error(exc):
+                raise
+            raise MachineError(p, exc, "creating the incident" if not p.exists() else "upgrading the incident") \
+                from None
     db = IncidentDB(p, read_only)
     version = db.schema_version()
     if version != SCHEMA_VERSION:
@@ -704,7 +736,29 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
                              f"({SCHEMA_VERSION}); upgrade oncall")
         raise StoreError(f"{p} has schema version {version}, this oncall needs {SCHEMA_VERSION}; "
                          "open it once without --read-only to upgrade it")
+    if not read_only:
+        _salvage_killed_loads(db)
     return db
+
+
+def _salvage_killed_loads(db: IncidentDB) -> None:
+    """A load killed before it registered its part left the part behind: the first writer to open the
+    incident (not only the next load, README) keeps the files it finished and removes the rest.
+    Skipped while a load runs (its part is not abandoned), and on a disk that refuses writes."""
+    from oncall.fileio import writable_refusal
+    from oncall.store.loadparts import salvage_unregistered_parts
+    from oncall.store.parts import part_files
+
+    if not part_files(db.path) or writable_refusal(parts_dir(db.path)) is not None:
+        return
+    with exclusive_lock(sidecar_dir(db.path) / "load.lock", block=False) as held:
+        if not held:
+            return  # a load is running: its part is not abandoned
+        try:
+            salvage_unregistered_parts(db)
+        except Exception as exc:  # noqa: BLE001 - a salvage that cannot finish is retried by the next writer
+            if not is_machine_error(exc):
+                raise
 
 
 def load_lock(db_path: Path, waiting: Callable[[], None] | None = None) -> Any:

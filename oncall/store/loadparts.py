@@ -38,6 +38,19 @@ def detach_part(db: IncidentDB, cur: duckdb.DuckDBPyConnection, alias: str) -> N
     cur.close()
 
 
+def discard_part(db: IncidentDB, cur: duckdb.DuckDBPyConnection | None, alias: str, path: Path) -> None:
+    """Detach a part without checkpointing it and delete its files: what a load does when the disk
+    is full (the failed checkpoint has invalidated the part; its space is needed back)."""
+    for sql in ("ROLLBACK", "USE memory", f"DETACH {alias}"):
+        try:
+            (cur or db.con).execute(sql)
+        except duckdb.Error:
+            pass  # not in a transaction, already detached, or the part was invalidated
+    if cur is not None:
+        cur.close()
+    remove_part_file(path)
+
+
 def remove_part_file(path: Path) -> None:
     path.unlink(missing_ok=True)
     path.with_name(path.name + ".wal").unlink(missing_ok=True)

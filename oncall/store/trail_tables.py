@@ -54,6 +54,8 @@ TABLES: dict[str, Table] = {
     "replay_run_states": Table(id="state_id", columns=[
         ("state_id", "BIGINT"), ("run_id", "BIGINT"), ("created_at", "TIMESTAMPTZ"), ("status", "VARCHAR"),
         ("reason", "VARCHAR"), ("counts", "JSON"),
+        # the process that wrote the state, so a 'running' run whose process died reads 'interrupted'
+        ("pid", "BIGINT"), ("pid_started", "VARCHAR"), ("host", "VARCHAR"),
     ]),
     "replay_results": Table(id="result_id", columns=[
         ("result_id", "BIGINT"), ("run_id", "BIGINT"), ("span_pk", "BIGINT"), ("repeat_index", "INTEGER"),

@@ -17,6 +17,8 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
+from oncall.fileio import writable_refusal
+from oncall.live.status import live_status
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
@@ -58,6 +60,7 @@ class OncallApp(App[None]):
         self.filter_history: list[str] = []
         self._refresh_worker: Any = None
         self._refresh_failed = False
+        self.live_marker = ""  # `● live N spans/s · last T` while `oncall receive` writes (oncall/live/status.py)
         if keymap is None:
             self._keymap, self._keymap_problems = load_keymap()
             self._keymap_problems += unknown_ids(self._keymap, config_path())
@@ -98,11 +101,20 @@ class OncallApp(App[None]):
     def _refresh_store(self) -> None:
         try:
             changed = self.store.refresh()
+            marker = live_status(self.store.cursor()).text()
         except Exception as exc:  # noqa: BLE001 - a bad journal line must not take the console down
             self.call_from_thread(self._store_refresh_failed, str(exc))
             return
         if changed:
             self.call_from_thread(self._store_changed)
+        if marker != self.live_marker:
+            self.call_from_thread(self._live_changed, marker)
+
+    def _live_changed(self, marker: str) -> None:
+        """The live marker moved (a rate, a last arrival, idle): screens that show it redraw it."""
+        self.live_marker = marker
+        if hasattr(self.screen, "live_changed"):
+            self.screen.live_changed()
 
     def _store_refresh_failed(self, message: str) -> None:
         if not self._refresh_failed:  # once, not every second
@@ -322,7 +334,17 @@ def open_for_console(db_path: str | Path | None, *,
     incident (oncall/store), so the only refusal left is a file some other program holds read-write,
     and open_db's message names that program and its PID."""
     store = open_db(db_path, read_only=read_only, create=False)
-    return store, read_only, None
+    if read_only:
+        return store, True, None
+    # A read-only disk or directory: the console still opens, read-only, and says why (a write
+    # would otherwise fail at the first label).
+    where = store.dir if store.dir.exists() else store.path.parent
+    refusal = writable_refusal(where)
+    if refusal is None:
+        return store, False, None
+    store.close()
+    reason = f"{where}: {refusal.strerror.lower() if refusal.strerror else refusal}: opened read-only"
+    return open_db(db_path, read_only=True, create=False), True, reason
 
 
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:

@@ -113,6 +113,7 @@ class ResultsView(ScrollView, can_focus=True):
         self.descending = True
         self._pages: dict[int, list[dict[str, Any]]] = {}
         self._pending: set[int] = set()
+        self._stale: set[int] = set()  # pages shown from before a reload, fetched again
         self._generation = 0  # pages of an older filter or sort are interrupted, and dropped if they land
         self._queries = Inflight()
 
@@ -123,11 +124,15 @@ class ResultsView(ScrollView, can_focus=True):
         self.cursor = 0
         self._reset()
 
-    def update_total(self, total: int) -> None:
-        """The same filter over newer data: its new row count and rows, the cursor kept (clamped)."""
+    def update_total(self, total: int, cursor: int | None = None) -> None:
+        """The same filter over newer data: its new row count and rows, the cursor kept (clamped), or
+        moved to `cursor` (the same request, now elsewhere) with the view scrolled along with it."""
+        old = self.cursor
         self.total = total
-        self.cursor = max(0, min(self.cursor, total - 1))
+        self.cursor = max(0, min(self.cursor if cursor is None else cursor, total - 1))
         self.virtual_size = Size(self.size.width, total)
+        if self.cursor != old:
+            self.scroll_to(y=max(0, self.scroll_offset.y + self.cursor - old), animate=False)
         self.reload()
         self.post_message(self.Moved(self.cursor, self.total))
 
@@ -136,7 +141,9 @@ class ResultsView(ScrollView, can_focus=True):
         in the reader must show here when the responder comes back)."""
         self._generation += 1
         self._queries.supersede(self._generation)
-        self._pages.clear()
+        # The old rows stay on screen until the new ones land (no "loading…" flash every second while
+        # live traffic arrives); each shown page is fetched again.
+        self._stale = set(self._pages)
         self._pending.clear()
         self.refresh()
 
@@ -144,6 +151,7 @@ class ResultsView(ScrollView, can_focus=True):
         self._generation += 1
         self._queries.supersede(self._generation)
         self._pages.clear()
+        self._stale.clear()
         self._pending.clear()
         self.virtual_size = Size(self.size.width, self.total)
         self.scroll_to(y=0, animate=False)
@@ -152,8 +160,9 @@ class ResultsView(ScrollView, can_focus=True):
 
     def row(self, index: int) -> dict[str, Any] | None:
         page = self._pages.get(index // PAGE)
-        if page is None:
+        if page is None or index // PAGE in self._stale:
             self._request(index // PAGE)
+        if page is None:
             return None
         i = index % PAGE
         return page[i] if i < len(page) else None
@@ -198,6 +207,7 @@ class ResultsView(ScrollView, can_focus=True):
             return  # a page of a filter that is no longer shown
         self._pages[page] = rows
         self._pending.discard(page)
+        self._stale.discard(page)
         if len(self._pages) > 50:  # bounded memory while scrolling through a million rows
             for k in sorted(self._pages, key=lambda p: abs(p - page), reverse=True)[:10]:
                 self._pages.pop(k, None)

@@ -69,6 +69,7 @@ class ExplorerScreen(Screen):
         self._generation = 0
         self._counts = Inflight()
         self._notes: list[str] = []  # how since=/until= resolved (UTC), kept beside "N of M"
+        self.new_rows = 0  # rows that arrived (live) since the cursor was last on the newest one
 
     def compose(self) -> ComposeResult:
         yield Input(value=self.initial, placeholder="filter: tenant=acme since=01:00 \"refund\"  (enter to apply)",
@@ -101,7 +102,10 @@ class ExplorerScreen(Screen):
         view = self.query_one(ResultsView)
         self._generation += 1
         self._counts.supersede(self._generation)
-        self.count(view.filter_text, self._generation, refresh=True)
+        # Sorted by time, the request under the cursor is found again after newer rows arrived.
+        row = view.row(view.cursor) if view.order_by == "start_time" and view.total else None
+        anchor = (row["start_time"], int(row["span_pk"]), view.descending) if row else None
+        self.count(view.filter_text, self._generation, refresh=True, anchor=anchor)
 
     # -- the filter ------------------------------------------------------------------------------------
     @on(Input.Submitted, "#filter")
@@ -116,14 +120,19 @@ class ExplorerScreen(Screen):
         self.count(text, self._generation)
 
     @work(thread=True, group="count")
-    def count(self, text: str, generation: int, refresh: bool = False) -> None:
-        """Count the filter's rows; every answer goes back tagged with its generation."""
+    def count(self, text: str, generation: int, refresh: bool = False, anchor: tuple | None = None) -> None:
+        """Count the filter's rows; every answer goes back tagged with its generation. `anchor` (the
+        cursor's start_time, span_pk and direction) asks where that request is now."""
         from oncall.query.filters import FilterError, compile_filter
+        from oncall.query.search import position_of
 
+        index = None
         try:
             with self._counts.connection(self.app.store, generation) as cur:
                 c = compile_filter(cur, text, alias="s")
                 total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+                if anchor is not None:
+                    index = position_of(cur, text, anchor[0], anchor[1], descending=anchor[2])
         except Superseded:
             return
         except FilterError as exc:
@@ -133,7 +142,7 @@ class ExplorerScreen(Screen):
             self.app.call_from_thread(self._count_failed, generation, exc)
             return
         if refresh:
-            self.app.call_from_thread(self._recounted, generation, total)
+            self.app.call_from_thread(self._recounted, generation, total, index)
         else:
             self.app.call_from_thread(self._counted, generation, text, total, c.notes)
 
@@ -174,9 +183,30 @@ class ExplorerScreen(Screen):
             msg.append("   " + safe_text(n, multiline=False), style="dim")
         self.set_status(msg)
 
-    def _recounted(self, generation: int, total: int) -> None:
-        if self._current(generation):
-            self.query_one(ResultsView).update_total(total)
+    def _recounted(self, generation: int, total: int, index: int | None = None) -> None:
+        """Newer data: the new count. Sorted by time, the cursor follows the newest row when it was on it
+        (the tail: the top descending, the end ascending); else it stays on its request, and the
+        status counts the rows that arrived ("N new")."""
+        if not self._current(generation):
+            return
+        view = self.query_one(ResultsView)
+        added = total - view.total
+        if index is None or view.order_by != "start_time":
+            view.update_total(total)
+            return
+        following = view.cursor == (0 if view.descending else max(0, view.total - 1))
+        if following:
+            cursor = 0 if view.descending else max(0, total - 1)
+        else:
+            cursor = index
+            self.new_rows += max(0, added)
+        view.update_total(total, cursor=cursor)
+
+    def live_changed(self) -> None:
+        """The live marker moved: the status line shows it (the same line as \"N of M\")."""
+        view = self.query_one(ResultsView)
+        if view.total:
+            self.post_message(ResultsView.Moved(view.cursor, view.total))
 
     def set_status(self, text: Text) -> None:
         self.query_one("#status", Static).update(text)
@@ -188,6 +218,8 @@ class ExplorerScreen(Screen):
         view = self.query_one(ResultsView)
         self.query_one("#header", Static).update(Text(header_line(300, view.order_by, view.descending),
                                                       style="bold"))
+        if event.total and event.cursor == (0 if view.descending else event.total - 1):
+            self.new_rows = 0  # on the newest row: nothing unseen above it
         if event.total:
             status = (Text(f"{event.cursor + 1:,} of {event.total:,}", style="bold")
                       + Text("   " + safe_text(view.filter_text or "(all requests)", multiline=False), style="dim"))
@@ -196,6 +228,11 @@ class ExplorerScreen(Screen):
                               f"({'descending' if view.descending else 'ascending'})", style="dim")
             for n in self._notes:
                 status.append("   " + safe_text(n, multiline=False), style="dim")
+            if self.new_rows and view.order_by == "start_time":
+                status.append(f"   {self.new_rows:,} new {'↑ home' if view.descending else '↓ end'} follows",
+                              style="bold green")
+            if self.app.live_marker:
+                status.append("   " + self.app.live_marker, style="green" if self.app.live_marker[0] == "●" else "dim")
             self.set_status(status)
         elif view.filter_text:
             status = Text("0 requests match", style="yellow")

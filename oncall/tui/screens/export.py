@@ -7,7 +7,6 @@ read-only console may export.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from rich.text import Text
@@ -18,6 +17,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Static
 
+from oncall.fileio import write_atomic  # noqa: F401 - the screens' import of the one writer
 from oncall.safe_text import safe_text
 
 
@@ -34,19 +34,6 @@ def path_problem(path: Path) -> str | None:
     if not path.parent.is_dir():
         return f"cannot write {path}: folder {path.parent} does not exist"
     return None
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to `path` as `oncall postmortem --out` does: a temporary file beside it, then a
-    rename, so a reader never sees half a file and a failed write leaves the old one."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(path)
-    except BaseException:
-        if tmp.exists():
-            os.unlink(tmp)
-        raise
 
 
 class ConfirmOverwriteModal(ModalScreen[bool]):

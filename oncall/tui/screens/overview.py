@@ -8,6 +8,7 @@ sample of that cohort.
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from rich.text import Text
@@ -25,6 +26,8 @@ from oncall.safe_text import safe_text
 # The charted metrics (the registry's definitions: latency over successful calls, and so on).
 CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
 TOP_COHORTS = 3
+# While data keeps arriving, what-changed (the costly part) runs again at most this often.
+CHANGES_EVERY_S = 10.0
 
 
 def bucket_values(rows: list[dict[str, Any]], metric: str) -> list[float]:
@@ -59,6 +62,11 @@ def change_lines(found: list[Any]) -> list[tuple[int, str, dict[str, Any] | None
     return out
 
 
+def change_key(ch: Any) -> tuple[str, str, str]:
+    """What identifies one entry of what-changed across refreshes (its times and counts move)."""
+    return (ch.kind, str(ch.metric), str(ch.title or ch.description))
+
+
 def peak_text(metric: str, v: float) -> str:
     """A sparkline's peak in its metric's unit (display.metric_text: %, $, ms, chars)."""
     return METRICS[metric].text(v)
@@ -83,6 +91,9 @@ class OverviewScreen(Screen):
     def on_mount(self) -> None:
         self.changes: list[Any] = []
         self.lines: list[tuple[int, str, dict[str, Any] | None]] = []
+        self._head_text = Text()
+        self._changes_at = 0.0  # monotonic time of the last what-changed run
+        self._changes_loaded_once = False
         # What-changed waits for the header and charts' queries: run side by side, the two shared
         # the two cores and the first screen came later, while what-changed finished no sooner.
         self._header_queried = threading.Event()
@@ -91,9 +102,22 @@ class OverviewScreen(Screen):
 
     def data_changed(self) -> None:
         """The refresh hook: others wrote to the incident (app._store_changed). The header and charts
-        again; the what-changed list and its cursor stay as they are until f5."""
+        again; the what-changed list too, at most every CHANGES_EVERY_S while data keeps arriving (live
+        traffic), keeping the change under the cursor and announcing a cause that was not there."""
         self.stale = False
         self.load()
+        if self._changes_loaded_once and time.monotonic() - self._changes_at >= CHANGES_EVERY_S:
+            self.load_changes()
+
+    def live_changed(self) -> None:
+        """The live marker (app.live_marker) moved: the header line shows it."""
+        self._show_header()
+
+    def _show_header(self) -> None:
+        t = self._head_text.copy()
+        if self.app.live_marker:
+            t.append(self.app.live_marker, style="bold green" if self.app.live_marker.startswith("●") else "dim")
+        self.query_one("#incident", Static).update(t)
 
     def on_screen_resume(self) -> None:
         if getattr(self, "stale", False):
@@ -135,6 +159,7 @@ class OverviewScreen(Screen):
         """What changed takes longest (every cohort's series): it fills in after the header and charts."""
         from oncall.query.changes import changes
 
+        self._changes_at = time.monotonic()
         self._header_queried.wait(10)
         try:
             found = changes(self.app.store.cursor())
@@ -152,8 +177,9 @@ class OverviewScreen(Screen):
         t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
         t.append(f"cost {'~' if estimated else ''}${cost or 0:,.2f}   ")  # "~": some costs are estimates
         if self.app.read_only:
-            t.append("read-only", style="bold yellow")
-        self.query_one("#incident", Static).update(t)
+            t.append("read-only   ", style="bold yellow")
+        self._head_text = t
+        self._show_header()
 
         grid = self.query_one("#grid", Grid)
         grid.remove_children()
@@ -174,6 +200,17 @@ class OverviewScreen(Screen):
         grid.mount(*widgets)
 
     def _changes_loaded(self, found: list[Any]) -> None:
+        keep = self.highlighted_change()
+        keep_key = change_key(keep) if keep is not None else None
+        if self._changes_loaded_once:
+            before = {change_key(c) for c in self.changes}
+            for ch in found:
+                if change_key(ch) not in before:  # a cause (or shift) that appeared while the console was open
+                    self.app.notify(safe_text(f"new in what changed: {short_description(ch)}", multiline=False,
+                                              max_len=300), title="what changed", severity="warning",
+                                    markup=False, timeout=15)
+        first = not self._changes_loaded_once
+        self._changes_loaded_once = True
         title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample)" if found else
                      "what changed: nothing significant", style="bold yellow" if found else "bold green")
         self.query_one("#changes-title", Static).update(title)
@@ -194,9 +231,13 @@ class OverviewScreen(Screen):
                 line.append(safe_text(effect["description"], multiline=False, max_len=200))
                 line.append(f"  ({effect['measured_on']:,} {effect['counts']})", style="dim")
             options.add_option(Option(line, id=f"line-{n}"))
-        if found:
+        if found and first:
             options.highlighted = 0  # enter opens the top change straight away (nothing is highlighted otherwise)
             options.focus()
+        elif found:  # a refresh while live: the cursor stays on the change it was on, focus where it was
+            at = next((n for n, (i, kind, _) in enumerate(self.lines)
+                       if kind == "change" and change_key(found[i]) == keep_key), 0)
+            options.highlighted = at
 
     def highlighted_change(self) -> Any | None:
         """The change under the cursor (an effect's line belongs to its cause)."""
@@ -216,9 +257,11 @@ class OverviewScreen(Screen):
 
     def action_replay(self) -> None:
         """Replay a sample of the highlighted change's cohort (its filter and window)."""
-        options = self.query_one("#changes", OptionList)
-        if self.changes and options.highlighted is not None:
-            self.app.open_replay(self.changes[options.highlighted].filter)
+        # The highlighted line may be an effect: it belongs to its cause (the list has a line per
+        # effect, so the line number is not the change's index).
+        ch = self.highlighted_change()
+        if ch is not None:
+            self.app.open_replay(ch.filter)
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 
