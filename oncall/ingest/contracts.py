@@ -12,6 +12,7 @@ holds it to them, instead of the duck-typed module and `sink: Any` the registry 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -59,11 +60,13 @@ class BulkSink(Sink, Protocol):
     SQL over the part being written instead of a Python row loop."""
 
     con: duckdb.DuckDBPyConnection  # the load part's connection
-    scratch: duckdb.DuckDBPyConnection  # a second cursor for stateless queries (validation)
     import_id: int
 
     def insert_select(self, select_sql: str, params: list[Any] | None = None, *, redacted: bool = False,
-                      arrow: tuple[str, pa.Table] | None = None) -> None: ...
+                      arrow: tuple[str, pa.Table] | None = None,
+                      after: Callable[[duckdb.DuckDBPyConnection, int], None] | None = None) -> None: ...
+
+    def insert_now(self, select_sql: str, *, arrow: tuple[str, pa.Table]) -> None: ...
 
     def add_arrow(self, table: pa.Table) -> None: ...
 

@@ -124,9 +124,10 @@ class Not(Expr):
 @dataclass(frozen=True)
 class And(Expr):
     args: tuple[Expr, ...]
+    op = "AND"
 
     def sql(self, d: Dialect) -> str:
-        return "(" + " AND ".join(a.sql(d) for a in self.args) + ")"
+        return "(" + f" {self.op} ".join(a.sql(d) for a in self.args) + ")"
 
     def eval(self, row: Mapping[str, Any], refs: Mapping[str, Any]) -> Any:
         return all(a.eval(row, refs) for a in self.args)
@@ -139,20 +140,11 @@ class And(Expr):
 
 
 @dataclass(frozen=True)
-class Or(Expr):
-    args: tuple[Expr, ...]
-
-    def sql(self, d: Dialect) -> str:
-        return "(" + " OR ".join(a.sql(d) for a in self.args) + ")"
+class Or(And):
+    op = "OR"
 
     def eval(self, row: Mapping[str, Any], refs: Mapping[str, Any]) -> Any:
         return any(a.eval(row, refs) for a in self.args)
-
-    def columns(self) -> set[str]:
-        return set().union(*(a.columns() for a in self.args))
-
-    def functions(self) -> set[str]:
-        return set().union(*(a.functions() for a in self.args))
 
 
 @dataclass(frozen=True)
