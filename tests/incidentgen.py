@@ -264,3 +264,32 @@ def steady(fmt: str = "otlp") -> Scenario:
 
 SCENARIOS = {"prompt_input_tokens": prompt_input_tokens, "served_model_key_rename": served_model_key_rename,
              "truncation_wave": truncation_wave, "burst_every_tenant": burst_every_tenant}
+
+
+def short_burst(errors: int = 7, minutes: float = 8.0, rate: float = 30 / 480, cohort: str = "all",
+                hours: float = 3.0, seed: int = 17) -> Scenario:
+    """A short burst of rate-limit errors and nothing else: `errors` 429s spread uniformly over the
+    calls of `cohort` in a `minutes`-long window at 10:15 (none of that class before or after), in
+    traffic of `rate` calls a second. `cohort` is all traffic, one provider (`provider` =
+    anthropic, the `digest` feature, about a third) or one tenant's digest calls (`tenant`, about a
+    ninth). The burst is written after generation so exactly `errors` calls fail."""
+    at = T0 + dt.timedelta(hours=2, minutes=15)
+    until = at + dt.timedelta(minutes=minutes)
+    where = {"all": {}, "provider": {"provider": "anthropic"},
+             "tenant": {"tenant": "t-blue", "feature": "digest"}}[cohort]
+
+    def decide(rng: random.Random, t: dt.datetime, tenant: str | None, feature: str) -> Call:
+        kw: dict[str, Any] = {"model": "claude-3-5-haiku", "served": "claude-3-5-haiku-20241022",
+                              "provider": "anthropic"} if feature == "digest" else {}
+        return _call(rng, t, tenant, feature, error=_background_error(rng), **kw)
+
+    sc = Scenario(f"short-burst-{errors}-{cohort}", hours, rate, ["t-red", "t-blue", "t-green"],
+                  ["assist", "digest", "triage"], decide, Injected("metric_shift", at, until, where, "error_rate"),
+                  seed=seed)
+    calls = sc.generate()
+    inside = [c for c in calls if at <= c.t < until and all(getattr(c, k) == v for k, v in where.items())]
+    for c in random.Random(seed + 2).sample(inside, min(errors, len(inside))):
+        c.error = (429, "RateLimitError", "Error code: 429 - rate limit exceeded for the organisation")
+        c.cost = None
+    sc.truth.metric = "error_rate"
+    return sc

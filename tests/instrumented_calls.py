@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from typing import Any
 
 SYSTEM = "You are a terse support assistant."
 QUESTION = "What is the capital of France?"
@@ -74,6 +75,39 @@ def make_exporter(kind: str, out: str):
     return ConsoleSpanExporter(out=fh), fh
 
 
+def run_calls(client: Any, rate_limit_error: type[Exception]) -> None:
+    """The scenario's five calls on an `openai.OpenAI` client (instrumented or wrapped by a library):
+    a plain call, a tool-call round trip, a streamed call with usage, and a call the loopback server
+    fails with 429 (which must raise `rate_limit_error`). Every library's generator runs this."""
+    client.chat.completions.create(
+        model="gpt-4o-mini", temperature=0.2, max_tokens=64,
+        messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}])
+
+    messages = [{"role": "user", "content": TOOL_QUESTION}]
+    first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
+    call = first.choices[0].message.tool_calls[0]
+    messages.append({"role": "assistant", "content": None, "tool_calls": [
+        {"id": call.id, "type": "function",
+         "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT})
+    client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
+
+    stream = client.chat.completions.create(
+        model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": STREAM_QUESTION}])
+    text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+    assert text, "the stream produced no text"
+
+    try:
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": ERROR_QUESTION}],
+            extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"})
+    except rate_limit_error:
+        pass
+    else:
+        raise AssertionError("the server was asked to fail this call with 429")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     # openllmetry: opentelemetry-instrumentation-openai (Traceloop), run from its own environment
@@ -130,33 +164,7 @@ def main() -> int:
         root.set_attribute("feature", FEATURE)
         root.set_attribute("prompt_version", PROMPT_VERSION)
 
-        client.chat.completions.create(
-            model="gpt-4o-mini", temperature=0.2, max_tokens=64,
-            messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}])
-
-        messages = [{"role": "user", "content": TOOL_QUESTION}]
-        first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
-        call = first.choices[0].message.tool_calls[0]
-        messages.append({"role": "assistant", "content": None, "tool_calls": [
-            {"id": call.id, "type": "function",
-             "function": {"name": call.function.name, "arguments": call.function.arguments}}]})
-        messages.append({"role": "tool", "tool_call_id": call.id, "content": TOOL_RESULT})
-        client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=[WEATHER_TOOL])
-
-        stream = client.chat.completions.create(
-            model="gpt-4o-mini", stream=True, stream_options={"include_usage": True},
-            messages=[{"role": "user", "content": STREAM_QUESTION}])
-        text = "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
-        assert text, "the stream produced no text"
-
-        try:
-            client.chat.completions.create(
-                model="gpt-4o-mini", messages=[{"role": "user", "content": ERROR_QUESTION}],
-                extra_headers={"X-Test-Fail": "429", "X-Test-Retry-After": "20"})
-        except openai.RateLimitError:
-            pass
-        else:
-            raise AssertionError("the server was asked to fail this call with 429")
+        run_calls(client, openai.RateLimitError)
 
     provider.force_flush()
     provider.shutdown()

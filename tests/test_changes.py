@@ -153,6 +153,8 @@ def _signal_rows() -> tuple[list[str], dict[str, tuple[float, int]]]:
                            len([r for r in ok if r[1] != "tool_calls"])),
         "json_valid_rate": (len([r for r in ok if r[1] != "tool_calls"]), len(ok)),
         "tool_error_rate": (3, 10),
+        "error_rate_rate_limit": (6, 60),  # every failure is a RateLimitError: class rate_limit
+        **{f"error_rate_{e}": (0, 60) for e in ("quota", "server", "timeout", "content_filter")},
     }
     line = json.dumps({"resourceSpans": [{"resource": {"attributes": _attrs({"service.name": "s"})},
                                           "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]})
@@ -216,3 +218,75 @@ def test_a_value_that_turns_up_now_and_then_is_not_a_cause(db, tmp_path: Path) -
         c.served = "gpt-4o-mini-2024-12-01"
     _load(db, sc.write(tmp_path))
     assert changes(db.con) == []
+
+
+# -- what changed, complete: short bursts, and a window cut minutes after a change ------------------------
+@pytest.mark.parametrize("kw", [
+    {"errors": 7}, {"errors": 7, "seed": 4}, {"errors": 5}, {"errors": 10}, {"errors": 7, "rate": 0.5},
+    {"errors": 20, "rate": 0.5}, {"errors": 7, "cohort": "provider", "rate": 0.2},
+    {"errors": 7, "cohort": "tenant", "rate": 0.6}, {"errors": 12, "cohort": "tenant", "rate": 0.6},
+], ids=lambda kw: "-".join(f"{k}{v}" for k, v in kw.items()))
+def test_a_short_burst_of_a_new_error_class_is_one_entry(kw: dict, db, tmp_path: Path) -> None:
+    """Seven 429s in eight minutes among about thirty calls, none before, is listed — at several burst
+    and cohort sizes — as one entry whose filter holds the burst, dated at it, never before it."""
+    sc = incidentgen.short_burst(**kw)
+    _load(db, sc.write(tmp_path))
+    bursts = [c for c in sc.calls if c.error and c.error[0] == 429]
+    assert len(bursts) == kw["errors"]
+    found = changes(db.con)
+    assert len(found) == 1, [c.description for c in found]
+    (c,) = found
+    assert c.kind == "metric_shift" and c.metric in ("error_rate", "error_rate_rate_limit"), c.description
+    assert "rate_limit" in c.description
+    assert count(db.con, c.filter + " error=rate_limit") == len(bursts), c.filter
+    first = min(b.t for b in bursts)
+    assert _ts(c.began_at) >= first - dt.timedelta(seconds=c.bucket_s), (c.began_at, first)
+    assert _ts(c.began_at) <= first + dt.timedelta(minutes=5), (c.began_at, first)
+
+
+def test_a_model_update_seen_minutes_after_it_lists_the_change_with_its_effects_never_a_symptom_before_it(
+        tmp_path: Path) -> None:
+    """The demo export cut 5 and 15 minutes after its silent model update, as a live watch sees it: the
+    served-model change is listed with its effects, no entry is a symptom of it dated before it, and
+    no effect starts before its cause."""
+    from oncall.demo import EXPORT_NAME, generate_demo
+    from oncall.store import open_db
+
+    truth = generate_demo(tmp_path / "full")
+    change = next(x for x in truth.changes if x.kind == "new_served_model")
+    at = _ts(change.at)
+    for minutes in (5, 15):
+        cut = tmp_path / f"cut-{minutes}.otlp.jsonl"
+        _cut_export(tmp_path / "full" / EXPORT_NAME, cut, at + dt.timedelta(minutes=minutes))
+        store = open_db(tmp_path / f"cut-{minutes}.duckdb")
+        try:
+            _load(store, cut)
+            found = changes(store.con)
+            served = [c for c in found if c.kind == "new_served_model"]
+            assert len(served) == 1, [c.description for c in found]
+            model = served[0]
+            assert abs((_ts(model.began_at) - at).total_seconds()) <= 60 and model.effects
+            for c in found:
+                assert all(_ts(e["began_at"]) >= _ts(c.began_at) for e in c.effects), c.description
+            effects = {e["metric"] for e in model.effects}
+            for c in found:
+                if c.kind == "metric_shift":
+                    # No symptom of the model change as an entry of its own dated before it.
+                    assert not (_ts(c.began_at) < at and c.metric in effects | {"json_key_drift", "json_valid_rate",
+                                                                                 "output_length_mean"}), c.description
+                    assert found.index(model) < found.index(c), [x.title for x in found]
+        finally:
+            store.close()
+
+
+def _cut_export(src: Path, dst: Path, until: dt.datetime) -> None:
+    """An OTLP JSON Lines export as it stood at `until`: spans that started later are not in it yet."""
+    ns = int(until.timestamp() * 1_000_000) * 1000
+    out = []
+    for line in src.read_text(encoding="utf-8").splitlines():
+        doc = json.loads(line)
+        for rs in doc["resourceSpans"]:
+            for ss in rs["scopeSpans"]:
+                ss["spans"] = [s for s in ss["spans"] if int(s["startTimeUnixNano"]) < ns]
+        out.append(json.dumps(doc))
+    dst.write_text("\n".join(out) + "\n", encoding="utf-8")

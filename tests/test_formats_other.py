@@ -273,8 +273,9 @@ def test_langfuse_export_jsonl_observations_and_traces(db, tmp_path: Path) -> No
     assert (r["status"], r["error_type"]) == ("error", "rate_limit")
     assert db.con.execute("SELECT http_status FROM spans WHERE span_id='obs-1'").fetchone() == (429,)
     assert (r["user_id"], r["start_us"]) == ("user_123", 1749209493978000)
-    assert db.con.execute("SELECT prompt_name, prompt_version, release FROM spans WHERE span_id='obs-1'").fetchone() \
-        == ("support", "7", None)
+    # the observation hangs under its trace's row: the trace's release and session reach it by inheritance
+    assert db.con.execute("SELECT prompt_name, prompt_version, release, session_id FROM spans "
+                          "WHERE span_id='obs-1'").fetchone() == ("support", "7", "2025.06.1", "sess-1")
     assert rows(db)["tr-1"]["session_id"] == "sess-1"
 
 

@@ -62,6 +62,42 @@ def test_jsonl_mixed_shapes_and_bad_line(db, tmp_path: Path) -> None:
     assert json.loads(r3["raw"]) == R3  # the lossless record
 
 
+@pytest.mark.parametrize("block", [1 << 20, 64, 200])
+def test_jsonl_blocks_keep_line_numbers_and_name_every_bad_line(db, tmp_path: Path, monkeypatch, block: int) -> None:
+    """Lines go to DuckDB in blocks (many per block, or a line longer than a block): numbering, CRLF,
+    blank lines, bad JSON, non-objects and invalid UTF-8 are the same wherever a block boundary falls."""
+    from oncall.ingest.formats import generic
+
+    monkeypatch.setattr(generic, "BLOCK_BYTES", block)
+    recs = [dict(R2, request_id=f"g{i}") for i in range(8)]
+    lines = [json.dumps(recs[0]).encode(), json.dumps(recs[1]).encode() + b"\r", b"", b"  \t",
+             b'{"request_id": "broken', json.dumps(recs[2]).encode(), b'"just a string"',
+             b'{"request_id": "bad-\xff-utf8"}', b"   " + json.dumps(recs[3]).encode(),
+             json.dumps(recs[4]).encode()]
+    p = tmp_path / "blocks.jsonl"
+    p.write_bytes(b"\n".join(lines))  # no final newline: the last line still counts
+    rep = load_paths(db, [str(p)])
+    assert sorted((x.line, x.kind) for x in rep.problems) == [(5, "invalid-json"), (7, "not-an-object"),
+                                                               (8, "invalid-utf8")]
+    s = spans(db)
+    assert {k: v["source_line"] for k, v in s.items()} == {"g0": 1, "g1": 2, "g2": 6, "g3": 9, "g4": 10}
+    assert json.loads(s["g1"]["raw"]) == recs[1] and not s["g1"]["raw"].endswith("\r")
+
+
+def test_jsonl_many_brackets_but_shallow_loads_and_too_deep_is_named(db, tmp_path: Path) -> None:
+    """A line with more brackets than the depth limit is only suspected of being too deep: the shallow
+    one loads (with its neighbours), the deep one is named and skipped."""
+    wide = {"request_id": "wide", "prompt": "p", "output": "o", "items": [{"k": [i]} for i in range(1500)]}
+    deep = '{"request_id": "deep", "v": ' + "[" * 3000 + "]" * 3000 + "}"
+    p = tmp_path / "wide.jsonl"
+    p.write_text("\n".join([json.dumps(R2), json.dumps(wide), deep, json.dumps(dict(R2, request_id="after"))]) + "\n")
+    rep = load_paths(db, [str(p)])
+    assert [(x.line, x.kind) for x in rep.problems] == [(3, "too-deep")]
+    s = spans(db)
+    assert {k: v["source_line"] for k, v in s.items()} == {"r2": 1, "wide": 2, "after": 4}
+    assert json.loads(s["wide"]["raw"]) == wide and len({v["span_pk"] for v in s.values()}) == 3
+
+
 def test_map_nested_paths_and_unknown_field(db, tmp_path: Path) -> None:
     p = tmp_path / "log.jsonl"
     p.write_text(json.dumps(R3) + "\n")

@@ -145,3 +145,46 @@ def test_cli_search_finds_the_tenant(captured, tmp_path):
     got = cli_search_json(tmp_path / "incident.duckdb", "tenant=acme", "prompt_version=v12")
     assert got["total"] == 5
     assert {r["status"] for r in got["requests"]} == {"ok", "error"}
+
+
+def test_bulk_export_parquet_loads_exactly(captured, tmp_path):
+    """LangSmith's bulk export: Parquet in the team's bucket with "equivalent fields as the Run data
+    format" (docs.langchain.com/langsmith/data-export, /langsmith/run-data-format): one row per run,
+    nested objects as JSON text, times as timestamps. The runs are the SDK's (its Run model); the file
+    is written here the way the export lays them out, since LangSmith's exporter runs on its servers."""
+    if captured["transport"] != "batch":
+        pytest.skip("one transport is enough: the file holds each run once")
+    import duckdb
+    from langsmith.schemas import Run
+
+    _, merged = truth_of(captured["runs"])
+    rows = []
+    for r in merged.values():
+        run = json.loads(Run(**{**r, "status": "error" if r.get("error") else "success" if r.get("end_time")
+                                else "pending"}).model_dump_json())
+        for k in ("inputs", "outputs", "extra", "events", "serialized"):
+            run[k] = None if run.get(k) is None else json.dumps(run[k])
+        rows.append(run)
+    src = tmp_path / "runs.json"
+    src.write_text(json.dumps(rows))
+    out = tmp_path / "runs.parquet"
+    con = duckdb.connect()
+    con.execute(f"""COPY (SELECT id, name, run_type, CAST(start_time AS TIMESTAMP) AS start_time,
+                            CAST(end_time AS TIMESTAMP) AS end_time, status, error, inputs, outputs, extra, events,
+                            tags, trace_id, dotted_order, parent_run_id, session_id
+                     FROM read_json('{src}', format='array', columns={{id: 'VARCHAR', name: 'VARCHAR',
+                        run_type: 'VARCHAR', start_time: 'VARCHAR', end_time: 'VARCHAR', status: 'VARCHAR',
+                        error: 'VARCHAR', inputs: 'VARCHAR', outputs: 'VARCHAR', extra: 'VARCHAR', events: 'VARCHAR',
+                        tags: 'VARCHAR[]', trace_id: 'VARCHAR', dotted_order: 'VARCHAR', parent_run_id: 'VARCHAR',
+                        session_id: 'VARCHAR'}}))
+                    TO '{out}' (FORMAT parquet)""")
+    con.close()
+    db, report = load(out, tmp_path)
+    try:
+        assert [(f.status, f.format) for f in report.files] == [("loaded", "langsmith")], report.to_dict()
+        rows = spans(db)
+        truth, merged = truth_of(captured["runs"])
+        assert len(rows) == len(merged) == 7
+        check_calls(rows, captured["exchanges"], truth, cohort=COHORT)
+    finally:
+        db.close()

@@ -87,16 +87,27 @@ def normalize_finish_reason(value: Any) -> str | None:
 
 
 _KINDS = {
+    # LLM calls. GenAI operation names (chat, text_completion, generate_content, generate), Semantic
+    # Kernel's dotted ones, Langfuse GENERATION, MLflow LLM/CHAT_MODEL, Genkit's `model` actions,
+    # the OpenAI Agents SDK's `generation` and `response` spans.
     "llm": "llm", "generation": "llm", "chat": "llm", "text_completion": "llm", "generate_content": "llm",
-    "completion": "llm",
-    "embedding": "embedding", "embeddings": "embedding",
-    "tool": "tool", "execute_tool": "tool",
+    "generate": "llm", "completion": "llm", "chat_model": "llm", "model": "llm", "response": "llm",
+    "chat.completions": "llm", "text.completions": "llm", "chat.streaming_completions": "llm",
+    "text.streaming_completions": "llm", "responses": "llm",
+    "embedding": "embedding", "embeddings": "embedding", "embedder": "embedding",
+    "tool": "tool", "execute_tool": "tool", "function": "tool",
     "agent": "agent", "invoke_agent": "agent", "create_agent": "agent",
-    "chain": "chain", "workflow": "chain", "invoke_workflow": "chain", "task": "chain",
+    "chain": "chain", "workflow": "chain", "invoke_workflow": "chain", "task": "chain", "flow": "chain",
+    "parser": "chain",
     "retriever": "retriever", "retrieval": "retriever",
-    "reranker": "reranker", "guardrail": "guardrail", "evaluator": "evaluator", "prompt": "prompt",
-    "parser": "chain", "span": "span", "event": "event",
+    "reranker": "reranker", "rerank": "reranker", "guardrail": "guardrail", "evaluator": "evaluator",
+    "eval": "evaluator", "score": "evaluator", "prompt": "prompt",
+    "span": "span", "event": "event", "unknown": "span", "general": "span", "custom": "span",
+    "action": "span", "util": "span",
 }
+
+# The kinds a dialect can name; an operation name outside them (an invented one) is no verdict.
+KINDS = frozenset(_KINDS.values())
 
 
 def kind_spellings(kind: str) -> frozenset[str]:
@@ -105,11 +116,38 @@ def kind_spellings(kind: str) -> frozenset[str]:
 
 
 def normalize_kind(value: Any) -> str | None:
-    """llm | embedding | tool | agent | chain | retriever | reranker | guardrail | evaluator | span | …"""
+    """llm | embedding | tool | agent | chain | retriever | reranker | guardrail | evaluator | span | …
+
+    Values may arrive JSON-encoded (MLflow writes every attribute as JSON: `"LLM"` in quotes)."""
     if value is None:
         return None
-    s = str(value).strip().lower()
+    s = str(value).strip().strip('"').strip().lower()
     return _KINDS.get(s, s or None)
+
+
+def call_kind(*, kind: Any = None, operation: Any = None, has_model: bool = False,
+              has_usage: bool = False) -> str | None:
+    """The one rule for what a span is, and so whether it counts as an LLM call (docs/trace-formats.md).
+
+    1. A kind the export states decides: an envelope's kind (Phoenix `span_kind`, Langfuse's
+       observation type, LangSmith's run type, Braintrust/Opik span types, the Agents SDK's span
+       data type) or a dialect's kind attribute (`openinference.span.kind`, `traceloop.span.kind`,
+       `langfuse.observation.type`, `mlflow.spanType`, Genkit's `genkit:metadata:subtype`).
+    2. Else the operation name (`gen_ai.operation.name`, OpenLLMetry's `llm.request.type`) decides
+       when the vocabulary knows it (`chat`, `generate_content`, `invoke_agent`, `embeddings`, …).
+    3. Else a span that names a model AND carries token usage is an LLM call. A model alone (an
+       agent's or workflow's configuration) or usage alone (a roll-up of its children) is not.
+    None when nothing says: the importer's default (`span`) applies.
+    """
+    k = normalize_kind(kind)
+    if k:
+        return k
+    op = normalize_kind(operation)
+    if op in KINDS:
+        return op
+    if has_model and has_usage:
+        return "llm"
+    return None
 
 
 _OTLP_SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer", 5: "consumer"}

@@ -18,6 +18,7 @@ from oncall.ingest import jsonio
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
 _B64_RE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
+_PREFIXED_RE = re.compile(r"^(trace|span|group|run|obs)_[0-9A-Za-z-]+$")
 
 
 def normalize_id(value: Any, *, hex_len: int | None = None) -> str | None:
@@ -47,6 +48,8 @@ def normalize_id(value: Any, *, hex_len: int | None = None) -> str | None:
     s = value.strip()
     if not s:
         return None
+    if _PREFIXED_RE.match(s):
+        return s  # OpenAI Agents SDK `trace_…`/`span_…`: kept as the SDK and its dashboard show them
     if s[:2] in ("0x", "0X") and len(s) > 2 and _HEX_RE.match(s[2:]):
         return s[2:].lower()
     if _HEX_RE.match(s) and len(s) in (16, 32):

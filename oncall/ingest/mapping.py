@@ -22,6 +22,7 @@ from types import MappingProxyType
 from typing import Any
 
 from oncall.ingest.canonical import (
+    call_kind,
     classify_error,
     http_status_from,
     normalize_finish_reason,
@@ -29,6 +30,7 @@ from oncall.ingest.canonical import (
     normalize_provider,
 )
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads
+from oncall.ingest.dialects import dialect_keys, message_events
 from oncall.ingest.messages import (
     args_json,
     canonical_role,
@@ -105,7 +107,7 @@ _COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse
               "gen_ai.cost.total_cost")  # the last: LiteLLM's otel callback
 
 _KIND_KEYS = ("openinference.span.kind", "traceloop.span.kind", "langsmith.span.kind",
-              "langfuse.observation.type")
+              "langfuse.observation.type", "mlflow.spanType", "oncall.kind")
 _VERCEL_KINDS = {"doGenerate": "llm", "doStream": "llm", "doEmbed": "embedding", "toolCall": "tool"}
 
 
@@ -162,6 +164,14 @@ def _scan(view: dict[str, Any]) -> dict[str, Any]:
 def _str(value: Any) -> str | None:
     if value is None or value == "":
         return None
+    if isinstance(value, str) and value.startswith("[Scrubbed due to "):
+        return None  # Logfire's scrubber replaced the value (a key named like a secret: "session")
+    if isinstance(value, str) and len(value) >= 2 and value[0] == '"' and value[-1] == '"':
+        # A value JSON-encoded as a string (Langfuse v5 metadata, MLflow attributes): `"\"acme\""`.
+        decoded = json_deep_loads(value)
+        value = decoded if isinstance(decoded, str) else value
+        if value == "":
+            return None
     if isinstance(value, (list, tuple)):
         value = value[0] if len(value) == 1 else json.dumps(value, default=str)
     return str(value)
@@ -288,11 +298,19 @@ def _completion_choices(obj: dict[str, Any]) -> tuple[list[dict[str, Any]], Any]
     return msgs, finish
 
 
+def malformed_json(raw: Any, decoded: Any) -> bool:
+    """A value that was meant to be JSON (starts like an array or object) but does not parse: a
+    truncated attribute. It is kept as text, never read as messages (nor as one empty message)."""
+    return isinstance(raw, str) and isinstance(decoded, str) and decoded.lstrip()[:1] in ("[", "{")
+
+
 def _input_from_value(value: Any) -> tuple[list[dict[str, Any]], str | None]:
     """Input messages from a raw request (`input.value`, `traceloop.entity.input`, `ai.prompt`)."""
     v = json_deep_loads(value)
     if v is None or v == "" or v == {} or v == []:
         return [], None
+    if malformed_json(value, v):
+        return [], v
     if isinstance(v, str):
         return [{"role": "user", "content": v}], None
     if isinstance(v, list):
@@ -321,6 +339,8 @@ def _output_from_value(value: Any) -> tuple[list[dict[str, Any]], Any, str | Non
     v = json_deep_loads(value)
     if v is None or v == "" or v == {} or v == []:
         return [], None, None, None
+    if malformed_json(value, v):
+        return [], None, None, v
     if isinstance(v, str):
         return [{"role": "assistant", "content": v}], None, None, None
     if isinstance(v, dict):
@@ -343,14 +363,19 @@ def _output_from_value(value: Any) -> tuple[list[dict[str, Any]], Any, str | Non
     return [], None, None, text
 
 
-def _g3_messages(value: Any) -> tuple[list[dict[str, Any]], Any]:
+def _g3_messages(value: Any, role: str = "user") -> tuple[list[dict[str, Any]], Any, str | None]:
+    """(messages, finish reason, text) of a message-list attribute; text only when it is not JSON."""
     v = json_deep_loads(value)
+    if malformed_json(value, v):
+        return [], None, v
+    if isinstance(v, str):
+        return [{"role": role, "content": v}], None, None
     if isinstance(v, dict):
         v = [v]
     if not isinstance(v, list):
-        return normalize_messages(v), None
+        return normalize_messages(v), None, None
     fin = next((m.get("finish_reason") for m in v if isinstance(m, dict) and m.get("finish_reason")), None)
-    return normalize_messages(v), fin
+    return normalize_messages(v), fin, None
 
 
 def _system_instructions(value: Any) -> list[dict[str, Any]]:
@@ -411,10 +436,11 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
     outp: list[dict[str, Any]] = []
     in_text = out_text = None
     packed_in, packed_out, packed_fin = _packed_events(view.get("events")) if "events" in view else ([], [], None)
+    ev_in, ev_out, ev_fin = message_events(events) if events else ([], [], None)
 
     # -- input
     if view.get("gen_ai.input.messages") not in (None, ""):
-        inp, _ = _g3_messages(view["gen_ai.input.messages"])
+        inp, _, in_text = _g3_messages(view["gen_ai.input.messages"])
     elif "llm.input_messages" in fams:
         inp = _openinference_messages(fams["llm.input_messages"])
     elif "gen_ai.prompt" in fams:
@@ -422,10 +448,12 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
     elif (g1 := _event_attr(events, "gen_ai.content.prompt", "gen_ai.prompt") or view.get("gen_ai.prompt")) \
             is not None and isinstance(g1, (str, list, dict)):
         inp, in_text = _input_from_value(g1)
+    elif ev_in:
+        inp = ev_in
     elif packed_in:
         inp = packed_in
     elif view.get("ai.prompt.messages") not in (None, ""):
-        inp = normalize_messages(view["ai.prompt.messages"])
+        inp, _, in_text = _g3_messages(view["ai.prompt.messages"])
     elif view.get("ai.prompt") not in (None, ""):
         inp, in_text = _input_from_value(view["ai.prompt"])
     elif "llm.prompts" in fams:
@@ -433,7 +461,8 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
                for _, it in sorted(fams["llm.prompts"].items()) if it.get("prompt.text") is not None]
     else:
         raw_in = next((view[k] for k in ("langfuse.observation.input", "traceloop.entity.input", "input.value",
-                                          "gen_ai.tool.call.arguments", "ai.toolCall.args", "tool.parameters")
+                                          "oncall.raw_input", "gen_ai.tool.call.arguments", "ai.toolCall.args",
+                                          "tool.parameters")
                        if view.get(k) not in (None, "")), None)
         if raw_in is not None:
             inp, in_text = _input_from_value(raw_in)
@@ -443,7 +472,7 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
     # -- output
     rid = None
     if view.get("gen_ai.output.messages") not in (None, ""):
-        outp, finish = _g3_messages(view["gen_ai.output.messages"])
+        outp, finish, out_text = _g3_messages(view["gen_ai.output.messages"], "assistant")
     elif "llm.output_messages" in fams:
         outp = _openinference_messages(fams["llm.output_messages"])
     elif "gen_ai.completion" in fams:
@@ -453,6 +482,8 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
     elif (g1 := _event_attr(events, "gen_ai.content.completion", "gen_ai.completion")
           or view.get("gen_ai.completion")) is not None and isinstance(g1, (str, list, dict)):
         outp, finish, rid, out_text = _output_from_value(g1)
+    elif ev_out:
+        outp, finish = ev_out, ev_fin
     elif packed_out:
         outp, finish = packed_out, packed_fin
     elif any(view.get(k) not in (None, "") for k in ("ai.response.text", "ai.response.toolCalls",
@@ -471,7 +502,7 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
                 for _, it in sorted(fams["llm.choices"].items()) if it.get("completion.text") is not None]
     else:
         raw_out = next((view[k] for k in ("langfuse.observation.output", "traceloop.entity.output", "output.value",
-                                          "gen_ai.tool.call.result", "ai.toolCall.result")
+                                          "oncall.raw_output", "gen_ai.tool.call.result", "ai.toolCall.result")
                         if view.get(k) not in (None, "")), None)
         if raw_out is not None:
             outp, finish, rid, out_text = _output_from_value(raw_out)
@@ -498,20 +529,19 @@ def _messages(view: dict[str, Any], events: list[dict] | None,
     return out
 
 
-def _kind(view: dict[str, Any], found: dict[str, Any], has_llm_signal: bool) -> str | None:
-    k = found.get("kind")
-    if k is not None:
-        return normalize_kind(k)
-    op = view.get("ai.operationId")
-    if isinstance(op, str) and op.startswith("ai."):
-        last = op.rsplit(".", 1)[-1]
-        return _VERCEL_KINDS.get(last, "chain" if op.count(".") == 1 else None) or "span"
-    k = found.get("operation")
-    if k is not None:
-        return normalize_kind(k)
-    if view.get("gen_ai.tool.name") is not None or view.get("gen_ai.tool.call.id") is not None:
-        return "tool"  # execute_tool spans that omit gen_ai.operation.name (Koog)
-    return "llm" if has_llm_signal else None
+def _kind(view: dict[str, Any], found: dict[str, Any], has_model: bool, has_usage: bool) -> str | None:
+    """canonical.call_kind, the one rule, fed from this span's dialects (stated kind, operation, evidence)."""
+    stated = found.get("kind")
+    if stated is None:
+        op = view.get("ai.operationId")
+        if isinstance(op, str) and op.startswith("ai."):  # Vercel: the operation id is the kind
+            last = op.rsplit(".", 1)[-1]
+            stated = _VERCEL_KINDS.get(last, "chain" if op.count(".") == 1 else None) or "span"
+    operation = found.get("operation")
+    if stated is None and operation is None and (
+            view.get("gen_ai.tool.name") is not None or view.get("gen_ai.tool.call.id") is not None):
+        operation = "execute_tool"  # execute_tool spans that omit gen_ai.operation.name (Koog)
+    return call_kind(kind=stated, operation=operation, has_model=has_model, has_usage=has_usage)
 
 
 def _view(attrs: dict[str, Any], resource: dict[str, Any] | None) -> dict[str, Any]:
@@ -570,7 +600,8 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
             extra = {k: v for k, v in (ev.get("attributes") or {}).items() if k not in attrs}
             if extra:
                 attrs = {**attrs, **extra}
-    view = _view(attrs, resource)
+    synth = dialect_keys(attrs)
+    view = _view({**synth, **attrs} if synth else attrs, resource)
     if scope in _RUN_CONVERSATION_SCOPES and "gen_ai.conversation.id" in view:
         # pydantic-ai gives every agent run a fresh gen_ai.conversation.id; taking it as the session
         # would hide the application's session.id that the run inherits from its root span. It stays
@@ -645,11 +676,13 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
         ms = coerce_float(view.get("ai.response.msToFirstChunk"))
         if ms is None:
             ms = coerce_float(_event_attr(events, "ai.stream.firstChunk", "ai.response.msToFirstChunk"))
+        if ms is None:  # Strands: milliseconds on the span (strands telemetry/tracer.py)
+            ms = coerce_float(view.get("gen_ai.server.time_to_first_token"))
         out["ttft_ms"] = ms
 
-    has_llm_signal = bool(out.get("model") or out.get("served_model")) and bool(
-        inp_t is not None or out_t is not None or "output_messages" in out or "input_messages" in out)
-    out["kind"] = normalize_kind(kind) if kind not in (None, "") else _kind(view, found, has_llm_signal)
+    has_model = bool(out.get("model") or out.get("served_model"))
+    has_usage = inp_t is not None or out_t is not None or total is not None
+    out["kind"] = normalize_kind(kind) if kind not in (None, "") else _kind(view, found, has_model, has_usage)
     if out["kind"] == "tool":
         # A tool span's input/output are call arguments and results, not a conversation.
         for k in ("input_messages", "output_messages", "tool_calls"):
@@ -658,6 +691,12 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
         # A workflow's raw output may embed the provider response; the id belongs to the LLM span.
         out["response_id"] = None
     out.update(_errors(view, events))
+    level_error = view.get("oncall.level_error")
+    if level_error is not None:  # Langfuse: level ERROR with its status message
+        out.setdefault("error", str(level_error))
+        if out.get("http_status") is None and http_status_from(str(level_error)) is not None:
+            out["http_status"] = http_status_from(str(level_error))
+        out["error_type"] = out.get("error_type") or classify_error(out.get("http_status"), None, level_error) or "other"
     return {k: v for k, v in out.items() if v is not None}
 
 

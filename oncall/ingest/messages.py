@@ -7,7 +7,8 @@ Canonical message (what `input_messages`/`output_messages` hold and replay sends
 Shapes accepted (trace-formats.md §8.7): OpenAI (content string or parts list, `tool_calls`, legacy
 `function_call`), semconv "parts" (`{role, parts:[{type:text|tool_call|tool_call_response|…}]}`),
 Vercel AI SDK content parts (`text`, `tool-call`, `tool-result`), Anthropic blocks (`tool_use`,
-`tool_result`), GenAI G2 events (`gen_ai.*.message` bodies and `gen_ai.choice` with a nested
+`tool_result`), parts named by their key (Gemini `function_call`, Bedrock/Strands `toolUse`/`toolResult`,
+Genkit `toolRequest`/`toolResponse`), GenAI G2 events (`gen_ai.*.message` bodies and `gen_ai.choice` with a nested
 `message`), LangChain-style `{type: human|ai|system, content}`, and a plain string.
 """
 
@@ -155,11 +156,44 @@ def _message(m: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _keyed_part(p: dict[str, Any], texts: list[str], calls: list[dict[str, Any]],
+                results: list[dict[str, Any]]) -> bool:
+    """Parts named by their one key instead of a `type`: Gemini (`function_call`/`functionCall`,
+    `function_response`, `thought`), Bedrock Converse as Strands writes it (`toolUse`, `toolResult`)
+    and Genkit (`toolRequest`, `toolResponse`). True when the part was one of these."""
+    if p.get("thought") is True:
+        return True  # Gemini's thinking summary: not the answer
+    for key in ("function_call", "functionCall", "toolUse", "toolRequest"):
+        c = p.get(key)
+        if isinstance(c, dict):
+            calls.append(_tool_call(c.get("id") or c.get("toolUseId") or c.get("ref"), c.get("name"),
+                                    c.get("args", c.get("input"))))
+            return True
+    for key in ("function_response", "functionResponse", "toolResult", "toolResponse"):
+        r = p.get(key)
+        if isinstance(r, dict):
+            res = r.get("response", r.get("output", r.get("content")))
+            if isinstance(res, list):  # Bedrock: [{"text": …} | {"json": …}]
+                parts = [x.get("text") if isinstance(x, dict) and isinstance(x.get("text"), str)
+                         else json.dumps(x.get("json", x) if isinstance(x, dict) else x, ensure_ascii=False,
+                                         default=str) for x in res]
+                text = "\n".join(parts)
+            else:
+                text = res if isinstance(res, str) else json.dumps(res, ensure_ascii=False, default=str)
+            results.append({"role": "tool", "content": text,
+                            "tool_call_id": str(r.get("id") or r.get("toolUseId") or r.get("ref") or r.get("name")
+                                                or "")})
+            return True
+    return False
+
+
 def _collect_part(p: Any, texts: list[str], calls: list[dict[str, Any]], results: list[dict[str, Any]]) -> None:
     if isinstance(p, str):
         texts.append(p)
         return
     if not isinstance(p, dict):
+        return
+    if "type" not in p and _keyed_part(p, texts, calls, results):
         return
     ptype = str(p.get("type") or "text")
     if ptype in ("tool_call", "tool-call", "tool_use", "function_call"):

@@ -6,6 +6,7 @@ attributes; the helpers here turn those into canonical columns the same way for 
 
 from __future__ import annotations
 
+import csv
 import re
 from typing import Any
 
@@ -175,3 +176,14 @@ def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
             sink.problem(n, "invalid-json", f"not valid JSON ({exc}); line skipped")
             continue
         yield n, obj
+
+
+def csv_header(text: str) -> list[str] | None:
+    """The column names of a CSV export's first line, or None when the text is not CSV (JSON, prose)."""
+    first = text.lstrip("\ufeff").split("\n", 1)[0].strip("\r")
+    if "," not in first or first.startswith(("{", "[")):
+        return None
+    try:
+        return next(csv.reader([first]))
+    except (csv.Error, StopIteration):
+        return None

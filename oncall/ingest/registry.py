@@ -43,10 +43,16 @@ class LoadOptions:
 
 # (module name under oncall.ingest.formats, format name). Order matters for detection.
 ORDER: list[tuple[str, str]] = [
+    ("otlp_protobuf", "otlp-protobuf"),  # binary: never claims a text file
     ("otlp", "otlp-json"),
     ("otlp_jsonl", "otlp-jsonl"),
     ("otel_console", "otel-console"),
     ("js_spans", "otel-js-spans"),
+    ("openai_agents", "openai-agents"),
+    ("mlflow_traces", "mlflow-traces"),
+    ("opik", "opik"),
+    ("braintrust", "braintrust"),
+    ("logfire", "logfire"),
     ("phoenix", "phoenix"),
     ("langfuse", "langfuse-trace"),
     ("langfuse_export", "langfuse-export"),

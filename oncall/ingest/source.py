@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from oncall.ingest import parquet
+
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PARQUET_MAGIC = b"PAR1"
@@ -237,7 +239,9 @@ def read_head(path: Path) -> Head:
     try:
         with open(path, "rb") as raw:
             if raw.read(4) == PARQUET_MAGIC:
-                return Head(data=b"", complete=False, is_parquet=True)
+                # Detection looks at the columns: a Phoenix dataframe, a LangSmith bulk export …
+                return Head(data=b"", complete=False, is_parquet=True,
+                            extra={"columns": [name for name, _ in parquet.columns(path)]})
         with open_binary(path) as fh:
             data = fh.read(HEAD_BYTES + 1)
     except SourceError:
@@ -290,6 +294,41 @@ def iter_lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 if line.endswith(b"\r"):
                     line = line[:-1]
             yield n, line
+
+
+def iter_line_blocks(path: Path, block_bytes: int = 32 << 20) -> Iterator[tuple[int, memoryview]]:
+    """(1-based number of the block's first line, bytes of whole lines) for the whole file.
+
+    Each block is about `block_bytes` of (decompressed) input cut after a newline, without that
+    final newline; its lines are split on b"\\n" exactly as iter_lines() splits them (a trailing
+    b"\\r" is left on the line). For importers that hand whole blocks to Arrow and DuckDB instead
+    of making a Python object per line. Each block is a view of its own buffer (read into once,
+    never copied, never reused: the consumer may keep it), so it can be wrapped without a copy.
+    """
+    with open_binary(path) as fh:
+        first = 1
+        carry = b""
+        while True:
+            buf = bytearray(len(carry) + block_bytes)
+            buf[:len(carry)] = carry
+            filled = len(carry)
+            view = memoryview(buf)
+            while filled < len(buf):
+                n = fh.readinto(view[filled:])
+                if not n:
+                    break
+                filled += n
+            if filled == len(carry):  # end of file
+                break
+            cut = buf.rfind(b"\n", 0, filled)
+            if cut < 0:  # a line longer than the block: read on
+                carry = bytes(view[:filled])
+                continue
+            carry = bytes(view[cut + 1:filled])
+            yield first, view[:cut]
+            first += buf.count(b"\n", 0, cut) + 1
+        if carry:
+            yield first, memoryview(carry)
 
 
 def read_all_text(path: Path) -> str:

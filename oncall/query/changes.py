@@ -46,7 +46,7 @@ from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
-from oncall.query.registry import METRICS
+from oncall.query.registry import METRICS, Stat
 from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
@@ -54,6 +54,9 @@ EFFECT_ALPHA = 1e-5  # a cause's effect: the split is its first appearance, not 
 MIN_EFFECT = 0.20
 MIN_RATE_DELTA = 0.02
 MIN_SEGMENT = 3
+MAX_WINDOW = 6  # buckets: the longest burst searched directly as a window (see _short_window)
+MIN_BURST = 5  # errors of a class never seen before that make a burst (see _class_bursts)
+MIN_BURST_RATE = MIN_RATE_DELTA  # ... failing at least this share of the cohort's calls while it lasts
 MIN_REQUESTS = 30
 MIN_RATE_N = 10
 MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least this share of its cohort
@@ -161,24 +164,13 @@ def _hold_size(kind: str, after: float, before: float) -> float:
 
 
 # -- segments and tests ----------------------------------------------------------------------------
-@dataclass
-class _Seg:
-    x: float  # successes (rates) or sum (means)
-    n: float
-    sq: float  # sum of squares (means)
-
-    def __add__(self, o: _Seg) -> _Seg:
-        return _Seg(self.x + o.x, self.n + o.n, self.sq + o.sq)
-
-    def __sub__(self, o: _Seg) -> _Seg:
-        return _Seg(self.x - o.x, self.n - o.n, self.sq - o.sq)
-
-    @property
-    def level(self) -> float | None:
-        return self.x / self.n if self.n else None
+def _Seg(x: float, n: float, sq: float) -> Stat:  # noqa: N802 - reads as the constructor it is
+    """A metric's aggregates over some buckets (registry.Stat), built in the (x, n, sq) order of the sums:
+    successes (rates) or sum (means), rows counted, sum of squares."""
+    return Stat(n=n, x=x, sq=sq)
 
 
-def _seg(row: dict[str, Any] | None, metric: str) -> _Seg:
+def _seg(row: dict[str, Any] | None, metric: str) -> Stat:
     if row is None:
         return _Seg(0.0, 0.0, 0.0)
     x, n = row.get(f"{metric}__x") or 0, row.get(f"{metric}__n") or 0
@@ -186,14 +178,14 @@ def _seg(row: dict[str, Any] | None, metric: str) -> _Seg:
     return _Seg(float(x), float(n), float(sq))
 
 
-def _merge(segs: list[_Seg]) -> _Seg:
+def _merge(segs: list[Stat]) -> Stat:
     out = _Seg(0.0, 0.0, 0.0)
     for s in segs:
         out = out + s
     return out
 
 
-def _test(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | None]:
+def _test(kind: str, a: Stat, b: Stat) -> tuple[float, float | None, float | None]:
     """(signed z of a against b, level of a, level of b); 0 when a side is too small: MIN_REQUESTS
     each for means; for rates MIN_RATE_N on the smaller side and MIN_REQUESTS on the larger (a short
     burst of ten calls is a finding when most of them fail; `_p_rate` then gives its exact p)."""
@@ -218,7 +210,7 @@ def _p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def _p_rate(a: _Seg, b: _Seg, z: float) -> float:
+def _p_rate(a: Stat, b: Stat, z: float) -> float:
     """Two-sided p of a's rate against b's. When the rarer outcome is expected fewer than ten times
     in a, the normal approximation overstates significance (7 truncated outputs of 45 where 1 % is
     usual read as p = 4e-12; 14 refusals of 550 against none of 150 as 1e-12): then Fisher's exact
@@ -253,7 +245,7 @@ def _big_enough(kind: str, after: float, before: float) -> bool:
     return rel is None or abs(rel) >= MIN_EFFECT
 
 
-def _json_cohort(before: _Seg, after: _Seg) -> bool:
+def _json_cohort(before: Stat, after: Stat) -> bool:
     """JSON validity is a signal only for cohorts that mostly produce JSON (a prose bot is not "0 % valid")."""
     return max(before.level or 0.0, after.level or 0.0) >= 0.5
 
@@ -288,14 +280,15 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
         where, params = f"s.kind IN ('llm', 'tool') AND {wide.where}", list(wide.params)
     bucket_s = bucket_s or _auto_bucket(con, llm, int(n))
     ctx = _Ctx(con, llm, where, params, lo, hi, int(bucket_s), _estimated_cost(con, llm), llm.filter,
-               present_signals(con, where, params))
+               # Error classes are read from their own rows (_class_bursts, _refine), not scanned per bucket.
+               {m for m in present_signals(con, where, params) if not _class_of(m)})
 
     causes = _causes(ctx)
     for c in causes:
         _cause_effects(ctx, c, causes)
     causes = [c for c in causes if c.effects or c.share >= MIN_SHARE]
     families = _shift_families(ctx)
-    unexplained = [f for f in families if not _explain(ctx, f, causes)]
+    unexplained = [f for f in families if not _explain(ctx, f, causes) and not _dated_before(ctx, f, causes)]
     found = [_cause_change(ctx, c) for c in causes] + _unexplained_changes(ctx, unexplained)
     found.sort(key=lambda c: c.impact, reverse=True)
     _scope(found, ctx.scope)
@@ -561,6 +554,8 @@ def _cause_effects(ctx: _Ctx, cause: _Cause, causes: list[_Cause]) -> None:
             e = _effect(ctx, cause, metric, sg.kind, key, grp, phases)
             if e is not None:
                 by_metric.setdefault(metric, []).append(e)
+    if "error_rate" in by_metric:  # the error rate's effect names its class: one effect, not two
+        by_metric = {m: c for m, c in by_metric.items() if not _class_of(m)}
     for metric, cands in by_metric.items():
         e = _holder(cands, SIGNALS[metric].kind)
         if metric == "json_key_drift":
@@ -691,12 +686,22 @@ class _Family:
 
     @cached_property
     def holder(self) -> _Shift:
-        top = max(m.size for m in self.members)
-        return max((m for m in self.members if m.size >= HOLD_SHARE * top), key=lambda m: (m.n, m.key is None))
+        """The broadest cohort that shows the shift at least HOLD_SHARE as strongly as the strongest can
+        be said to: a narrow cohort's size is taken one standard error down, so thirty calls of one
+        feature that caught a few more of a burst's errors by chance do not narrow it."""
+        top = max(_size_floor(m) for m in self.members)
+        return max((m for m in self.members if m.size >= HOLD_SHARE * top), key=lambda m: (m.key is None, m.n))
 
     @property
     def metric(self) -> str:
         return self.members[0].metric
+
+
+def _size_floor(m: _Shift) -> float:
+    """A shift's size less one standard error of its level inside (rates; a mean's size stands)."""
+    if m.kind != "rate" or m.n <= 0:
+        return m.size
+    return max(m.size - math.sqrt(max(m.after * (1.0 - m.after), 0.0) / m.n), 0.0)
 
 
 def _shift_families(ctx: _Ctx) -> list[_Family]:
@@ -726,10 +731,133 @@ def _shift_families(ctx: _Ctx) -> list[_Family]:
             s = _detect(metric, sg.kind, segs, cohort, key, None if grp is None else str(grp))
             if s is not None:
                 shifts.append(s)
-    return _families(shifts, times)
+    sizes: dict[tuple[Any, Any], float] = {}
+    for (key, grp), by_idx in groups.items():
+        sizes[(key, None if grp is None else str(grp))] = float(sum(r.get("requests") or 0 for r in by_idx.values()))
+    shifts += _class_bursts(ctx, times, shifts, sizes)
+    return _without_class_echoes(_families(shifts, times))
 
 
-def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
+def _class_bursts(ctx: _Ctx, times: list[dt.datetime], found: list[_Shift],
+                  sizes: dict[tuple[Any, Any], float]) -> list[_Shift]:
+    """Bursts of an error class the data had not shown: a class first seen after the data settled, at
+    least MIN_BURST times, failing at least MIN_BURST_RATE of its cohort's calls between its first and
+    last occurrence, and more than outside that span (Fisher, EFFECT_ALPHA: the span is the class's
+    own, not searched). Seven 429s in eight minutes among thirty calls is a finding even where the
+    overall error rate's change-point test, which searches every split of every series, cannot tell
+    it from noise; a class that turns up now and then (a timeout among thousands of calls) is not."""
+    if not times:
+        return []
+    con, llm = ctx.con, ctx.llm
+    span_s = max((ctx.hi - ctx.lo).total_seconds(), 1.0)
+    settle = ctx.lo + dt.timedelta(seconds=max(0.05 * span_s, min(ctx.bucket_s, 0.2 * span_s)))
+    keys = [k for k in SHIFT_KEYS if k is not None]
+    sets = ", ".join(["(error_type)"] + [f"(error_type, {k})" for k in keys])
+    rows = con.execute(
+        f"SELECT error_type, {', '.join(keys)}, GROUPING({', '.join(keys)}) AS g, count(*), min(start_time), "
+        f"max(start_time) FROM (SELECT s.* FROM spans s WHERE {llm.where} AND s.status = 'error' "
+        f"AND s.error_type IS NOT NULL) GROUP BY GROUPING SETS ({sets}) HAVING count(*) >= ? AND min(start_time) > ?",
+        [*llm.params, MIN_BURST, settle]).fetchall()
+    full = (1 << len(keys)) - 1
+    out: list[_Shift] = []
+    for r in rows:
+        cls, vals, g, n_ev, first, last = r[0], r[1:1 + len(keys)], r[1 + len(keys)], r[-3], r[-2], r[-1]
+        metric = f"error_rate_{cls}"
+        if metric not in SIGNALS:
+            continue
+        missing = full ^ g
+        key = None if missing == 0 else keys[len(keys) - missing.bit_length()]
+        grp = None if key is None else vals[keys.index(key)]
+        if key is not None and grp is None:
+            continue
+        if _covered(found, key, grp, times, first, last):
+            continue  # the error rate's own series already holds this burst in this cohort
+        # The cohort's calls in the span, estimated from its size: a class spread over hours at its
+        # usual trickle is not a burst, and is not worth a scan to say so.
+        est = sizes.get((key, None if grp is None else str(grp)), 0.0) * (last - first).total_seconds() / span_s
+        if n_ev < 0.5 * MIN_BURST_RATE * est:
+            continue
+        cond, cparams = ([f"s.{key} = ?"], [grp]) if key else ([], [])
+        inside_n, inside_x, outside_n, outside_x = con.execute(
+            f"SELECT count(*) FILTER (WHERE s.start_time BETWEEN ? AND ?), "
+            f"count(*) FILTER (WHERE s.start_time BETWEEN ? AND ? AND s.status = 'error' AND s.error_type = ?), "
+            f"count(*) FILTER (WHERE s.start_time NOT BETWEEN ? AND ?), "
+            f"count(*) FILTER (WHERE s.start_time NOT BETWEEN ? AND ? AND s.status = 'error' AND s.error_type = ?) "
+            f"FROM spans s WHERE {' AND '.join([llm.where, *cond])}",
+            [first, last, first, last, cls, first, last, first, last, cls, *llm.params, *cparams]).fetchone()
+        inside, outside = _Seg(float(inside_x), float(inside_n), float(inside_x)), \
+            _Seg(float(outside_x), float(outside_n), float(outside_x))
+        if not inside.n or not outside.n or inside.level < MIN_BURST_RATE:
+            continue
+        z, va, vb = _test("rate", inside, outside)
+        if va is None or vb is None or not _big_enough("rate", va, vb) or _p_rate(inside, outside, z) >= EFFECT_ALPHA:
+            continue
+        start = max(i for i, t in enumerate(times) if t <= first) if times[0] <= first else 0
+        after_last = [i for i, t in enumerate(times) if t > last]
+        end = after_last[0] if after_last else None
+        out.append(_Shift(metric, "rate", {key: str(grp)} if key else {}, key, None if grp is None else str(grp),
+                          start, end, vb, va, z, int(inside.n), _hold_size("rate", va, vb),
+                          _p_rate(inside, outside, z)))
+    return out
+
+
+def _covered(found: list[_Shift], key: str | None, grp: Any, times: list[dt.datetime], first: dt.datetime,
+             last: dt.datetime) -> bool:
+    """An error-rate increase already found in this cohort over a window that holds [first, last]."""
+    for sh in found:
+        if sh.metric != "error_rate" or sh.key != key or (key is not None and sh.grp != str(grp)):
+            continue
+        if sh.after <= sh.before:
+            continue
+        start = times[sh.start]
+        end = times[sh.end] if sh.end is not None and sh.end < len(times) else None
+        b = (times[1] - times[0]) if len(times) > 1 else dt.timedelta(0)
+        if start - b <= first and (end is None or last < end + b):
+            return True
+    return False
+
+
+def _weight(f: _Family) -> float:
+    h = f.holder
+    return h.n * effect_size(h.kind, h.after, h.before)
+
+
+def _class_of(metric: str) -> bool:
+    """An error-class rate (error_rate_rate_limit): searched so a short burst of a class never seen
+    before is found even when the overall error rate's test cannot tell it from noise."""
+    return metric.startswith("error_rate_")
+
+
+def _without_class_echoes(fams: list[_Family]) -> list[_Family]:
+    """An error class's shift and an error-rate shift of the same direction and window are the same
+    burst: one entry, not two. The one kept is the broader cohort's (the error rate's when as broad:
+    its description names the class)."""
+    def overlap(a: _Family, b: _Family) -> bool:
+        ha, hb = a.holder, b.holder
+        if (ha.after > ha.before) != (hb.after > hb.before):
+            return False
+        a0, a1 = ha.start, ha.end if ha.end is not None else len(a.times)
+        b0, b1 = hb.start, hb.end if hb.end is not None else len(b.times)
+        return a0 < b1 + 1 and b0 < a1 + 1
+
+    def within(narrow: dict[str, str], broad: dict[str, str]) -> bool:
+        return all(narrow.get(k) == v for k, v in broad.items())
+
+    dropped: set[int] = set()
+    for r in (f for f in fams if f.metric == "error_rate"):
+        for f in (f for f in fams if _class_of(f.metric)):
+            if id(f) in dropped or id(r) in dropped or not overlap(r, f):
+                continue
+            if within(f.holder.cohort, r.holder.cohort) or within(r.holder.cohort, f.holder.cohort):
+                # The broader cohort: its filter holds every error of the burst (a narrow one that caught
+                # most of a few dozen calls' errors by chance would leave the rest out).
+                dropped.add(id(f) if within(f.holder.cohort, r.holder.cohort) else id(r))
+            else:  # the same burst held in two unrelated cohorts: the one it weighs most in
+                dropped.add(id(f) if _weight(r) >= _weight(f) else id(r))
+    return [f for f in fams if id(f) not in dropped]
+
+
+def _best_split(kind: str, segs: list[Stat], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
     """The split k in (lo, hi) maximising |z| of segs[k:hi] against segs[lo:k], with at least
     min_left buckets before it and MIN_SEGMENT after."""
     best = None
@@ -745,7 +873,7 @@ def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = M
     return best
 
 
-def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], key: str | None,
+def _detect(metric: str, kind: str, segs: list[Stat], cohort: dict[str, str], key: str | None,
             grp: str | None) -> _Shift | None:
     nb = len(segs)
     total = _merge(segs)
@@ -753,14 +881,45 @@ def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], ke
         return None
     if metric == "json_valid_rate" and (total.level or 0.0) < 0.5:
         return None  # not a JSON-producing cohort
+    # An error class is searched for short windows only: its steps are the error rate's.
+    step = _step_shift(kind, segs) if not _class_of(metric) else None
+    if step is not None and step[0] < ALPHA and step[3] is not None:
+        found = [step]  # a window found by its two change points: the direct search adds nothing
+    else:
+        found = [c for c in (step, _short_window(kind, segs) if kind == "rate" else None) if c is not None]
+    if not found:
+        return None
+    corrected, p, k, end, window, rest = min(found, key=lambda c: c[0])
+    if corrected >= ALPHA:
+        return None
+    z, va, vb = _test(kind, window, rest)
+    assert va is not None and vb is not None
+    return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb), p)
+
+
+_Found = tuple[float, float, int, "int | None", Stat, Stat]  # (corrected p, p, start, end, inside, outside)
+
+
+def _judge(kind: str, window: Stat, rest: Stat, searched: int) -> tuple[float, float] | None:
+    """(p corrected for the `searched` places looked at, p) of window against rest, or None when too
+    small or too little moved to be a finding."""
+    z, va, vb = _test(kind, window, rest)
+    if va is None or vb is None or not _big_enough(kind, va, vb):
+        return None
+    p = _p_rate(window, rest, z) if kind == "rate" else _p(z)
+    return p * searched, p
+
+
+def _step_shift(kind: str, segs: list[Stat]) -> _Found | None:
+    """The best change point, then a second one inside the changed part when the level comes back
+    (a burst that ends). The window may be a single bucket (a ten-minute burst in ten-minute buckets)."""
+    nb = len(segs)
     first = _best_split(kind, segs, 0, nb)
     if first is None:
         return None
     k = first[1]
     end = None
     window, rest = _merge(segs[k:]), _merge(segs[:k])
-    # A burst that ends: a second split inside the changed part that returns towards the level before.
-    # The window may be a single bucket (a ten-minute burst in ten-minute buckets).
     second = _best_split(kind, segs, k, nb, min_left=1)
     if second is not None:
         e = second[1]
@@ -768,14 +927,66 @@ def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], ke
         if pre.n and mid.n and tail.n and abs(tail.level - pre.level) < 0.5 * abs(mid.level - pre.level):
             end = e
             window, rest = mid, pre + tail
-    z, va, vb = _test(kind, window, rest)
-    if va is None or vb is None or not _big_enough(kind, va, vb):
+    judged = _judge(kind, window, rest, nb if end is not None else 1)  # a window: Bonferroni over its end
+    return None if judged is None else (*judged, k, end, window, rest)
+
+
+def _short_window(kind: str, segs: list[Stat]) -> _Found | None:
+    """The strongest window of at most MAX_WINDOW buckets against everything outside it, searched
+    directly: a short burst is two change points close together, and the best single change point of
+    a series may be its end, leaving the burst in the "before" (seven 429s among thirty calls in one
+    ten-minute bucket of three hours). Bonferroni over every window looked at. The scan is plain
+    float arithmetic (the same z as _test), since it runs for every series."""
+    nb = len(segs)
+    tx, tn, tsq = (sum(g.x for g in segs), sum(g.n for g in segs), sum(g.sq for g in segs))
+    if not tn:
         return None
-    p = _p_rate(window, rest, z) if kind == "rate" else _p(z)
-    # A window has a second searched change point: Bonferroni over its position.
-    if p >= (ALPHA / nb if end is not None else ALPHA):
+    # A window worth testing holds the bucket that departs most from the series' level, up or down:
+    # only windows through those (at most four buckets) are scanned, not every window of the series.
+    level = tx / tn
+    excess = sorted(range(MIN_SEGMENT, nb), key=lambda k: segs[k].x - segs[k].n * level)
+    seeds = set(excess[:2] + excess[-2:])
+    best: tuple[float, int, int] | None = None
+    seen: set[tuple[int, int]] = set()
+    for k in seeds:
+        for i in range(max(MIN_SEGMENT, k - MAX_WINDOW + 1), k + 1):
+            ax = an = asq = 0.0
+            for j in range(i + 1, min(nb, i + MAX_WINDOW) + 1):
+                g = segs[j - 1]
+                ax, an, asq = ax + g.x, an + g.n, asq + g.sq
+                if j <= k or (i, j) in seen:
+                    continue
+                seen.add((i, j))
+                bx, bn, bsq = tx - ax, tn - an, tsq - asq
+                z = _z_rate(ax, an, bx, bn) if kind == "rate" else _z_mean(ax, an, asq, bx, bn, bsq)
+                if z > 0 and (best is None or z > best[0]):
+                    best = (z, i, j)
+    if best is None:
         return None
-    return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb), p)
+    _, i, j = best
+    window = _merge(segs[i:j])
+    judged = _judge(kind, window, _merge(segs) - window, nb * MAX_WINDOW)
+    return None if judged is None else (*judged, i, j if j < nb else None, window, _merge(segs) - window)
+
+
+def _z_rate(ax: float, an: float, bx: float, bn: float) -> float:
+    """|z| of two proportions (0 when a side is too small, as _test)."""
+    if min(an, bn) < MIN_RATE_N or max(an, bn) < MIN_REQUESTS:
+        return 0.0
+    p = (ax + bx) / (an + bn)
+    se2 = p * (1 - p) * (1 / an + 1 / bn)
+    return abs(ax / an - bx / bn) / math.sqrt(se2) if se2 > 0 else 0.0
+
+
+def _z_mean(ax: float, an: float, asq: float, bx: float, bn: float, bsq: float) -> float:
+    """|Welch z| of two means from sums and sums of squares (0 when a side is too small)."""
+    if an < MIN_REQUESTS or bn < MIN_REQUESTS:
+        return 0.0
+    ma, mb = ax / an, bx / bn
+    va = max((asq - an * ma * ma) / (an - 1), 0.0)
+    vb = max((bsq - bn * mb * mb) / (bn - 1), 0.0)
+    se2 = va / an + vb / bn
+    return abs(ma - mb) / math.sqrt(se2) if se2 > 0 else 0.0
 
 
 def _families(shifts: list[_Shift], times: list[dt.datetime]) -> list[_Family]:
@@ -843,6 +1054,73 @@ def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
            for r in rows}
     z, va, vb = _test(sg.kind, seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0)))
     return va is None or vb is None or _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
+
+
+def _dated_before(ctx: _Ctx, fam: _Family, causes: list[_Cause]) -> bool:
+    """A shift whose window holds a cause's first appearance, in a cohort the cause touches, and that
+    shows nothing before it, is that cause's effect: its start was placed early by the bucket grid or
+    a sparse series (key drift "from 01:10" in an export cut minutes after a model update at 01:21).
+    An effect belongs to its cause and is never dated before it: the shift joins the cause, from the
+    cause's first appearance."""
+    h = fam.holder
+    a0, a1 = _window(fam)
+    for c in sorted(causes, key=lambda c: c.first):
+        if not (a0 < c.first < a1) or not _compatible(c.cohort, h.cohort):
+            continue
+        if h.key is not None and h.key not in c.cohort and (h.key, h.grp) not in c.groups:
+            continue  # the cause has no rows in the shift's cohort
+        if not _quiet_before(ctx, fam, c.first):
+            continue
+        effect = next((e for e in c.effects if e["metric"] == h.metric), None)
+        if effect is not None:
+            effect["also_in"] += [m.cohort for m in fam.members if m.cohort != effect["cohort"]
+                                  and m.cohort not in effect["also_in"]]
+            return True
+        cohort = {**c.cohort, **h.cohort}
+        window = [f"since={_iso(c.first)}"] + ([f"until={_iso(_ceil_s(c.after_until))}"] if c.after_until else [])
+        c.effects.append({
+            "metric": h.metric, "cohort": cohort, "began_at": _iso(c.first),
+            "ended_at": _iso(c.after_until) if c.after_until else None, "before": h.before, "after": h.after,
+            "relative_change": relative_change(h.after, h.before), "significance": "significant", "p_value": h.p,
+            "measured_on": h.n, "counts": SIGNALS[h.metric].counts,
+            "description": describe_effect(h.metric, h.before, h.after, estimated=ctx.estimated_cost)
+            + ("" if cohort == c.cohort else f" in {_what(h.cohort)}"),
+            "filter": " ".join(_cohort_terms(cohort) + (c.terms() if c.response_side else []) + window),
+            "requests": 0, "also_in": [m.cohort for m in fam.members if m is not h],
+            "estimated": h.metric == "cost_per_request" and ctx.estimated_cost,
+            "impact": h.n * effect_size(h.kind, h.after, h.before), "_size": h.size, "_key": h.key, "_grp": h.grp,
+            "_delta": h.after - h.before})
+        c.effects.sort(key=lambda e: e["impact"], reverse=True)
+        return True
+    return False
+
+
+def _quiet_before(ctx: _Ctx, fam: _Family, t: dt.datetime) -> bool:
+    """Shift fam's cohort shows no such shift between its detected start and t: the rows there read as
+    the level before (or are too few to show anything)."""
+    h = fam.holder
+    sg = SIGNALS[h.metric]
+    from oncall.query.metrics import _projection
+
+    a0, _ = _window(fam)
+    cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    cond.append("s.start_time < ?")
+    cparams.append(t)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
+    v = f"v_{sg.name}"
+    rows = ctx.con.execute(f"SELECT start_time >= ? AS inside, sum({v}), count({v}), sum({v}::DOUBLE * {v}) "
+                           f"FROM ({proj}) GROUP BY 1", [a0, *params]).fetchall()
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+           for r in rows}
+    inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
+    if inside.n == 0 or outside.n == 0:
+        return True
+    z, va, vb = _test(sg.kind, inside, outside)
+    if va is None or vb is None:
+        # Too few rows between its start and t for a test: quiet unless they already sit at the shifted level.
+        lv, lo = inside.level, outside.level
+        return lv is None or lo is None or abs(lv - lo) < 0.5 * abs(h.after - h.before)
+    return _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
 
 
 def _explained_share(c: _Cause, h: _Shift) -> float | None:
@@ -1049,14 +1327,20 @@ def _refine(ctx: _Ctx, fam: _Family) -> tuple[dt.datetime, dt.datetime | None]:
     t_end = fam.times[h.end] if h.end is not None else None
     if h.metric == "json_key_drift":
         return t_start, t_end  # its reference is global; the bucket boundary stands
-    rows = _rows(ctx, h, t_start - 2 * b, (t_end or t_start) + 2 * b)
+    metric, outside_level = h.metric, h.before
+    cls = _dominant_class(ctx, h, t_start, t_end) if h.metric == "error_rate" else None
+    if cls is not None:
+        # A burst of one error class is placed by that class's rows: a background 500 ten minutes
+        # earlier must not stretch a 429 burst back to it.
+        metric, outside_level = f"error_rate_{cls}", 0.0
+    rows = _rows(ctx, h, t_start - 2 * b, (t_end or t_start) + 2 * b, metric=metric)
     if not rows:
         return t_start, t_end
     xs = [float(x) for _, x in rows]
     inside = h.after
     lo_i, hi_i = 0, len(xs)
     for _ in range(2):
-        gain = _gain(SIGNALS[h.metric].kind, h.before, inside)
+        gain = _gain(SIGNALS[metric].kind, outside_level, inside)
         g = [gain(x) for x in xs]
         lo_i, hi_i = _best_stretch(g) if t_end is not None else (_best_suffix(g), len(xs))
         if hi_i <= lo_i:
@@ -1064,15 +1348,34 @@ def _refine(ctx: _Ctx, fam: _Family) -> tuple[dt.datetime, dt.datetime | None]:
         inside = sum(xs[lo_i:hi_i]) / (hi_i - lo_i)
     began = rows[lo_i][0]
     ended = rows[hi_i - 1][0] if t_end is not None else None
+    if metric != h.metric:  # placed by the class: the error rate itself is read inside the placed window
+        stop = ended + dt.timedelta(microseconds=1) if ended else ctx.hi + dt.timedelta(seconds=1)
+        own = [x for _, x in _rows(ctx, h, began, stop)]
+        if own:
+            inside, lo_i, hi_i = sum(own) / len(own), 0, len(own)
     h.after = inside  # the level inside the placed window, no longer diluted by the edge buckets
     h.n = hi_i - lo_i
     return began, ended
 
 
-def _rows(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime) -> list[tuple[dt.datetime, float]]:
+def _dominant_class(ctx: _Ctx, h: _Shift, t0: dt.datetime, t1: dt.datetime | None) -> str | None:
+    """The error class of most of the errors in shift h's window (when it has an error-class series)."""
+    cond, params = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
+    cond += ["s.start_time >= ?"] + (["s.start_time < ?"] if t1 is not None else [])
+    params += [t0] + ([t1] if t1 is not None else [])
+    row = ctx.con.execute(f"SELECT s.error_type, count(*) FROM spans s WHERE {' AND '.join([ctx.llm.where, *cond])} "
+                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+                          [*ctx.llm.params, *params]).fetchone()
+    if row is None or row[0] is None or f"error_rate_{row[0]}" not in SIGNALS:
+        return None
+    return str(row[0])
+
+
+def _rows(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime,
+          metric: str | None = None) -> list[tuple[dt.datetime, float]]:
     from oncall.query.metrics import _projection
 
-    sg = SIGNALS[h.metric]
+    sg = SIGNALS[metric or h.metric]
     cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
     where = " AND ".join([ctx.where, *cond, "s.start_time >= ?", "s.start_time < ?"])
     proj, params = _projection(where, [*ctx.params, *cparams, lo, hi], [sg], None)

@@ -124,9 +124,10 @@ class Not(Expr):
 @dataclass(frozen=True)
 class And(Expr):
     args: tuple[Expr, ...]
+    op = "AND"
 
     def sql(self, d: Dialect) -> str:
-        return "(" + " AND ".join(a.sql(d) for a in self.args) + ")"
+        return "(" + f" {self.op} ".join(a.sql(d) for a in self.args) + ")"
 
     def eval(self, row: Mapping[str, Any], refs: Mapping[str, Any]) -> Any:
         return all(a.eval(row, refs) for a in self.args)
@@ -139,20 +140,11 @@ class And(Expr):
 
 
 @dataclass(frozen=True)
-class Or(Expr):
-    args: tuple[Expr, ...]
-
-    def sql(self, d: Dialect) -> str:
-        return "(" + " OR ".join(a.sql(d) for a in self.args) + ")"
+class Or(And):
+    op = "OR"
 
     def eval(self, row: Mapping[str, Any], refs: Mapping[str, Any]) -> Any:
         return any(a.eval(row, refs) for a in self.args)
-
-    def columns(self) -> set[str]:
-        return set().union(*(a.columns() for a in self.args))
-
-    def functions(self) -> set[str]:
-        return set().union(*(a.functions() for a in self.args))
 
 
 @dataclass(frozen=True)
@@ -436,7 +428,7 @@ def _metrics() -> list[Metric]:
         Metric("requests", "requests", "count", "count", LLM, "LLM calls", "in", worse="n/a"),
         Metric("error_rate", "error rate", "ratio", "rate", LLM, "LLM calls", "in", value=FAILED, series=True),
         *[Metric(f"error_rate_{e}", f"{e} error rate", "ratio", "rate", LLM, "LLM calls", "in",
-                 value=all_of(FAILED, Is(col("error_type"), e)), show="events") for e in COMPARED_ERRORS],
+                 value=all_of(FAILED, Is(col("error_type"), e)), show="events", series=True) for e in COMPARED_ERRORS],
         Metric("latency_ms_mean", "mean latency", "ms", "mean", OK, "successful calls", "out", value=lat,
                series=True),
         *[Metric(f"latency_ms_p{int(q * 100)}", f"latency p{int(q * 100)}", "ms", "quantile", OK, "successful calls",

@@ -41,7 +41,7 @@ from typing import Any
 
 from markdown_it import MarkdownIt
 
-from oncall.query.registry import Fold
+from oncall.query.registry import METRICS, Fold
 from oncall.replay.checks import REPLAY_COLUMNS
 from oncall.runbook.model import PARAM_TYPES, RUN_COUNTS, Expectation, Param, Runbook, RunbookError, Step
 
@@ -263,12 +263,10 @@ def _gate_step(path: Path, content: str, start: int, heading: str) -> Step:
 #     expect error_rate <= 1% within 10m
 #     ```
 _EXPECT_LIVE = re.compile(r"^expect\s+([a-z0-9_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*within\s+([0-9.]+)\s*([smh])\s*$")
-# What a verify can test: compare's metrics of the cohort's live calls (oncall/live/evidence.py).
-LIVE_METRICS = (
-    "error_rate", "latency_ms_mean", "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "input_tokens_mean",
-    "output_tokens_mean", "ttft_ms_mean", "cost_per_request", "output_length_mean", "refusal_rate",
-    "json_valid_rate", "finish_length_rate", "finish_content_filter_rate", "tool_call_rate",
-)
+# What a verify can test: compare's metrics of the cohort's live calls (oncall/live/evidence.py), i.e.
+# the registry's rates, means and quantiles of LLM calls that need no reference.
+LIVE_METRICS = tuple(m.name for m in METRICS.values()
+                     if m.entity == "llm" and m.reference is None and m.kind in ("rate", "mean", "quantile"))
 
 
 def _verify_step(path: Path, content: str, start: int, heading: str) -> Step:

@@ -77,9 +77,13 @@ def trace_row(tr: dict[str, Any]) -> dict[str, Any]:
 def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
     md = json_deep_loads(ob.get("metadata"))
     md = md if isinstance(md, dict) else {}
-    otel_attrs = md.get("attributes") if isinstance(md.get("attributes"), dict) else {}
-    resource = md.get("resourceAttributes") if isinstance(md.get("resourceAttributes"), dict) else {}
-    scope = md.get("scope", {}).get("name") if isinstance(md.get("scope"), dict) else None
+    # A blob-storage export keeps metadata as ClickHouse's Map(String, String): nested values are JSON text.
+    otel_attrs = json_deep_loads(md.get("attributes"))
+    otel_attrs = otel_attrs if isinstance(otel_attrs, dict) else {}
+    resource = json_deep_loads(md.get("resourceAttributes"))
+    resource = resource if isinstance(resource, dict) else {}
+    scope_md = json_deep_loads(md.get("scope"))
+    scope = scope_md.get("name") if isinstance(scope_md, dict) else None
     kind = KINDS.get(str(ob.get("type") or "").upper(), str(ob.get("type") or "span").lower())
     # What the original OTel attributes say (provider, requested/served model, cohort keys)…
     row: dict[str, Any] = map_attributes(otel_attrs, resource=resource, scope=scope, name=ob.get("name"),

@@ -5,6 +5,14 @@ trace rows carry `id`, `timestamp`, `name`, `userId`, `sessionId`, `release`, �
 drops `sessionId`, so load the trace export too: both land in the same traces and the trace row's
 session and user reach the observations by inheritance. CSV cells are not JSON-parsed by Langfuse;
 input/output/metadata cells are decoded here when they hold JSON.
+
+Blob-storage exports (the scheduled S3/GCS/Azure integration: JSONL, CSV or Parquet of traces,
+observations and enriched observations) carry ClickHouse's snake_case column names
+(langfuse `packages/shared/src/server/repositories/observations.ts`
+`getObservationsForBlobStorageExport`: `trace_id`, `parent_observation_id`, `start_time`,
+`provided_model_name`, `usage_details` and `cost_details` maps, `completion_start_time`,
+`prompt_name`/`prompt_version`, …; traces: `user_id`, `session_id`, `timestamp`, `tags`, …). They
+are read under the same names as the UI export. Parquet is read by DuckDB (oncall.ingest.parquet).
 """
 
 from __future__ import annotations
@@ -14,16 +22,35 @@ import io
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import parquet
 from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.formats.langfuse import observation_row, trace_row
-from oncall.ingest.records import json_records
+from oncall.ingest.records import csv_header, json_records
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, open_binary, read_head
 
 NAME = "langfuse-export"
-DESCRIPTION = "Langfuse batch export of traces or observations (JSONL, JSON array or CSV)"
+DESCRIPTION = ("Langfuse exports of traces or observations: the UI batch export (JSONL, JSON, CSV) and the "
+               "blob-storage integration (JSONL, CSV, Parquet)")
 
 _OBS_KEYS = {"traceId", "type", "startTime"}
+# Blob-storage exports: ClickHouse column names -> the UI export's names (the mapping reads those).
+_SNAKE = {"trace_id": "traceId", "parent_observation_id": "parentObservationId", "start_time": "startTime",
+          "end_time": "endTime", "completion_start_time": "completionStartTime", "provided_model_name": "model",
+          "model_parameters": "modelParameters", "usage_details": "usageDetails", "cost_details": "costDetails",
+          "provided_usage_details": "providedUsageDetails", "provided_cost_details": "providedCostDetails",
+          "status_message": "statusMessage", "prompt_name": "promptName", "prompt_version": "promptVersion",
+          "prompt_id": "promptId", "user_id": "userId", "session_id": "sessionId", "trace_name": "traceName",
+          "trace_tags": "traceTags", "total_cost": "totalCost", "internal_model_id": "internalModelId"}
+
+
+def _camel(obj: Any) -> Any:
+    if not isinstance(obj, dict) or not (_SNAKE.keys() & obj.keys()):
+        return obj
+    out = {_SNAKE.get(k, k): v for k, v in obj.items()}
+    if "usageDetails" in out and out.get("model") is None and obj.get("model") is not None:
+        out["model"] = obj["model"]
+    return out
 _TRACE_KEYS = {"id", "timestamp", "name"}
 _TRACE_HINTS = {"sessionId", "userId", "bookmarked", "public", "release"}
 
@@ -38,31 +65,24 @@ def _is_trace(obj: Any) -> bool:
 
 
 def _is_row(obj: Any) -> bool:
+    obj = _camel(obj)
     return _is_observation(obj) or _is_trace(obj)
 
 
-def _csv_header(text: str) -> list[str] | None:
-    first = text.lstrip("\ufeff").split("\n", 1)[0].strip("\r")
-    if "," not in first or first.startswith(("{", "[")):
-        return None
-    try:
-        return next(csv.reader([first]))
-    except (csv.Error, StopIteration):
-        return None
-
-
 def sniff(head: Head) -> bool:
+    if head.is_parquet:
+        return _is_row(dict.fromkeys(head.extra.get("columns") or (), ""))
     doc = head.doc
     if isinstance(doc, list) and doc:
         return _is_row(doc[0])
     if _is_row(head.first_line_obj):
         return True
-    cols = _csv_header(head.text or "") if head.text else None
+    cols = csv_header(head.text or "") if head.text else None
     return bool(cols) and _is_row(dict.fromkeys(cols, ""))
 
 
 def _row(obj: dict[str, Any]) -> dict[str, Any]:
-    obj = {k: (None if v == "" else v) for k, v in obj.items()}  # CSV: empty cell = absent
+    obj = {k: (None if v == "" else v) for k, v in _camel(obj).items()}  # CSV: empty cell = absent
     for k in ("input", "output", "metadata", "usageDetails", "costDetails", "modelParameters", "tags",
               "traceTags", "toolCalls", "usage"):
         if isinstance(obj.get(k), str):
@@ -75,8 +95,9 @@ def _row(obj: dict[str, Any]) -> dict[str, Any]:
         for col, key in (("user_id", "userId"), ("session_id", "sessionId")):
             if obj.get(key) and not row.get(col):
                 row[col] = obj[key]
-        if not obj.get("parentObservationId"):
-            row.pop("parent_id", None)  # no trace row in an observation export: a top-level observation is a root
+        # A top-level observation hangs under its trace's row (span id = trace id), as in the trace
+        # download: loaded beside the traces export (or after it), the trace's user, session and
+        # metadata reach it by inheritance, which is the only way the observations table has them.
         return row
     return trace_row(obj)
 
@@ -94,12 +115,22 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
+    if parquet.is_parquet(path):
+        added = 0
+        try:
+            for n, rec in parquet.records(path, progress=lambda done, total: sink.progress(done)):
+                added += _add(rec, n, sink)
+        except parquet.ParquetError as exc:
+            raise FormatError(str(exc)) from None
+        if added == 0:
+            raise FormatError(f"{path}: no Langfuse export rows found")
+        return
     try:
         head = read_head(path)
     except SourceError as exc:
         raise FormatError(str(exc)) from None
     added = 0
-    if _csv_header(head.text or "") is not None:
+    if csv_header(head.text or "") is not None:
         with open_binary(path) as fh:
             reader = csv.DictReader(io.TextIOWrapper(fh, encoding="utf-8-sig", newline=""))
             for rec in reader:

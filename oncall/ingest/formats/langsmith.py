@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from oncall.ingest import jsonio
+from oncall.ingest import jsonio, parquet
 from oncall.ingest.canonical import normalize_kind, normalize_provider, normalize_status
 from oncall.ingest.decode import coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status
@@ -26,7 +26,7 @@ from oncall.ingest.source import Head, SourceError, iter_lines, read_all_text
 
 NAME = "langsmith"
 DESCRIPTION = ("LangSmith runs ({post, patch} ingest payloads, also captured SDK traffic as JSON Lines; run arrays "
-               "and list_runs dumps; every create and update of a run merged)")
+               "and list_runs dumps; every create and update of a run merged; the bulk export's Parquet)")
 
 _SESSION_KEYS = ("thread_id", "session_id", "conversation_id")
 
@@ -41,7 +41,16 @@ def _is_payload(obj: Any) -> bool:
         any(_is_run(r) for r in (obj.get("post") or []) + (obj.get("patch") or [])))
 
 
+# LangSmith bulk export (Parquet in the team's bucket, "equivalent fields as the Run data format":
+# docs.langchain.com/langsmith/data-export, /langsmith/run-data-format): one row per run, nested
+# objects (inputs, outputs, extra, events) as JSON text.
+_PARQUET_COLUMNS = {"id", "run_type"}
+
+
 def sniff(head: Head) -> bool:
+    if head.is_parquet:
+        cols = set(head.extra.get("columns") or ())
+        return _PARQUET_COLUMNS <= cols and bool({"trace_id", "dotted_order", "parent_run_id"} & cols)
     doc = head.doc
     if doc is not None:
         if _is_payload(doc):
@@ -231,6 +240,16 @@ def _add_runs(runs: list[dict[str, Any]], sink: Any, where: int | None) -> int:
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
+    if parquet.is_parquet(path):
+        added = 0
+        try:
+            for n, run in parquet.records(path, progress=lambda done, total: sink.progress(done)):
+                added += _add_runs([run], sink, n)
+        except parquet.ParquetError as exc:
+            raise FormatError(str(exc)) from None
+        if added == 0:
+            raise FormatError(f"{path}: no LangSmith runs in the Parquet file")
+        return
     try:
         text = read_all_text(path)
     except SourceError as exc:

@@ -14,8 +14,8 @@ from typing import Any
 
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
-from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
-from oncall.ingest.formats import litellm_otel
+from oncall.ingest.decode import coerce_float, json_deep_loads, normalize_id, to_epoch_us
+from oncall.ingest.formats import litellm_otel, logfire_stream
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, read_all_text
@@ -32,6 +32,8 @@ def decode_any(v: Any) -> Any:
     if not isinstance(v, dict):
         return v  # already plain (some writers emit bare values)
     for k, val in v.items():
+        if val is None:
+            continue  # pydantic/JSON encoders that write every oneof field (Phoenix's /spans/otlpv1)
         if k in ("stringValue", "string_value"):
             return val
         if k in ("intValue", "int_value"):
@@ -165,8 +167,8 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
     if start_us is not None and end_us is not None:
         row["latency_ms"] = (end_us - start_us) / 1000.0
     if row.get("ttft_ms") is None and start_us is not None:
-        row["ttft_ms"] = ttft_from_chunk_events(events, start_us)
-    if status == "unset" and attrs.get("error.type") not in (None, ""):
+        row["ttft_ms"] = ttft_from_chunk_events(events, start_us) or ttft_from_attributes(attrs, start_us)
+    if status == "unset" and (attrs.get("error.type") not in (None, "") or level_error(attrs)):
         status = "error"  # semconv: error.type is set only when the operation ended in an error
     elif status == "ok" and attrs.get("error.type") not in (None, "") and (row.get("http_status") or 0) >= 400:
         # An OK status cannot be changed once set, so LiteLLM's otel callback, writing a failed call
@@ -190,10 +192,32 @@ def build_row(*, trace_id: Any, span_id: Any, parent_id: Any, name: Any, span_ki
 _CHUNK_EVENTS = ("gen_ai.content.completion.chunk", "llm.content.completion.chunk")
 
 
+def _first_token_event(name: Any) -> bool:
+    """OpenInference's "First Token Stream Event", Vercel's `ai.stream.firstChunk` and their kin."""
+    if not isinstance(name, str):
+        return False
+    if name.startswith("mlflow.chunk.item."):  # MLflow autolog: one event per streamed chunk
+        return True
+    n = name.lower().replace("_", " ").replace(".", " ")
+    return "first token" in n or "first chunk" in n or "firstchunk" in n or "firsttoken" in n
+
+
 def ttft_from_chunk_events(events: list[dict[str, Any]], start_us: int) -> float | None:
-    first = min((ev["time"] for ev in events if ev.get("name") in _CHUNK_EVENTS and ev.get("time") is not None),
-                default=None)
+    first = min((ev["time"] for ev in events if ev.get("time") is not None
+                 and (ev.get("name") in _CHUNK_EVENTS or _first_token_event(ev.get("name")))), default=None)
     return (first - start_us) / 1000.0 if first is not None and first >= start_us else None
+
+
+def ttft_from_attributes(attrs: dict[str, Any], start_us: int) -> float | None:
+    """Langfuse SDKs: `langfuse.observation.completion_start_time` (ISO, JSON-encoded) is the first token."""
+    first = to_epoch_us(json_deep_loads(attrs.get("langfuse.observation.completion_start_time")))
+    return (first - start_us) / 1000.0 if first is not None and first >= start_us else None
+
+
+def level_error(attrs: dict[str, Any]) -> bool:
+    """Langfuse SDKs mark a failed observation with level ERROR, not always with the span status."""
+    level = attrs.get("langfuse.observation.level")
+    return isinstance(level, str) and level.strip('"').upper() == "ERROR"
 
 
 class SpanLinks:
@@ -220,6 +244,7 @@ class SpanLinks:
         self.waiting_for_tool_calls: dict[str, tuple[dict[str, Any], int | None]] = {}
         self.raw_by_parent: dict[str, list[tuple[dict[str, Any], int | None, str]]] = {}
         self.calls_on_callers: dict[str, int] = {}  # caller span id -> calls read from its raw children
+        self.streams = logfire_stream.StreamMerger(sink.add)  # Logfire: a streamed call's request span + log
 
     def add(self, row: dict[str, Any], line: int | None) -> None:
         attrs = row.get("attributes") or {}
@@ -233,6 +258,10 @@ class SpanLinks:
         if attrs.get("litellm.call_id") is not None:
             self._add_litellm_call(row, line, scope)
             return
+        if scope is not None and scope.startswith(logfire_stream.SCOPE_PREFIX):
+            logfire_stream.clear_unanswered_served(row)
+            if self.streams.offer(row, line):
+                return
         self.sink.add(row, line)
 
     # -- pydantic-ai
@@ -294,6 +323,7 @@ class SpanLinks:
         self.sink.add(row, line)
 
     def finish(self) -> None:
+        self.streams.finish()
         for row, line in self.held:
             err = self.errors.get(row.get("parent_id") or "")
             if err is not None:
@@ -347,7 +377,7 @@ def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | N
         parent_id=_g(span, "parentSpanId", "parent_span_id"), name=span.get("name"),
         span_kind=normalize_span_kind(span.get("kind")),
         start_us=to_epoch_us(_g(span, "startTimeUnixNano", "start_time_unix_nano"), "ns"),
-        end_us=to_epoch_us(_g(span, "endTimeUnixNano", "end_time_unix_nano"), "ns"),
+        end_us=to_epoch_us(_g(span, "endTimeUnixNano", "end_time_unix_nano"), "ns") or None,  # 0: not ended
         attrs=attrs, resource=resource, scope_name=scope_name, events=events,
         status=normalize_status(code), status_message=status.get("message") if isinstance(status, dict) else None,
         raw=span,
@@ -367,6 +397,8 @@ def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: Span
         if not row.get("trace_id") or not row.get("span_id"):
             sink.problem(line, "missing-id", f"span {span.get('name')!r} has no traceId/spanId; skipped")
             continue
+        if row["attributes"].get("logfire.span_type") == "pending_span":
+            continue  # Logfire's "started" twin of a span (its own id, start = end); the span itself follows
         add(row, line)
         n += 1
     return n

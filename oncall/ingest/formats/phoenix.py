@@ -5,6 +5,16 @@ times with offsets, `status_code`/`status_message`, flat dotted attributes — o
 own examples, nested lists (`"llm.input_messages": [{"message.role": …}]`), flattened here.
 Ids are kept as they are when not hex (the fixture uses "fixture-trace-1", "s01").
 Accepts a JSON array, the REST `{"data": [...]}` envelope, or JSON Lines.
+
+Also the OTLP form (`/spans/otlpv1`: snake_case OTLP spans in `{"data": [...]}`) and the spans dataframe (`get_spans_dataframe()`, `TraceDataset`) saved as Parquet: columns `name`,
+`span_kind`, `parent_id`, `start_time`, `end_time`, `status_code`, `status_message`, `events`,
+`context.span_id`, `context.trace_id` and one `attributes.KEY` column per top-level attribute key
+(nested values as structs and lists: `attributes.llm.input_messages` is a list of
+`{message.role, message.content, …}`, `attributes.metadata` a struct). DuckDB reads the file
+(oncall.ingest.parquet); each row becomes the span JSON above and goes through the same mapping.
+The span id is the `context.span_id` column, or the pandas index that holds it
+(`__index_level_0__` when the column was also the index); a row without one is reported, never
+given an invented id.
 """
 
 from __future__ import annotations
@@ -13,21 +23,30 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otlp import build_row
+from oncall.ingest.formats.otlp import add_document, build_row, decode_kv
 from oncall.ingest.mapping import flatten_attributes
 from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head
 
 NAME = "phoenix"
-DESCRIPTION = "Arize Phoenix span JSON (context.trace_id, span_kind, ISO times; array or JSON Lines)"
+DESCRIPTION = ("Arize Phoenix spans: REST/UI span JSON (array, {data: [...]}, JSON Lines), the REST API's OTLP "
+               "form (/spans/otlpv1) and the spans dataframe saved as Parquet")
+
+
+def _is_otlp_span(obj: Any) -> bool:
+    """`GET /v1/projects/{id}/spans/otlpv1`: OTLP spans in protobuf's snake_case JSON (phoenix
+    `server/api/routers/v1/spans.py` `OtlpSpan`), no resource or scope around them."""
+    return (isinstance(obj, dict) and "span_id" in obj and "trace_id" in obj and "context" not in obj
+            and ("start_time_unix_nano" in obj or isinstance(obj.get("attributes"), list)))
 
 
 def _is_phoenix_span(obj: Any) -> bool:
     return (isinstance(obj, dict) and isinstance(obj.get("context"), dict) and "trace_id" in obj["context"]
-            and ("span_kind" in obj or "status_code" in obj))
+            and ("span_kind" in obj or "status_code" in obj)) or _is_otlp_span(obj)
 
 
 def _records(doc: Any) -> list[Any] | None:
@@ -40,7 +59,35 @@ def _records(doc: Any) -> list[Any] | None:
     return None
 
 
+_DATAFRAME_COLUMNS = {"context.trace_id", "span_kind", "name"}
+
+
+def _is_dataframe(head: Head) -> bool:
+    cols = set(head.extra.get("columns") or ())
+    return head.is_parquet and _DATAFRAME_COLUMNS <= cols and (
+        "context.span_id" in cols or "__index_level_0__" in cols)
+
+
+def _dataframe_span(rec: dict[str, Any]) -> dict[str, Any]:
+    """A dataframe row as Phoenix span JSON (the REST shape `phoenix_row` reads)."""
+    span_id = rec.get("context.span_id", rec.get("__index_level_0__"))
+    attrs = {k[len("attributes."):]: v for k, v in rec.items() if k.startswith("attributes.")}
+    out = {k: v for k, v in rec.items() if not k.startswith(("attributes.", "context.")) and k != "__index_level_0__"}
+    out["context"] = {"trace_id": rec.get("context.trace_id"), "span_id": span_id}
+    out["attributes"] = attrs
+    return out
+
+
+def _read_dataframe(path: Path, sink: Any) -> int:
+    added = 0
+    for n, rec in parquet.records(path, progress=lambda done, total: sink.progress(done)):
+        added += _add(_dataframe_span(rec), n, sink)
+    return added
+
+
 def sniff(head: Head) -> bool:
+    if head.is_parquet:
+        return _is_dataframe(head)
     recs = _records(head.doc) if head.doc is not None else None
     if recs:
         return _is_phoenix_span(recs[0])
@@ -75,6 +122,15 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     if not _is_phoenix_span(obj):
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
+    if _is_otlp_span(obj):
+        # Phoenix keeps attributes nested (`llm` → {`model_name`, `token_count` …}) and hands them back
+        # as nested kvlists: flattened to the dotted keys the mapping reads.
+        flat = flatten_attributes(decode_kv(obj.get("attributes")))
+        span = {**obj, "attributes": [{"key": k, "value": v} for k, v in flat.items()]}
+        return add_document({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}, sink, where, Path()) > 0
+    if obj["context"].get("span_id") in (None, ""):
+        sink.problem(where, "missing-id", f"span {obj.get('name')!r} has no context.span_id; skipped")
+        return False
     try:
         row = phoenix_row(obj)
     except (TypeError, ValueError, AttributeError) as exc:
@@ -88,6 +144,15 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
 
 
 def read(path: Path, sink: Any, options: LoadOptions) -> None:
+    if parquet.is_parquet(path):
+        try:
+            added = _read_dataframe(path, sink)
+        except parquet.ParquetError as exc:
+            raise FormatError(str(exc)) from None
+        if added == 0:
+            raise FormatError(f"{path}: no Phoenix spans in the Parquet file (rows with context.trace_id and "
+                              "context.span_id)")
+        return
     added = 0
     for where, obj in json_records(path, sink, unwrap=_records):
         added += _add(obj, where, sink)

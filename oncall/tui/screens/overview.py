@@ -257,9 +257,11 @@ class OverviewScreen(Screen):
 
     def action_replay(self) -> None:
         """Replay a sample of the highlighted change's cohort (its filter and window)."""
-        options = self.query_one("#changes", OptionList)
-        if self.changes and options.highlighted is not None:
-            self.app.open_replay(self.changes[options.highlighted].filter)
+        # The highlighted line may be an effect: it belongs to its cause (the list has a line per
+        # effect, so the line number is not the change's index).
+        ch = self.highlighted_change()
+        if ch is not None:
+            self.app.open_replay(ch.filter)
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 
