@@ -87,6 +87,7 @@ class FileWriter:
         self.rows: list[dict[str, Any]] = []
         self.problems: list[tuple[int | None, str, str]] = []
         self.warnings: list[tuple[int | None, str]] = []  # records loaded but worth a word (validate.py)
+        self.note: str | None = None  # the importer's word on the file, for the load summary
         self._validated = False
         self.added = 0
         self.duplicates = 0

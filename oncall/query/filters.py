@@ -132,7 +132,7 @@ def quote_value(v: str) -> str:
 
 def _quote(v: str, *, comma: bool = False, bare: bool = False) -> str:
     needs = (any(c.isspace() or c in "\"'" for c in v) or v.endswith("\\") or (comma and "," in v)
-             or (bare and (v == "" or _TERM_RE.match(v) is not None)))
+             or (bare and (v == "" or _TERM_RE.match(v) is not None or _KEYLESS_RE.match(v) is not None)))
     if not needs:
         return v
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -245,6 +245,8 @@ def _looks_like_unquoted_value(toks: list[_Token]) -> bool:
 
 def _term(tok: _Token, where: str) -> Term:
     m = _TERM_RE.match(tok.text)
+    if not m:
+        _refuse_keyless(tok, where)
     if not m or any(tok.literal[:m.start("value")]):  # "a=b" (quoted) is text to search for
         return Term(None, "~", tok.text)
     key, op, value = m.group("key"), m.group("op"), m.group("value")
@@ -268,6 +270,20 @@ def _term(tok: _Token, where: str) -> Term:
                               'e.g. tenant="Acme, Inc.")')
     _check_vocabulary(key, op, values, where)
     return Term(key, op, value, values)
+
+
+_KEYLESS_RE = re.compile(r"^(?:!=|=|~|[<>]=?(?=[0-9.-]))")
+
+
+def _refuse_keyless(tok: _Token, where: str) -> None:
+    """`=acme` or `>500` lost its key (a typo, or a shell variable that expanded to nothing): searching
+    for the text would match nothing and read as "no such requests". Quoted, it is text."""
+    m = _KEYLESS_RE.match(tok.text)
+    if m and not any(tok.literal[:m.end()]):
+        op, rest = m.group(0), tok.text[m.end():]
+        example = f"latency_ms{op}{rest}" if op[0] in "<>" else f"tenant{op}{rest or 'acme'}"
+        raise FilterError(f"{where}: no key before {op!r}; write KEY{op}VALUE (e.g. {example}), or quote it "
+                          f"to search for the text: '\"{tok.text}\"'")
 
 
 def _comma_split(value: str, literal: tuple[bool, ...]) -> list[str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from oncall.ingest import retrieval
 from oncall.ingest.canonical import normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.records import cost_of, drop_none, flat, input_columns, output_columns
@@ -173,7 +174,7 @@ def _ttft_ms(ob: dict[str, Any], start: int | None) -> float | None:
     return None
 
 
-def add_trace_doc(doc: dict[str, Any], sink: Any, where: int | None) -> int:
+def add_trace_doc(doc: dict[str, Any], sink: Sink, where: int | None) -> int:
     tr = doc["trace"]
     n = 0
     try:
@@ -193,7 +194,7 @@ def add_trace_doc(doc: dict[str, Any], sink: Any, where: int | None) -> int:
     return n
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         doc = json.loads(read_all_text(path))
     except SourceError as exc:

@@ -28,6 +28,7 @@ from typing import Any
 
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import build_row
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -123,7 +124,7 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def add_trace(trace: dict[str, Any], sink: Any, where: int) -> int:
+def add_trace(trace: dict[str, Any], sink: Sink, where: int) -> int:
     cohort, state, trace_error = _trace_columns(trace["info"])
     rows = []
     for i, span in enumerate(trace["data"]["spans"], start=1):
@@ -153,7 +154,7 @@ def add_trace(trace: dict[str, Any], sink: Any, where: int) -> int:
     return len(rows)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     added = 0
     for where, obj in json_records(path, sink, unwrap=_traces):
         for trace in (_traces(obj) or [obj]) if not _is_trace(obj) else [obj]:

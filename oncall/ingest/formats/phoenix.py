@@ -25,6 +25,7 @@ from typing import Any
 
 from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import add_document, build_row, decode_kv
 from oncall.ingest.mapping import flatten_attributes
@@ -78,7 +79,7 @@ def _dataframe_span(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_dataframe(path: Path, sink: Any) -> int:
+def _read_dataframe(path: Path, sink: Sink) -> int:
     added = 0
     for n, rec in parquet.records(path, progress=lambda done, total: sink.progress(done)):
         added += _add(_dataframe_span(rec), n, sink)
@@ -118,7 +119,7 @@ def phoenix_row(obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _add(obj: Any, where: int, sink: Any) -> bool:
+def _add(obj: Any, where: int, sink: Sink) -> bool:
     if not _is_phoenix_span(obj):
         sink.problem(where, "not-a-span", "record has no context.trace_id/span_kind; not a Phoenix span; skipped")
         return False
@@ -143,7 +144,7 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     return True
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     if parquet.is_parquet(path):
         try:
             added = _read_dataframe(path, sink)
