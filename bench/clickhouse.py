@@ -153,6 +153,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--keep", default=None, help="keep the chDB data here (reused when it holds the same size)")
     ap.add_argument("--full-window", action="store_true", help="also pull the whole 6-hour window (reference)")
+    ap.add_argument("--generate-only", action="store_true", help="make the tables (with --keep) and stop")
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-ch-"))
     rows = []
@@ -169,6 +170,9 @@ def main() -> int:
                             f"generate(Path({str(path)!r}), {n})"], check=True, cwd=str(ROOT))
             gen_s = time.perf_counter() - t0
             (path / ".generated").write_text(str(n))
+        if args.generate_only:
+            print(f"{n:,} spans in {path} ({gen_s or 'existing'} s)", file=sys.stderr)
+            continue
         url = f"chdb://{path}?database=bench&table=otel_traces"
         tmp = Path(tempfile.mkdtemp(prefix="bench-ch-db-"))
         load_before = loadavg()

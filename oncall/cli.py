@@ -26,6 +26,7 @@ from oncall.cliutil import (
     fail,
     json_option,
     open_store,
+    resolve_db,
 )
 
 _NO_ARGS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())
@@ -139,6 +140,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     from oncall.ingest.loader import LoadError, load_paths, summary
     from oncall.ingest.registry import FormatError, LoadOptions
     from oncall.output import ProgressBar, print_load_report
+    from oncall.store.db import default_db_path, discard_if_unused, is_absent
 
     column_map: dict[str, str] = {}
     for m in maps:
@@ -155,7 +157,10 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
         overrides()  # a bad oncall.toml is bad input before anything is written
     except PriceConfigError as exc:
         fail(str(exc))
+    fresh = is_absent(default_db_path(resolve_db(ctx, db)))
     store = open_store(ctx, db)
+    if fresh:  # runs before open_store's close (LIFO): a load that wrote nothing leaves no database
+        ctx.call_on_close(lambda: discard_if_unused(store))
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
     try:
         report = load_paths(store, list(paths), fmt=fmt, options=LoadOptions(strict=strict, column_map=column_map),
@@ -207,8 +212,9 @@ def _compact_after_load(store: Any) -> None:
 
 
 @cli.command()
+@db_option
 @json_option
-def formats(as_json: bool) -> None:
+def formats(db: str | None, as_json: bool) -> None:
     """List the import formats `oncall load` detects."""
     from oncall.ingest import registry
 

@@ -37,7 +37,8 @@ def emit_json(data: Any) -> None:
 
 
 def db_option(f: Any) -> Any:
-    """--db on every command (also accepted before the command name).
+    """--db on every command (also accepted before the command name), even one that reads no
+    incident (`runbook list`, `formats`): a responder who types it everywhere is never refused.
 
     $ONCALL_DB is read once, by the group's --db: if the command's own option read it too, the
     environment would override an explicit `oncall --db X search`.

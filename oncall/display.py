@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from pathlib import Path
 from typing import Any
 
 
@@ -27,6 +28,23 @@ def status_text(status: str | None, error_type: str | None, *, short: bool = Fal
     return f"error ({error_type})" if error_type else "error"
 
 
+def status_word(status: str | None) -> str:
+    """The one word for a request's outcome: `ok` or `error`. OTLP's `unset` reads `ok` on every
+    surface (the explorer, the reader, `show`, `--json`'s `status`); `--json` keeps the export's own
+    code beside it as `status_code` (`ok`, `error` or `unset`, what the filter `status=unset` matches)."""
+    return "error" if is_failure(status) else "ok"
+
+
+def public_status(row: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a span row for `--json`: `status` in the one vocabulary, `status_code` as exported."""
+    if "status" not in row:
+        return dict(row)
+    out = dict(row)
+    out["status"] = status_word(row["status"])
+    out["status_code"] = row["status"]
+    return out
+
+
 def format_cost(v: float | None) -> str:
     """Dollars with three significant digits below $1 ($0.000373, $0.00132, $0.05), cents above
     ($12.40, $1,234.00); "" for no cost. A fixed number of decimals showed $0.000373 as 0.0."""
@@ -41,6 +59,111 @@ def format_cost(v: float | None) -> str:
     if len(text.split(".")[1]) < 2:
         text = f"{v:.2f}"
     return ("-$" + text[1:]) if text.startswith("-") else "$" + text
+
+
+def time_text(t: dt.datetime | None, *, date: bool | str = True, seconds: bool = True) -> str:
+    """A time for people, in UTC (the column or the line around it says "UTC"): `2026-11-24 02:59:39`;
+    date="short": `11-24 02:59:39`; date=False: `02:59:39`; seconds=False drops them; "" for none."""
+    if t is None:
+        return ""
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    t = t.astimezone(dt.UTC)
+    clock = t.strftime("%H:%M:%S" if seconds else "%H:%M")
+    if not date:
+        return clock
+    return f"{t:%m-%d} {clock}" if date == "short" else f"{t:%Y-%m-%d} {clock}"
+
+
+def source_text(path: str | None, line: int | None, fmt: str | None) -> str | None:
+    """Where a span came from: `file:line (format)`, `file (format)` for formats without lines
+    (a Langfuse trace file, Parquet), None when unknown."""
+    if not path:
+        return None
+    where = f"{path}:{line}" if line is not None else str(path)
+    return f"{where} ({fmt})" if fmt else where
+
+
+def request_fields(d: dict[str, Any], *, source_path: bool = True) -> list[tuple[str, str]]:
+    """The header of one request as (name, text) pairs, empty ones left out: what `show` prints and the
+    console's reader shows, so the two never disagree (`request_detail` is the dict). The reader's
+    narrow panel names the source file without its directory (source_path=False)."""
+    from oncall.query.cost_marks import cost_detail
+
+    prompt = " ".join(str(x) for x in (d.get("prompt_name"), d.get("prompt_version")) if x)
+    tokens = (f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
+              if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None)
+    fields = [("request", d.get("request_id")), ("response", d.get("response_id")), ("trace", d.get("trace_id")),
+              ("span", d.get("span_id")), ("time (UTC)", time_text(d.get("start_time"))),
+              ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
+              ("provider", d.get("provider")), ("model", d.get("model")), ("served model", d.get("served_model")),
+              ("tenant", d.get("tenant")), ("user", d.get("user_id")), ("session", d.get("session_id")),
+              ("feature", d.get("feature")), ("prompt", prompt), ("release", d.get("release")),
+              ("status", status_text(d.get("status"), d.get("error_type"))), ("error", d.get("error")),
+              ("tokens", tokens), ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
+              ("finish", d.get("finish_reason")),
+              ("source", source_text(d.get("source_file") if source_path or not d.get("source_file")
+                                     else Path(d["source_file"]).name, d.get("source_line"), d.get("source_format")))]
+    return [(k, str(v)) for k, v in fields if v not in (None, "")]
+
+
+def format_cost_cell(v: float | None, source: str | None = None, *, dollar: bool = True) -> str:
+    """A cost in a table cell: format_cost's significant digits (never cut to fit: size the column to
+    it), `~` when estimated, no `$` where the column header says the unit (dollar=False)."""
+    from oncall.query.cost_marks import marked
+
+    text = format_cost(v)
+    if not dollar:
+        text = text.replace("$", "", 1)
+    return marked(text, source)
+
+
+def unit_of(metric: str) -> str:
+    """A metric's unit for a number that arrives with only its name (a gate's check): the registry's,
+    else by name for the run's own counts (`*_rate` is a ratio, `cost*` dollars)."""
+    from oncall.query.registry import METRICS
+
+    if metric in METRICS:
+        return METRICS[metric].unit
+    if metric.endswith("_rate") or metric in ("json_key_drift", "share"):
+        return "ratio"
+    if metric.startswith("cost"):
+        return "usd"
+    return ""
+
+
+def metric_value(v: Any, unit: str = "") -> str:
+    """A metric's value in its unit, the same in every table, gate and draft: the registry's units
+    read through metric_text (ratios as %, 0.95 is `95 %`; dollars with significant digits); a number
+    without a unit (a count the replay adds) with commas; "—" for no value."""
+    if v is None:
+        return "—"
+    if unit:
+        return metric_text(v, unit)
+    if isinstance(v, float):
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return f"{v:,}" if isinstance(v, int) else str(v)
+
+
+def gate_actual(check: dict[str, Any]) -> str:
+    """The number an evidence gate's check tested, in its unit (`95.0 %` for `expect json_valid_rate
+    >= 95%`), or "no value". Checks recorded before they named their metric are read from `expect`."""
+    metric = check.get("metric") or (str(check.get("expect") or "").split() + ["", ""])[1]
+    if check.get("actual") is None:
+        return "no value"
+    return metric_value(check["actual"], unit_of(str(metric)))
+
+
+def iso_z(t: dt.datetime | str | None) -> str | None:
+    """The hand-off's spelling of a time (timeline, postmortem, eval set): ISO 8601 in UTC to the
+    second with `Z`, `2026-11-24T01:12:01Z`; a string is read as ISO first; None stays None."""
+    if t is None:
+        return None
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    if t.tzinfo is None:
+        t = t.replace(tzinfo=dt.UTC)
+    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
 def iso_utc(t: dt.datetime) -> str:
@@ -74,8 +197,20 @@ def percent(v: float) -> str:
     return f"{pct:.0f} %"
 
 
+def age_text(seconds: float | None) -> str:
+    """An age or a long duration for reading: 40 min, 5.2 h, 12 d."""
+    if seconds is None:
+        return "—"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.0f} d"
+
+
 def metric_text(v: float | None, unit: str) -> str:
-    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count)."""
+    """A metric's value in its unit (the registry's units: ratio, usd, ms, chars, tokens, count, docs,
+    score, s)."""
     if v is None:
         return "—"
     if unit == "ratio":
@@ -88,4 +223,10 @@ def metric_text(v: float | None, unit: str) -> str:
         return f"{v:,.0f} {unit}"
     if unit == "tokens":
         return f"{v:,.0f}" if abs(v) >= 10 else f"{v:.2g}"
+    if unit == "docs":
+        return f"{v:.1f} docs"
+    if unit == "score":
+        return f"{v:.2f}"
+    if unit == "s":
+        return age_text(v)
     return f"{v:.3g}" if isinstance(v, float) else str(v)

@@ -7,6 +7,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from oncall.display import metric_value  # the CLI's tables print metric values through display.py
 from oncall.safe_text import safe_rich, safe_text
 
 
@@ -104,26 +105,15 @@ def print_load_report(report: Any, summ: dict[str, Any]) -> None:
     if cost and (cost["exported"] or cost["estimated"] or cost["unknown"]):
         # "~" marks estimated costs everywhere they are shown (README "Cost").
         t.add_row("cost", f"{cost['exported']:,} exported, ~{cost['estimated']:,} estimated, "
-                          f"{cost['unknown']:,} unknown (LLM calls)")
+                          f"{cost['unknown']:,} unknown (LLM calls)"
+                          + (f"; {cost['other_spans_with_cost']:,} other span(s) carry a cost"
+                             if cost.get("other_spans_with_cost") else ""))
     stdout.print(t)
     for m in (cost or {}).get("unpriced_models", []):
         stderr.print(safe_rich(f"note: {m['note']}", multiline=False, max_len=300), style="yellow", soft_wrap=True)
 
 
 # -- metric tables (compare, replay show): one way to print a metric and its change -----------------
-def metric_value(v: Any, unit: str = "") -> str:
-    """A metric's value in its unit: ratios as %, dollars with significant digits, counts with commas."""
-    from oncall.display import format_cost
-
-    if v is None:
-        return "—"
-    if unit == "ratio":
-        return f"{100 * v:.1f} %"
-    if unit == "usd":
-        return format_cost(v)
-    if isinstance(v, float):
-        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
-    return f"{v:,}" if isinstance(v, int) else str(v)
 
 
 def metric_change(m: dict[str, Any]) -> tuple[str, str]:

@@ -110,6 +110,25 @@ class Exchange:
     authorization: str | None = None  # the Authorization header the client sent
 
 
+EMBEDDING_DIMS = 64
+
+
+def embed(model: str, text: str) -> list[float]:
+    """A deterministic stand-in for an embedding model: hashed bag of words, unit length. Two models
+    hash words differently (as two real models' spaces differ), so a query embedded by one model
+    and documents embedded by another score near zero, as an index rebuilt with another model does."""
+    import hashlib
+    import math
+    import re
+
+    v = [0.0] * EMBEDDING_DIMS
+    for word in re.findall(r"[a-z0-9]+", text.lower()):
+        h = hashlib.sha256(f"{model}:{word}".encode()).digest()
+        v[h[0] % EMBEDDING_DIMS] += 1.0 if h[1] % 2 else -1.0
+    norm = math.sqrt(sum(x * x for x in v)) or 1.0
+    return [x / norm for x in v]
+
+
 def count_tokens(text: str) -> int:
     """A deterministic stand-in for a tokenizer: whitespace-separated words."""
     return len(text.split())
@@ -218,7 +237,7 @@ class OpenAIServer:
 
     def completions(self) -> list[Exchange]:
         """Successful chat completion exchanges, in the order they were answered."""
-        return [e for e in self.exchanges if e.status == 200]
+        return [e for e in self.exchanges if e.status == 200 and not e.path.rstrip("/").endswith("/embeddings")]
 
     # -- answering -----------------------------------------------------------------------------
     def _take_failure(self) -> Failure | None:
@@ -387,6 +406,9 @@ class _Handler(BaseHTTPRequestHandler):
         owner = self.owner
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length)
+        if self.path.rstrip("/") == "/v1/embeddings":
+            self._embeddings(raw)
+            return
         if self.path.rstrip("/") != "/v1/chat/completions":
             body = {"error": {"message": f"Unknown path {self.path}", "type": "invalid_request_error",
                               "param": None, "code": "unknown_url"}}
@@ -462,6 +484,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
+
+    def _embeddings(self, raw: bytes) -> None:
+        """POST /v1/embeddings: `input` a string or a list of strings (token arrays are not used here)."""
+        req = json.loads(raw)
+        model = req.get("model") or "text-embedding-3-small"
+        texts = req.get("input")
+        texts = [texts] if isinstance(texts, str) else list(texts or [])
+        data = [{"object": "embedding", "index": i, "embedding": embed(model, str(t))} for i, t in enumerate(texts)]
+        tokens = sum(count_tokens(str(t)) for t in texts)
+        body = {"object": "list", "data": data, "model": model,
+                "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+        self.owner._record(Exchange(self.path, req, 200, body), self)
+        self._send_json(200, body)
 
     def _fail(self, req: dict[str, Any], failure: Failure) -> None:
         model = req.get("model") or "gpt-4o-mini"

@@ -155,6 +155,9 @@ def _signal_rows() -> tuple[list[str], dict[str, tuple[float, int]]]:
         "tool_error_rate": (3, 10),
         "error_rate_rate_limit": (6, 60),  # every failure is a RateLimitError: class rate_limit
         **{f"error_rate_{e}": (0, 60) for e in ("quota", "server", "timeout", "content_filter")},
+        # no call here was fed by a retrieval (tests/test_retrieval.py sums those)
+        **{m: (None, 0) for m in ("empty_retrieval_rate", "docs_per_request", "top_score_mean", "doc_age_mean",
+                               "retrieval_ms_mean")},
     }
     line = json.dumps({"resourceSpans": [{"resource": {"attributes": _attrs({"service.name": "s"})},
                                           "scopeSpans": [{"scope": {"name": "t"}, "spans": spans}]}]})

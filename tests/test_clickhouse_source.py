@@ -458,6 +458,49 @@ def test_a_real_server(tmp_path):
     assert out["pull"]["rows_received"] >= out["spans_added"]
 
 
+# -- the metric registry in ClickHouse ------------------------------------------------------------------------
+CANONICAL = ["kind", "status", "error_type", "finish_reason", "output_text", "tool_calls", "latency_ms", "ttft_ms",
+             "input_tokens", "output_tokens", "cost", "tenant", "label"]
+
+
+def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo, ch):
+    """The registry compiled to both engines (registry.DuckDB and sources.clickhouse.metrics.ClickHouse)
+    over the same canonical spans (the demo's, copied into ClickHouse): every metric's counts, sums,
+    sums of squares and quantiles agree."""
+    from oncall.query import registry
+    from oncall.sources.clickhouse import metrics as chm
+    from oncall.sources.clickhouse.sql import Params
+
+    store = open_db(local_demo, read_only=True)
+    try:
+        con = store.cursor()
+        table = con.sql(f"SELECT {', '.join(c for c in CANONICAL if c != 'label')}, NULL::VARCHAR AS label "
+                        "FROM spans").to_arrow_table()
+        refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
+        local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
+    finally:
+        store.close()
+    ch.command("CREATE DATABASE IF NOT EXISTS canon")
+    ch.command("CREATE TABLE IF NOT EXISTS canon.spans (kind Nullable(String), status Nullable(String), "
+               "error_type Nullable(String), finish_reason Nullable(String), output_text Nullable(String), "
+               "tool_calls Nullable(String), latency_ms Nullable(Float64), ttft_ms Nullable(Float64), "
+               "input_tokens Nullable(Int64), output_tokens Nullable(Int64), cost Nullable(Float64), "
+               "tenant Nullable(String), label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
+    ch.command("TRUNCATE TABLE canon.spans")
+    ch.insert_arrow("spans", table, database="canon")
+    for where, want in local.items():
+        params = Params()
+        cond = "1" if where == "true" else f"ifNull(s.tenant = {params.p('acme', 'String')}, 0)"
+        got = chm.measure(ch, "canon.spans", cond, params, refs=refs)
+        assert set(got) == set(want)
+        for name, w in want.items():
+            g = got[name]
+            assert (g.n, g.x) == (pytest.approx(w.n), pytest.approx(w.x, rel=1e-9)), name
+            assert g.sq == pytest.approx(w.sq, rel=1e-9), name
+            assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
+        assert want["requests"].n > 1000 and want["json_valid_rate"].n > 0 and want["refusal_rate"].x >= 0
+
+
 def test_watch_on_a_source_notifies_its_causes_once_and_keeps_state_in_the_incident(demo, chdb_path, tmp_path):
     """`oncall watch --source`: what-changed on the store's window (pulled into a scratch incident each
     check), alerts sent to a loopback webhook, what was sent kept in --db so a second check sends nothing."""

@@ -292,7 +292,7 @@ def test_one_latest_label_rule_everywhere_including_a_tie_in_time(small, monkeyp
     from oncall.postmortem.draft import _evidence
     from oncall.postmortem.evalset import build_cases
     from oncall.query import labels as labels_mod
-    from oncall.query.metrics import cohort_metrics
+    from oncall.query.registry import METRICS, measure
 
     tick = dt.datetime(2026, 3, 1, 12, 0, tzinfo=dt.UTC)
     monkeypatch.setattr(labels_mod, "now_utc", lambda: tick)
@@ -303,8 +303,8 @@ def test_one_latest_label_rule_everywhere_including_a_tie_in_time(small, monkeyp
     con = small.cursor()
     assert n(small, "label=bad") == 3 and n(small, "label=good") == 0
     assert {r["label"] for r in search(con, "label=bad").rows} == {"bad"}
-    m = cohort_metrics(con, "s.span_pk IN (?, ?, ?)", pks)
-    assert (m["labels_bad"], m["labels_good"]) == (3, 0)
+    m = measure(con, "s.span_pk IN (?, ?, ?)", pks, [METRICS["labelled_bad_rate"]])["labelled_bad_rate"]
+    assert (m.n, m.x) == (3, 3)  # three labelled, three bad
     cases = {c.request: c for c in build_cases(con)}
     assert set(cases) == {"req-00001", "req-00002", "req-00003"}
     assert {(c.label, c.note) for c in cases.values()} == {("bad", None)}

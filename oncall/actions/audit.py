@@ -4,7 +4,8 @@ record survives even a database that is lost or rebuilt.
 
 Rows are immutable: an action is a `started` row written before anything is changed, then one
 final row (verified, unverified, unchanged, aborted, failed); the latest row of an action_id wins.
-The action id is the row id of its `started` row.
+Action ids are numbered 1, 2, 3 … in the order actions start (an undo is an action); incidents
+written before that name an action by the row id of its `started` row.
 
 Everything stored passes through secrets.scrub() (and the store redacts credentials again).
 """
@@ -14,33 +15,50 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.actions.secrets import scrub
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 TABLE = "actions"  # declared in oncall/store/trail_tables.py
 ID_COLUMN = "action_row"
 
 
-def jsonl_path(db: Any) -> Path:
+def jsonl_path(db: Store) -> Path:
     return Path(str(db.path) + ".actions.jsonl")
 
 
-def append_row(db: Any, row: dict[str, Any]) -> int:
+def append_row(db: Store, row: dict[str, Any]) -> int:
     """Append one audit row to the database (db.append: durable, visible to every other process) and
-    to the JSONL file; returns its action_row id."""
+    to the JSONL file; returns the row's action id. A `started` row (no action_id yet) starts a new
+    action: it takes the next action id, 1, 2, 3 … with no gaps (its final row and an undo's rows
+    take none), chosen under the store's write lock so two processes never take the same one."""
     row = scrub(row)
-    row_id = int(db.append(TABLE, row))
-    # A `started` row has no action_id yet: the action is named by that row's own id.
-    line = json.dumps({ID_COLUMN: row_id, **row, "action_id": row.get("action_id") or row_id},
-                      default=str, ensure_ascii=False)
+    if row.get("action_id"):
+        row_id = int(db.append(TABLE, row))
+    else:
+        def numbered(_ids: list[int]) -> dict[str, Any]:
+            row["action_id"] = next_action_id(db)
+            return row
+
+        row_id = int(db.append_many([(TABLE, numbered)])[0])
+    line = json.dumps({ID_COLUMN: row_id, **row}, default=str, ensure_ascii=False)
     fd = os.open(jsonl_path(db), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
         os.write(fd, (line + "\n").encode("utf-8"))
         os.fsync(fd)
     finally:
         os.close(fd)
-    return row_id
+    return int(row["action_id"])
+
+
+def next_action_id(db: Store) -> int:
+    """One more than the highest action id (an action written before ids were numbered this way is
+    named by its started row's id, which _ROWS reads)."""
+    got = db.cursor().execute(f"SELECT max(coalesce(action_id, {ID_COLUMN})) FROM {TABLE}").fetchone()[0]
+    return int(got or 0) + 1
 
 
 # Rows of the table with a started row's missing action_id filled in with its own row id.
@@ -57,7 +75,7 @@ def _decode(names: list[str], values: tuple[Any, ...]) -> dict[str, Any]:
     return d
 
 
-def list_actions(db: Any) -> list[dict[str, Any]]:
+def list_actions(db: Store) -> list[dict[str, Any]]:
     """Every action, as its latest row (plus `started_at` from its first), oldest first."""
     db.refresh()
     rel = db.cursor().execute(
@@ -75,7 +93,7 @@ def list_actions(db: Any) -> list[dict[str, Any]]:
     return out
 
 
-def action_rows(db: Any, action_id: int) -> list[dict[str, Any]]:
+def action_rows(db: Store, action_id: int) -> list[dict[str, Any]]:
     """Every row of one action, in the order written (empty if there is no such action)."""
     db.refresh()
     rel = db.cursor().execute(f"SELECT * FROM {_ROWS} WHERE action_id = ? ORDER BY {ID_COLUMN}", [action_id])
@@ -83,6 +101,6 @@ def action_rows(db: Any, action_id: int) -> list[dict[str, Any]]:
     return [_decode(names, v) for v in rel.fetchall()]
 
 
-def undone_by(db: Any, action_id: int) -> list[dict[str, Any]]:
+def undone_by(db: Store, action_id: int) -> list[dict[str, Any]]:
     """The latest rows of the actions that undid `action_id`."""
     return [a for a in list_actions(db) if a.get("undo_of") == action_id]

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.actions.errors import ConfigError
-from oncall.config import FILE_NAME, Config, refuse_literal_secrets, user_config_dir
+from oncall.config import FILE_NAME, Config, refuse_literal_secrets
 from oncall.config import ConfigError as CoreConfigError
 from oncall.config import discover as _discover
 from oncall.config import load_config as _load_core
@@ -76,8 +76,9 @@ class ActionsConfig:
     def target(self, name: str) -> Target:
         if name not in self.targets:
             known = ", ".join(sorted(self.targets)) or "none"
-            where = self.source or f"./{CONFIG_NAME} or {user_config_dir() / CONFIG_NAME}"
-            raise ConfigError(f"no action target {name!r} in {where} (targets: {known})")
+            where = self.source or f"any {CONFIG_NAME}"
+            raise ConfigError(f"no action target {name!r} in {where} (targets: {known}); add "
+                              f"[actions.targets.{name}] (`oncall config` lists the files oncall reads)")
         return self.targets[name]
 
 

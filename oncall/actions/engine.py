@@ -17,7 +17,7 @@ on record. Verification polls until the adapter sees the target serve the new st
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.actions import audit
 from oncall.actions.adapters.base import Adapter, RunContext
@@ -38,6 +38,9 @@ from oncall.actions.model import (
 )
 from oncall.actions.registry import adapter_class
 from oncall.actions.secrets import scrub
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 DEFAULT_VERIFY_TIMEOUT = 30.0
 
@@ -82,7 +85,7 @@ def confirmation_ok(p: Plan, confirm: bool | str | None) -> bool:
     return typed.lower() in ("y", "yes") or typed == p.target
 
 
-def execute(p: Plan, *, db: Any, confirm: bool | str | None, who: str | None = None, why: str | None = None,
+def execute(p: Plan, *, db: Store, confirm: bool | str | None, who: str | None = None, why: str | None = None,
             runbook: str | None = None, step: str | None = None, gate: dict[str, Any] | None = None,
             adapter: Adapter | None = None, config: ActionsConfig | None = None) -> ActionRecord:
     """Carry out a plan: confirm, re-read, write, make the target pick it up, verify, record."""
@@ -157,12 +160,12 @@ def _row(rec: ActionRecord, applied: dict[str, Any] | None = None) -> dict[str, 
             "applied": {**(applied or {}), "timings": rec.timings} if rec.status != STARTED else None}
 
 
-def _record(db: Any, rec: ActionRecord) -> int:
-    """The `started` row; its row id is the action id."""
-    return audit.append_row(db, _row(rec))  # action_id NULL: the action is named by this row's id
+def _record(db: Store, rec: ActionRecord) -> int:
+    """The `started` row, which takes the next action id (returned)."""
+    return audit.append_row(db, _row(rec))  # action_id None: audit numbers it
 
 
-def _finish(db: Any, rec: ActionRecord, status: str, result: str, *, error: str | None = None,
+def _finish(db: Store, rec: ActionRecord, status: str, result: str, *, error: str | None = None,
             applied: dict[str, Any] | None = None) -> ActionRecord:
     rec.status, rec.result, rec.error = status, scrub(result), scrub(error)
     rec.finished_at = now_iso()
@@ -174,7 +177,7 @@ def _finish(db: Any, rec: ActionRecord, status: str, result: str, *, error: str 
 
 
 # -- undo ---------------------------------------------------------------------------------------------
-def plan_undo(action_id: int, *, db: Any, config: ActionsConfig | None = None,
+def plan_undo(action_id: int, *, db: Store, config: ActionsConfig | None = None,
               adapter: Adapter | None = None) -> Plan:
     """The plan that puts back what action `action_id` changed; refuses if the target moved since."""
     rows = audit.action_rows(db, action_id)
@@ -199,13 +202,13 @@ def plan_undo(action_id: int, *, db: Any, config: ActionsConfig | None = None,
     return _make_plan(adapter, f"undo-{original.op}", args, fingerprint, prop, action_id)
 
 
-def undo(action_id: int, *, db: Any, confirm: bool | str | None, who: str | None = None, why: str | None = None,
+def undo(action_id: int, *, db: Store, confirm: bool | str | None, who: str | None = None, why: str | None = None,
          config: ActionsConfig | None = None) -> ActionRecord:
     p = plan_undo(action_id, db=db, config=config)
     return execute(p, db=db, confirm=confirm, who=who, why=why or f"undo action {action_id}")
 
 
-def check_writable(db: Any) -> None:
+def check_writable(db: Store) -> None:
     """Refuse early (before planning) when the incident is open read-only."""
     if getattr(db, "read_only", False):
         raise Refused("the incident is open read-only (--read-only): actions are disabled; "

@@ -262,8 +262,9 @@ def show_cmd(ctx: click.Context, action_id: int, db: str | None, as_json: bool) 
 
 @action.command("targets")
 @_config_option
+@db_option
 @json_option
-def targets_cmd(config_path: str | None, as_json: bool) -> None:
+def targets_cmd(config_path: str | None, db: str | None, as_json: bool) -> None:
     """The targets configured in oncall.toml, and the adapters oncall has."""
     from oncall.actions import ActionError, load_config
     from oncall.actions.registry import available

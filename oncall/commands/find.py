@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import sys
 from typing import Any
@@ -12,9 +11,16 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
-from oncall.display import format_cost, is_failure, jsonable, status_text
+from oncall.display import (
+    format_cost_cell,
+    is_failure,
+    jsonable,
+    public_status,
+    request_fields,
+    status_text,
+    time_text,
+)
 from oncall.output import stdout
-from oncall.query.cost_marks import cost_detail, marked
 from oncall.query.ids import request_key
 from oncall.redact import redact_text
 from oncall.safe_text import safe_rich, safe_text
@@ -31,12 +37,10 @@ def _filter_or_fail(con: Any, words: tuple[str, ...]) -> Any:
         fail(f"bad filter: {exc}")
 
 
-def _ts(v: Any) -> str:
-    return v.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S") if isinstance(v, dt.datetime) else ""
-
-
 def _jsonable(d: dict[str, Any]) -> dict[str, Any]:
-    return jsonable(d)  # times in UTC whatever zone the cursor returned them in
+    """A span row for --json: times in UTC whatever zone the cursor returned them in, and `status` in
+    the word every screen shows (`status_code`: the export's own)."""
+    return jsonable(public_status(d))
 
 
 def _cell(value: Any) -> Text:
@@ -82,24 +86,25 @@ def search(ctx: click.Context, filter_words: tuple[str, ...], limit: int, distin
         cols += ["feature", "served model", "ms", "cost"]
     if width >= 150:
         cols += ["prompt", "tokens", "label"]
+    costs = [format_cost_cell(r["cost"], r.get("cost_source")) for r in page.rows]
     sizes = {"time": 14, "request": 21, "tenant": 9, "status": 10, "feature": 12, "served model": 18, "ms": 6,
-             "cost": 9, "prompt": 8, "tokens": 9, "label": 5}
+             "cost": max([4, *map(len, costs)]), "prompt": 8, "tokens": 9, "label": 5}  # a cost is never cut
     for name in cols:
         table.add_column("time (UTC)" if name == "time" else name, no_wrap=True, overflow="ellipsis",
                          width=sizes[name])
     # Rich squeezes fixed columns to make room for one long cell, so the output column gets an exact width.
     out_width = max(10, width - sum(sizes[c] for c in cols) - 2 * len(cols) - 1)
     table.add_column("output", no_wrap=True, overflow="ellipsis", width=out_width)
-    for r in page.rows:
+    for r, cost in zip(page.rows, costs, strict=True):
         status = status_text(r["status"], r["error_type"], short=True)
         tokens = f"{r['input_tokens'] or 0}/{r['output_tokens'] or 0}" if r["input_tokens"] is not None else ""
         cell: dict[str, Any] = {
-            "time": r["start_time"].astimezone(dt.UTC).strftime("%m-%d %H:%M:%S") if r["start_time"] else "",
+            "time": time_text(r["start_time"], date="short"),
             "request": _cell(request_key(r)), "tenant": _cell(r["tenant"]),
             "status": Text(status, style="red" if is_failure(r["status"]) else ""),
             "feature": _cell(r["feature"]), "served model": _cell(r["served_model"] or r["model"]),
             "ms": f"{r['latency_ms']:.0f}" if r["latency_ms"] is not None else "",
-            "cost": marked(format_cost(r["cost"]), r.get("cost_source")),  # "~" = estimated
+            "cost": cost,  # "~" = estimated
             "prompt": _cell(r["prompt_version"]), "tokens": tokens, "label": _cell(r["label"])}
         table.add_row(*[cell[c] for c in cols], Text(safe_text(r["output_preview"], multiline=False,
                                                                 max_len=out_width), no_wrap=True))
@@ -147,23 +152,8 @@ def print_request(d: dict[str, Any]) -> None:
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold")
     head.add_column()
-    fields = [("request", d.get("request_id")), ("response", d.get("response_id")), ("trace", d.get("trace_id")),
-              ("span", d.get("span_id")), ("time (UTC)", _ts(d.get("start_time"))),
-              ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
-              ("provider", d.get("provider")), ("model", d.get("model")), ("served model", d.get("served_model")),
-              ("tenant", d.get("tenant")), ("user", d.get("user_id")), ("session", d.get("session_id")),
-              ("feature", d.get("feature")), ("prompt", " ".join(x for x in (d.get("prompt_name"),
-                                                                          d.get("prompt_version")) if x) or None),
-              ("release", d.get("release")), ("status", status_text(d.get("status"), d.get("error_type"))),
-              ("error", d.get("error")),
-              ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
-               if d.get("input_tokens") is not None or d.get("output_tokens") is not None else None),
-              ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
-              ("finish", d.get("finish_reason")), ("source", f"{d.get('source_file')}:{d.get('source_line')} "
-                                                   f"({d.get('source_format')})")]
-    for k, v in fields:
-        if v not in (None, ""):
-            head.add_row(k, safe_rich(v, multiline=False))
+    for k, v in request_fields(d):
+        head.add_row(k, safe_rich(v, multiline=False))
     stdout.print(head)
     for title, msgs in (("input", d.get("input_messages")), ("output", d.get("output_messages"))):
         stdout.print(Text(f"\n── {title} ──", style="bold cyan"))
@@ -181,11 +171,11 @@ def print_request(d: dict[str, Any]) -> None:
     if d.get("labels"):
         stdout.print(Text("\n── labels ──", style="bold cyan"))
         for lab in d["labels"]:
-            stdout.print(safe_rich(f"{_ts(lab['at'])}  {lab['label']}  {lab['author']}  {lab['note'] or ''}"))
+            stdout.print(safe_rich(f"{time_text(lab['at'])}  {lab['label']}  {lab['author']}  {lab['note'] or ''}"))
     if d.get("notes"):  # notes the responder wrote on this request (the console's `n`)
         stdout.print(Text("\n── notes ──", style="bold cyan"))
         for n in d["notes"]:
-            stdout.print(safe_rich(f"{_ts(n['at'])}  {n['author']}  {n['text']}"))
+            stdout.print(safe_rich(f"{time_text(n['at'])}  {n['author']}  {n['text']}"))
     meta = d.get("attributes") or {}
     if meta:
         stdout.print(Text("\n── metadata ──", style="bold cyan"))
@@ -238,7 +228,7 @@ def sample(ctx: click.Context, filter_words: tuple[str, ...], n: int, by: str | 
         click.echo("no requests match" + (f" {safe_text(flt.text, multiline=False)}" if flt.terms else ""), err=True)
     for i, r in enumerate(rows, start=1):
         stdout.print(Text(f"━━ {i}/{len(rows)}  ", style="bold") + safe_rich(request_key(r), multiline=False)
-                     + Text(f"  {_ts(r['start_time'])}  ", style="dim")
+                     + Text(f"  {time_text(r['start_time'])}  ", style="dim")
                      + safe_rich(" ".join(str(x) for x in (r["tenant"], r["feature"], r["served_model"] or r["model"],
                                                            r["prompt_version"]) if x), multiline=False))
         if r["status"] == "error":

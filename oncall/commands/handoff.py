@@ -78,6 +78,7 @@ def star_cmd(ctx: click.Context, key: str, off: bool, db: str | None) -> None:
 
 @click.command("postmortem")
 @click.option("--out", "out", default=None, metavar="FILE", help="write the Markdown here (default: stdout)")
+@click.option("--force", is_flag=True, help="replace --out if it exists (a draft someone may have edited)")
 @click.option("--title", default=None, help="the incident's name (default: its first cause)")
 @click.option("--summarize-with", "summarize_with", default=None, metavar="TARGET",
               help="add a machine-drafted summary written by this replay target (checked: it may quote only "
@@ -87,7 +88,7 @@ def star_cmd(ctx: click.Context, key: str, off: bool, db: str | None) -> None:
 @db_option
 @json_option
 @click.pass_context
-def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, summarize_with: str | None,
+def postmortem_cmd(ctx: click.Context, out: str | None, force: bool, title: str | None, summarize_with: str | None,
                    suite_dir: str | None, db: str | None, as_json: bool) -> None:
     """A postmortem draft in Markdown: summary, impact, timeline, evidence, replays, mitigation, queries."""
     from oncall.postmortem.draft import build_draft
@@ -97,6 +98,10 @@ def postmortem_cmd(ctx: click.Context, out: str | None, title: str | None, summa
     path = Path(out) if out else None
     if path is not None and not path.parent.exists():
         fail(f"cannot write {path}: directory {path.parent} does not exist")
+    if path is not None and path.exists() and not force:
+        # The console asks before it replaces a file; the CLI cannot ask, so it refuses: a draft on disk
+        # is usually one a person has been editing.
+        fail(f"{path} exists; refusing to replace it (use --force to replace it, or choose another --out)")
     target = None
     if summarize_with:
         try:  # a typo in the target, or a key not set, is refused before anything is built or written
@@ -140,7 +145,7 @@ def evalset_cmd(ctx: click.Context, filter_words: tuple[str, ...], fmt: str, out
                 db: str | None, as_json: bool) -> None:
     """The labelled requests (default: label=bad,good) as a regression eval set with the checks that
     would have caught the incident."""
-    from oncall.postmortem.evalset import EvalsetError, build_cases, write_evalset
+    from oncall.postmortem.evalset import EvalsetError, build_cases, evalset_kind, write_evalset
 
     store = open_store(ctx, db)
     try:
@@ -149,10 +154,10 @@ def evalset_cmd(ctx: click.Context, filter_words: tuple[str, ...], fmt: str, out
     except EvalsetError as exc:
         fail(str(exc), 1 if "no request matches" in str(exc) else 2)
     if not store.read_only:
-        store.record_event("export", f"exported {len(cases)} request(s) as a {fmt} eval set to {out}",
+        store.record_event("export", f"exported {len(cases)} request(s) as {evalset_kind(fmt)} to {out}",
                            {"format": fmt, "out": out, "cases": len(cases), "filter": " ".join(filter_words)})
     if as_json:
         emit_json({"format": fmt, "out": out, "files": [str(f) for f in files], "cases": len(cases),
                    "bad": sum(1 for c in cases if c.label == "bad"), "good": sum(1 for c in cases if c.label == "good")})
         return
-    click.echo(f"{len(cases)} request(s) exported as a {fmt} eval set: " + ", ".join(str(f) for f in files))
+    click.echo(f"{len(cases)} request(s) exported as {evalset_kind(fmt)}: " + ", ".join(str(f) for f in files))

@@ -19,7 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
-from oncall.display import iso_utc
+from oncall.display import format_cost, iso_utc, time_text
 from oncall.output import metric_change, metric_value, stderr, stdout
 from oncall.safe_text import safe_rich, safe_text
 
@@ -94,7 +94,7 @@ class _Progress:
         width = 24
         filled = int(width * finished / c.planned) if c.planned else width
         line = (f"replay {self.run_id} [{'#' * filled}{'.' * (width - filled)}] {finished}/{c.planned} "
-                f"done {c.done} failed {c.failed} retried {c.retried} spent ${c.spent:.4f} ETA {eta}")
+                f"done {c.done} failed {c.failed} retried {c.retried} spent {format_cost(c.spent)} ETA {eta}")
         if self.tty:
             sys.stderr.write("\r\x1b[2K" + line)
         else:
@@ -204,7 +204,7 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
             _say("nothing can be replayed faithfully (reasons above)", "bold red")
         est = p.estimate["cost"]
         if not yes and p.replayable and (est is None or est > suite.confirm_above):
-            why = (f"estimated ${est:.4f} is above confirm_above ${suite.confirm_above:g}" if est is not None
+            why = (f"estimated {format_cost(est)} is above confirm_above ${suite.confirm_above:g}" if est is not None
                    else "the cost cannot be estimated (no price for the model)")
             if not sys.stdin.isatty():
                 fail(f"{why}; pass --yes to replay without asking")
@@ -243,7 +243,7 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
 def _print_plan(spec: Any, p: Any) -> None:
     e = p.estimate
     t = spec.target
-    cost = f"${e['cost']:.4f}" if e["cost"] is not None else "unknown (no price for the model)"
+    cost = format_cost(e["cost"]) if e["cost"] is not None else "unknown (no price for the model)"
     _say(f"replay {p.replayable} of {len(p.span_pks)} requests x{spec.repeat} against {t.name} ({t.model} at "
          f"{t.base_url}); estimated {e['input_tokens']:,} input + {e['output_tokens']:,} output tokens, {cost}"
          + (f" (prices: {t.price_source})" if e["cost"] is not None else ""))
@@ -298,7 +298,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     if s.get("judge"):
         j = s["judge"]
         stdout.print(safe_rich("judge: " + ", ".join(f"{k} {v}" for k, v in j["verdicts"].items())
-                               + f" (cost ${j['cost']:.4f})", multiline=False), soft_wrap=True)
+                               + f" (cost {format_cost(j['cost'])})", multiline=False), soft_wrap=True)
     for d in s["diverged"][:10]:
         stdout.print(safe_rich(f"{d['request']}: {d['diverged']}", multiline=False, max_len=300), soft_wrap=True)
     for u in s["unreplayable"][:10]:
@@ -308,8 +308,8 @@ def _print_summary(s: dict[str, Any]) -> None:
         stdout.print(safe_rich("failed: " + ", ".join(f"{k} {v}" for k, v in s["errors"].items()), multiline=False),
                      style="red")
     cost = s["cost"]
-    stdout.print(safe_rich(f"cost: replay ${cost['replay']:.4f}"
-                           + (f" + judge ${cost['judge']:.4f}" if cost.get("judge") else ""), multiline=False))
+    stdout.print(safe_rich(f"cost: replay {format_cost(cost['replay'])}"
+                           + (f" + judge {format_cost(cost['judge'])}" if cost.get("judge") else ""), multiline=False))
 
 
 def _print_pairs(s: dict[str, Any], limit: int) -> None:
@@ -383,11 +383,11 @@ def list_runs(ctx: click.Context, db: str | None, as_json: bool) -> None:
         table.add_column(col, no_wrap=True, overflow="ellipsis")
     for r in items:
         spent = (r.get("counts") or {}).get("spent")
-        created = r["created_at"].astimezone(dt.UTC).strftime("%m-%d %H:%M") if r.get("created_at") else ""
+        created = time_text(r.get("created_at"), date="short", seconds=False)
         table.add_row(str(r["run_id"]), created, safe_text(r["target"], multiline=False),
                       safe_text(r["model"], multiline=False), safe_text(r["filter"] or "", multiline=False, max_len=40),
                       str(r["repeat"]), safe_text(r["status"] or "", multiline=False),
                       f"{r['results']}/{(r['planned'] or 0) * (r['repeat'] or 1)}",
-                      f"${spent:.4f}" if spent is not None else "—")
+                      format_cost(spent) if spent is not None else "—")
     stdout.print(table)
 

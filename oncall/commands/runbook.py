@@ -22,8 +22,9 @@ def runbook() -> None:
 
 @runbook.command("list")
 @_runbooks_option
+@db_option
 @json_option
-def list_cmd(runbooks_dir: str | None, as_json: bool) -> None:
+def list_cmd(runbooks_dir: str | None, db: str | None, as_json: bool) -> None:
     """The runbooks found, with when to use each."""
     from oncall.runbook import list_runbooks
     from oncall.safe_text import safe_text
@@ -45,8 +46,9 @@ def list_cmd(runbooks_dir: str | None, as_json: bool) -> None:
 @runbook.command("show")
 @click.argument("name")
 @_runbooks_option
+@db_option
 @json_option
-def show_cmd(name: str, runbooks_dir: str | None, as_json: bool) -> None:
+def show_cmd(name: str, runbooks_dir: str | None, db: str | None, as_json: bool) -> None:
     """A runbook's parameters and steps (nothing is run)."""
     from oncall.runbook import RunbookError, find_runbook
     from oncall.safe_text import safe_text
@@ -69,7 +71,7 @@ def show_cmd(name: str, runbooks_dir: str | None, as_json: bool) -> None:
     if rb.targets:
         click.echo(f"targets: {', '.join(rb.targets)}")
     for s in rb.steps:
-        click.echo(f"\n{s.name}. [{s.kind}] {safe_text(s.heading)}")
+        click.echo(f"\n{safe_text(s.title)} [{s.kind}]")
         for c in s.commands:
             click.echo(f"    oncall {safe_text(c)}")
         for e in s.expectations:
@@ -147,13 +149,14 @@ def _ask_action(plan: Any) -> bool | str:
 
 
 def _print_event(ev: Any) -> None:
+    from oncall.display import gate_actual
     from oncall.safe_text import safe_text
 
     d = ev.data
     if ev.kind == "start":
         click.echo(safe_text(ev.text) + ("  (dry run: nothing is written)" if d.get("dry_run") else ""))
     elif ev.kind == "step":
-        click.echo(f"\n== {ev.step.name}. {safe_text(ev.text)}")
+        click.echo(f"\n== {safe_text(ev.text)}")
     elif ev.kind == "query":
         click.echo(f"$ {safe_text(d['command'])}")
         click.echo(safe_text(d.get("output", "")).rstrip())
@@ -165,8 +168,7 @@ def _print_event(ev: Any) -> None:
             click.echo(f"  not run: {d.get('note')}; it would need: " + "; ".join(d.get("expect", [])))
             return
         for c in d.get("checks", []):
-            actual = "no value" if c["actual"] is None else f"{c['actual']:.4g}"
-            click.echo(f"  {'PASS' if c['passed'] else 'FAIL'}  {safe_text(c['expect'])}  (replay: {actual})")
+            click.echo(f"  {'PASS' if c['passed'] else 'FAIL'}  {safe_text(c['expect'])}  (replay: {gate_actual(c)})")
         if d.get("note"):
             click.echo(f"  {safe_text(d['note'])}")
         click.echo(f"  gate {'passed' if d.get('passed') else 'FAILED'}"

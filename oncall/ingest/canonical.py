@@ -99,7 +99,7 @@ _KINDS = {
     "agent": "agent", "invoke_agent": "agent", "create_agent": "agent",
     "chain": "chain", "workflow": "chain", "invoke_workflow": "chain", "task": "chain", "flow": "chain",
     "parser": "chain",
-    "retriever": "retriever", "retrieval": "retriever",
+    "retriever": "retriever", "retrieval": "retriever", "retrieve": "retriever", "vector_db_retrieve": "retriever",
     "reranker": "reranker", "rerank": "reranker", "guardrail": "guardrail", "evaluator": "evaluator",
     "eval": "evaluator", "score": "evaluator", "prompt": "prompt",
     "span": "span", "event": "event", "unknown": "span", "general": "span", "custom": "span",

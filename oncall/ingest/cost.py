@@ -114,11 +114,15 @@ def unpriced_models(con: Any, import_ids: list[int] | None = None) -> list[dict[
 
 
 def cost_summary(con: Any, import_ids: list[int] | None = None) -> dict[str, Any]:
-    """How many calls of the given imports have an exported, estimated or unknown cost, and which
-    models had no price (for the load summary)."""
+    """How many LLM calls of the given imports have an exported, estimated or unknown cost (the three
+    add up to the summary's LLM calls), how many other spans carry a cost of their own (an agent or
+    trace span an exporter priced), and which models had no price (for the load summary)."""
     where = "" if import_ids is None else (
         f"AND import_id IN ({', '.join(str(int(i)) for i in import_ids)})" if import_ids else "AND false")
     counts = dict(con.execute(
-        f"SELECT cost_source, count(*) FROM spans WHERE cost_source IS NOT NULL {where} GROUP BY 1").fetchall())
+        f"SELECT cost_source, count(*) FROM spans WHERE kind = 'llm' AND cost_source IS NOT NULL {where} "
+        f"GROUP BY 1").fetchall())
+    other = con.execute(f"SELECT count(*) FROM spans WHERE kind <> 'llm' AND cost IS NOT NULL {where}").fetchone()[0]
     return {"exported": int(counts.get("exported", 0)), "estimated": int(counts.get("estimated", 0)),
-            "unknown": int(counts.get("unknown", 0)), "unpriced_models": unpriced_models(con, import_ids)}
+            "unknown": int(counts.get("unknown", 0)), "other_spans_with_cost": int(other),
+            "unpriced_models": unpriced_models(con, import_ids)}

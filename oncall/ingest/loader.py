@@ -361,7 +361,7 @@ def write_import(part: PartWriter, name: str, fmt: str, digest: str, size: int |
         progress(name, size or 0, size or 0)
     warnings = [Problem(name, line, "absurd-time", msg) for line, msg in writer.warnings]
     return FileResult(name, fmt, "loaded", spans=writer.added, duplicates=writer.duplicates,
-                      problems=problems, import_id=import_id, note=getattr(writer, "note", None),
+                      problems=problems, import_id=import_id, note=writer.note,
                       records=writer.added + writer.duplicates + len(problems), skipped=len(problems),
                       warnings=warnings)
 

@@ -21,6 +21,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
+from oncall.ingest import retrieval
 from oncall.ingest.canonical import (
     call_kind,
     classify_error,
@@ -106,6 +107,8 @@ _REASONING_TOKEN_KEYS = ("gen_ai.usage.reasoning.output_tokens", "gen_ai.usage.r
 _COST_KEYS = ("llm.cost.total", "gen_ai.usage.cost", "operation.cost", "langfuse.observation.cost_details",
               "gen_ai.cost.total_cost")  # the last: LiteLLM's otel callback
 
+# Kinds whose spans may be a retrieval step (None/span: a vector-store query that states no kind).
+_RETRIEVAL_KINDS = frozenset({"retriever", "embedding", None, "span"})
 _KIND_KEYS = ("openinference.span.kind", "traceloop.span.kind", "langsmith.span.kind",
               "langfuse.observation.type", "mlflow.spanType", "oncall.kind")
 _VERCEL_KINDS = {"doGenerate": "llm", "doStream": "llm", "doEmbed": "embedding", "toolCall": "tool"}
@@ -683,6 +686,14 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
     has_model = bool(out.get("model") or out.get("served_model"))
     has_usage = inp_t is not None or out_t is not None or total is not None
     out["kind"] = normalize_kind(kind) if kind not in (None, "") else _kind(view, found, has_model, has_usage)
+    if out["kind"] in ("chain", "span", None) and normalize_kind(found.get("operation")) == "retriever":
+        out["kind"] = "retriever"  # OpenLLMetry: `vector_db_retrieve` on a span it also calls a `task`
+    if out["kind"] in _RETRIEVAL_KINDS:
+        got = retrieval.from_attributes(view, attrs, events, kind=out["kind"],
+                                        model=out.get("model") or out.get("served_model"))
+        if got.get("retrieved") is not None and out["kind"] in (None, "span"):
+            out["kind"] = "retriever"  # a vector-store query (OpenLLMetry `db.system`) or a span with documents
+        out.update(got)
     if out["kind"] == "tool":
         # A tool span's input/output are call arguments and results, not a conversation.
         for k in ("input_messages", "output_messages", "tool_calls"):

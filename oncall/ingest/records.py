@@ -12,6 +12,7 @@ from typing import Any
 
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_finish_reason
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads
 from oncall.ingest.mapping import _input_from_value, _output_from_value, flatten_attributes
 from oncall.ingest.messages import messages_text, normalize_messages, tool_calls_of
@@ -137,7 +138,7 @@ def drop_none(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in row.items() if v is not None}
 
 
-def json_records(path: Any, sink: Any, *, unwrap: Any = None) -> Any:
+def json_records(path: Any, sink: Sink, *, unwrap: Any = None) -> Any:
     """(where, record) for every record of a JSON export, whichever of the two shapes it has.
 
     One JSON document (an array of records, or one record; `unwrap` maps the document to its list,

@@ -1,11 +1,11 @@
 """The importer registry: every format by name, detected from content, loaded lazily.
 
-A format is a module in oncall/ingest/formats/ with:
+A format is a module in oncall/ingest/formats/ implementing `contracts.ImportFormat`:
 
     NAME: str                      # what --format takes
     DESCRIPTION: str               # one line for `oncall load --help` and error messages
     def sniff(head: Head) -> bool  # True if the file's head is in this format (content only)
-    def read(path: Path, sink: Sink, options: LoadOptions) -> None
+    def read(path: Path, sink: Sink, options: LoadOptions) -> None   # contracts.Sink
 
 `read` calls sink.add(row, line) for each canonical span row and sink.problem(line, kind, msg)
 for each record it cannot use; it raises FormatError only when nothing in the file is usable.
@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
+from oncall.ingest.contracts import ImportFormat
 from oncall.ingest.source import Head
 from oncall.redact import redact_text
 
@@ -68,10 +68,10 @@ ORDER: list[tuple[str, str]] = [
 # a directory load skips them with a note instead of reporting a problem.
 NOT_DATA = "not-data"
 
-_loaded: dict[str, ModuleType] = {}
+_loaded: dict[str, ImportFormat] = {}
 
 
-def _module(modname: str) -> ModuleType | None:
+def _module(modname: str) -> ImportFormat | None:
     if modname in _loaded:
         return _loaded[modname]
     try:
@@ -80,8 +80,9 @@ def _module(modname: str) -> ModuleType | None:
         if exc.name == f"oncall.ingest.formats.{modname}":
             return None  # format not built yet
         raise
-    _loaded[modname] = mod
-    return mod
+    fmt = cast(ImportFormat, mod)  # a module is the format (contracts.ImportFormat; PEP 544)
+    _loaded[modname] = fmt
+    return fmt
 
 
 def available() -> list[tuple[str, str]]:
@@ -98,7 +99,7 @@ def names() -> list[str]:
     return [n for n, _ in available()]
 
 
-def get(name: str) -> ModuleType:
+def get(name: str) -> ImportFormat:
     for modname, fname in ORDER:
         if fname == name:
             mod = _module(modname)
@@ -107,7 +108,7 @@ def get(name: str) -> ModuleType:
     raise FormatError(f"unknown format {name!r}; supported: {', '.join(names())}")
 
 
-def detect(head: Head) -> ModuleType | None:
+def detect(head: Head) -> ImportFormat | None:
     for modname, _ in ORDER:
         mod = _module(modname)
         if mod is None:

@@ -25,13 +25,15 @@ import pyarrow.compute as pc
 
 from oncall.ingest import jsonio
 from oncall.ingest.cost import estimate_costs
+from oncall.ingest.retrieval_link import link_retrievals
 from oncall.ingest.validate import absurd_times, drop_unreadable_times, rows_to_arrow
 from oncall.redact import PREFILTER, redact_text, sql_redact, sql_str
 from oncall.store.db import utc_cursor
 from oncall.store.parts import PK_SHIFT
 from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS, INHERITED_KEYS, SPAN_COLUMN_NAMES
 
-JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw"}
+JSON_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attributes", "inherited", "raw",
+                "retrieved_docs"}
 # Every text column an export can fill with what it likes is redacted in SQL on the way in (a span
 # name can be `GET https://u:pw@host`, a user id an API key). Left out: trace, span and parent
 # ids (normalised hex that dedupe and the span tree depend on), the provenance the writer sets
@@ -41,7 +43,7 @@ REDACTED_COLUMNS = {"input_messages", "output_messages", "tool_calls", "attribut
                     "input_text", "output_text", "error", "name", "request_id", "response_id",
                     "provider", "model", "served_model", "session_id", "user_id", "tenant", "feature",
                     "prompt_name", "prompt_version", "env", "release", "service", "finish_reason",
-                    "inherited"}
+                    "inherited", "retrieval_query", "retrieved_docs", "embedding_model", "retrieval_index"}
 BATCH_ROWS = 2000
 SCAN_CHUNK_ROWS = 2048
 FINISH_CHUNK_SPANS = 250_000
@@ -85,6 +87,7 @@ class FileWriter:
         self.rows: list[dict[str, Any]] = []
         self.problems: list[tuple[int | None, str, str]] = []
         self.warnings: list[tuple[int | None, str]] = []  # records loaded but worth a word (validate.py)
+        self.note: str | None = None  # the importer's word on the file, for the load summary
         self._validated = False
         self.added = 0
         self.duplicates = 0
@@ -308,6 +311,7 @@ class FileWriter:
             self.duplicates += _dedupe(con, iid, traces)
             if with_parent:
                 resolve_inheritance(con, iid, traces)
+            link_retrievals(con, iid, traces, PRIOR)  # the LLM call each retrieval fed (retrieval_link)
         self.added -= self.duplicates
         estimate_costs(con, iid)  # cost: exported kept, else estimated from tokens and prices (ingest.cost)
         con.execute(

@@ -10,14 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import shlex
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from oncall.display import gate_actual, metric_value, unit_of
 from oncall.postmortem.markdown import Raw, code, fence, mermaid_label, table
-from oncall.postmortem.timeline import Entry, iso, mitigations, timeline
+from oncall.postmortem.timeline import Entry, done_and_undone, iso, mitigations, timeline
 from oncall.query.ids import request_key_sql
-from oncall.query.labels import LATEST_LABELS
+from oncall.query.labels import LATEST_LABELS, REQUEST_NOTES
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import ReadStore
 
 EVIDENCE_MAX = 5
 
@@ -41,6 +46,59 @@ class Draft:
     def to_dict(self) -> dict[str, Any]:
         return {"markdown": self.markdown, "facts": self.facts,
                 "queries": [{"n": q.n, "what": q.what, "command": q.command} for q in self.queries]}
+
+
+# The responder acting this long after the data's last span means an old export: the response is on
+# another clock than the incident, and a duration that spans both would be meaningless.
+CLOCK_SLACK = dt.timedelta(hours=1)
+
+
+@dataclass
+class Clocks:
+    """The incident's own clock (the data's first and last span) and the responder's (their first
+    and last act). Durations are measured on the data's clock; where the two are apart (an export
+    read days later), the draft says both."""
+
+    data_start: str | None
+    data_end: str | None
+    response_start: str | None
+    response_end: str | None
+
+    @property
+    def apart(self) -> bool:
+        """The response happened after the data ends (more than CLOCK_SLACK later)."""
+        if not self.data_end or not self.response_start:
+            return False
+        return _t(self.response_start) > _t(self.data_end) + CLOCK_SLACK
+
+    def in_data(self, at: str) -> bool:
+        """Whether a responder's time falls on the data's clock (while the data was still coming)."""
+        return bool(self.data_end) and _t(at) <= _t(self.data_end) + CLOCK_SLACK
+
+    def gap(self) -> str:
+        """How far after the data ends the response began: `13 days`, `5 hours`."""
+        seconds = (_t(self.response_start or "") - _t(self.data_end or "")).total_seconds()
+        return _span_text(seconds)
+
+
+def _t(at: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(at.replace("Z", "+00:00"))
+
+
+def _span_text(seconds: float) -> str:
+    """A duration as people say it: `14 min`, `5.2 hours`, `13 days`."""
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} hours"
+    return f"{seconds / 86400:.0f} days"
+
+
+def clocks(con: Any, responder: list[Entry]) -> Clocks:
+    first, last = con.execute("SELECT min(start_time), max(coalesce(end_time, start_time)) FROM spans").fetchone()
+    acts = [e.at for e in responder if e.kind not in ("load", "detection") and e.actor != "oncall demo"
+            and e.detail.get("runbook") != "demo"]
+    return Clocks(iso(first), iso(last), min(acts) if acts else None, max(acts) if acts else None)
 
 
 class _Appendix:
@@ -81,7 +139,7 @@ def _baseline_of(change: dict[str, Any]) -> str:
     return " ".join(terms + [f"until={change['began_at']}"])
 
 
-def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = None) -> Draft:
+def build_draft(db: ReadStore, *, title: str | None = None, found: list[Any] | None = None) -> Draft:
     """The whole draft (changes are computed once and shared with the timeline)."""
     from oncall.query.changes import changes
 
@@ -91,8 +149,16 @@ def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = 
     entries = timeline(db, found=found)
     app = _Appendix(str(db.path))
     facts: dict[str, Any] = {"generated_at": iso(dt.datetime.now(dt.UTC)), "db": str(db.path)}
-    mits = mitigations([e for e in entries if e.source == "responder"])
-    impact_rows, impact = _impact(con, causes, mits, app)
+    responder = [e for e in entries if e.source == "responder"]
+    mits = mitigations(responder)
+    undone = done_and_undone(responder)
+    clock = clocks(con, responder)
+    facts["clocks"] = {"data": [clock.data_start, clock.data_end],
+                       "response": [clock.response_start, clock.response_end], "apart": clock.apart}
+    facts["mitigation"] = {"in_force": [m.ref.get("action_id") for m in mits],
+                           "undone": [{"action_id": a.ref.get("action_id"), "undone_by": u.ref.get("action_id")}
+                                      for a, u in undone]}
+    impact_rows, impact = _impact(con, causes, mits, app, clock)
     facts["impact"] = impact
     facts["causes"] = [{k: c.get(k) for k in ("kind", "description", "began_at", "ended_at", "before", "after",
                                                "cohort", "filter", "affected_requests")} for c in causes]
@@ -111,18 +177,17 @@ def build_draft(db: Any, *, title: str | None = None, found: list[Any] | None = 
     md += ["> Draft written by `oncall postmortem` at " + facts["generated_at"] + " from the incident database. "
            "Every number was computed from the database; the command behind each `[n]` is in the appendix. "
            "Sections marked ✍️ are for a human to write. All times are UTC.", ""]
-    md += _summary(causes, impact, mits, entries)
+    md += _summary(causes, impact, mits, undone, entries, clock)
     md += ["## Impact", "", table(["cause", "requests", "users", "sessions", "tenants", "duration",
                                    "error rate before → after", "cost/request before → after", "queries"],
                                   impact_rows) if impact_rows
            else "No cause was detected in the data, so no impact could be computed.", ""]
-    data_end = iso(con.execute("SELECT max(coalesce(end_time, start_time)) FROM spans").fetchone()[0])
-    md += _timeline_section(entries, data_end)
+    md += _timeline_section(entries, clock)
     md += _what_changed(causes, app)
     md += _evidence_section(evidence)
     md += _replay_section(replays)
     md += _blast_section(blast)
-    md += _mitigation_section(actions)
+    md += _mitigation_section(actions, mits, undone)
     md += ["## Root cause and trigger", "",
            "> ✍️ **To be written by a human.** The data shows *what* changed and when (above); the *why* — the "
            "upstream release notes, the deploy, the decision that let it through — is not in the traces.", ""]
@@ -151,7 +216,7 @@ def _title(causes: list[dict[str, Any]]) -> str:
     return "incident"
 
 
-def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _Appendix
+def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _Appendix, clock: Clocks
             ) -> tuple[list[list[Any]], list[dict[str, Any]]]:
     """One row per cause (causes first, then unexplained shifts): who and how much it touched."""
     from oncall.query.compare import compare
@@ -170,16 +235,14 @@ def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _App
 
         distinct = count_distinct(con, flt, ["user_id", "session_id", "tenant"])  # one scan for all three
         item.update(users=distinct["user_id"], sessions=distinct["session_id"], tenants=distinct["tenant"])
-        end = c.get("ended_at")
-        after = [m for m in mits if m.at >= iso(c["began_at"])]
-        if not end and after:
-            end = after[0].at
+        end, until = _cause_end(c, mits, clock)
         duration = "ongoing in the data"
         if end:
-            minutes = (dt.datetime.fromisoformat(end.replace("Z", "+00:00"))
-                       - dt.datetime.fromisoformat(c["began_at"].replace("Z", "+00:00"))).total_seconds() / 60
-            item["duration_minutes"] = round(minutes, 1)
-            duration = f"{minutes:.0f} min" + (" (to the mitigation)" if not c.get("ended_at") else "")
+            seconds = (_t(end) - _t(c["began_at"])).total_seconds()
+            item["duration_minutes"] = round(seconds / 60, 1)
+            item["duration_until"] = until
+            duration = _span_text(seconds) + {"ended": "", "mitigation": " (to the mitigation)",
+                                              "data_end": " (still on when the data ends)"}[until]
         deltas = {}
         base = _baseline_of(c)
         try:
@@ -201,22 +264,31 @@ def _impact(con: Any, causes: list[dict[str, Any]], mits: list[Entry], app: _App
     return rows, out
 
 
-def _num(v: Any, metric: str | None = None) -> str:
+def _cause_end(c: dict[str, Any], mits: list[Entry], clock: Clocks) -> tuple[str | None, str]:
+    """When a cause stopped, on the data's clock, and why then: it "ended" in the data, the
+    "mitigation" in force after it (taken while the data was coming), or the "data_end" (still on in
+    the last span: the response, if any, came after the data, on another clock)."""
+    if c.get("ended_at"):
+        return c["ended_at"], "ended"
+    after = [m for m in mits if m.at >= (iso(c["began_at"]) or "")]
+    if after and clock.in_data(after[0].at):
+        return after[0].at, "mitigation"
+    return clock.data_end, "data_end"
+
+
+def _num(v: Any, metric: str | None = None, unit: str | None = None) -> str:
+    """A number in the draft: a metric's value in its unit (rates as %, dollars), else as given."""
     if v is None:
         return "—"
-    if metric and metric.endswith("_rate") and isinstance(v, int | float):
-        return f"{100 * v:.2g} %"
-    if metric and metric.startswith("cost") and isinstance(v, int | float):
-        from oncall.display import format_cost
-
-        return format_cost(v)
+    if metric or unit:
+        return metric_value(v, unit if unit is not None else unit_of(metric or ""))
     if isinstance(v, float):
         return f"{v:.4g}"
     return str(v)
 
 
 def _summary(causes: list[dict[str, Any]], impact: list[dict[str, Any]], mits: list[Entry],
-             entries: list[Entry]) -> list[str]:
+             undone: list[tuple[Entry, Entry]], entries: list[Entry], clock: Clocks) -> list[str]:
     out = ["## Summary", ""]
     real = [c for c in causes if c["kind"] != "metric_shift"]
     if not causes:
@@ -228,24 +300,54 @@ def _summary(causes: list[dict[str, Any]], impact: list[dict[str, Any]], mits: l
     for i in impact[:5]:
         out.append(f"- {i['requests']} requests affected by {_plain(i['cause'])}, across {i.get('tenants', 0)} "
                    f"tenant(s) and {i.get('users', 0)} user(s)")
+    if clock.apart:
+        out.append(f"- Two clocks: the data runs {clock.data_start} → {clock.data_end}; the response ran "
+                   f"{clock.response_start} → {clock.response_end}, {clock.gap()} after the data ends (an older "
+                   "export). Durations are measured on the data's clock; the response's times are its own.")
     det = next((e for e in entries if e.kind == "detection"), None)
     if det:
         out.append(f"- Picked up at {det.at} ({_plain(det.summary)})")
-    for m in mits:
-        out.append(f"- Mitigated at {m.at}: {_plain(m.summary)}")
+    for action, undo in undone:
+        out.append(f"- Done and undone: action {action.ref.get('action_id')} at {action.at} "
+                   f"({_plain(_what(action))}), undone by action {undo.ref.get('action_id')} at {undo.at}"
+                   + (f" ({_plain(undo.detail.get('why'))})" if undo.detail.get("why") else "")
+                   + "; not a mitigation")
+    for m in mits[:-1]:
+        out.append(f"- Also in force: action {m.ref.get('action_id')} at {m.at} ({_plain(_what(m))})")
+    if mits:
+        m = mits[-1]
+        out.append(f"- Mitigated at {m.at}: action {m.ref.get('action_id')} ({_plain(_what(m))}), still in force")
+    elif undone:
+        out.append("- No mitigation in force: every action taken was undone.")
     rec = [e for e in entries if e.kind == "recovery"]
     if rec:
         out.append(f"- Recovered at {rec[0].at}: {_plain(rec[0].summary)}")
+    elif mits and clock.apart:
+        out.append("- No recovery can be seen: the data ends before the mitigation (load traffic from after it).")
     elif mits:
         out.append("- No recovery seen in the data yet (load the export after the mitigation to see it).")
     out.append("")
     return out
 
 
+def _step(text: Any) -> str:
+    """A runbook step as recorded; audits written before step titles were fixed say `2. 2. Flip`."""
+    return re.sub(r"^(\d+)\. \1\. ", r"\1. ", str(text or ""))
+
+
+def _what(e: Entry) -> str:
+    """An action's change without its "action N verified: " prefix (the draft names the id itself)."""
+    text = e.summary
+    head = f"action {e.ref.get('action_id')} "
+    if text.startswith(head) and ": " in text:
+        return text.split(": ", 1)[1]
+    return text
+
+
 KEY_KINDS = ("cause", "shift", "burst_end", "detection", "replay", "runbook", "action", "undo", "recovery")
 
 
-def _timeline_section(entries: list[Entry], data_end: str | None) -> list[str]:
+def _timeline_section(entries: list[Entry], clock: Clocks) -> list[str]:
     key = [e for e in entries if e.starred or e.kind in KEY_KINDS]
     out = ["## Timeline", ""]
     if not key:
@@ -258,32 +360,45 @@ def _timeline_section(entries: list[Entry], data_end: str | None) -> list[str]:
         rows.append([e.at.replace("T", " ").replace("Z", ""), ("★ " if e.starred else "") + e.source, e.kind,
                      e.summary, Raw(code(ref)) if ref else ""])
     out += [table(["time (UTC)", "source", "what", "summary", "reproduce"], rows), ""]
-    out += _gantt(key, data_end)
+    out += _gantt(key, clock)
     return out
 
 
-def _gantt(entries: list[Entry], data_end: str | None) -> list[str]:
-    """A Mermaid gantt chart: causes as bars (until they end, or the mitigation), responder events as
-    milestones. GitHub renders it."""
-    lines = ["```mermaid", "gantt", "    title Incident timeline (UTC)", "    dateFormat YYYY-MM-DDTHH:mm:ss",
-             "    axisFormat %H:%M"]
+RESPONSE_KINDS = ("detection", "replay", "runbook", "action", "undo", "recovery")
+
+
+def _gantt(entries: list[Entry], clock: Clocks) -> list[str]:
+    """A Mermaid gantt chart: causes as bars (until they end, the mitigation in force, or the end of
+    the data), responder events as milestones; GitHub renders it. When the response came long after
+    the data (an older export), it gets a chart of its own: one axis would stretch over the days
+    between and draw every cause as lasting until the responder's clock."""
     causes = [e for e in entries if e.kind in ("cause", "shift")]
-    mits = [e for e in entries if e.kind == "action"]
-    last = data_end or max((e.at for e in entries), default=None)
-    if causes:
-        lines.append("    section What changed")
-        for i, e in enumerate(causes):
-            end = e.detail.get("ended_at") or next((m.at for m in mits if m.at >= e.at), None) or last
-            if not end or end <= e.at:
-                end = _plus(e.at, 60)
-            lines.append(f"    {mermaid_label(e.summary)} :crit, c{i}, {_m(e.at)}, {_m(end)}")
-    resp = [e for e in entries if e.kind in ("detection", "replay", "runbook", "action", "undo", "recovery")]
-    if resp:
-        lines.append("    section Response")
-        for i, e in enumerate(resp):
-            lines.append(f"    {mermaid_label(e.kind + ' ' + e.summary)} :milestone, r{i}, {_m(e.at)}, 0m")
-    lines.append("```")
-    return [*lines, ""]
+    resp = [e for e in entries if e.kind in RESPONSE_KINDS]
+    in_force = {int(m.ref.get("action_id") or 0) for m in mitigations([e for e in entries if e.source == "responder"])}
+    mits = [e for e in entries if e.kind == "action" and int(e.ref.get("action_id") or 0) in in_force]
+    bars = []
+    for i, e in enumerate(causes):
+        end = e.detail.get("ended_at") or next((m.at for m in mits if m.at >= e.at and clock.in_data(m.at)), None) \
+            or clock.data_end
+        if not end or end <= e.at:
+            end = _plus(e.at, 60)
+        bars.append(f"    {mermaid_label(e.summary)} :crit, c{i}, {_m(e.at)}, {_m(end)}")
+    milestones = [f"    {mermaid_label(e.kind + ' ' + e.summary)} :milestone, r{i}, {_m(e.at)}, 0m"
+                  for i, e in enumerate(resp)]
+    if clock.apart and bars and milestones:
+        return (_chart("Incident timeline (UTC, on the clock of the data)", [("What changed", bars)])
+                + _chart(f"Response (UTC, {clock.gap()} after the data ends)", [("Response", milestones)]))
+    return _chart("Incident timeline (UTC)", [("What changed", bars), ("Response", milestones)])
+
+
+def _chart(title: str, sections: list[tuple[str, list[str]]]) -> list[str]:
+    """One gantt block; `title` is our own text (no data in it), so it needs no escaping."""
+    lines = ["```mermaid", "gantt", f"    title {title}", "    dateFormat YYYY-MM-DDTHH:mm:ss",
+             "    axisFormat %H:%M"]
+    for name, rows in sections:
+        if rows:
+            lines += [f"    section {name}", *rows]
+    return [*lines, "```", ""]
 
 
 def _m(at: str) -> str:
@@ -313,9 +428,10 @@ def _what_changed(causes: list[dict[str, Any]], app: _Appendix) -> list[str]:
 def _evidence(con: Any) -> list[dict[str, Any]]:
     """Up to five labelled requests, bad ones first, with the note the responder wrote."""
     rows = con.execute(
-        f"""SELECT l.span_pk, l.label, l.note, l.author, l.created_at,
+        f"""SELECT l.span_pk, l.label, nullif(concat_ws('\n', l.note, n.notes), ''), l.author, l.created_at,
                   {request_key_sql('s')}, s.output_text, s.served_model, s.tenant
            FROM {LATEST_LABELS} l JOIN spans s ON s.span_pk = l.span_pk
+                LEFT JOIN {REQUEST_NOTES} n ON n.span_pk = l.span_pk
            ORDER BY (l.label = 'bad') DESC, l.created_at, l.label_id LIMIT ?""", [EVIDENCE_MAX]).fetchall()
     return [{"span_pk": r[0], "label": r[1], "note": _redact(r[2]) if r[2] else None, "author": r[3],
              "labelled_at": iso(r[4]), "request": r[5], "output": _redact(r[6]), "served_model": r[7],
@@ -384,7 +500,8 @@ def _replay_section(replays: list[dict[str, Any]]) -> list[str]:
         out.append("")
         out.append(_plain(r.get("headline") or ""))
         out.append("")
-        rows = [[m.get("metric"), _num(m.get("original")), _num(m.get("replay")), m.get("significance") or ""]
+        rows = [[m.get("metric"), _num(m.get("original"), m.get("metric"), m.get("unit")),
+                 _num(m.get("replay"), m.get("metric"), m.get("unit")), m.get("significance") or ""]
                 for m in r.get("metrics") or []]
         if rows:
             out += [table(["metric", "original", "replay", "significance"], rows), ""]
@@ -427,18 +544,39 @@ def _actions(con: Any) -> list[dict[str, Any]]:
     return sorted(out, key=lambda d: d["action_id"])
 
 
-def _mitigation_section(actions: list[dict[str, Any]]) -> list[str]:
+def _mitigation_section(actions: list[dict[str, Any]], mits: list[Entry],
+                        undone: list[tuple[Entry, Entry]]) -> list[str]:
     out = ["## Mitigation", ""]
     if not actions:
         return out + ["No action was taken through oncall (`oncall runbook run …` or `oncall action run …`).", ""]
+    in_force = [int(m.ref.get("action_id") or 0) for m in mits]
+    undone_by = {int(a.ref.get("action_id") or 0): u for a, u in undone}
+    if in_force:
+        out += [f"The mitigation is action {in_force[-1]}, the last action still in force"
+                + (f" (also in force: {', '.join(f'action {i}' for i in in_force[:-1])})" if in_force[1:] else "")
+                + ".", ""]
+    else:
+        out += ["No action is in force: " + ("every action taken was undone." if undone_by else
+                                             "no action changed something and verified."), ""]
     for a in actions:
         plan = a.get("plan") or {}
-        title = f"### Action {a['action_id']}: {_plain(plan.get('summary') or a.get('op'))}"
+        aid = int(a["action_id"])
+        title = f"### Action {aid}: {_plain(plan.get('summary') or a.get('op'))}"
         out += [title, ""]
+        if aid in undone_by:
+            u = undone_by[aid]
+            state = f"undone by action {u.ref.get('action_id')} at {u.at}: not in force"
+        elif aid in in_force:
+            state = "in force" + (" (the mitigation)" if aid == in_force[-1] else "")
+        elif a.get("undo_of"):
+            state = f"the undo of action {a['undo_of']}"
+        else:
+            state = "nothing in force"
         out.append(table(["", ""], [
-            ["status", a.get("status")], ["at", a.get("at_time")], ["who", a.get("who")], ["why", a.get("why")],
+            ["status", a.get("status")], ["now", state], ["at", a.get("at_time")], ["who", a.get("who")],
+            ["why", a.get("why")],
             ["target", f"{a.get('target')} ({a.get('adapter')} {a.get('op')})"],
-            ["runbook", f"{a.get('runbook')} step {a.get('step')}" if a.get("runbook") else "—"],
+            ["runbook", f"{a.get('runbook')}, step {_step(a.get('step'))}" if a.get("runbook") else "—"],
             ["undo of", a.get("undo_of") or "—"],
             ["result", a.get("result") or a.get("error")],
             ["verification", (a.get("verification") or {}).get("message") if isinstance(a.get("verification"), dict)
@@ -447,7 +585,7 @@ def _mitigation_section(actions: list[dict[str, Any]]) -> list[str]:
         gate = a.get("gate")
         if gate:
             for g in (gate.get("gates") if isinstance(gate, dict) else None) or []:
-                checks = "; ".join(f"{c['expect']} ({'pass' if c['passed'] else 'FAIL'}: {_num(c.get('actual'))})"
+                checks = "; ".join(f"{c['expect']} ({'pass' if c['passed'] else 'FAIL'}: {gate_actual(c)})"
                                    for c in g.get("checks") or [])
                 out += ["", f"Evidence gate: {code(g.get('command'))} — {'passed' if g.get('passed') else 'FAILED'}"
                         + (f"; {_plain(checks)}" if checks else "")]

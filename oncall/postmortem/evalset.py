@@ -29,16 +29,22 @@ from typing import Any
 
 from oncall.fileio import write_atomic
 from oncall.query.ids import request_key_sql
-from oncall.query.labels import LATEST_LABELS
+from oncall.query.labels import LATEST_LABELS, REQUEST_NOTES
 from oncall.query.quality import REFUSAL_PATTERN, REFUSAL_WINDOW, is_json, is_refusal, key_set
 
 FORMATS = ("promptfoo", "inspect", "jsonl")
+_KIND = {"promptfoo": "a promptfoo eval set", "inspect": "an Inspect eval set", "jsonl": "a JSONL eval set"}
 DEFAULT_FILTER = "label=bad,good"
 REFERENCE_ROWS = 200
 _NOTE_RULES = [
     (re.compile(r"(?:must|should)\s+not\s+(?:contain|say|mention)\s+[\"“']([^\"”']+)[\"”']", re.I), "not_contains"),
     (re.compile(r"(?:must|should)\s+(?:contain|say|mention)\s+[\"“']([^\"”']+)[\"”']", re.I), "contains"),
 ]
+
+
+def evalset_kind(fmt: str) -> str:
+    """"an Inspect eval set", "a promptfoo eval set": the format named as people write it."""
+    return _KIND.get(fmt, f"a {fmt} eval set")
 
 
 class EvalsetError(ValueError):
@@ -107,14 +113,21 @@ def reference_checks(good: list[str]) -> list[dict[str, Any]]:
 
 
 def build_cases(con: Any, flt: str | None = None) -> list[Case]:
+    """The eval set's cases: the requests `flt` matches (default: every labelled request, and every
+    request the responder wrote a note on), each with its latest label and every note on it — the
+    label's own and those written on the request in the console — whose "must (not) contain" phrases
+    become checks."""
     from oncall.query.filters import compile_filter
 
     c = compile_filter(con, flt or DEFAULT_FILTER, alias="s")
+    where = c.where if flt else f"(({c.where}) OR s.span_pk IN (SELECT span_pk FROM {REQUEST_NOTES}))"
     rows = con.execute(
         f"""SELECT s.span_pk, {request_key_sql('s')}, s.input_messages, s.output_text,
-                   s.feature, coalesce(s.served_model, s.model), s.start_time, l.label, l.note
+                   s.feature, coalesce(s.served_model, s.model), s.start_time, l.label,
+                   nullif(concat_ws('\n', l.note, n.notes), '') AS note
             FROM spans s LEFT JOIN {LATEST_LABELS} l ON l.span_pk = s.span_pk
-            WHERE {c.where} AND s.input_messages IS NOT NULL
+                         LEFT JOIN {REQUEST_NOTES} n ON n.span_pk = s.span_pk
+            WHERE {where} AND s.input_messages IS NOT NULL
             ORDER BY s.start_time, s.span_pk""", c.params).fetchall()
     if not rows:
         raise EvalsetError(f"no request matches {flt or DEFAULT_FILTER!r} with a captured conversation; label some "

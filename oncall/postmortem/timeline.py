@@ -14,7 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from oncall.display import iso_z
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import ReadStore, Store
 
 # Responder trail kinds, as they read on a timeline.
 _KIND = {"load": "load", "label": "label", "note": "note", "replay": "replay", "runbook": "runbook",
@@ -38,21 +43,14 @@ class Entry:
         return asdict(self)
 
 
-def iso(t: dt.datetime | str | None) -> str | None:
-    if t is None:
-        return None
-    if isinstance(t, str):
-        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=dt.UTC)
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+iso = iso_z  # the hand-off's one spelling of a time (display.iso_z)
 
 
 def _ts(s: str) -> dt.datetime:
     return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
 
 
-def timeline(db: Any, *, since: str | None = None, until: str | None = None,
+def timeline(db: ReadStore, *, since: str | None = None, until: str | None = None,
              found: list[Any] | None = None) -> list[Entry]:
     """Every entry, oldest first (`found`: the changes already computed, to spare a second scan)."""
     from oncall.query.changes import changes
@@ -135,9 +133,36 @@ def _detection(responder: list[Entry]) -> Entry | None:
     return None
 
 
+WROTE = ("verified", "unverified")  # an action's final statuses that mean its change was written
+
+
+def undone(responder: list[Entry]) -> dict[int, Entry]:
+    """{action id: the undo entry that put it back} for every action an undo reverted."""
+    out: dict[int, Entry] = {}
+    for e in responder:
+        if e.kind == "undo" and e.detail.get("status") in WROTE and e.detail.get("undo_of") is not None:
+            out[int(e.detail["undo_of"])] = e
+    return out
+
+
 def mitigations(responder: list[Entry]) -> list[Entry]:
-    """Actions that changed something and were verified (an undo puts the problem back: not one)."""
-    return [e for e in responder if e.kind == "action" and e.detail.get("status") == "verified"]
+    """The actions still in force, oldest first: changed something, were verified, and were not undone
+    since. An undo puts the problem back, so neither it nor the action it reverted is a mitigation;
+    the last of these is *the* mitigation."""
+    gone = undone(responder)
+    return [e for e in responder if e.kind == "action" and e.detail.get("status") == "verified"
+            and _action_id(e) not in gone]
+
+
+def done_and_undone(responder: list[Entry]) -> list[tuple[Entry, Entry]]:
+    """(action, its undo) for every action that was taken and then reverted, oldest first."""
+    gone = undone(responder)
+    return [(e, gone[_action_id(e)]) for e in responder
+            if e.kind == "action" and e.detail.get("status") in WROTE and _action_id(e) in gone]
+
+
+def _action_id(e: Entry) -> int:
+    return int(e.ref.get("action_id") or e.detail.get("action_id") or 0)
 
 
 def _recoveries(con: Any, found: list[Any], responder: list[Entry]) -> list[Entry]:
@@ -257,9 +282,29 @@ def starred_keys(con: Any) -> set[str]:
     return {k for k, on in rows if on}
 
 
-def star(db: Any, key: str, on: bool = True, author: str | None = None) -> int:
+def star(db: Store, key: str, on: bool = True, author: str | None = None) -> int:
     """Star (or unstar) a timeline entry for the report."""
     from oncall.store.db import current_user, now_utc
 
     return db.append("stars", {"entry_key": key, "starred": on, "author": author or current_user(),
                                "created_at": now_utc()})
+
+
+def data_signature(con: Any) -> tuple[Any, ...]:
+    """The spans in a few numbers (how many, the newest span_pk): a load since changes it, so the
+    data's entries (what changed) must be computed again."""
+    return tuple(con.execute("SELECT count(*), max(span_pk) FROM spans").fetchone())
+
+
+def incident_signature(con: Any) -> tuple[Any, ...]:
+    """What a timeline or draft is built from, in a few counts: requests, trail events, stars, labels,
+    actions. A write by this very console (a star, a label) is not reported by the store's refresh, so
+    a screen coming back compares these instead."""
+    out: list[Any] = [data_signature(con)]
+    for sql in ("SELECT count(*), max(event_id) FROM trail", "SELECT count(*) FROM stars",
+                "SELECT count(*) FROM labels", "SELECT count(*) FROM actions"):
+        try:
+            out.append(tuple(con.execute(sql).fetchone()))
+        except Exception:  # noqa: BLE001 - an incident without that table has nothing of it
+            out.append(None)
+    return tuple(out)

@@ -46,7 +46,7 @@ from oncall.query.cost_marks import mark_change
 from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
 from oncall.query.quality import has_output, key_set_sql
-from oncall.query.registry import METRICS
+from oncall.query.registry import METRICS, Stat
 from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
@@ -63,15 +63,20 @@ MIN_SHARE = 0.2  # a new value without effects is a cause when it took at least 
 MIN_NEAR = 10  # rows right after a cause needed to check that its effect starts there
 HOLD_SHARE = 0.5  # a broader cohort holds a shift that it shows at least half as strongly
 EXPLAIN_SHARE = 0.5  # a cause explains a shift when its rows account for at least half of it
-CAUSE_DIMENSIONS = ("release", "prompt_version", "model", "provider", "served_model")  # priority when together
-NEW_VALUE_DIMENSIONS = ("served_model", "prompt_version", "release", "provider", "model")
+# An index version or embedding model (the retrieval that fed a call, oncall.ingest.retrieval_link) is a
+# cause like a served model; an index rebuilt with another embedding model is one cause, named by the index.
+CAUSE_DIMENSIONS = ("release", "prompt_version", "retrieval_index", "embedding_model", "model", "provider",
+                    "served_model")  # priority when together
+NEW_VALUE_DIMENSIONS = ("served_model", "prompt_version", "release", "provider", "model", "retrieval_index",
+                        "embedding_model")
 COHORT_KEYS = ("tenant", "feature", "model", "provider")
 SHIFT_KEYS: tuple[str | None, ...] = (None, "provider", "feature", "model", "tenant")
 
 
 @dataclass
 class Change:
-    kind: str  # new_served_model | new_prompt_version | new_release | new_provider | new_model | metric_shift
+    kind: str  # new_served_model | new_prompt_version | new_release | new_provider | new_model |
+    # new_retrieval_index | new_embedding_model | metric_shift
     metric: str | None  # the strongest effect's metric (a metric shift: what moved)
     cohort: dict[str, str]
     began_at: str
@@ -164,24 +169,13 @@ def _hold_size(kind: str, after: float, before: float) -> float:
 
 
 # -- segments and tests ----------------------------------------------------------------------------
-@dataclass
-class _Seg:
-    x: float  # successes (rates) or sum (means)
-    n: float
-    sq: float  # sum of squares (means)
-
-    def __add__(self, o: _Seg) -> _Seg:
-        return _Seg(self.x + o.x, self.n + o.n, self.sq + o.sq)
-
-    def __sub__(self, o: _Seg) -> _Seg:
-        return _Seg(self.x - o.x, self.n - o.n, self.sq - o.sq)
-
-    @property
-    def level(self) -> float | None:
-        return self.x / self.n if self.n else None
+def _Seg(x: float, n: float, sq: float) -> Stat:  # noqa: N802 - reads as the constructor it is
+    """A metric's aggregates over some buckets (registry.Stat), built in the (x, n, sq) order of the sums:
+    successes (rates) or sum (means), rows counted, sum of squares."""
+    return Stat(n=n, x=x, sq=sq)
 
 
-def _seg(row: dict[str, Any] | None, metric: str) -> _Seg:
+def _seg(row: dict[str, Any] | None, metric: str) -> Stat:
     if row is None:
         return _Seg(0.0, 0.0, 0.0)
     x, n = row.get(f"{metric}__x") or 0, row.get(f"{metric}__n") or 0
@@ -189,14 +183,14 @@ def _seg(row: dict[str, Any] | None, metric: str) -> _Seg:
     return _Seg(float(x), float(n), float(sq))
 
 
-def _merge(segs: list[_Seg]) -> _Seg:
+def _merge(segs: list[Stat]) -> Stat:
     out = _Seg(0.0, 0.0, 0.0)
     for s in segs:
         out = out + s
     return out
 
 
-def _test(kind: str, a: _Seg, b: _Seg) -> tuple[float, float | None, float | None]:
+def _test(kind: str, a: Stat, b: Stat) -> tuple[float, float | None, float | None]:
     """(signed z of a against b, level of a, level of b); 0 when a side is too small: MIN_REQUESTS
     each for means; for rates MIN_RATE_N on the smaller side and MIN_REQUESTS on the larger (a short
     burst of ten calls is a finding when most of them fail; `_p_rate` then gives its exact p)."""
@@ -221,7 +215,7 @@ def _p(z: float) -> float:
     return math.erfc(abs(z) / math.sqrt(2.0))
 
 
-def _p_rate(a: _Seg, b: _Seg, z: float) -> float:
+def _p_rate(a: Stat, b: Stat, z: float) -> float:
     """Two-sided p of a's rate against b's. When the rarer outcome is expected fewer than ten times
     in a, the normal approximation overstates significance (7 truncated outputs of 45 where 1 % is
     usual read as p = 4e-12; 14 refusals of 550 against none of 150 as 1e-12): then Fisher's exact
@@ -256,7 +250,7 @@ def _big_enough(kind: str, after: float, before: float) -> bool:
     return rel is None or abs(rel) >= MIN_EFFECT
 
 
-def _json_cohort(before: _Seg, after: _Seg) -> bool:
+def _json_cohort(before: Stat, after: Stat) -> bool:
     """JSON validity is a signal only for cohorts that mostly produce JSON (a prose bot is not "0 % valid")."""
     return max(before.level or 0.0, after.level or 0.0) >= 0.5
 
@@ -868,7 +862,7 @@ def _without_class_echoes(fams: list[_Family]) -> list[_Family]:
     return [f for f in fams if id(f) not in dropped]
 
 
-def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
+def _best_split(kind: str, segs: list[Stat], lo: int, hi: int, min_left: int = MIN_SEGMENT) -> tuple[float, int] | None:
     """The split k in (lo, hi) maximising |z| of segs[k:hi] against segs[lo:k], with at least
     min_left buckets before it and MIN_SEGMENT after."""
     best = None
@@ -884,7 +878,7 @@ def _best_split(kind: str, segs: list[_Seg], lo: int, hi: int, min_left: int = M
     return best
 
 
-def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], key: str | None,
+def _detect(metric: str, kind: str, segs: list[Stat], cohort: dict[str, str], key: str | None,
             grp: str | None) -> _Shift | None:
     nb = len(segs)
     total = _merge(segs)
@@ -908,10 +902,10 @@ def _detect(metric: str, kind: str, segs: list[_Seg], cohort: dict[str, str], ke
     return _Shift(metric, kind, cohort, key, grp, k, end, vb, va, z, int(window.n), _hold_size(kind, va, vb), p)
 
 
-_Found = tuple[float, float, int, "int | None", _Seg, _Seg]  # (corrected p, p, start, end, inside, outside)
+_Found = tuple[float, float, int, "int | None", Stat, Stat]  # (corrected p, p, start, end, inside, outside)
 
 
-def _judge(kind: str, window: _Seg, rest: _Seg, searched: int) -> tuple[float, float] | None:
+def _judge(kind: str, window: Stat, rest: Stat, searched: int) -> tuple[float, float] | None:
     """(p corrected for the `searched` places looked at, p) of window against rest, or None when too
     small or too little moved to be a finding."""
     z, va, vb = _test(kind, window, rest)
@@ -921,7 +915,7 @@ def _judge(kind: str, window: _Seg, rest: _Seg, searched: int) -> tuple[float, f
     return p * searched, p
 
 
-def _step_shift(kind: str, segs: list[_Seg]) -> _Found | None:
+def _step_shift(kind: str, segs: list[Stat]) -> _Found | None:
     """The best change point, then a second one inside the changed part when the level comes back
     (a burst that ends). The window may be a single bucket (a ten-minute burst in ten-minute buckets)."""
     nb = len(segs)
@@ -942,7 +936,7 @@ def _step_shift(kind: str, segs: list[_Seg]) -> _Found | None:
     return None if judged is None else (*judged, k, end, window, rest)
 
 
-def _short_window(kind: str, segs: list[_Seg]) -> _Found | None:
+def _short_window(kind: str, segs: list[Stat]) -> _Found | None:
     """The strongest window of at most MAX_WINDOW buckets against everything outside it, searched
     directly: a short burst is two change points close together, and the best single change point of
     a series may be its end, leaving the burst in the "before" (seven 429s among thirty calls in one

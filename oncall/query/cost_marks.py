@@ -27,11 +27,6 @@ def format_cost(cost: float | None, source: str | None) -> str:
     return marked(dollars(cost), source)
 
 
-def compact_cost(cost: float | None, source: str | None) -> str:
-    """Eight characters for the console's results column: `0.00047`, `~0.00047`."""
-    return marked("" if cost is None else f"{cost:.5f}", source)
-
-
 def cost_detail(cost: float | None, source: str | None) -> str | None:
     """A detail view's cost: `$0.00047`, or `~$0.00047 (estimated from tokens x price)`; None for no cost."""
     if cost is None:

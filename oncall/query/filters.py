@@ -40,11 +40,18 @@ COLUMNS: dict[str, str | None] = {
     "release": "release", "kind": "kind", "name": "name", "service": "service", "label": None,
     "text": None, "input": "input_text", "output": "output_text", "http_status": "http_status",
     "since": None, "until": None,
+    # Retrieval (oncall.ingest.retrieval): on an LLM call, the retrieval that fed it; on a retrieval
+    # span, its own. `retrieved<1` = answers given from an empty retrieval.
+    "retrieved": "retrieved", "top_score": "top_score", "index": "retrieval_index",
+    "embedding_model": "embedding_model", "doc": None, "query": "retrieval_query", "retrieval_ms": "retrieval_ms",
+    "doc_age": "doc_age_s",
 }
 ALIASES = {"latency": "latency_ms", "session_id": "session", "user_id": "user", "trace_id": "trace",
            "request_id": "request", "finish_reason": "finish", "prompt_name": "prompt", "error_type": "error",
-           "total_tokens": "tokens", "environment": "env"}
-NUMERIC = {"latency_ms", "tokens", "input_tokens", "output_tokens", "cost", "http_status"}
+           "total_tokens": "tokens", "environment": "env", "retrieval_index": "index", "retrieval_query": "query",
+           "doc_age_s": "doc_age", "documents": "retrieved", "embedding": "embedding_model", "docs": "doc"}
+NUMERIC = {"latency_ms", "tokens", "input_tokens", "output_tokens", "cost", "http_status", "retrieved", "top_score",
+           "retrieval_ms", "doc_age"}
 KNOWN_KEYS: list[str] = sorted([*COLUMNS, "meta.KEY"])
 OPS = ("!=", ">=", "<=", "=", "~", ">", "<")
 _TERM_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*(?:\.[^=!~<>\s]+)?)(?P<op>!=|>=|<=|=|~|>|<)(?P<value>.*)$",
@@ -52,6 +59,7 @@ _TERM_RE = re.compile(r"^(?P<key>[A-Za-z_][A-Za-z0-9_]*(?:\.[^=!~<>\s]+)?)(?P<op
 _REL_RE = re.compile(r"^-(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)$", re.IGNORECASE)
 _CLOCK_RE = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
 _DURATION_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s|m)$")
+_AGE_RE = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|hr|d|w)$", re.IGNORECASE)
 _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600, "d": 86400, "w": 604800}
 
 
@@ -124,7 +132,7 @@ def quote_value(v: str) -> str:
 
 def _quote(v: str, *, comma: bool = False, bare: bool = False) -> str:
     needs = (any(c.isspace() or c in "\"'" for c in v) or v.endswith("\\") or (comma and "," in v)
-             or (bare and (v == "" or _TERM_RE.match(v) is not None)))
+             or (bare and (v == "" or _TERM_RE.match(v) is not None or _KEYLESS_RE.match(v) is not None)))
     if not needs:
         return v
     return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
@@ -237,6 +245,8 @@ def _looks_like_unquoted_value(toks: list[_Token]) -> bool:
 
 def _term(tok: _Token, where: str) -> Term:
     m = _TERM_RE.match(tok.text)
+    if not m:
+        _refuse_keyless(tok, where)
     if not m or any(tok.literal[:m.start("value")]):  # "a=b" (quoted) is text to search for
         return Term(None, "~", tok.text)
     key, op, value = m.group("key"), m.group("op"), m.group("value")
@@ -260,6 +270,20 @@ def _term(tok: _Token, where: str) -> Term:
                               'e.g. tenant="Acme, Inc.")')
     _check_vocabulary(key, op, values, where)
     return Term(key, op, value, values)
+
+
+_KEYLESS_RE = re.compile(r"^(?:!=|=|~|[<>]=?(?=[0-9.-]))")
+
+
+def _refuse_keyless(tok: _Token, where: str) -> None:
+    """`=acme` or `>500` lost its key (a typo, or a shell variable that expanded to nothing): searching
+    for the text would match nothing and read as "no such requests". Quoted, it is text."""
+    m = _KEYLESS_RE.match(tok.text)
+    if m and not any(tok.literal[:m.end()]):
+        op, rest = m.group(0), tok.text[m.end():]
+        example = f"latency_ms{op}{rest}" if op[0] in "<>" else f"tenant{op}{rest or 'acme'}"
+        raise FilterError(f"{where}: no key before {op!r}; write KEY{op}VALUE (e.g. {example}), or quote it "
+                          f"to search for the text: '\"{tok.text}\"'")
 
 
 def _comma_split(value: str, literal: tuple[bool, ...]) -> list[str]:
@@ -292,11 +316,15 @@ def _check_vocabulary(key: str, op: str, values: tuple[str, ...], where: str) ->
 
 def _number(key: str, value: str, where: str) -> float:
     v = value.strip()
-    if key == "latency_ms":
+    if key in ("latency_ms", "retrieval_ms"):
         m = _DURATION_RE.match(v)
         if m:
             n = float(m.group(1))
             return n * {"ms": 1, "s": 1000, "m": 60000}[m.group(2)]
+    if key == "doc_age":  # seconds, or a duration: doc_age>7d
+        m = _AGE_RE.match(v)
+        if m:
+            return float(m.group(1)) * _UNITS[m.group(2).lower()]
     try:
         return float(v)
     except ValueError:
@@ -381,6 +409,8 @@ class _Builder:
             return self.request_term(t)
         if key == "label":
             return self.label_term(t)
+        if key == "doc":
+            return self.doc_term(t)
         if key == "error":
             if t.op == "~":
                 return self.generic(t, f"coalesce({self.col('error_type')}, '') || ' ' || "
@@ -459,6 +489,20 @@ class _Builder:
                 f"AND lower(id) LIKE {self.p(like)} ESCAPE '\\'))")
         expr = "(" + " OR ".join(parts) + ")"
         return expr if t.op == "=" else f"NOT {expr}"
+
+    def doc_term(self, t: Term) -> str:
+        """doc=ID: a document with that id was retrieved (a comma list: any of them); doc~TEXT: a
+        document's id, source or excerpt holds the text."""
+        docs = self.col("retrieved_docs")
+        if t.op == "~":
+            return self.generic(t, docs)
+        if t.op not in ("=", "!="):
+            raise FilterError(f"{t}: doc takes = (an id), != or ~ (text in a document)")
+        if t.value == "":
+            return f"{docs} IS NULL" if t.op == "=" else f"{docs} IS NOT NULL"
+        has = (f"coalesce(list_has_any(json_extract_string({docs}, '$[*].id'), "
+               f"{self.p(list(t.values))}::VARCHAR[]), false)")
+        return has if t.op == "=" else f"NOT {has}"
 
     def label_term(self, t: Term) -> str:
         outer = self.col("span_pk") if self.a else "spans.span_pk"  # unqualified would bind to labels

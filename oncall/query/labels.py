@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.query.ids import span_request_key
 from oncall.store.db import current_user, now_utc
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 VERDICTS = ("good", "bad")
 
@@ -16,12 +19,18 @@ LATEST_ORDER = "created_at DESC, label_id DESC"
 LATEST_LABELS = (f"(SELECT * FROM labels QUALIFY row_number() OVER (PARTITION BY span_pk ORDER BY {LATEST_ORDER}) = 1)")
 
 
+# A request's own notes (`n` in the console's reader, `notes` rows with its span_pk), one row per
+# span with their texts joined oldest first: they travel with the request as its label's note does.
+REQUEST_NOTES = ("(SELECT span_pk, string_agg(text, '\n' ORDER BY created_at, note_id) AS notes FROM notes "
+                 "WHERE span_pk IS NOT NULL GROUP BY span_pk)")
+
+
 def latest_label_sql(span_pk_expr: str) -> str:
     """A scalar subquery: the latest label ('good', 'bad' or NULL) of the span `span_pk_expr` names."""
     return f"(SELECT ll.label FROM labels ll WHERE ll.span_pk = {span_pk_expr} ORDER BY ll.{LATEST_ORDER.replace(', ', ', ll.')} LIMIT 1)"
 
 
-def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, author: str | None = None) -> int:
+def add_label(db: Store, span_pk: int, verdict: str, note: str | None = None, author: str | None = None) -> int:
     """Record a good/bad verdict (the latest one counts) and put it on the timeline, in one write.
     The label records the span's request key (oncall.query.ids.request_key), whatever id named it."""
     if verdict not in VERDICTS:
@@ -41,7 +50,7 @@ def add_label(db: Any, span_pk: int, verdict: str, note: str | None = None, auth
     return ids[0]
 
 
-def add_note(db: Any, text: str, author: str | None = None, span_pk: int | None = None) -> int:
+def add_note(db: Store, text: str, author: str | None = None, span_pk: int | None = None) -> int:
     """A note on the incident timeline, or on one request when span_pk is given, in one write."""
     if not text.strip():
         raise ValueError("a note needs some text")

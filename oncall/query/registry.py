@@ -148,6 +148,23 @@ class Or(And):
 
 
 @dataclass(frozen=True)
+class Below(Expr):
+    """column < n (a number), false when the column is NULL: `retrieved < 1` is an empty retrieval."""
+    col: Col
+    n: float
+
+    def sql(self, d: Dialect) -> str:
+        return f"coalesce({self.col.sql(d)} < {float(self.n)!r}, false)"
+
+    def eval(self, row: Mapping[str, Any], refs: Mapping[str, Any]) -> Any:
+        v = self.col.eval(row, refs)
+        return v is not None and v < self.n
+
+    def columns(self) -> set[str]:
+        return self.col.columns()
+
+
+@dataclass(frozen=True)
 class Fn(Expr):
     """A function the dialects name differently (or a quality heuristic of quality.py)."""
     name: str  # length | refusal | json_valid | key_set | has_tool_calls | in_ref
@@ -284,7 +301,7 @@ class Metric:
     is NULL does not count (a call without a TTFT is not in the TTFT mean)."""
     name: str
     label: str  # how a responder reads it in a sentence: "error rate"
-    unit: str  # count | ratio | ms | tokens | usd | chars (compare's --json `unit`)
+    unit: str  # count | ratio | ms | tokens | usd | chars | docs | score | s (compare's --json `unit`)
     kind: str  # one of KINDS
     rows: Expr
     counts: str  # the rows in a responder's words: "successful calls with an output"
@@ -414,6 +431,7 @@ LLM = Is(col("kind"), "llm")
 TOOL = Is(col("kind"), "tool")
 FAILED = Is(col("status"), "error")
 OK = all_of(LLM, Not(FAILED))
+FED = all_of(LLM, NotNull(col("retrieved")))  # LLM calls a retrieval fed (its count is known)
 HAS_OUTPUT = all_of(OK, NotNull(col("output_text")))
 FINISHED = all_of(OK, NotNull(col("finish_reason")), Not(Is(col("finish_reason"), "error")))
 COMPARED_ERRORS = ("rate_limit", "quota", "server", "timeout", "content_filter")
@@ -467,6 +485,20 @@ def _metrics() -> list[Metric]:
                "labelled calls", "in", value=Is(col("label"), "bad"), show="counted"),
         Metric("tool_error_rate", "tool-span error rate", "ratio", "rate", TOOL, "tool spans", "in", value=FAILED,
                series=True, show="counted", entity="tool"),
+        # Retrieval, read on the LLM calls a retrieval fed (the link made at load, ingest.retrieval_link):
+        # "answers given from an empty retrieval" is the rate's event, and `retrieved<1` its filter.
+        Metric("empty_retrieval_rate", "answers from an empty retrieval", "ratio", "rate", FED,
+               "LLM calls fed by a retrieval", "in", value=Below(col("retrieved"), 1), series=True, show="counted"),
+        Metric("docs_per_request", "documents per request", "docs", "mean", FED, "LLM calls fed by a retrieval",
+               "in", value=col("retrieved"), worse="lower", series=True, show="counted"),
+        Metric("top_score_mean", "top retrieval score", "score", "mean", FED,
+               "LLM calls fed by a retrieval with scored documents", "in", value=col("top_score"), worse="lower",
+               series=True, show="counted"),
+        Metric("doc_age_mean", "age of newest document", "s", "mean", FED,
+               "LLM calls fed by a retrieval with dated documents", "in", value=col("doc_age_s"), series=True,
+               show="counted"),
+        Metric("retrieval_ms_mean", "retrieval latency", "ms", "mean", FED, "LLM calls fed by a timed retrieval",
+               "in", value=col("retrieval_ms"), series=True, show="counted"),
     ]
     for m in out:
         assert m.kind in KINDS and (m.kind == "count") == (m.value is None), m.name

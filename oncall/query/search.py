@@ -123,8 +123,14 @@ def _newest_in_windows(cur: Any, where: str, params: list[Any], order: str, limi
 
 
 def count(con: Any, flt: Filter | str | Sequence[str] | None) -> int:
+    return count_noted(con, flt)[0]
+
+
+def count_noted(con: Any, flt: Filter | str | Sequence[str] | None) -> tuple[int, list[str]]:
+    """(how many requests match, how the filter's times and arguments were read): the explorer's
+    "N of M" and the notes beside it."""
     c = compile_filter(con, flt, alias="s")
-    return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+    return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0]), list(c.notes)
 
 
 # Columns whose distinct values a responder counts (users, sessions, tenants affected …).

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from oncall.display import format_cost
 from oncall.ingest.messages import messages_text
 from oncall.redact import redact_text
 from oncall.replay.conversation import Conversation, Step
@@ -130,7 +131,7 @@ class Caps:
             self.hit = self.hit or f"--max-requests {self.max_requests} reached"
             raise CapReached(self.hit)
         if self.max_cost is not None and c.spent + c.reserved + estimate > self.max_cost:
-            self.hit = self.hit or f"--max-cost ${self.max_cost:g} reached (spent ${c.spent:.4f})"
+            self.hit = self.hit or f"--max-cost ${self.max_cost:g} reached (spent {format_cost(c.spent)})"
             raise CapReached(self.hit)
         c.requests += 1
         c.reserved += estimate

@@ -8,8 +8,9 @@ import json
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from oncall.display import format_cost
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.query.ids import request_key
 from oncall.replay import store as rstore
@@ -17,6 +18,9 @@ from oncall.replay.checks import noise_verdict, pair_checks, side_fold, summary_
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
 from oncall.replay.engine import CapReached, Caps, Counters, Engine, FatalError, Outcome, Policy
 from oncall.replay.suite import PromptVariant, SuiteError, Target
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 ROW_COLUMNS = ["span_pk", "span_id", "request_id", "response_id", "kind", "status", "source_format", "model",
                "served_model", "prompt_name", "prompt_version", "input_messages", "output_text", "tool_calls",
@@ -144,7 +148,7 @@ def api_key(target: Target) -> str | None:
     return key
 
 
-def create_run(db: Any, spec: ReplaySpec, p: Plan) -> int:
+def create_run(db: Store, spec: ReplaySpec, p: Plan) -> int:
     keys = [k for k in (api_key(spec.target), api_key(spec.judge) if spec.judge else None) if k]
     st = rstore.ReplayStore(db, keys)
     target = spec.target if spec.model is None else Target.from_public({**spec.target.public(), "model": spec.model})
@@ -193,7 +197,7 @@ def _items(con: Any, st: rstore.ReplayStore, run_id: int, spec: ReplaySpec, span
                 yield conv, k
 
 
-async def execute(db: Any, run_id: int, *, progress: Callable[[Counters], None] | None = None,
+async def execute(db: Store, run_id: int, *, progress: Callable[[Counters], None] | None = None,
                   policy: Policy | None = None, max_requests: int | None = None,
                   max_cost: float | None = None) -> RunResult:
     """Run (or resume) a stored run: every finished item is written as it arrives. On resume,
@@ -522,7 +526,7 @@ def _headline(s: dict[str, Any]) -> str:
         parts.append(f"{c['errors']} failed")
     if c["unreplayable"]:
         parts.append(f"{c['unreplayable']} not replayable")
-    parts.append(f"cost ${s['cost']['total']:.4f}")
+    parts.append(f"cost {format_cost(s['cost']['total'])}")
     return "; ".join(parts)
 
 

@@ -21,12 +21,16 @@ import json
 import os
 import socket
 from collections.abc import Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from oncall.query.ids import request_key_sql
 from oncall.redact import REDACTED
 from oncall.store.db import current_user
 from oncall.store.trail_tables import TABLES
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 # An item whose newest row has one of these is finished: --resume does not send it again.
 FINAL_STATUSES = ("ok", "diverged", "unreplayable")
@@ -40,7 +44,7 @@ def _now() -> dt.datetime:
 class ReplayStore:
     """The replay tables of one incident database, with the keys of the run scrubbed from every write."""
 
-    def __init__(self, db: Any, secrets: Iterable[str] = ()) -> None:
+    def __init__(self, db: Store, secrets: Iterable[str] = ()) -> None:
         self.db = db
         self.secrets = [s for s in secrets if s and len(s) >= 6]
         self._writer: _Writer | None = None
@@ -146,7 +150,7 @@ class _Writer:
 
     MAX_BATCH = 256
 
-    def __init__(self, db: Any) -> None:
+    def __init__(self, db: Store) -> None:
         import queue
         import threading
 
@@ -195,7 +199,7 @@ class _Writer:
 
 
 # -- reading (plain SQL over the declared tables) ----------------------------------------------------------
-def label_pair(db: Any, run_id: int, span_pk: int, repeat_index: int, label: str, request: str) -> int:
+def label_pair(db: Store, run_id: int, span_pk: int, repeat_index: int, label: str, request: str) -> int:
     """A verdict (good/bad) on one replay pair, with its trail event (the timeline shows it)."""
     if label not in ("good", "bad"):
         raise ValueError(f"a pair label is good or bad, not {label!r}")
@@ -321,3 +325,32 @@ def spent_so_far(con: Any, run_id: int) -> tuple[int, float]:
                   + coalesce(sum(TRY_CAST(judge->>'$.cost' AS DOUBLE)), 0)
            FROM replay_results WHERE run_id = ?""", [run_id]).fetchone()
     return int(row[0]), float(row[1])
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a run has come, from its results so far (the console polls it while the run works)."""
+
+    planned: int  # requests x repeats
+    replayed: int  # answered (ok or diverged)
+    failed: int
+    unreplayable: int
+    retried: int  # attempts beyond the first, over every result
+    spent: float  # USD, as the results priced them
+
+    @property
+    def done(self) -> int:
+        return self.replayed + self.failed + self.unreplayable
+
+
+def progress(con: Any, run_id: int) -> Progress:
+    row = con.execute(
+        """SELECT count(*) FILTER (WHERE status IN ('ok', 'diverged')), count(*) FILTER (WHERE status = 'error'),
+                  count(*) FILTER (WHERE status = 'unreplayable'), coalesce(sum(attempts) - count(attempts), 0),
+                  coalesce(sum(cost), 0)
+           FROM (SELECT * FROM replay_results WHERE run_id = ? QUALIFY row_number() OVER
+                 (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1)""", [run_id]).fetchone()
+    planned = con.execute("SELECT json_array_length(items) * repeat FROM replay_runs WHERE run_id = ?",
+                          [run_id]).fetchone()
+    return Progress(int(planned[0] or 0) if planned else 0, int(row[0]), int(row[1]), int(row[2]), int(row[3]),
+                    float(row[4]))

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 PARAM_TYPES = ("string", "int", "number", "bool", "filter", "choice")
+_NUMBERED = re.compile(r"^(\d+)[.)]\s")
+
+
+def heading_number(heading: str) -> str | None:
+    """The number a heading starts with (`2. Flip` -> "2"), or None."""
+    m = _NUMBERED.match(heading.strip())
+    return m.group(1) if m else None
+
 # What a gate can test besides the replay summary's metrics: the run's own counts and shares
 # (runbook/run.py gate_metrics computes each), and `truncation_rate`, the gate name of the
 # registry's finish_length_rate.
@@ -75,7 +84,15 @@ class Step:
     target: str | None = None
     args: dict[str, Any] = field(default_factory=dict)
     why: str | None = None
-    name: str = ""
+    name: str = ""  # the heading's own number ("2" for "## 2. Flip"), else the block's place
+
+    @property
+    def title(self) -> str:
+        """How the step is named everywhere, its number once: `2. Flip to the fallback`."""
+        heading = self.heading.strip()
+        if not heading:
+            return f"step {self.name}"
+        return heading if heading_number(heading) == self.name else f"{self.name}. {heading}"
 
 
 @dataclass

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Any
 
 from oncall.runbook.model import Param, Runbook, RunbookError
-from oncall.runbook.parse import PLACEHOLDER
+
+# `${name}`: a runbook parameter in a step (parse.py checks each names a parameter; this module fills them in).
+PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ParamError(RunbookError):

@@ -43,10 +43,19 @@ from markdown_it import MarkdownIt
 
 from oncall.query.registry import METRICS, Fold
 from oncall.replay.checks import REPLAY_COLUMNS
-from oncall.runbook.model import PARAM_TYPES, RUN_COUNTS, Expectation, Param, Runbook, RunbookError, Step
+from oncall.runbook.model import (
+    PARAM_TYPES,
+    RUN_COUNTS,
+    Expectation,
+    Param,
+    Runbook,
+    RunbookError,
+    Step,
+    heading_number,
+)
+from oncall.runbook.params import PLACEHOLDER, ParamError, coerce
 
 READING_COMMANDS = ("search", "show", "sample", "compare", "changes", "blast-radius")
-PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _EXPECT = re.compile(r"^expect\s+([a-z_.]+)\s*(>=|<=|==|!=|>|<)\s*(-?[0-9.]+)\s*(%?)\s*(?:of\s+(original|baseline))?\s*$")
 # What a gate can test: the metrics a replay summary computes (the registry's, over the columns a
 # replay result carries) and the run's own counts (runbook/run.py).
@@ -142,8 +151,6 @@ def _params(path: Path, raw: Any, line: int, doc_line: int) -> dict[str, Param]:
                   choices=[str(c) for c in choices] if choices else None,
                   required=bool(spec.get("required", spec.get("default") is None)), line=pline)
         if p.default is not None:
-            from oncall.runbook.params import ParamError, coerce
-
             try:
                 p.default = coerce(p, p.default)
             except ParamError as exc:
@@ -175,7 +182,7 @@ def _steps(path: Path, body: str, body_line: int, params: dict[str, Param], targ
             step = _verify_step(path, tok.content, start, heading)
         else:
             step = _action_step(path, tok.content, start, heading, targets)
-        step.name = f"{len(steps) + 1}"
+        step.name = heading_number(heading) or f"{len(steps) + 1}"
         steps.append(step)
     if not steps:
         raise _fail(path, body_line, "the runbook has no steps (```oncall, ```gate, ```verify or ```action blocks)")

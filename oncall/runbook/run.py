@@ -21,11 +21,14 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oncall.live.evidence import wait_for_evidence
 from oncall.runbook.model import Runbook, RunbookError, Step
 from oncall.runbook.params import command_argv, substitute_args
+
+if TYPE_CHECKING:
+    from oncall.store.contracts import Store
 
 # Exit codes of the oncall CLI (README "Exit codes"): 1 is a finding and the runbook goes on.
 EXIT_PROBLEM = 1
@@ -51,7 +54,7 @@ ConfirmFn = Callable[[Any], "bool | str"]
 class RunbookRun:
     """One run of a runbook on an incident. Iterate events(); `outcome` says how it ended."""
 
-    def __init__(self, rb: Runbook, db: Any, values: dict[str, Any], *, dry_run: bool = False, yes: bool = False,
+    def __init__(self, rb: Runbook, db: Store, values: dict[str, Any], *, dry_run: bool = False, yes: bool = False,
                  confirm: ConfirmFn | None = None, confirm_gate: Callable[[str], bool] | None = None,
                  who: str | None = None, why: str | None = None, as_json: bool = False,
                  env: dict[str, str] | None = None, cancelled: Callable[[], bool] | None = None) -> None:
@@ -83,7 +86,7 @@ class RunbookRun:
                 self.outcome = "cancelled"
                 yield Event("stop", step, "cancelled; nothing after this step ran")
                 break
-            yield Event("step", step, step.heading)
+            yield Event("step", step, step.title)
             if step.kind == "query":
                 yield from self._query(step)
             elif step.kind == "verify":
@@ -210,7 +213,7 @@ class RunbookRun:
             reference = columns[e.relative].get(e.metric) if e.relative else None
             ok = e.holds(actual, reference)
             passed &= ok
-            result["checks"].append({"expect": e.text, "actual": actual, "passed": ok,
+            result["checks"].append({"expect": e.text, "metric": e.metric, "actual": actual, "passed": ok,
                                      **({"reference": reference, "threshold": e.threshold(reference)}
                                         if e.relative else {})})
         result["passed"] = passed
@@ -270,10 +273,9 @@ class RunbookRun:
             answer: bool | str = True
         else:
             answer = self.confirm(p) if self.confirm else False
-        why = step.why or self.why or f"runbook {self.rb.name}"
         try:
-            rec = execute(p, db=self.db, confirm=answer, who=self.who, why=substitute_args(why, self.values),
-                          runbook=self.rb.name, step=f"{step.name}. {step.heading}",
+            rec = execute(p, db=self.db, confirm=answer, who=self.who, why=self._why(step),
+                          runbook=self.rb.name, step=step.title,
                           gate={"gates": self.gates} if self.gates else None, adapter=adapter)
         except ActionError as exc:
             self.outcome = "stopped at an action"
@@ -287,6 +289,13 @@ class RunbookRun:
             yield Event("stop", step, f"action {rec.action_id} ended {rec.status}; the runbook stops here")
             return False
         return True
+
+    def _why(self, step: Any) -> str:
+        """What an action's audit says it was for: the responder's own words (`--why`, the console's
+        field) first, then the reason the runbook gives for the step."""
+        written = substitute_args(step.why, self.values) if step.why else None
+        parts = [w for w in (self.why, written) if w]
+        return " — ".join(parts) if parts else f"runbook {self.rb.name}"
 
 
 def gate_metrics(summary: dict[str, Any]) -> dict[str, float | None]:

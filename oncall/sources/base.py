@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from oncall.errors import InputError
+from oncall.ingest.contracts import RowSink
 from oncall.query.filters import Filter
 
 # Exit codes a source error maps to (cliutil): 2 = what was typed or configured cannot work (a bad
@@ -91,14 +92,9 @@ class Window:
                                    f"({self.since.isoformat()})")
 
 
-class SpanSink(Protocol):
-    """Where a source writes canonical span rows: the load path's writer (ingest.writer.FileWriter)."""
-
-    problems: list[tuple[int | None, str, str]]
-
-    def add(self, row: dict[str, Any], line: int | None = None) -> None: ...
-
-    def problem(self, line: int | None, kind: str, message: str) -> None: ...
+# Where a source writes canonical span rows: the import contract every file format writes to too
+# (the load path's writer, ingest.writer.FileWriter).
+SpanSink = RowSink
 
 
 Progress = Callable[[int], None]  # rows received so far

@@ -714,6 +714,13 @@ def open_db(path: str | os.PathLike[str] | None = None, *, read_only: bool = Fal
             raise StoreError(f"{p} does not exist; load data first with `oncall load` or `oncall demo`")
         if p.parent and not p.parent.exists():
             raise StoreError(f"cannot create {p}: directory {p.parent} does not exist")
+        if holds_incident_data(sidecar_dir(p)):
+            # The base was deleted and its parts and journal left behind: reusing them would revive
+            # the old incident's imports ("already loaded", 0 spans) under a new one.
+            side = sidecar_dir(p)
+            raise StoreError(f"{side} holds the load parts and journal of an incident whose base file {p.name} "
+                             f"is gone; to start a new incident here move it away (mv '{side}' '{side}.old') "
+                             f"or remove it, or choose another --db")
     if p.is_dir():
         raise StoreError(f"{p} is a directory; --db names the incident database file")
     if p.exists() and not _is_duckdb_file(p):
@@ -781,6 +788,30 @@ def copy_incident(src: Path, dst: Path) -> None:
     d = sidecar_dir(src)
     if d.is_dir():
         shutil.copytree(d, sidecar_dir(dst), ignore=shutil.ignore_patterns("*.lock"))
+
+
+def holds_incident_data(side: Path) -> bool:
+    """Whether a sidecar directory holds an incident's records (a journal or a load part), as
+    opposed to lock files a failed start left."""
+    if (side / JOURNAL_NAME).is_file():
+        return True
+    parts = side / "parts"  # parts_dir() of the base this sidecar belongs to
+    return parts.is_dir() and any(parts.iterdir())
+
+
+def is_absent(db_path: Path) -> bool:
+    """No base file and no incident data beside it: opening it for writing starts a new incident."""
+    return not db_path.exists() and not holds_incident_data(sidecar_dir(db_path))
+
+
+def discard_if_unused(db: IncidentDB) -> bool:
+    """Remove an incident nothing was written to (no journal, no load part): a load that recognised
+    no file leaves no database behind. Closes `db`; True when it removed the files."""
+    db.close()
+    if holds_incident_data(sidecar_dir(db.path)):
+        return False
+    remove_incident(db.path)
+    return True
 
 
 def remove_incident(db_path: Path) -> None:

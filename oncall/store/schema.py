@@ -61,7 +61,26 @@ SPAN_COLUMNS: list[tuple[str, str, pa.DataType, str]] = [
     ("raw", "JSON", pa.string(), "the lossless original record"),
     ("cost_source", "VARCHAR", pa.string(),
      "exported | estimated (tokens x price, oncall.ingest.cost) | unknown; NULL for spans that are not model calls"),
+    # Retrieval (oncall.ingest.retrieval). On a retrieval span: what it searched and returned; on an
+    # embedding span: its model; on an LLM call: the retrieval that fed it (linked when a load
+    # finishes, oncall.ingest.retrieval_link), so filters and metrics on LLM calls read it directly.
+    ("retrieval_query", "VARCHAR", pa.string(), "the retrieval's query text"),
+    ("retrieved_docs", "JSON", pa.string(), "documents returned, in rank order: [{id, score, content, source, "
+     "updated_at, metadata}] (content as an excerpt)"),
+    ("retrieved", "INTEGER", pa.int32(), "how many documents the retrieval returned (0: empty)"),
+    ("top_score", "DOUBLE", pa.float64(), "best relevance score of the documents returned"),
+    ("embedding_model", "VARCHAR", pa.string(), "model that embedded the query"),
+    ("retrieval_index", "VARCHAR", pa.string(), "index or collection searched (name@version when both are said)"),
+    ("retrieval_ms", "DOUBLE", pa.float64(), "time spent retrieving, milliseconds (an LLM call: its retrievals')"),
+    ("doc_age_s", "DOUBLE", pa.float64(), "age of the newest dated document at the retrieval's start, seconds"),
+    ("retrieval_span", "VARCHAR", pa.string(), "an LLM call: span id of the (last) retrieval that fed it"),
+    ("fed_span", "VARCHAR", pa.string(), "a retrieval or embedding span: span id of the LLM call it fed"),
 ]
+
+# The retrieval columns an LLM call takes from the retrieval spans that fed it.
+RETRIEVAL_COLUMNS = ["retrieval_query", "retrieved_docs", "retrieved", "top_score", "embedding_model",
+                     "retrieval_index", "retrieval_ms", "doc_age_s"]
+RETRIEVAL_SPAN_COLUMNS = [*RETRIEVAL_COLUMNS, "retrieval_span", "fed_span"]
 
 SPAN_COLUMN_NAMES: list[str] = [c[0] for c in SPAN_COLUMNS]
 

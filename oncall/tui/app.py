@@ -22,6 +22,7 @@ from oncall.live.status import live_status
 from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
+from oncall.tui.live import LiveScreen
 
 HISTORY_MAX = 200
 REFRESH_S = 1.0  # how often the console folds in what other processes wrote (shown within 2 s)
@@ -113,7 +114,7 @@ class OncallApp(App[None]):
     def _live_changed(self, marker: str) -> None:
         """The live marker moved (a rate, a last arrival, idle): screens that show it redraw it."""
         self.live_marker = marker
-        if hasattr(self.screen, "live_changed"):
+        if isinstance(self.screen, LiveScreen):
             self.screen.live_changed()
 
     def _store_refresh_failed(self, message: str) -> None:
@@ -128,10 +129,8 @@ class OncallApp(App[None]):
         self._refresh_failed = False
         top = self.screen
         for screen in self.screen_stack:
-            if screen is top and hasattr(screen, "data_changed"):
-                screen.data_changed()
-            else:
-                screen.stale = True  # the screen's on_screen_resume calls its data_changed
+            if isinstance(screen, LiveScreen):
+                screen.store_changed(on_top=screen is top)
 
     # -- navigation ------------------------------------------------------------------------------------
     def open_overview(self) -> None:

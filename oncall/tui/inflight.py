@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from oncall.store.db import utc_cursor
+
 
 class Superseded(Exception):
     """A newer query was started (or esc pressed) before this one began or while it ran."""
@@ -35,9 +37,8 @@ class Inflight:
     @contextmanager
     def connection(self, store: Any, generation: int) -> Iterator[Any]:
         """A private connection for one query of `generation`; raises Superseded if it is already old."""
-        base = store.cursor()
-        cur = base.cursor()  # a new connection to the same database (DuckDB's cursor of a connection)
-        cur.execute("SET TimeZone = 'UTC'")  # as every store cursor is: times are UTC whatever the machine's zone
+        # A new connection to the same database, in UTC as every store cursor is (whatever the machine's zone).
+        cur = utc_cursor(store.cursor())
         with self._lock:
             if generation < self._latest:
                 cur.close()

@@ -7,7 +7,6 @@ A jump to row 900,000 costs one narrow sort in DuckDB (search.page_at), not a sc
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Any
 
 from rich.cells import cell_len, set_cell_size
@@ -20,21 +19,15 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from oncall.display import format_cost
-from oncall.query.cost_marks import marked
+from oncall.display import format_cost_cell, status_text, time_text
 from oncall.query.ids import request_key
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 
 PAGE = 100
 COLUMNS = [("time", 8), ("request", 22), ("tenant", 10), ("feature", 12), ("served model", 20), ("status", 10),
-           ("ms", 6), ("cost", 9), ("label", 5)]
+           ("ms", 6), ("cost", 11), ("label", 5)]  # cost: ~0.00000373 fits (display.format_cost_cell)
 SORT_KEYS = ["start_time", "latency_ms", "cost", "output_tokens", "tenant", "served_model"]
-
-
-def compact_cost(cost: float | None, source: str | None) -> str:
-    """The results column's cost: significant digits without the dollar sign (0.000373, ~0.000373)."""
-    return marked(format_cost(cost).replace("$", "", 1), source)
 
 
 def fit_cells(text: str, width: int) -> str:
@@ -47,12 +40,12 @@ def fit_cells(text: str, width: int) -> str:
 
 def format_row(r: dict[str, Any], width: int) -> str:
     """The row as exactly `width` terminal cells."""
-    t = r["start_time"].astimezone(dt.UTC).strftime("%H:%M:%S") if r.get("start_time") else ""
-    status = "ok" if r.get("status") != "error" else (r.get("error_type") or "error")
+    t = time_text(r.get("start_time"), date=False)
+    status = status_text(r.get("status"), r.get("error_type"), short=True)
     cells = [t, request_key(r), r.get("tenant") or "",
              r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
              f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
-             compact_cost(r.get("cost"), r.get("cost_source")),  # "~" = estimated
+             format_cost_cell(r.get("cost"), r.get("cost_source"), dollar=False),  # "~" = estimated
              (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
     parts = [fit_cells(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
     line = " ".join(parts) + " "

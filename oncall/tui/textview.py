@@ -8,9 +8,13 @@ already have passed safe_text (it is painted as-is, never parsed as markup).
 
 from __future__ import annotations
 
+from typing import Any
+
 from rich.cells import cell_len, split_graphemes
 from rich.segment import Segment
+from rich.style import Style
 from textual.binding import Binding
+from textual.cache import LRUCache
 from textual.geometry import Size
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
@@ -59,35 +63,34 @@ def _wrap_cells(line: str, width: int) -> list[str]:
     return out
 
 
-class OutputView(ScrollView, can_focus=True):
-    BINDINGS = [
-        Binding("pagedown,space", "page(1)", "page down", show=False, id="output.page_down"),
-        Binding("pageup", "page(-1)", "page up", show=False, id="output.page_up"),
-    ]
+class TextView(ScrollView):
+    """The one renderer of long text in the console: display lines laid out once per width, painted
+    only where visible, each painted line kept in an LRU cache keyed by line, width and horizontal
+    scroll (toolong's cache of strips), so scrolling back over a 5,000-line draft or a 200 KB output
+    paints nothing twice. A subclass says what its display lines are (`display_lines`); new content
+    or a new width lays them out again and empties the cache."""
+
+    CACHED_STRIPS = 2048
 
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - Widget's own keyword arguments
         super().__init__(**kwargs)
-        self.text = ""
-        self.wrap = True
-        self._lines: list[str] = [""]
+        self._lines: list[Any] = [""]  # str (painted with the line's style) or a rich Text
+        self._styles: list[Style] | None = None
         self._width = 0
+        self._strips: LRUCache[tuple[int, int, int], Strip] = LRUCache(self.CACHED_STRIPS)
 
-    def load_text(self, text: str) -> None:
-        self.text = text
-        self._layout(force=True)
-        self.scroll_to(0, 0, animate=False)
-
-    def set_wrap(self, wrap: bool) -> None:
-        self.wrap = wrap
-        self._layout(force=True)
+    def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
+        """(display lines at this width, a style per line or None, the widest line in cells)."""
+        raise NotImplementedError
 
     def _layout(self, force: bool = False) -> None:
         width = max(1, self.scrollable_content_region.width)
         if not force and width == self._width:
             return
         self._width = width
-        self._lines = wrap_lines(self.text, width) if self.wrap else self.text.split("\n")
-        longest = width if self.wrap else max((cell_len(x) for x in self._lines), default=0)
+        lines, styles, longest = self.display_lines(width)
+        self._lines, self._styles = lines or [""], styles
+        self._strips.clear()
         self.virtual_size = Size(longest, len(self._lines))
         self.refresh()
 
@@ -100,14 +103,55 @@ class OutputView(ScrollView, can_focus=True):
         if index >= len(self._lines):
             return Strip.blank(width)
         x = self.scroll_offset.x
-        line = Strip([Segment(self._lines[index])])  # cropped in cells (Strip.crop), not characters
-        return (line.crop(x, x + width) if x else line).adjust_cell_length(width)
+        key = (index, width, x)
+        strip = self._strips.get(key)
+        if strip is None:
+            strip = self._paint(index, width, x)
+            self._strips[key] = strip
+        return strip
+
+    def _paint(self, index: int, width: int, x: int) -> Strip:
+        line = self._lines[index]
+        if isinstance(line, str):  # cropped in cells (Strip.crop), not characters
+            strip = Strip([Segment(line, self._styles[index] if self._styles else None)])
+        else:
+            strip = Strip(list(line.render(self.app.console)))
+        return (strip.crop(x, x + width) if x else strip).adjust_cell_length(width)
+
+    def cached_strips(self) -> int:
+        """How many painted lines the cache holds (tests)."""
+        return len(self._strips)
+
+
+class OutputView(TextView, can_focus=True):
+    BINDINGS = [
+        Binding("pagedown,space", "page(1)", "page down", show=False, id="output.page_down"),
+        Binding("pageup", "page(-1)", "page up", show=False, id="output.page_up"),
+    ]
+
+    def __init__(self, **kwargs) -> None:  # noqa: ANN003 - Widget's own keyword arguments
+        super().__init__(**kwargs)
+        self.text = ""
+        self.wrap = True
+
+    def load_text(self, text: str) -> None:
+        self.text = text
+        self._layout(force=True)
+        self.scroll_to(0, 0, animate=False)
+
+    def set_wrap(self, wrap: bool) -> None:
+        self.wrap = wrap
+        self._layout(force=True)
+
+    def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
+        lines = wrap_lines(self.text, width) if self.wrap else self.text.split("\n")
+        return lines, None, width if self.wrap else max((cell_len(x) for x in lines), default=0)
 
     def action_page(self, direction: int) -> None:
         self.scroll_to(y=self.scroll_offset.y + direction * max(1, self.size.height - 1), animate=False)
 
 
-class RichLinesView(ScrollView, can_focus=False):
+class RichLinesView(TextView, can_focus=False):
     """Styled text (a rich Text built from safe_text pieces) in a fixed-size pane, painted line by line.
 
     Unlike a Static of changing height, replacing the content never re-lays out the screen, which is
@@ -117,36 +161,18 @@ class RichLinesView(ScrollView, can_focus=False):
     def __init__(self, **kwargs) -> None:  # noqa: ANN003 - Widget's own keyword arguments
         super().__init__(**kwargs)
         self._text = None
-        self._lines: list = []
-        self._width = 0
 
     def update(self, text, *, keep_scroll: bool = False) -> None:  # noqa: ANN001 - a rich Text
         """Show `text` from its top, or (keep_scroll: the same request redrawn) where the reader was."""
         self._text = text
-        self._width = 0
-        self._layout()
+        self._layout(force=True)
         if not keep_scroll:
             self.scroll_to(0, 0, animate=False)
 
     def plain(self) -> str:
         return self._text.plain if self._text is not None else ""
 
-    def _layout(self) -> None:
-        width = max(1, self.scrollable_content_region.width)
-        if self._text is None or width == self._width:
-            return
-        self._width = width
-        self._lines = list(self._text.wrap(self.app.console, width))
-        self.virtual_size = Size(width, len(self._lines))
-        self.refresh()
-
-    def on_resize(self) -> None:
-        self._layout()
-
-    def render_line(self, y: int) -> Strip:
-        index = self.scroll_offset.y + y
-        width = self.size.width
-        if index >= len(self._lines):
-            return Strip.blank(width)
-        segments = list(self._lines[index].render(self.app.console))
-        return Strip(segments).adjust_cell_length(width)
+    def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
+        if self._text is None:
+            return [""], None, width
+        return list(self._text.wrap(self.app.console, width)), None, width

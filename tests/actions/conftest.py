@@ -35,6 +35,21 @@ model_list:
       model: openai/gpt-4o-mini
       api_base: {fallback}
       api_key: os.environ/UPSTREAM_KEY
+  - model_name: support-bot-mini     # the cheaper model (cost-runaway)
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {fallback}
+      api_key: os.environ/UPSTREAM_KEY
+  - model_name: summarize            # the demo's anthropic traffic (provider-outage)
+    litellm_params:
+      model: openai/claude-3-5-sonnet-20241022
+      api_base: {primary}
+      api_key: os.environ/UPSTREAM_KEY
+  - model_name: summarize-fallback
+    litellm_params:
+      model: openai/gpt-4o-mini
+      api_base: {fallback}
+      api_key: os.environ/UPSTREAM_KEY
 
 router_settings:
   model_group_alias: {{}}   # incident flips go here

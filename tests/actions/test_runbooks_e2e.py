@@ -1,8 +1,9 @@
 """Every shipped runbook, run end to end on the demo incident the way a responder runs it
-(`oncall runbook run NAME … --yes`), against real components: the LiteLLM proxy (--reload) routing
-to loopback upstreams, a flagd flag file, a Langfuse-compatible loopback server, and replay gates
-against the loopback OpenAI-compatible server. Each action is then undone with `oncall action undo`.
-A gate that fails stops the runbook before any write."""
+(`oncall runbook run NAME --yes`, with its default parameters: they point at what the demo's causes
+hit), against real components: the LiteLLM proxy (--reload) routing to loopback upstreams, a flagd
+flag file, a Langfuse-compatible loopback server, and replay gates against the loopback
+OpenAI-compatible server. Each action is then undone with `oncall action undo`. A gate that fails
+stops the runbook before any write."""
 
 from __future__ import annotations
 
@@ -63,6 +64,50 @@ def run_book(db: Path, cwd: Path, name: str, *params: str, env: dict[str, str] |
     return res, data
 
 
+# Every shipped runbook and the test that runs it with its defaults (a new runbook needs one here).
+DEFAULT_RUNS = {
+    "prompt-injected-agent": "test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back",
+    "prompt-regression": "test_prompt_regression_gates_on_a_replay_with_the_previous_prompt_then_rolls_the_label",
+    "provider-outage": "test_gateway_flip_runbooks_through_the_real_proxy",
+    "cost-runaway": "test_gateway_flip_runbooks_through_the_real_proxy",
+    "provider-model-regression": "test_gateway_pin_runbooks_through_the_real_proxy",
+    "model-deprecation": "test_gateway_pin_runbooks_through_the_real_proxy",
+}
+# What each runbook's cohort finds on the demo with its defaults (none: the demo has no such cause).
+DEMO_COHORTS = {
+    "provider-outage": ("provider=anthropic error=rate_limit,server,timeout", 61),
+    "cost-runaway": ("tenant=acme feature=support-bot", 3501),
+    "prompt-regression": ("prompt_version=v13", 1285),
+    "provider-model-regression": ("served_model=gpt-4o-2024-11-20 feature=extract", 530),
+    "model-deprecation": ("http_status=404", 0),
+    "prompt-injected-agent": ("kind=tool", 0),
+}
+
+
+def test_every_shipped_runbook_has_a_defaults_run_and_its_cohort_is_the_demos(incident: Path, tmp_path: Path) -> None:
+    from oncall.runbook import find_runbook, list_runbooks
+
+    books, errors = list_runbooks(None)
+    shipped = {b.name for b in books if Path(b.path).parent == ROOT / "runbooks"}
+    assert errors == [] and shipped == set(DEFAULT_RUNS) == set(DEMO_COHORTS)
+    for name in DEFAULT_RUNS.values():
+        assert name in globals(), name
+    for name, (cohort, n) in DEMO_COHORTS.items():
+        assert find_runbook(name, None).params["cohort"].default == cohort
+        found = json.loads(oncall(incident, tmp_path, "search", cohort, "--json", "-n", "1").stdout)
+        assert found["total"] == n, (name, found["total"])
+
+
+def check_queries(data: dict, name: str) -> None:
+    """Every reading step ran (exit 0), and the cohort's search found the demo's requests."""
+    queries = [e["data"] for e in data["events"] if e["kind"] == "query"]
+    assert queries and all(q["exit"] == 0 for q in queries), queries
+    cohort, n = DEMO_COHORTS[name]
+    for q in queries:
+        if q["command"].startswith("oncall search "):
+            assert q["result"]["total"] == n, (q["command"], q["result"]["total"])
+
+
 def test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back(incident: Path, tmp_path: Path) -> None:
     flags = tmp_path / "flags.json"
     original = json.dumps({"flags": {"agent-tools-send-email": {
@@ -72,6 +117,7 @@ def test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back(inciden
     res, data = run_book(incident, tmp_path, "prompt-injected-agent")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
     assert data["outcome"] == "completed"
+    check_queries(data, "prompt-injected-agent")
     assert [e["kind"] for e in data["events"] if e["kind"] in ("query", "plan", "action")] == \
         ["query", "query", "plan", "action"]
     assert json.loads(flags.read_text())["flags"]["agent-tools-send-email"]["defaultVariant"] == "off"
@@ -103,10 +149,11 @@ def test_prompt_regression_gates_on_a_replay_with_the_previous_prompt_then_rolls
         incident: Path, tmp_path: Path, langfuse) -> None:
     with OpenAIServer() as llm:
         env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1"}
-        res, data = run_book(incident, tmp_path, "prompt-regression", "sample=6", env=env)
+        res, data = run_book(incident, tmp_path, "prompt-regression", env=env)  # the defaults: 20 requests
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr
         sent = llm.completions()
-    assert len(sent) == 6
+    check_queries(data, "prompt-regression")
+    assert len(sent) == 20
     assert all("Acme Support, a concise" in ex.request["messages"][0]["content"] for ex in sent)
     (gate,) = [e for e in data["events"] if e["kind"] == "gate"]
     assert gate["data"]["passed"] and len(gate["data"]["checks"]) == 3
@@ -133,26 +180,27 @@ def test_a_failed_gate_stops_the_runbook_before_any_write(incident: Path, tmp_pa
     assert actions(incident, tmp_path) == []
 
 
-def _via_proxy(gateway) -> str:
-    """Which upstream answered a request the app sends through the proxy."""
-    r = gateway.ask()
+def _via_proxy(gateway, model: str = "support-bot") -> str:
+    """Which upstream answered a request the app sends through the proxy for `model`."""
+    r = gateway.ask(model)
     return r.headers.get("x-litellm-model-api-base", "")
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name, params", [
-    ("provider-outage", []),
-    ("cost-runaway", ["cheaper=support-bot-fallback"]),
+@pytest.mark.parametrize("name, alias", [
+    ("provider-outage", "summarize"),  # the demo's 429 burst: anthropic, behind the summarize alias
+    ("cost-runaway", "support-bot"),  # acme's support-bot cost tripled
 ])
 def test_gateway_flip_runbooks_through_the_real_proxy(incident: Path, tmp_path: Path, gateway, upstreams,
-                                                      name: str, params: list[str]) -> None:
+                                                      name: str, alias: str) -> None:
     primary, fallback = upstreams
     before = gateway.config.read_bytes()
-    assert _via_proxy(gateway).startswith(primary.base_url.rsplit("/v1", 1)[0])
-    res, data = run_book(incident, tmp_path, name, *params, env={"LITELLM_MASTER_KEY": MASTER_KEY})
+    assert _via_proxy(gateway, alias).startswith(primary.base_url.rsplit("/v1", 1)[0])
+    res, data = run_book(incident, tmp_path, name, env={"LITELLM_MASTER_KEY": MASTER_KEY})
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
-    assert _via_proxy(gateway).startswith(fallback.base_url.rsplit("/v1", 1)[0])
+    check_queries(data, name)
+    assert _via_proxy(gateway, alias).startswith(fallback.base_url.rsplit("/v1", 1)[0])
     (act,) = actions(incident, tmp_path)
     assert act["runbook"] == name and act["status"] == "verified"
     undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes", "--why", "provider is back",
@@ -164,24 +212,22 @@ def test_gateway_flip_runbooks_through_the_real_proxy(incident: Path, tmp_path: 
 
 @pytest.mark.slow
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("name, params", [
-    ("provider-model-regression", ["cohort=served_model=gpt-4o-2024-11-20 feature=extract",
-                                   "baseline=served_model=gpt-4o-2024-08-06 feature=extract", "sample=8",
-                                   "snapshot=openai/gpt-4o-2024-08-06"]),
-    ("model-deprecation", ["successor=openai/gpt-4o-2024-11-20"]),
+@pytest.mark.parametrize("name, model", [
+    ("provider-model-regression", "openai/gpt-4o-2024-08-06"),  # the snapshot before the silent update
+    ("model-deprecation", "openai/gpt-4o-2024-11-20"),
 ])
 def test_gateway_pin_runbooks_through_the_real_proxy(incident: Path, tmp_path: Path, gateway, name: str,
-                                                     params: list[str]) -> None:
+                                                     model: str) -> None:
     before = gateway.config.read_bytes()
     with OpenAIServer(answerer=good_snapshot) as llm:
         env = {"ONCALL_REPLAY_SUITE": str(suite(tmp_path, llm.base_url)), "ONCALL_TEST_KEY": "loop-key-7f1",
                "LITELLM_MASTER_KEY": MASTER_KEY}
-        res, data = run_book(incident, tmp_path, name, *params, env=env)
+        res, data = run_book(incident, tmp_path, name, env=env)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    check_queries(data, name)
     gates = [e for e in data["events"] if e["kind"] == "gate"]
     if name == "provider-model-regression":
-        assert gates and gates[0]["data"]["passed"]
-    model = params[-1].split("=", 1)[1]
+        assert gates and gates[0]["data"]["passed"], gates
     assert f"model: {model}" in gateway.config.read_text()
     (act,) = actions(incident, tmp_path)
     shown = json.loads(oncall(incident, tmp_path, "action", "show", str(act["action_id"]), "--json").stdout)

@@ -217,7 +217,7 @@ def test_cli_contract_run_list_show_undo(gw, tmp_path):
     assert twice.exit_code == 1 and "already undone by action" in twice.output
     listing = json.loads(runner.invoke(cli, [*base, "list", "--json"]).output)
     assert [(a["action_id"], a["status"], a["undo_of"]) for a in listing] == [
-        (1, "unverified", None), (3, "unchanged", None), (5, "unverified", 1)]
+        (1, "unverified", None), (2, "unchanged", None), (3, "unverified", 1)]  # contiguous: an undo is an action
     assert runner.invoke(cli, [*base, "show", "99"]).exit_code == 1
     bad = runner.invoke(cli, [*base, "run", "webhook", "--target", "gw", "--config", str(toml), "--dry-run"])
     assert bad.exit_code == 2 and "uses adapter 'litellm-config'" in bad.output

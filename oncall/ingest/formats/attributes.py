@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.formats.otlp import build_row
 from oncall.ingest.mapping import flatten_attributes
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -56,7 +57,7 @@ def attr_row(attrs: dict[str, Any]) -> dict[str, Any]:
                      status=normalize_status(status), status_message=None, raw=attrs)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         doc = json.loads(read_all_text(path))
     except SourceError as exc:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import call_kind, classify_error, http_status_from
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, coerce_int, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.records import drop_none, flat, input_columns, json_records, output_columns
@@ -131,7 +132,7 @@ def row_of(rec: dict[str, Any]) -> dict[str, Any]:
     return drop_none(row)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     merged: dict[str, dict[str, Any]] = {}
     where: dict[str, int] = {}
     for n, obj in json_records(path, sink, unwrap=_rows):

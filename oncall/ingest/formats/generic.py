@@ -24,9 +24,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from oncall.ingest import jsonio
+from oncall.ingest.contracts import BulkSink
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, SourceError, iter_line_blocks, iter_lines, read_head, truncated
 from oncall.redact import sql_redact
+from oncall.store.schema import RETRIEVAL_SPAN_COLUMNS
 
 NAME = "generic"
 DESCRIPTION = "generic request logs: JSON Lines / JSON array / CSV / Parquet, fields inferred or given with --map"
@@ -86,6 +88,9 @@ ALIASES = {"timestamp": "start_time", "time": "start_time", "user": "user_id", "
            "tokens_in": "input_tokens", "tokens_out": "output_tokens", "finish": "finish_reason",
            "input_text": "input", "output_text": "output"}
 FIELDS = sorted(DEFAULTS)
+
+# A flat request log has no retrieval spans: its rows leave the retrieval columns empty.
+_NO_RETRIEVAL = ", ".join(f"NULL AS {c}" for c in RETRIEVAL_SPAN_COLUMNS)
 
 
 # -- detection -------------------------------------------------------------------------------------
@@ -365,7 +370,8 @@ def select_sql(mapping: dict[str, list[str]], source: str, *, nested_strings: bo
         out_text AS output_text,
         NULL AS attributes, NULL AS inherited,
         j AS raw,
-        NULL AS cost_source  -- set when the load finishes (ingest.cost)
+        NULL AS cost_source,  -- set when the load finishes (ingest.cost)
+        {_NO_RETRIEVAL}
     FROM final
     """
     # Every path is known only now that the body is built: parse each record once, up front.
@@ -398,7 +404,7 @@ _MAYBE_TOO_DEEP = ("(length(text) > 2048 AND length(text) - length(replace(repla
 _BLANK = "regexp_full_match(text, '[ \\t\\r\\n\\x0b\\x0c]*')"
 
 
-def _insert_batch(sink: Any, first_line: int, lines: pa.Array, select: str) -> None:
+def _insert_batch(sink: BulkSink, first_line: int, lines: pa.Array, select: str) -> None:
     """Insert one block of lines (numbered from `first_line`); lines that are not JSON objects are
     reported and skipped, blank lines skipped silently.
 
@@ -423,7 +429,7 @@ def _lines_select(select: str, where: str) -> str:
                                       f"FROM _oncall_lines WHERE {where})")
 
 
-def _skipped_lines(sink: Any, con: Any, tbl: pa.Table, added: int, select: str) -> None:
+def _skipped_lines(sink: BulkSink, con: Any, tbl: pa.Table, added: int, select: str) -> None:
     """Name the lines of a block the insert skipped, and insert those that were only suspected of
     being nested too deep. Runs on the insert thread right after the block's insert, only when short."""
     if added >= len(tbl):
@@ -459,7 +465,7 @@ def _skipped_lines(sink: Any, con: Any, tbl: pa.Table, added: int, select: str) 
                      "redaction; skipped")
 
 
-def _block_lines(sink: Any, first_line: int, block: memoryview) -> pa.Array:
+def _block_lines(sink: BulkSink, first_line: int, block: memoryview) -> pa.Array:
     """The lines of a block as an Arrow string array, split without a Python object per line.
 
     A block that is not valid UTF-8 is split in Python instead, to name and blank its bad lines
@@ -484,7 +490,7 @@ def _block_lines(sink: Any, first_line: int, block: memoryview) -> pa.Array:
     return lines
 
 
-def _read_jsonl(path: Path, sink: Any, select: str) -> None:
+def _read_jsonl(path: Path, sink: BulkSink, select: str) -> None:
     done = 0
     for first_line, block in iter_line_blocks(path, BLOCK_BYTES):
         done += len(block) + 1
@@ -522,7 +528,7 @@ def _duck_reader(kind: str, path: Path) -> str:
 _REJECTS = "_oncall_csv_rejects"
 
 
-def _report_csv_rejects(sink: Any) -> None:
+def _report_csv_rejects(sink: BulkSink) -> None:
     """Report the rows the last CSV scan set aside, at their lines, and renumber the loaded rows'
     lines (row_number() counted only the rows kept)."""
     con = sink.con
@@ -539,7 +545,7 @@ def _report_csv_rejects(sink: Any) -> None:
                     WHERE import_id = ?""", [sink.import_id])
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: BulkSink, options: LoadOptions) -> None:
     explicit = normalize_map(options.column_map)
     try:
         head = read_head(path)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otel_console import iter_json_values, js_span_kind, json_flavour, read_node
 from oncall.ingest.formats.otlp import build_row, decode_kv
@@ -65,7 +66,7 @@ def js_row(obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         text = read_all_text(path)
     except SourceError as exc:

@@ -14,7 +14,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest import retrieval
 from oncall.ingest.canonical import normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status, map_attributes
 from oncall.ingest.records import cost_of, drop_none, flat, input_columns, output_columns
@@ -143,6 +145,11 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
     if not row.get("tool_calls") and isinstance(ob.get("toolCalls"), list) and ob["toolCalls"]:
         row["tool_calls"] = [{"id": c.get("id"), "name": c.get("name"), "arguments": c.get("arguments")}
                              for c in ob["toolCalls"] if isinstance(c, dict)]
+    if kind in ("retriever", "embedding") and row.get("retrieved") is None and row.get("embedding_model") is None:
+        # Langfuse's own fields: the retriever's query and documents are its input and output.
+        app_md = {k: v for k, v in md.items() if k not in ("attributes", "resourceAttributes", "scope")}
+        row.update(retrieval.from_records(kind, ob.get("input"), ob.get("output"), app_md, model=row.get("model"),
+                                          output_captured=end is not None and level_ok(ob)))
     attrs = flat({k: v for k, v in ob.items() if k != "metadata"})
     attrs.update(flat(md, "metadata."))
     attrs.update(otel_attrs)  # the original OTel keys, unprefixed, so meta.gen_ai.system works
@@ -157,6 +164,10 @@ def observation_row(ob: dict[str, Any], tr: dict[str, Any]) -> dict[str, Any]:
 def _positive(value: Any) -> bool:
     number = coerce_float(value) if not isinstance(value, dict) else None
     return number is not None and number > 0
+
+
+def level_ok(ob: dict[str, Any]) -> bool:
+    return str(ob.get("level") or "").upper() != "ERROR"
 
 
 def _first(*values: Any) -> Any:
@@ -176,7 +187,7 @@ def _ttft_ms(ob: dict[str, Any], start: int | None) -> float | None:
     return None
 
 
-def add_trace_doc(doc: dict[str, Any], sink: Any, where: int | None) -> int:
+def add_trace_doc(doc: dict[str, Any], sink: Sink, where: int | None) -> int:
     tr = doc["trace"]
     n = 0
     try:
@@ -196,7 +207,7 @@ def add_trace_doc(doc: dict[str, Any], sink: Any, where: int | None) -> int:
     return n
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         doc = json.loads(read_all_text(path))
     except SourceError as exc:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest import parquet
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import json_deep_loads
 from oncall.ingest.formats.langfuse import observation_row, trace_row
 from oncall.ingest.records import csv_header, json_records
@@ -102,7 +103,7 @@ def _row(obj: dict[str, Any]) -> dict[str, Any]:
     return trace_row(obj)
 
 
-def _add(obj: Any, where: int, sink: Any) -> bool:
+def _add(obj: Any, where: int, sink: Sink) -> bool:
     if not _is_row(obj):
         sink.problem(where, "not-a-row", "not a Langfuse trace or observation export row; skipped")
         return False
@@ -114,7 +115,7 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     return True
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     if parquet.is_parquet(path):
         added = 0
         try:

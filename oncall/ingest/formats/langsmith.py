@@ -16,8 +16,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from oncall.ingest import jsonio, parquet
+from oncall.ingest import jsonio, parquet, retrieval
 from oncall.ingest.canonical import normalize_kind, normalize_provider, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_int, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.mapping import apply_status
 from oncall.ingest.records import completion_columns, completion_usage, cost_of, drop_none, flat, input_columns
@@ -189,6 +190,9 @@ def run_row(run: dict[str, Any]) -> dict[str, Any]:
                      ("total_tokens", "total_tokens")):
         if row.get(col) is None and run.get(key) is not None:
             row[col] = coerce_int(run.get(key))
+    if kind in ("retriever", "embedding"):  # run_type retriever / embedding (oncall.ingest.retrieval)
+        row.update(retrieval.from_records(kind, inputs, outputs, meta, model=row.get("model"),
+                                          output_captured=end is not None and not run.get("error")))
     row["ttft_ms"] = _ttft_ms(run, start)
     row["attributes"] = flat({k: v for k, v in run.items() if k not in ("inputs", "outputs")})
     row["raw"] = run
@@ -224,7 +228,7 @@ def _ttft_ms(run: dict[str, Any], start: int | None) -> float | None:
     return (first - start) / 1000.0
 
 
-def _add_runs(runs: list[dict[str, Any]], sink: Any, where: int | None) -> int:
+def _add_runs(runs: list[dict[str, Any]], sink: Sink, where: int | None) -> int:
     n = 0
     for i, run in enumerate(runs, start=1):
         at = where if where is not None else i
@@ -239,7 +243,7 @@ def _add_runs(runs: list[dict[str, Any]], sink: Any, where: int | None) -> int:
     return n
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     if parquet.is_parquet(path):
         added = 0
         try:

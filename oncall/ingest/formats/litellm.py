@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import normalize_provider
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, coerce_int, json_deep_loads, to_epoch_us
 from oncall.ingest.mapping import apply_status
 from oncall.ingest.records import (
@@ -189,7 +190,7 @@ def reqresp_row(rec: dict[str, Any]) -> dict[str, Any]:
     return drop_none(row)
 
 
-def _add(obj: Any, where: int, sink: Any) -> bool:
+def _add(obj: Any, where: int, sink: Sink) -> bool:
     if not _is_record(obj):
         sink.problem(where, "not-a-record", "not a LiteLLM payload or a {request, response} log record; skipped")
         return False
@@ -202,7 +203,7 @@ def _add(obj: Any, where: int, sink: Any) -> bool:
     return True
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     added = 0
     for where, obj in json_records(path, sink):
         added += _add(obj, where, sink)

@@ -23,6 +23,7 @@ from typing import Any
 
 from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import json_deep_loads, to_epoch_us
 from oncall.ingest.formats.otlp import SpanLinks, build_row
 from oncall.ingest.records import csv_header, json_records
@@ -99,7 +100,7 @@ def row_of(rec: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def _records(path: Path, sink: Any) -> Any:
+def _records(path: Path, sink: Sink) -> Any:
     if parquet.is_parquet(path):
         try:
             yield from parquet.records(path, progress=lambda done, total: sink.progress(done))
@@ -120,7 +121,7 @@ def _records(path: Path, sink: Any) -> Any:
             yield n, rec
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     linker = SpanLinks(sink)  # pydantic-ai's failed streamed calls take their agent run's error
     added = 0
     try:

@@ -28,6 +28,7 @@ from typing import Any
 
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import build_row, decode_kv
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -136,7 +137,7 @@ def span_row(span: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def add_trace(trace: dict[str, Any], sink: Any, where: int | None) -> int:
+def add_trace(trace: dict[str, Any], sink: Sink, where: int | None) -> int:
     """Map one trace's spans into `sink` (the one entry point for a file's trace and the tracking
     server's: sources/mlflow.py). Returns the number of spans added."""
     trace = as_document(trace)
@@ -169,7 +170,7 @@ def add_trace(trace: dict[str, Any], sink: Any, where: int | None) -> int:
     return len(rows)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     added = 0
     for where, obj in json_records(path, sink, unwrap=_traces):
         for trace in (_traces(obj) or [obj]) if not _is_trace(obj) else [obj]:

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest.contracts import Sink
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head
 
@@ -83,5 +84,5 @@ def describe(head: Head) -> str:
     return classify(head) or "not trace data"
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     raise FormatError(f"{path}: not trace data")

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import call_kind, classify_error, http_status_from
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.dialects import usage_keys
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -162,7 +163,7 @@ class _Linker:
     """Calls with neither output nor error wait for the file's end: an enclosing span may hold their
     error. Traces wait too: their times are their spans'."""
 
-    def __init__(self, sink: Any) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.traces: dict[str, tuple[dict[str, Any], int]] = {}
         self.bounds: dict[str, tuple[int | None, int | None]] = {}
@@ -215,7 +216,7 @@ class _Linker:
             self.sink.add(row, where)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     linker = _Linker(sink)
     added = 0
     for where, obj in json_records(path, sink, unwrap=_items):

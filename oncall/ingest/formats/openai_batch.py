@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_int, json_deep_loads, to_epoch_us
 from oncall.ingest.mapping import apply_status
 from oncall.ingest.records import (
@@ -103,7 +104,7 @@ def _sibling_requests(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     requests = _sibling_requests(path)
     added = 0
     for n, obj in json_records(path, sink):

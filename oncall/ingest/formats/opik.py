@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.ingest.canonical import call_kind, classify_error, http_status_from
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, normalize_id, to_epoch_us
 from oncall.ingest.dialects import usage_keys
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -158,7 +159,7 @@ def span_row(sp: dict[str, Any]) -> dict[str, Any]:
     return drop_none(row)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     traces: dict[str, dict[str, Any]] = {}
     spans: dict[str, dict[str, Any]] = {}
     where: dict[str, int] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 from oncall.ingest import node_inspect
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import build_row
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -182,7 +183,7 @@ def node_console_row(obj: dict[str, Any], raw: Any = None, cut: frozenset[str] =
     return row
 
 
-def read_node(text: str, sink: Any) -> int:
+def read_node(text: str, sink: Sink) -> int:
     """Add every Node console span literal in `text`; returns how many were added."""
     added = 0
     skipped_lines, first_skipped = 0, None
@@ -257,7 +258,7 @@ def json_flavour(text: str) -> bool:
     return first is not None and first[2] is None
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         text = read_all_text(path)
     except SourceError as exc:

@@ -14,6 +14,7 @@ from typing import Any
 
 from oncall.ingest import jsonio
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import coerce_float, json_deep_loads, normalize_id, to_epoch_us
 from oncall.ingest.formats import litellm_otel, logfire_stream
 from oncall.ingest.mapping import apply_status, map_attributes
@@ -235,7 +236,7 @@ class SpanLinks:
     Only pydantic-ai and LiteLLM spans wait or are remembered, so memory stays bounded on big files.
     """
 
-    def __init__(self, sink: Any) -> None:
+    def __init__(self, sink: Sink) -> None:
         self.sink = sink
         self.held: list[tuple[dict[str, Any], int | None]] = []  # pydantic-ai unanswered chat spans
         self.errors: dict[str, dict[str, Any]] = {}  # pydantic-ai failed span id -> its error
@@ -384,7 +385,7 @@ def span_row(span: dict[str, Any], resource: dict[str, Any], scope_name: str | N
     )
 
 
-def add_document(doc: Any, sink: Any, line: int | None, path: Path, linker: SpanLinks | None = None) -> int:
+def add_document(doc: Any, sink: Sink, line: int | None, path: Path, linker: SpanLinks | None = None) -> int:
     """Add every span of one TracesData document; returns how many were added (or held by `linker`)."""
     n = 0
     add = linker.add if linker is not None else sink.add
@@ -432,7 +433,7 @@ def starts_long_otlp_line(head: Head) -> bool:
     return len(first) > 4096 and first.startswith(('{"resourceSpans"', '{"resource_spans"'))
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     try:
         text = read_all_text(path)
     except SourceError as exc:

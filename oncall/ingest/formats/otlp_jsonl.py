@@ -9,9 +9,9 @@ JSON parse per line, the shared span conversion, nothing else per line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from oncall.ingest import jsonio
+from oncall.ingest.contracts import Sink
 from oncall.ingest.formats.otlp import SpanLinks, add_document, is_otlp_doc, starts_long_otlp_line
 from oncall.ingest.registry import FormatError, LoadOptions
 from oncall.ingest.source import Head, iter_lines
@@ -31,7 +31,7 @@ def sniff(head: Head) -> bool:
     return head.doc is None
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     loads = jsonio.loads
     done = 0
     spans = 0

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from oncall.ingest.contracts import Sink
 from oncall.ingest.formats.otlp import SpanLinks, add_document
 from oncall.ingest.otlp_proto import ProtoDecodeError, decode_request
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -122,7 +123,7 @@ def _decode(payload: bytes) -> dict[str, Any]:
     return decode_request(payload)
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     from oncall.ingest.source import file_size, read_head
 
     try:

@@ -25,6 +25,7 @@ from typing import Any
 
 from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
+from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
 from oncall.ingest.formats.otlp import add_document, build_row, decode_kv
 from oncall.ingest.mapping import flatten_attributes
@@ -78,7 +79,7 @@ def _dataframe_span(rec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _read_dataframe(path: Path, sink: Any) -> int:
+def _read_dataframe(path: Path, sink: Sink) -> int:
     added = 0
     for n, rec in parquet.records(path, progress=lambda done, total: sink.progress(done)):
         added += add_record(_dataframe_span(rec), n, sink)
@@ -118,7 +119,7 @@ def phoenix_row(obj: dict[str, Any]) -> dict[str, Any]:
     )
 
 
-def add_record(obj: Any, where: int | None, sink: Any) -> bool:
+def add_record(obj: Any, where: int | None, sink: Sink) -> bool:
     """Map one Phoenix span record (REST/UI span JSON or the OTLP form) into `sink`, or report why not.
     The one entry point for a span from a file and a span from Phoenix's REST API (sources/phoenix.py)."""
     if not _is_phoenix_span(obj):
@@ -145,7 +146,7 @@ def add_record(obj: Any, where: int | None, sink: Any) -> bool:
     return True
 
 
-def read(path: Path, sink: Any, options: LoadOptions) -> None:
+def read(path: Path, sink: Sink, options: LoadOptions) -> None:
     if parquet.is_parquet(path):
         try:
             added = _read_dataframe(path, sink)

@@ -23,11 +23,13 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
-from textual.screen import ModalScreen, Screen
+from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, OptionList, Static
 from textual.widgets.option_list import Option
 
+from oncall.display import gate_actual
 from oncall.safe_text import safe_text
+from oncall.tui.live import LiveScreen
 from oncall.tui.textview import RichLinesView
 
 
@@ -85,7 +87,7 @@ def gate_text(gate: dict[str, Any], indent: str = "  ") -> Text:
         t.append("\n")
         return t
     for c in gate.get("checks") or []:
-        actual = "no value" if c.get("actual") is None else f"{c['actual']:.4g}"
+        actual = gate_actual(c)
         t.append(indent)
         t.append("PASS" if c.get("passed") else "FAIL", style="bold green" if c.get("passed") else "bold red")
         t.append("  " + _one(c.get("expect")) + f"  (replay: {actual})\n")
@@ -280,7 +282,7 @@ def action_line(a: dict[str, Any], undone: dict[int, int]) -> Text:
     return t
 
 
-class ActionsScreen(UndoMixin, Screen):
+class ActionsScreen(UndoMixin, LiveScreen):
     BINDINGS = [
         Binding("escape", "back", "back", id="actions.back"),
         Binding("j", "move(1)", "down", show=False, id="actions.down"),
@@ -292,7 +294,6 @@ class ActionsScreen(UndoMixin, Screen):
     def __init__(self) -> None:
         super().__init__()
         self.items: list[dict[str, Any]] = []
-        self.stale = False
 
     def compose(self) -> ComposeResult:
         yield Static(Text("actions (the audit) — enter shows one, u undoes it", style="bold"), id="actions-title")
@@ -304,10 +305,10 @@ class ActionsScreen(UndoMixin, Screen):
         self.load()
 
     def data_changed(self) -> None:
-        self.stale = False
         self.load()
 
     def on_screen_resume(self) -> None:
+        self.stale = False
         self.data_changed()  # back from one action (maybe just undone there): the list again, it is small
 
     def undo_finished(self) -> None:
@@ -419,7 +420,7 @@ def action_detail_text(rows: list[dict[str, Any]], undone_by: list[dict[str, Any
     return t
 
 
-class ActionDetailScreen(UndoMixin, Screen):
+class ActionDetailScreen(UndoMixin, LiveScreen):
     BINDINGS = [
         Binding("escape", "back", "back", id="action.back"),
         Binding("u", "undo", "undo", id="action.undo"),
@@ -428,7 +429,6 @@ class ActionDetailScreen(UndoMixin, Screen):
     def __init__(self, action_id: int) -> None:
         super().__init__()
         self.action_id = action_id
-        self.stale = False
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"action {self.action_id} — u undoes it, esc back", style="bold"), id="action-title")
@@ -439,12 +439,7 @@ class ActionDetailScreen(UndoMixin, Screen):
         self.load()
 
     def data_changed(self) -> None:
-        self.stale = False
         self.load()
-
-    def on_screen_resume(self) -> None:
-        if self.stale:
-            self.data_changed()
 
     def undo_finished(self) -> None:
         self.load()

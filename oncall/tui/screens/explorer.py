@@ -8,12 +8,12 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.screen import Screen
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
+from oncall.tui.live import LiveScreen
 from oncall.tui.results import ResultsView, header_line
 
 EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
@@ -48,7 +48,7 @@ class FilterSuggester(Suggester):
         return None
 
 
-class ExplorerScreen(Screen):
+class ExplorerScreen(LiveScreen):
     BINDINGS = [
         Binding("slash", "focus_filter", "filter", id="explorer.filter"),
         Binding("escape", "back", "back", id="explorer.back"),
@@ -86,8 +86,8 @@ class ExplorerScreen(Screen):
 
     def on_screen_resume(self) -> None:
         """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
-        if getattr(self, "stale", False):
-            self.data_changed()
+        if self.stale:
+            super().on_screen_resume()
             return
         view = self.query_one(ResultsView)
         if view.total:
@@ -96,7 +96,6 @@ class ExplorerScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote (app._store_changed): count the shown filter again and re-read its rows, keeping
         the cursor where it is and the focus where it was."""
-        self.stale = False
         if self._counts.busy():
             return  # a count in flight already reads the new data; its answer will show it
         view = self.query_one(ResultsView)
@@ -123,14 +122,13 @@ class ExplorerScreen(Screen):
     def count(self, text: str, generation: int, refresh: bool = False, anchor: tuple | None = None) -> None:
         """Count the filter's rows; every answer goes back tagged with its generation. `anchor` (the
         cursor's start_time, span_pk and direction) asks where that request is now."""
-        from oncall.query.filters import FilterError, compile_filter
-        from oncall.query.search import position_of
+        from oncall.query.filters import FilterError
+        from oncall.query.search import count_noted, position_of
 
         index = None
         try:
             with self._counts.connection(self.app.store, generation) as cur:
-                c = compile_filter(cur, text, alias="s")
-                total = int(cur.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
+                total, notes = count_noted(cur, text)
                 if anchor is not None:
                     index = position_of(cur, text, anchor[0], anchor[1], descending=anchor[2])
         except Superseded:
@@ -144,7 +142,7 @@ class ExplorerScreen(Screen):
         if refresh:
             self.app.call_from_thread(self._recounted, generation, total, index)
         else:
-            self.app.call_from_thread(self._counted, generation, text, total, c.notes)
+            self.app.call_from_thread(self._counted, generation, text, total, notes)
 
     def _current(self, generation: int) -> bool:
         """Is this the answer to the filter applied last? (UI thread: no lock needed.)"""
@@ -242,14 +240,9 @@ class ExplorerScreen(Screen):
 
     @work(thread=True, group="values")
     def load_values(self) -> None:
-        cur = self.app.store.cursor()
-        values: dict[str, list[str]] = {}
-        for key, col in (("tenant", "tenant"), ("feature", "feature"), ("model", "model"),
-                         ("served_model", "served_model"), ("provider", "provider"),
-                         ("prompt_version", "prompt_version"), ("error", "error_type"), ("status", "status")):
-            rows = cur.execute(f"SELECT {col}, count(*) FROM spans WHERE kind = 'llm' AND {col} IS NOT NULL "
-                               f"GROUP BY 1 ORDER BY 2 DESC LIMIT 50").fetchall()
-            values[key] = [str(r[0]) for r in rows]
+        from oncall.query.overview import completion_values
+
+        values = completion_values(self.app.store.cursor())
         self.app.call_from_thread(self._set_values, values)
 
     def _set_values(self, values: dict[str, list[str]]) -> None:

@@ -16,12 +16,14 @@ from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Grid, Vertical
-from textual.screen import Screen
 from textual.widgets import Footer, OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
+from oncall.display import format_cost, percent, time_text
+from oncall.query.cost_marks import marked
 from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
+from oncall.tui.live import LiveScreen
 
 # The charted metrics (the registry's definitions: latency over successful calls, and so on).
 CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
@@ -72,7 +74,7 @@ def peak_text(metric: str, v: float) -> str:
     return METRICS[metric].text(v)
 
 
-class OverviewScreen(Screen):
+class OverviewScreen(LiveScreen):
     BINDINGS = [
         Binding("e", "explore", "explorer", id="overview.explorer"),
         Binding("r", "read", "reader (sample)", id="overview.reader"),
@@ -104,7 +106,6 @@ class OverviewScreen(Screen):
         """The refresh hook: others wrote to the incident (app._store_changed). The header and charts
         again; the what-changed list too, at most every CHANGES_EVERY_S while data keeps arriving (live
         traffic), keeping the change under the cursor and announcing a cause that was not there."""
-        self.stale = False
         self.load()
         if self._changes_loaded_once and time.monotonic() - self._changes_at >= CHANGES_EVERY_S:
             self.load_changes()
@@ -119,10 +120,6 @@ class OverviewScreen(Screen):
             t.append(self.app.live_marker, style="bold green" if self.app.live_marker.startswith("●") else "dim")
         self.query_one("#incident", Static).update(t)
 
-    def on_screen_resume(self) -> None:
-        if getattr(self, "stale", False):
-            self.data_changed()
-
     def action_refresh(self) -> None:
         self.load()
         self.load_changes()
@@ -131,18 +128,14 @@ class OverviewScreen(Screen):
     def load(self) -> None:
         from oncall.query.filters import compile_filter
         from oncall.query.metrics import auto_bucket, series_sets
+        from oncall.query.overview import incident_header, top_values
 
         cur = self.app.store.cursor()
         try:
-            head = cur.execute(
-                "SELECT count(*), count(*) FILTER (WHERE status = 'error'), sum(cost), min(start_time), "
-                "max(start_time), count(*) FILTER (WHERE cost_source = 'estimated') FROM spans WHERE kind = 'llm'"
-            ).fetchone()
-            top = [r[0] for r in cur.execute(
-                "SELECT tenant, count(*) FROM spans WHERE kind = 'llm' AND tenant IS NOT NULL GROUP BY 1 "
-                "ORDER BY 2 DESC LIMIT ?", [TOP_COHORTS]).fetchall()]
+            head = incident_header(cur)
+            top = top_values(cur, "tenant", TOP_COHORTS)
             c = compile_filter(cur, "", alias="s")
-            bucket_s = auto_bucket((head[4] - head[3]).total_seconds()) if head[3] is not None else 60
+            bucket_s = auto_bucket(head.span_s) if head.first is not None else 60
             # One scan for all traffic and every tenant; the quality checks are not plotted here.
             rows = series_sets(cur, c.where, c.params, bucket_s=bucket_s, keys=[None, "tenant"], quality=False)
         except Exception as exc:  # noqa: BLE001
@@ -168,14 +161,15 @@ class OverviewScreen(Screen):
             return
         self.app.call_from_thread(self._changes_loaded, found)
 
-    def _loaded(self, head: tuple, overall: dict, top: list[str], by_tenant: dict | None) -> None:
-        n, errors, cost, first, last, estimated = head
+    def _loaded(self, head: Any, overall: dict, top: list[str], by_tenant: dict | None) -> None:
         t = Text()
         t.append("incident ", style="bold")
-        t.append(f"{str(first)[:16]} → {str(last)[:16]} UTC   " if first else "no data   ")
-        t.append(f"{n:,} requests   ", style="bold")
-        t.append(f"error rate {100 * errors / n:.1f} %   " if n else "", style="red" if n and errors / n > 0.02 else "")
-        t.append(f"cost {'~' if estimated else ''}${cost or 0:,.2f}   ")  # "~": some costs are estimates
+        t.append(f"{time_text(head.first, seconds=False)} → {time_text(head.last, seconds=False)} UTC   "
+                 if head.first else "no data   ")
+        t.append(f"{head.calls:,} requests   ", style="bold")
+        rate = head.error_rate
+        t.append(f"error rate {percent(rate)}   " if rate is not None else "", style="red" if rate and rate > 0.02 else "")
+        t.append(f"cost {marked(format_cost(head.cost or 0), 'estimated' if head.estimated_costs else None)}   ")
         if self.app.read_only:
             t.append("read-only   ", style="bold yellow")
         self._head_text = t
@@ -257,9 +251,11 @@ class OverviewScreen(Screen):
 
     def action_replay(self) -> None:
         """Replay a sample of the highlighted change's cohort (its filter and window)."""
-        options = self.query_one("#changes", OptionList)
-        if self.changes and options.highlighted is not None:
-            self.app.open_replay(self.changes[options.highlighted].filter)
+        # The highlighted line may be an effect: it belongs to its cause (the list has a line per
+        # effect, so the line number is not the change's index).
+        ch = self.highlighted_change()
+        if ch is not None:
+            self.app.open_replay(ch.filter)
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 

@@ -27,20 +27,21 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from rich.segment import Segment
+from rich.cells import cell_len
 from rich.style import Style
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical
-from textual.geometry import Size
-from textual.screen import ModalScreen, Screen
-from textual.strip import Strip
+from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Select, Static
 
+from oncall.display import format_cost, time_text
+from oncall.postmortem.timeline import incident_signature
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
+from oncall.tui.live import LiveScreen
 from oncall.tui.textview import OutputView, wrap_lines
 
 PLAIN = Style()
@@ -99,7 +100,7 @@ class DraftView(OutputView):
         super().__init__(**kwargs)
         self._src: list[str] = [""]
         self._src_styles: list[Style] = [PLAIN]
-        self._styles: list[Style] = [PLAIN]
+        self._styles = [PLAIN]
 
     def load_draft(self, markdown: str, *, keep_scroll: bool = False) -> None:
         y = self.scroll_offset.y
@@ -109,53 +110,22 @@ class DraftView(OutputView):
         self._layout(force=True)
         self.scroll_to(0, y if keep_scroll else 0, animate=False)
 
-    def _layout(self, force: bool = False) -> None:
-        width = max(1, self.scrollable_content_region.width)
-        if not force and width == self._width:
-            return
-        self._width = width
+    def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
         lines: list[str] = []
         styles: list[Style] = []
         for src, style in zip(self._src, self._src_styles, strict=True):
             pieces = wrap_lines(src, width) if self.wrap else [src]
             lines += pieces
             styles += [style] * len(pieces)
-        self._lines, self._styles = lines or [""], styles or [PLAIN]
-        from rich.cells import cell_len
-
-        longest = width if self.wrap else max((cell_len(x) for x in self._lines), default=0)
-        self.virtual_size = Size(longest, len(self._lines))
-        self.refresh()
-
-    def render_line(self, y: int) -> Strip:
-        index = self.scroll_offset.y + y
-        width = self.size.width
-        if index >= len(self._lines):
-            return Strip.blank(width)
-        x = self.scroll_offset.x
-        line = Strip([Segment(self._lines[index], self._styles[index])])
-        return (line.crop(x, x + width) if x else line).adjust_cell_length(width)
+        longest = width if self.wrap else max((cell_len(x) for x in lines), default=0)
+        return lines or [""], styles or [PLAIN], longest
 
     def section_starts(self) -> list[int]:
         """Display rows of the `#`/`##` headings (n/N jump between them)."""
         return [i for i, s in enumerate(self._styles) if s in (H1, H2) and (i == 0 or self._styles[i - 1] != s)]
 
 
-def incident_signature(cur: Any) -> tuple[Any, ...]:
-    """What the draft is built from, in a few counts: requests, trail events, stars, actions. A write
-    by this console (a star, a label) is not reported by the store's refresh, so a screen coming back
-    compares these instead."""
-    out: list[Any] = []
-    for sql in ("SELECT count(*), max(span_pk) FROM spans", "SELECT count(*), max(event_id) FROM trail",
-                "SELECT count(*) FROM stars", "SELECT count(*) FROM labels", "SELECT count(*) FROM actions"):
-        try:
-            out.append(tuple(cur.execute(sql).fetchone()))
-        except Exception:  # noqa: BLE001 - an incident without that table has nothing of it
-            out.append(None)
-    return tuple(out)
-
-
-class PostmortemScreen(Screen):
+class PostmortemScreen(LiveScreen):
     BINDINGS = [
         Binding("j", "scroll(1)", "down", show=False, id="postmortem.down"),
         Binding("k", "scroll(-1)", "up", show=False, id="postmortem.up"),
@@ -174,7 +144,6 @@ class PostmortemScreen(Screen):
         self.draft: Any = None
         self.built_at: dt.datetime | None = None
         self.outdated = False
-        self.stale = False
         self._sig: Any = None
         self._generation = 0
         self._builds = Inflight()
@@ -249,7 +218,7 @@ class PostmortemScreen(Screen):
             n = len(self.draft.markdown.splitlines())
             t.append(f"  ·  {n:,} lines of Markdown, shown as text")
             if self.built_at is not None:
-                t.append(f"  ·  built {self.built_at.strftime('%H:%M:%S')} UTC")
+                t.append(f"  ·  built {time_text(self.built_at, date=False)} UTC")
         if self._building:
             t.append("  ·  rebuilding… (esc cancels)", style="dim")
         elif self.outdated:
@@ -260,7 +229,6 @@ class PostmortemScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote while the preview is on top: say it is out of date; `r` rebuilds (the text does
         not move under the responder's eyes)."""
-        self.stale = False
         if self._building:
             self._dirty = True  # the build in flight may have read the incident before this write
         elif self.draft is not None:
@@ -389,7 +357,7 @@ class PostmortemScreen(Screen):
         draft.facts["machine_summary"] = result.to_dict()
         self.query_one(DraftView).load_draft(draft.markdown, keep_scroll=True)
         self._update_title()
-        cost = f", ${result.cost:.4f}" if result.cost is not None else ""
+        cost = f", {format_cost(result.cost)}" if result.cost is not None else ""
         self.app.notify(safe_text(f"machine summary by {result.target} added under Summary (marked as a draft"
                                   f"{cost})", multiline=False), markup=False)
 

@@ -19,13 +19,13 @@ from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.screen import Screen
 from textual.widgets import Footer, Static
 
 from oncall.config import ConfigError
-from oncall.query.cost_marks import cost_detail
+from oncall.display import request_fields, time_text
 from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
+from oncall.tui.live import LiveScreen
 from oncall.tui.textview import OutputView, RichLinesView
 
 SAMPLE_SIZE = 50
@@ -34,29 +34,12 @@ SAMPLE_SIZE = 50
 def meta_text(d: dict[str, Any]) -> Text:
     t = Text()
 
-    def row(k: str, v: Any) -> None:
-        if v not in (None, ""):
-            t.append(f"{k:<13}", style="bold")
-            t.append(safe_text(v, multiline=False, max_len=120) + "\n")
-
-    status = d.get("status") or ""
-    if d.get("error_type"):
-        status += f" ({d['error_type']})"
-    for k, v in (("request", d.get("request_id")), ("response", d.get("response_id")), ("trace", d.get("trace_id")),
-                 ("time (UTC)", str(d.get("start_time") or "")[:19]), ("tenant", d.get("tenant")),
-                 ("user", d.get("user_id")), ("session", d.get("session_id")), ("feature", d.get("feature")),
-                 ("model", d.get("model")), ("served model", d.get("served_model")),
-                 ("prompt", " ".join(str(x) for x in (d.get("prompt_name"), d.get("prompt_version")) if x)),
-                 ("status", status), ("error", d.get("error")),
-                 ("latency", f"{d['latency_ms']:.0f} ms" if d.get("latency_ms") is not None else None),
-                 ("tokens", f"{d.get('input_tokens')} in / {d.get('output_tokens')} out"
-                  if d.get("input_tokens") is not None else None),
-                 ("cost", cost_detail(d.get("cost"), d.get("cost_source"))),
-                 ("finish", d.get("finish_reason"))):
-        row(k, v)
+    for k, v in request_fields(d, source_path=False):  # the same fields, in the same words, as `oncall show`
+        t.append(f"{k:<13}", style="bold")
+        t.append(safe_text(v, multiline=False, max_len=120) + "\n")
     labels = d.get("labels") or []
     for i, lab in enumerate(reversed(labels)):  # the latest verdict is the one that counts: first, in colour
-        at = lab["at"].strftime("%H:%M") if hasattr(lab.get("at"), "strftime") else ""
+        at = time_text(lab.get("at"), date=False, seconds=False)
         text = f"{lab['label']} by {lab['author']} at {at}" + (f": {lab['note']}" if lab.get("note") else "")
         t.append("label        " if i == 0 else "  earlier    ", style="bold" if i == 0 else "dim")
         t.append(safe_text(text, multiline=False, max_len=300) + "\n",
@@ -99,7 +82,7 @@ def output_of(d: dict[str, Any]) -> str:
     return safe_text(text)
 
 
-class ReaderScreen(Screen):
+class ReaderScreen(LiveScreen):
     BINDINGS = [
         # j/k only: the arrows, space and page keys scroll a long output (the focused OutputView).
         Binding("j", "move(1)", "next", id="reader.next"),
@@ -188,14 +171,9 @@ class ReaderScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote (app._store_changed): labels and notes again, for the request on screen first;
         the output stays scrolled where it was."""
-        self.stale = False
         self.cache.clear()  # the prefetched neighbours' labels may be stale too
         if self.span_pks:
             self.load({self.span_pks[self.index]})
-
-    def on_screen_resume(self) -> None:
-        if getattr(self, "stale", False):
-            self.data_changed()
 
     def render_detail(self, d: dict[str, Any], *, keep_scroll: bool = False) -> None:
         """Show request d; keep_scroll: the same request redrawn (a label landed), nothing moves."""

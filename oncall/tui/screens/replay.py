@@ -23,6 +23,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Select, Static
 
+from oncall.display import format_cost
+from oncall.replay.store import progress
 from oncall.safe_text import safe_text
 from oncall.tui import pairdiff
 from oncall.tui.textview import OutputView, RichLinesView
@@ -148,7 +150,7 @@ class ReplaySetupModal(ModalScreen[int | None]):
     def _estimated(self, spec: Any, plan: Any) -> None:
         self.spec, self.plan = spec, plan
         e = plan.estimate
-        cost = f"${e['cost']:.4f}" if e["cost"] is not None else "unknown (no price for the model)"
+        cost = format_cost(e["cost"]) if e["cost"] is not None else "unknown (no price for the model)"
         t = Text(f"{plan.replayable} of {len(plan.span_pks)} requests x{spec.repeat}: "
                  f"{e['input_tokens']:,} input + {e['output_tokens']:,} output tokens, estimated {cost}\n",
                  style="bold")
@@ -244,23 +246,16 @@ class ReplayScreen(Screen):
             return
         store = self.app.store
         store.refresh()
-        row = store.cursor().execute(
-            """SELECT count(*) FILTER (WHERE status IN ('ok', 'diverged')), count(*) FILTER (WHERE status = 'error'),
-                      count(*) FILTER (WHERE status = 'unreplayable'), coalesce(sum(attempts) - count(attempts), 0),
-                      coalesce(sum(cost), 0)
-               FROM (SELECT * FROM replay_results WHERE run_id = ? QUALIFY row_number() OVER
-                     (PARTITION BY span_pk, repeat_index ORDER BY result_id DESC) = 1)""", [self.run_id]).fetchone()
-        planned = store.cursor().execute("SELECT json_array_length(items) * repeat FROM replay_runs WHERE run_id = ?",
-                                         [self.run_id]).fetchone()[0]
+        p = progress(store.cursor(), self.run_id)
         done = proc.poll() is not None
         err = proc.stderr.read() if done and proc.stderr else ""
-        self.app.call_from_thread(self._polled, row, planned, done, proc.returncode, err)
+        self.app.call_from_thread(self._polled, p, done, proc.returncode, err)
 
-    def _polled(self, row: Any, planned: int, done: bool, code: int | None, err: str) -> None:
-        ok, failed, unrep, retried, spent = row
+    def _polled(self, p: Any, done: bool, code: int | None, err: str) -> None:
+        ok = p.replayed
         self.query_one("#replay-status", Static).update(Text(
-            f"replay {self.run_id}: {ok + failed + unrep}/{planned} done {ok} failed {failed} retried {retried} "
-            f"spent ${spent:.4f}" + ("" if done else "   x cancels"), style="bold"))
+            f"replay {self.run_id}: {p.done}/{p.planned} done {ok} failed {p.failed} retried {p.retried} "
+            f"spent {format_cost(p.spent)}" + ("" if done else "   x cancels"), style="bold"))
         if done:
             self.running = False
             if code not in (0, 1, 130):

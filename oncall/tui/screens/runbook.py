@@ -48,10 +48,8 @@ def _one(value: Any, max_len: int | None = None) -> str:
 
 
 def step_title(step: Any) -> str:
-    """`1. What is the agent calling?` (the heading usually carries the number already)."""
-    heading = str(step.heading or "")
-    name = str(step.name or "")
-    return heading if not name or heading.startswith(name) else f"{name}. {heading}"
+    """`1. What is the agent calling?`: the step's number once (oncall.runbook.model.Step.title)."""
+    return str(step.title)
 
 
 def default_text(value: Any) -> str:

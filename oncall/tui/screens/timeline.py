@@ -29,13 +29,13 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.geometry import Size
 from textual.message import Message
-from textual.screen import Screen
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widgets import Footer, Static
 
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
+from oncall.tui.live import LiveScreen
 from oncall.tui.results import fit_cells
 from oncall.tui.textview import RichLinesView
 
@@ -214,7 +214,7 @@ class TimelineView(ScrollView, can_focus=False):
         return strip
 
 
-class TimelineScreen(Screen):
+class TimelineScreen(LiveScreen):
     BINDINGS = [
         Binding("j,down", "move(1)", "down", show=False, id="timeline.down"),
         Binding("k,up", "move(-1)", "up", show=False, id="timeline.up"),
@@ -235,7 +235,6 @@ class TimelineScreen(Screen):
         super().__init__()
         self.entries: list[Any] | None = None  # every entry; None until the first build lands
         self.starred_only = False
-        self.stale = False
         self._generation = 0
         self._builds = Inflight()
         self._building = False
@@ -266,7 +265,6 @@ class TimelineScreen(Screen):
     def data_changed(self) -> None:
         """Others wrote (app._store_changed): the entries again, cursor and scroll kept. A write during
         a build asks for one more build after it, so a burst of writes cannot starve the screen."""
-        self.stale = False
         if self._building:
             self._again = True
         else:
@@ -276,17 +274,18 @@ class TimelineScreen(Screen):
         """Back from the reader (a label made there) or the replay screen: the store reports only
         others' writes, so the entries are read again whenever the screen comes back (the data
         entries are reused: this costs a read of the trail)."""
+        self.stale = False
         if self.entries is not None:
             self.data_changed()
 
     @work(thread=True, group="timeline-build", exit_on_error=False)
     def build(self, generation: int, found: list[Any] | None, sig: Any) -> None:
-        from oncall.postmortem.timeline import timeline
+        from oncall.postmortem.timeline import data_signature, timeline
         from oncall.query.changes import changes
 
         try:
             with self._builds.connection(self.app.store, generation) as cur:
-                now = cur.execute("SELECT count(*), max(span_pk) FROM spans").fetchone()
+                now = data_signature(cur)
                 if found is None or now != sig:  # new requests (a load): the data entries again
                     found = changes(cur)
                 entries = timeline(StoreOn(self.app.store, cur), found=found)
