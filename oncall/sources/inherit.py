@@ -30,13 +30,24 @@ class Collect:
     def __init__(self, sink: SpanSink | None) -> None:
         self.sink = sink
         self.rows: list[dict[str, Any]] = []
+        self.problems = sink.problems if sink is not None else []
+        self.note: str | None = None
+
+    @property
+    def added(self) -> int:
+        return len(self.rows)
 
     def add(self, row: dict[str, Any], line: int | None = None) -> None:
         self.rows.append(row)
 
+    def progress(self, done: int) -> None:
+        return None  # a pull reports rows received itself
+
     def problem(self, line: int | None, kind: str, message: str) -> None:
         if self.sink is not None:
             self.sink.problem(line, kind, message)
+        else:
+            self.problems.append((line, kind, message))
 
 
 class Ancestry:
