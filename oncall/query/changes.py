@@ -1055,7 +1055,9 @@ def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum({v}), count({v}), "
                            f"sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1", [a0, a1, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     z, va, vb = _test(sg.kind, seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0)))
     return va is None or vb is None or _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
@@ -1115,7 +1117,9 @@ def _quiet_before(ctx: _Ctx, fam: _Family, t: dt.datetime) -> bool:
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT start_time >= ? AS inside, sum({v}), count({v}), sum({v}::DOUBLE * {v}) "
                            f"FROM ({proj}) GROUP BY 1", [a0, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
     if inside.n == 0 or outside.n == 0:
@@ -1222,7 +1226,9 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     rows = ctx.con.execute(
         f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum(v_{sg.name}), count(v_{sg.name}), "
         f"sum(v_{sg.name}::DOUBLE * v_{sg.name}) FROM ({proj}) GROUP BY 1", [b0, b1, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
     z, va, vb = _test(sg.kind, inside, outside)
