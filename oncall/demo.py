@@ -372,17 +372,18 @@ class _Gen:
         history.extend([_parts("user", question), _parts("assistant", answer)])
         return answer
 
-    def _help_request(self, t: dt.datetime, tenant: str, user: str) -> None:
+    def _help_request(self, t: dt.datetime, tenant: str, user: str, index: str | None = None) -> None:
         """One help-center request: embed the question, search the index, answer from what was found."""
         rng = self.help_rng
         self.requests += 1
-        index = NEW_INDEX if self.incident and t >= self.index_change else OLD_INDEX
+        if index is None:
+            index = NEW_INDEX if self.incident and t >= self.index_change else OLD_INDEX
         k = rng.randrange(len(HELP_ARTICLES))
         question = HELP_ARTICLES[k][3]
         # The search: the right article first when the index was built with the query's embedding
         # model; near-random neighbours (low scores, mostly under MIN_SCORE) when it was not.
         others = rng.sample([i for i in range(len(HELP_ARTICLES)) if i != k], TOP_K - 1)
-        if INDEX_EMBEDDING[index] != QUERY_EMBEDDING:
+        if INDEX_EMBEDDING.get(index, QUERY_EMBEDDING) != QUERY_EMBEDDING:
             scored = [(i, rng.uniform(0.05, 0.32)) for i in [k, *others]]
         elif rng.random() < 0.015:  # the odd question phrased so that nothing matches
             scored = [(i, rng.uniform(0.1, 0.29)) for i in [k, *others]]
@@ -432,8 +433,8 @@ class _Gen:
         ret_attrs = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": index,
                      "gen_ai.retrieval.query.text": question, "gen_ai.request.top_k": TOP_K,
                      "gen_ai.retrieval.documents": json.dumps(docs, ensure_ascii=False),
-                     "metadata": json.dumps({"index_alias": "help-articles", "embedding_model": INDEX_EMBEDDING[index],
-                                             "score_threshold": MIN_SCORE})}
+                     "metadata": json.dumps({"index_alias": "help-articles", "score_threshold": MIN_SCORE,
+                                             "embedding_model": INDEX_EMBEDDING.get(index, QUERY_EMBEDDING)})}
         chat_attrs: dict[str, Any] = {
             "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MINI,
             "gen_ai.request.temperature": 0.0, "gen_ai.request.max_tokens": 400,
@@ -529,6 +530,18 @@ def generate_demo(out_dir: Path, *, seed: int = 7, hours: float = 6.0, incident:
     path = out_dir / EXPORT_NAME
     write_atomic(path, (line + "\n" for line in gen.lines()), "writing the demo's export")
     return gen.truth(seed)
+
+
+def help_center_traffic(path: Path, *, index: str, start: dt.datetime, requests: int = 20, seed: int = 1) -> int:
+    """The help-center's traffic from `start` (one request a second) searching `index`, as an OTLP
+    export: what the app sends once its alias points there (live evidence for the index-rollback
+    runbook). An index other than the two the demo knows is read as one built with the query's model."""
+    gen = _Gen(seed, 1.0, False, 1.0)
+    for i in range(requests):
+        tenant = gen.help_rng.choices([w[0] for w in TENANTS], [w[1] for w in TENANTS])[0]
+        gen._help_request(start + dt.timedelta(seconds=i), tenant, f"u-{gen.help_rng.randint(1, 400):04d}", index)
+    write_atomic(path, (line + "\n" for line in gen.lines()), "writing the help-center traffic")
+    return gen.requests
 
 
 def export_dir_for(db_path: Path) -> Path:

@@ -67,6 +67,7 @@ def run_book(db: Path, cwd: Path, name: str, *params: str, env: dict[str, str] |
 # Every shipped runbook and the test that runs it with its defaults (a new runbook needs one here).
 DEFAULT_RUNS = {
     "prompt-injected-agent": "test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back",
+    "index-rollback": "test_index_rollback_points_the_alias_back_and_live_retrievals_recover",
     "prompt-regression": "test_prompt_regression_gates_on_a_replay_with_the_previous_prompt_then_rolls_the_label",
     "provider-outage": "test_gateway_flip_runbooks_through_the_real_proxy",
     "cost-runaway": "test_gateway_flip_runbooks_through_the_real_proxy",
@@ -81,6 +82,7 @@ DEMO_COHORTS = {
     "provider-model-regression": ("served_model=gpt-4o-2024-11-20 feature=extract", 530),
     "model-deprecation": ("http_status=404", 0),
     "prompt-injected-agent": ("kind=tool", 0),
+    "index-rollback": ("feature=help-center retrieval_index=help-articles-v42", 232),
 }
 
 
@@ -126,6 +128,59 @@ def test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back(inciden
     undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
     assert undo.returncode == 0, undo.stderr
     assert flags.read_text() == original
+
+
+def test_index_rollback_points_the_alias_back_and_live_retrievals_recover(incident: Path, tmp_path: Path) -> None:
+    """The demo's help-center index was rebuilt with another embedding model. The runbook reads the
+    cause, points the alias file back at help-articles-v41, then waits for live evidence: the app's
+    next requests, which search whatever index the alias names (read from the file here, as the app
+    does), are loaded while it waits; their retrievals find documents again, so it completes."""
+    import datetime as dt
+    import os
+    import time
+
+    from oncall.demo import help_center_traffic
+
+    aliases = tmp_path / "aliases.json"
+    original = json.dumps({"aliases": {"help-articles": "help-articles-v42"},
+                           "indexes": ["help-articles-v41", "help-articles-v42"]}, indent=2) + "\n"
+    aliases.write_text(original)
+    write_toml(tmp_path, '[actions.targets.search]\nadapter = "index-alias"\npath = "aliases.json"\n')
+    run = subprocess.Popen([sys.executable, "-m", "oncall", "--db", str(incident), "runbook", "run", "index-rollback",
+                            "--yes", "--json", "--why", "test of index-rollback"], cwd=tmp_path, text=True,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        deadline = time.monotonic() + 300
+        while json.loads(aliases.read_text())["aliases"]["help-articles"] == "help-articles-v42":
+            assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+            time.sleep(0.2)
+        index = json.loads(aliases.read_text())["aliases"]["help-articles"]  # what the app now searches
+        traffic = tmp_path / "after-rollback.jsonl"
+        start = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=3)  # after the verify step begins
+        assert help_center_traffic(traffic, index=index, start=start, requests=20) == 20
+        loaded = oncall(incident, tmp_path, "load", str(traffic))
+        assert loaded.returncode == 0, loaded.stderr
+        out, err = run.communicate(timeout=300)
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 0, out[-3000:] + err
+    data = json.loads(out)
+    assert data["outcome"] == "completed"
+    check_queries(data, "index-rollback")
+    assert [e["kind"] for e in data["events"] if e["kind"] in ("query", "plan", "action")] == \
+        ["query", "query", "query", "plan", "action"]
+    changes = next(e for e in data["events"] if e["kind"] == "query" and e["data"]["command"] == "oncall changes")
+    assert any(c["kind"] == "new_retrieval_index" and c["after"] == "help-articles-v42"
+               for c in changes["data"]["result"])
+    verify = [e for e in data["events"] if e["kind"] == "verify"][-1]["data"]
+    assert verify["passed"] and verify["requests"] >= 10
+    assert {c["expect"].split()[1] for c in verify["checks"]} == {"empty_retrieval_rate", "top_score_mean"}
+    (act,) = actions(incident, tmp_path)
+    assert act["runbook"] == "index-rollback" and act["status"] == "verified"
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
+    assert undo.returncode == 0, undo.stderr
+    assert aliases.read_text() == original
 
 
 @pytest.fixture

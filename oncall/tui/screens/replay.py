@@ -156,6 +156,10 @@ class ReplaySetupModal(ModalScreen[int | None]):
                  style="bold")
         for _, key, reason in plan.unreplayable[:5]:
             t.append(safe_text(f"not replayable {key}: {reason}", multiline=False, max_len=160) + "\n", style="yellow")
+        ctx = e.get("context")
+        if ctx:  # documents a retrieval gave the calls: sent again from the recorded messages
+            t.append(safe_text(ctx["note"], multiline=False, max_len=600) + "\n", style="" if ctx["complete"]
+                     else "yellow")
         if plan.replayable:
             t.append("Replay sends these requests to " + safe_text(spec.target.base_url, multiline=False), style="dim")
         self._estimate_text(t)
