@@ -11,7 +11,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.commands.live import duration_seconds
-from oncall.commands.sources import incident_or_source, source_options
+from oncall.commands.sources import in_place, incident_or_source, source_options
 from oncall.display import jsonable
 from oncall.output import metric_change, metric_value, stdout
 from oncall.query.cost_marks import estimate_note
@@ -43,6 +43,15 @@ def _jsonable(v: Any) -> Any:
 def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, source: str | None,
             source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """Metrics of a cohort beside its baseline, with deltas and significance marks."""
+    if source is not None:
+        from oncall.query.compare import compare_on
+
+        # In place: every aggregate computed in ClickHouse; None when the question needs pulled rows.
+        res = in_place(source, source_since, source_until,
+                       lambda engine: compare_on(engine, list(filter_words), [baseline]))
+        if res is not None:
+            _show_compare(res, as_json)
+            return
     with incident_or_source(ctx, db, source, source_since, source_until) as store:
         _compare(store, filter_words, baseline, as_json)
 
@@ -53,7 +62,10 @@ def _compare(store: Any, filter_words: tuple[str, ...], baseline: str, as_json: 
     # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
     _compile_or_fail(store.con, [baseline])
-    res = run_compare(store.con, list(filter_words), [baseline])
+    _show_compare(run_compare(store.con, list(filter_words), [baseline]), as_json)
+
+
+def _show_compare(res: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(_jsonable(res))
         return
