@@ -187,7 +187,7 @@ def _parts(role: str, text: str, finish: str | None = None) -> dict[str, Any]:
 
 
 class _Gen:
-    def __init__(self, seed: int, hours: float, incident: bool, scale: float) -> None:
+    def __init__(self, seed: int, hours: float, incident: bool, scale: float, retrieval: bool = True) -> None:
         self.rng = random.Random(seed)
         self.end = DEMO_DAY_END
         self.start = self.end - dt.timedelta(hours=hours)
@@ -198,6 +198,7 @@ class _Gen:
         self.burst = (self.end - dt.timedelta(minutes=55), self.end - dt.timedelta(minutes=40))  # 02:05-02:20
         self.index_change = self.end - dt.timedelta(hours=1, minutes=22)  # 01:38
         self.help_rng = random.Random(f"help-center-{seed}")  # its own stream: the rest is unchanged by it
+        self.retrieval = retrieval  # False: no help-center feature (and no fourth problem)
         self.traces: list[dict[str, Any]] = []  # each: {"resource": …, "spans": […]}
         self.requests = 0
 
@@ -225,7 +226,8 @@ class _Gen:
                 self._session(t, tenant)
             else:
                 self._request(t, tenant, feature, history=[], session=None, user=f"u-{self.rng.randint(1, 400):04d}")
-        self._help_center(span)
+        if self.retrieval:
+            self._help_center(span)
 
     def _help_center(self, span: float) -> None:
         """The help-center feature: its own Poisson arrivals on its own random stream."""
@@ -504,27 +506,29 @@ class _Gen:
                                iso(self.model_change), None, {"model": "gpt-4o"}, OLD_SNAPSHOT, NEW_SNAPSHOT,
                                {"output_length": "+35-45 % (support-bot)", "json_valid": "99 % -> about 71 % (extract)",
                                 "json_keys": "order_id -> orderId in about a third of extract outputs"}),
-                InjectedChange("new_retrieval_index", "the help-center index alias moves to help-articles-v42, "
-                               "rebuilt with text-embedding-3-large while queries are still embedded with "
-                               "text-embedding-3-small: most retrievals come back empty, the rest low-scoring and "
-                               "off-topic; the bot says it doesn't know",
-                               iso(self.index_change), None, {"feature": "help-center"}, OLD_INDEX, NEW_INDEX,
-                               {"empty_retrieval_rate": "about 2 % -> about 67 %",
-                                "top_score": "about 0.84 -> about 0.31 (where any article came back)",
-                                "refusal_rate": "about 1 % -> about 67 % (\"I'm sorry, I don't know\")",
-                                "output_length": "about -45 %",
-                                "embedding_model": "text-embedding-3-small -> text-embedding-3-large (the index's)"}),
                 InjectedChange("error_burst", "429 rate-limit burst from anthropic", iso(self.burst[0]),
                                iso(self.burst[1]), {"provider": "anthropic", "feature": "summarize"}, None, None,
                                {"error_rate": "about 70 % rate_limit during the window"}),
             ]
+            if self.retrieval:  # in time order: after the served model, before the 429s
+                tr.changes.insert(2, InjectedChange(
+                    "new_retrieval_index", "the help-center index alias moves to help-articles-v42, rebuilt with "
+                    "text-embedding-3-large while queries are still embedded with text-embedding-3-small: most "
+                    "retrievals come back empty, the rest low-scoring and off-topic; the bot says it doesn't know",
+                    iso(self.index_change), None, {"feature": "help-center"}, OLD_INDEX, NEW_INDEX,
+                    {"empty_retrieval_rate": "about 2 % -> about 67 %",
+                     "top_score": "about 0.84 -> about 0.31 (where any article came back)",
+                     "refusal_rate": "about 1 % -> about 67 % (\"I'm sorry, I don't know\")",
+                     "output_length": "about -45 %",
+                     "embedding_model": "text-embedding-3-small -> text-embedding-3-large (the index's)"}))
         return tr
 
 
 def generate_demo(out_dir: Path, *, seed: int = 7, hours: float = 6.0, incident: bool = True,
-                  scale: float = 1.0) -> DemoTruth:
-    """Write the demo export (`out_dir/otlp-traces.jsonl`) and return what was injected."""
-    gen = _Gen(seed, hours, incident, scale)
+                  scale: float = 1.0, retrieval: bool = True) -> DemoTruth:
+    """Write the demo export (`out_dir/otlp-traces.jsonl`) and return what was injected (retrieval=False:
+    without the help-center feature, the other features' traffic byte for byte the same)."""
+    gen = _Gen(seed, hours, incident, scale, retrieval)
     gen.run()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / EXPORT_NAME

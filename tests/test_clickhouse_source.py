@@ -59,8 +59,10 @@ def ch(chdb_path):
 @pytest.fixture(scope="session")
 def demo(ch, tmp_path_factory) -> dict[str, Any]:
     """The demo incident: its OTLP export on disk (for the local load) and the same spans in
-    `demo.otel_traces` (Map attributes) as the exporter writes them."""
-    truth, docs = demo_docs()
+    `demo.otel_traces` (Map attributes) as the exporter writes them. Without its help-center feature:
+    the in-place engine does not compile the retrieval link, and a window with retrieval spans is
+    answered on pulled rows (`rag_demo` below)."""
+    truth, docs = demo_docs(retrieval=False)
     d = tmp_path_factory.mktemp("demo-export")
     export = d / "otlp-traces.jsonl"
     export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
@@ -81,6 +83,26 @@ def local_demo(demo, tmp_path_factory) -> Path:
     finally:
         store.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def rag_demo(ch, tmp_path_factory) -> dict[str, Any]:
+    """The whole demo (with its help-center retrievals) over the two hours around its index switch:
+    in `rag.otel_traces` and loaded from the file."""
+    from oncall.ingest.loader import load_paths
+
+    truth, docs = demo_docs(hours=2.0)
+    d = tmp_path_factory.mktemp("rag-export")
+    export = d / "otlp-traces.jsonl"
+    export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    create_otel(ch, "rag")
+    insert_otel(ch, "rag", "otel_traces", exporter_rows(docs))
+    store = open_db(d / "local.duckdb")
+    try:
+        load_paths(store, [str(export)])
+    finally:
+        store.close()
+    return {"truth": truth, "local": d / "local.duckdb"}
 
 
 @pytest.fixture(scope="session")
@@ -294,6 +316,39 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
     assert len(remote["metrics"]) == len(local["metrics"]) and remote["cohort"]["requests"] > 0
     for r, m in zip(remote["metrics"], local["metrics"], strict=True):  # sums in another order: float noise only
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+
+
+def test_a_window_with_retrievals_finds_the_index_cause_and_compares_on_pulled_rows(rag_demo, chdb_path, tmp_path):
+    """The pull brings each call's retrieval with it (linked at load), so `changes --source` names the
+    index switch as the local load does; `compare --source` does not answer in place (the link is not
+    compiled for ClickHouse) but on pulled rows, says so, and agrees with the local incident."""
+    url = _chdb_url(chdb_path, database="rag")
+    since, until = "2026-11-24T01:00:00Z", "2026-11-24T03:00:00Z"
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "changes", "--source", url, "--since", since, "--until",
+                 until, "--json")
+    assert res.exit_code == 0, res.output
+    pulled = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(rag_demo["local"]), "changes", "--json").output)
+
+    def index(doc: Any) -> list[tuple]:
+        return [(c["before"], c["after"], c["began_at"], c["together_with"], [e["metric"] for e in c["effects"]])
+                for c in doc if c["kind"] == "new_retrieval_index"]
+
+    assert index(pulled) == index(local) and len(index(local)) == 1
+    assert index(local)[0][:2] == ("help-articles-v41", "help-articles-v42")
+    args = ["feature=help-center", "since=2026-11-24T01:38:00Z", "--baseline", "feature=help-center "
+            "until=2026-11-24T01:38:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", url, "--since", since,
+                 "--until", until, "--json")
+    assert res.exit_code == 0, res.output
+    assert "retrieval spans" in res.stderr and "answered on pulled rows" in res.stderr
+    remote = json.loads(res.stdout)
+    here = json.loads(oncall("--db", str(rag_demo["local"]), "compare", *args, "--json").output)
+    assert "in_place" not in remote
+    metric = {m["metric"]: m for m in remote["metrics"]}
+    assert metric["empty_retrieval_rate"]["cohort"] > 0.5 > metric["empty_retrieval_rate"]["baseline"]
+    assert [(m["metric"], m["cohort"], m["baseline"]) for m in remote["metrics"]] == \
+        [(m["metric"], m["cohort"], m["baseline"]) for m in here["metrics"]]
 
 
 def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_path):
