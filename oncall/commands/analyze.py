@@ -127,6 +127,15 @@ def _dist(d: dict[str, int]) -> str:
 def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, source: str | None,
             source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """What changed: new served models, prompt versions, releases, providers, and metric shifts, with times."""
+    if source is not None:
+        from oncall.query.changes import changes as run_changes
+
+        # In place: every question of the algorithm asked in ClickHouse; None when it needs pulled rows.
+        res = in_place(source, source_since, source_until, lambda engine: {
+            "changes": run_changes(engine.connection(), list(filter_words), bucket_s=bucket_s)})
+        if res is not None:
+            _show_changes(res["changes"][:limit], filter_words, as_json)
+            return
     with incident_or_source(ctx, db, source, source_since, source_until, list(filter_words)) as store:
         _changes(store, filter_words, bucket_s, limit, as_json)
 
@@ -135,7 +144,10 @@ def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, li
     from oncall.query.changes import changes as run_changes
 
     _compile_or_fail(store.con, list(filter_words))
-    found = run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit]
+    _show_changes(run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit], filter_words, as_json)
+
+
+def _show_changes(found: list[Any], filter_words: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json([c.to_dict() for c in found])
         return
