@@ -284,6 +284,13 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
     assert res.exit_code == 0, res.output
     remote = json.loads(res.stdout)
     local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    # Computed in ClickHouse: only aggregates came back (a few KB, against ~MBs of rows for the window).
+    assert remote["in_place"]["bytes_received"] < 20_000 and remote["in_place"]["queries"] >= 6
+    for side in ("cohort", "baseline"):
+        assert {k: remote[side][k] for k in ("requests", "first", "last", "labels")} == \
+            {k: local[side][k] for k in ("requests", "first", "last", "labels")}
+    assert remote["served_models"] == local["served_models"] and remote["finish_reasons"] == local["finish_reasons"]
+    assert remote["json_key_sets"] == local["json_key_sets"]
     assert len(remote["metrics"]) == len(local["metrics"]) and remote["cohort"]["requests"] > 0
     for r, m in zip(remote["metrics"], local["metrics"], strict=True):  # sums in another order: float noise only
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
@@ -499,6 +506,45 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
             assert g.sq == pytest.approx(w.sq, rel=1e-9), name
             assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
         assert want["requests"].n > 1000 and want["json_valid_rate"].n > 0 and want["refusal_rate"].x >= 0
+
+
+@pytest.mark.parametrize("where", [[], ["tenant=acme"], ["feature=extract", "since=2026-11-24T01:00:00Z"],
+                                   ["status=error"], ["provider=anthropic", "latency_ms>900"]])
+def test_every_metric_in_place_on_otel_traces_equals_the_local_load(where, demo, local_demo, chdb_path):
+    """The canonical relation computed in ClickHouse from the raw otel_traces rows (canonical.py), asked
+    through the engine interface: every metric's aggregates equal the incident's (DuckDB over the same
+    spans loaded from the file), with the key-set reference bound, and so do compare's dimensions."""
+    from oncall.query.engine import DuckDBEngine
+    from oncall.query.registry import METRICS, key_set_counts
+    from oncall.sources.base import Window
+    from oncall.sources.clickhouse.engine import ClickHouseEngine
+    from oncall.sources.registry import open_source
+
+    store = open_db(local_demo, read_only=True)
+    try:
+        duck = DuckDBEngine(store.cursor())
+        refs = {"key_sets": list(key_set_counts(duck.con, "s.tenant = 'globex'", []))}
+        c = duck.compile(where)
+        want = duck.measure(c, METRICS.values(), refs)
+        want_dims, want_ks, want_cost = duck.dims(c), duck.key_set_counts(c), duck.estimated_share(c)
+    finally:
+        store.close()
+    source = open_source(_chdb_url(chdb_path))
+    try:
+        window = Window(*(dt.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (START, END)))
+        ch = ClickHouseEngine(source, window)
+        cc = ch.compile(where)
+        got = ch.measure(cc, METRICS.values(), refs)
+        assert ch.dims(cc) == want_dims and ch.key_set_counts(cc) == want_ks
+        assert ch.estimated_share(cc) == want_cost
+    finally:
+        source.close()
+    assert set(got) == set(want) and want["requests"].n > 0
+    for name, w in want.items():
+        g = got[name]
+        assert (g.n, g.x) == (pytest.approx(w.n), pytest.approx(w.x, rel=1e-9)), name
+        assert g.sq == pytest.approx(w.sq, rel=1e-9), name
+        assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
 
 
 def test_watch_on_a_source_notifies_its_causes_once_and_keeps_state_in_the_incident(demo, chdb_path, tmp_path):

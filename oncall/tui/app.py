@@ -138,10 +138,11 @@ class OncallApp(App[None]):
 
         self.push_screen(OverviewScreen())
 
-    def open_explorer(self, filter_text: str = "") -> None:
+    def open_explorer(self, filter_text: str = "", *, edit: bool = False) -> None:
+        """The explorer on `filter_text`; `edit`: with the filter bar focused (`/`)."""
         from oncall.tui.screens.explorer import ExplorerScreen
 
-        self.push_screen(ExplorerScreen(filter_text))
+        self.push_screen(ExplorerScreen(filter_text, edit=edit))
 
     def open_reader(self, filter_text: str, span_pks: list[int] | None = None, start: int = 0) -> None:
         from oncall.tui.screens.reader import ReaderScreen
@@ -223,13 +224,14 @@ class OncallApp(App[None]):
     def action_open_postmortem(self) -> None:
         self.open_postmortem()
 
-    def action_filter(self) -> None:
+    async def action_filter(self) -> None:
         """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
         from oncall.tui.screens.explorer import ExplorerScreen
 
-        if not isinstance(self.screen, ExplorerScreen):
-            self.open_explorer("")
-        self.call_after_refresh(lambda: isinstance(self.screen, ExplorerScreen) and self.screen.action_focus_filter())
+        if isinstance(self.screen, ExplorerScreen):
+            self.screen.action_focus_filter()
+        else:  # the bar is focused on mount; waiting for it sends keys typed straight after `/` there
+            await self.push_screen(ExplorerScreen("", edit=True))
 
     def action_overview(self) -> None:
         while len(self.screen_stack) > 2:
