@@ -12,6 +12,7 @@ from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
+from oncall.display import spans_days
 from oncall.query.filters import completions
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
@@ -98,7 +99,7 @@ class ExplorerScreen(LiveScreen):
         yield FilterInput(self.initial, id="filter",
                           placeholder="filter: tenant=acme since=01:00 \"refund\"  (tab completes, enter applies)")
         yield Static(Text("", style="dim"), id="status")
-        yield Static(Text(header_line(300), style="bold"), id="header")
+        yield Static(Text(header_line(80), style="bold"), id="header")
         yield ResultsView(id="results")
         yield Footer()
 
@@ -241,8 +242,8 @@ class ExplorerScreen(LiveScreen):
         from oncall.tui.results import SORT_NAMES
 
         view = self.query_one(ResultsView)
-        self.query_one("#header", Static).update(Text(header_line(300, view.order_by, view.descending),
-                                                      style="bold"))
+        self.query_one("#header", Static).update(Text(header_line(view.size.width or 80, view.order_by,
+                                                                  view.descending, view.days), style="bold"))
         if event.total and event.cursor == (0 if view.descending else event.total - 1):
             self.new_rows = 0  # on the newest row: nothing unseen above it
         if event.total:
@@ -267,13 +268,20 @@ class ExplorerScreen(LiveScreen):
 
     @work(thread=True, group="values")
     def load_values(self) -> None:
-        from oncall.query.overview import completion_values
+        from oncall.query.overview import completion_values, incident_header
 
-        values = completion_values(self.app.store.cursor())
-        self.app.call_from_thread(self._set_values, values)
+        cur = self.app.store.cursor()
+        values = completion_values(cur)
+        head = incident_header(cur)
+        self.app.call_from_thread(self._set_values, values, spans_days(head.first, head.last))
 
-    def _set_values(self, values: dict[str, list[str]]) -> None:
+    def _set_values(self, values: dict[str, list[str]], days: bool) -> None:
         self.query_one("#filter", FilterInput).set_values(values)
+        view = self.query_one(ResultsView)
+        if view.days != days:
+            view.days = days
+            view.refresh()
+            self.post_message(ResultsView.Moved(view.cursor, view.total))
 
     @on(FilterInput.Completed)
     def completed(self, event: FilterInput.Completed) -> None:
