@@ -553,3 +553,24 @@ def _matching_run(con: Any, s: NextStep, events: list[tuple[Any, ...]]) -> dict[
                 and (p["model"] is None or model == p["model"]) and variant == p["prompt"]):
             return {"at": created, "actor": author, "run_id": run_id}
     return None
+
+
+# -- which cause a screen is on -------------------------------------------------------------------------------
+def cause_for_filter(changes: Sequence[Any], filter_text: str) -> Any | None:
+    """The cause a filter is about: the one whose filter it is, else the one whose filter terms it
+    holds (a refined filter: the cause's cohort and window plus `feature=extract`), the most specific
+    first. None when it is about none of them."""
+    from oncall.query.filters import parse_filter
+
+    def terms(text: str) -> set[str]:
+        try:
+            return {str(t) for t in parse_filter(text or "").terms}
+        except ValueError:
+            return set()
+
+    mine = terms(filter_text)
+    exact = [c for c in changes if terms(_as_dict(c).get("filter") or "") == mine]
+    if exact:
+        return exact[0]
+    holding = [(len(t), c) for c in changes if (t := terms(_as_dict(c).get("filter") or "")) and t <= mine]
+    return max(holding, key=lambda x: x[0])[1] if holding else None
