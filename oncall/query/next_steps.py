@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncall.query.filters import compile_filter, quote_value
+from oncall.query.filters import compile_on, quote_value
+from oncall.query.registry import dialect_of
 
 # The shipped runbooks each kind of cause leads to (runbooks/*.md; a team's own of the same name wins).
 PIN_RUNBOOK = "provider-model-regression"
@@ -188,8 +189,9 @@ def baseline_window(change: dict[str, Any], extra: dict[str, str] | None = None)
 
 def _mode(con: Any, flt: str, column: str) -> str | None:
     """The most common value of a column among the filter's LLM calls (None when there is none)."""
-    c = compile_filter(con, flt, alias="s")
-    row = con.execute(f"SELECT mode(s.{column}) FROM spans s WHERE {c.where} AND s.{column} IS NOT NULL",
+    c = compile_on(con, flt)
+    row = con.execute(f"SELECT {dialect_of(con)().mode(f's.{column}')} FROM spans s WHERE {c.where} "
+                      f"AND s.{column} IS NOT NULL",
                       c.params).fetchone()
     return str(row[0]) if row and row[0] is not None else None
 
@@ -396,7 +398,7 @@ def _outage(con: Any, change: dict[str, Any], setting: Setting) -> NextStep:
 
 def _error_classes(con: Any, flt: str) -> list[str]:
     """The error classes of the window's failures, most common first."""
-    c = compile_filter(con, flt, alias="s")
+    c = compile_on(con, flt)
     rows = con.execute(f"SELECT s.error_type, count(*) FROM spans s WHERE {c.where} AND s.status = 'error' "
                        f"AND s.error_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1", c.params).fetchall()
     return [str(r[0]) for r in rows]

@@ -430,12 +430,32 @@ def open_for_console(db_path: str | Path | None, *,
     return open_db(db_path, read_only=True, create=False), True, reason
 
 
+def _serve_demo_world(db_path: Path) -> Any:
+    """On a demo incident, serve its world (replay and action targets) while the console runs,
+    unless `oncall demo serve` already does; the server to stop at exit, or None."""
+    from oncall.demoworld import find_world
+    from oncall.demoworld.server import DemoServer, live_url
+
+    world = find_world(db_path)
+    if world is None or live_url(world, timeout=0.5):
+        return None
+    try:
+        srv = DemoServer(world).start()
+        srv.announce()
+    except OSError:
+        return None  # replay and runbooks start their own server when they need one
+    return srv
+
+
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
     store, read_only, reason = open_for_console(db_path, read_only=read_only)
     app = OncallApp(store, read_only=read_only, read_only_reason=reason)
+    world = _serve_demo_world(store.path)  # before the UI loop starts: binding a port is quick
     try:
         app.run()
     finally:
+        if world is not None:
+            world.stop()
         store.close()
     for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
         print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

@@ -84,10 +84,10 @@ class ReplaySetupModal(ModalScreen[int | None]):
 
     @work(thread=True, group="replay-setup")
     def load_suite(self) -> None:
-        from oncall.replay.suite import SuiteError, load_suite
+        from oncall.replay.suite import SuiteError, load_suite_for
 
         try:
-            suite = load_suite(suite_dir())
+            suite = load_suite_for(suite_dir(), self.app.store.path)  # a demo's targets too
         except SuiteError as exc:
             self.app.call_from_thread(self._estimate_text, Text(safe_text(str(exc)), style="red"))
             return
@@ -99,9 +99,7 @@ class ReplaySetupModal(ModalScreen[int | None]):
                    if not t.judge]
         self.query_one("#target", Select).set_options(targets)
         variants = [(NO_VARIANT, NO_VARIANT)]
-        pdir = suite.path / "prompts"
-        if pdir.is_dir():
-            variants += [(p.stem, p.stem) for p in sorted(pdir.glob("*.md"))]
+        variants += [(name, name) for name in suite.variants()]
         self.query_one("#variant", Select).set_options(variants)
         want = self.preset.get("prompt")
         self.query_one("#variant", Select).value = want if want in [v for _, v in variants] else NO_VARIANT
