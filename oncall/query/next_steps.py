@@ -278,7 +278,8 @@ def _served_model(con: Any, change: dict[str, Any], setting: Setting) -> list[Ne
         rb_notes.append(f"candidate: no replay target calls {before}; the gate needs one (replay/targets.toml)")
     provider = (change.get("cohort") or {}).get("provider") or _mode(con, change["filter"], "provider")
     requested = (change.get("cohort") or {}).get("model") or _mode(con, change["filter"], "model")
-    deployment = _deployment(setting.gateway, requested, (narrow or {}).get("feature")) if requested else None
+    deployment = (_deployment(setting.gateway, requested, (narrow or {}).get("feature"), before)
+                  if requested else None)
     if deployment is None and requested:
         deployment = requested
         if setting.gateway is not None:
@@ -316,15 +317,15 @@ def _json_cohort(change: dict[str, Any]) -> dict[str, str] | None:
     return max(cohorts, key=len) if cohorts else None
 
 
-def _deployment(gateway: dict[str, Any] | None, requested: str, feature: str | None) -> str | None:
+def _deployment(gateway: dict[str, Any] | None, requested: str, feature: str | None, before: str) -> str | None:
     """The gateway's model_name that serves requests for `requested`: the name itself, else the
-    deployments whose litellm_params.model is that model — the broken feature's own when it has one."""
+    deployments whose litellm_params.model is that model (or already the snapshot before: the
+    suggestion stays the same once the pin is made) — the broken feature's own when it has one."""
     entries = _model_list(gateway)
     if requested in [str(m.get("model_name")) for m in entries]:
         return requested
     serving = [str(m["model_name"]) for m in entries
-               if (model := str((m.get("litellm_params") or {}).get("model") or "")) == requested
-               or model.split("/", 1)[-1] == requested]
+               if str((m.get("litellm_params") or {}).get("model") or "").split("/", 1)[-1] in (requested, before)]
     if feature in serving:
         return feature
     return serving[0] if serving else None
@@ -514,7 +515,7 @@ def taken(con: Any, changes: Sequence[Any], steps: Sequence[Sequence[NextStep]])
                        "'runbook') ORDER BY event_id").fetchall()
     events = [(r[0], r[1], r[2], r[3], json.loads(r[4]) if isinstance(r[4], str) and r[4] else (r[4] or {}))
               for r in rows]
-    for event_id, at, actor, kind, d in events:
+    for _, at, actor, kind, d in events:
         if kind != TRAIL_KIND:
             continue
         step = d.get("step") or {}
