@@ -442,9 +442,13 @@ def _serve_demo_world(db_path: Path) -> Any:
         return None
     try:
         srv = DemoServer(world).start()
-        srv.announce()
     except OSError:
         return None  # replay and runbooks start their own server when they need one
+    try:
+        srv.announce()
+    except OSError:
+        srv.stop()  # cannot say where it listens (a read-only directory): commands start their own
+        return None
     return srv
 
 
