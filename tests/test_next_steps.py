@@ -160,16 +160,48 @@ def test_text_output_shows_each_cause_next_steps(world: Path, found) -> None:
             assert s["command"] in res.stdout  # one unbroken line, to copy
 
 
-def test_suggested_replay_runs_as_written(world: Path, found, server) -> None:
+@pytest.fixture(scope="module")
+def replayed(world: Path, found, server) -> dict[str, Any]:
+    """The served-model cause's suggested replay, run from the command line exactly as suggested."""
     replay = _step(_cause(found, "new_served_model"), "replay-before")
     before = len(server.exchanges)
     res = oncall(world, *replay["argv"], "--no-progress")
     assert res.returncode == 0, res.stderr
-    sent = server.exchanges[before:]
-    assert len(sent) == 20 * 3  # -n 20 --repeat 3, to the suite's demo-pinned
+    return {"step": replay, "sent": server.exchanges[before:]}
+
+
+def test_suggested_replay_runs_as_written(world: Path, replayed) -> None:
+    replay = replayed["step"]
+    assert len(replayed["sent"]) == 20 * 3  # -n 20 --repeat 3, to the suite's demo-pinned
     show = oncall(world, "replay", "list", "--db", "incident.duckdb", "--json")
     run = json.loads(show.stdout)[0]
     assert run["target"] == "demo-pinned" and run["filter"] == replay["params"]["cohort"]
+
+
+def test_postmortem_says_which_suggestion_was_taken(world: Path, found, replayed) -> None:
+    """Taken from the command line (the replay above, matched by its parameters) and from the console
+    (a trail event, as the console's key records it when the responder starts the step)."""
+    from oncall.query.next_steps import NextStep, record_taken
+    from oncall.store import open_db
+
+    burst = _cause(found, "metric_shift", "error_rate")
+    step = NextStep(**{k: v for k, v in burst["next_steps"][0].items()
+                       if k in ("kind", "id", "title", "argv", "params", "runbook", "notes")})
+    with open_db(world / "incident.duckdb") as db:
+        record_taken(db, burst, step, ref={"runbook": step.runbook}, actor="alice")
+    res = oncall(world, "postmortem", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    by_cause = {c["cause"]: {s["id"]: s["taken"] for s in c["steps"]} for c in out["facts"]["next_steps"]}
+    served = by_cause[_cause(found, "new_served_model")["title"]]
+    run_id = json.loads(oncall(world, "replay", "list", "--db", "incident.duckdb", "--json").stdout)[0]["run_id"]
+    assert served["replay-before"]["how"] == "command line" and served["replay-before"]["run_id"] == run_id
+    assert served["runbook:provider-model-regression"] is None
+    outage = by_cause[burst["title"]]["runbook:provider-outage"]
+    assert outage["how"] == "console" and outage["actor"] == "alice"
+    md = out["markdown"]
+    assert "## Suggested next steps" in md
+    assert f"**taken** (command line, replay run {run_id}," in md and "by alice" in md
 
 
 def test_suggested_runbook_dry_run_plans_the_flip(world: Path, found) -> None:
@@ -181,3 +213,50 @@ def test_suggested_runbook_dry_run_plans_the_flip(world: Path, found) -> None:
     plans = [e["data"]["plan"] for e in out["events"] if e["kind"] == "plan"]
     assert plans and "summarize-fallback" in json.dumps(plans)
     assert (world / "litellm.yaml").read_text() == GATEWAY  # a dry run writes nothing
+
+
+# -- on the demo's own world (oncall demo): no suite, no oncall.toml -------------------------------------------
+@pytest.fixture(scope="module")
+def demo_world(demo_db: Path, tmp_path_factory) -> Path:
+    """The session's demo with its world beside it, as `oncall demo` leaves them, in an empty directory."""
+    import shutil
+
+    from oncall.demoworld import world_dir
+
+    w = tmp_path_factory.mktemp("demo-world")
+    db = w / "incident.duckdb"
+    copy_incident(demo_db, db)
+    shutil.copytree(world_dir(demo_db), world_dir(db), ignore=shutil.ignore_patterns("serve.json", "*.lock"))
+    (w / "xdg").mkdir()
+    return w
+
+
+def _world_oncall(w: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(w), "ONCALL_DEMO_LATENCY": "0"}
+    env.pop("ONCALL_REPLAY_SUITE")
+    return subprocess.run([sys.executable, "-m", "oncall", *argv], cwd=w, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_on_the_demo_world_every_step_is_prefilled_from_its_files_and_the_pin_runs_as_written(demo_world) -> None:
+    res = _world_oncall(demo_world, "changes", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)
+    steps = {s["id"]: s for c in found for s in c["next_steps"]}
+    assert all(s["notes"] == [] for s in steps.values()), [s["notes"] for s in steps.values()]
+    assert steps["replay-before"]["params"]["target"] == "demo-pinned"
+    assert steps["replay-previous-prompt"]["params"]["prompt"] == "support-bot-v12"  # the world's variant
+    pin = steps["runbook:provider-model-regression"]
+    assert pin["params"]["deployment"] == "extract"  # the broken feature's model_name in the world's gateway
+    outage = steps["runbook:provider-outage"]["params"]
+    assert (outage["alias"], outage["fallback"]) == ("summarize", "summarize-fallback")
+    assert steps["runbook:cost-runaway"]["params"]["cheaper"] == "support-bot-mini"
+    # The pin as suggested: its gate replays on demo-pinned and passes, the action is verified.
+    run = _world_oncall(demo_world, *pin["argv"], "--yes", "--json")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["outcome"] == "completed" and out["params"]["deployment"] == "extract"
+    pm = _world_oncall(demo_world, "postmortem", "--db", "incident.duckdb", "--json")
+    taken = {s["id"]: s["taken"] for c in json.loads(pm.stdout)["facts"]["next_steps"] for s in c["steps"]}
+    assert taken["runbook:provider-model-regression"]["how"] == "command line"
+    assert taken["replay-before"] is None
