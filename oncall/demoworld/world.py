@@ -10,10 +10,11 @@
     prompts.json        the prompt registry behind the `prompts` target (Langfuse's prompt API,
                         served by the demo server, which alone writes this file)
     prompts/*.md        replay prompt variants: support-bot-v12, support-bot-v13
+    search-aliases.json the help-center's index alias file (the `search` action target: index-rollback)
     serve.json          where the server listens, while `oncall demo serve` or the console runs
 
 Targets: replay `demo-pinned` (the snapshot before the silent update) and `demo-current` (what the
-gpt-4o alias serves now); actions `gateway`, `flags`, `prompts`. On a demo incident these names
+gpt-4o alias serves now); actions `gateway`, `flags`, `prompts`, `search`. On a demo incident these names
 mean the demo's, whatever oncall.toml says, so a drill never writes to a real gateway.
 """
 
@@ -42,6 +43,7 @@ ACTION_TARGETS: dict[str, str] = {
     "gateway": "litellm-config",
     "flags": "flagd-file",
     "prompts": "langfuse-label",
+    "search": "index-alias",
 }
 
 GATEWAY_YAML = """\
@@ -127,12 +129,21 @@ class World:
         return self.dir / "prompts.json"
 
     @property
+    def search(self) -> Path:
+        return self.dir / "search-aliases.json"
+
+    @property
     def variants(self) -> Path:
         return self.dir / "prompts"
 
     @property
     def serve_file(self) -> Path:
         return self.dir / SERVE_FILE
+
+
+def _search_aliases() -> dict[str, Any]:
+    """The help-center's alias as the incident leaves it: on the index rebuilt with another embedding model."""
+    return {"aliases": {"help-articles": demo.NEW_INDEX}, "indexes": [demo.OLD_INDEX, demo.NEW_INDEX]}
 
 
 def world_dir(db_path: str | Path) -> Path:
@@ -149,6 +160,7 @@ def write_world(db_path: str | Path, seed: int) -> World:
     write_atomic(world.gateway, [GATEWAY_YAML], "writing the demo's gateway config")
     write_atomic(world.flags, [json.dumps(_flags(), indent=2) + "\n"], "writing the demo's flag file")
     write_atomic(world.prompts, [json.dumps(_prompt_registry(), indent=2) + "\n"], "writing the demo's prompts")
+    write_atomic(world.search, [json.dumps(_search_aliases(), indent=2) + "\n"], "writing the demo's index aliases")
     write_atomic(world.variants / "support-bot-v12.md",
                  [_variant("v12", demo.SYSTEM_V12, "acme's support prompt before v13 (the previous version)")],
                  "writing a prompt variant")
@@ -192,6 +204,7 @@ def action_targets(world: World, base_url: str) -> dict[str, Any]:
                                                         "proxy_url": base_url.rstrip("/") + "/gateway",
                                                         "verify_timeout": 10}, False, src),
         "flags": Target("flags", "flagd-file", {"path": str(world.flags)}, False, src),
+        "search": Target("search", "index-alias", {"path": str(world.search)}, False, src),
         "prompts": Target("prompts", "langfuse-label", {"base_url": base_url.rstrip("/") + "/langfuse",
                                                         "auth": "none", "cache_ttl": 0}, False, src),
     }
