@@ -303,6 +303,28 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
 
 
+def test_compare_in_place_over_http_binds_every_value_and_agrees(demo, local_demo, http, tmp_path):
+    """The same in-place compare over real HTTP (the loopback server answering from chDB): the window
+    computed once into a temporary table of the session, then aggregates only; what the responder typed
+    travels as bound parameters, never in the SQL text."""
+    args = ["tenant=globex", "feature=extract", "since=2026-11-24T01:12:00Z", "--baseline",
+            "tenant=globex feature=extract until=2026-11-24T01:12:00Z"]
+    before = len(http.requests)
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _http_url(http),
+                 "--since", START, "--until", END, "--json", env={"CLICKHOUSE_PASSWORD": PASSWORD})
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert remote["in_place"]["notes"] == [] and remote["cohort"]["requests"] == local["cohort"]["requests"] > 0
+    for r, m in zip(remote["metrics"], local["metrics"], strict=True):
+        assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+    asked = http.requests[before:]
+    assert any("CREATE TEMPORARY TABLE" in r["sql"] for r in asked)
+    sent = " ".join(r["sql"] for r in asked)
+    assert "'globex'" not in sent and "'extract'" not in sent
+    assert {"globex", "extract"} <= {str(v) for r in asked for v in r["params"].values()}
+
+
 def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_path):
     import click
 
@@ -474,7 +496,8 @@ def test_a_real_server(tmp_path):
 
 # -- the metric registry in ClickHouse ------------------------------------------------------------------------
 CANONICAL = ["kind", "status", "error_type", "finish_reason", "output_text", "tool_calls", "latency_ms", "ttft_ms",
-             "input_tokens", "output_tokens", "cost", "tenant", "label"]
+             "input_tokens", "output_tokens", "cost", "tenant", "retrieved", "top_score", "doc_age_s", "retrieval_ms",
+             "label"]
 
 
 def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo, ch):
@@ -495,12 +518,13 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
     finally:
         store.close()
     ch.command("CREATE DATABASE IF NOT EXISTS canon")
-    ch.command("CREATE TABLE IF NOT EXISTS canon.spans (kind Nullable(String), status Nullable(String), "
+    ch.command("DROP TABLE IF EXISTS canon.spans")
+    ch.command("CREATE TABLE canon.spans (kind Nullable(String), status Nullable(String), "
                "error_type Nullable(String), finish_reason Nullable(String), output_text Nullable(String), "
                "tool_calls Nullable(String), latency_ms Nullable(Float64), ttft_ms Nullable(Float64), "
                "input_tokens Nullable(Int64), output_tokens Nullable(Int64), cost Nullable(Float64), "
-               "tenant Nullable(String), label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
-    ch.command("TRUNCATE TABLE canon.spans")
+               "tenant Nullable(String), retrieved Nullable(Int64), top_score Nullable(Float64), doc_age_s Nullable(Float64), "
+               "retrieval_ms Nullable(Float64), label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
     ch.insert_arrow("spans", table, database="canon")
     for where, want in local.items():
         params = Params()
