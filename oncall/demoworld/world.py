@@ -195,3 +195,15 @@ def action_targets(world: World, base_url: str) -> dict[str, Any]:
         "prompts": Target("prompts", "langfuse-label", {"base_url": base_url.rstrip("/") + "/langfuse",
                                                         "auth": "none", "cache_ttl": 0}, False, src),
     }
+
+
+def rebind(target: Any, db_path: str | Path | None) -> Any:
+    """A stored run's demo target at the world's server now (a resumed run's old port is gone);
+    any other target as it is."""
+    world = find_world(db_path)
+    if world is None or target.name not in REPLAY_TARGETS or not target.base_url.startswith("http://127.0.0.1:"):
+        return target
+    from oncall.demoworld.server import ensure_url
+
+    url = ensure_url(world).rstrip("/") + "/v1"
+    return target if url == target.base_url else type(target).from_public({**target.public(), "base_url": url})
