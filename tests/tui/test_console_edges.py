@@ -181,3 +181,41 @@ async def test_replay_dialog_labels_offers_the_baseline_and_compare_shows_the_su
             assert "error_rate" in text and "noise (repeat 2)" in text
             await pilot.press("s")  # s hides the summary for the pairs, and shows it again
             assert not screen.query_one("#replay-summary").display
+
+
+# -- the postmortem preview renders the Markdown --------------------------------------------------------
+def test_the_preview_renders_the_drafts_markdown_and_keeps_fences_and_hostile_text_as_written() -> None:
+    from oncall.tui import mdpreview
+
+    md = ["# Postmortem (draft): prompt v12 -\\> v13", "", "> ✍️ **To be written by a human.** The *why*",
+          "- **error rate** 0.81 % -\\> 76 % (429 rate\\_limit) `provider=anthropic since=02:05`",
+          "- [ ] Add the eval set to CI", "", "| metric | original |", "|---|---|", "| error\\_rate | 0 % |",
+          "| cost\\_per\\_request | $0.000713 |", "", "```text", "# a quoted heading \\_ **kept**", "```",
+          "note: \\[@click=app.quit\\]boom [bold]x[/bold]"]
+    out = [t.plain for t, _ in mdpreview.render(md)]
+    assert out[0] == "Postmortem (draft): prompt v12 -> v13"
+    assert out[2] == "▌ ✍️ To be written by a human. The why"
+    assert out[3] == "• error rate 0.81 % -> 76 % (429 rate_limit) provider=anthropic since=02:05"
+    assert out[4] == "☐ Add the eval set to CI"
+    assert out[6].split(" │ ") == ["metric".ljust(16), "original"]  # aligned columns
+    assert out[7].startswith("─") and "┼" in out[7]
+    assert out[8].split(" │ ")[0] == "error_rate".ljust(16) and out[9].startswith("cost_per_request │ $0.000713")
+    assert out[12] == "# a quoted heading \\_ **kept**"  # a fence shows exactly what it quotes
+    assert out[14] == "note: [@click=app.quit]boom [bold]x[/bold]"  # text, never markup
+    styled = mdpreview.render(md)[3][0]
+    assert any(span.style.bold for span in styled.spans if not isinstance(span.style, str))
+
+
+async def test_postmortem_preview_shows_no_escapes(make_app) -> None:
+    from oncall.tui.screens.postmortem import DraftView, PostmortemScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        assert isinstance(app.screen, PostmortemScreen)
+        lines = app.screen.query_one(DraftView).plain_lines()
+        shown = "\n".join(lines)
+        assert "\\_" not in shown and "-\\>" not in shown and "**" not in shown
+        assert lines[0].startswith("Postmortem (draft): ") and "rate_limit" in shown
