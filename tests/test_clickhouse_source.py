@@ -258,12 +258,15 @@ def test_limit_caps_the_cohort_at_the_newest_calls(demo, local_demo, chdb_path, 
 
 
 def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local_demo, chdb_path, tmp_path):
-    """`changes --source`: the demo's three causes, inserted into otel_traces, found with the same
-    times, cohorts and effects as on the local load of the same spans; the incident is untouched."""
+    """`changes --source`: the demo's three causes, inserted into otel_traces, found in place (every
+    question of the algorithm asked in ClickHouse, only aggregates back) with the same times, cohorts
+    and effects as on the local load of the same spans; the incident is untouched."""
     db = tmp_path / "untouched.duckdb"
     res = oncall("--db", str(db), "changes", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
                  "--json")
     assert res.exit_code == 0, res.output
+    said = re.search(r"computed in .*: (\d+) queries, ([\d,]+) bytes of aggregates received", res.stderr)
+    assert said and int(said.group(2).replace(",", "")) < 1_000_000, res.stderr  # the rows would be ~30 MB
     pulled = json.loads(res.stdout)
     local = json.loads(oncall("--db", str(local_demo), "changes", "--json").output)
 
@@ -272,6 +275,10 @@ def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local
                  c.get("after"), c.get("began_at"), c.get("ended_at")) for c in doc]
 
     assert causes(pulled) == causes(local)
+    for r, m in zip(pulled, local, strict=True):  # effects, counts and filters too (p-values: float noise)
+        assert [(e["metric"], e["before"], e["after"], json.dumps(e["cohort"])) for e in r["effects"]] == \
+            [(e["metric"], e["before"], e["after"], json.dumps(e["cohort"])) for e in m["effects"]]
+        assert (r["filter"], r["affected_requests"], r["split"]) == (m["filter"], m["affected_requests"], m["split"])
     kinds = {c[0] for c in causes(local)}
     assert len(causes(local)) >= 3 and {"new_prompt_version", "new_served_model"} <= kinds
     assert not db.exists()  # asked of the source: nothing written to the incident

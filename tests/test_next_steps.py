@@ -160,16 +160,48 @@ def test_text_output_shows_each_cause_next_steps(world: Path, found) -> None:
             assert s["command"] in res.stdout  # one unbroken line, to copy
 
 
-def test_suggested_replay_runs_as_written(world: Path, found, server) -> None:
+@pytest.fixture(scope="module")
+def replayed(world: Path, found, server) -> dict[str, Any]:
+    """The served-model cause's suggested replay, run from the command line exactly as suggested."""
     replay = _step(_cause(found, "new_served_model"), "replay-before")
     before = len(server.exchanges)
     res = oncall(world, *replay["argv"], "--no-progress")
     assert res.returncode == 0, res.stderr
-    sent = server.exchanges[before:]
-    assert len(sent) == 20 * 3  # -n 20 --repeat 3, to the suite's demo-pinned
+    return {"step": replay, "sent": server.exchanges[before:]}
+
+
+def test_suggested_replay_runs_as_written(world: Path, replayed) -> None:
+    replay = replayed["step"]
+    assert len(replayed["sent"]) == 20 * 3  # -n 20 --repeat 3, to the suite's demo-pinned
     show = oncall(world, "replay", "list", "--db", "incident.duckdb", "--json")
     run = json.loads(show.stdout)[0]
     assert run["target"] == "demo-pinned" and run["filter"] == replay["params"]["cohort"]
+
+
+def test_postmortem_says_which_suggestion_was_taken(world: Path, found, replayed) -> None:
+    """Taken from the command line (the replay above, matched by its parameters) and from the console
+    (a trail event, as the console's key records it when the responder starts the step)."""
+    from oncall.query.next_steps import NextStep, record_taken
+    from oncall.store import open_db
+
+    burst = _cause(found, "metric_shift", "error_rate")
+    step = NextStep(**{k: v for k, v in burst["next_steps"][0].items()
+                       if k in ("kind", "id", "title", "argv", "params", "runbook", "notes")})
+    with open_db(world / "incident.duckdb") as db:
+        record_taken(db, burst, step, ref={"runbook": step.runbook}, actor="alice")
+    res = oncall(world, "postmortem", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    by_cause = {c["cause"]: {s["id"]: s["taken"] for s in c["steps"]} for c in out["facts"]["next_steps"]}
+    served = by_cause[_cause(found, "new_served_model")["title"]]
+    run_id = json.loads(oncall(world, "replay", "list", "--db", "incident.duckdb", "--json").stdout)[0]["run_id"]
+    assert served["replay-before"]["how"] == "command line" and served["replay-before"]["run_id"] == run_id
+    assert served["runbook:provider-model-regression"] is None
+    outage = by_cause[burst["title"]]["runbook:provider-outage"]
+    assert outage["how"] == "console" and outage["actor"] == "alice"
+    md = out["markdown"]
+    assert "## Suggested next steps" in md
+    assert f"**taken** (command line, replay run {run_id}," in md and "by alice" in md
 
 
 def test_suggested_runbook_dry_run_plans_the_flip(world: Path, found) -> None:

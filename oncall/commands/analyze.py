@@ -129,6 +129,13 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
     """What changed: new served models, prompt versions, releases, providers, and metric shifts, with times."""
     from oncall.cliutil import resolve_db
 
+    if source is not None:
+        # In place: every question of the algorithm asked in ClickHouse; None when it needs pulled rows.
+        res = in_place(source, source_since, source_until,
+                       lambda engine: _found_and_steps(engine.connection(), filter_words, bucket_s, limit, None))
+        if res is not None:
+            _show_changes(res["found"], res["steps"], filter_words, as_json)
+            return
     with incident_or_source(ctx, db, source, source_since, source_until, list(filter_words)) as store:
         # The suggested commands name the incident as this command did (a --source scratch copy goes away).
         _changes(store, filter_words, bucket_s, limit, as_json, None if source else resolve_db(ctx, db))
@@ -136,13 +143,24 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 
 def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, as_json: bool,
              db_arg: str | None = None) -> None:
+    _compile_or_fail(store.con, list(filter_words))
+    res = _found_and_steps(store.con, filter_words, bucket_s, limit, db_arg)
+    _show_changes(res["found"], res["steps"], filter_words, as_json)
+
+
+def _found_and_steps(con: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int,
+                     db_arg: str | None) -> dict[str, Any]:
+    """The changes (at most `limit`) and each one's next steps, asked through `con` (the incident's, or a
+    source's in place)."""
     from oncall.query.changes import changes as run_changes
     from oncall.query.next_steps import load_setting, steps_for_all
 
-    _compile_or_fail(store.con, list(filter_words))
-    found = run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit]
-    setting = load_setting(store.con, db=db_arg)
-    steps = steps_for_all(store.con, found, setting)
+    found = run_changes(con, list(filter_words), bucket_s=bucket_s)[:limit]
+    setting = load_setting(con, db=db_arg)
+    return {"found": found, "steps": steps_for_all(con, found, setting)}
+
+
+def _show_changes(found: list[Any], steps: list[Any], filter_words: tuple[str, ...], as_json: bool) -> None:
     if as_json:
         emit_json([{**c.to_dict(), "next_steps": [s.to_dict() for s in ss]}
                    for c, ss in zip(found, steps, strict=True)])

@@ -56,11 +56,11 @@ def mark_compare(result: dict[str, Any], cohort_share: float | None, baseline_sh
 
 def mark_change(con: Any, change: Any) -> None:
     """A cost shift's description says when its costs are estimates, and by what share."""
-    from oncall.query.filters import compile_filter
+    from oncall.query.filters import compile_on
 
     if getattr(change, "metric", None) not in COST_METRICS and "cost/request" not in (change.description or ""):
         return
-    c = compile_filter(con, change.filter, alias="s")
+    c = compile_on(con, change.filter)
     share = estimated_share(con, c.where, c.params)["share"]
     change.cost_estimated = share
     if share:

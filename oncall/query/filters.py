@@ -559,6 +559,15 @@ class _Builder:
         return f"({expr})" if t.op == "=" else f"coalesce(NOT ({expr}), TRUE)"
 
 
+def compile_on(con: Any, flt: Filter | str | Sequence[str] | None, *, default_kind: str | None = "llm") -> Compiled:
+    """compile_filter (alias `s`) for whatever engine is behind `con`: the incident's DuckDB, or a
+    connection to another engine that compiles the filter language itself (`con.compile_filter`)."""
+    own = getattr(con, "compile_filter", None)
+    if own is not None:
+        return own(flt, default_kind=default_kind)
+    return compile_filter(con, flt, alias="s", default_kind=default_kind)
+
+
 def resolve_time(key: str, value: str, anchor: dt.datetime) -> tuple[dt.datetime, list[str]]:
     """A since=/until= value as a UTC time, relative and clock times counted from `anchor` (a source
     has no newest span yet: its window counts from now); with the notes saying how it was read."""

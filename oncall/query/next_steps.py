@@ -34,7 +34,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from oncall.query.filters import compile_filter, quote_value
+from oncall.query.filters import compile_on, quote_value
+from oncall.query.registry import dialect_of
 
 # The shipped runbooks each kind of cause leads to (runbooks/*.md; a team's own of the same name wins).
 PIN_RUNBOOK = "provider-model-regression"
@@ -188,8 +189,9 @@ def baseline_window(change: dict[str, Any], extra: dict[str, str] | None = None)
 
 def _mode(con: Any, flt: str, column: str) -> str | None:
     """The most common value of a column among the filter's LLM calls (None when there is none)."""
-    c = compile_filter(con, flt, alias="s")
-    row = con.execute(f"SELECT mode(s.{column}) FROM spans s WHERE {c.where} AND s.{column} IS NOT NULL",
+    c = compile_on(con, flt)
+    row = con.execute(f"SELECT {dialect_of(con)().mode(f's.{column}')} FROM spans s WHERE {c.where} "
+                      f"AND s.{column} IS NOT NULL",
                       c.params).fetchone()
     return str(row[0]) if row and row[0] is not None else None
 
@@ -396,7 +398,7 @@ def _outage(con: Any, change: dict[str, Any], setting: Setting) -> NextStep:
 
 def _error_classes(con: Any, flt: str) -> list[str]:
     """The error classes of the window's failures, most common first."""
-    c = compile_filter(con, flt, alias="s")
+    c = compile_on(con, flt)
     rows = con.execute(f"SELECT s.error_type, count(*) FROM spans s WHERE {c.where} AND s.status = 'error' "
                        f"AND s.error_type IS NOT NULL GROUP BY 1 ORDER BY 2 DESC, 1", c.params).fetchall()
     return [str(r[0]) for r in rows]
@@ -551,3 +553,24 @@ def _matching_run(con: Any, s: NextStep, events: list[tuple[Any, ...]]) -> dict[
                 and (p["model"] is None or model == p["model"]) and variant == p["prompt"]):
             return {"at": created, "actor": author, "run_id": run_id}
     return None
+
+
+# -- which cause a screen is on -------------------------------------------------------------------------------
+def cause_for_filter(changes: Sequence[Any], filter_text: str) -> Any | None:
+    """The cause a filter is about: the one whose filter it is, else the one whose filter terms it
+    holds (a refined filter: the cause's cohort and window plus `feature=extract`), the most specific
+    first. None when it is about none of them."""
+    from oncall.query.filters import parse_filter
+
+    def terms(text: str) -> set[str]:
+        try:
+            return {str(t) for t in parse_filter(text or "").terms}
+        except ValueError:
+            return set()
+
+    mine = terms(filter_text)
+    exact = [c for c in changes if terms(_as_dict(c).get("filter") or "") == mine]
+    if exact:
+        return exact[0]
+    holding = [(len(t), c) for c in changes if (t := terms(_as_dict(c).get("filter") or "")) and t <= mine]
+    return max(holding, key=lambda x: x[0])[1] if holding else None

@@ -57,6 +57,14 @@ class InPlaceUnsupported(SourceError):
     caller answers it on pulled rows instead (and says why)."""
 
 
+# The canonical columns the relation holds (besides cost and cost_source, added last).
+COLUMNS = ("start_time", "trace_id", "span_id", "name", "service", "kind", "status", "error_type", "finish_reason",
+           "provider", "http_status", "error", "model", "served_model", "latency_ms", "ttft_ms", "input_tokens",
+           "output_tokens", "cached_tokens", "exported_cost", "output_text", "tool_calls", "retrieved", "top_score",
+           "doc_age_s", "retrieval_ms", "label", "retrieval_index", "embedding_model", "tenant", "feature", "user_id",
+           "session_id", "prompt_name", "prompt_version", "release", "env")
+
+
 @dataclass
 class Relation:
     """`sql` selects canonical columns (alias-free) over the window; its parameters are in `params`."""
@@ -98,11 +106,12 @@ def build(source: Any, window: Window) -> Relation:
 
     own = {c: proj.own(c) for c in CANDIDATE_KEYS}
     cols = {
-        "start_time": "t.Timestamp", "trace_id": "lower(t.TraceId)", "span_id": "lower(t.SpanId)",
+        "start_time": "toDateTime64(t.Timestamp, 6, 'UTC')", "trace_id": "lower(t.TraceId)", "span_id": "lower(t.SpanId)",
         "name": "t.SpanName", "service": "toString(t.ServiceName)",
         "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
         "error_type": looked_up("error_type"), "finish_reason": looked_up("finish_reason"),
-        "provider": looked_up("provider"),
+        "provider": looked_up("provider"), "http_status": f"toInt32OrNull({looked_up('http_status')})",
+        "error": looked_up("error"),
         "model": f"nullIf({own['model']}, '')", "served_model": f"nullIf({own['served_model']}, '')",
         "latency_ms": "(intDiv(t.Duration, 1000) / 1000.0)",
         "ttft_ms": _ttft(proj, span_keys),
@@ -114,7 +123,8 @@ def build(source: Any, window: Window) -> Relation:
         "tool_calls": _tool_calls(proj, span_keys),
         "retrieved": "CAST(NULL AS Nullable(Int64))", "top_score": "CAST(NULL AS Nullable(Float64))",
         "doc_age_s": "CAST(NULL AS Nullable(Float64))", "retrieval_ms": "CAST(NULL AS Nullable(Float64))",
-        "label": "CAST(NULL AS Nullable(String))",
+        "label": "CAST(NULL AS Nullable(String))", "retrieval_index": "CAST(NULL AS Nullable(String))",
+        "embedding_model": "CAST(NULL AS Nullable(String))",
     }
     for key in ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env"):
         if key in proj.columns:
@@ -167,7 +177,9 @@ def _map_signatures(source: Any, sig: str, win: str, params: Params) -> dict[int
         row = otel.row_of(_signature_row(dict(m)))
         out[int(h)] = {"kind": row.get("kind") or "span", "status": row.get("status"),
                        "error_type": row.get("error_type"), "finish_reason": row.get("finish_reason"),
-                       "provider": row.get("provider")}
+                       "provider": row.get("provider"),
+                       "http_status": None if row.get("http_status") is None else str(row["http_status"]),
+                       "error": row.get("error")}
     return out
 
 

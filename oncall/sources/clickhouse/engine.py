@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from oncall.query.engine import DIMENSIONS, utc
-from oncall.query.filters import COLUMNS, NUMERIC, Filter, Term, number_value, parse_filter, resolve_time
+from oncall.query.filters import COLUMNS, NUMERIC, Compiled, Filter, Term, number_value, parse_filter, resolve_time
 from oncall.query.registry import Metric, Stat
 from oncall.sources.base import Window
 from oncall.sources.clickhouse import canonical
@@ -63,6 +63,17 @@ class _Rows:
     result_rows: list[tuple[Any, ...]]
 
 
+class _Positional:
+    """Parameters bound to `?` in textual order (the DuckDB convention the shared queries use)."""
+
+    def __init__(self) -> None:
+        self.values: list[Any] = []
+
+    def p(self, value: Any, ch_type: str) -> str:
+        self.values.append(value)
+        return "?"
+
+
 class ClickHouseEngine:
     """Aggregates over the canonical relation of a ClickHouse source's window."""
 
@@ -87,14 +98,30 @@ class ClickHouseEngine:
     def _from(self) -> str:
         return f"({self.relation.sql})"
 
+    def connection(self) -> ClickHouseConnection:
+        """A connection `changes` can ask its questions through, answered in this engine."""
+        return ClickHouseConnection(self)
+
     # -- the filter language over canonical columns --------------------------------------------------
     def compile(self, flt: Filter | str | list[str] | None) -> CHCompiled:
-        f = parse_filter(flt)
         params = self._params()
+        where, f, notes = self._compile(flt, params, "llm")
+        return CHCompiled(where, params, f, notes)
+
+    def compile_positional(self, flt: Filter | str | list[str] | None, default_kind: str | None = "llm") -> Compiled:
+        """The same, with `?` placeholders and a parameter list (filters.Compiled), for SQL written for
+        either engine (ClickHouseConnection binds them)."""
+        params = _Positional()
+        where, f, notes = self._compile(flt, params, default_kind)
+        return Compiled(where, params.values, notes, f)
+
+    def _compile(self, flt: Filter | str | list[str] | None, params: Any,
+                 default_kind: str | None) -> tuple[str, Filter, list[str]]:
+        f = parse_filter(flt)
         notes: list[str] = []
-        parts = [] if "kind" in f.keys() else [f"ifNull(s.kind = {params.p('llm', 'String')}, 0)"]
+        parts = [] if "kind" in f.keys() or not default_kind else [f"ifNull(s.kind = {params.p(default_kind, 'String')}, 0)"]
         parts += [self._term(t, params, notes) for t in f.terms]
-        return CHCompiled(" AND ".join(f"({p})" for p in parts) if parts else "1", params, f, [*f.notes, *notes])
+        return " AND ".join(f"({p})" for p in parts) if parts else "1", f, [*f.notes, *notes]
 
     def _term(self, t: Term, params: Params, notes: list[str]) -> str:
         key = t.key
@@ -102,7 +129,8 @@ class ClickHouseEngine:
             when, said = resolve_time(key, t.value, self._newest())
             notes += said
             op = ">=" if key == "since" else "<"
-            return f"s.start_time {op} {params.p(ch_time(when), 'DateTime64(9)')}"
+            value = when if isinstance(params, _Positional) else ch_time(when)
+            return f"s.start_time {op} {params.p(value, 'DateTime64(9)')}"
         if key == "error":
             if t.op == "~":
                 raise canonical.InPlaceUnsupported(f"term '{t}' reads error messages: answered on pulled rows")
@@ -183,3 +211,145 @@ class ClickHouseEngine:
             f"WHERE {c.where}", c.params.values).result_rows[0]
         n, est = int(n or 0), int(est or 0)
         return {"costs": n, "estimated": est, "share": (est / n) if n else None}
+
+
+# -- shared SQL (changes) run in ClickHouse -------------------------------------------------------------
+class ClickHouseQ(chm.ClickHouse):
+    """The registry's ClickHouse dialect with `?` placeholders (ClickHouseConnection binds them)."""
+
+    def __init__(self, alias: str = "s", refs: Mapping[str, Any] | None = None,
+                 columns: Mapping[str, str] | None = None) -> None:
+        super().__init__(alias, refs, columns)
+
+    def function(self, name: str, x: str, ref: str | None) -> str:
+        if name == "in_ref":
+            self.params.append(list(self.refs.get(ref or "") or []))
+            return f"ifNull(has(?, {x}), 0)"
+        return super().function(name, x, ref)
+
+    def time_bucket(self, seconds: int, x: str) -> str:
+        # From the epoch: the same buckets as DuckDB's for every width dividing a day (all automatic ones).
+        return f"toDateTime64(toStartOfInterval({x}, INTERVAL {int(seconds)} SECOND), 6, 'UTC')"
+
+    def mode(self, x: str) -> str:
+        return f"if(count({x}) > 0, topK(1)({x})[1], NULL)"
+
+    def contains_param(self, x: str) -> str:
+        return f"ifNull(has(?, {x}), 0)"
+
+
+# Standard SQL as DuckDB has it: empty aggregates are NULL, so are the keys a grouping set does not group
+# by, and a cast keeps a NULL (`x::DOUBLE`).
+SHARED_SETTINGS = {"aggregate_functions_null_for_empty": 1, "group_by_use_nulls": 1, "join_use_nulls": 1,
+                   "cast_keep_nullable": 1}
+
+
+class ClickHouseConnection:
+    """What `changes` needs of a connection, answered in ClickHouse: `execute(sql, params)` over
+    `spans s` (the canonical relation of the window), `?` placeholders bound as typed query
+    parameters (never spliced into the text), the filter language compiled by the engine, and the
+    dialect its registry expressions compile with. Every result is an aggregate (or, for a window
+    edge, the few rows of one bucket)."""
+
+    dialect = ClickHouseQ
+
+    def __init__(self, engine: ClickHouseEngine) -> None:
+        self.engine = engine
+
+    def compile_filter(self, flt: Filter | str | list[str] | None, *, default_kind: str | None = "llm") -> Compiled:
+        return self.engine.compile_positional(flt, default_kind)
+
+    def columns(self, table: str) -> list[str]:
+        return [*canonical.COLUMNS, "cost", "cost_source"]
+
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> _Cursor:
+        if "spans s" not in sql or "span_ids" in sql or "labels" in sql:
+            raise canonical.InPlaceUnsupported("a question that reads the incident's own tables: answered on "
+                                               "pulled rows")
+        bound = dict(self.engine.relation.params.values)
+        text = sql.replace("FROM spans s", f"FROM ({self.engine.relation.sql}) AS s")
+        text = _bind(text, list(params), bound)
+        with errors_named(self.engine.source.ref, "computing aggregates in place"):
+            table = self.engine.source.client.query_arrow(text, parameters=bound,
+                                                          settings={**self.engine.source.settings, **SHARED_SETTINGS})
+        self.engine.client.bytes += table.nbytes
+        self.engine.client.queries += 1
+        names = table.column_names
+        rows = [tuple(_py(v) for v in r.values()) for r in table.to_pylist()]
+        return _Cursor([(n,) for n in names], rows)
+
+
+@dataclass
+class _Cursor:
+    description: list[tuple[str]]
+    rows: list[tuple[Any, ...]]
+
+    def fetchone(self) -> tuple[Any, ...] | None:
+        return self.rows[0] if self.rows else None
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        return self.rows
+
+
+def _py(v: Any) -> Any:
+    if isinstance(v, dt.datetime):
+        return utc(v)
+    return v
+
+
+def _bind(sql: str, values: list[Any], bound: dict[str, Any]) -> str:
+    """Each `?` outside string literals becomes a typed `{qN:Type}` parameter holding the next value."""
+    out: list[str] = []
+    it = iter(values)
+    i, n = 0, len(sql)
+    while i < n:
+        ch = sql[i]
+        if ch == "'":
+            j = i + 1
+            while j < n:
+                if sql[j] == "\\":
+                    j += 2
+                    continue
+                if sql[j] == "'":
+                    if j + 1 < n and sql[j + 1] == "'":
+                        j += 2
+                        continue
+                    break
+                j += 1
+            out.append(sql[i:j + 1])
+            i = j + 1
+            continue
+        if ch == "?":
+            try:
+                v = next(it)
+            except StopIteration:
+                raise ValueError("more ? placeholders than parameters") from None
+            name = f"q{len([k for k in bound if k.startswith('q')])}"
+            value, ch_type = _typed(v)
+            bound[name] = value
+            out.append(f"{{{name}:{ch_type}}}")
+        else:
+            out.append(ch)
+        i += 1
+    if next(it, _END) is not _END:
+        raise ValueError("fewer ? placeholders than parameters")
+    return "".join(out)
+
+
+_END = object()
+
+
+def _typed(v: Any) -> tuple[Any, str]:
+    if isinstance(v, bool):
+        return int(v), "Bool"
+    if isinstance(v, int):
+        return v, "Int64"
+    if isinstance(v, float):
+        return v, "Float64"
+    if isinstance(v, dt.datetime):
+        return ch_time(v), "DateTime64(6, 'UTC')"
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v], "Array(String)"
+    if v is None:
+        return None, "Nullable(String)"
+    return str(v), "String"

@@ -17,6 +17,7 @@ from oncall.query.filters import completions
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 from oncall.tui.live import LiveScreen
+from oncall.tui.nextsteps import step_bindings
 from oncall.tui.results import ResultsView, header_line
 
 EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
@@ -75,6 +76,7 @@ class ExplorerScreen(LiveScreen):
         Binding("r", "read", "reader (sample)", id="explorer.reader"),
         Binding("t", "trace", "trace", id="explorer.trace"),
         Binding("R", "replay", "replay sample", show=False, id="explorer.replay"),
+        *step_bindings("explorer"),
         Binding("ctrl+s", "export", "export", id="explorer.export"),
         Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
         Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),
@@ -334,6 +336,13 @@ class ExplorerScreen(LiveScreen):
 
     def action_replay(self) -> None:
         self.app.open_replay(self.query_one(ResultsView).filter_text)
+
+    def action_next_steps(self) -> None:
+        """The next steps of the cause the filter is about (its cohort, or a narrower one)."""
+        self.app.open_next_steps(self.app.cause_for(self.query_one(ResultsView).filter_text))
+
+    def action_take_step(self, index: int) -> None:
+        self.app.open_next_steps(self.app.cause_for(self.query_one(ResultsView).filter_text), index)
 
     def action_trace(self) -> None:
         view = self.query_one(ResultsView)

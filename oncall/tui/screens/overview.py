@@ -24,6 +24,7 @@ from oncall.query.cost_marks import marked
 from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
 from oncall.tui.live import LiveScreen
+from oncall.tui.nextsteps import step_bindings
 
 # The charted metrics (the registry's definitions: latency over successful calls, and so on).
 CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
@@ -82,6 +83,7 @@ class OverviewScreen(LiveScreen):
         Binding("R", "replay", "replay change", show=False, id="overview.replay"),
         Binding("tab", "cause(1)", "next cause", id="overview.next_cause"),
         Binding("shift+tab", "cause(-1)", "previous cause", show=False, id="overview.previous_cause"),
+        *step_bindings("overview"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -211,12 +213,14 @@ class OverviewScreen(LiveScreen):
                                     markup=False, timeout=15)
         first = not self._changes_loaded_once
         self._changes_loaded_once = True
-        title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample, tab next cause)" if found else
+        title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample, tab next cause, "
+                     "s next steps)" if found else
                      "what changed: nothing significant", style="bold yellow" if found else "bold green")
         self.query_one("#changes-title", Static).update(title)
         options = self.query_one("#changes", OptionList)
         options.clear_options()
         self.changes = found
+        self.app.known_changes = found
         self.lines = change_lines(found)
         # When: `01:12`, `01:12-01:40`, with the day when the incident spans days (`11-24 01:12`).
         when = [list_time(ch.began_at, self._days, seconds=False) + (
@@ -280,6 +284,13 @@ class OverviewScreen(LiveScreen):
             self.app.open_replay(ch.filter, baseline=baseline_window({"cohort": ch.cohort, "began_at": ch.began_at}))
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
+
+    def action_next_steps(self) -> None:
+        """The highlighted cause's next steps: the replay that tests it, the runbook that mitigates it."""
+        self.app.open_next_steps(self.highlighted_change())
+
+    def action_take_step(self, index: int) -> None:
+        self.app.open_next_steps(self.highlighted_change(), index)
 
     def action_read(self) -> None:
         """A sample of the highlighted change's cohort (all requests when nothing changed)."""
