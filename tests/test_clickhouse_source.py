@@ -473,35 +473,64 @@ def test_a_real_server(tmp_path):
 
 
 # -- the metric registry in ClickHouse ------------------------------------------------------------------------
-CANONICAL = ["kind", "status", "error_type", "finish_reason", "output_text", "tool_calls", "latency_ms", "ttft_ms",
-             "input_tokens", "output_tokens", "cost", "tenant", "label"]
+_CH_TYPES = {"string": "String", "double": "Float64", "int64": "Int64", "int32": "Int32"}
+# The demo has no retrieval: a third of its LLM calls get one (some empty), so the retrieval metrics
+# compare numbers in both engines, not two zeros.
+_RETRIEVAL = {"retrieved": "span_pk % 5", "top_score": "(span_pk % 97) / 100.0",
+              "doc_age_s": "(span_pk % 7) * 3600.5", "retrieval_ms": "(span_pk % 13) * 10.25"}
+
+
+def _canonical_columns() -> list[tuple[str, str]]:
+    """(name, ClickHouse type) of every span column a registry metric reads, plus tenant (the test's
+    cohort): taken from the registry and the store's schema, so a metric added over a new column is
+    compared too. `label` (the labels table's, through the latest-label join) is not a span column."""
+    from oncall.query.registry import DERIVED, METRICS
+    from oncall.store.schema import SPAN_COLUMNS
+
+    read = set().union(*(m.columns() for m in METRICS.values())) - set(DERIVED) - {"label"}
+    known = {name for name, *_ in SPAN_COLUMNS}
+    assert read <= known, f"metrics read columns the store does not have: {read - known}"
+    return [(name, _CH_TYPES[str(arrow)]) for name, _, arrow, _ in SPAN_COLUMNS
+            if name in read | {"tenant", "span_pk"}]
 
 
 def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo, ch):
     """The registry compiled to both engines (registry.DuckDB and sources.clickhouse.metrics.ClickHouse)
-    over the same canonical spans (the demo's, copied into ClickHouse): every metric's counts, sums,
-    sums of squares and quantiles agree."""
+    over the same canonical spans (the demo's, with retrieval added, in a DuckDB and copied into
+    ClickHouse): every metric's counts, sums, sums of squares and quantiles agree."""
+    import duckdb
+    import pyarrow as pa
+
     from oncall.query import registry
     from oncall.sources.clickhouse import metrics as chm
     from oncall.sources.clickhouse.sql import Params
 
+    columns = _canonical_columns()
+    assert set(_RETRIEVAL) <= {c for c, _ in columns}
+    select = ", ".join(f"CASE WHEN kind = 'llm' AND span_pk % 3 = 0 THEN {_RETRIEVAL[c]} END AS {c}"
+                       if c in _RETRIEVAL else c for c, _ in columns)
     store = open_db(local_demo, read_only=True)
     try:
-        con = store.cursor()
-        table = con.sql(f"SELECT {', '.join(c for c in CANONICAL if c != 'label')}, NULL::VARCHAR AS label "
-                        "FROM spans").to_arrow_table()
-        refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
-        local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
+        spans = store.cursor().sql(f"SELECT {select} FROM spans").to_arrow_table()
+        labels = store.cursor().sql("SELECT * FROM labels").to_arrow_table()
     finally:
         store.close()
+    con = duckdb.connect()
+    con.register("spans_arrow", spans)
+    con.register("labels_arrow", labels)
+    con.execute("CREATE TABLE spans AS SELECT * FROM spans_arrow")
+    con.execute("CREATE TABLE labels AS SELECT * FROM labels_arrow")
+    refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
+    local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
+    con.close()
+    assert labels.num_rows == 0  # the ClickHouse copy's label column is NULL: the demo has no labels
+
     ch.command("CREATE DATABASE IF NOT EXISTS canon")
-    ch.command("CREATE TABLE IF NOT EXISTS canon.spans (kind Nullable(String), status Nullable(String), "
-               "error_type Nullable(String), finish_reason Nullable(String), output_text Nullable(String), "
-               "tool_calls Nullable(String), latency_ms Nullable(Float64), ttft_ms Nullable(Float64), "
-               "input_tokens Nullable(Int64), output_tokens Nullable(Int64), cost Nullable(Float64), "
-               "tenant Nullable(String), label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
-    ch.command("TRUNCATE TABLE canon.spans")
-    ch.insert_arrow("spans", table, database="canon")
+    ch.command("DROP TABLE IF EXISTS canon.spans")
+    ch.command(f"CREATE TABLE canon.spans ({', '.join(f'{c} Nullable({t})' for c, t in columns)}, "
+               "label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
+    ch.insert_arrow("spans", spans.append_column("label", pa.nulls(spans.num_rows, pa.string())),
+                    database="canon")
     for where, want in local.items():
         params = Params()
         cond = "1" if where == "true" else f"ifNull(s.tenant = {params.p('acme', 'String')}, 0)"
@@ -513,6 +542,7 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
             assert g.sq == pytest.approx(w.sq, rel=1e-9), name
             assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
         assert want["requests"].n > 1000 and want["json_valid_rate"].n > 0 and want["refusal_rate"].x >= 0
+        assert want["empty_retrieval_rate"].x > 0 and want["docs_per_request"].n > want["empty_retrieval_rate"].x
 
 
 @pytest.mark.parametrize("where", [[], ["tenant=acme"], ["feature=extract", "since=2026-11-24T01:00:00Z"],

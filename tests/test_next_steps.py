@@ -213,3 +213,50 @@ def test_suggested_runbook_dry_run_plans_the_flip(world: Path, found) -> None:
     plans = [e["data"]["plan"] for e in out["events"] if e["kind"] == "plan"]
     assert plans and "summarize-fallback" in json.dumps(plans)
     assert (world / "litellm.yaml").read_text() == GATEWAY  # a dry run writes nothing
+
+
+# -- on the demo's own world (oncall demo): no suite, no oncall.toml -------------------------------------------
+@pytest.fixture(scope="module")
+def demo_world(demo_db: Path, tmp_path_factory) -> Path:
+    """The session's demo with its world beside it, as `oncall demo` leaves them, in an empty directory."""
+    import shutil
+
+    from oncall.demoworld import world_dir
+
+    w = tmp_path_factory.mktemp("demo-world")
+    db = w / "incident.duckdb"
+    copy_incident(demo_db, db)
+    shutil.copytree(world_dir(demo_db), world_dir(db), ignore=shutil.ignore_patterns("serve.json", "*.lock"))
+    (w / "xdg").mkdir()
+    return w
+
+
+def _world_oncall(w: Path, *argv: str) -> subprocess.CompletedProcess[str]:
+    env = {**_env(w), "ONCALL_DEMO_LATENCY": "0"}
+    env.pop("ONCALL_REPLAY_SUITE")
+    return subprocess.run([sys.executable, "-m", "oncall", *argv], cwd=w, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_on_the_demo_world_every_step_is_prefilled_from_its_files_and_the_pin_runs_as_written(demo_world) -> None:
+    res = _world_oncall(demo_world, "changes", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    found = json.loads(res.stdout)
+    steps = {s["id"]: s for c in found for s in c["next_steps"]}
+    assert all(s["notes"] == [] for s in steps.values()), [s["notes"] for s in steps.values()]
+    assert steps["replay-before"]["params"]["target"] == "demo-pinned"
+    assert steps["replay-previous-prompt"]["params"]["prompt"] == "support-bot-v12"  # the world's variant
+    pin = steps["runbook:provider-model-regression"]
+    assert pin["params"]["deployment"] == "extract"  # the broken feature's model_name in the world's gateway
+    outage = steps["runbook:provider-outage"]["params"]
+    assert (outage["alias"], outage["fallback"]) == ("summarize", "summarize-fallback")
+    assert steps["runbook:cost-runaway"]["params"]["cheaper"] == "support-bot-mini"
+    # The pin as suggested: its gate replays on demo-pinned and passes, the action is verified.
+    run = _world_oncall(demo_world, *pin["argv"], "--yes", "--json")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    assert out["outcome"] == "completed" and out["params"]["deployment"] == "extract"
+    pm = _world_oncall(demo_world, "postmortem", "--db", "incident.duckdb", "--json")
+    taken = {s["id"]: s["taken"] for c in json.loads(pm.stdout)["facts"]["next_steps"] for s in c["steps"]}
+    assert taken["runbook:provider-model-regression"]["how"] == "command line"
+    assert taken["replay-before"] is None

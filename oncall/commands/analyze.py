@@ -144,19 +144,19 @@ def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | N
 def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, as_json: bool,
              db_arg: str | None = None) -> None:
     _compile_or_fail(store.con, list(filter_words))
-    res = _found_and_steps(store.con, filter_words, bucket_s, limit, db_arg)
+    res = _found_and_steps(store.con, filter_words, bucket_s, limit, db_arg, store.path)
     _show_changes(res["found"], res["steps"], filter_words, as_json)
 
 
 def _found_and_steps(con: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int,
-                     db_arg: str | None) -> dict[str, Any]:
+                     db_arg: str | None, incident: Any = None) -> dict[str, Any]:
     """The changes (at most `limit`) and each one's next steps, asked through `con` (the incident's, or a
     source's in place)."""
     from oncall.query.changes import changes as run_changes
     from oncall.query.next_steps import load_setting, steps_for_all
 
     found = run_changes(con, list(filter_words), bucket_s=bucket_s)[:limit]
-    setting = load_setting(con, db=db_arg)
+    setting = load_setting(con, db=db_arg, incident=incident)
     return {"found": found, "steps": steps_for_all(con, found, setting)}
 
 

@@ -526,7 +526,7 @@ def _suggestions(db: ReadStore, con: Any, found: list[Any]) -> list[dict[str, An
     recorded by the console when the responder started one, or a replay or runbook run with its parameters."""
     from oncall.query.next_steps import load_setting, steps_for_all, taken
 
-    steps = steps_for_all(con, found, load_setting(con, db=str(db.path)))
+    steps = steps_for_all(con, found, load_setting(con, db=str(db.path), incident=db.path))
     took = taken(con, found, steps)
     out = []
     for i, (c, ss) in enumerate(zip(found, steps, strict=True)):

@@ -86,53 +86,72 @@ class Setting:
 
     demo: bool = False
     db: str | None = None  # --db for the commands (None: the default incident)
-    suite: Any = None  # oncall.replay.suite.Suite, or None when there is none
+    targets: dict[str, str] = field(default_factory=dict)  # replay target -> the model it calls (no judges)
+    prompt_dirs: list[Path] = field(default_factory=list)  # where the suite's prompt variants are
     suite_dir: str | None = None  # --suite for the commands (None: $ONCALL_REPLAY_SUITE, else ./replay)
     suite_problem: str | None = None
     gateway: dict[str, Any] | None = None  # the LiteLLM config of the runbooks' gateway target, parsed
     gateway_problem: str | None = None
 
 
-def load_setting(con: Any, *, db: str | None = None, suite_dir: str | None = None) -> Setting:
-    """The demo flag, the replay suite and the gateway config; a missing or broken one is a note on
-    the steps that need it, never an error (the causes are still worth listing)."""
+def load_setting(con: Any, *, db: str | None = None, incident: str | os.PathLike[str] | None = None,
+                 suite_dir: str | None = None) -> Setting:
+    """The demo flag, the replay suite's targets and variants, and the gateway config; a missing or
+    broken one is a note on the steps that need it, never an error (the causes are still worth listing).
+    On a demo incident (`incident`, its database) the demo world's targets, variants and gateway are
+    read from its files, as `replay` and `runbook` will find them (oncall/demoworld); nothing is started."""
     from oncall.demo import demo_truth
+    from oncall.demoworld import REPLAY_TARGETS, find_world
     from oncall.replay.suite import DEFAULT_SUITE, SuiteError, load_suite
 
     s = Setting(db=db, suite_dir=suite_dir)
+    world = find_world(incident) if incident is not None else None
     try:
-        s.demo = demo_truth(con) is not None
+        s.demo = world is not None or demo_truth(con) is not None
     except Exception:  # noqa: BLE001 - an incident without a meta table is not the demo
         s.demo = False
+    base = Path(suite_dir or os.environ.get("ONCALL_REPLAY_SUITE") or DEFAULT_SUITE)
     try:
-        s.suite = load_suite(suite_dir or os.environ.get("ONCALL_REPLAY_SUITE") or DEFAULT_SUITE)
+        suite = load_suite(base)
+        s.targets = {n: t.model for n, t in sorted(suite.targets.items()) if not t.judge}
     except SuiteError as exc:
         s.suite_problem = str(exc)
-    s.gateway, s.gateway_problem = _gateway_doc()
+    s.prompt_dirs = [base / "prompts"]
+    if world is not None:  # the suite's own entries of the same name win (oncall.replay.suite.load_suite_for)
+        for name, (model, _) in REPLAY_TARGETS.items():
+            s.targets.setdefault(name, model)
+        s.prompt_dirs.append(world.variants)
+        s.suite_problem = None
+    s.gateway, s.gateway_problem = _gateway_doc(world.gateway if world is not None else None)
     return s
 
 
-def _gateway_doc() -> tuple[dict[str, Any] | None, str | None]:
-    """The LiteLLM config.yaml behind the action target the runbooks name (`gateway`), else the only
-    litellm-config target."""
+def _gateway_doc(demo_gateway: Path | None) -> tuple[dict[str, Any] | None, str | None]:
+    """The LiteLLM config.yaml behind the action target the runbooks name (`gateway`; on the demo, the
+    world's gateway.yaml, which replaces it), else the only litellm-config target."""
     from oncall.actions.config import load_config
 
-    try:
-        cfg = load_config()
-    except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
-        return None, f"cannot read the action targets: {exc}"
-    litellm = [t for t in cfg.targets.values() if t.adapter == "litellm-config"]
-    target = next((t for t in litellm if t.name == "gateway"), litellm[0] if len(litellm) == 1 else None)
-    if target is None:
-        return None, "no LiteLLM gateway action target in oncall.toml ([actions.targets.gateway])"
+    path: Path | None = demo_gateway
+    if path is None:
+        try:
+            cfg = load_config()
+        except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
+            return None, f"cannot read the action targets: {exc}"
+        litellm = [t for t in cfg.targets.values() if t.adapter == "litellm-config"]
+        target = next((t for t in litellm if t.name == "gateway"), litellm[0] if len(litellm) == 1 else None)
+        if target is None:
+            return None, "no LiteLLM gateway action target in oncall.toml ([actions.targets.gateway])"
+        try:
+            path = target.path("config")
+        except Exception as exc:  # noqa: BLE001 - a target without `config`
+            return None, str(exc)
     try:
         from ruamel.yaml import YAML
 
-        path = target.path("config")
         assert path is not None
         doc = YAML(typ="safe", pure=True).load(path.read_text(encoding="utf-8"))
     except Exception as exc:  # noqa: BLE001 - unreadable or not YAML
-        return None, f"cannot read the gateway config of target {target.name}: {exc}"
+        return None, f"cannot read the gateway config {path}: {exc}"
     return (doc if isinstance(doc, dict) else None), None
 
 
@@ -259,7 +278,8 @@ def _served_model(con: Any, change: dict[str, Any], setting: Setting) -> list[Ne
         rb_notes.append(f"candidate: no replay target calls {before}; the gate needs one (replay/targets.toml)")
     provider = (change.get("cohort") or {}).get("provider") or _mode(con, change["filter"], "provider")
     requested = (change.get("cohort") or {}).get("model") or _mode(con, change["filter"], "model")
-    deployment = _deployment(setting.gateway, requested) if requested else None
+    deployment = (_deployment(setting.gateway, requested, (narrow or {}).get("feature"), before)
+                  if requested else None)
     if deployment is None and requested:
         deployment = requested
         if setting.gateway is not None:
@@ -276,21 +296,15 @@ def _snapshot_target(change: dict[str, Any], before: str, setting: Setting) -> t
     """(target, --model override, notes) for a replay on the snapshot before."""
     if setting.demo:
         return DEMO_PINNED, None, []
-    targets = _targets(setting)
-    exact = [n for n, t in targets.items() if t.model == before]
+    targets = setting.targets
+    exact = [n for n, model in targets.items() if model == before]
     if exact:
         return exact[0], None, []
     requested = (change.get("cohort") or {}).get("model")
-    same = [n for n, t in targets.items() if requested and t.model == requested] or list(targets)
+    same = [n for n, model in targets.items() if requested and model == requested] or list(targets)
     if same:
         return same[0], before, [f"target: no replay target calls {before}; {same[0]} with --model {before}"]
     return "TARGET", before, [_no_target(setting)]
-
-
-def _targets(setting: Setting) -> dict[str, Any]:
-    if setting.suite is None:
-        return {}
-    return {n: t for n, t in sorted(setting.suite.targets.items()) if not t.judge}
 
 
 def _no_target(setting: Setting) -> str:
@@ -303,18 +317,18 @@ def _json_cohort(change: dict[str, Any]) -> dict[str, str] | None:
     return max(cohorts, key=len) if cohorts else None
 
 
-def _deployment(gateway: dict[str, Any] | None, requested: str) -> str | None:
-    """The gateway's model_name that serves requests for `requested` (the name itself, or a
-    deployment whose litellm_params.model is that model)."""
+def _deployment(gateway: dict[str, Any] | None, requested: str, feature: str | None, before: str) -> str | None:
+    """The gateway's model_name that serves requests for `requested`: the name itself, else the
+    deployments whose litellm_params.model is that model (or already the snapshot before: the
+    suggestion stays the same once the pin is made) — the broken feature's own when it has one."""
     entries = _model_list(gateway)
-    names = [str(m.get("model_name")) for m in entries]
-    if requested in names:
+    if requested in [str(m.get("model_name")) for m in entries]:
         return requested
-    for m in entries:
-        model = str((m.get("litellm_params") or {}).get("model") or "")
-        if model == requested or model.split("/", 1)[-1] == requested:
-            return str(m.get("model_name"))
-    return None
+    serving = [str(m["model_name"]) for m in entries
+               if str((m.get("litellm_params") or {}).get("model") or "").split("/", 1)[-1] in (requested, before)]
+    if feature in serving:
+        return feature
+    return serving[0] if serving else None
 
 
 def _model_list(gateway: dict[str, Any] | None) -> list[dict[str, Any]]:
@@ -349,16 +363,13 @@ def _previous_variant(setting: Setting, prompt_name: str | None, version: str) -
     """The suite's prompt variant holding `version` of the prompt (its file stem)."""
     from oncall.replay.suite import SuiteError, load_prompt
 
-    if setting.suite is None:
-        return None
-    pdir = Path(setting.suite.path) / "prompts"
     found = []
-    for p in sorted(pdir.glob("*.md")) if pdir.is_dir() else []:
+    for p in [p for d in setting.prompt_dirs if d.is_dir() for p in sorted(d.glob("*.md"))]:
         try:
             v = load_prompt(p)
         except SuiteError:
             continue
-        if v.version == version and (prompt_name is None or v.applies_to(prompt_name)):
+        if v.version == version and (prompt_name is None or v.applies_to(prompt_name)) and p.stem not in found:
             found.append(p.stem)
     return found[0] if found else None
 
@@ -367,8 +378,8 @@ def _current_target(model: str | None, setting: Setting) -> tuple[str, list[str]
     """The replay target that calls the model the cohort uses today."""
     if setting.demo:
         return DEMO_CURRENT, []
-    targets = _targets(setting)
-    same = [n for n, t in targets.items() if model and t.model == model]
+    targets = setting.targets
+    same = [n for n, m in targets.items() if model and m == model]
     if same:
         return same[0], []
     if targets:
@@ -504,7 +515,7 @@ def taken(con: Any, changes: Sequence[Any], steps: Sequence[Sequence[NextStep]])
                        "'runbook') ORDER BY event_id").fetchall()
     events = [(r[0], r[1], r[2], r[3], json.loads(r[4]) if isinstance(r[4], str) and r[4] else (r[4] or {}))
               for r in rows]
-    for event_id, at, actor, kind, d in events:
+    for _, at, actor, kind, d in events:
         if kind != TRAIL_KIND:
             continue
         step = d.get("step") or {}

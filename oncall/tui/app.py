@@ -196,7 +196,8 @@ class OncallApp(App[None]):
 
         try:
             cur = self.store.cursor()
-            steps = next_steps(cur, change.to_dict(), load_setting(cur, db=str(self.store.path)))
+            setting = load_setting(cur, db=str(self.store.path), incident=self.store.path)
+            steps = next_steps(cur, change.to_dict(), setting)
         except Exception as exc:  # noqa: BLE001 - shown, never a crash
             self.call_from_thread(self.show_error, "could not work out the next steps", str(exc))
             return
@@ -441,9 +442,13 @@ def _serve_demo_world(db_path: Path) -> Any:
         return None
     try:
         srv = DemoServer(world).start()
-        srv.announce()
     except OSError:
         return None  # replay and runbooks start their own server when they need one
+    try:
+        srv.announce()
+    except OSError:
+        srv.stop()  # cannot say where it listens (a read-only directory): commands start their own
+        return None
     return srv
 
 

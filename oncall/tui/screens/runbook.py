@@ -382,6 +382,8 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
             if self.suggested:
                 yield Static(Text("suggested: ", style="bold cyan") + Text(_one(self.suggested, 120)), id="suggested")
             with VerticalScroll(id="params-form"):
+                if not self.dry_run:  # what the run will do with these values (updated as they are edited)
+                    yield Static(Text(""), id="will-run")
                 for p in rb.params.values():
                     with Horizontal(classes="param-row"):
                         label = Text(_one(p.name), style="bold")
@@ -396,7 +398,7 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
                         yield Static(Text("why", style="bold").append(" (audit)", style="dim"),
                                      classes="param-label")
                         yield Input(self.why, id="why", placeholder="why you are running it (optional)")
-                yield Static(Text(""), id="will-run")
+
             yield Static(Text("enter starts it; every change is shown and confirmed before it is made"
                               if not self.dry_run else "enter starts the dry run: nothing is written, no gate runs",
                               style="dim"), id="params-error")
@@ -466,8 +468,8 @@ def will_run_text(rb: Any, given: dict[str, str]) -> Text:
         if s.kind == "gate":
             for c in s.commands:
                 t.append("  gate  $ oncall " + _one(filled(c), 300) + "\n", style="magenta")
-            for e in s.expectations:
-                t.append("        " + _one(e.text) + "\n", style="magenta")
+            if s.expectations:
+                t.append("        " + _one("; ".join(e.text for e in s.expectations), 300) + "\n", style="magenta")
         elif s.kind == "action":
             args = ", ".join(f"{k}={filled(str(v))}" for k, v in s.args.items())
             t.append("  action on " + _one(s.target) + ": " + _one(args, 300) + " (shown and confirmed first)\n",
