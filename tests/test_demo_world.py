@@ -156,7 +156,7 @@ def _state(db: Path) -> dict[str, str]:
     labels = {n: {v["version"]: sorted(v["labels"]) for v in vs}
               for n, vs in json.loads((w / "prompts.json").read_text())["prompts"].items()}
     return {"gateway": (w / "gateway.yaml").read_text(), "flags": (w / "flags.json").read_text(),
-            "prompts": json.dumps(labels, sort_keys=True)}
+            "search": (w / "search.json").read_text(), "prompts": json.dumps(labels, sort_keys=True)}
 
 
 SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.md") if p.name != "README.md")
