@@ -253,6 +253,30 @@ def otlp_protobuf_body() -> bytes:
     return encode_spans(mem.get_finished_spans()).SerializeToString()
 
 
+def _plain(v: dict[str, Any]) -> Any:
+    for k, x in v.items():
+        if k == "arrayValue":
+            return [_plain(e) for e in x.get("values") or []]
+        if k == "kvlistValue":
+            return bare_values(x.get("values") or [])
+        if k == "intValue":
+            return int(x)
+        return x
+    return None
+
+
+def bare_values(doc: Any) -> Any:
+    """OTLP/JSON with every attribute value written bare (`{"key": K, "value": ["…"]}`), as writers
+    that skip AnyValue emit it; the OTLP reader takes both."""
+    if isinstance(doc, list):
+        return [bare_values(x) for x in doc]
+    if isinstance(doc, dict):
+        if doc.keys() == {"key", "value"} and isinstance(doc["value"], dict):
+            return {"key": doc["key"], "value": _plain(doc["value"])}
+        return {k: bare_values(v) for k, v in doc.items()}
+    return doc
+
+
 def console_text() -> str:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -294,6 +318,7 @@ def build_files(d: Path) -> dict[str, Path]:
     docs = [json.loads(line) for line in otlp.splitlines()]
     first["resourceSpans"] = [rs for doc in docs for rs in doc["resourceSpans"]]
     put("otlp-json", "otlp.json", json.dumps(first, indent=2))
+    put("otlp-json:bare", "otlp-bare.json", json.dumps(bare_values(first)))
     put("otel-console", "console.txt", console_text())
     body = otlp_protobuf_body()
     (d / "request.pb").write_bytes(body)
@@ -519,7 +544,8 @@ def _new_formats(d: Path, files: dict[str, Path], md: dict[str, Any], attrs: dic
             "project_name": "support", "name": "lookup", "type": "tool", "start_time": "2026-03-01T10:00:01.950Z",
             "input": {"query": free_text(), "password": NAMED["password"]}}
     tool_end = {**tool, "end_time": "2026-03-01T10:00:01.990Z", "output": {"result": free_text()},
-                "error_info": {"exception_type": "PermissionError", "message": f"denied for {SHAPED['aws-access-key-id']}",
+                "error_info": {"exception_type": "PermissionError",
+                               "message": f"denied for {SHAPED['aws-access-key-id']}",
                                "traceback": f"token={NAMED['token']}"}}
     put("opik", "opik-trace.jsonl", json.dumps({"trace": trace, "spans": [llm], "attachments": [],
                                                 "downloaded_at": "2026-03-01T11:00:00Z", "project_name": "support"})

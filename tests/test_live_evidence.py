@@ -119,7 +119,8 @@ def test_verify_fails_closed_at_the_deadline(tmp_path, monkeypatch):
     db = tmp_path / "i.duckdb"
     _receive(db, _spans(5, errors=0, seed=3))
     start = time.monotonic()
-    run, events = _run(db, _runbook(tmp_path, "3s"), {"n": 40, "errors": 10, "seed": 4}, monkeypatch)  # 25 % errors keep arriving
+    # 25 % errors keep arriving
+    run, events = _run(db, _runbook(tmp_path, "3s"), {"n": 40, "errors": 10, "seed": 4}, monkeypatch)
     assert run.outcome == "stopped at a verify"
     assert time.monotonic() - start >= 3
     last = [e for e in events if e.kind == "verify"][-1].data

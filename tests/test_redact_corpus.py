@@ -22,9 +22,9 @@ from oncall.redact import REDACTED
 from oncall.store import open_db
 
 NEEDLES = sc.needles()
-FORMATS = ["otlp-protobuf", "otlp-protobuf:framed", "otlp-jsonl", "otlp-json", "otel-console", "otel-js-spans",
-           "openai-agents", "mlflow-traces", "opik", "braintrust", "logfire", "logfire:csv", "logfire:parquet",
-           "phoenix", "phoenix:parquet", "phoenix:otlpv1", "langfuse-trace", "langfuse-export",
+FORMATS = ["otlp-protobuf", "otlp-protobuf:framed", "otlp-jsonl", "otlp-json", "otlp-json:bare", "otel-console",
+           "otel-js-spans", "openai-agents", "mlflow-traces", "opik", "braintrust", "logfire", "logfire:csv",
+           "logfire:parquet", "phoenix", "phoenix:parquet", "phoenix:otlpv1", "langfuse-trace", "langfuse-export",
            "langfuse-export:csv", "langfuse-export:parquet", "langsmith", "langsmith:parquet", "litellm",
            "openai-batch", "span-attributes", "generic", "generic:array", "generic:csv", "generic:parquet"]
 BINARY = ("otlp-protobuf", "otlp-protobuf:framed", "logfire:parquet", "phoenix:parquet", "langfuse-export:parquet",

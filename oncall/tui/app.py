@@ -156,7 +156,7 @@ class OncallApp(App[None]):
 
         self.push_screen(TraceScreen(span_pk))
 
-    def open_replay(self, filter_text: str, request_pk: int | None = None) -> None:
+    def open_replay(self, filter_text: str, request_pk: int | None = None, *, baseline: str | None = None) -> None:
         """Pick target and prompt, see the estimate, confirm; then the compare screen runs it."""
         from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
 
@@ -167,7 +167,7 @@ class OncallApp(App[None]):
             if run_id is not None:
                 self.push_screen(ReplayScreen(run_id, start=True))
 
-        self.push_screen(ReplaySetupModal(filter_text, request_pk), started)
+        self.push_screen(ReplaySetupModal(filter_text, request_pk, baseline=baseline), started)
 
     def open_replay_run(self, run_id: int) -> None:
         from oncall.tui.screens.replay import ReplayScreen
@@ -442,9 +442,13 @@ def _serve_demo_world(db_path: Path) -> Any:
         return None
     try:
         srv = DemoServer(world).start()
-        srv.announce()
     except OSError:
         return None  # replay and runbooks start their own server when they need one
+    try:
+        srv.announce()
+    except OSError:
+        srv.stop()  # cannot say where it listens (a read-only directory): commands start their own
+        return None
     return srv
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 
+from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
 
@@ -124,3 +126,96 @@ async def test_overview_at_80x24_reads_and_tab_jumps_from_cause_to_cause(make_ap
         assert options.highlighted == causes[1]
         first = options.get_option_at_index(causes[0]).prompt
         assert str(first.plain if hasattr(first, "plain") else first).startswith("11-24 00:30")
+
+
+# -- replay: the dialog's labelled fields and baseline, the compare screen's summary table ------------------
+async def test_replay_dialog_labels_offers_the_baseline_and_compare_shows_the_summary(make_app, tmp_path,
+                                                                                     monkeypatch) -> None:
+    import sys
+    from pathlib import Path
+
+    from textual.widgets import Button, Input
+
+    from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    with OpenAIServer(mode="varying") as srv:
+        monkeypatch.setenv("ONCALL_REPLAY_SUITE", str(write_suite(tmp_path, srv.base_url)))
+        monkeypatch.setenv("ONCALL_TEST_KEY", "sk-test-console-0123456789abcdef")
+        app = make_app()
+        async with app.run_test(size=(80, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("tab", "R")  # the served-model cause (the second), replayed from the overview
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, ReplaySetupModal)
+            labels = [w.render().plain if hasattr(w.render(), "plain") else str(w.render())
+                      for w in modal.query(".field-label")]
+            assert [lab.split(" (")[0] for lab in labels] == ["target", "prompt variant", "requests", "repeat",
+                                                              "baseline"]
+            assert modal.query_one("#baseline", Input).value == "model=gpt-4o until=2026-11-24T01:12:01Z"
+            start = modal.query_one("#start", Button)
+            assert start.region.bottom <= 40  # the buttons fit at 40 rows
+            modal.query_one("#n", Input).value = "3"
+            modal.query_one("#repeat", Input).value = "2"
+            await settle(pilot)
+            assert "compares with the baseline model=gpt-4o" in static_text(modal, "#estimate")
+            await pilot.click("#start")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ReplayScreen)
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not screen.running and len(screen.pairs) == 6:
+                    break
+            await settle(pilot)
+            console = Console(width=78, record=True, file=io.StringIO())
+            console.print(screen.query_one("#replay-table", Static).content)
+            text = console.export_text()
+            assert "baseline: model=gpt-4o until=" in text
+            head = next(line for line in text.splitlines() if line.startswith("metric"))
+            assert head.split() == ["metric", "baseline", "original", "replay", "change"]
+            assert "error_rate" in text and "noise (repeat 2)" in text
+            await pilot.press("s")  # s hides the summary for the pairs, and shows it again
+            assert not screen.query_one("#replay-summary").display
+
+
+# -- the postmortem preview renders the Markdown --------------------------------------------------------
+def test_the_preview_renders_the_drafts_markdown_and_keeps_fences_and_hostile_text_as_written() -> None:
+    from oncall.tui import mdpreview
+
+    md = ["# Postmortem (draft): prompt v12 -\\> v13", "", "> ✍️ **To be written by a human.** The *why*",
+          "- **error rate** 0.81 % -\\> 76 % (429 rate\\_limit) `provider=anthropic since=02:05`",
+          "- [ ] Add the eval set to CI", "", "| metric | original |", "|---|---|", "| error\\_rate | 0 % |",
+          "| cost\\_per\\_request | $0.000713 |", "", "```text", "# a quoted heading \\_ **kept**", "```",
+          "note: \\[@click=app.quit\\]boom [bold]x[/bold]"]
+    out = [t.plain for t, _ in mdpreview.render(md)]
+    assert out[0] == "Postmortem (draft): prompt v12 -> v13"
+    assert out[2] == "▌ ✍️ To be written by a human. The why"
+    assert out[3] == "• error rate 0.81 % -> 76 % (429 rate_limit) provider=anthropic since=02:05"
+    assert out[4] == "☐ Add the eval set to CI"
+    assert out[6].split(" │ ") == ["metric".ljust(16), "original"]  # aligned columns
+    assert out[7].startswith("─") and "┼" in out[7]
+    assert out[8].split(" │ ")[0] == "error_rate".ljust(16) and out[9].startswith("cost_per_request │ $0.000713")
+    assert out[12] == "# a quoted heading \\_ **kept**"  # a fence shows exactly what it quotes
+    assert out[14] == "note: [@click=app.quit]boom [bold]x[/bold]"  # text, never markup
+    styled = mdpreview.render(md)[3][0]
+    assert any(span.style.bold for span in styled.spans if not isinstance(span.style, str))
+
+
+async def test_postmortem_preview_shows_no_escapes(make_app) -> None:
+    from oncall.tui.screens.postmortem import DraftView, PostmortemScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        assert isinstance(app.screen, PostmortemScreen)
+        lines = app.screen.query_one(DraftView).plain_lines()
+        shown = "\n".join(lines)
+        assert "\\_" not in shown and "-\\>" not in shown and "**" not in shown
+        assert lines[0].startswith("Postmortem (draft): ") and "rate_limit" in shown
