@@ -101,6 +101,17 @@ def test_a_resumed_run_finds_the_demo_server_again(demo: Path) -> None:
     assert json.loads(res.stdout)["counts"]["results"] == 6
 
 
+def test_oncall_demo_says_where_its_world_is(tmp_path: Path) -> None:
+    res = oncall(tmp_path, "demo", "--no-tui", "--hours", "0.2", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    world = json.loads(res.stdout)["world"]
+    assert world["replay_targets"] == ["demo-pinned", "demo-current"]
+    assert {"gateway", "flags", "prompts"} <= set(world["action_targets"])
+    assert Path(world["dir"]) == world_dir(tmp_path / "incident.duckdb") and find_world(tmp_path / "incident.duckdb")
+    for name in ("gateway.yaml", "flags.json", "prompts.json", "search.json", "prompts/support-bot-v12.md"):
+        assert (Path(world["dir"]) / name).is_file(), name
+
+
 def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
     msgs = [{"role": "system", "content": "Extract the order as JSON with keys order_id, amount, currency, status. "
                                           "Reply with the JSON object only."},
