@@ -170,6 +170,36 @@ def _state(db: Path) -> dict[str, str]:
             "search": (w / "search.json").read_text(), "prompts": json.dumps(labels, sort_keys=True)}
 
 
+def run_with_live_traffic(cwd: Path, db: Path, name: str) -> subprocess.CompletedProcess[str]:
+    """A runbook whose `verify` step waits for the application's next requests: once its action has
+    moved the help-center's search alias, the app's traffic on the index the alias names now is
+    loaded, as `oncall receive` or the next `oncall load` would bring it."""
+    import datetime as dt
+
+    from oncall import demo as demo_gen
+
+    traffic = getattr(demo_gen, "help_center_traffic", None)
+    assert traffic is not None, f"{name} waits for live traffic the demo cannot make (no demo.help_center_traffic)"
+    search = world_dir(db) / "search.json"
+    start_alias = search.read_text()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "ONCALL_DEMO_LATENCY": "0"}
+    proc = subprocess.Popen([sys.executable, "-m", "oncall", "runbook", "run", name, "--yes", "--json", "--why",
+                             f"drill {name}"], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 240
+    while proc.poll() is None and search.read_text() == start_alias and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if proc.poll() is None and search.read_text() != start_alias:
+        index = json.loads(search.read_text())["aliases"]["help-articles"]
+        live = cwd / "after-the-action.jsonl"
+        # The app's next requests: a few seconds on, after the verify step has begun to watch.
+        traffic(live, index=index, start=dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=8),
+                requests=20)
+        assert oncall(cwd, "load", str(live)).returncode == 0
+    out, err = proc.communicate(timeout=900)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.md") if p.name != "README.md")
 
 
@@ -178,7 +208,10 @@ SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.md") if p.name != "
 def test_each_shipped_runbook_passes_on_the_demo_with_its_defaults_and_undoes(demo: Path, name: str) -> None:
     cwd = demo.parent
     before = _state(demo)
-    res = oncall(cwd, "runbook", "run", name, "--yes", "--json", "--why", f"drill {name}")
+    if "```verify" in (ROOT / "runbooks" / f"{name}.md").read_text():
+        res = run_with_live_traffic(cwd, demo, name)
+    else:
+        res = oncall(cwd, "runbook", "run", name, "--yes", "--json", "--why", f"drill {name}")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
     data = json.loads(res.stdout)
     assert data["outcome"] == "completed"
