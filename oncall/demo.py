@@ -86,6 +86,43 @@ SYSTEM_EXTRACT = ("Extract the order as JSON with keys order_id, amount, currenc
 SYSTEM_SUMMARIZE = "Summarize the article in one sentence."
 
 
+# -- the model's answers: the generator and the demo's replay server (oncall/demoworld) share them ---------
+def support_reply(answer: str, new_snapshot: bool, rng: random.Random) -> str:
+    """support-bot's answer to a known question: the odd refusal on any day; the new snapshot is agreeable."""
+    if rng.random() < 0.02:
+        return REFUSAL
+    if new_snapshot:
+        return rng.choice(AGREEABLE) + " " + answer + (rng.choice(EXTRA) if rng.random() < 0.06 else "")
+    return answer
+
+
+def extract_reply(order_id: str, amount: float, new_snapshot: bool, roll: float) -> str:
+    """extract's JSON: the new snapshot wraps a third in prose and renames order_id in another third;
+    the old one truncates one output in a hundred."""
+    obj = {"order_id": order_id, "amount": amount, "currency": "EUR", "status": "shipped"}
+    if new_snapshot:
+        if roll < 0.31:
+            return "Sure! Here is the extracted order:\n" + json.dumps(obj, indent=2) + "\nLet me know if you need anything else!"
+        if roll < 0.62:
+            return json.dumps({"orderId": order_id, "amount": amount, "currency": "EUR", "status": "shipped"})
+        return json.dumps(obj)
+    return json.dumps(obj)[:-9] if roll < 0.01 else json.dumps(obj)  # the rare truncated output of any day
+
+
+def summarize_reply(article: str) -> str:
+    return "In short: " + article.lower().rstrip(".") + "."
+
+
+def latency_seconds(input_tokens: int, output_tokens: int, rng: random.Random) -> float:
+    """How long an answer takes: a fixed overhead, the tokens generated, the prompt read, and jitter."""
+    return (0.35 + output_tokens * 0.018 + input_tokens * 0.00004) * rng.uniform(0.8, 1.35)
+
+
+def token_counts(input_chars: int, answer: str, rng: random.Random) -> tuple[int, int]:
+    """(input, output) tokens as the provider bills them: about four characters a token, plus overhead."""
+    return int(input_chars / 4) + rng.randint(5, 25), max(3, int(len(answer) / 4) + rng.randint(-3, 8))
+
+
 @dataclass
 class InjectedChange:
     kind: str  # new_served_model | new_prompt_version | error_burst
@@ -213,37 +250,23 @@ class _Gen:
         k = rng.randrange(len(QUESTIONS))
         if feature == "support-bot":
             question = QUESTIONS[k]
-            answer = ANSWERS[k]
-            if rng.random() < 0.02:
-                answer = REFUSAL
-            elif new_model:
-                answer = rng.choice(AGREEABLE) + " " + answer + (rng.choice(EXTRA) if rng.random() < 0.06 else "")
+            answer = support_reply(ANSWERS[k], new_model, rng)
             finish = "stop"
         elif feature == "extract":
             n = rng.randint(10000, 99999)
             amount = round(rng.uniform(5, 900), 2)
             d = (t - dt.timedelta(days=rng.randint(1, 30))).date().isoformat()
             question = rng.choice(DOCS).format(n=n, d=d, a=amount)
-            obj = {"order_id": str(n), "amount": amount, "currency": "EUR", "status": "shipped"}
-            answer = json.dumps(obj)
-            roll = rng.random()
-            if new_model:
-                if roll < 0.31:
-                    answer = "Sure! Here is the extracted order:\n" + json.dumps(obj, indent=2) + "\nLet me know if you need anything else!"
-                elif roll < 0.62:
-                    answer = json.dumps({"orderId": str(n), "amount": amount, "currency": "EUR", "status": "shipped"})
-            elif roll < 0.01:
-                answer = answer[:-9]  # the rare truncated output of any day
+            answer = extract_reply(str(n), amount, new_model, rng.random())
             finish = "stop"
         else:
             question = rng.choice(ARTICLES)
-            answer = "In short: " + question.lower().rstrip(".") + "."
+            answer = summarize_reply(question)
             finish = "stop"
 
         input_msgs = [_parts("system", system)] + history + [_parts("user", question)]
         in_chars = sum(len(p["content"]) for m in input_msgs for p in m["parts"])
-        input_tokens = int(in_chars / 4) + rng.randint(5, 25)
-        output_tokens = max(3, int(len(answer) / 4) + rng.randint(-3, 8))
+        input_tokens, output_tokens = token_counts(in_chars, answer, rng)
 
         # -- failures: a 429 burst from anthropic, and the odd error on any provider
         error: tuple[int, str, str] | None = None
@@ -256,7 +279,7 @@ class _Gen:
         elif rng.random() < 0.002:
             error = (408, "APITimeoutError", "Request timed out.")
 
-        latency_s = (0.35 + output_tokens * 0.018 + input_tokens * 0.00004) * rng.uniform(0.8, 1.35)
+        latency_s = latency_seconds(input_tokens, output_tokens, rng)
         if error:
             latency_s = rng.uniform(0.08, 0.4) if error[0] == 429 else rng.uniform(0.5, 30.0)
         start = t + dt.timedelta(milliseconds=rng.uniform(2, 12))
@@ -366,7 +389,9 @@ def export_dir_for(db_path: Path) -> Path:
 
 def build_demo(db_path: Path, *, seed: int = 7, hours: float = 6.0, incident: bool = True, scale: float = 1.0,
                progress: Callable[[str, int, int], None] | None = None) -> tuple[DemoTruth, Any]:
-    """Generate the demo export next to the database and load it exactly as `oncall load` would."""
+    """Generate the demo export next to the database and load it exactly as `oncall load` would, and
+    write the demo's world beside it (oncall/demoworld: replay and action targets)."""
+    from oncall.demoworld import write_world
     from oncall.ingest.loader import load_paths
     from oncall.store import open_db
 
@@ -380,6 +405,7 @@ def build_demo(db_path: Path, *, seed: int = 7, hours: float = 6.0, incident: bo
                            truth.to_dict(), actor="oncall demo")
     finally:
         store.close()
+    write_world(db_path, seed)  # its replay and action targets (oncall/demoworld)
     return truth, report
 
 

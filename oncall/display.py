@@ -75,6 +75,29 @@ def time_text(t: dt.datetime | None, *, date: bool | str = True, seconds: bool =
     return f"{t:%m-%d} {clock}" if date == "short" else f"{t:%Y-%m-%d} {clock}"
 
 
+def spans_days(first: dt.datetime | str | None, last: dt.datetime | str | None) -> bool:
+    """Does the incident run over more than one UTC day? Then a time in a list carries its date
+    (`11-23 23:58:02`, `11-24 00:01:13`): the clock alone would read as one night out of order."""
+    if first is None or last is None:
+        return False
+    days = {_utc(t).date() for t in (first, last)}
+    return len(days) > 1
+
+
+def list_time(t: dt.datetime | str | None, days: bool, *, seconds: bool = True) -> str:
+    """A time in a list or column (UTC, said by its header): the clock, with the month and day when the
+    incident spans days (spans_days); an ISO string is read first."""
+    if t is None:
+        return ""
+    return time_text(_utc(t), date="short" if days else False, seconds=seconds)
+
+
+def _utc(t: dt.datetime | str) -> dt.datetime:
+    if isinstance(t, str):
+        t = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+    return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).astimezone(dt.UTC)
+
+
 def source_text(path: str | None, line: int | None, fmt: str | None) -> str | None:
     """Where a span came from: `file:line (format)`, `file (format)` for formats without lines
     (a Langfuse trace file, Parquet), None when unknown."""

@@ -26,7 +26,7 @@ Where secrets are recognised:
   `secret`, `token`, `cookie`, …, matched at the end of the name in any case, so
   `http.request.header.x-api-key` and `clientSecret` count) in every record shape the importers
   read: JSON objects (also JSON inside JSON strings, with escaped quotes), OTLP key/value lists
-  (`{"key": K, "value": {"stringValue": V}}`, also `arrayValue`), `{"name": K, "value": V}` header
+  (`{"key": K, "value": {"stringValue": V}}`, also `arrayValue` and a bare array), `{"name": K, "value": V}` header
   lists, Python reprs (`{'api_key': '…'}`), `name=value` / `Name: value` in free text, headers
   and query strings (`?api_key=`, `&token=`, `sig=`). A name rule takes string values only: a
   number is never a secret, and `*_tokens` counts (`input_tokens`, `max_tokens`) are not named
@@ -126,6 +126,14 @@ _NAME_KEYED_ARRAYS = [
     rf'(?:{_WS},{_WS}\\"{_ESC1_BODY}{_ESC1_END})*({_WS}\])',
 ]
 _NAME_KEYED_ARRAYS_REPL = rf"\1\4\7{REDACTED}\2\5\8\3\6\9"
+# {"key": "http.request.header.api-key", "value": ["…", …]}: a key/value list whose value is a bare
+# array, as writers that skip AnyValue emit it (the OTLP reader takes it). Its own pass: the
+# template above has no group left (RE2 rewrites only \1..\9).
+_NAME_KEYED_KV_ARRAYS = [
+    rf'("(?:key|name)"{_WS}:{_WS}"[^"\\]*{_N}"{_WS},{_WS}"value"{_WS}:{_WS}\[{_WS}"){_JSON_STR_BODY}(")'
+    rf'(?:{_WS},{_WS}{_ELEM})*({_WS}\])',
+]
+_NAME_KEYED_KV_ARRAYS_REPL = rf"\1{REDACTED}\2\3"
 
 _FREE_STOP = r" \t\r\n\"'&,;<>\\"
 _FREE_VALUE = f"[^{_FREE_STOP}]*[^0-9.{_FREE_STOP}][^{_FREE_STOP}]*"  # not a bare number
@@ -179,6 +187,7 @@ VALUE_PATTERNS: list[str] = [
 # (alternatives, replacement) per pass; tests check that the corpus exercises every alternative.
 RULES: list[tuple[list[str], str]] = [
     (_NAME_KEYED_ARRAYS, _NAME_KEYED_ARRAYS_REPL),
+    (_NAME_KEYED_KV_ARRAYS, _NAME_KEYED_KV_ARRAYS_REPL),
     (_NAME_KEYED, _NAME_KEYED_REPL),
     (_NAME_KEYED_ESCAPED, _NAME_KEYED_ESCAPED_REPL),
     (_IN_TEXT, _IN_TEXT_REPL),

@@ -8,7 +8,8 @@ says `stream: true` (with a final usage chunk when `stream_options.include_usage
 - errors are injected with `fail_next(...)` or by the client's `X-Test-Fail: 429|quota|500|503|401|404`
   header (429 with Retry-After, quota, 5xx, 401 invalid key, 404 model not found), using OpenAI's error
   body format; `drop_next()` cuts the connection (mid-stream after some chunks, or before any answer);
-  `slow_next(seconds)` delays chosen answers, `pass_next()` lets requests through so faults can be
+  `slow_next(seconds)` delays chosen answers, `hold_after(n)` holds the requests after the next n
+  until `release()`, `pass_next()` lets requests through so faults can be
   scripted for later requests (each request takes the next entry of one queue when it arrives); `known_models_only` answers 404 model_not_found for models
   not in `served_models`, as the real API does;
 - `latency` delays every answer, `chunk_delay` every SSE chunk;
@@ -167,6 +168,9 @@ class OpenAIServer:
         self._ids = itertools.count(1)
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._hold_from: int | None = None  # requests numbered from here wait for release()
+        self._released = threading.Event()
+        self.held = 0  # requests waiting now
 
     # -- control -------------------------------------------------------------------------------
     def start(self) -> OpenAIServer:
@@ -234,6 +238,19 @@ class OpenAIServer:
         with self._lock:
             for _ in range(times):
                 self._failures.append(Failure(200))
+
+    def hold_after(self, n: int) -> None:
+        """Answer the next `n` requests; hold every later one (no response byte) until release(), so a
+        test can act on a client at a known point: exactly these answered, exactly `held` in flight."""
+        with self._lock:
+            self._hold_from = self.requests_received + n + 1
+            self._released.clear()
+
+    def release(self) -> None:
+        """Answer the held requests (and every later one) normally."""
+        with self._lock:
+            self._hold_from = None
+            self._released.set()
 
     def completions(self) -> list[Exchange]:
         """Successful chat completion exchanges, in the order they were answered."""
@@ -427,6 +444,12 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with owner._lock:
             owner.requests_received += 1
+            hold = owner._hold_from is not None and owner.requests_received >= owner._hold_from
+            owner.held += hold
+        if hold:
+            owner._released.wait()
+            with owner._lock:
+                owner.held -= 1
         self._arrived = time.monotonic()
         # A request's fate is decided when it arrives, so a slow answer cannot take a later request's fault.
         failure = owner._take_failure() or _header_failure(self.headers)

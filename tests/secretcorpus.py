@@ -243,6 +243,40 @@ def otlp_jsonl_text() -> str:
     return buf.getvalue()
 
 
+def otlp_protobuf_body() -> bytes:
+    """The app's spans as an OTLP/HTTP exporter POSTs them: the SDK's own protobuf encoder."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    mem = InMemorySpanExporter()
+    _otel_app(mem)
+    return encode_spans(mem.get_finished_spans()).SerializeToString()
+
+
+def _plain(v: dict[str, Any]) -> Any:
+    for k, x in v.items():
+        if k == "arrayValue":
+            return [_plain(e) for e in x.get("values") or []]
+        if k == "kvlistValue":
+            return bare_values(x.get("values") or [])
+        if k == "intValue":
+            return int(x)
+        return x
+    return None
+
+
+def bare_values(doc: Any) -> Any:
+    """OTLP/JSON with every attribute value written bare (`{"key": K, "value": ["…"]}`), as writers
+    that skip AnyValue emit it; the OTLP reader takes both."""
+    if isinstance(doc, list):
+        return [bare_values(x) for x in doc]
+    if isinstance(doc, dict):
+        if doc.keys() == {"key", "value"} and isinstance(doc["value"], dict):
+            return {"key": doc["key"], "value": _plain(doc["value"])}
+        return {k: bare_values(v) for k, v in doc.items()}
+    return doc
+
+
 def console_text() -> str:
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
@@ -284,7 +318,15 @@ def build_files(d: Path) -> dict[str, Path]:
     docs = [json.loads(line) for line in otlp.splitlines()]
     first["resourceSpans"] = [rs for doc in docs for rs in doc["resourceSpans"]]
     put("otlp-json", "otlp.json", json.dumps(first, indent=2))
+    put("otlp-json:bare", "otlp-bare.json", json.dumps(bare_values(first)))
     put("otel-console", "console.txt", console_text())
+    body = otlp_protobuf_body()
+    (d / "request.pb").write_bytes(body)
+    files["otlp-protobuf"] = d / "request.pb"
+    # the Collector file exporter's `format: proto`: each message after its length (4 bytes, big-endian)
+    half = len(body) // 2
+    (d / "collector.binpb").write_bytes(len(body).to_bytes(4, "big") + body + half.to_bytes(4, "big") + body[:half])
+    files["otlp-protobuf:framed"] = d / "collector.binpb"
 
     md = metadata()
     attrs = {k: (list(v) if isinstance(v, tuple) else v) for k, v in otel_attributes().items()}
@@ -317,6 +359,27 @@ def build_files(d: Path) -> dict[str, Path]:
                               "llm.invocation_parameters": json.dumps({"api_key": NAMED["apikey"], "max_tokens": 512}),
                               "metadata": json.dumps(md), **attrs}}
     put("phoenix", "phoenix.jsonl", json.dumps(phoenix) + "\n" + _bad_line() + "\n")
+    # the spans dataframe saved as Parquet: one `attributes.KEY` column per attribute, nested lists kept
+    frame = {"name": phoenix["name"], "span_kind": "LLM", "parent_id": None, "start_time": phoenix["start_time"],
+             "end_time": phoenix["end_time"], "status_code": "ERROR", "status_message": phoenix["status_message"],
+             "context.span_id": "a2", "context.trace_id": "t-sec-pq",
+             **{f"attributes.{k}": v for k, v in phoenix["attributes"].items()}}
+    _parquet(d / "phoenix-spans.parquet", [frame])
+    files["phoenix:parquet"] = d / "phoenix-spans.parquet"
+    # the REST API's OTLP form (/spans/otlpv1): snake_case OTLP spans, attributes as key/value lists
+    otlp_attrs = {"openinference.span.kind": "LLM", "llm.model_name": "m1", "llm.token_count.prompt": 42,
+                  "input.value": json.dumps({"messages": _chat(free_text())}), "output.value": free_text(),
+                  "llm.invocation_parameters": json.dumps({"api_key": NAMED["apikey"], "max_tokens": 512}),
+                  "metadata": json.dumps(md), **attrs}
+    otlp_span = {"trace_id": "ab" * 16, "span_id": "cd" * 8, "parent_span_id": None, "name": "ChatCompletion",
+                 "kind": None, "start_time_unix_nano": 1_700_000_000_000_000_000,
+                 "end_time_unix_nano": 1_700_000_001_000_000_000,
+                 "attributes": [{"key": k, "value": _any_value(v)} for k, v in otlp_attrs.items()],
+                 "events": [{"name": "exception", "time_unix_nano": 1_700_000_000_500_000_000, "attributes": [
+                     {"key": "exception.message", "value": _any_value(f"401 for {SHAPED['openai-project']}")},
+                     {"key": "http.request.header.x-api-key", "value": _any_value(NAMED["x-api-key"])}]}],
+                 "status": {"code": 2, "message": f"Error code: 401 - key {SHAPED['groq']} invalid"}}
+    put("phoenix:otlpv1", "phoenix-spans-otlp.json", json.dumps({"data": [otlp_span], "next_cursor": None}))
 
     lf_meta = json.dumps({"attributes": {k: (json.dumps(v) if not isinstance(v, str) else v) for k, v in attrs.items()},
                           "resourceAttributes": {"service.name": "lf-app", "app.password": NAMED["password"]}})
@@ -345,6 +408,16 @@ def build_files(d: Path) -> dict[str, Path]:
     w.writeheader()
     w.writerow({k: (json.dumps(v) if isinstance(v, dict) else v) for k, v in {**lfx, "id": "obs-sec-csv"}.items()})
     put("langfuse-export:csv", "observations.csv", buf.getvalue())
+    # the blob-storage integration's Parquet: ClickHouse's snake_case columns, maps as JSON text
+    blob = {"id": "obs-sec-pq", "trace_id": "tr-sec-pq", "type": "GENERATION", "name": "chat",
+            "provided_model_name": "gpt-4o", "start_time": lfx["startTime"], "end_time": lfx["endTime"],
+            "input": lfx["input"], "output": lfx["output"], "metadata": json.dumps(md), "level": "ERROR",
+            "status_message": lfx["statusMessage"], "parent_observation_id": None,
+            "model_parameters": json.dumps({"max_tokens": 512, "api_key": NAMED["apikey"]}),
+            "usage_details": json.dumps({"input": 42, "output": 7, "total": 49}), "user_id": "user_123",
+            "prompt_name": "support", "prompt_version": 7}
+    _parquet(d / "observations.parquet", [blob])
+    files["langfuse-export:parquet"] = d / "observations.parquet"
 
     root, child = "11111111-1111-4111-8111-111111111110", "22222222-2222-4222-8222-222222222220"
     ls = [
@@ -362,6 +435,13 @@ def build_files(d: Path) -> dict[str, Path]:
          "error": f"AuthenticationError: Incorrect API key provided: {SHAPED['openai-service-account']}"},
     ]
     put("langsmith", "runs.jsonl", "\n".join(json.dumps(x) for x in ls) + "\n" + _bad_line() + "\n")
+    # the bulk export's Parquet: one merged row per run, nested fields as JSON text
+    merged = [ls[0], {**ls[1], **ls[2]}]
+    _parquet(d / "runs.parquet", [{k: (json.dumps(v) if isinstance(v, (dict, list)) else v)
+                                   for k, v in {**r, "start_time": str(r["start_time"]),
+                                                "end_time": r.get("end_time")}.items()}
+                                  for r in merged])
+    files["langsmith:parquet"] = d / "runs.parquet"
 
     lite = {"id": "lite-1", "call_type": "completion", "status": "failure", "custom_llm_provider": "azure",
             "startTime": 1737710446.5, "endTime": 1737710447.0, "model": "gpt-4o", "response_cost": 0,
@@ -390,6 +470,8 @@ def build_files(d: Path) -> dict[str, Path]:
                   "gen_ai.completion": free_text(), **attrs}
     put("span-attributes", "span.attrs.json", json.dumps(span_attrs, indent=2))
 
+    _new_formats(d, files, md, attrs)
+
     gen = {"request_id": "g-1", "timestamp": "2026-03-01T10:00:00Z", "model": "gpt-4o", "tenant": "acme",
            "user_id": f"svc {SHAPED['aws-access-key-id']}", "latency_ms": 300, "input_tokens": 42, "output_tokens": 7,
            "prompt": free_text(), "output": free_text(), "error": f"upstream said {SHAPED['basic']}",
@@ -408,3 +490,177 @@ def build_files(d: Path) -> dict[str, Path]:
     w.writerow(row)
     put("generic:csv", "requests.csv", buf.getvalue())
     return files
+
+
+def _any_value(v: Any) -> dict[str, Any]:
+    """An OTLP AnyValue as Phoenix's /spans/otlpv1 writes it: snake_case, every oneof field, unset ones null."""
+    out: dict[str, Any] = dict.fromkeys(("array_value", "bool_value", "bytes_value", "double_value", "int_value",
+                                         "kvlist_value", "string_value"))
+    if isinstance(v, bool):
+        out["bool_value"] = v
+    elif isinstance(v, int):
+        out["int_value"] = v
+    elif isinstance(v, float):
+        out["double_value"] = v
+    elif isinstance(v, (list, tuple)):
+        out["array_value"] = {"values": [_any_value(x) for x in v]}
+    else:
+        out["string_value"] = str(v)
+    return out
+
+
+def _parquet(path: Path, rows: list[dict[str, Any]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))  # every row's columns (from_pylist takes the first's)
+    pq.write_table(pa.Table.from_pylist([{k: r.get(k) for k in keys} for r in rows]), path)
+
+
+def _new_formats(d: Path, files: dict[str, Path], md: dict[str, Any], attrs: dict[str, Any]) -> None:
+    """Opik, Braintrust, the OpenAI Agents SDK, MLflow and Logfire: secrets wherever each carries text."""
+
+    def put(fmt: str, name: str, text: str) -> None:
+        (d / name).write_text(text, encoding="utf-8")
+        files[fmt] = d / name
+
+    completion = _completion(5)
+    # -- Opik: an `opik export` trace file, then the SDK's spans batch (a start and its update) ---------------
+    tid = "0193c9a4-7e1f-7c2e-9a51-5e2c1d7b0a01"
+    trace = {"id": tid, "project_name": "support", "name": f"agent {SHAPED['github-pat']}",
+             "start_time": "2026-03-01T10:00:00Z", "end_time": "2026-03-01T10:00:02Z",
+             "input": {"messages": _chat(free_text())}, "output": {"answer": free_text()},
+             "metadata": {"tenant": "acme", **md}, "tags": [SHAPED["slack-bot"]], "thread_id": "th-sec",
+             "error_info": {"exception_type": "AuthenticationError", "message": f"key {SHAPED['openai']} rejected",
+                            "traceback": f"Traceback ...\nopenai.AuthenticationError: {SHAPED['bearer']}"}}
+    llm = {"id": "0193c9a4-7e1f-7c2e-9a51-5e2c1d7b0a02", "trace_id": tid, "parent_span_id": None,
+           "project_name": "support", "name": "chat_completion_create", "type": "llm",
+           "start_time": "2026-03-01T10:00:00.100Z", "end_time": "2026-03-01T10:00:01.900Z",
+           "input": {"messages": _chat(free_text()), "api_key": NAMED["apikey"], "extra_headers": headers()},
+           "output": {"choices": completion["choices"]},
+           "metadata": {"model": "gpt-4o", "usage": completion["usage"], "created_from": "openai", **md},
+           "model": "gpt-4o", "provider": "openai", "usage": completion["usage"], "tags": [SHAPED["stripe"]]}
+    tool = {"id": "0193c9a4-7e1f-7c2e-9a51-5e2c1d7b0a03", "trace_id": tid, "parent_span_id": None,
+            "project_name": "support", "name": "lookup", "type": "tool", "start_time": "2026-03-01T10:00:01.950Z",
+            "input": {"query": free_text(), "password": NAMED["password"]}}
+    tool_end = {**tool, "end_time": "2026-03-01T10:00:01.990Z", "output": {"result": free_text()},
+                "error_info": {"exception_type": "PermissionError",
+                               "message": f"denied for {SHAPED['aws-access-key-id']}",
+                               "traceback": f"token={NAMED['token']}"}}
+    put("opik", "opik-trace.jsonl", json.dumps({"trace": trace, "spans": [llm], "attachments": [],
+                                                "downloaded_at": "2026-03-01T11:00:00Z", "project_name": "support"})
+        + "\n" + json.dumps({"spans": [tool]}) + "\n" + json.dumps({"spans": [tool_end]}) + "\n" + _bad_line() + "\n")
+
+    # -- Braintrust: /logs3 rows (a start, then a merge row) and a fetched row -----------------------------------
+    root = {"id": "bt-root", "span_id": "bt-root", "root_span_id": "bt-root", "span_parents": None,
+            "span_attributes": {"name": "support-request", "type": "task"}, "input": free_text(),
+            "output": free_text(), "metadata": {"tenant": "acme", **md}, "tags": [SHAPED["huggingface"]],
+            "metrics": {"start": 1772359200.0, "end": 1772359202.0}, "created": "2026-03-01T10:00:00Z"}
+    call = {"id": "bt-llm", "span_id": "bt-llm", "root_span_id": "bt-root", "span_parents": ["bt-root"],
+            "span_attributes": {"name": "Chat Completion", "type": "llm"}, "input": _chat(free_text()),
+            "metadata": {"model": "gpt-4o", "api_key": NAMED["apikey"], "headers": headers(), "max_tokens": 512},
+            "metrics": {"start": 1772359200.1}, "created": "2026-03-01T10:00:00Z"}
+    merge = {"id": "bt-llm", "span_id": "bt-llm", "root_span_id": "bt-root", "_is_merge": True,
+             "output": completion["choices"],
+             "metrics": {"end": 1772359201.9, "prompt_tokens": 42, "completion_tokens": 7, "tokens": 49}}
+    failed = {"id": "bt-llm2", "span_id": "bt-llm2", "root_span_id": "bt-root", "span_parents": ["bt-root"],
+              "span_attributes": {"name": "Chat Completion", "type": "llm"}, "input": _chat(free_text()),
+              "metadata": {"model": "gpt-4o"}, "error": f"AuthenticationError: Incorrect API key provided: "
+                                                         f"{SHAPED['openai-service-account']}",
+              "metrics": {"start": 1772359201.0, "end": 1772359201.5}}
+    put("braintrust", "braintrust-logs.jsonl", json.dumps({"rows": [root, call]}) + "\n" + json.dumps(
+        {"rows": [merge]}) + "\n" + json.dumps(failed) + "\n" + _bad_line() + "\n")
+
+    # -- OpenAI Agents SDK: /v1/traces/ingest bodies ----------------------------------------------------------
+    atid = "trace_" + "5" * 32
+    items = [
+        {"object": "trace", "id": atid, "workflow_name": f"Support {SHAPED['gitlab']}", "group_id": "conv-sec",
+         "metadata": {"tenant": "acme", "db": SHAPED["url-password"], "password": NAMED["password"]}},
+        {"object": "trace.span", "id": "span_" + "a" * 24, "trace_id": atid, "parent_id": None,
+         "started_at": "2026-03-01T10:00:00.000000+00:00", "ended_at": "2026-03-01T10:00:03.000000+00:00",
+         "span_data": {"type": "agent", "name": "Support", "handoffs": [], "tools": ["lookup"], "output_type": "str"},
+         "error": {"message": "Error in agent run", "data": {"error": f"401 {SHAPED['anthropic']}"}}},
+        {"object": "trace.span", "id": "span_" + "b" * 24, "trace_id": atid, "parent_id": "span_" + "a" * 24,
+         "started_at": "2026-03-01T10:00:00.100000+00:00", "ended_at": "2026-03-01T10:00:01.900000+00:00",
+         "span_data": {"type": "generation", "input": _chat(free_text()),
+                       "output": [{"role": "assistant", "content": free_text()}], "model": "gpt-4o",
+                       "model_config": {"api_key": NAMED["apikey"], "extra_headers": headers(), "max_tokens": 512},
+                       "usage": {"input_tokens": 42, "output_tokens": 7}}, "error": None},
+        {"object": "trace.span", "id": "span_" + "c" * 24, "trace_id": atid, "parent_id": "span_" + "a" * 24,
+         "started_at": "2026-03-01T10:00:02.000000+00:00", "ended_at": "2026-03-01T10:00:02.100000+00:00",
+         "span_data": {"type": "function", "name": "lookup", "input": json.dumps({"password": NAMED["password"],
+                                                                                   "q": free_text()}),
+                       "output": free_text(), "mcp_data": None}, "error": None},
+        {"object": "trace.span", "id": "span_" + "d" * 24, "trace_id": atid, "parent_id": "span_" + "a" * 24,
+         "started_at": "2026-03-01T10:00:02.200000+00:00", "ended_at": "2026-03-01T10:00:02.900000+00:00",
+         "span_data": {"type": "response", "response_id": "resp_sec", "input": [{"role": "user",
+                                                                                "content": free_text()}]},
+         "error": {"message": "Error getting response", "data": {"error": f"Incorrect API key {SHAPED['openai']}"}}},
+    ]
+    put("openai-agents", "agents-ingest.jsonl", json.dumps({"data": items}) + "\n" + _bad_line() + "\n")
+
+    # -- MLflow: Trace.to_json() (schema 3), every span attribute JSON-encoded ------------------------------
+    def b64(hexid: str) -> str:
+        return base64.b64encode(bytes.fromhex(hexid)).decode()
+
+    t_hex = "6" * 32
+    mattrs = {"mlflow.spanType": "CHAT_MODEL", "mlflow.traceRequestId": "tr-" + t_hex,
+              "mlflow.spanInputs": {"messages": _chat(free_text()), "api_key": NAMED["apikey"], "max_tokens": 512},
+              "mlflow.spanOutputs": completion,
+              "mlflow.chat.tokenUsage": {"input_tokens": 42, "output_tokens": 7, "total_tokens": 49},
+              "gen_ai.request.model": "gpt-4o", **attrs}
+    mspans = [
+        {"trace_id": b64(t_hex), "span_id": b64("7" * 16), "parent_span_id": None, "name": f"agent {SHAPED['npm']}",
+         "start_time_unix_nano": 1772359200000000000, "end_time_unix_nano": 1772359202000000000,
+         "status": {"code": "STATUS_CODE_ERROR", "message": f"401 {SHAPED['bearer']}"},
+         "events": [{"name": "exception", "time_unix_nano": 1772359201000000000, "attributes": {
+             "exception.message": json.dumps(f"Incorrect API key provided: {SHAPED['openai']}"),
+             "exception.stacktrace": json.dumps(f"password={NAMED['password']}")}}],
+         "attributes": {"mlflow.spanType": json.dumps("AGENT"), "mlflow.traceRequestId": json.dumps("tr-" + t_hex),
+                        "mlflow.spanInputs": json.dumps({"question": free_text(), "headers": headers()}),
+                        "mlflow.spanOutputs": json.dumps(free_text())}},
+        {"trace_id": b64(t_hex), "span_id": b64("8" * 16), "parent_span_id": b64("7" * 16), "name": "chat gpt-4o",
+         "start_time_unix_nano": 1772359200100000000, "end_time_unix_nano": 1772359201900000000,
+         "status": {"code": "STATUS_CODE_OK", "message": ""}, "events": [],
+         "attributes": {k: json.dumps(v) for k, v in mattrs.items()}},
+    ]
+    info = {"trace_id": "tr-" + t_hex, "client_request_id": "req-sec", "request_time": "2026-03-01T10:00:00Z",
+            "execution_duration_ms": 2000, "state": "ERROR", "request_preview": free_text()[:1000],
+            "response_preview": free_text()[:1000],
+            "trace_metadata": {"mlflow.trace.user": "u-7", "mlflow.trace.session": "s-7", "tenant": "acme",
+                               "db": SHAPED["url-password"], "deploy_token": NAMED["token"],
+                               "mlflow.trace.tokenUsage": json.dumps({"input_tokens": 42, "output_tokens": 7})},
+            "tags": {"mlflow.traceName": "agent", "owner_key": SHAPED["sendgrid"], "feature": "support"}}
+    put("mlflow-traces", "mlflow-traces.jsonl", json.dumps({"info": info, "data": {"spans": mspans}}) + "\n"
+        + _bad_line() + "\n")
+
+    # -- Logfire: rows of the records table (JSON Lines, CSV and Parquet as the query API hands them) ---------
+    lattrs = {"gen_ai.operation.name": "chat", "gen_ai.system": "openai", "gen_ai.request.model": "gpt-4o",
+              "gen_ai.response.model": "gpt-4o-2024-08-06", "gen_ai.usage.input_tokens": 42,
+              "gen_ai.usage.output_tokens": 7, "request_data": {"messages": _chat(free_text()),
+                                                                "api_key": NAMED["apikey"]},
+              "gen_ai.input.messages": [{"role": "user", "parts": [{"type": "text", "content": free_text()}]}],
+              "gen_ai.output.messages": [{"role": "assistant", "parts": [{"type": "text", "content": free_text()}]}],
+              **attrs}
+    lrow = {"trace_id": "9" * 32, "span_id": "e" * 16, "parent_span_id": None, "kind": "span",
+            "span_name": "Chat Completion with {request_data[model]!r}",
+            "message": f"Chat Completion with 'gpt-4o' {SHAPED['google']}", "level": 17,
+            "start_timestamp": "2026-03-01T10:00:00.000000Z", "end_timestamp": "2026-03-01T10:00:02.000000Z",
+            "attributes": lattrs,
+            "otel_events": [{"name": "exception", "timestamp": "2026-03-01T10:00:01Z", "attributes": {
+                "exception.message": f"Incorrect API key provided: {SHAPED['openai']}",
+                "exception.stacktrace": f"password={NAMED['password']}"}}],
+            "otel_status_code": "ERROR", "otel_status_message": f"401 {SHAPED['bearer']}",
+            "exception_type": "openai.AuthenticationError", "exception_message": f"key {SHAPED['openai-project']}",
+            "is_exception": True, "otel_resource_attributes": {"service.name": "lf-app",
+                                                                "app.deploy_token": NAMED["token"]},
+            "otel_scope_name": "logfire.openai", "tags": [SHAPED["slack-bot"]]}
+    put("logfire", "logfire-records.jsonl", json.dumps(lrow) + "\n" + _bad_line() + "\n")
+    flat_row = {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in lrow.items()}
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(flat_row))
+    w.writeheader()
+    w.writerow({**flat_row, "span_id": "f" * 16})
+    put("logfire:csv", "logfire-records.csv", buf.getvalue())
+    _parquet(d / "logfire-records.parquet", [{**flat_row, "span_id": "1" * 16}])
+    files["logfire:parquet"] = d / "logfire-records.parquet"

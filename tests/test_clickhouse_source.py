@@ -258,12 +258,15 @@ def test_limit_caps_the_cohort_at_the_newest_calls(demo, local_demo, chdb_path, 
 
 
 def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local_demo, chdb_path, tmp_path):
-    """`changes --source`: the demo's three causes, inserted into otel_traces, found with the same
-    times, cohorts and effects as on the local load of the same spans; the incident is untouched."""
+    """`changes --source`: the demo's three causes, inserted into otel_traces, found in place (every
+    question of the algorithm asked in ClickHouse, only aggregates back) with the same times, cohorts
+    and effects as on the local load of the same spans; the incident is untouched."""
     db = tmp_path / "untouched.duckdb"
     res = oncall("--db", str(db), "changes", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
                  "--json")
     assert res.exit_code == 0, res.output
+    said = re.search(r"computed in .*: (\d+) queries, ([\d,]+) bytes of aggregates received", res.stderr)
+    assert said and int(said.group(2).replace(",", "")) < 1_000_000, res.stderr  # the rows would be ~30 MB
     pulled = json.loads(res.stdout)
     local = json.loads(oncall("--db", str(local_demo), "changes", "--json").output)
 
@@ -272,6 +275,10 @@ def test_changes_on_a_source_finds_the_demo_causes_at_the_same_times(demo, local
                  c.get("after"), c.get("began_at"), c.get("ended_at")) for c in doc]
 
     assert causes(pulled) == causes(local)
+    for r, m in zip(pulled, local, strict=True):  # effects, counts and filters too (p-values: float noise)
+        assert [(e["metric"], e["before"], e["after"], json.dumps(e["cohort"])) for e in r["effects"]] == \
+            [(e["metric"], e["before"], e["after"], json.dumps(e["cohort"])) for e in m["effects"]]
+        assert (r["filter"], r["affected_requests"], r["split"]) == (m["filter"], m["affected_requests"], m["split"])
     kinds = {c[0] for c in causes(local)}
     assert len(causes(local)) >= 3 and {"new_prompt_version", "new_served_model"} <= kinds
     assert not db.exists()  # asked of the source: nothing written to the incident
@@ -284,6 +291,13 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
     assert res.exit_code == 0, res.output
     remote = json.loads(res.stdout)
     local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    # Computed in ClickHouse: only aggregates came back (a few KB, against ~MBs of rows for the window).
+    assert remote["in_place"]["bytes_received"] < 20_000 and remote["in_place"]["queries"] >= 6
+    for side in ("cohort", "baseline"):
+        assert {k: remote[side][k] for k in ("requests", "first", "last", "labels")} == \
+            {k: local[side][k] for k in ("requests", "first", "last", "labels")}
+    assert remote["served_models"] == local["served_models"] and remote["finish_reasons"] == local["finish_reasons"]
+    assert remote["json_key_sets"] == local["json_key_sets"]
     assert len(remote["metrics"]) == len(local["metrics"]) and remote["cohort"]["requests"] > 0
     for r, m in zip(remote["metrics"], local["metrics"], strict=True):  # sums in another order: float noise only
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
@@ -459,35 +473,64 @@ def test_a_real_server(tmp_path):
 
 
 # -- the metric registry in ClickHouse ------------------------------------------------------------------------
-CANONICAL = ["kind", "status", "error_type", "finish_reason", "output_text", "tool_calls", "latency_ms", "ttft_ms",
-             "input_tokens", "output_tokens", "cost", "tenant", "label"]
+_CH_TYPES = {"string": "String", "double": "Float64", "int64": "Int64", "int32": "Int32"}
+# The demo has no retrieval: a third of its LLM calls get one (some empty), so the retrieval metrics
+# compare numbers in both engines, not two zeros.
+_RETRIEVAL = {"retrieved": "span_pk % 5", "top_score": "(span_pk % 97) / 100.0",
+              "doc_age_s": "(span_pk % 7) * 3600.5", "retrieval_ms": "(span_pk % 13) * 10.25"}
+
+
+def _canonical_columns() -> list[tuple[str, str]]:
+    """(name, ClickHouse type) of every span column a registry metric reads, plus tenant (the test's
+    cohort): taken from the registry and the store's schema, so a metric added over a new column is
+    compared too. `label` (the labels table's, through the latest-label join) is not a span column."""
+    from oncall.query.registry import DERIVED, METRICS
+    from oncall.store.schema import SPAN_COLUMNS
+
+    read = set().union(*(m.columns() for m in METRICS.values())) - set(DERIVED) - {"label"}
+    known = {name for name, *_ in SPAN_COLUMNS}
+    assert read <= known, f"metrics read columns the store does not have: {read - known}"
+    return [(name, _CH_TYPES[str(arrow)]) for name, _, arrow, _ in SPAN_COLUMNS
+            if name in read | {"tenant", "span_pk"}]
 
 
 def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo, ch):
     """The registry compiled to both engines (registry.DuckDB and sources.clickhouse.metrics.ClickHouse)
-    over the same canonical spans (the demo's, copied into ClickHouse): every metric's counts, sums,
-    sums of squares and quantiles agree."""
+    over the same canonical spans (the demo's, with retrieval added, in a DuckDB and copied into
+    ClickHouse): every metric's counts, sums, sums of squares and quantiles agree."""
+    import duckdb
+    import pyarrow as pa
+
     from oncall.query import registry
     from oncall.sources.clickhouse import metrics as chm
     from oncall.sources.clickhouse.sql import Params
 
+    columns = _canonical_columns()
+    assert set(_RETRIEVAL) <= {c for c, _ in columns}
+    select = ", ".join(f"CASE WHEN kind = 'llm' AND span_pk % 3 = 0 THEN {_RETRIEVAL[c]} END AS {c}"
+                       if c in _RETRIEVAL else c for c, _ in columns)
     store = open_db(local_demo, read_only=True)
     try:
-        con = store.cursor()
-        table = con.sql(f"SELECT {', '.join(c for c in CANONICAL if c != 'label')}, NULL::VARCHAR AS label "
-                        "FROM spans").to_arrow_table()
-        refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
-        local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
+        spans = store.cursor().sql(f"SELECT {select} FROM spans").to_arrow_table()
+        labels = store.cursor().sql("SELECT * FROM labels").to_arrow_table()
     finally:
         store.close()
+    con = duckdb.connect()
+    con.register("spans_arrow", spans)
+    con.register("labels_arrow", labels)
+    con.execute("CREATE TABLE spans AS SELECT * FROM spans_arrow")
+    con.execute("CREATE TABLE labels AS SELECT * FROM labels_arrow")
+    refs = {"key_sets": list(registry.key_set_counts(con, "s.tenant = 'globex'", []))}
+    local = {w: registry.measure(con, w, [], refs=refs) for w in ("true", "s.tenant = 'acme'")}
+    con.close()
+    assert labels.num_rows == 0  # the ClickHouse copy's label column is NULL: the demo has no labels
+
     ch.command("CREATE DATABASE IF NOT EXISTS canon")
-    ch.command("CREATE TABLE IF NOT EXISTS canon.spans (kind Nullable(String), status Nullable(String), "
-               "error_type Nullable(String), finish_reason Nullable(String), output_text Nullable(String), "
-               "tool_calls Nullable(String), latency_ms Nullable(Float64), ttft_ms Nullable(Float64), "
-               "input_tokens Nullable(Int64), output_tokens Nullable(Int64), cost Nullable(Float64), "
-               "tenant Nullable(String), label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
-    ch.command("TRUNCATE TABLE canon.spans")
-    ch.insert_arrow("spans", table, database="canon")
+    ch.command("DROP TABLE IF EXISTS canon.spans")
+    ch.command(f"CREATE TABLE canon.spans ({', '.join(f'{c} Nullable({t})' for c, t in columns)}, "
+               "label Nullable(String)) ENGINE = MergeTree ORDER BY tuple()")
+    ch.insert_arrow("spans", spans.append_column("label", pa.nulls(spans.num_rows, pa.string())),
+                    database="canon")
     for where, want in local.items():
         params = Params()
         cond = "1" if where == "true" else f"ifNull(s.tenant = {params.p('acme', 'String')}, 0)"
@@ -499,6 +542,46 @@ def test_every_metric_gives_the_same_numbers_in_duckdb_and_clickhouse(local_demo
             assert g.sq == pytest.approx(w.sq, rel=1e-9), name
             assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
         assert want["requests"].n > 1000 and want["json_valid_rate"].n > 0 and want["refusal_rate"].x >= 0
+        assert want["empty_retrieval_rate"].x > 0 and want["docs_per_request"].n > want["empty_retrieval_rate"].x
+
+
+@pytest.mark.parametrize("where", [[], ["tenant=acme"], ["feature=extract", "since=2026-11-24T01:00:00Z"],
+                                   ["status=error"], ["provider=anthropic", "latency_ms>900"]])
+def test_every_metric_in_place_on_otel_traces_equals_the_local_load(where, demo, local_demo, chdb_path):
+    """The canonical relation computed in ClickHouse from the raw otel_traces rows (canonical.py), asked
+    through the engine interface: every metric's aggregates equal the incident's (DuckDB over the same
+    spans loaded from the file), with the key-set reference bound, and so do compare's dimensions."""
+    from oncall.query.engine import DuckDBEngine
+    from oncall.query.registry import METRICS, key_set_counts
+    from oncall.sources.base import Window
+    from oncall.sources.clickhouse.engine import ClickHouseEngine
+    from oncall.sources.registry import open_source
+
+    store = open_db(local_demo, read_only=True)
+    try:
+        duck = DuckDBEngine(store.cursor())
+        refs = {"key_sets": list(key_set_counts(duck.con, "s.tenant = 'globex'", []))}
+        c = duck.compile(where)
+        want = duck.measure(c, METRICS.values(), refs)
+        want_dims, want_ks, want_cost = duck.dims(c), duck.key_set_counts(c), duck.estimated_share(c)
+    finally:
+        store.close()
+    source = open_source(_chdb_url(chdb_path))
+    try:
+        window = Window(*(dt.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in (START, END)))
+        ch = ClickHouseEngine(source, window)
+        cc = ch.compile(where)
+        got = ch.measure(cc, METRICS.values(), refs)
+        assert ch.dims(cc) == want_dims and ch.key_set_counts(cc) == want_ks
+        assert ch.estimated_share(cc) == want_cost
+    finally:
+        source.close()
+    assert set(got) == set(want) and want["requests"].n > 0
+    for name, w in want.items():
+        g = got[name]
+        assert (g.n, g.x) == (pytest.approx(w.n), pytest.approx(w.x, rel=1e-9)), name
+        assert g.sq == pytest.approx(w.sq, rel=1e-9), name
+        assert (g.q is None) == (w.q is None) and (w.q is None or g.q == pytest.approx(w.q, rel=1e-9)), name
 
 
 def test_watch_on_a_source_notifies_its_causes_once_and_keeps_state_in_the_incident(demo, chdb_path, tmp_path):

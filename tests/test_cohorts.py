@@ -47,11 +47,11 @@ def test_the_served_model_cause_holds_its_failed_calls(demo) -> None:
 
 
 def test_the_postmortem_impact_of_the_served_model_cause_counts_its_failures(demo) -> None:
-    from oncall.postmortem.draft import _Appendix, _impact
+    from oncall.postmortem.draft import _Appendix, _impact, clocks
 
     con = demo.con
     c = _served(changes(con)).to_dict()
-    _, impact = _impact(con, [c], [], _Appendix("demo.duckdb"))
+    _, impact = _impact(con, [c], [], _Appendix("demo.duckdb"), clocks(con, []))
     er = impact[0]["error_rate"]
     failed = count(con, c["filter"] + " status=error")
     assert er["after"] == pytest.approx(failed / impact[0]["requests"]) and er["after"] > 0

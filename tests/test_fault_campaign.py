@@ -341,15 +341,28 @@ def test_a_full_disk_fails_the_load_in_one_line_and_removes_its_part(full_disk: 
     db = full_disk / "incident.duckdb"
     big = tmp_path / "big.jsonl"
     tracegen.write_lines(big, tracegen.otlp_lines(0, 3000))
-    for _attempt in range(2):
+
+    def load_fails_for_space() -> None:
         res = oncall("--db", str(db), "load", "--no-progress", str(big))
         assert res.returncode == 2, res.stderr
         line = res.stderr.strip()
         assert "\n" not in line and line.startswith(f"oncall: error: {db}.d: no space left on the device"), line
         assert "part was removed" in line and "--db" in line
         assert not [f for f in files_in(full_disk) if "/parts/" in f or f.endswith(".tmp")], files_in(full_disk)
-    assert counts(db).spans == 0
+
+    # Into a new incident: the load wrote nothing, so it leaves no database (issue 26 item 7), and
+    # none of the disk's space is kept from the responder.
+    load_fails_for_space()
+    assert files_in(full_disk) == [], files_in(full_disk)
+    # Into an incident that holds the responder's work: it stays as it was, and stays writable.
+    open_db(db).close()  # the base file and a note fit on this disk; a load's part does not
+    assert oncall("--db", str(db), "note", "before the load").returncode == 0
+    for _attempt in range(2):
+        load_fails_for_space()
+        assert counts(db).spans == 0
     assert oncall("--db", str(db), "note", "still writable for small things").returncode == 0
+    res = oncall("--db", str(db), "timeline", "--json")
+    assert res.returncode == 0 and "before the load" in res.stdout and "still writable" in res.stdout, res.stderr
 
 
 def test_a_writer_that_fails_for_space_leaves_no_tmp(full_disk: Path, incident: Path) -> None:

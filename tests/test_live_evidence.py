@@ -38,8 +38,8 @@ expect latency_ms_p95 <= 2000 within WITHIN
 """
 
 
-def _spans(n: int, *, errors: int, seed: int) -> list[dict]:
-    now = time.time_ns()
+def _spans(n: int, *, errors: int, seed: int, at_ns: int | None = None) -> list[dict]:
+    now = time.time_ns() if at_ns is None else at_ns
     out = []
     for i in range(n):
         out.append({"traceId": f"{seed:08x}{i:024x}", "spanId": f"{seed:08x}{i:08x}", "name": "chat", "kind": 3,
@@ -68,21 +68,46 @@ def fast_polls(monkeypatch):
     monkeypatch.setattr(evidence, "POLL_S", 0.3)
 
 
-def _run(db_path: Path, rb_path: Path, later: dict | None) -> tuple[RunbookRun, list]:
-    """Run the runbook; a second in, the spans `later` describes arrive (made then: times are now)."""
+def _run(db_path: Path, rb_path: Path, later: dict | None, monkeypatch: pytest.MonkeyPatch) -> tuple[RunbookRun, list]:
+    """Run the runbook; once its verify step has looked once (the step has begun, and saw no call since),
+    the spans `later` describes arrive from a thread (made then: their times are after the step began).
+    The step's next look waits until they are registered: on a loaded machine a timer could land them
+    after the deadline, or before the step began, and the test would measure the scheduler."""
     rb = parse_runbook(rb_path)
-    if later is not None:
-        threading.Timer(1.0, lambda: _receive(db_path, _spans(**later))).start()
-    with open_db(db_path) as db:
-        run = RunbookRun(rb, db, {"tenant": "acme"}, yes=True)
-        events = list(run.events())
+    looked, arrived = threading.Event(), threading.Event()
+    real_look = evidence.look
+
+    def look(*args, **kwargs):
+        if later is not None and looked.is_set():
+            assert arrived.wait(120), "the later spans were never written"
+        seen = real_look(*args, **kwargs)
+        looked.set()
+        return seen
+
+    def deliver() -> None:
+        if looked.wait(120):
+            _receive(db_path, _spans(**later))
+            arrived.set()
+
+    monkeypatch.setattr(evidence, "look", look)
+    writer = threading.Thread(target=deliver, daemon=True) if later is not None else None
+    if writer:
+        writer.start()
+    try:
+        with open_db(db_path) as db:
+            run = RunbookRun(rb, db, {"tenant": "acme"}, yes=True)
+            events = list(run.events())
+    finally:
+        looked.set()  # the writer never waits past the run
+        if writer:
+            writer.join(120)
     return run, events
 
 
-def test_verify_passes_when_live_traffic_meets_the_conditions(tmp_path):
+def test_verify_passes_when_live_traffic_meets_the_conditions(tmp_path, monkeypatch):
     db = tmp_path / "i.duckdb"
     _receive(db, _spans(50, errors=25, seed=1))  # before the step: a bad stretch, not evidence of the fix
-    run, events = _run(db, _runbook(tmp_path, "20s"), {"n": 40, "errors": 0, "seed": 2})
+    run, events = _run(db, _runbook(tmp_path, "20s"), {"n": 40, "errors": 0, "seed": 2}, monkeypatch)
     assert run.outcome == "completed", [e.text for e in events]
     verify = [e for e in events if e.kind == "verify"]
     assert verify[0].data["passed"] is False and verify[-1].data["passed"] is True
@@ -90,11 +115,12 @@ def test_verify_passes_when_live_traffic_meets_the_conditions(tmp_path):
     assert run.gates[-1]["live"] and run.gates[-1]["passed"]
 
 
-def test_verify_fails_closed_at_the_deadline(tmp_path):
+def test_verify_fails_closed_at_the_deadline(tmp_path, monkeypatch):
     db = tmp_path / "i.duckdb"
     _receive(db, _spans(5, errors=0, seed=3))
     start = time.monotonic()
-    run, events = _run(db, _runbook(tmp_path, "3s"), {"n": 40, "errors": 10, "seed": 4})  # 25 % errors keep arriving
+    # 25 % errors keep arriving
+    run, events = _run(db, _runbook(tmp_path, "3s"), {"n": 40, "errors": 10, "seed": 4}, monkeypatch)
     assert run.outcome == "stopped at a verify"
     assert time.monotonic() - start >= 3
     last = [e for e in events if e.kind == "verify"][-1].data
@@ -103,12 +129,23 @@ def test_verify_fails_closed_at_the_deadline(tmp_path):
     assert any(e.kind == "stop" and "failed" not in e.text and "did not meet" in e.text for e in events)
 
 
-def test_verify_without_traffic_fails_closed(tmp_path):
+def test_verify_without_traffic_fails_closed(tmp_path, monkeypatch):
     db = tmp_path / "i.duckdb"
     _receive(db, _spans(5, errors=0, seed=5))
-    run, events = _run(db, _runbook(tmp_path, "1s"), None)
+    run, events = _run(db, _runbook(tmp_path, "1s"), None, monkeypatch)
     assert run.outcome == "stopped at a verify"
     assert [e for e in events if e.kind == "verify"][-1].data["requests"] == 0
+
+
+def test_calls_a_moment_before_the_step_are_not_evidence(tmp_path):
+    """`since` is the step's start to the microsecond: calls earlier in the same second do not count."""
+    db = tmp_path / "i.duckdb"
+    second = (time.time_ns() // 1_000_000_000 - 60) * 1_000_000_000
+    _receive(db, _spans(20, errors=0, seed=7, at_ns=second + 100_000_000))  # .100 s into the second
+    since = dt.datetime.fromtimestamp(second / 1e9 + 0.9, dt.UTC)
+    with open_db(db) as store:
+        assert evidence.look(store, ["tenant=acme"], since, []).requests == 0
+        assert evidence.look(store, ["tenant=acme"], since - dt.timedelta(seconds=1), []).requests == 20
 
 
 def test_verify_block_syntax_errors_name_the_line(tmp_path):

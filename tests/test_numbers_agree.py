@@ -165,11 +165,11 @@ def test_every_path_reports_the_same_numbers(loaded) -> None:
     assert gm["truncation_rate"] == pytest.approx(truth_after["finish_length_rate"])
 
     # the postmortem's impact row: error rate and cost per request before -> after
-    from oncall.postmortem.draft import _Appendix, _impact
+    from oncall.postmortem.draft import _Appendix, _impact, clocks
 
     cause = {"kind": "new_served_model", "filter": cohort_f, "began_at": split, "cohort": {"tenant": "acme"},
              "title": "served model changed", "ended_at": None}
-    _, impact = _impact(con, [cause], [], _Appendix("x.duckdb"))
+    _, impact = _impact(con, [cause], [], _Appendix("x.duckdb"), clocks(con, []))  # the data's own clock
     for name in ("error_rate", "cost_per_request"):
         assert impact[0][name]["after"] == pytest.approx(truth_after[name]), name
         assert impact[0][name]["before"] == pytest.approx(truth_before[name]), name

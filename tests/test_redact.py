@@ -101,7 +101,8 @@ def _corpus() -> list[str]:
     """Every document of the secret corpus, the wrappings, the keep-list and random windows of them
     (partial secrets, cut escapes: the edges where the engines and the prefilter could part)."""
     docs = [sc.free_text(), json.dumps(sc.metadata()), json.dumps(sc.otel_attributes(), default=list),
-            sc.otlp_jsonl_text(), *KEEP]
+            sc.otlp_jsonl_text(), json.dumps(sc.bare_values(json.loads(sc.otlp_jsonl_text().splitlines()[0]))),
+            *KEEP]
     docs += [t for n, v in sc.NAMED.items() for t in _wrappings(n, v)]
     docs += [t for n in QUERY_NAMES for t in _wrappings(n, "v" + "x1" * 9)]
     rng = random.Random(7)

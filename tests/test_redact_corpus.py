@@ -17,17 +17,27 @@ import pytest
 import secretcorpus as sc
 
 from oncall.ingest.loader import load_paths
+from oncall.postmortem.evalset import build_cases, write_evalset
+from oncall.redact import REDACTED
 from oncall.store import open_db
 
 NEEDLES = sc.needles()
-FORMATS = ["otlp-jsonl", "otlp-json", "otel-console", "otel-js-spans", "phoenix", "langfuse-trace",
-           "langfuse-export", "langfuse-export:csv", "langsmith", "litellm", "openai-batch", "span-attributes",
-           "generic", "generic:array", "generic:csv", "generic:parquet"]
+FORMATS = ["otlp-protobuf", "otlp-protobuf:framed", "otlp-jsonl", "otlp-json", "otlp-json:bare", "otel-console",
+           "otel-js-spans", "openai-agents", "mlflow-traces", "opik", "braintrust", "logfire", "logfire:csv",
+           "logfire:parquet", "phoenix", "phoenix:parquet", "phoenix:otlpv1", "langfuse-trace", "langfuse-export",
+           "langfuse-export:csv", "langfuse-export:parquet", "langsmith", "langsmith:parquet", "litellm",
+           "openai-batch", "span-attributes", "generic", "generic:array", "generic:csv", "generic:parquet"]
+BINARY = ("otlp-protobuf", "otlp-protobuf:framed", "logfire:parquet", "phoenix:parquet", "langfuse-export:parquet",
+          "langsmith:parquet", "generic:parquet")
 
+
+# formats that record no conversation (the batch output file holds only the answers): no eval set
+NO_CONVERSATION = {"openai-batch"}
 
 # formats whose file ends with records the importer rejects -> how many
 BAD_LINES = {"otlp-jsonl": 1, "otel-js-spans": 2, "phoenix": 1, "langfuse-export": 1, "langsmith": 1, "litellm": 1,
-             "openai-batch": 1, "generic": 1}
+             "openai-batch": 1, "generic": 1, "otlp-protobuf:framed": 1, "openai-agents": 1, "mlflow-traces": 1,
+             "opik": 1, "braintrust": 1, "logfire": 1}
 
 
 def _files(tmp_path: Path) -> dict[str, Path]:
@@ -43,21 +53,31 @@ def _files(tmp_path: Path) -> dict[str, Path]:
 
 
 def test_every_format_is_covered() -> None:
-    from oncall.ingest import registry
+    """Every format, and every container a format reads through its own path (Parquet through
+    oncall.ingest.parquet, CSV through records.csv_header), has a case."""
+    import importlib
+
+    from oncall.ingest import parquet, registry
 
     assert {f.split(":")[0] for f in FORMATS} == set(registry.names()) - {registry.NOT_DATA}
+    for modname, name in registry.ORDER:
+        if name == registry.NOT_DATA:
+            continue
+        mod = vars(importlib.import_module(f"oncall.ingest.formats.{modname}"))
+        if any(v is parquet for v in mod.values()):
+            assert f"{name}:parquet" in FORMATS, f"{name} reads Parquet: the corpus needs a {name}:parquet case"
+        if "csv_header" in mod:
+            assert f"{name}:csv" in FORMATS, f"{name} reads CSV: the corpus needs a {name}:csv case"
 
 
 def test_the_corpus_carries_every_secret_in_every_file(tmp_path: Path) -> None:
     """The corpus itself is honest: each file holds the needles the checks below look for."""
     files = _files(tmp_path)
     for fmt, p in files.items():
-        if fmt == "generic:parquet":
-            continue
-        text = p.read_text()
+        text = p.read_bytes().decode("utf-8", "replace")  # Parquet and protobuf keep strings as UTF-8 bytes
         missing = [what for n, what in NEEDLES.items() if n not in text and json.dumps(n)[1:-1] not in text]
         assert len(missing) < len(NEEDLES) // 2, (fmt, missing)
-    everything = "".join(p.read_text() for f, p in files.items() if f != "generic:parquet")
+    everything = "".join(p.read_text() for f, p in files.items() if f not in BINARY)
     assert [what for n, what in NEEDLES.items() if n not in everything] == ["basic password"]  # only base64
 
 
@@ -97,14 +117,23 @@ def test_no_secret_survives_a_load(tmp_path: Path, fmt: str) -> None:
         from oncall.redact import redact_text
 
         # The responder pastes a key into a note and a label note: the CLI and console redact first.
-        pk = int(store.cursor().execute("SELECT min(span_pk) FROM spans").fetchone()[0])
+        # The label goes on a call with its conversation, so the eval set below exports it.
+        pk = int(store.cursor().execute("SELECT coalesce(min(span_pk) FILTER (WHERE kind = 'llm' AND input_messages "
+                                        "IS NOT NULL), min(span_pk)) FROM spans").fetchone()[0])
         add_note(store, redact_text(f"rotated {sc.SHAPED['openai']} and {sc.SHAPED['basic']}") or "")
         add_label(store, pk, "bad", redact_text(f"leaks password={sc.NAMED['password']}"))
         cur = store.cursor()
         leaks = [(t, c, hit) for t, c, v in _all_cells(cur) for hit in _found(v)]
         assert leaks == []
-        # The token counts beside the secrets are kept.
+        # The token counts beside the secrets are kept, and so is the text that carried them (redacted):
+        # a format that dropped its text would pass the search above without proving anything.
         assert cur.execute("SELECT max(input_tokens) FROM spans").fetchone()[0] == 42
+        assert cur.execute(f"SELECT count(*) FROM spans WHERE output_text LIKE '%{REDACTED}%'").fetchone()[0] >= 1
+        # What leaves the incident: the eval set of the labelled call, every field of it.
+        if fmt not in NO_CONVERSATION:
+            out = write_evalset(build_cases(cur), "jsonl", tmp_path / "evalset")
+            assert [hit for p in out for hit in _found(p.read_text())] == []
+            assert REDACTED in "".join(p.read_text() for p in out)
         # The bad records were reported (so the problem path ran), without their secrets.
         if fmt in BAD_LINES:
             assert len(f.problems) == BAD_LINES[fmt], [str(p) for p in f.problems]

@@ -27,36 +27,48 @@ def _question(i: int) -> str:
     return f"Where is parcel {i:04d}?"
 
 
+def _kept(db: Path) -> set[str]:
+    """The input texts of the requests whose answers the run has written (what a resume skips)."""
+    with open_db(db, read_only=True) as store:
+        return {r[0] for r in store.con.execute(
+            "SELECT s.input_text FROM replay_results r JOIN spans s USING (span_pk) WHERE r.status = 'ok'").fetchall()}
+
+
 def test_resume_after_sigkill(tmp_path: Path) -> None:
+    answered = 12
     db = build_incident(tmp_path, [record(i, _question(i), f"Parcel {i} is in Lyon.") for i in range(N)])
     env = {**os.environ, "ONCALL_TEST_KEY": "sk-test-resume-0123456789abcdef",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     with OpenAIServer(latency=0.15) as srv:
+        # The kill lands at a known point, however loaded the machine: `answered` requests answered and
+        # written, the next CONCURRENCY held at the server (in flight). A timed kill let a loaded writer
+        # fall behind, and the count of requests sent twice measured the scheduler.
+        srv.hold_after(answered)
         suite = write_suite(tmp_path, srv.base_url, concurrency=CONCURRENCY)
         proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
                                  "--target", "loop", "--yes", "--no-progress"], env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while len(srv.completions()) < 12 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.02)
+        deadline = time.monotonic() + 120
+        while (srv.held < CONCURRENCY or len(_kept(db)) < answered) and time.monotonic() < deadline \
+                and proc.poll() is None:
+            time.sleep(0.05)
         assert proc.poll() is None, proc.communicate()
+        assert srv.held == CONCURRENCY and len(srv.completions()) == answered
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        srv.release()  # the requests in flight at the kill are answered (to nobody) and recorded
         while sum("messages" in e.request for e in srv.exchanges) < srv.requests_received:
-            # requests in flight at the kill are still answered (to nobody) and recorded
             time.sleep(0.02)
-        # (a request the kill cut mid-body reaches the server as unparsable JSON: not a request for anything)
         asked_first = [_user(e.request) for e in srv.exchanges if "messages" in e.request]
+        in_flight = set(asked_first[answered:])  # exchanges are kept in answer order
         n_first = len(srv.exchanges)
+        kept = _kept(db)
         with open_db(db, read_only=True) as store:
-            kept = {r[0] for r in store.con.execute(
-                "SELECT s.input_text FROM replay_results r JOIN spans s USING (span_pk) WHERE r.status = 'ok'")
-                .fetchall()}
             status = store.con.execute("SELECT status FROM replay_run_states ORDER BY state_id DESC LIMIT 1")\
                 .fetchone()[0]
         assert status == "running"  # killed: nobody wrote a final state
-        # answered but not yet written when the process died: those few are sent again on resume
-        assert 12 - CONCURRENCY <= len(kept) < N
+        assert {t.split("\n")[-1] for t in kept} == set(asked_first[:answered])
+        assert len(in_flight) == CONCURRENCY
         before = srv.requests_received
 
         res = CliRunner().invoke(cli, ["replay", "--db", str(db), "--resume", "1", "--no-progress"], env=env)
@@ -74,9 +86,9 @@ def test_resume_after_sigkill(tmp_path: Path) -> None:
                                      "GROUP BY 1").fetchall()
         final = store.con.execute("SELECT status FROM replay_run_states ORDER BY state_id DESC LIMIT 1").fetchone()[0]
     assert len(per_item) == N and all(c == 1 for _, c in per_item) and final == "finished"
-    # only the requests in flight when the process died can have reached the server twice
-    twice = [q for q, c in Counter(asked_first + asked_second).items() if c > 1]
-    assert len(twice) <= CONCURRENCY
+    # exactly the requests in flight when the process died reached the server twice
+    twice = {q for q, c in Counter(asked_first + asked_second).items() if c > 1}
+    assert twice == in_flight
 
 
 def _user(req: dict) -> str:

@@ -82,14 +82,26 @@ class ActionsConfig:
         return self.targets[name]
 
 
-def load_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None) -> ActionsConfig:
+def load_config(explicit: str | os.PathLike[str] | None = None, cwd: Path | None = None, *,
+                incident: str | os.PathLike[str] | None = None) -> ActionsConfig:
     """The action targets of every oncall.toml in the discovery order (`--config PATH` replaces the
-    project's file)."""
+    project's file). On a demo incident (`incident` is its database) the demo world's targets
+    (`gateway`, `flags`, `prompts`: files beside it) replace any of those names: a drill never acts
+    on a real gateway."""
     try:
         cfg = _load_core(explicit, cwd)
     except CoreConfigError as exc:
         raise ConfigError(str(exc)) from None
-    return parse_config(cfg)
+    out = parse_config(cfg)
+    if incident is not None:
+        from oncall.demoworld import action_targets, find_world
+
+        world = find_world(incident)
+        if world is not None:
+            from oncall.demoworld.server import ensure_url
+
+            out.targets.update(action_targets(world, ensure_url(world)))
+    return out
 
 
 def parse_config(data: Config | dict[str, Any], source: Path | None = None) -> ActionsConfig:

@@ -45,8 +45,10 @@ if TYPE_CHECKING:
 DEFAULT_VERIFY_TIMEOUT = 30.0
 
 
-def get_adapter(target: str, config: ActionsConfig | None = None) -> Adapter:
-    cfg = config if config is not None else load_config()
+def get_adapter(target: str, config: ActionsConfig | None = None, *, incident: Any = None) -> Adapter:
+    """The adapter bound to a configured target (`incident`: the database, whose demo world's
+    targets count when it is a demo)."""
+    cfg = config if config is not None else load_config(incident=incident)
     t = cfg.target(target)
     return adapter_class(t.adapter)(t)
 
@@ -97,7 +99,8 @@ def execute(p: Plan, *, db: Store, confirm: bool | str | None, who: str | None =
     if not confirmation_ok(p, confirm):
         need = f"type the target name {p.target!r}" if p.production else "answer yes"
         raise Refused(f"not confirmed ({need}, or pass --yes); nothing was written")
-    adapter = adapter or getattr(p, "_adapter", None) or get_adapter(p.target, config)
+    adapter = adapter or getattr(p, "_adapter", None) or get_adapter(p.target, config,
+                                                                    incident=getattr(db, "path", None))
     ctx = RunContext(who=who or current_user(), why=why)
     rec = ActionRecord(action_id=0, status=STARTED, plan=p, who=ctx.who, why=why, runbook=runbook, step=step,
                        gate=gate)
@@ -190,7 +193,7 @@ def plan_undo(action_id: int, *, db: Store, config: ActionsConfig | None = None,
         if u["status"] in (*WRITTEN_STATUSES, UNCHANGED):
             raise NotUndoable(f"action {action_id} was already undone by action {u['action_id']}")
     original = Plan.from_dict(last["plan"])
-    adapter = adapter or get_adapter(original.target, config)
+    adapter = adapter or get_adapter(original.target, config, incident=getattr(db, "path", None))
     state = adapter.read(original.args)
     if state.fingerprint != original.expected:
         raise StateMoved(f"{original.target} changed since action {action_id} ({original.summary}); undoing it "

@@ -11,7 +11,8 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, db_option, emit_json, fail, json_option, open_store
+from oncall.cliutil import (EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, db_option, emit_json, fail, json_option, open_store,
+                            resolve_db)
 from oncall.output import stdout
 from oncall.safe_text import safe_rich, safe_text
 
@@ -71,7 +72,7 @@ def run(ctx: click.Context, adapter: str, target_name: str, arg_pairs: tuple[str
     try:
         if not dry_run:
             check_writable(store)
-        config = load_config(config_path)
+        config = load_config(config_path, incident=store.path)
         target = config.target(target_name)
         if target.adapter != adapter:
             fail(f"target {target_name!r} uses adapter {target.adapter!r}, not {adapter!r}")
@@ -174,7 +175,7 @@ def undo_cmd(ctx: click.Context, action_id: int, dry_run: bool, yes: bool, why: 
     try:
         if not dry_run:
             check_writable(store)
-        p = plan_undo(action_id, db=store, config=load_config(config_path))
+        p = plan_undo(action_id, db=store, config=load_config(config_path, incident=store.path))
     except ActionError as exc:
         _fail_action(exc)
     _finish(ctx, store, p, dry_run=dry_run, yes=yes, why=why or f"undo action {action_id}", as_json=as_json)
@@ -264,16 +265,19 @@ def show_cmd(ctx: click.Context, action_id: int, db: str | None, as_json: bool) 
 @_config_option
 @db_option
 @json_option
-def targets_cmd(config_path: str | None, db: str | None, as_json: bool) -> None:
-    """The targets configured in oncall.toml, and the adapters oncall has."""
+@click.pass_context
+def targets_cmd(ctx: click.Context, config_path: str | None, db: str | None, as_json: bool) -> None:
+    """The targets configured in oncall.toml (on a demo incident, the demo's), and the adapters oncall has."""
     from oncall.actions import ActionError, load_config
     from oncall.actions.registry import available
+    from oncall.store import default_db_path
 
     try:
-        cfg = load_config(config_path)
+        cfg = load_config(config_path, incident=default_db_path(resolve_db(ctx, db)))
     except ActionError as exc:
         _fail_action(exc)
-    items = [{"name": t.name, "adapter": t.adapter, "production": t.production} for t in cfg.targets.values()]
+    items = [{"name": t.name, "adapter": t.adapter, "production": t.production,
+              "source": str(t.source) if t.source else None} for t in cfg.targets.values()]
     if as_json:
         emit_json({"config": str(cfg.source) if cfg.source else None, "targets": items,
                    "adapters": [{"name": n, "description": d} for n, d in available()]})
@@ -281,7 +285,8 @@ def targets_cmd(config_path: str | None, db: str | None, as_json: bool) -> None:
     click.echo(f"targets from {safe_text(str(cfg.source), multiline=False) if cfg.source else '(no oncall.toml found)'}")
     for it in items:
         click.echo(f"  {safe_text(it['name'], multiline=False):<20} {it['adapter']:<16}"
-                   f"{' production' if it['production'] else ''}")
+                   f"{' production' if it['production'] else ''}"
+                   f"{'  (the demo world: ' + safe_text(it['source'], multiline=False) + ')' if it['source'] and it['source'].endswith('world.json') else ''}")
     click.echo("adapters")
     for n, d in available():
         click.echo(f"  {n:<16} {d}")

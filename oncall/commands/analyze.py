@@ -11,7 +11,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.commands.live import duration_seconds
-from oncall.commands.sources import incident_or_source, source_options
+from oncall.commands.sources import in_place, incident_or_source, source_options
 from oncall.display import jsonable
 from oncall.output import metric_change, metric_value, stdout
 from oncall.query.cost_marks import estimate_note
@@ -43,6 +43,15 @@ def _jsonable(v: Any) -> Any:
 def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, source: str | None,
             source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """Metrics of a cohort beside its baseline, with deltas and significance marks."""
+    if source is not None:
+        from oncall.query.compare import compare_on
+
+        # In place: every aggregate computed in ClickHouse; None when the question needs pulled rows.
+        res = in_place(source, source_since, source_until,
+                       lambda engine: compare_on(engine, list(filter_words), [baseline]))
+        if res is not None:
+            _show_compare(res, as_json)
+            return
     with incident_or_source(ctx, db, source, source_since, source_until) as store:
         _compare(store, filter_words, baseline, as_json)
 
@@ -53,7 +62,10 @@ def _compare(store: Any, filter_words: tuple[str, ...], baseline: str, as_json: 
     # --baseline is one argument read as filter text, the same rule as the positional arguments.
     _compile_or_fail(store.con, list(filter_words))
     _compile_or_fail(store.con, [baseline])
-    res = run_compare(store.con, list(filter_words), [baseline])
+    _show_compare(run_compare(store.con, list(filter_words), [baseline]), as_json)
+
+
+def _show_compare(res: dict[str, Any], as_json: bool) -> None:
     if as_json:
         emit_json(_jsonable(res))
         return
@@ -115,22 +127,48 @@ def _dist(d: dict[str, int]) -> str:
 def changes(ctx: click.Context, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, source: str | None,
             source_since: str | None, source_until: str | None, db: str | None, as_json: bool) -> None:
     """What changed: new served models, prompt versions, releases, providers, and metric shifts, with times."""
+    from oncall.cliutil import resolve_db
+
+    if source is not None:
+        # In place: every question of the algorithm asked in ClickHouse; None when it needs pulled rows.
+        res = in_place(source, source_since, source_until,
+                       lambda engine: _found_and_steps(engine.connection(), filter_words, bucket_s, limit, None))
+        if res is not None:
+            _show_changes(res["found"], res["steps"], filter_words, as_json)
+            return
     with incident_or_source(ctx, db, source, source_since, source_until, list(filter_words)) as store:
-        _changes(store, filter_words, bucket_s, limit, as_json)
+        # The suggested commands name the incident as this command did (a --source scratch copy goes away).
+        _changes(store, filter_words, bucket_s, limit, as_json, None if source else resolve_db(ctx, db))
 
 
-def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, as_json: bool) -> None:
-    from oncall.query.changes import changes as run_changes
-
+def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int, as_json: bool,
+             db_arg: str | None = None) -> None:
     _compile_or_fail(store.con, list(filter_words))
-    found = run_changes(store.con, list(filter_words), bucket_s=bucket_s)[:limit]
+    res = _found_and_steps(store.con, filter_words, bucket_s, limit, db_arg, store.path)
+    _show_changes(res["found"], res["steps"], filter_words, as_json)
+
+
+def _found_and_steps(con: Any, filter_words: tuple[str, ...], bucket_s: int | None, limit: int,
+                     db_arg: str | None, incident: Any = None) -> dict[str, Any]:
+    """The changes (at most `limit`) and each one's next steps, asked through `con` (the incident's, or a
+    source's in place)."""
+    from oncall.query.changes import changes as run_changes
+    from oncall.query.next_steps import load_setting, steps_for_all
+
+    found = run_changes(con, list(filter_words), bucket_s=bucket_s)[:limit]
+    setting = load_setting(con, db=db_arg, incident=incident)
+    return {"found": found, "steps": steps_for_all(con, found, setting)}
+
+
+def _show_changes(found: list[Any], steps: list[Any], filter_words: tuple[str, ...], as_json: bool) -> None:
     if as_json:
-        emit_json([c.to_dict() for c in found])
+        emit_json([{**c.to_dict(), "next_steps": [s.to_dict() for s in ss]}
+                   for c, ss in zip(found, steps, strict=True)])
         return
     if not found:
         stdout.print("nothing significant changed" + (" in that cohort" if filter_words else ""))
         return
-    for i, c in enumerate(found, start=1):
+    for i, (c, ss) in enumerate(zip(found, steps, strict=True), start=1):
         since = c.began_at[11:16] + (f"-{c.ended_at[11:16]}" if c.ended_at else "")
         # A grid, so a line that wraps stays in its column instead of running under the times.
         grid = Table.grid(padding=(0, 1))
@@ -163,6 +201,18 @@ def _changes(store: Any, filter_words: tuple[str, ...], bucket_s: int | None, li
             more = f" and {len(c.also_in) - 6} more" if len(c.also_in) > 6 else ""
             stdout.print(Text("    also in: ", style="dim") + safe_rich(also + more, multiline=False, max_len=300),
                          soft_wrap=True)
+        _print_next_steps(ss)
+
+
+def _print_next_steps(steps: list[Any]) -> None:
+    """A cause's next steps (oncall/query/next_steps.py): what each does, then its command on one
+    unbroken line for copying, then what was left to a default."""
+    for s in steps:
+        stdout.print(Text("    next: ", style="bold cyan") + safe_rich(s.title, multiline=False), soft_wrap=True)
+        stdout.print(Text("      ") + safe_rich(s.command, multiline=False, max_len=2000), soft_wrap=True)
+        for note in s.notes:
+            stdout.print(Text("      (", style="dim") + safe_rich(note, multiline=False, max_len=300, style="dim")
+                         + Text(")", style="dim"), soft_wrap=True)
 
 
 # -- blast radius -----------------------------------------------------------------------------------

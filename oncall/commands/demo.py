@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, resolve_db
+from oncall.demoworld import ACTION_TARGETS, REPLAY_TARGETS, world_dir
 
 
 def _check_replaceable(path: Path, force: bool) -> None:
@@ -36,7 +37,7 @@ def _check_replaceable(path: Path, force: bool) -> None:
              "refusing (use --db to build the demo elsewhere, or --force to erase it)")
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--no-tui", is_flag=True, help="only build the database; do not open the console")
 @click.option("--seed", default=7, show_default=True, help="random seed (the same seed builds the same incident)")
 @click.option("--hours", default=6.0, show_default=True, type=click.FloatRange(min=0.1, max=24 * 30),
@@ -47,7 +48,11 @@ def _check_replaceable(path: Path, force: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool, db: str | None,
          as_json: bool) -> None:
-    """Build a realistic demo incident (silent model update, prompt cost regression, 429 burst)."""
+    """Build a realistic demo incident (silent model update, prompt cost regression, 429 burst), and
+    its world beside it: replay targets demo-pinned and demo-current, action targets gateway, flags
+    and prompts (`oncall demo serve` serves them; commands and the console start them as needed)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from oncall.demo import build_demo
     from oncall.ingest.loader import summary
     from oncall.output import ProgressBar, print_load_report
@@ -76,6 +81,9 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
     click.echo(f"\ndemo incident written to {path}")
     for ch in truth.changes:
         click.echo(f"  injected {ch.at}  {ch.kind:<18} {ch.description}")
+    click.echo(f"its world, beside it in {world_dir(path)}: replay targets {', '.join(REPLAY_TARGETS)}; "
+               f"action targets {', '.join(ACTION_TARGETS)} (served on loopback while a command or the console "
+               "needs them; `oncall demo serve` keeps them up)")
     if no_tui or not sys.stdout.isatty():
         click.echo(f"next: oncall open --db {path}   (or oncall changes --db {path})")
         return
@@ -85,3 +93,57 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
         click.echo(f"next: oncall changes --db {path}")
         return
     run_app(path)
+
+
+@demo.command("serve")
+@click.option("--port", type=click.IntRange(min=0, max=65535), default=0, show_default=True,
+              help="port on 127.0.0.1 (0: a free one)")
+@db_option
+@json_option
+@click.pass_context
+def serve(ctx: click.Context, port: int, db: str | None, as_json: bool) -> None:
+    """Serve the demo's world on loopback until Ctrl-C: replay targets demo-pinned and demo-current,
+    the gateway probe, the prompt registry. Writes where it listens beside the incident (serve.json),
+    so `oncall replay --target demo-pinned` and runbooks use it; removes it on exit."""
+    import json
+    import signal
+
+    from oncall.demoworld import find_world
+    from oncall.demoworld.server import DemoServer, live_url
+    from oncall.store import default_db_path
+
+    path = default_db_path(resolve_db(ctx, db))
+    world = find_world(path)
+    if world is None:
+        fail(f"{path} is not a demo incident (no {world_dir(path)}); build one with `oncall demo --no-tui`")
+    running = live_url(world)
+    if running:
+        fail(f"the demo world of {path} is already served at {running} ({world.serve_file})")
+    try:
+        srv = DemoServer(world, port)
+    except OSError as exc:
+        fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
+    srv.announce()
+
+    def _stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _stop)
+    info = {"url": srv.url, "serve_file": str(world.serve_file), "replay_targets": list(REPLAY_TARGETS),
+            "action_targets": list(ACTION_TARGETS), "base_url": srv.url + "/v1"}
+    if as_json:
+        click.echo(json.dumps(info))
+    else:
+        click.echo(f"serving the demo world of {path} at {srv.url} (Ctrl-C stops)\n"
+                   f"  replay targets: {', '.join(REPLAY_TARGETS)} (OpenAI-compatible at {srv.url}/v1)\n"
+                   f"  action targets: {', '.join(ACTION_TARGETS)} (files in {world.dir})\n"
+                   f"  written: {world.serve_file}")
+    sys.stdout.flush()
+    try:
+        srv.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        srv.stop()
+    if not as_json:
+        click.echo("stopped")

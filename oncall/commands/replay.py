@@ -144,7 +144,7 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
     import asyncio
 
     from oncall.replay import runner
-    from oncall.replay.suite import SuiteError, check_params, load_suite
+    from oncall.replay.suite import SuiteError, check_params, load_suite_for
 
     store = open_store(ctx, db)
     con = store.cursor()
@@ -163,7 +163,7 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
         if target_name is None:
             fail("--target NAME is required (a target in targets.toml), or --resume RUN_ID")
         try:
-            suite = load_suite(suite_dir)
+            suite = load_suite_for(suite_dir, store.path)
             target = suite.target(target_name)
             variant = suite.prompt(prompt_file) if prompt_file else None
             judge = suite.target(judge_name) if judge_name else None

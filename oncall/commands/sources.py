@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -123,6 +123,50 @@ def incident_or_source(ctx: click.Context, db: str | None, source: str | None, s
         fail(str(exc), exc.exit_code)
     except FilterError as exc:
         fail(str(exc))
+
+
+def in_place(text: str, since: str | None, until: str | None, question: Callable[[Any], dict[str, Any]]) -> Any:
+    """`question(engine)` answered inside the source (aggregates only; the result gains `in_place`
+    with the bytes received), or None when the source or the question needs pulled rows (said on
+    stderr; the caller then asks a scratch incident)."""
+    from oncall.query.filters import FilterError, parse_filter
+    from oncall.sources.pull import window_of
+    from oncall.sources.registry import open_source
+
+    try:
+        window = window_of(since, until, parse_filter(None))
+        source = open_source(text)
+    except FilterError as exc:
+        fail(str(exc))
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
+    try:
+        engine_for = getattr(sys.modules.get(type(source).__module__), "engine_for", None)
+        if engine_for is None:
+            return None
+        from oncall.sources.clickhouse.canonical import InPlaceUnsupported
+
+        t0 = time.perf_counter()
+        try:
+            engine = engine_for(source, window)
+            res = question(engine)
+        except InPlaceUnsupported as exc:
+            click.echo(f"oncall: {exc}; answering on the window's rows pulled into a scratch incident", err=True)
+            return None
+        except FilterError as exc:
+            fail(str(exc))
+        except SourceError as exc:
+            fail(str(exc), exc.exit_code)
+        took = time.perf_counter() - t0
+        res["in_place"] = {"source": source.ref.display, "since": window.since.isoformat(),
+                           "until": window.until.isoformat(), "queries": engine.client.queries,
+                           "bytes_received": engine.bytes, "seconds": round(took, 3)}
+        click.echo(f"oncall: computed in {source.ref.display} over {window.since.isoformat()} → "
+                   f"{window.until.isoformat()}: {engine.client.queries} queries, "
+                   f"{engine.bytes:,} bytes of aggregates received, {took:.2f} s", err=True)
+        return res
+    finally:
+        source.close()
 
 
 def store_label(text: str) -> str:

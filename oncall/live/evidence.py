@@ -38,7 +38,9 @@ class Look:
 
 
 def _iso(t: dt.datetime) -> str:
-    return t.astimezone(dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    # To the microsecond: cut to the second, `since` would count calls made up to a second before
+    # the fix went out as evidence that it worked.
+    return t.astimezone(dt.UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
 def look(db: IncidentDB, filter_words: list[str], since: dt.datetime, conditions: list[Any]) -> Look:

@@ -171,6 +171,8 @@ def build_draft(db: ReadStore, *, title: str | None = None, found: list[Any] | N
     facts["replays"] = [{"run_id": r["run_id"], "headline": r.get("headline")} for r in replays]
     blast = _blast(con, causes, mits, app)
     facts["blast_radius"] = blast
+    suggested = _suggestions(db, con, found)
+    facts["next_steps"] = suggested
 
     name = title or _title(causes)
     md: list[str] = [f"# Postmortem (draft): {_plain(name)}", ""]
@@ -186,6 +188,7 @@ def build_draft(db: ReadStore, *, title: str | None = None, found: list[Any] | N
     md += _what_changed(causes, app)
     md += _evidence_section(evidence)
     md += _replay_section(replays)
+    md += _suggestions_section(suggested)
     md += _blast_section(blast)
     md += _mitigation_section(actions, mits, undone)
     md += ["## Root cause and trigger", "",
@@ -515,6 +518,47 @@ def _replay_section(replays: list[dict[str, Any]]) -> list[str]:
             out += [table(["request", "repeat", "label", "by", "at"],
                           [[Raw(code(x["request"])), x["repeat_index"], x["label"], _plain(x["author"] or ""),
                             x["labelled_at"]] for x in labels]), ""]
+    return out
+
+
+def _suggestions(db: ReadStore, con: Any, found: list[Any]) -> list[dict[str, Any]]:
+    """Each cause's suggested next steps (oncall/query/next_steps.py) and which of them were taken:
+    recorded by the console when the responder started one, or a replay or runbook run with its parameters."""
+    from oncall.query.next_steps import load_setting, steps_for_all, taken
+
+    steps = steps_for_all(con, found, load_setting(con, db=str(db.path), incident=db.path))
+    took = taken(con, found, steps)
+    out = []
+    for i, (c, ss) in enumerate(zip(found, steps, strict=True)):
+        d = c.to_dict() if hasattr(c, "to_dict") else dict(c)
+        rows = []
+        for s in ss:
+            hit = next((t for t in took if t["cause_index"] == i and t["step"] == s.id), None)
+            rows.append({"id": s.id, "title": s.title, "command": s.command,
+                         "taken": None if hit is None else {k: (iso(v) if isinstance(v, dt.datetime) else v)
+                                                            for k, v in hit.items() if k in
+                                                            ("at", "actor", "how", "run_id", "runbook")}})
+        if rows:
+            out.append({"cause": d.get("title") or d.get("description"), "steps": rows})
+    return out
+
+
+def _suggestions_section(suggested: list[dict[str, Any]]) -> list[str]:
+    out = ["## Suggested next steps", ""]
+    if not suggested:
+        return out + ["No cause came with a suggested step.", ""]
+    for c in suggested:
+        out += [f"**{_plain(c['cause'])}**", ""]
+        for s in c["steps"]:
+            t = s["taken"]
+            if t is None:
+                mark = "not taken"
+            else:
+                ref = (f", replay run {t['run_id']}" if t.get("run_id") else "") + (
+                    f", runbook {t['runbook']}" if t.get("runbook") else "")
+                mark = f"**taken** ({t['how']}{ref}, {t.get('at') or ''}, by {_plain(t.get('actor') or 'unknown')})"
+            out.append(f"- {_plain(s['title'])}: {mark} — {code(s['command'], max_len=1000)}")
+        out.append("")
     return out
 
 

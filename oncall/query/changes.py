@@ -43,10 +43,10 @@ from functools import cached_property
 from typing import Any
 
 from oncall.query.cost_marks import mark_change
-from oncall.query.filters import Filter, compile_filter, parse_filter, quote_value
+from oncall.query.filters import Filter, compile_on, parse_filter, quote_value
 from oncall.query.metrics import SIGNALS, auto_bucket, grouped_signals, present_signals, series_sets
-from oncall.query.quality import has_output, key_set_sql
-from oncall.query.registry import METRICS, Stat
+from oncall.query.quality import has_output
+from oncall.query.registry import METRICS, Stat, dialect_of
 from oncall.query.stats import relative_change, two_proportions
 
 ALPHA = 1e-6  # a searched change point
@@ -273,7 +273,7 @@ class _Ctx:
 
 def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket_s: int | None = None) -> list[Change]:
     """Everything that changed in the (filtered) requests: one entry per cause, most impactful first."""
-    llm = compile_filter(con, flt, alias="s")
+    llm = compile_on(con, flt)
     lo, hi, n = con.execute(f"SELECT min(s.start_time), max(s.start_time), count(*) FROM spans s WHERE {llm.where}",
                             llm.params).fetchone()
     if lo is None or n < MIN_REQUESTS:
@@ -281,7 +281,7 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
     if "kind" in llm.filter.keys():
         where, params = llm.where, list(llm.params)
     else:  # tool spans too, for the tool-span error rate
-        wide = compile_filter(con, flt, alias="s", default_kind=None)
+        wide = compile_on(con, flt, default_kind=None)
         where, params = f"s.kind IN ('llm', 'tool') AND {wide.where}", list(wide.params)
     bucket_s = bucket_s or _auto_bucket(con, llm, int(n))
     ctx = _Ctx(con, llm, where, params, lo, hi, int(bucket_s), _estimated_cost(con, llm), llm.filter,
@@ -306,15 +306,17 @@ def changes(con: Any, flt: Filter | str | Sequence[str] | None = None, *, bucket
 def _auto_bucket(con: Any, llm: Any, n: int) -> int:
     """About 72 buckets over the time that holds data (long gaps do not count), fewer when there are
     few requests (about 40 a bucket), never fewer than 12."""
-    minutes = con.execute(f"SELECT count(DISTINCT time_bucket(INTERVAL '60 seconds', s.start_time)) FROM spans s "
+    minute = dialect_of(con)().time_bucket(60, "s.start_time")
+    minutes = con.execute(f"SELECT count(DISTINCT {minute}) FROM spans s "
                           f"WHERE {llm.where}", llm.params).fetchone()[0]
     return auto_bucket(max(int(minutes), 1) * 60.0, target=max(12, min(72, n // 40)))
 
 
 def _estimated_cost(con: Any, llm: Any) -> bool:
     """Cost estimated from tokens (the importer's `cost_source` column, where it exists) is said to be."""
-    cols = {r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
-                                      "WHERE table_name = 'spans'").fetchall()}
+    cols = set(con.columns("spans")) if hasattr(con, "columns") else {
+        r[0] for r in con.execute("SELECT column_name FROM information_schema.columns "
+                                  "WHERE table_name = 'spans'").fetchall()}
     if "cost_source" not in cols:
         return False
     return bool(con.execute(f"SELECT count(*) FILTER (WHERE s.cost_source = 'estimated') > 0 FROM spans s "
@@ -343,10 +345,10 @@ def _count(ctx: _Ctx, found: list[Change]) -> None:
     for c in found:
         c.affected_requests = _filter_count(ctx.con, c.filter)
         if c.split is not None:
-            comp = compile_filter(ctx.con, c.filter, alias="s")
+            comp = compile_on(ctx.con, c.filter)
             dim = c.split["by"]
             c.split["values"] = {("none" if v is None else str(v)): int(n) for v, n in ctx.con.execute(
-                f"SELECT s.{dim}, count(*) FROM spans s WHERE {comp.where} GROUP BY 1 ORDER BY 2 DESC",
+                f"SELECT s.{dim}, count(*) FROM spans s WHERE {comp.where} GROUP BY 1 ORDER BY 2 DESC, 1",
                 comp.params).fetchall()}
         c.counts = {"requests": c.affected_requests, "filter": c.filter,
                     "counted": "LLM calls the filter returns in search (errors included)"}
@@ -355,7 +357,7 @@ def _count(ctx: _Ctx, found: list[Change]) -> None:
 
 
 def _filter_count(con: Any, text: str) -> int:
-    c = compile_filter(con, text, alias="s")
+    c = compile_on(con, text)
     return int(con.execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0])
 
 
@@ -416,7 +418,7 @@ def _causes(ctx: _Ctx) -> list[_Cause]:
     for dim in NEW_VALUE_DIMENSIONS:
         rows = con.execute(
             f"SELECT s.{dim}, min(s.start_time), max(s.start_time), count(*) FROM spans s WHERE {llm.where} "
-            f"AND s.{dim} IS NOT NULL GROUP BY 1 HAVING min(s.start_time) > ? AND count(*) >= 5 ORDER BY 2",
+            f"AND s.{dim} IS NOT NULL GROUP BY 1 HAVING min(s.start_time) > ? AND count(*) >= 5 ORDER BY 2, 1",
             [*llm.params, settle]).fetchall()
         for value, first, last, count in rows:
             c = _new_value(ctx, dim, str(value), first, last, int(count))
@@ -435,7 +437,7 @@ def _new_value(ctx: _Ctx, dim: str, value: str, first: dt.datetime, last: dt.dat
     where = " AND ".join([llm.where] + [f"s.{k} = ?" for k in cohort])
     prev = con.execute(
         f"SELECT s.{dim}, count(*) FROM spans s WHERE {where} AND s.start_time < ? AND s.{dim} IS NOT NULL "
-        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 1", [*llm.params, *cohort.values(), first]).fetchone()
+        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1", [*llm.params, *cohort.values(), first]).fetchone()
     if prev is None:
         return None  # the whole cohort is new (a new tenant or feature), not a change of an existing one
     # Its share of the cohort while it was there: a rollout or a fallback takes over, a value
@@ -619,8 +621,9 @@ def _holder(cands: list[dict[str, Any]], kind: str) -> dict[str, Any]:
 
 def _key_sets(con: Any, where: str, params: list[Any], *, min_count: int) -> list[str] | None:
     """Key sets of the JSON-object outputs matching `where`, seen at least min_count times (None: no JSON)."""
+    ks = dialect_of(con)("s").function("key_set", "s.output_text", None)
     rows = con.execute(
-        f"SELECT ks, count(*) FROM (SELECT {key_set_sql('s')} AS ks FROM spans s WHERE {where} "
+        f"SELECT ks, count(*) FROM (SELECT {ks} AS ks FROM spans s WHERE {where} "
         f"AND s.kind = 'llm' AND {has_output('s')}) WHERE ks IS NOT NULL GROUP BY 1", params).fetchall()
     if not rows:
         return None
@@ -628,11 +631,12 @@ def _key_sets(con: Any, where: str, params: list[Any], *, min_count: int) -> lis
 
 
 def _new_key_sets(ctx: _Ctx, cause: _Cause, effect: dict[str, Any], key_ref: list[str] | None) -> dict[str, int]:
-    c = compile_filter(ctx.con, effect["filter"], alias="s")
+    c = compile_on(ctx.con, effect["filter"])
+    d = dialect_of(ctx.con)("s")
     rows = ctx.con.execute(
-        f"SELECT ks, count(*) FROM (SELECT {key_set_sql('s')} AS ks FROM spans s WHERE {c.where} "
-        f"AND {has_output('s')}) WHERE ks IS NOT NULL AND NOT list_contains(?::VARCHAR[], ks) "
-        f"GROUP BY 1 ORDER BY 2 DESC LIMIT 5", [*c.params, list(key_ref or [])]).fetchall()
+        f"SELECT ks, count(*) FROM (SELECT {d.function('key_set', 's.output_text', None)} AS ks FROM spans s "
+        f"WHERE {c.where} AND {has_output('s')}) WHERE ks IS NOT NULL AND NOT {d.contains_param('ks')} "
+        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 5", [*c.params, list(key_ref or [])]).fetchall()
     return {str(k): int(n) for k, n in rows}
 
 
@@ -1050,7 +1054,8 @@ def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
     mine = " AND ".join([f"s.{k} = ?" for k in c.cohort] + ["s.start_time >= ?", after])
     cond.append(f"NOT coalesce({mine}, false)")
     cparams += [*c.cohort.values(), c.first, *after_params]
-    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref,
+                               dialect=dialect_of(ctx.con))
     a0, a1 = _window(fam)
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum({v}), count({v}), "
@@ -1111,7 +1116,8 @@ def _quiet_before(ctx: _Ctx, fam: _Family, t: dt.datetime) -> bool:
     cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
     cond.append("s.start_time < ?")
     cparams.append(t)
-    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], ctx.key_ref,
+                               dialect=dialect_of(ctx.con))
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT start_time >= ? AS inside, sum({v}), count({v}), sum({v}::DOUBLE * {v}) "
                            f"FROM ({proj}) GROUP BY 1", [a0, *params]).fetchall()
@@ -1218,7 +1224,8 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     cparams: list[Any] = [hf.grp] if hf.key else []
     cond.append(f"s.{hm.key} IS DISTINCT FROM ?")
     cparams.append(hm.grp)
-    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None,
+                               dialect=dialect_of(ctx.con))
     rows = ctx.con.execute(
         f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum(v_{sg.name}), count(v_{sg.name}), "
         f"sum(v_{sg.name}::DOUBLE * v_{sg.name}) FROM ({proj}) GROUP BY 1", [b0, b1, *params]).fetchall()
@@ -1255,7 +1262,8 @@ def _same_event(ctx: _Ctx, a: _Family, b: _Family) -> bool:
     from oncall.query.metrics import _projection
 
     cond, cparams = ([f"s.{hb.key} = ?"], [hb.grp]) if hb.key else ([], [])
-    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None)
+    proj, params = _projection(" AND ".join([ctx.where, *cond]), [*ctx.params, *cparams], [sg], None,
+                               dialect=dialect_of(ctx.con))
     v = f"v_{sg.name}"
     rows = ctx.con.execute(
         f"SELECT CASE WHEN start_time >= ? AND start_time < ? THEN 'a' WHEN start_time >= ? AND start_time < ? "
@@ -1311,9 +1319,9 @@ def _shift_effect(ctx: _Ctx, fam: _Family, began: dt.datetime, ended: dt.datetim
 
 def _error_classes(ctx: _Ctx, flt: str, tool: bool) -> str:
     """The error class (and HTTP status) most of a window's errors have: '429 rate_limit'."""
-    c = compile_filter(ctx.con, flt + (" kind=tool" if tool else ""), alias="s")
-    row = ctx.con.execute(f"SELECT s.error_type, mode(s.http_status), count(*) FROM spans s WHERE {c.where} "
-                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 3 DESC LIMIT 1", c.params).fetchone()
+    c = compile_on(ctx.con, flt + (" kind=tool" if tool else ""))
+    row = ctx.con.execute(f"SELECT s.error_type, {dialect_of(ctx.con)().mode('s.http_status')}, count(*) FROM spans s WHERE {c.where} "
+                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 3 DESC, 1 LIMIT 1", c.params).fetchone()
     if not row or row[0] is None:
         return ""
     return f"{row[1]} {row[0]}" if row[1] else str(row[0])
@@ -1369,7 +1377,7 @@ def _dominant_class(ctx: _Ctx, h: _Shift, t0: dt.datetime, t1: dt.datetime | Non
     cond += ["s.start_time >= ?"] + (["s.start_time < ?"] if t1 is not None else [])
     params += [t0] + ([t1] if t1 is not None else [])
     row = ctx.con.execute(f"SELECT s.error_type, count(*) FROM spans s WHERE {' AND '.join([ctx.llm.where, *cond])} "
-                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 2 DESC LIMIT 1",
+                          f"AND s.status = 'error' GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1",
                           [*ctx.llm.params, *params]).fetchone()
     if row is None or row[0] is None or f"error_rate_{row[0]}" not in SIGNALS:
         return None
@@ -1383,7 +1391,8 @@ def _rows(ctx: _Ctx, h: _Shift, lo: dt.datetime, hi: dt.datetime,
     sg = SIGNALS[metric or h.metric]
     cond, cparams = ([f"s.{h.key} = ?"], [h.grp]) if h.key else ([], [])
     where = " AND ".join([ctx.where, *cond, "s.start_time >= ?", "s.start_time < ?"])
-    proj, params = _projection(where, [*ctx.params, *cparams, lo, hi], [sg], None)
+    proj, params = _projection(where, [*ctx.params, *cparams, lo, hi], [sg], None,
+                               dialect=dialect_of(ctx.con))
     return ctx.con.execute(f"SELECT start_time, v_{sg.name} FROM ({proj}) WHERE v_{sg.name} IS NOT NULL "
                            f"ORDER BY start_time", params).fetchall()
 

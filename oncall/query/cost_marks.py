@@ -44,11 +44,10 @@ def estimated_share(con: Any, where: str, params: list[Any]) -> dict[str, Any]:
     return {"costs": n, "estimated": est, "share": (est / n) if n else None}
 
 
-def mark_compare(con: Any, result: dict[str, Any], cohort: Any, baseline: Any) -> None:
-    """Give compare's cost rows `estimated` = {cohort, baseline} shares of estimated costs, or None when
-    neither side has any (`cohort`/`baseline`: compiled filters)."""
-    shares = {"cohort": estimated_share(con, cohort.where, cohort.params)["share"],
-              "baseline": estimated_share(con, baseline.where, baseline.params)["share"]}
+def mark_compare(result: dict[str, Any], cohort_share: float | None, baseline_share: float | None) -> None:
+    """Give compare's cost rows `estimated` = {cohort, baseline} shares of estimated costs (estimated_share's
+    `share` of each side), or None when neither side has any."""
+    shares = {"cohort": cohort_share, "baseline": baseline_share}
     any_estimated = any(shares.values())  # None when no cost on either side is an estimate
     for row in result["metrics"]:
         if row["metric"] in COST_METRICS:
@@ -57,11 +56,11 @@ def mark_compare(con: Any, result: dict[str, Any], cohort: Any, baseline: Any) -
 
 def mark_change(con: Any, change: Any) -> None:
     """A cost shift's description says when its costs are estimates, and by what share."""
-    from oncall.query.filters import compile_filter
+    from oncall.query.filters import compile_on
 
     if getattr(change, "metric", None) not in COST_METRICS and "cost/request" not in (change.description or ""):
         return
-    c = compile_filter(con, change.filter, alias="s")
+    c = compile_on(con, change.filter)
     share = estimated_share(con, c.where, c.params)["share"]
     change.cost_estimated = share
     if share:

@@ -22,7 +22,7 @@ import datetime as dt
 import difflib
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -72,6 +72,11 @@ class FilterError(InputError, ValueError):
 # Closed vocabularies: a value outside these can never match, so it is an error listing them.
 LABEL_VALUES = ("good", "bad", "none")
 STATUS_VALUES = (*STATUSES, "success")  # success: another word for ok
+CLOSED_VALUES: dict[str, tuple[str, ...]] = {"label": LABEL_VALUES, "status": STATUS_VALUES, "error": ERROR_CLASSES}
+# Keys whose values are a handful of names worth offering from the data (the filter bar completes
+# them); ids, texts and numbers have too many values to list.
+CATEGORICAL = ("tenant", "feature", "model", "served_model", "provider", "prompt", "prompt_version", "env",
+               "release", "name", "service", "finish", "index", "embedding_model")
 
 
 @dataclass(frozen=True)
@@ -298,9 +303,34 @@ def _comma_split(value: str, literal: tuple[bool, ...]) -> list[str]:
     return parts
 
 
+def completions(text: str, values: Mapping[str, Sequence[str]] | None = None) -> list[str]:
+    """Every way to complete the last term of filter text, each as the whole new text: a key of the
+    language (`sta` -> `status=`; a numeric key without its operator, which is usually `>`), or a value
+    of the key being typed (`status=e` -> `status=error`) from the closed vocabularies, else from
+    `values` (the incident's own, most frequent first: query.overview.completion_values). A quoted
+    or bare-word last term completes nothing."""
+    head, _, last = text.rpartition(" ")
+    prefix = f"{head} " if head else ""
+    if not last or '"' in last:
+        return []
+    m = re.match(r"^(?P<key>[A-Za-z_][A-Za-z0-9_.]*)(?P<op>!=|=)(?P<partial>.*)$", last)
+    if m:
+        key = ALIASES.get(m.group("key"), m.group("key"))
+        known = CLOSED_VALUES.get(key) or (values or {}).get(key, ())
+        partial = m.group("partial")
+        done, _, partial = partial.rpartition(",")  # a comma list: complete its last value
+        done = f"{done}," if done else ""
+        return [f"{prefix}{m.group('key')}{m.group('op')}{done}{quote_value(v)}" for v in known
+                if v.startswith(partial) and v != partial]
+    if any(op in last for op in OPS):
+        return []
+    return [f"{prefix}{k}" if k in NUMERIC else f"{prefix}{k}=" for k in sorted(COLUMNS)
+            if k.startswith(last) and k != last]
+
+
 def _check_vocabulary(key: str, op: str, values: tuple[str, ...], where: str) -> None:
     """label, status and error (by class) take a closed set of values: anything else is an error."""
-    allowed = {"label": LABEL_VALUES, "status": STATUS_VALUES, "error": ERROR_CLASSES}.get(key)
+    allowed = CLOSED_VALUES.get(key)
     if allowed is None:
         return
     if op not in ("=", "!=", "~") or (op == "~" and key == "label"):
@@ -513,6 +543,15 @@ class _Builder:
             parts.append(f"{latest} IN ({', '.join(self.p(v) for v in verdicts)})")
         expr = " OR ".join(parts)
         return f"({expr})" if t.op == "=" else f"coalesce(NOT ({expr}), TRUE)"
+
+
+def compile_on(con: Any, flt: Filter | str | Sequence[str] | None, *, default_kind: str | None = "llm") -> Compiled:
+    """compile_filter (alias `s`) for whatever engine is behind `con`: the incident's DuckDB, or a
+    connection to another engine that compiles the filter language itself (`con.compile_filter`)."""
+    own = getattr(con, "compile_filter", None)
+    if own is not None:
+        return own(flt, default_kind=default_kind)
+    return compile_filter(con, flt, alias="s", default_kind=default_kind)
 
 
 def resolve_time(key: str, value: str, anchor: dt.datetime) -> tuple[dt.datetime, list[str]]:

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from oncall.query.quality import key_set_sql
 from oncall.query.registry import (
     COMPARED_ERRORS,
     METRICS,
     SERIES,
+    Dialect,
     DuckDB,
     Metric,
     aggregate_columns,
+    dialect_of,
     key_set_counts,
     projection_columns,
 )
@@ -59,7 +60,7 @@ def present_signals(con: Any, where: str, params: list[Any]) -> set[str]:
     finish reason of some kind does not pay for their aggregates (nor could they shift). Read cheaply:
     only metrics that read no text are checked (validity masks and small columns)."""
     cheap = [m for m in SIGNALS.values() if not m.reads_text]
-    d = DuckDB("s")
+    d = dialect_of(con)("s")
     row = con.execute(f"SELECT {', '.join(m.presence_sql(d) for m in cheap)} FROM spans s WHERE {where}",
                       [*d.params, *params]).fetchone()
     absent = {m.name for m, v in zip(cheap, row, strict=True) if not v}
@@ -67,20 +68,22 @@ def present_signals(con: Any, where: str, params: list[Any]) -> set[str]:
 
 
 def _projection(where: str, params: list[Any], signals: list[Metric], key_ref: list[str] | None,
-                extra: str = "", quantiles: list[Metric] | None = None) -> tuple[str, list[Any]]:
+                extra: str = "", quantiles: list[Metric] | None = None,
+                dialect: type[Dialect] = DuckDB) -> tuple[str, list[Any]]:
     """One row per span with every signal's value (v_NAME; alias s), and its parameters in textual order."""
-    d = DuckDB("s", {"key_sets": list(key_ref or [])}, {"key_set": "s._ks"})
+    d = dialect("s", {"key_sets": list(key_ref or [])}, {"key_set": "s._ks"})
     cols = projection_columns([*signals, *(quantiles or [])], d)
-    ks = f", {key_set_sql('s')} AS _ks" if any("key_set" in m.columns() for m in signals) else ""
+    ks = (f", {d.function('key_set', 's.output_text', None)} AS _ks"
+          if any("key_set" in m.columns() for m in signals) else "")
     sql = (f"SELECT s.start_time, s.provider, s.feature, s.model, s.tenant, (s.kind = 'llm')::INT AS is_llm{extra}, "
            f"{', '.join(cols)} FROM (SELECT s.*{ks} FROM spans s WHERE {where} AND s.start_time IS NOT NULL) s")
     return sql, d.params + list(params)
 
 
-def _sums(signals: list[Metric], quantiles: list[Metric]) -> list[tuple[str, str]]:
+def _sums(signals: list[Metric], quantiles: list[Metric], d: Dialect) -> list[tuple[str, str]]:
     out = [("requests", "sum(is_llm)")]
-    out += [(f"{name}__{stat}", agg) for name, stat, agg in aggregate_columns(signals)]
-    out += [(name, agg) for name, stat, agg in aggregate_columns(quantiles) if stat == "q"]
+    out += [(f"{name}__{stat}", agg) for name, stat, agg in aggregate_columns(signals, dialect=d)]
+    out += [(name, agg) for name, stat, agg in aggregate_columns(quantiles, dialect=d) if stat == "q"]
     return out
 
 
@@ -95,10 +98,11 @@ def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, grou
             raise ValueError(f"cannot group series by {k!r}; use one of {', '.join(SERIES_KEYS)}")
     signals = signal_list(quality, key_ref, only)
     quantiles = [METRICS["latency_ms_p95"]] if percentiles else []
-    proj, pparams = _projection(where, params, signals, key_ref, quantiles=quantiles)
+    dialect = dialect_of(con)
+    proj, pparams = _projection(where, params, signals, key_ref, quantiles=quantiles, dialect=dialect)
     sets = ", ".join("(bucket)" if k is None else f"(bucket, {k})" for k in keys)
     named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
-    sums = _sums(signals, quantiles)
+    sums = _sums(signals, quantiles, dialect())
     grouping = f"GROUPING({', '.join(named)})" if named else "0"
     if percentiles:  # a quantile does not recombine: every grouping set aggregates the rows
         cols = ", ".join(f"{expr} AS {name}" for name, expr in sums)
@@ -133,9 +137,7 @@ def series_sets(con: Any, where: str, params: list[Any], *, bucket_s: int,
                 keys: list[str | None], quality: bool = True, key_ref: list[str] | None = None,
                 percentiles: bool = True, only: set[str] | None = None) -> list[dict[str, Any]]:
     """Per-bucket signal sums for several groupings in one scan (see grouped_signals)."""
-    # time_bucket on a TIMESTAMPTZ cuts buckets from a UTC origin whatever the connection's zone
-    # (checked under TZ=Asia/Kolkata: hour and day buckets start on the UTC hour and midnight).
-    return grouped_signals(con, where, params, group=f"time_bucket(INTERVAL '{int(bucket_s)} seconds', start_time)",
+    return grouped_signals(con, where, params, group=dialect_of(con)().time_bucket(bucket_s, "start_time"),
                            keys=keys, quality=quality, key_ref=key_ref, percentiles=percentiles, only=only)
 
 

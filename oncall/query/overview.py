@@ -8,10 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-# Filter keys whose values the filter bar offers, and the column each reads.
-COMPLETED_KEYS = {"tenant": "tenant", "feature": "feature", "model": "model", "served_model": "served_model",
-                  "provider": "provider", "prompt_version": "prompt_version", "error": "error_type",
-                  "status": "status"}
+from oncall.query.filters import CATEGORICAL, COLUMNS
 
 
 @dataclass(frozen=True)
@@ -42,13 +39,17 @@ def incident_header(con: Any) -> Header:
 
 
 def top_values(con: Any, key: str, limit: int) -> list[str]:
-    """The `limit` most frequent values of a completed filter key among LLM calls, most frequent first."""
-    col = COMPLETED_KEYS[key]
+    """The `limit` most frequent values of a filter key among LLM calls, most frequent first (the
+    column the filter language reads for it)."""
+    col = COLUMNS[key]
+    if col is None:
+        raise ValueError(f"{key} is not a column of its own")
     rows = con.execute(f"SELECT {col}, count(*) FROM spans WHERE kind = 'llm' AND {col} IS NOT NULL "
                        f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [int(limit)]).fetchall()
     return [str(r[0]) for r in rows]
 
 
-def completion_values(con: Any, keys: Sequence[str] = tuple(COMPLETED_KEYS), limit: int = 50) -> dict[str, list[str]]:
-    """{filter key: its most frequent values}: what the filter bar completes."""
+def completion_values(con: Any, keys: Sequence[str] = CATEGORICAL, limit: int = 50) -> dict[str, list[str]]:
+    """{filter key: its most frequent values}: what the filter bar completes beside the language's
+    closed vocabularies (filters.completions)."""
     return {k: top_values(con, k, limit) for k in keys}

@@ -257,6 +257,18 @@ class Dialect:
     def variance(self, x: str) -> str:
         raise NotImplementedError
 
+    # Idioms of the queries `changes` asks beside the metrics (one spelling per engine).
+    def time_bucket(self, seconds: int, x: str) -> str:
+        """The start of x's bucket of `seconds`, buckets cut from a UTC origin."""
+        raise NotImplementedError
+
+    def mode(self, x: str) -> str:
+        raise NotImplementedError
+
+    def contains_param(self, x: str) -> str:
+        """x is in the list bound to the next `?` (the caller appends the list to its parameters)."""
+        raise NotImplementedError
+
 
 class DuckDB(Dialect):
     name = "duckdb"
@@ -288,6 +300,23 @@ class DuckDB(Dialect):
 
     def variance(self, x: str) -> str:
         return f"var_samp({x})"
+
+    def time_bucket(self, seconds: int, x: str) -> str:
+        # time_bucket on a TIMESTAMPTZ cuts buckets from a UTC origin whatever the connection's zone
+        # (checked under TZ=Asia/Kolkata: hour and day buckets start on the UTC hour and midnight).
+        return f"time_bucket(INTERVAL '{int(seconds)} seconds', {x})"
+
+    def mode(self, x: str) -> str:
+        return f"mode({x})"
+
+    def contains_param(self, x: str) -> str:
+        return f"coalesce(list_contains(?::VARCHAR[], {x}), false)"
+
+
+def dialect_of(con: Any) -> type[Dialect]:
+    """The Dialect of the engine behind a connection: DuckDB for the incident, or the one a connection
+    to another engine names (`con.dialect`, e.g. a ClickHouse source asked in place)."""
+    return getattr(con, "dialect", DuckDB)
 
 
 # -- the records ----------------------------------------------------------------------------------------------
@@ -528,14 +557,16 @@ def label(name: str) -> str:
 
 
 # -- SQL: one scan, every metric ------------------------------------------------------------------------------
-def aggregate_columns(metrics: Iterable[Metric], v: str = "v_{name}") -> list[tuple[str, str, str]]:
+def aggregate_columns(metrics: Iterable[Metric], v: str = "v_{name}", *,
+                      dialect: Dialect | None = None) -> list[tuple[str, str, str]]:
     """(metric, stat, aggregate SQL) over a projection whose column `v_NAME` is each metric's row
     value: n, x and sq recombine across any split; a quantile is computed on its rows."""
     out = []
+    d = dialect or DuckDB()
     for m in metrics:
         c = v.format(name=m.name)
         if m.kind == "quantile":
-            out.append((m.name, "q", DuckDB().quantile(c, m.q or 0.5)))
+            out.append((m.name, "q", d.quantile(c, m.q or 0.5)))
             out.append((m.name, "n", f"count({c})"))
             continue
         out += [(m.name, "x", f"sum({c})"), (m.name, "n", f"count({c})")]
@@ -566,17 +597,17 @@ def measure(con: Any, where: str, params: Sequence[Any], metrics: Iterable[Metri
     """Every metric's aggregates over the spans matching `where` (alias `s`), in one scan."""
     ms = [m for m in (metrics if metrics is not None else METRICS.values())
           if m.reference is None or (refs and m.reference in refs)]
-    d = DuckDB("s", refs, {"key_set": "s._ks", "label": "s._label"})
+    d = dialect_of(con)("s", refs, {"key_set": "s._ks", "label": "s._label"})
     cols = projection_columns(ms, d)
     extra = ""
     if needs_key_set(ms):
-        extra += f", {quality.key_set_sql('s')} AS _ks"
+        extra += f", {d.function('key_set', 's.output_text', None)} AS _ks"
     join = ""
     if needs_label(ms):
         extra += ", lab.label AS _label"
         join = LATEST_LABEL_JOIN.format(a="s")
     proj = f"SELECT {', '.join(cols)} FROM (SELECT s.*{extra} FROM spans s {join} WHERE {where}) s"
-    aggs = aggregate_columns(ms)
+    aggs = aggregate_columns(ms, dialect=d)
     sql = f"SELECT {', '.join(a for _, _, a in aggs)} FROM ({proj})"
     row = con.execute(sql, [*d.params, *params]).fetchone()
     out: dict[str, Stat] = {m.name: Stat() for m in ms}
@@ -592,11 +623,12 @@ def key_set_counts(con: Any, where: str, params: Sequence[Any], limit: int | Non
     """How often each JSON key set occurs among the outputs matching `where` (the rows
     json_key_drift counts), most frequent first."""
     m = METRICS["json_key_drift"]
-    d = DuckDB("s", None, {"key_set": "s._ks"})
+    d = dialect_of(con)("s", None, {"key_set": "s._ks"})
     rows_sql = m.rows.sql(d)
     lim = f" LIMIT {int(limit)}" if limit else ""
     rows = con.execute(
-        f"SELECT _ks, count(*) FROM (SELECT s.*, {quality.key_set_sql('s')} AS _ks FROM spans s WHERE {where}) s "
+        f"SELECT _ks, count(*) FROM (SELECT s.*, {d.function('key_set', 's.output_text', None)} AS _ks "
+        f"FROM spans s WHERE {where}) s "
         f"WHERE {rows_sql} GROUP BY 1 ORDER BY 2 DESC, 1{lim}", [*d.params, *params]).fetchall()
     return {str(k): int(n) for k, n in rows}
 

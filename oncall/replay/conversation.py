@@ -152,9 +152,14 @@ def rebuild(row: dict[str, Any], variant: PromptVariant | None = None) -> Conver
     raw = _loads(row.get("raw")) or {}
     fmt = row.get("source_format") or ""
     msgs = _loads(row.get("input_messages")) or []
+    # Before "no messages": an attribute cut short is kept as text, never as messages (issue 24), so a
+    # truncated message attribute leaves none, and the responder needs to know it was the length limit.
+    problem = _truncated(attrs)
+    if problem:
+        return no(problem)
     if not msgs:
         return no("no input messages were recorded (content capture off, or the content was uploaded elsewhere)")
-    problem = _truncated(attrs) or _unsendable_parts(attrs, raw, fmt)
+    problem = _unsendable_parts(attrs, raw, fmt)
     if problem:
         return no(problem)
     msgs = [_clean(m) for m in msgs]

@@ -120,6 +120,7 @@ class Suite:
     concurrency: int = DEFAULT_CONCURRENCY
     rubric: str | None = None
     retry: dict[str, Any] = field(default_factory=dict)  # max_attempts, backoff_base, retry_budget
+    prompt_dirs: list[Path] = field(default_factory=list)  # more variants after SUITE/prompts (the demo's)
 
     def target(self, name: str) -> Target:
         if name not in self.targets:
@@ -130,13 +131,21 @@ class Suite:
     def prompt(self, name_or_path: str) -> PromptVariant:
         """A variant by file path, or by name in the suite's prompts/ directory."""
         p = Path(name_or_path)
+        dirs = [self.path / "prompts", *self.prompt_dirs]
+        file_name = name_or_path if name_or_path.endswith(".md") else name_or_path + ".md"
+        for d in dirs:
+            if p.is_file():
+                break
+            p = d / file_name
         if not p.is_file():
-            p = self.path / "prompts" / (name_or_path if name_or_path.endswith(".md") else name_or_path + ".md")
-        if not p.is_file():
-            avail = sorted(x.stem for x in (self.path / "prompts").glob("*.md")) if (self.path / "prompts").is_dir() else []
-            raise SuiteError(f"prompt {name_or_path!r}: no such file, and not in {self.path / 'prompts'} "
+            avail = sorted({x.stem for d in dirs if d.is_dir() for x in d.glob("*.md")})
+            raise SuiteError(f"prompt {name_or_path!r}: no such file, and not in {' or '.join(map(str, dirs))} "
                              f"(variants: {', '.join(avail) or 'none'})")
         return load_prompt(p)
+
+    def variants(self) -> list[str]:
+        """The names of the prompt variants in SUITE/prompts and the other prompt directories."""
+        return sorted({x.stem for d in [self.path / "prompts", *self.prompt_dirs] if d.is_dir() for x in d.glob("*.md")})
 
 
 # -- locating keys for error messages ----------------------------------------------------------------
@@ -233,6 +242,28 @@ def load_suite(directory: str | Path | None = None) -> Suite:
     rubric = base / "rubric.md"
     if rubric.is_file():
         suite.rubric = rubric.read_text(encoding="utf-8").strip() or None
+    return suite
+
+
+def load_suite_for(directory: str | Path | None, incident: str | Path | None) -> Suite:
+    """The suite as `load_suite`, and on a demo incident the demo world's targets (`demo-pinned`,
+    `demo-current`, served on loopback: oncall/demoworld) and prompt variants (support-bot-v12, -v13)
+    beside it: the suite's own entries of the same name win. Without a targets.toml the demo's
+    targets alone make the suite."""
+    from oncall.demoworld import find_world, replay_targets
+
+    world = find_world(incident)
+    base = Path(directory or DEFAULT_SUITE)
+    if world is None or (base / "targets.toml").is_file():
+        suite = load_suite(directory)
+    else:
+        suite = Suite(path=base, targets={})
+    if world is not None:
+        from oncall.demoworld.server import ensure_url
+
+        for name, target in replay_targets(ensure_url(world)).items():
+            suite.targets.setdefault(name, target)
+        suite.prompt_dirs.append(world.variants)
     return suite
 
 

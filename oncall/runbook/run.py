@@ -255,7 +255,7 @@ class RunbookRun:
         args = substitute_args(step.args, self.values)
         target = substitute_args(step.target, self.values)
         try:
-            adapter = get_adapter(str(target))
+            adapter = get_adapter(str(target), incident=self.db.path)
             p = plan(adapter, args)
         except ActionError as exc:
             self.outcome = "stopped at an action"

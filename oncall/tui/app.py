@@ -59,6 +59,8 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
+        # What changed, as the overview last computed it: the explorer and reader find their cause in it.
+        self.known_changes: list[Any] = []
         self._refresh_worker: Any = None
         self._refresh_failed = False
         self.live_marker = ""  # `● live N spans/s · last T` while `oncall receive` writes (oncall/live/status.py)
@@ -138,10 +140,11 @@ class OncallApp(App[None]):
 
         self.push_screen(OverviewScreen())
 
-    def open_explorer(self, filter_text: str = "") -> None:
+    def open_explorer(self, filter_text: str = "", *, edit: bool = False) -> None:
+        """The explorer on `filter_text`; `edit`: with the filter bar focused (`/`)."""
         from oncall.tui.screens.explorer import ExplorerScreen
 
-        self.push_screen(ExplorerScreen(filter_text))
+        self.push_screen(ExplorerScreen(filter_text, edit=edit))
 
     def open_reader(self, filter_text: str, span_pks: list[int] | None = None, start: int = 0) -> None:
         from oncall.tui.screens.reader import ReaderScreen
@@ -170,6 +173,87 @@ class OncallApp(App[None]):
         from oncall.tui.screens.replay import ReplayScreen
 
         self.push_screen(ReplayScreen(run_id))
+
+    # -- a cause's next steps (oncall/tui/nextsteps.py, oncall/query/next_steps.py) -------------------
+    def cause_for(self, filter_text: str) -> Any | None:
+        """The cause of what-changed that a screen's filter is about (None: none of them)."""
+        from oncall.query.next_steps import cause_for_filter
+
+        return cause_for_filter(self.known_changes, filter_text)
+
+    def open_next_steps(self, change: Any | None, index: int | None = None) -> None:
+        """The cause's next steps (`index` None: the list to pick from; else that step, prefilled)."""
+        if change is None:
+            self.notify("no cause here: next steps belong to a cause of what-changed (open one from the overview)"
+                        if self.known_changes else "what changed is still being computed (or found nothing)",
+                        markup=False)
+            return
+        self._compute_steps(change, index)
+
+    @work(thread=True, group="next-steps", exit_on_error=False)
+    def _compute_steps(self, change: Any, index: int | None) -> None:
+        from oncall.query.next_steps import load_setting, next_steps
+
+        try:
+            cur = self.store.cursor()
+            setting = load_setting(cur, db=str(self.store.path), incident=self.store.path)
+            steps = next_steps(cur, change.to_dict(), setting)
+        except Exception as exc:  # noqa: BLE001 - shown, never a crash
+            self.call_from_thread(self.show_error, "could not work out the next steps", str(exc))
+            return
+        self.call_from_thread(self._steps_ready, change, steps, index)
+
+    def _steps_ready(self, change: Any, steps: list[Any], index: int | None) -> None:
+        from oncall.tui.nextsteps import NextStepsModal
+
+        title = change.title or change.description
+        if not steps:
+            self.notify(safe_text(f"no suggested step for: {title}", multiline=False, max_len=200), markup=False)
+            return
+        if index is None:
+            self.push_screen(NextStepsModal(title, steps),
+                             lambda i: self.take_step(change, steps[i]) if i is not None else None)
+        elif index < len(steps):
+            self.take_step(change, steps[index])
+        else:
+            self.notify(f"this cause has {len(steps)} next step(s)", markup=False)
+
+    def take_step(self, change: Any, step: Any) -> None:
+        """The replay dialog or the runbook form, prefilled from the step; when the responder starts it,
+        the trail records the suggestion taken (the postmortem says which)."""
+        from oncall.query.next_steps import record_taken
+
+        if step.kind == "replay":
+            from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
+
+            if not self.guard_action("replay"):
+                return
+
+            def started(run_id: int | None) -> None:
+                if run_id is not None:
+                    record_taken(self.store, change.to_dict(), step, ref={"run_id": run_id})
+                    self.push_screen(ReplayScreen(run_id, start=True))
+
+            self.push_screen(ReplaySetupModal(step.params["cohort"], preset={**step.params, "title": step.title}),
+                             started)
+            return
+        from oncall.runbook import RunbookError, find_runbook
+        from oncall.tui.screens.runbook import RunbookParamsModal
+
+        try:
+            rb = find_runbook(step.runbook)
+        except RunbookError as exc:
+            self.show_error("cannot open the suggested runbook", str(exc))
+            return
+        why = step.argv[step.argv.index("--why") + 1] if "--why" in step.argv else None
+
+        def done(answer: dict[str, Any] | None) -> None:
+            if answer is None or not self.guard_action("running a runbook"):
+                return
+            record_taken(self.store, change.to_dict(), step, ref={"runbook": rb.name, "params": answer["values"]})
+            self.open_runbook_run(rb, answer["values"], why=answer.get("why"))
+
+        self.push_screen(RunbookParamsModal(rb, values=step.params, why=why, suggested=step.title), done)
 
     # -- runbooks and actions ------------------------------------------------------------------------
     def open_runbooks(self, name: str | None = None) -> None:
@@ -223,13 +307,14 @@ class OncallApp(App[None]):
     def action_open_postmortem(self) -> None:
         self.open_postmortem()
 
-    def action_filter(self) -> None:
+    async def action_filter(self) -> None:
         """`/` anywhere: the explorer's filter bar (opening the explorer if needed)."""
         from oncall.tui.screens.explorer import ExplorerScreen
 
-        if not isinstance(self.screen, ExplorerScreen):
-            self.open_explorer("")
-        self.call_after_refresh(lambda: isinstance(self.screen, ExplorerScreen) and self.screen.action_focus_filter())
+        if isinstance(self.screen, ExplorerScreen):
+            self.screen.action_focus_filter()
+        else:  # the bar is focused on mount; waiting for it sends keys typed straight after `/` there
+            await self.push_screen(ExplorerScreen("", edit=True))
 
     def action_overview(self) -> None:
         while len(self.screen_stack) > 2:
@@ -346,12 +431,32 @@ def open_for_console(db_path: str | Path | None, *,
     return open_db(db_path, read_only=True, create=False), True, reason
 
 
+def _serve_demo_world(db_path: Path) -> Any:
+    """On a demo incident, serve its world (replay and action targets) while the console runs,
+    unless `oncall demo serve` already does; the server to stop at exit, or None."""
+    from oncall.demoworld import find_world
+    from oncall.demoworld.server import DemoServer, live_url
+
+    world = find_world(db_path)
+    if world is None or live_url(world, timeout=0.5):
+        return None
+    try:
+        srv = DemoServer(world).start()
+        srv.announce()
+    except OSError:
+        return None  # replay and runbooks start their own server when they need one
+    return srv
+
+
 def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
     store, read_only, reason = open_for_console(db_path, read_only=read_only)
     app = OncallApp(store, read_only=read_only, read_only_reason=reason)
+    world = _serve_demo_world(store.path)  # before the UI loop starts: binding a port is quick
     try:
         app.run()
     finally:
+        if world is not None:
+            world.stop()
         store.close()
     for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
         print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

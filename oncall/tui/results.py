@@ -19,15 +19,47 @@ from textual.message import Message
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from oncall.display import format_cost_cell, status_text, time_text
+from oncall.display import format_cost_cell, list_time, status_text
 from oncall.query.ids import request_key
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 
 PAGE = 100
-COLUMNS = [("time", 8), ("request", 22), ("tenant", 10), ("feature", 12), ("served model", 20), ("status", 10),
-           ("ms", 6), ("cost", 11), ("label", 5)]  # cost: ~0.00000373 fits (display.format_cost_cell)
+# (name, width, narrowest): the full row at a wide terminal; cost: ~0.00000373 fits (display.format_cost_cell).
+# The time column is TIME_W wide, DAYS_TIME_W when the incident spans days (its times carry the date).
+COLUMNS = [("time", 10, 10), ("request", 22, 22), ("tenant", 10, 8), ("feature", 12, 11), ("served model", 20, 17),
+           ("status", 10, 7), ("ms", 6, 6), ("cost", 11, 11), ("label", 5, 5)]
+TIME_W, DAYS_TIME_W = 10, 14
+# A narrow terminal drops these first (the reader and `t` show them), then narrows the rest to their
+# narrowest, then the seconds of a dated time: the output keeps the free width, at least OUTPUT_MIN.
+DROPPED_FIRST = ("request", "cost", "ms")
+OUTPUT_MIN = 24
 SORT_KEYS = ["start_time", "latency_ms", "cost", "output_tokens", "tenant", "served_model"]
+
+
+def layout(width: int, days: bool = False) -> tuple[list[tuple[str, int]], bool]:
+    """([(column, cells)], seconds shown?) for a view `width` cells wide: every column while the output
+    keeps OUTPUT_MIN cells, else fewer and narrower ones (80 columns keep time, tenant, feature, served
+    model, status and label, and the output takes the rest)."""
+    time_w = DAYS_TIME_W if days else TIME_W
+    cols = [(name, time_w, time_w) if name == "time" else (name, w, lo) for name, w, lo in COLUMNS]
+
+    def room() -> int:
+        return width - sum(w + 1 for _, w, _ in cols)
+
+    for name in DROPPED_FIRST:
+        if room() >= OUTPUT_MIN:
+            break
+        cols = [c for c in cols if c[0] != name]
+    for i, (name, w, lo) in enumerate(cols):
+        if room() >= OUTPUT_MIN:
+            break
+        cols[i] = (name, max(lo, w - (OUTPUT_MIN - room())), lo)
+    seconds = True
+    if days and room() < OUTPUT_MIN:  # `11-24 02:59` rather than an output too narrow to read
+        cols[0] = ("time", DAYS_TIME_W - 3, 0)
+        seconds = False
+    return [(name, w) for name, w, _ in cols], seconds
 
 
 def fit_cells(text: str, width: int) -> str:
@@ -38,16 +70,17 @@ def fit_cells(text: str, width: int) -> str:
     return set_cell_size(text, width - 1) + "…"
 
 
-def format_row(r: dict[str, Any], width: int) -> str:
-    """The row as exactly `width` terminal cells."""
-    t = time_text(r.get("start_time"), date=False)
-    status = status_text(r.get("status"), r.get("error_type"), short=True)
-    cells = [t, request_key(r), r.get("tenant") or "",
-             r.get("feature") or "", r.get("served_model") or r.get("model") or "", status,
-             f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
-             format_cost_cell(r.get("cost"), r.get("cost_source"), dollar=False),  # "~" = estimated
-             (r.get("label") or "") + ("✎" if r.get("has_note") else "")]
-    parts = [fit_cells(safe_text(c, multiline=False, max_len=60), w) for c, (_, w) in zip(cells, COLUMNS, strict=True)]
+def format_row(r: dict[str, Any], width: int, days: bool = False) -> str:
+    """The row as exactly `width` terminal cells (layout's columns, then as much output as fits)."""
+    cols, seconds = layout(width, days)
+    cell = {"time": list_time(r.get("start_time"), days, seconds=seconds), "request": request_key(r),
+            "tenant": r.get("tenant") or "", "feature": r.get("feature") or "",
+            "served model": r.get("served_model") or r.get("model") or "",
+            "status": status_text(r.get("status"), r.get("error_type"), short=True),
+            "ms": f"{r['latency_ms']:.0f}" if r.get("latency_ms") is not None else "",
+            "cost": format_cost_cell(r.get("cost"), r.get("cost_source"), dollar=False),  # "~" = estimated
+            "label": (r.get("label") or "") + ("✎" if r.get("has_note") else "")}
+    parts = [fit_cells(safe_text(cell[name], multiline=False, max_len=60), w) for name, w in cols]
     line = " ".join(parts) + " "
     rest = width - cell_len(line)
     if rest <= 0:  # narrower than the columns: cut at the edge
@@ -61,12 +94,15 @@ SORT_NAMES = {"start_time": "time", "latency_ms": "latency", "cost": "cost", "ou
               "tenant": "tenant", "served_model": "served model"}
 
 
-def header_line(width: int, order_by: str | None = None, descending: bool = True) -> str:
-    """Column names over format_row's cells (same widths, same start column); ▼/▲ marks the sort."""
+def header_line(width: int, order_by: str | None = None, descending: bool = True, days: bool = False) -> str:
+    """Column names over format_row's cells (same layout, same start column); ▼/▲ marks the sort. The
+    time column says its zone: UTC."""
     mark = "▼" if descending else "▲"
     sorted_col = SORT_COLUMN.get(order_by or "")
-    names = [f"{name} {mark}" if name == sorted_col else name for name, _ in COLUMNS]
-    line = " ".join(fit_cells(n, w) for n, (_, w) in zip(names, COLUMNS, strict=True)) + " output"
+    cols, _ = layout(width, days)
+    names = [("time UTC" if name == "time" else name) + (f" {mark}" if name == sorted_col else "")
+             for name, _ in cols]
+    line = " ".join(fit_cells(n, w) for n, (_, w) in zip(names, cols, strict=True)) + " output"
     return set_cell_size(line, width) if cell_len(line) > width else line
 
 
@@ -104,6 +140,7 @@ class ResultsView(ScrollView, can_focus=True):
         self.cursor = 0
         self.order_by = "start_time"
         self.descending = True
+        self.days = False  # the incident spans days: times carry their date (display.spans_days)
         self._pages: dict[int, list[dict[str, Any]]] = {}
         self._pending: set[int] = set()
         self._stale: set[int] = set()  # pages shown from before a reload, fetched again
@@ -213,7 +250,7 @@ class ResultsView(ScrollView, can_focus=True):
         if index >= self.total:
             return Strip.blank(width)
         r = self.row(index)
-        text = "  loading…" if r is None else format_row(r, width)
+        text = "  loading…" if r is None else format_row(r, width, self.days)
         style = Style(reverse=True) if index == self.cursor and self.has_focus else (
             Style(bold=True) if index == self.cursor else Style())
         if r is not None and r.get("status") == "error" and index != self.cursor:
@@ -222,6 +259,7 @@ class ResultsView(ScrollView, can_focus=True):
 
     def on_resize(self) -> None:
         self.virtual_size = Size(self.size.width, self.total)
+        self.post_message(self.Moved(self.cursor, self.total))  # the header follows the new layout
 
     # -- actions -----------------------------------------------------------------------------------
     def _move_to(self, index: int) -> None:

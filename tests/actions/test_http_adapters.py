@@ -79,16 +79,18 @@ def test_langfuse_5xx_leaves_the_label_and_records_the_failure(langfuse, db):
     srv, cfg = langfuse
     p = plan(get_adapter("prompts", cfg), {"prompt": "support-bot", "version": 11})
     srv.fail_next(503, {"message": "upstream unavailable"}, times=2)  # the re-read before writing
-    rec = execute(p, db=db, confirm=True)
-    assert rec.status == "failed" and "503" in rec.error
+    failed = execute(p, db=db, confirm=True)
+    assert failed.status == "failed" and "503" in failed.error
     assert srv.holder("support-bot", "production") == 13
     assert srv.writes() == []
     srv._fail.clear()
     rec = execute(plan(get_adapter("prompts", cfg), {"prompt": "support-bot", "version": 11}), db=db, confirm=True)
     assert rec.status == "verified"
-    rows = db.cursor().execute("SELECT status, error FROM actions WHERE action_id IS NOT NULL "
-                               "ORDER BY action_row").fetchall()
-    assert rows[0][0] == "failed" and "503" in rows[0][1]
+    # The failure stays on record as its own action (ids 1, 2, … each a started row then a final row).
+    assert (failed.action_id, rec.action_id) == (1, 2)
+    rows = db.cursor().execute("SELECT action_id, status, error FROM actions ORDER BY action_row").fetchall()
+    assert [r[:2] for r in rows] == [(1, "started"), (1, "failed"), (2, "started"), (2, "verified")]
+    assert "503" in rows[1][2]
 
 
 @pytest.fixture

@@ -44,7 +44,8 @@ def suite(tmp_path: Path, base_url: str) -> Path:
     (d / "prompts").mkdir(parents=True)
     targets = "".join(f'[targets.{name}]\nbase_url = "{base_url}"\nmodel = "{model}"\napi_key_env = "ONCALL_TEST_KEY"\n'
                       f"price_in = 2.5\nprice_out = 10\nmax_concurrency = 4\n\n"
-                      for name, model in (("gpt-4o-pinned", "gpt-4o-2024-08-06"), ("gpt-4o", "gpt-4o")))
+                      for name, model in (("gpt-4o-pinned", "gpt-4o-2024-08-06"), ("gpt-4o", "gpt-4o"),
+                                          ("demo-pinned", "gpt-4o-2024-08-06"), ("demo-current", "gpt-4o")))
     (d / "targets.toml").write_text("[settings]\nconfirm_above = 1000\n\n" + targets)
     shipped = ROOT / "replay" / "prompts" / "support-bot-v12.md"
     (d / "prompts" / "support-bot-v12.md").write_text(shipped.read_text())

@@ -5,7 +5,8 @@
 Reads who holds the label (`GET /api/public/v2/prompts/{name}?label=L`), moves it with
 `PATCH /api/public/v2/prompts/{name}/versions/{N}` and `{"newLabels": [...]}` (the version's own
 labels plus L; Langfuse keeps a label on one version at a time), Basic auth with the project's
-public and secret keys from the environment. Verified when the server says the new version holds
+public and secret keys from the environment (`auth = "none"` for a registry that takes no
+credentials, such as the demo's). Verified when the server says the new version holds
 the label; applications using the Langfuse SDK keep their cached prompt until its TTL passes
 (`cache_ttl`, 60 s by default in the SDKs), so the record says when they will all have it.
 """
@@ -35,11 +36,15 @@ class LangfuseLabel(Adapter):
 
     def check_config(self) -> None:
         self.base = str(self.target.require("base_url")).rstrip("/")
+        if self.target.get("auth") == "none":  # a registry that takes no credentials (the demo's)
+            return
         self.target.require("public_key_env")
         self.target.require("secret_key_env")
 
-    def _auth(self) -> tuple[str, str]:
+    def _auth(self) -> tuple[str, str] | None:
         t = self.target
+        if t.get("auth") == "none":
+            return None
         return (secret(t.get("public_key_env"), what=f"target {t.name} public key"),
                 secret(t.get("secret_key_env"), what=f"target {t.name} secret key"))
 

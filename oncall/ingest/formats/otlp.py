@@ -59,6 +59,26 @@ def decode_any(v: Any) -> Any:
     return None  # {} = empty AnyValue
 
 
+def encode_any(v: Any) -> dict[str, Any]:
+    """A plain value as an OTLP/JSON AnyValue (the inverse of decode_any): the form the redactor
+    reads a key/value list in, so a span rebuilt from decoded attributes keeps no secret in `raw`."""
+    if isinstance(v, bool):
+        return {"boolValue": v}
+    if isinstance(v, int):
+        return {"intValue": str(v)}
+    if isinstance(v, float):
+        return {"doubleValue": v}
+    if isinstance(v, (list, tuple)):
+        return {"arrayValue": {"values": [encode_any(x) for x in v]}}
+    if isinstance(v, dict):
+        return {"kvlistValue": {"values": encode_kv(v)}}
+    return {} if v is None else {"stringValue": str(v)}
+
+
+def encode_kv(d: dict[str, Any]) -> list[dict[str, Any]]:
+    return [{"key": str(k), "value": encode_any(v)} for k, v in d.items()]
+
+
 def decode_kv(kvs: Any) -> dict[str, Any]:
     """OTLP `[{"key", "value": AnyValue}]` as a dict (a plain dict passes through)."""
     if isinstance(kvs, dict):

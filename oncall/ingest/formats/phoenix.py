@@ -27,7 +27,7 @@ from oncall.ingest import parquet
 from oncall.ingest.canonical import normalize_span_kind, normalize_status
 from oncall.ingest.contracts import Sink
 from oncall.ingest.decode import to_epoch_us
-from oncall.ingest.formats.otlp import add_document, build_row, decode_kv
+from oncall.ingest.formats.otlp import add_document, build_row, decode_kv, encode_kv
 from oncall.ingest.mapping import flatten_attributes
 from oncall.ingest.records import json_records
 from oncall.ingest.registry import FormatError, LoadOptions
@@ -128,8 +128,12 @@ def add_record(obj: Any, where: int | None, sink: Sink) -> bool:
     if _is_otlp_span(obj):
         # Phoenix keeps attributes nested (`llm` → {`model_name`, `token_count` …}) and hands them back
         # as nested kvlists: flattened to the dotted keys the mapping reads.
+        # Rebuilt in OTLP/JSON's own AnyValue form (not bare values, nor Phoenix's every-oneof-field
+        # form): `raw` keeps this span, and the redactor knows a secret-named key's value only there.
         flat = flatten_attributes(decode_kv(obj.get("attributes")))
-        span = {**obj, "attributes": [{"key": k, "value": v} for k, v in flat.items()]}
+        events = [{**ev, "attributes": encode_kv(decode_kv(ev.get("attributes")))} if isinstance(ev, dict) else ev
+                  for ev in obj.get("events") or ()]
+        span = {**obj, "attributes": encode_kv(flat), "events": events}
         return add_document({"resourceSpans": [{"scopeSpans": [{"spans": [span]}]}]}, sink, where, Path()) > 0
     if obj["context"].get("span_id") in (None, ""):
         sink.problem(where, "missing-id", f"span {obj.get('name')!r} has no context.span_id; skipped")

@@ -215,4 +215,11 @@ def _detect(client: Any, ref: SourceRef) -> otel.Table | langfuse.Tables:
         kind="schema")
 
 
-__all__ = ["ClickHouseSource", "open_source"]
+def engine_for(source: ClickHouseSource, window: Window) -> Any:
+    """The in-place query engine over the source's window (InPlaceUnsupported when it cannot be)."""
+    from oncall.sources.clickhouse.engine import ClickHouseEngine
+
+    return ClickHouseEngine(source, window)
+
+
+__all__ = ["ClickHouseSource", "engine_for", "open_source"]

@@ -8,44 +8,65 @@ from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding
+from textual.message import Message
 from textual.suggester import Suggester
 from textual.widgets import Footer, Input, Static
 
+from oncall.display import spans_days
+from oncall.query.filters import completions
 from oncall.safe_text import safe_text
 from oncall.tui.inflight import Inflight, Superseded, is_interrupt
 from oncall.tui.live import LiveScreen
+from oncall.tui.nextsteps import step_bindings
 from oncall.tui.results import ResultsView, header_line
 
 EXPORT_MAX = 10_000  # ctrl+s writes at most this many rows (a page_at of narrow columns, then the previews)
 
 
 class FilterSuggester(Suggester):
-    """Completes filter keys, and values of the key being typed from the incident's own data."""
+    """The first of the filter language's completions (filters.completions), shown greyed after the cursor."""
 
     def __init__(self, values: dict[str, list[str]]) -> None:
         super().__init__(use_cache=False, case_sensitive=True)
         self.values = values
 
     async def get_suggestion(self, value: str) -> str | None:
-        from oncall.query.filters import COLUMNS
+        found = completions(value, self.values)
+        return found[0] if found else None
 
-        head, _, last = value.rpartition(" ")
-        prefix = f"{head} " if head else ""
-        if not last:
-            return None
-        if "=" in last:
-            key, _, partial = last.partition("=")
-            for v in self.values.get(key, []):
-                if v.startswith(partial) and v != partial:
-                    return f"{prefix}{key}={v}"
-            return None
-        from oncall.query.filters import NUMERIC
 
-        for k in sorted(COLUMNS):
-            if k.startswith(last) and k != last:
-                # numeric keys are usually compared (latency_ms>2s): leave the operator to the responder
-                return f"{prefix}{k}" if k in NUMERIC else f"{prefix}{k}="
-        return None
+class FilterInput(Input):
+    """The filter bar: opens with the cursor at the end of the filter shown (typing appends), tab
+    completes keys and values, ctrl+u clears, esc gives up the edit (the screen handles it)."""
+
+    BINDINGS = [
+        Binding("tab", "complete", "complete", id="filter.complete"),
+        Binding("ctrl+u", "clear", "clear", id="filter.clear"),
+    ]
+
+    class Completed(Message):
+        """Tab found these completions (the first was taken): the screen lists the others."""
+
+        def __init__(self, candidates: list[str]) -> None:
+            super().__init__()
+            self.candidates = candidates
+
+    def __init__(self, value: str, **kwargs: Any) -> None:
+        super().__init__(value, select_on_focus=False, suggester=FilterSuggester({}), **kwargs)
+
+    def set_values(self, values: dict[str, list[str]]) -> None:
+        self.suggester = FilterSuggester(values)
+
+    def action_complete(self) -> None:
+        values = self.suggester.values if isinstance(self.suggester, FilterSuggester) else {}
+        found = completions(self.value, values) if self.cursor_at_end else []
+        if found:
+            self.value = found[0]
+            self.cursor_position = len(self.value)
+        self.post_message(self.Completed(found))
+
+    def action_clear(self) -> None:
+        self.value = ""
 
 
 class ExplorerScreen(LiveScreen):
@@ -55,14 +76,17 @@ class ExplorerScreen(LiveScreen):
         Binding("r", "read", "reader (sample)", id="explorer.reader"),
         Binding("t", "trace", "trace", id="explorer.trace"),
         Binding("R", "replay", "replay sample", show=False, id="explorer.replay"),
+        *step_bindings("explorer"),
         Binding("ctrl+s", "export", "export", id="explorer.export"),
         Binding("up", "history(-1)", "history", show=False, id="explorer.history_prev"),
         Binding("down", "history(1)", "history", show=False, id="explorer.history_next"),
     ]
 
-    def __init__(self, filter_text: str = "") -> None:
+    def __init__(self, filter_text: str = "", *, edit: bool = False) -> None:
         super().__init__()
         self.initial = filter_text
+        self.edit = edit  # opened by `/`: the filter bar has the focus
+        self._applied_once = False
         self._hist_pos = 0
         # Every apply() is a generation: an older count is interrupted and its answer, should it still
         # arrive, is dropped on the UI thread (it once wrote its total over the newer filter's).
@@ -72,17 +96,20 @@ class ExplorerScreen(LiveScreen):
         self.new_rows = 0  # rows that arrived (live) since the cursor was last on the newest one
 
     def compose(self) -> ComposeResult:
-        yield Input(value=self.initial, placeholder="filter: tenant=acme since=01:00 \"refund\"  (enter to apply)",
-                    id="filter", suggester=FilterSuggester({}))
+        yield FilterInput(self.initial, id="filter",
+                          placeholder="filter: tenant=acme since=01:00 \"refund\"  (tab completes, enter applies)")
         yield Static(Text("", style="dim"), id="status")
-        yield Static(Text(header_line(300), style="bold"), id="header")
+        yield Static(Text(header_line(80), style="bold"), id="header")
         yield ResultsView(id="results")
         yield Footer()
 
     def on_mount(self) -> None:
         self.apply(self.initial)
         self.load_values()
-        self.query_one(ResultsView).focus()
+        if self.edit:
+            self.action_focus_filter()
+        else:
+            self.query_one(ResultsView).focus()
 
     def on_screen_resume(self) -> None:
         """Back from the reader (or a modal): re-read the visible rows so new labels and notes show."""
@@ -174,6 +201,7 @@ class ExplorerScreen(LiveScreen):
         if not self._current(generation):
             return  # a superseded filter's answer: never over the newer one's
         self.app.remember_filter(text)
+        self._applied_once = True
         self._notes = list(notes)
         self.query_one(ResultsView).set_filter(text, total)
         msg = Text(f"{total:,} requests", style="bold")
@@ -214,8 +242,8 @@ class ExplorerScreen(LiveScreen):
         from oncall.tui.results import SORT_NAMES
 
         view = self.query_one(ResultsView)
-        self.query_one("#header", Static).update(Text(header_line(300, view.order_by, view.descending),
-                                                      style="bold"))
+        self.query_one("#header", Static).update(Text(header_line(view.size.width or 80, view.order_by,
+                                                                  view.descending, view.days), style="bold"))
         if event.total and event.cursor == (0 if view.descending else event.total - 1):
             self.new_rows = 0  # on the newest row: nothing unseen above it
         if event.total:
@@ -240,17 +268,43 @@ class ExplorerScreen(LiveScreen):
 
     @work(thread=True, group="values")
     def load_values(self) -> None:
-        from oncall.query.overview import completion_values
+        from oncall.query.overview import completion_values, incident_header
 
-        values = completion_values(self.app.store.cursor())
-        self.app.call_from_thread(self._set_values, values)
+        cur = self.app.store.cursor()
+        values = completion_values(cur)
+        head = incident_header(cur)
+        self.app.call_from_thread(self._set_values, values, spans_days(head.first, head.last))
 
-    def _set_values(self, values: dict[str, list[str]]) -> None:
-        self.query_one("#filter", Input).suggester = FilterSuggester(values)
+    def _set_values(self, values: dict[str, list[str]], days: bool) -> None:
+        self.query_one("#filter", FilterInput).set_values(values)
+        view = self.query_one(ResultsView)
+        if view.days != days:
+            view.days = days
+            view.refresh()
+            self.post_message(ResultsView.Moved(view.cursor, view.total))
+
+    @on(FilterInput.Completed)
+    def completed(self, event: FilterInput.Completed) -> None:
+        """Tab took the first completion; the status line names the others (or that there is none)."""
+        if not event.candidates:
+            self.set_status(Text("nothing to complete here (keys: tenant, served_model, status, latency_ms>…; "
+                                 "a key= then tab offers its values)", style="dim"))
+            return
+        box = self.query_one("#filter", FilterInput)
+        head = box.value[: len(box.value) - len(box.value.rpartition(" ")[2])]
+        others = [c[len(head):] for c in event.candidates[1:9]]
+        if others:
+            more = f" (+{len(event.candidates) - 9} more)" if len(event.candidates) > 9 else ""
+            self.set_status(Text("also: " + "  ".join(safe_text(o, multiline=False) for o in others) + more,
+                                 style="dim"))
 
     # -- actions -------------------------------------------------------------------------------------
     def action_focus_filter(self) -> None:
-        self.query_one("#filter", Input).focus()
+        """`/`: edit the filter shown, the cursor at its end (typing appends; ctrl+u clears)."""
+        box = self.query_one("#filter", FilterInput)
+        # Now, not after a refresh (Widget.focus): keys typed straight after `/` go to the bar.
+        self.set_focus(box)
+        box.cursor_position = len(box.value)
 
     def action_history(self, step: int) -> None:
         box = self.query_one("#filter", Input)
@@ -261,11 +315,14 @@ class ExplorerScreen(LiveScreen):
         box.cursor_position = len(box.value)
 
     def action_back(self) -> None:
+        box = self.query_one("#filter", FilterInput)
+        if box.has_focus:  # esc gives up the edit: the bar shows the filter the rows are for again
+            box.value = self.query_one(ResultsView).filter_text if self._applied_once else self.initial
+            self.query_one(ResultsView).focus()
+            return
         if self._counts.interrupt_all():  # long work can be cancelled: esc interrupts the count in flight
             return
-        if self.query_one("#filter", Input).has_focus:
-            self.query_one(ResultsView).focus()
-        elif len(self.app.screen_stack) > 2:
+        if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
 
     @on(ResultsView.Opened)
@@ -279,6 +336,13 @@ class ExplorerScreen(LiveScreen):
 
     def action_replay(self) -> None:
         self.app.open_replay(self.query_one(ResultsView).filter_text)
+
+    def action_next_steps(self) -> None:
+        """The next steps of the cause the filter is about (its cohort, or a narrower one)."""
+        self.app.open_next_steps(self.app.cause_for(self.query_one(ResultsView).filter_text))
+
+    def action_take_step(self, index: int) -> None:
+        self.app.open_next_steps(self.app.cause_for(self.query_one(ResultsView).filter_text), index)
 
     def action_trace(self) -> None:
         view = self.query_one(ResultsView)

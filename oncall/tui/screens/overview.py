@@ -19,11 +19,12 @@ from textual.containers import Grid, Vertical
 from textual.widgets import Footer, OptionList, Sparkline, Static
 from textual.widgets.option_list import Option
 
-from oncall.display import format_cost, percent, time_text
+from oncall.display import format_cost, list_time, percent, spans_days, time_text
 from oncall.query.cost_marks import marked
 from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
 from oncall.tui.live import LiveScreen
+from oncall.tui.nextsteps import step_bindings
 
 # The charted metrics (the registry's definitions: latency over successful calls, and so on).
 CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
@@ -80,6 +81,9 @@ class OverviewScreen(LiveScreen):
         Binding("r", "read", "reader (sample)", id="overview.reader"),
         Binding("f5", "refresh", "refresh", id="overview.refresh"),
         Binding("R", "replay", "replay change", show=False, id="overview.replay"),
+        Binding("tab", "cause(1)", "next cause", id="overview.next_cause"),
+        Binding("shift+tab", "cause(-1)", "previous cause", show=False, id="overview.previous_cause"),
+        *step_bindings("overview"),
     ]
 
     def compose(self) -> ComposeResult:
@@ -96,6 +100,7 @@ class OverviewScreen(LiveScreen):
         self._head_text = Text()
         self._changes_at = 0.0  # monotonic time of the last what-changed run
         self._changes_loaded_once = False
+        self._days = False  # the incident spans days: what-changed's times carry their date
         # What-changed waits for the header and charts' queries: run side by side, the two shared
         # the two cores and the first screen came later, while what-changed finished no sooner.
         self._header_queried = threading.Event()
@@ -133,6 +138,7 @@ class OverviewScreen(LiveScreen):
         cur = self.app.store.cursor()
         try:
             head = incident_header(cur)
+            self._days = spans_days(head.first, head.last)  # before what-changed (it waits for this query)
             top = top_values(cur, "tenant", TOP_COHORTS)
             c = compile_filter(cur, "", alias="s")
             bucket_s = auto_bucket(head.span_s) if head.first is not None else 60
@@ -182,9 +188,11 @@ class OverviewScreen(LiveScreen):
             rows = [r for r in (by_tenant or {}).get("rows", []) if r["grp"] == tenant]
             cohorts.append((f"tenant={tenant}", rows))
         # Each sparkline has its peak beside it: the bars alone do not say whether 1 % or 76 % fail.
-        widgets: list[Any] = [Static(Text("cohort", style="bold"))]
-        for name in CHARTED:
-            widgets += [Static(Text(METRICS[name].label, style="bold")), Static(Text("peak", style="dim"))]
+        head_cell = Text("cohort", style="bold")
+        head_cell.append(" (peaks)", style="dim")
+        widgets: list[Any] = [Static(head_cell)]
+        for name in CHARTED:  # a title over its chart and its peak: the chart's column alone cut it
+            widgets.append(Static(Text(METRICS[name].label, style="bold"), classes="chart-title"))
         for label, rows in cohorts:
             widgets.append(Static(Text(safe_text(label, multiline=False, max_len=24))))
             for name in CHARTED:
@@ -205,23 +213,28 @@ class OverviewScreen(LiveScreen):
                                     markup=False, timeout=15)
         first = not self._changes_loaded_once
         self._changes_loaded_once = True
-        title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample)" if found else
+        title = Text(f"what changed: {len(found)} (enter opens the cohort, r reads a sample, tab next cause, "
+                     "s next steps)" if found else
                      "what changed: nothing significant", style="bold yellow" if found else "bold green")
         self.query_one("#changes-title", Static).update(title)
         options = self.query_one("#changes", OptionList)
         options.clear_options()
         self.changes = found
+        self.app.known_changes = found
         self.lines = change_lines(found)
+        # When: `01:12`, `01:12-01:40`, with the day when the incident spans days (`11-24 01:12`).
+        when = [list_time(ch.began_at, self._days, seconds=False) + (
+            f"-{list_time(ch.ended_at, False, seconds=False)}" if ch.ended_at else "") for ch in found]
+        width = max((len(w) for w in when), default=5)
         for n, (i, kind, effect) in enumerate(self.lines):
             ch = found[i]
             if kind == "change":
-                since = ch.began_at[11:16] + (f"-{ch.ended_at[11:16]}" if ch.ended_at else "")
-                line = Text(f"{since:<11} ", style="bold")
+                line = Text(f"{when[i]:<{width}} ", style="bold")
                 line.append(safe_text(short_description(ch), multiline=False, max_len=200))
                 line.append(f"  ({ch.affected_requests:,} requests)", style="dim")
             else:
                 assert effect is not None
-                line = Text(" " * 12 + "└ ", style="dim")
+                line = Text(" " * 4 + "└ ", style="dim")
                 line.append(safe_text(effect["description"], multiline=False, max_len=200))
                 line.append(f"  ({effect['measured_on']:,} {effect['counts']})", style="dim")
             options.add_option(Option(line, id=f"line-{n}"))
@@ -232,6 +245,17 @@ class OverviewScreen(LiveScreen):
             at = next((n for n, (i, kind, _) in enumerate(self.lines)
                        if kind == "change" and change_key(found[i]) == keep_key), 0)
             options.highlighted = at
+
+    def action_cause(self, step: int) -> None:
+        """tab / shift+tab: the next or previous cause in what-changed, over its effects' lines."""
+        options = self.query_one("#changes", OptionList)
+        causes = [n for n, (_, kind, _) in enumerate(self.lines) if kind == "change"] if self.changes else []
+        if not causes:
+            return
+        at = options.highlighted if options.highlighted is not None else -1
+        later = [n for n in causes if (n > at if step > 0 else n < at)]
+        options.highlighted = (later[0] if step > 0 else later[-1]) if later else (causes[0] if step > 0 else causes[-1])
+        options.focus()
 
     def highlighted_change(self) -> Any | None:
         """The change under the cursor (an effect's line belongs to its cause)."""
@@ -258,6 +282,13 @@ class OverviewScreen(LiveScreen):
             self.app.open_replay(ch.filter)
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
+
+    def action_next_steps(self) -> None:
+        """The highlighted cause's next steps: the replay that tests it, the runbook that mitigates it."""
+        self.app.open_next_steps(self.highlighted_change())
+
+    def action_take_step(self, index: int) -> None:
+        self.app.open_next_steps(self.highlighted_change(), index)
 
     def action_read(self) -> None:
         """A sample of the highlighted change's cohort (all requests when nothing changed)."""

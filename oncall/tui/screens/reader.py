@@ -26,6 +26,7 @@ from oncall.display import request_fields, time_text
 from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
 from oncall.tui.live import LiveScreen
+from oncall.tui.nextsteps import step_bindings
 from oncall.tui.textview import OutputView, RichLinesView
 
 SAMPLE_SIZE = 50
@@ -95,6 +96,7 @@ class ReaderScreen(LiveScreen):
         Binding("p", "pager", "pager", id="reader.pager"),
         Binding("t", "trace", "trace", id="reader.trace"),
         Binding("R", "replay", "replay", show=False, id="reader.replay"),
+        *step_bindings("reader"),
         Binding("escape", "app.pop_screen", "back", id="reader.back"),
     ]
 
@@ -284,6 +286,13 @@ class ReaderScreen(LiveScreen):
     def action_trace(self) -> None:
         if self.current is not None:
             self.app.open_trace(int(self.current["span_pk"]))
+
+    def action_next_steps(self) -> None:
+        """The next steps of the cause this sample is drawn from."""
+        self.app.open_next_steps(self.app.cause_for(self.filter_text))
+
+    def action_take_step(self, index: int) -> None:
+        self.app.open_next_steps(self.app.cause_for(self.filter_text), index)
 
     def action_replay(self) -> None:
         if self.current is not None:

@@ -43,10 +43,13 @@ class ReplaySetupModal(ModalScreen[int | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="replay_setup.cancel")]
 
-    def __init__(self, filter_text: str, request_pk: int | None = None) -> None:
+    def __init__(self, filter_text: str, request_pk: int | None = None, *,
+                 preset: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.filter_text = filter_text
         self.request_pk = request_pk
+        # A cause's suggested replay (oncall/query/next_steps.py): target, prompt, model, baseline, n, repeat.
+        self.preset = preset or {}
         self.suite: Any = None
         self.plan: Any = None
         self.spec: Any = None
@@ -55,12 +58,21 @@ class ReplaySetupModal(ModalScreen[int | None]):
         what = f"request {self.request_pk}" if self.request_pk is not None else (self.filter_text or "(all requests)")
         with Vertical(id="dialog"):
             yield Static(Text("replay ", style="bold") + Text(safe_text(what, multiline=False, max_len=120)))
+            if self.preset.get("title"):
+                yield Static(Text("suggested: ", style="bold cyan")
+                             + Text(safe_text(self.preset["title"], multiline=False, max_len=120)), id="suggested")
+            if self.preset.get("baseline"):
+                yield Static(Text("baseline ", style="bold")
+                             + Text(safe_text(self.preset["baseline"], multiline=False, max_len=120)), id="baseline")
+            if self.preset.get("model"):
+                yield Static(Text("model ", style="bold") + Text(safe_text(self.preset["model"], multiline=False)
+                                                                 + " (overrides the target's)"), id="model")
             yield Select([], prompt="target", id="target", allow_blank=True)
             yield Select([], prompt="prompt variant", id="variant", allow_blank=True)
             with Horizontal(id="replay-numbers"):
-                yield Input(str(DEFAULT_SAMPLE) if self.request_pk is None else "1", id="n",
+                yield Input(str(self.preset.get("n") or DEFAULT_SAMPLE) if self.request_pk is None else "1", id="n",
                             disabled=self.request_pk is not None, placeholder="requests")
-                yield Input("1", id="repeat", placeholder="repeat")
+                yield Input(str(self.preset.get("repeat") or 1), id="repeat", placeholder="repeat")
             yield Static(Text("loading the suite…", style="dim"), id="estimate")
             with Horizontal(id="replay-buttons"):
                 yield Button("Cancel", id="cancel", variant="default")
@@ -72,10 +84,10 @@ class ReplaySetupModal(ModalScreen[int | None]):
 
     @work(thread=True, group="replay-setup")
     def load_suite(self) -> None:
-        from oncall.replay.suite import SuiteError, load_suite
+        from oncall.replay.suite import SuiteError, load_suite_for
 
         try:
-            suite = load_suite(suite_dir())
+            suite = load_suite_for(suite_dir(), self.app.store.path)  # a demo's targets too
         except SuiteError as exc:
             self.app.call_from_thread(self._estimate_text, Text(safe_text(str(exc)), style="red"))
             return
@@ -87,13 +99,14 @@ class ReplaySetupModal(ModalScreen[int | None]):
                    if not t.judge]
         self.query_one("#target", Select).set_options(targets)
         variants = [(NO_VARIANT, NO_VARIANT)]
-        pdir = suite.path / "prompts"
-        if pdir.is_dir():
-            variants += [(p.stem, p.stem) for p in sorted(pdir.glob("*.md"))]
+        variants += [(name, name) for name in suite.variants()]
         self.query_one("#variant", Select).set_options(variants)
-        self.query_one("#variant", Select).value = NO_VARIANT
+        want = self.preset.get("prompt")
+        self.query_one("#variant", Select).value = want if want in [v for _, v in variants] else NO_VARIANT
         if targets:
-            self.query_one("#target", Select).value = targets[0][1]
+            names = [n for _, n in targets]
+            self.query_one("#target", Select).value = (self.preset["target"] if self.preset.get("target") in names
+                                                       else targets[0][1])
         else:
             self._estimate_text(Text(f"no targets in {suite.path / 'targets.toml'}", style="red"))
 
@@ -126,10 +139,13 @@ class ReplaySetupModal(ModalScreen[int | None]):
             return
         try:
             target = self.suite.target(target_name)
+            if self.preset.get("model"):
+                target = type(target).from_public({**target.public(), "model": self.preset["model"]})
             spec = runner.ReplaySpec(
                 target=target, filter_words=shlex.split(self.filter_text) if self.request_pk is None else [],
                 request=None, prompt=self.suite.prompt(variant) if variant != NO_VARIANT else None,
                 n=nums[0] if self.request_pk is None else None, repeat=nums[1],
+                seed=self.preset.get("seed"), baseline=[self.preset["baseline"]] if self.preset.get("baseline") else None,
                 concurrency=target.max_concurrency or self.suite.concurrency, rubric=self.suite.rubric,
                 retry=self.suite.retry)
             runner.check_spec(spec)

@@ -362,10 +362,15 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="runbook_params.cancel")]
 
-    def __init__(self, rb: Any, *, dry_run: bool = False) -> None:
+    def __init__(self, rb: Any, *, dry_run: bool = False, values: dict[str, Any] | None = None,
+                 why: str | None = None, suggested: str | None = None) -> None:
         super().__init__()
         self.rb = rb
         self.dry_run = dry_run
+        # A cause's suggested run (oncall/query/next_steps.py): its prefilled values and why.
+        self.values = values or {}
+        self.why = why or ""
+        self.suggested = suggested
 
     def compose(self) -> ComposeResult:
         rb = self.rb
@@ -374,13 +379,17 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
             head.append(_one(rb.name), style="bold")
             head.append("  " + _one(rb.title, 80))
             yield Static(head)
+            if self.suggested:
+                yield Static(Text("suggested: ", style="bold cyan") + Text(_one(self.suggested, 120)), id="suggested")
             with VerticalScroll(id="params-form"):
+                if not self.dry_run:  # what the run will do with these values (updated as they are edited)
+                    yield Static(Text(""), id="will-run")
                 for p in rb.params.values():
                     with Horizontal(classes="param-row"):
                         label = Text(_one(p.name), style="bold")
                         label.append(f" ({p.type})", style="dim")
                         yield Static(label, classes="param-label")
-                        yield Input(default_text(p.default), id=f"param-{p.name}",
+                        yield Input(default_text(self.values.get(p.name, p.default)), id=f"param-{p.name}",
                                     placeholder=_one(p.help or p.type, 60))
                     if p.help:
                         yield Static(Text(_one(p.help, 200), style="dim"), classes="param-help")
@@ -388,7 +397,8 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
                     with Horizontal(classes="param-row"):
                         yield Static(Text("why", style="bold").append(" (audit)", style="dim"),
                                      classes="param-label")
-                        yield Input("", id="why", placeholder="why you are running it (optional)")
+                        yield Input(self.why, id="why", placeholder="why you are running it (optional)")
+
             yield Static(Text("enter starts it; every change is shown and confirmed before it is made"
                               if not self.dry_run else "enter starts the dry run: nothing is written, no gate runs",
                               style="dim"), id="params-error")
@@ -402,6 +412,14 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
             inputs[0].focus()
         else:
             self.query_one("#start", Button).focus()
+        self.show_plan()
+
+    @on(Input.Changed)
+    def show_plan(self) -> None:
+        """What the run will do with the values as they stand: each gate's replay and each action."""
+        if not self.query("#will-run"):
+            return
+        self.query_one("#will-run", Static).update(will_run_text(self.rb, self.given()))
 
     def given(self) -> dict[str, str]:
         out: dict[str, str] = {}
@@ -434,6 +452,29 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def will_run_text(rb: Any, given: dict[str, str]) -> Text:
+    """The gates' replay commands and the actions' arguments with the form's values filled in."""
+    from oncall.runbook.params import PLACEHOLDER
+
+    values = {name: given.get(name, default_text(p.default)) for name, p in rb.params.items()}
+
+    def filled(text: str) -> str:
+        return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+    t = Text("it will run:\n", style="bold")
+    for s in rb.steps:
+        if s.kind == "gate":
+            for c in s.commands:
+                t.append("  gate  $ oncall " + _one(filled(c), 300) + "\n", style="magenta")
+            if s.expectations:
+                t.append("        " + _one("; ".join(e.text for e in s.expectations), 300) + "\n", style="magenta")
+        elif s.kind == "action":
+            args = ", ".join(f"{k}={filled(str(v))}" for k, v in s.args.items())
+            t.append("  action on " + _one(s.target) + ": " + _one(args, 300) + " (shown and confirmed first)\n",
+                     style="yellow")
+    return t
 
 
 class ConfirmGateModal(ModalScreen[bool]):
