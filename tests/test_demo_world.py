@@ -91,6 +91,16 @@ def test_the_previous_prompt_version_answers_with_a_third_of_the_tokens(demo: Pa
     assert s["counts"]["errors"] == 0 and s["counts"]["results"] == 20
 
 
+def test_a_resumed_run_finds_the_demo_server_again(demo: Path) -> None:
+    cwd = demo.parent
+    first = oncall(cwd, "replay", EXTRACT_NEW, "--target", "demo-pinned", "-n", "6", "--max-requests", "2", "--json")
+    assert first.returncode == 1, first.stderr[-2000:]  # stopped at the cap, in a process whose server is gone
+    run_id = json.loads(first.stdout)["run_id"]
+    res = oncall(cwd, "replay", "--resume", str(run_id), "--max-requests", "50", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert json.loads(res.stdout)["counts"]["results"] == 6
+
+
 def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
     msgs = [{"role": "system", "content": "Extract the order as JSON with keys order_id, amount, currency, status. "
                                           "Reply with the JSON object only."},
@@ -146,7 +156,7 @@ def _state(db: Path) -> dict[str, str]:
     labels = {n: {v["version"]: sorted(v["labels"]) for v in vs}
               for n, vs in json.loads((w / "prompts.json").read_text())["prompts"].items()}
     return {"gateway": (w / "gateway.yaml").read_text(), "flags": (w / "flags.json").read_text(),
-            "prompts": json.dumps(labels, sort_keys=True)}
+            "search": (w / "search.json").read_text(), "prompts": json.dumps(labels, sort_keys=True)}
 
 
 SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.md") if p.name != "README.md")

@@ -282,11 +282,15 @@ def targets_cmd(ctx: click.Context, config_path: str | None, db: str | None, as_
         emit_json({"config": str(cfg.source) if cfg.source else None, "targets": items,
                    "adapters": [{"name": n, "description": d} for n, d in available()]})
         return
-    click.echo(f"targets from {safe_text(str(cfg.source), multiline=False) if cfg.source else '(no oncall.toml found)'}")
+    demo_world = next((t.source.parent for t in cfg.targets.values() if t.source and t.source.name == "world.json"), None)
+    if demo_world is not None:
+        click.echo(f"a demo incident: its own targets, in {safe_text(str(demo_world), multiline=False)}")
+    click.echo(f"targets from {safe_text(str(cfg.source), multiline=False) if cfg.source else '(no oncall.toml found)'}"
+               + (" and the demo world" if demo_world is not None else ""))
     for it in items:
         click.echo(f"  {safe_text(it['name'], multiline=False):<20} {it['adapter']:<16}"
                    f"{' production' if it['production'] else ''}"
-                   f"{'  (the demo world: ' + safe_text(it['source'], multiline=False) + ')' if it['source'] and it['source'].endswith('world.json') else ''}")
+                   f"{'  (the demo world)' if it['source'] and it['source'].endswith('world.json') else ''}")
     click.echo("adapters")
     for n, d in available():
         click.echo(f"  {n:<16} {d}")

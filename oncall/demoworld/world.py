@@ -9,11 +9,12 @@
     flags.json          flagd flag file (the `flags` action target)
     prompts.json        the prompt registry behind the `prompts` target (Langfuse's prompt API,
                         served by the demo server, which alone writes this file)
+    search.json         the help-center's search alias file (the `search` target: index-alias)
     prompts/*.md        replay prompt variants: support-bot-v12, support-bot-v13
     serve.json          where the server listens, while `oncall demo serve` or the console runs
 
 Targets: replay `demo-pinned` (the snapshot before the silent update) and `demo-current` (what the
-gpt-4o alias serves now); actions `gateway`, `flags`, `prompts`. On a demo incident these names
+gpt-4o alias serves now); actions `gateway`, `flags`, `prompts`, `search`. On a demo incident these names
 mean the demo's, whatever oncall.toml says, so a drill never writes to a real gateway.
 """
 
@@ -42,7 +43,11 @@ ACTION_TARGETS: dict[str, str] = {
     "gateway": "litellm-config",
     "flags": "flagd-file",
     "prompts": "langfuse-label",
+    "search": "index-alias",
 }
+# The help-center's search alias and the indexes it may point at (the index-rollback runbook's target).
+SEARCH_ALIASES = {"aliases": {"help-articles": "help-articles-v42"},
+                  "indexes": ["help-articles-v41", "help-articles-v42"]}
 
 GATEWAY_YAML = """\
 # The demo's LiteLLM proxy config (written by `oncall demo`; the `gateway` action target).
@@ -127,6 +132,10 @@ class World:
         return self.dir / "prompts.json"
 
     @property
+    def search(self) -> Path:
+        return self.dir / "search.json"
+
+    @property
     def variants(self) -> Path:
         return self.dir / "prompts"
 
@@ -149,6 +158,7 @@ def write_world(db_path: str | Path, seed: int) -> World:
     write_atomic(world.gateway, [GATEWAY_YAML], "writing the demo's gateway config")
     write_atomic(world.flags, [json.dumps(_flags(), indent=2) + "\n"], "writing the demo's flag file")
     write_atomic(world.prompts, [json.dumps(_prompt_registry(), indent=2) + "\n"], "writing the demo's prompts")
+    write_atomic(world.search, [json.dumps(SEARCH_ALIASES, indent=2) + "\n"], "writing the demo's search aliases")
     write_atomic(world.variants / "support-bot-v12.md",
                  [_variant("v12", demo.SYSTEM_V12, "acme's support prompt before v13 (the previous version)")],
                  "writing a prompt variant")
@@ -182,16 +192,38 @@ def replay_targets(base_url: str) -> dict[str, Any]:
             for name, (model, _) in REPLAY_TARGETS.items()}
 
 
+def action_target_names() -> list[str]:
+    """The demo's action targets this oncall has an adapter for."""
+    from oncall.actions.registry import ADAPTERS
+
+    return [name for name, adapter in ACTION_TARGETS.items() if adapter in ADAPTERS]
+
+
 def action_targets(world: World, base_url: str) -> dict[str, Any]:
     """The demo's action targets (oncall.actions.config.Target) on the world's files and server."""
     from oncall.actions.config import Target
+    from oncall.actions.registry import ADAPTERS
 
     src = world.dir / WORLD_FILE
-    return {
+    targets = {
         "gateway": Target("gateway", "litellm-config", {"config": str(world.gateway), "reload": "watch",
                                                         "proxy_url": base_url.rstrip("/") + "/gateway",
                                                         "verify_timeout": 10}, False, src),
         "flags": Target("flags", "flagd-file", {"path": str(world.flags)}, False, src),
         "prompts": Target("prompts", "langfuse-label", {"base_url": base_url.rstrip("/") + "/langfuse",
                                                         "auth": "none", "cache_ttl": 0}, False, src),
+        "search": Target("search", "index-alias", {"path": str(world.search)}, False, src),
     }
+    return {name: t for name, t in targets.items() if t.adapter in ADAPTERS}  # an adapter this oncall has
+
+
+def rebind(target: Any, db_path: str | Path | None) -> Any:
+    """A stored run's demo target at the world's server now (a resumed run's old port is gone);
+    any other target as it is."""
+    world = find_world(db_path)
+    if world is None or target.name not in REPLAY_TARGETS or not target.base_url.startswith("http://127.0.0.1:"):
+        return target
+    from oncall.demoworld.server import ensure_url
+
+    url = ensure_url(world).rstrip("/") + "/v1"
+    return target if url == target.base_url else type(target).from_public({**target.public(), "base_url": url})

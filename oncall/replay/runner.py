@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from oncall.demoworld.world import rebind
 from oncall.display import format_cost
 from oncall.ingest.canonical import normalize_finish_reason
 from oncall.query.ids import request_key
@@ -207,6 +208,7 @@ async def execute(db: Store, run_id: int, *, progress: Callable[[Counters], None
     if run is None:
         raise ReplayError(f"no replay run {run_id} (see `oncall replay list`)")
     spec = spec_of_run(run)
+    spec.target = rebind(spec.target, getattr(db, "path", None))  # a demo target: its server now
     key = api_key(spec.target)
     jkey = api_key(spec.judge) if spec.judge else None
     st = rstore.ReplayStore(db, [k for k in (key, jkey) if k])
