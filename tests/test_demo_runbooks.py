@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from oncall.demoworld import world_dir
+from oncall.demoworld import find_world
 from tests.demo_world_helpers import ROOT, build_small_demo, copy_demo, env, oncall
 
 
@@ -33,11 +33,11 @@ def _undo(cwd: Path, ids: list[int]) -> None:
 
 
 def _state(db: Path) -> dict[str, str]:
-    w = world_dir(db)
+    w = find_world(db)
     labels = {n: {v["version"]: sorted(v["labels"]) for v in vs}
-              for n, vs in json.loads((w / "prompts.json").read_text())["prompts"].items()}
-    return {"gateway": (w / "gateway.yaml").read_text(), "flags": (w / "flags.json").read_text(),
-            "search": (w / "search.json").read_text(), "prompts": json.dumps(labels, sort_keys=True)}
+              for n, vs in json.loads(w.prompts.read_text())["prompts"].items()}
+    return {"gateway": w.gateway.read_text(), "flags": w.flags.read_text(), "search": w.search.read_text(),
+            "prompts": json.dumps(labels, sort_keys=True)}
 
 
 def run_with_live_traffic(cwd: Path, db: Path, name: str) -> subprocess.CompletedProcess[str]:
@@ -48,7 +48,7 @@ def run_with_live_traffic(cwd: Path, db: Path, name: str) -> subprocess.Complete
 
     traffic = getattr(demo_gen, "help_center_traffic", None)
     assert traffic is not None, f"{name} waits for live traffic the demo cannot make (no demo.help_center_traffic)"
-    search = world_dir(db) / "search.json"
+    search = find_world(db).search
     start_alias = search.read_text()
     proc = subprocess.Popen([sys.executable, "-m", "oncall", "runbook", "run", name, "--yes", "--json", "--why",
                              f"drill {name}"], cwd=cwd, env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,

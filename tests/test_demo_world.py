@@ -82,8 +82,9 @@ def test_oncall_demo_says_where_its_world_is(tmp_path: Path) -> None:
     assert world["replay_targets"] == ["demo-pinned", "demo-current"]
     assert {"gateway", "flags", "prompts"} <= set(world["action_targets"])
     assert Path(world["dir"]) == world_dir(tmp_path / "incident.duckdb") and find_world(tmp_path / "incident.duckdb")
-    for name in ("gateway.yaml", "flags.json", "prompts.json", "search.json", "prompts/support-bot-v12.md"):
-        assert (Path(world["dir"]) / name).is_file(), name
+    w = find_world(tmp_path / "incident.duckdb")
+    for path in (w.gateway, w.flags, w.prompts, w.search, w.variants / "support-bot-v12.md"):
+        assert path.is_file() and Path(world["dir"]) in path.parents, path
 
 
 def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
