@@ -126,3 +126,25 @@ def metric_change(m: dict[str, Any]) -> tuple[str, str]:
                         else metric_value(m["delta"], m["unit"])))
     sig = m["significance"]
     return change, "bold red" if sig == "significant" else ("dim" if sig in ("noise", "too few") else "")
+
+
+def replay_summary_table(s: dict[str, Any]) -> Table:
+    """A replay run's summary table (runner.summarize's metrics): baseline when the run has one, the
+    originals, the replays, the change and what it means; `oncall replay show` and the console's
+    compare screen print this one table."""
+    from rich.text import Text
+
+    has_base = any(m["baseline"] is not None for m in s["metrics"])
+    table = Table(box=None, header_style="bold", pad_edge=False)
+    cols = [("metric", "left")] + ([("baseline", "right")] if has_base else []) + [
+        ("original", "right"), ("replay", "right"), ("change", "right"), ("", "left")]
+    for col, just in cols:
+        table.add_column(col, justify=just, no_wrap=True)
+    for m in s["metrics"]:
+        sig = m["significance"]
+        change, style = metric_change(m)
+        cells = [m["metric"]] + ([metric_value(m["baseline"], m["unit"])] if has_base else []) + [
+            metric_value(m["original"], m["unit"]), metric_value(m["replay"], m["unit"]), Text(change, style=style),
+            Text(sig if sig != "n/a" else "", style=style)]
+        table.add_row(*cells)
+    return table

@@ -358,6 +358,28 @@ def test_a_window_with_retrievals_finds_the_index_cause_and_compares_on_pulled_r
         [(m["metric"], m["cohort"], m["baseline"]) for m in here["metrics"]]
 
 
+def test_compare_in_place_over_http_binds_every_value_and_agrees(demo, local_demo, http, tmp_path):
+    """The same in-place compare over real HTTP (the loopback server answering from chDB): the window
+    computed once into a temporary table of the session, then aggregates only; what the responder typed
+    travels as bound parameters, never in the SQL text."""
+    args = ["tenant=globex", "feature=extract", "since=2026-11-24T01:12:00Z", "--baseline",
+            "tenant=globex feature=extract until=2026-11-24T01:12:00Z"]
+    before = len(http.requests)
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _http_url(http),
+                 "--since", START, "--until", END, "--json", env={"CLICKHOUSE_PASSWORD": PASSWORD})
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert remote["in_place"]["notes"] == [] and remote["cohort"]["requests"] == local["cohort"]["requests"] > 0
+    for r, m in zip(remote["metrics"], local["metrics"], strict=True):
+        assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+    asked = http.requests[before:]
+    assert any("CREATE TEMPORARY TABLE" in r["sql"] for r in asked)
+    sent = " ".join(r["sql"] for r in asked)
+    assert "'globex'" not in sent and "'extract'" not in sent
+    assert {"globex", "extract"} <= {str(v) for r in asked for v in r["params"].values()}
+
+
 def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_path):
     import click
 

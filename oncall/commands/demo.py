@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from oncall.cliutil import EXIT_OK, db_option, emit_json, fail, json_option, resolve_db
-from oncall.demoworld import ACTION_TARGETS, REPLAY_TARGETS, world_dir
+from oncall.demoworld import REPLAY_TARGETS, action_target_names, world_dir
 
 
 def _check_replaceable(path: Path, force: bool) -> None:
@@ -76,14 +76,16 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
     finally:
         store.close()
     if as_json:
-        emit_json({"db": str(path), "truth": truth.to_dict(), **report.to_dict(), "summary": summ})
+        emit_json({"db": str(path), "truth": truth.to_dict(), **report.to_dict(), "summary": summ,
+                   "world": {"dir": str(world_dir(path)), "replay_targets": list(REPLAY_TARGETS),
+                             "action_targets": action_target_names()}})
         sys.exit(EXIT_OK)
     print_load_report(report, summ)
     click.echo(f"\ndemo incident written to {path}")
     for ch in truth.changes:
         click.echo(f"  injected {ch.at}  {ch.kind:<18} {ch.description}")
     click.echo(f"its world, beside it in {world_dir(path)}: replay targets {', '.join(REPLAY_TARGETS)}; "
-               f"action targets {', '.join(ACTION_TARGETS)} (served on loopback while a command or the console "
+               f"action targets {', '.join(action_target_names())} (served on loopback while a command or the console "
                "needs them; `oncall demo serve` keeps them up)")
     if no_tui or not sys.stdout.isatty():
         click.echo(f"next: oncall open --db {path}   (or oncall changes --db {path})")
@@ -131,13 +133,13 @@ def serve(ctx: click.Context, port: int, db: str | None, as_json: bool) -> None:
 
     signal.signal(signal.SIGTERM, _stop)
     info = {"url": srv.url, "serve_file": str(world.serve_file), "replay_targets": list(REPLAY_TARGETS),
-            "action_targets": list(ACTION_TARGETS), "base_url": srv.url + "/v1"}
+            "action_targets": action_target_names(), "base_url": srv.url + "/v1"}
     if as_json:
         click.echo(json.dumps(info))
     else:
         click.echo(f"serving the demo world of {path} at {srv.url} (Ctrl-C stops)\n"
                    f"  replay targets: {', '.join(REPLAY_TARGETS)} (OpenAI-compatible at {srv.url}/v1)\n"
-                   f"  action targets: {', '.join(ACTION_TARGETS)} (files in {world.dir})\n"
+                   f"  action targets: {', '.join(action_target_names())} (files in {world.dir})\n"
                    f"  written: {world.serve_file}")
     sys.stdout.flush()
     try:

@@ -20,7 +20,7 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_OK, EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import format_cost, iso_utc, time_text
-from oncall.output import metric_change, metric_value, stderr, stdout
+from oncall.output import replay_summary_table, stderr, stdout
 from oncall.safe_text import safe_rich, safe_text
 
 SUBCOMMANDS = ("run", "show", "list")
@@ -266,19 +266,7 @@ def _print_summary(s: dict[str, Any]) -> None:
     state = s.get("state") or {}
     stdout.print(safe_rich(f"status: {state.get('status')}" + (f" — {state['reason']}" if state.get("reason") else ""),
                            multiline=False), soft_wrap=True)
-    has_base = any(m["baseline"] is not None for m in s["metrics"])
-    table = Table(box=None, header_style="bold", pad_edge=False)
-    cols = [("metric", "left")] + ([("baseline", "right")] if has_base else []) + [
-        ("original", "right"), ("replay", "right"), ("change", "right"), ("", "left")]
-    for col, just in cols:
-        table.add_column(col, justify=just, no_wrap=True)
-    for m in s["metrics"]:
-        sig = m["significance"]
-        change, style = metric_change(m)
-        cells = [m["metric"]] + ([metric_value(m["baseline"], m["unit"])] if has_base else []) + [
-            metric_value(m["original"], m["unit"]), metric_value(m["replay"], m["unit"]), Text(change, style=style),
-            Text(sig if sig != "n/a" else "", style=style)]
-        table.add_row(*cells)
+    table = replay_summary_table(s)
     stdout.print(table)
     c = s["counts"]
     stdout.print(safe_rich(f"pairs: {c['changed_pairs']} of {c['pairs']} differ from the original (exact match); "

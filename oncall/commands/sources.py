@@ -147,6 +147,7 @@ def in_place(text: str, since: str | None, until: str | None, question: Callable
         from oncall.sources.clickhouse.canonical import InPlaceUnsupported
 
         t0 = time.perf_counter()
+        engine = None
         try:
             engine = engine_for(source, window)
             res = question(engine)
@@ -157,10 +158,16 @@ def in_place(text: str, since: str | None, until: str | None, question: Callable
             fail(str(exc))
         except SourceError as exc:
             fail(str(exc), exc.exit_code)
+        finally:
+            if engine is not None:
+                engine.close()
         took = time.perf_counter() - t0
         res["in_place"] = {"source": source.ref.display, "since": window.since.isoformat(),
                            "until": window.until.isoformat(), "queries": engine.client.queries,
-                           "bytes_received": engine.bytes, "seconds": round(took, 3)}
+                           "bytes_received": engine.bytes, "seconds": round(took, 3),
+                           "notes": list(engine.relation.notes)}
+        for note in engine.relation.notes:
+            click.echo(f"oncall: note: {note}", err=True)
         click.echo(f"oncall: computed in {source.ref.display} over {window.since.isoformat()} → "
                    f"{window.until.isoformat()}: {engine.client.queries} queries, "
                    f"{engine.bytes:,} bytes of aggregates received, {took:.2f} s", err=True)

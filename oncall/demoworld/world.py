@@ -9,8 +9,8 @@
     flags.json          flagd flag file (the `flags` action target)
     prompts.json        the prompt registry behind the `prompts` target (Langfuse's prompt API,
                         served by the demo server, which alone writes this file)
+    search.json         the help-center's search alias file (the `search` target: index-alias)
     prompts/*.md        replay prompt variants: support-bot-v12, support-bot-v13
-    search-aliases.json the help-center's index alias file (the `search` action target: index-rollback)
     serve.json          where the server listens, while `oncall demo serve` or the console runs
 
 Targets: replay `demo-pinned` (the snapshot before the silent update) and `demo-current` (what the
@@ -45,6 +45,9 @@ ACTION_TARGETS: dict[str, str] = {
     "prompts": "langfuse-label",
     "search": "index-alias",
 }
+# The help-center's search alias as the incident leaves it (on the index rebuilt with another embedding
+# model) and the indexes it may point at (the index-rollback runbook's target).
+SEARCH_ALIASES = {"aliases": {"help-articles": demo.NEW_INDEX}, "indexes": [demo.OLD_INDEX, demo.NEW_INDEX]}
 
 GATEWAY_YAML = """\
 # The demo's LiteLLM proxy config (written by `oncall demo`; the `gateway` action target).
@@ -130,7 +133,7 @@ class World:
 
     @property
     def search(self) -> Path:
-        return self.dir / "search-aliases.json"
+        return self.dir / "search.json"
 
     @property
     def variants(self) -> Path:
@@ -139,11 +142,6 @@ class World:
     @property
     def serve_file(self) -> Path:
         return self.dir / SERVE_FILE
-
-
-def _search_aliases() -> dict[str, Any]:
-    """The help-center's alias as the incident leaves it: on the index rebuilt with another embedding model."""
-    return {"aliases": {"help-articles": demo.NEW_INDEX}, "indexes": [demo.OLD_INDEX, demo.NEW_INDEX]}
 
 
 def world_dir(db_path: str | Path) -> Path:
@@ -160,7 +158,7 @@ def write_world(db_path: str | Path, seed: int) -> World:
     write_atomic(world.gateway, [GATEWAY_YAML], "writing the demo's gateway config")
     write_atomic(world.flags, [json.dumps(_flags(), indent=2) + "\n"], "writing the demo's flag file")
     write_atomic(world.prompts, [json.dumps(_prompt_registry(), indent=2) + "\n"], "writing the demo's prompts")
-    write_atomic(world.search, [json.dumps(_search_aliases(), indent=2) + "\n"], "writing the demo's index aliases")
+    write_atomic(world.search, [json.dumps(SEARCH_ALIASES, indent=2) + "\n"], "writing the demo's search aliases")
     write_atomic(world.variants / "support-bot-v12.md",
                  [_variant("v12", demo.SYSTEM_V12, "acme's support prompt before v13 (the previous version)")],
                  "writing a prompt variant")
@@ -194,20 +192,29 @@ def replay_targets(base_url: str) -> dict[str, Any]:
             for name, (model, _) in REPLAY_TARGETS.items()}
 
 
+def action_target_names() -> list[str]:
+    """The demo's action targets this oncall has an adapter for."""
+    from oncall.actions.registry import ADAPTERS
+
+    return [name for name, adapter in ACTION_TARGETS.items() if adapter in ADAPTERS]
+
+
 def action_targets(world: World, base_url: str) -> dict[str, Any]:
     """The demo's action targets (oncall.actions.config.Target) on the world's files and server."""
     from oncall.actions.config import Target
+    from oncall.actions.registry import ADAPTERS
 
     src = world.dir / WORLD_FILE
-    return {
+    targets = {
         "gateway": Target("gateway", "litellm-config", {"config": str(world.gateway), "reload": "watch",
                                                         "proxy_url": base_url.rstrip("/") + "/gateway",
                                                         "verify_timeout": 10}, False, src),
         "flags": Target("flags", "flagd-file", {"path": str(world.flags)}, False, src),
-        "search": Target("search", "index-alias", {"path": str(world.search)}, False, src),
         "prompts": Target("prompts", "langfuse-label", {"base_url": base_url.rstrip("/") + "/langfuse",
                                                         "auth": "none", "cache_ttl": 0}, False, src),
+        "search": Target("search", "index-alias", {"path": str(world.search)}, False, src),
     }
+    return {name: t for name, t in targets.items() if t.adapter in ADAPTERS}  # an adapter this oncall has
 
 
 def rebind(target: Any, db_path: str | Path | None) -> Any:

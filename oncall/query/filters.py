@@ -328,6 +328,20 @@ def completions(text: str, values: Mapping[str, Sequence[str]] | None = None) ->
             if k.startswith(last) and k != last]
 
 
+def baseline_before(text: str) -> str | None:
+    """The same cohort before the filter's window: its terms with `since=T` turned into `until=T` and
+    `until=` dropped (what a replay or compare measures the cohort against); None without a since=."""
+    try:
+        flt = parse_filter(text)
+    except FilterError:
+        return None
+    since = [t for t in flt.terms if t.key == "since" and t.op == "="]
+    if len(since) != 1:
+        return None
+    keep = [str(t) for t in flt.terms if t.key not in ("since", "until")]
+    return " ".join(keep + [f"until={quote_value(since[0].value)}"])
+
+
 def _check_vocabulary(key: str, op: str, values: tuple[str, ...], where: str) -> None:
     """label, status and error (by class) take a closed set of values: anything else is an error."""
     allowed = CLOSED_VALUES.get(key)

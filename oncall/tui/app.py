@@ -59,6 +59,9 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
+        # What the responder typed in each runbook's form, kept for the session: after a failed gate
+        # (or a bad value) the form opens again with it, not with the defaults.
+        self.runbook_edits: dict[str, tuple[dict[str, str], str]] = {}
         # What changed, as the overview last computed it: the explorer and reader find their cause in it.
         self.known_changes: list[Any] = []
         self._refresh_worker: Any = None
@@ -156,7 +159,7 @@ class OncallApp(App[None]):
 
         self.push_screen(TraceScreen(span_pk))
 
-    def open_replay(self, filter_text: str, request_pk: int | None = None) -> None:
+    def open_replay(self, filter_text: str, request_pk: int | None = None, *, baseline: str | None = None) -> None:
         """Pick target and prompt, see the estimate, confirm; then the compare screen runs it."""
         from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
 
@@ -167,7 +170,7 @@ class OncallApp(App[None]):
             if run_id is not None:
                 self.push_screen(ReplayScreen(run_id, start=True))
 
-        self.push_screen(ReplaySetupModal(filter_text, request_pk), started)
+        self.push_screen(ReplaySetupModal(filter_text, request_pk, baseline=baseline), started)
 
     def open_replay_run(self, run_id: int) -> None:
         from oncall.tui.screens.replay import ReplayScreen

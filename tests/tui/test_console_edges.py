@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 
+from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
 
@@ -124,3 +126,161 @@ async def test_overview_at_80x24_reads_and_tab_jumps_from_cause_to_cause(make_ap
         assert options.highlighted == causes[1]
         first = options.get_option_at_index(causes[0]).prompt
         assert str(first.plain if hasattr(first, "plain") else first).startswith("11-24 00:30")
+
+
+# -- replay: the dialog's labelled fields and baseline, the compare screen's summary table ------------------
+async def test_replay_dialog_labels_offers_the_baseline_and_compare_shows_the_summary(make_app, tmp_path,
+                                                                                     monkeypatch) -> None:
+    import sys
+    from pathlib import Path
+
+    from textual.widgets import Button, Input
+
+    from oncall.tui.screens.replay import ReplayScreen, ReplaySetupModal
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    with OpenAIServer(mode="varying") as srv:
+        monkeypatch.setenv("ONCALL_REPLAY_SUITE", str(write_suite(tmp_path, srv.base_url)))
+        monkeypatch.setenv("ONCALL_TEST_KEY", "sk-test-console-0123456789abcdef")
+        app = make_app()
+        async with app.run_test(size=(80, 40)) as pilot:
+            await settle(pilot)
+            await pilot.press("tab", "R")  # the served-model cause (the second), replayed from the overview
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, ReplaySetupModal)
+            labels = [w.render().plain if hasattr(w.render(), "plain") else str(w.render())
+                      for w in modal.query(".field-label")]
+            assert [lab.split(" (")[0] for lab in labels] == ["target", "prompt variant", "requests", "repeat",
+                                                              "baseline"]
+            assert modal.query_one("#baseline", Input).value == "model=gpt-4o until=2026-11-24T01:12:01Z"
+            start = modal.query_one("#start", Button)
+            assert start.region.bottom <= 40  # the buttons fit at 40 rows
+            modal.query_one("#n", Input).value = "3"
+            modal.query_one("#repeat", Input).value = "2"
+            await settle(pilot)
+            assert "compares with the baseline model=gpt-4o" in static_text(modal, "#estimate")
+            await pilot.click("#start")
+            await pilot.pause()
+            screen = app.screen
+            assert isinstance(screen, ReplayScreen)
+            for _ in range(400):
+                await pilot.pause(0.05)
+                if not screen.running and len(screen.pairs) == 6:
+                    break
+            await settle(pilot)
+            console = Console(width=78, record=True, file=io.StringIO())
+            console.print(screen.query_one("#replay-table", Static).content)
+            text = console.export_text()
+            assert "baseline: model=gpt-4o until=" in text
+            head = next(line for line in text.splitlines() if line.startswith("metric"))
+            assert head.split() == ["metric", "baseline", "original", "replay", "change"]
+            assert "error_rate" in text and "noise (repeat 2)" in text
+            await pilot.press("s")  # s hides the summary for the pairs, and shows it again
+            assert not screen.query_one("#replay-summary").display
+
+
+# -- the postmortem preview renders the Markdown --------------------------------------------------------
+def test_the_preview_renders_the_drafts_markdown_and_keeps_fences_and_hostile_text_as_written() -> None:
+    from oncall.tui import mdpreview
+
+    md = ["# Postmortem (draft): prompt v12 -\\> v13", "", "> ✍️ **To be written by a human.** The *why*",
+          "- **error rate** 0.81 % -\\> 76 % (429 rate\\_limit) `provider=anthropic since=02:05`",
+          "- [ ] Add the eval set to CI", "", "| metric | original |", "|---|---|", "| error\\_rate | 0 % |",
+          "| cost\\_per\\_request | $0.000713 |", "", "```text", "# a quoted heading \\_ **kept**", "```",
+          "note: \\[@click=app.quit\\]boom [bold]x[/bold]"]
+    out = [t.plain for t, _ in mdpreview.render(md)]
+    assert out[0] == "Postmortem (draft): prompt v12 -> v13"
+    assert out[2] == "▌ ✍️ To be written by a human. The why"
+    assert out[3] == "• error rate 0.81 % -> 76 % (429 rate_limit) provider=anthropic since=02:05"
+    assert out[4] == "☐ Add the eval set to CI"
+    assert out[6].split(" │ ") == ["metric".ljust(16), "original"]  # aligned columns
+    assert out[7].startswith("─") and "┼" in out[7]
+    assert out[8].split(" │ ")[0] == "error_rate".ljust(16) and out[9].startswith("cost_per_request │ $0.000713")
+    assert out[12] == "# a quoted heading \\_ **kept**"  # a fence shows exactly what it quotes
+    assert out[14] == "note: [@click=app.quit]boom [bold]x[/bold]"  # text, never markup
+    styled = mdpreview.render(md)[3][0]
+    assert any(span.style.bold for span in styled.spans if not isinstance(span.style, str))
+
+
+async def test_postmortem_preview_shows_no_escapes(make_app) -> None:
+    from oncall.tui.screens.postmortem import DraftView, PostmortemScreen
+
+    app = make_app()
+    async with app.run_test(size=(80, 24)) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        assert isinstance(app.screen, PostmortemScreen)
+        lines = app.screen.query_one(DraftView).plain_lines()
+        shown = "\n".join(lines)
+        assert "\\_" not in shown and "-\\>" not in shown and "**" not in shown
+        assert lines[0].startswith("Postmortem (draft): ") and "rate_limit" in shown
+
+
+# -- the runbook form keeps edits after a failed run and fits 40 rows -------------------------------------
+async def test_runbook_form_keeps_edits_after_a_failed_run_and_fits_40_rows(make_app, tmp_path, monkeypatch) -> None:
+    import json
+    import time
+    from pathlib import Path
+
+    from textual.widgets import Button, Input
+
+    from oncall.tui.screens.runbook import RunbookParamsModal, RunbookRunScreen, RunbooksScreen
+
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"flags": {"agent-tools-send-email": {
+        "state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}}}))
+    (tmp_path / "oncall.toml").write_text(f'[actions.targets.flags]\nadapter = "flagd-file"\npath = "{flags}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ONCALL_TOML", raising=False)
+    monkeypatch.delenv("ONCALL_RUNBOOKS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+
+    async def until(pilot, cond, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not cond():
+            assert time.monotonic() < deadline, what
+            await pilot.pause(0.05)
+
+    app = make_app()
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen) and app.screen.books, "runbooks")
+        names = [b.name for b in app.screen.books]
+        for _ in range(names.index("provider-model-regression")):
+            await pilot.press("j")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form")
+        form = app.screen
+        assert form.query_one("#start", Button).region.bottom <= 40  # the buttons are on the screen
+        for name in ("cohort", "baseline", "candidate"):  # the parameters show beside the plan, one line each
+            box = form.query_one(f"#param-{name}", Input)
+            assert box.region.height == 1 and box.region.bottom <= 40, name
+        await pilot.press("escape")
+        await pilot.pause()
+        step = names.index("prompt-injected-agent") - names.index("provider-model-regression")
+        for _ in range(abs(step)):
+            await pilot.press("j" if step > 0 else "k")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form")
+        app.screen.query_one("#param-variant", Input).value = "nosuch"
+        app.screen.query_one("#why", Input).value = "agent emailing customers"
+        await pilot.press("enter")  # the plan refuses a variant the flag does not have: the run stops
+        await until(pilot, lambda: isinstance(app.screen, RunbookRunScreen) and app.screen.outcome is not None,
+                    "the run to stop")
+        assert app.screen.outcome != "completed"
+        await pilot.press("e")  # edit and run again: the form holds what was typed, not the defaults
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form again")
+        assert app.screen.query_one("#param-variant", Input).value == "nosuch"
+        assert app.screen.query_one("#why", Input).value == "agent emailing customers"
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks")
+        await pilot.press("enter")  # and from the list too
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form from the list")
+        assert app.screen.query_one("#param-variant", Input).value == "nosuch"

@@ -304,17 +304,18 @@ async def test_the_postmortem_preview_and_its_export_are_the_draft(make_app, res
             assert f"\n{heading}" in "\n" + shown, heading
         for _, request in [*responded["bad"], responded["good"]]:
             assert f"request `{request}`" in shown
-        # Painted as text: the hostile note is there as the draft escapes it, styled only as a line.
-        note = next(i for i, line in enumerate(view._lines) if "@click" in line)
-        assert "\\[@click=app.quit\\]boom" in view._lines[note]
+        # Rendered, and painted as text: the hostile note reads as written (its escapes resolved), never as markup.
+        lines = view.plain_lines()
+        note = next(i for i, line in enumerate(lines) if "@click" in line)
+        assert "[@click=app.quit]boom" in lines[note] and "\\[" not in lines[note]
         view.scroll_to(y=note, animate=False, immediate=True)
-        assert view.render_line(0).text.rstrip() == view._lines[note].rstrip()
-        # n jumps from section to section.
+        assert view.render_line(0).text.rstrip() == lines[note].rstrip()
+        # n jumps from section to section (the headings without their #).
         view.scroll_to(y=0, animate=False, immediate=True)
         await pilot.press("n")
-        assert view._lines[view.scroll_offset.y] == "## Summary"
+        assert lines[view.scroll_offset.y] == "Summary"
         await pilot.press("n")
-        assert view._lines[view.scroll_offset.y] == "## Impact"
+        assert lines[view.scroll_offset.y] == "Impact"
         # ctrl+s: postmortem.md beside the incident, equal to `oncall postmortem --out`.
         await pilot.press("ctrl+s")
         await settle(pilot)

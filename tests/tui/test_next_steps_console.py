@@ -79,8 +79,8 @@ async def test_overview_key_lists_the_steps_and_opens_the_prefilled_replay(make_
             assert modal.filter_text == cohort
             assert modal.query_one("#target", Select).value == "demo-pinned"
             assert modal.query_one("#n", Input).value == "20" and modal.query_one("#repeat", Input).value == "3"
-            assert _plain(modal, "#baseline") == f"baseline model=gpt-4o served_model=gpt-4o-2024-08-06 " \
-                                                 f"until={cause.began_at}"
+            assert modal.query_one("#baseline", Input).value == f"model=gpt-4o served_model=gpt-4o-2024-08-06 " \
+                                                                f"until={cause.began_at}"
             # What it will do, before it does it: the estimate, nothing sent yet.
             assert "20 of 20 requests x3" in _plain(modal, "#estimate") and srv.exchanges == []
             await pilot.click("#start")

@@ -14,6 +14,7 @@ the calls they fed is made at load).
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,7 @@ from oncall.sources.clickhouse import metrics as chm
 from oncall.sources.clickhouse.client import errors_named
 from oncall.sources.clickhouse.sql import Params, ch_time
 
+MATERIALIZED_KINDS = "('llm', 'tool')"  # the spans changes and compare read
 # Canonical columns a filter may name in place (filters.COLUMNS' targets the relation holds exactly).
 IN_PLACE_COLUMNS = frozenset({"tenant", "feature", "model", "served_model", "provider", "prompt_version", "release",
                               "env", "user_id", "session_id", "prompt_name", "status", "kind", "finish_reason",
@@ -45,15 +47,16 @@ class CHCompiled:
 class _Counted:
     """The source's client, asked through Arrow so the bytes received are counted."""
 
-    def __init__(self, source: Any) -> None:
-        self.source = source
+    def __init__(self, engine: ClickHouseEngine) -> None:
+        self.engine = engine
         self.bytes = 0
         self.queries = 0
 
     def query(self, sql: str, parameters: dict[str, Any], settings: Mapping[str, Any] | None = None) -> Any:
-        with errors_named(self.source.ref, "computing aggregates in place"):
-            table = self.source.client.query_arrow(sql, parameters=parameters,
-                                                   settings={**self.source.settings, **dict(settings or {})})
+        source = self.engine.source
+        with errors_named(source.ref, "computing aggregates in place"):
+            table = source.client.query_arrow(sql, parameters=parameters,
+                                              settings={**source.settings, **dict(settings or {}), **self.engine.session})
         self.bytes += table.nbytes
         self.queries += 1
         return _Rows([tuple(r.values()) for r in table.to_pylist()])
@@ -89,8 +92,38 @@ class ClickHouseEngine:
             # (ingest.retrieval_link); not compiled here, so in place they would read as absent.
             raise canonical.InPlaceUnsupported("the window has retrieval spans, whose link to the calls they fed "
                                                "is made at load: answered on pulled rows")
-        self.client = _Counted(source)
+        self.client = _Counted(self)
         self._anchor: dt.datetime | None = None
+        self.session: dict[str, str] = {}  # the setting naming the session that holds the window's table
+        self.table: str | None = None
+        self._materialize()
+
+    def _materialize(self) -> None:
+        """The window's LLM calls and tool spans computed once into a temporary table of this session,
+        so each question reads that instead of computing the relation from the raw rows again. Where
+        the user may not create one (a read-only profile), every question computes the relation itself:
+        the same numbers, slower; said in the notes."""
+        name = f"oncall_window_{uuid.uuid4().hex[:12]}"
+        session = {} if self.source.ref.scheme == "chdb" else {"session_id": f"oncall-{uuid.uuid4()}"}
+        sql = (f"CREATE TEMPORARY TABLE {name} ENGINE = Memory AS SELECT * FROM ({self.relation.sql}) AS r "
+               f"WHERE r.kind IN {MATERIALIZED_KINDS}")
+        try:
+            self.source.client.command(sql, parameters=self.relation.params.values,
+                                       settings={**self.source.settings, **session})
+        except Exception as exc:  # noqa: BLE001 - READONLY or no CREATE TEMPORARY TABLE grant: still answerable
+            self.relation.notes.append(f"no temporary table ({str(exc).splitlines()[0][:160]}): every question "
+                                       "computes the window's canonical columns again")
+            return
+        self.session, self.table = session, name
+
+    def close(self) -> None:
+        if self.table is None:
+            return
+        try:
+            self.source.client.command(f"DROP TEMPORARY TABLE IF EXISTS {self.table}", settings=self.session)
+        except Exception:  # noqa: BLE001 - the session ends with the client anyway
+            pass
+        self.table = None
 
     @property
     def bytes(self) -> int:
@@ -102,7 +135,7 @@ class ClickHouseEngine:
         return p
 
     def _from(self) -> str:
-        return f"({self.relation.sql})"
+        return self.table or f"({self.relation.sql})"
 
     def connection(self) -> ClickHouseConnection:
         """A connection `changes` can ask its questions through, answered in this engine."""
@@ -137,6 +170,8 @@ class ClickHouseEngine:
             op = ">=" if key == "since" else "<"
             value = when if isinstance(params, _Positional) else ch_time(when)
             return f"s.start_time {op} {params.p(value, 'DateTime64(9)')}"
+        if key == "kind" and self.table is not None and (t.op != "=" or not set(t.values) <= {"llm", "tool"}):
+            raise canonical.InPlaceUnsupported(f"term '{t}': in place holds the window's LLM calls and tool spans")
         if key == "error":
             if t.op == "~":
                 raise canonical.InPlaceUnsupported(f"term '{t}' reads error messages: answered on pulled rows")
@@ -273,11 +308,11 @@ class ClickHouseConnection:
             raise canonical.InPlaceUnsupported("a question that reads the incident's own tables: answered on "
                                                "pulled rows")
         bound = dict(self.engine.relation.params.values)
-        text = sql.replace("FROM spans s", f"FROM ({self.engine.relation.sql}) AS s")
+        text = sql.replace("FROM spans s", f"FROM {self.engine._from()} AS s")
         text = _bind(text, list(params), bound)
         with errors_named(self.engine.source.ref, "computing aggregates in place"):
-            table = self.engine.source.client.query_arrow(text, parameters=bound,
-                                                          settings={**self.engine.source.settings, **SHARED_SETTINGS})
+            table = self.engine.source.client.query_arrow(
+                text, parameters=bound, settings={**self.engine.source.settings, **SHARED_SETTINGS, **self.engine.session})
         self.engine.client.bytes += table.nbytes
         self.engine.client.queries += 1
         names = table.column_names

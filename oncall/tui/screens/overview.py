@@ -277,9 +277,11 @@ class OverviewScreen(LiveScreen):
         """Replay a sample of the highlighted change's cohort (its filter and window)."""
         # The highlighted line may be an effect: it belongs to its cause (the list has a line per
         # effect, so the line number is not the change's index).
+        from oncall.query.next_steps import baseline_window
+
         ch = self.highlighted_change()
-        if ch is not None:
-            self.app.open_replay(ch.filter)
+        if ch is not None:  # the baseline offered: the same cohort before the cause began
+            self.app.open_replay(ch.filter, baseline=baseline_window({"cohort": ch.cohort, "began_at": ch.began_at}))
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 

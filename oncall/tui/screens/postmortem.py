@@ -1,11 +1,11 @@
 """Postmortem (f7): the draft `oncall postmortem` writes, previewed, and exported with ctrl+s.
 
 The draft is built in a thread worker by the same core function as the command (build_draft), on a
-private connection: esc cancels a build, `r` builds it again. It is shown as plain text painted line
-by line (OutputView's Line API: a 500-line draft scrolls as fast as a 5-line one), with light
-styling chosen by each line's first characters only — headings, table rules, quotes, fences —
-and nothing inside a fenced block (the quoted outputs) styled at all: no Markdown or Rich markup
-parser ever sees the draft. `ctrl+s` writes exactly the previewed Markdown (default
+private connection: esc cancels a build, `r` builds it again. It is rendered for reading
+(oncall/tui/mdpreview.py: headings, tables as columns, emphasis and code styled, escapes resolved,
+fenced blocks — the quoted outputs — exactly as written) and painted line by line (the Line API: a
+500-line draft scrolls as fast as a 5-line one); no Markdown or Rich markup parser ever sees the
+draft. `ctrl+s` writes exactly the previewed Markdown (default
 `postmortem.md` beside the incident; an existing file is replaced only when confirmed), `p` opens
 it in $PAGER. An export is a file, not an incident write: a read-only console may preview and export.
 `m` adds a machine-drafted summary from a replay target, as `oncall postmortem --summarize-with`
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import re
 import shlex
 import subprocess
 import tempfile
@@ -40,85 +39,48 @@ from textual.widgets import Button, Footer, Select, Static
 from oncall.display import format_cost, time_text
 from oncall.postmortem.timeline import incident_signature
 from oncall.safe_text import safe_text
+from oncall.tui import mdpreview
 from oncall.tui.inflight import Inflight, StoreOn, Superseded, is_interrupt
 from oncall.tui.live import LiveScreen
-from oncall.tui.textview import OutputView, wrap_lines
-
-PLAIN = Style()
-H1 = Style(bold=True, underline=True)
-H2 = Style(bold=True, color="cyan")
-H3 = Style(bold=True)
-TABLE_HEAD = Style(bold=True)
-DIM = Style(dim=True)
-QUOTE = Style(italic=True)
-TO_WRITE = Style(italic=True, color="yellow")
-_FENCE = re.compile(r"^(`{3,}|~{3,})(.*)$")
+from oncall.tui.mdpreview import H1, H2, PLAIN
+from oncall.tui.textview import OutputView
 
 
 def line_styles(lines: list[str]) -> list[Style]:
-    """One style per line of the draft, from how the line starts: headings, table header and rule,
-    quotes, fences. Inside a fenced block (quoted outputs, the Mermaid chart, diffs) nothing is
-    styled: a quoted `# heading` or `| a |` stays plain text. The fence closes as CommonMark closes
-    it: a line of the same character, at least as long as the opening, and nothing else."""
-    out: list[Style] = []
-    fence: str | None = None
-    for i, line in enumerate(lines):
-        if fence is not None:
-            s = line.strip()
-            if s and set(s) == {fence[0]} and len(s) >= len(fence) and len(line) - len(line.lstrip(" ")) <= 3:
-                fence = None
-                out.append(DIM)
-            else:
-                out.append(PLAIN)
-            continue
-        m = _FENCE.match(line)
-        if m and not (m.group(1)[0] == "`" and "`" in m.group(2)):
-            fence = m.group(1)
-            out.append(DIM)
-        elif line.startswith("# "):
-            out.append(H1)
-        elif line.startswith("## "):
-            out.append(H2)
-        elif line.startswith(("### ", "#### ")):
-            out.append(H3)
-        elif line.startswith("|"):
-            rule = re.fullmatch(r"\|(\s*:?-+:?\s*\|)+\s*", line) is not None
-            nxt = lines[i + 1] if i + 1 < len(lines) else ""
-            head = re.fullmatch(r"\|(\s*:?-+:?\s*\|)+\s*", nxt) is not None
-            out.append(DIM if rule else TABLE_HEAD if head else PLAIN)
-        elif line.startswith(">"):
-            out.append(TO_WRITE if "✍" in line else QUOTE)
-        else:
-            out.append(PLAIN)
-    return out
+    """One style per line of the draft, saying what the line is (heading, table head or rule, quote,
+    fence); nothing inside a fenced block is styled (mdpreview.render)."""
+    return [style for _, style in mdpreview.render(lines)]
 
 
 class DraftView(OutputView):
-    """OutputView with one style per source line (kept on each of its wrapped display lines)."""
+    """The draft rendered for reading (oncall/tui/mdpreview.py), wrapped to the width; `text` stays
+    the Markdown itself (what ctrl+s writes and `p` pages)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._src: list[str] = [""]
-        self._src_styles: list[Style] = [PLAIN]
+        self._rendered: list[tuple[Text, Style]] = [(Text(""), PLAIN)]
         self._styles = [PLAIN]
 
     def load_draft(self, markdown: str, *, keep_scroll: bool = False) -> None:
         y = self.scroll_offset.y
         self.text = safe_text(markdown).expandtabs(4)  # safe already; again costs nothing and guards it
-        self._src = self.text.split("\n")
-        self._src_styles = line_styles(self._src)
+        self._rendered = mdpreview.render(self.text.split("\n"))
         self._layout(force=True)
         self.scroll_to(0, y if keep_scroll else 0, animate=False)
 
     def display_lines(self, width: int) -> tuple[list[Any], list[Style] | None, int]:
-        lines: list[str] = []
+        lines: list[Any] = []
         styles: list[Style] = []
-        for src, style in zip(self._src, self._src_styles, strict=True):
-            pieces = wrap_lines(src, width) if self.wrap else [src]
-            lines += pieces
-            styles += [style] * len(pieces)
-        longest = width if self.wrap else max((cell_len(x) for x in lines), default=0)
-        return lines or [""], styles or [PLAIN], longest
+        for text, style in self._rendered:
+            pieces = list(text.wrap(self.app.console, width, overflow="fold")) if self.wrap else [text]
+            lines += pieces or [Text("")]
+            styles += [style] * max(1, len(pieces))
+        longest = width if self.wrap else max((cell_len(x.plain) for x in lines), default=0)
+        return lines or [Text("")], styles or [PLAIN], longest
+
+    def plain_lines(self) -> list[str]:
+        """The display lines as the responder reads them (tests; the search of a future `/`)."""
+        return [line.plain for line in self._lines]
 
     def section_starts(self) -> list[int]:
         """Display rows of the `#`/`##` headings (n/N jump between them)."""
@@ -216,7 +178,7 @@ class PostmortemScreen(LiveScreen):
         t = Text("postmortem draft", style="bold")
         if self.draft is not None:
             n = len(self.draft.markdown.splitlines())
-            t.append(f"  ·  {n:,} lines of Markdown, shown as text")
+            t.append(f"  ·  {n:,} lines of Markdown, rendered")
             if self.built_at is not None:
                 t.append(f"  ·  built {time_text(self.built_at, date=False)} UTC")
         if self._building:

@@ -15,6 +15,7 @@ import shlex
 import time
 from typing import Any
 
+from rich.console import Group
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -24,6 +25,8 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Button, Footer, Input, Select, Static
 
 from oncall.display import format_cost
+from oncall.output import replay_summary_table
+from oncall.query.filters import baseline_before, compile_filter
 from oncall.replay.store import progress
 from oncall.safe_text import safe_text
 from oncall.tui import pairdiff
@@ -43,13 +46,16 @@ class ReplaySetupModal(ModalScreen[int | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="replay_setup.cancel")]
 
-    def __init__(self, filter_text: str, request_pk: int | None = None, *,
+    def __init__(self, filter_text: str, request_pk: int | None = None, *, baseline: str | None = None,
                  preset: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.filter_text = filter_text
         self.request_pk = request_pk
         # A cause's suggested replay (oncall/query/next_steps.py): target, prompt, model, baseline, n, repeat.
         self.preset = preset or {}
+        # The cohort the summary compares with (the same cohort before the cause, when there is one).
+        offered = self.preset.get("baseline") or baseline
+        self.baseline = offered if offered is not None else (baseline_before(filter_text) or "")
         self.suite: Any = None
         self.plan: Any = None
         self.spec: Any = None
@@ -61,18 +67,23 @@ class ReplaySetupModal(ModalScreen[int | None]):
             if self.preset.get("title"):
                 yield Static(Text("suggested: ", style="bold cyan")
                              + Text(safe_text(self.preset["title"], multiline=False, max_len=120)), id="suggested")
-            if self.preset.get("baseline"):
-                yield Static(Text("baseline ", style="bold")
-                             + Text(safe_text(self.preset["baseline"], multiline=False, max_len=120)), id="baseline")
             if self.preset.get("model"):
                 yield Static(Text("model ", style="bold") + Text(safe_text(self.preset["model"], multiline=False)
                                                                  + " (overrides the target's)"), id="model")
-            yield Select([], prompt="target", id="target", allow_blank=True)
-            yield Select([], prompt="prompt variant", id="variant", allow_blank=True)
+            yield Static("target (where the requests are sent; the suite's targets.toml)", classes="field-label")
+            yield Select([], prompt="choose a target", id="target", allow_blank=True)
+            yield Static("prompt variant (the suite's prompts/)", classes="field-label")
+            yield Select([], prompt="choose a prompt", id="variant", allow_blank=True)
             with Horizontal(id="replay-numbers"):
-                yield Input(str(self.preset.get("n") or DEFAULT_SAMPLE) if self.request_pk is None else "1", id="n",
-                            disabled=self.request_pk is not None, placeholder="requests")
-                yield Input(str(self.preset.get("repeat") or 1), id="repeat", placeholder="repeat")
+                with Vertical():
+                    yield Static("requests (a uniform sample)", classes="field-label")
+                    yield Input(str(self.preset.get("n") or DEFAULT_SAMPLE) if self.request_pk is None else "1",
+                                id="n", disabled=self.request_pk is not None, placeholder="requests")
+                with Vertical():
+                    yield Static("repeat (2+ tells noise from change)", classes="field-label")
+                    yield Input(str(self.preset.get("repeat") or 1), id="repeat", placeholder="repeat")
+            yield Static("baseline (the cohort the summary compares with; empty: none)", classes="field-label")
+            yield Input(self.baseline, id="baseline", placeholder="e.g. served_model=gpt-4o-2024-08-06 until=01:12")
             yield Static(Text("loading the suite…", style="dim"), id="estimate")
             with Horizontal(id="replay-buttons"):
                 yield Button("Cancel", id="cancel", variant="default")
@@ -132,6 +143,7 @@ class ReplaySetupModal(ModalScreen[int | None]):
 
         target_name = self.query_one("#target", Select).value
         variant = self.query_one("#variant", Select).value
+        baseline = self.query_one("#baseline", Input).value.strip()
         nums = self._numbers()
         if not isinstance(target_name, str) or nums is None:
             self.app.call_from_thread(self._estimate_text, Text("choose a target, requests >= 1, repeat >= 1",
@@ -145,17 +157,18 @@ class ReplaySetupModal(ModalScreen[int | None]):
                 target=target, filter_words=shlex.split(self.filter_text) if self.request_pk is None else [],
                 request=None, prompt=self.suite.prompt(variant) if variant != NO_VARIANT else None,
                 n=nums[0] if self.request_pk is None else None, repeat=nums[1],
-                seed=self.preset.get("seed"), baseline=[self.preset["baseline"]] if self.preset.get("baseline") else None,
-                concurrency=target.max_concurrency or self.suite.concurrency, rubric=self.suite.rubric,
-                retry=self.suite.retry)
+                seed=self.preset.get("seed"), concurrency=target.max_concurrency or self.suite.concurrency,
+                rubric=self.suite.rubric, retry=self.suite.retry, baseline=[baseline] if baseline else None)
             runner.check_spec(spec)
             runner.api_key(target)
             cur = self.app.store.cursor()
+            if baseline:
+                compile_filter(cur, [baseline])  # a bad baseline is said here, before anything is sent
             if self.request_pk is not None:
                 plan = runner.plan_for(cur, spec, [self.request_pk])
             else:
                 plan = runner.plan(cur, spec)
-        except (SuiteError, runner.ReplayError, ValueError) as exc:
+        except (SuiteError, runner.ReplayError, ValueError) as exc:  # FilterError is a ValueError
             self.app.call_from_thread(self._estimate_text, Text(safe_text(str(exc)), style="red"))
             return
         self.app.call_from_thread(self._estimated, spec, plan)
@@ -176,6 +189,9 @@ class ReplaySetupModal(ModalScreen[int | None]):
         if ctx:  # documents a retrieval gave the calls: sent again from the recorded messages
             t.append(safe_text(ctx["note"], multiline=False, max_len=600) + "\n", style="" if ctx["complete"]
                      else "yellow")
+        if spec.baseline:
+            t.append("the summary compares with the baseline " + safe_text(spec.baseline[0], multiline=False,
+                                                                          max_len=160) + "\n", style="dim")
         if plan.replayable:
             t.append("Replay sends these requests to " + safe_text(spec.target.base_url, multiline=False), style="dim")
         self._estimate_text(t)
@@ -208,6 +224,7 @@ class ReplayScreen(Screen):
         Binding("g", "label('good')", "good", id="replay.good"),
         Binding("b", "label('bad')", "bad", id="replay.bad"),
         Binding("d", "toggle_diff", "diff / texts", id="replay.diff"),
+        Binding("s", "toggle_summary", "summary", id="replay.summary"),
         Binding("x", "cancel_run", "cancel run", id="replay.cancel"),
         Binding("escape", "back", "back", id="replay.back"),
     ]
@@ -227,6 +244,8 @@ class ReplayScreen(Screen):
 
     def compose(self) -> ComposeResult:
         yield Static(Text(f"replay {self.run_id}", style="bold"), id="replay-status")
+        with VerticalScroll(id="replay-summary"):
+            yield Static(Text("the summary follows the results", style="dim"), id="replay-table")
         with Horizontal(id="replay-panes"):
             yield OutputView(id="original")
             yield OutputView(id="replayed")
@@ -335,7 +354,28 @@ class ReplayScreen(Screen):
             self.query_one("#replay-status", Static).update(Text(
                 safe_text(f"replay {self.run_id}: {st.get('status')} — {summ['headline']}", multiline=False,
                           max_len=300), style="bold"))
+        self._show_summary(summ)
         self.render_pair()
+
+    def _show_summary(self, summ: dict[str, Any]) -> None:
+        """The run's summary table (`oncall replay show`'s: baseline, original, replay, change), with
+        what the run can say about noise."""
+        if not summ.get("metrics"):
+            return
+        n = summ.get("noise") or {}
+        if "changed_beyond_noise" in n:
+            noise = Text(f"noise (repeat {n['repeat']}): {n['changed_beyond_noise']} request(s) changed beyond the "
+                         f"model's own variation, {n['within_noise']} within noise", style="bold")
+        else:
+            noise = Text(safe_text(f"noise: {n.get('note', '')}", multiline=False), style="dim")
+        base = (summ.get("run") or {}).get("baseline")
+        head = Text(safe_text(f"baseline: {base}", multiline=False, max_len=200) if base else
+                    "no baseline (R with one to compare with the cohort before)", style="dim")
+        self.query_one("#replay-table", Static).update(Group(head, replay_summary_table(summ), noise))
+
+    def action_toggle_summary(self) -> None:
+        box = self.query_one("#replay-summary")
+        box.display = not box.display
 
     def render_pair(self) -> None:
         checks = self.query_one("#replay-checks", RichLinesView)
