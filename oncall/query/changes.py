@@ -105,13 +105,18 @@ class Change:
         return _rounded(asdict(self))
 
 
-def _rounded(v: Any) -> Any:
+P_DIGITS = 4  # a p-value's significant digits: a tail probability far out (z of 30 or more) is
+# ill-conditioned, the sums' last-digit noise is multiplied by about z squared in it
+
+
+def _rounded(v: Any, digits: int = 12) -> Any:
     """Floats to 12 significant digits: DuckDB sums doubles in parallel, in no fixed order, so the
-    last digits differ between runs and --json would not be byte-identical from one run to the next."""
+    last digits differ between runs and --json would not be byte-identical from one run to the next.
+    p-values to P_DIGITS."""
     if isinstance(v, float):
-        return float(f"{v:.12g}")
+        return float(f"{v:.{digits}g}")
     if isinstance(v, dict):
-        return {k: _rounded(x) for k, x in v.items()}
+        return {k: _rounded(x, P_DIGITS if k == "p_value" else 12) for k, x in v.items()}
     if isinstance(v, list):
         return [_rounded(x) for x in v]
     return v

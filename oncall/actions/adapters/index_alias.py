@@ -41,6 +41,14 @@ from oncall.actions.model import Plan, Proposal, State, Verification
 from oncall.actions.secrets import secret
 
 
+def alias_table(doc: Any) -> dict[str, str]:
+    """An alias file's aliases (alias -> index): the `"aliases"` object, else the top level."""
+    if not isinstance(doc, dict):
+        raise ValueError("not an alias file (a JSON object of alias: index)")
+    aliases = doc["aliases"] if isinstance(doc.get("aliases"), dict) else doc
+    return {str(k): v for k, v in aliases.items() if isinstance(v, str)}
+
+
 class IndexAlias(Adapter):
     kind = "index-alias"
     description = "search-index alias (a JSON alias file, or Elasticsearch/OpenSearch): point it at another index"
