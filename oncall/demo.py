@@ -159,6 +159,20 @@ def summarize_reply(article: str) -> str:
     return "In short: " + article.lower().rstrip(".") + "."
 
 
+def help_reply(question: str, article_ids: list[str]) -> str:
+    """help-center's answer from the articles it was given, best first: the right one answers the
+    question; another is paraphrased, short and beside the point; none is "I don't know"."""
+    if not article_ids:
+        return HELP_DONT_KNOW
+    by_id = {a[0]: a for a in HELP_ARTICLES}
+    top = by_id.get(article_ids[0])
+    if top is None:
+        return HELP_DONT_KNOW
+    if top[3] == question:
+        return f"{top[4]} (see {top[1]})"
+    return "Possibly related: " + top[4].split(";")[0].split(". ")[0] + "."
+
+
 def latency_seconds(input_tokens: int, output_tokens: int, rng: random.Random) -> float:
     """How long an answer takes: a fixed overhead, the tokens generated, the prompt read, and jitter."""
     return (0.35 + output_tokens * 0.018 + input_tokens * 0.00004) * rng.uniform(0.8, 1.35)
@@ -418,12 +432,7 @@ class _Gen:
         docs = [{"id": HELP_ARTICLES[i][0], "score": sc, "content": HELP_ARTICLES[i][4],
                  "metadata": {"source": HELP_ARTICLES[i][1], "updated_at": HELP_ARTICLES[i][2] + "T09:00:00Z"}}
                 for i, sc in hits]
-        if not hits:
-            answer = HELP_DONT_KNOW
-        elif hits[0][0] == k:
-            answer = f"{HELP_ARTICLES[k][4]} (see {HELP_ARTICLES[k][1]})"
-        else:  # answers from whatever came back: short and beside the point
-            answer = "Possibly related: " + HELP_ARTICLES[hits[0][0]][4].split(";")[0].split(". ")[0] + "."
+        answer = help_reply(question, [HELP_ARTICLES[i][0] for i, _ in hits])
         articles = "\n".join(f"[{d['id']}] ({d['metadata']['source']}) {d['content']}" for d in docs)
         system = SYSTEM_HELP.format(articles=articles or "(none)")
         input_msgs = [_parts("system", system), _parts("user", question)]

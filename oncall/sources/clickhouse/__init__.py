@@ -102,7 +102,7 @@ class ClickHouseSource:
             # columns come from the retrieval that fed it, linked when the pulled rows are loaded.
             rag = outer.retrieval_superset()
             if rag:
-                full = f"(({compile_terms(flt, outer, params, default_kind=None)}) AND ({rag})) OR ({full})"
+                full = f"((({compile_terms(flt, outer, params, default_kind=None)}) AND ({rag})) OR ({full}))"
         keys = otel.trace_keys_sql(t, inner, win, pre)
         kcols = ", ".join(f"k.{k}__v AS {k}__v, k.{k}__from AS {k}__from" for k in INHERITED_KEYS if k in
                           otel.CANDIDATE_KEYS)
