@@ -260,3 +260,37 @@ def test_on_the_demo_world_every_step_is_prefilled_from_its_files_and_the_pin_ru
     taken = {s["id"]: s["taken"] for c in json.loads(pm.stdout)["facts"]["next_steps"] for s in c["steps"]}
     assert taken["runbook:provider-model-regression"]["how"] == "command line"
     assert taken["replay-before"] is None
+
+
+# -- an incident that is not the demo ---------------------------------------------------------------------------
+def test_off_the_demo_the_replay_targets_the_suites_snapshot_and_runs_as_written(tmp_path: Path, server) -> None:
+    """A generated incident unlike the demo (one model, no tenants, a silent snapshot change): the
+    suggestion names the suite's target that calls the snapshot before, and runs as written."""
+    import incidentgen
+
+    from oncall.ingest.loader import load_paths
+    from oncall.store import open_db
+
+    sc = incidentgen.served_model_key_rename()
+    with open_db(tmp_path / "incident.duckdb") as db:
+        load_paths(db, [str(sc.write(tmp_path / "export"))])
+    (tmp_path / "xdg").mkdir()
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "targets.toml").write_text(
+        f'[targets.today]\nbase_url = "{server.base_url}"\nmodel = "gpt-4o-mini"\napi_key_env = "ONCALL_TEST_KEY"\n'
+        f'price_in = 0\nprice_out = 0\n\n[targets.mini-pinned]\nbase_url = "{server.base_url}"\n'
+        f'model = "gpt-4o-mini-2024-07-18"\napi_key_env = "ONCALL_TEST_KEY"\nprice_in = 0\nprice_out = 0\n')
+    res = oncall(tmp_path, "changes", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    (c,) = json.loads(res.stdout)
+    replay = _step(c, "replay-before")
+    assert replay["params"]["target"] == "mini-pinned" and replay["params"]["model"] is None and replay["notes"] == []
+    assert replay["params"]["baseline"] == (
+        f"model=gpt-4o-mini served_model=gpt-4o-mini-2024-07-18 until={c['began_at']}")
+    pin = _step(c, "runbook:provider-model-regression")
+    assert pin["params"]["candidate"] == "mini-pinned" and pin["params"]["snapshot"] == "openai/gpt-4o-mini-2024-07-18"
+    ran = oncall(tmp_path, *replay["argv"], "--no-progress", "--json")
+    assert ran.returncode == 0, ran.stderr
+    out = json.loads(ran.stdout)
+    assert out["run"]["target"] == "mini-pinned" and out["run"]["model"] == "gpt-4o-mini-2024-07-18"
+    assert out["counts"]["ok"] + out["counts"]["diverged"] > 0

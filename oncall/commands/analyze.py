@@ -156,8 +156,12 @@ def _found_and_steps(con: Any, filter_words: tuple[str, ...], bucket_s: int | No
     from oncall.query.next_steps import load_setting, steps_for_all
 
     found = run_changes(con, list(filter_words), bucket_s=bucket_s)[:limit]
-    setting = load_setting(con, db=db_arg, incident=incident)
-    return {"found": found, "steps": steps_for_all(con, found, setting)}
+    try:
+        steps = steps_for_all(con, found, load_setting(con, db=db_arg, incident=incident))
+    except Exception as exc:  # noqa: BLE001 - the causes stand without their suggestions; said, not hidden
+        click.echo(f"oncall: warning: the next steps could not be worked out: {exc}", err=True)
+        steps = [[] for _ in found]
+    return {"found": found, "steps": steps}
 
 
 def _show_changes(found: list[Any], steps: list[Any], filter_words: tuple[str, ...], as_json: bool) -> None:

@@ -50,6 +50,7 @@ SEED = 1  # the same sample every time the suggestion is run
 JSON_METRICS = ("json_valid_rate", "json_key_drift")
 ERROR_METRICS = ("error_rate",)
 COST_METRICS = ("cost_per_request",)
+FAILING_SHARE = 0.9  # an error burst in all traffic is a provider's when it carries this share of the failures
 
 
 @dataclass
@@ -164,9 +165,10 @@ def next_steps(con: Any, change: dict[str, Any], setting: Setting) -> list[NextS
         steps += _served_model(con, change, setting)
     elif kind == "new_prompt_version":
         steps += _prompt_version(con, change, setting)
-    elif (kind == "metric_shift" and change.get("metric") in ERROR_METRICS
-          and "provider" in (change.get("cohort") or {})):
-        steps.append(_outage(con, change, setting))
+    elif kind == "metric_shift" and change.get("metric") in ERROR_METRICS:
+        provider = (change.get("cohort") or {}).get("provider") or _failing_provider(con, change["filter"])
+        if provider:
+            steps.append(_outage(con, change, provider, setting))
     if _cost_shift(change):
         steps.append(_cost(con, change, setting))
     return steps
@@ -264,6 +266,8 @@ def _served_model(con: Any, change: dict[str, Any], setting: Setting) -> list[Ne
     before, after = str(change.get("before") or ""), str(change.get("after") or "")
     cohort = _with(change["filter"], "served_model", after) if after else change["filter"]
     baseline = baseline_window(change, {"served_model": before} if before else None)
+    if not before:
+        return []  # no snapshot before it to replay on, or to pin back to
     target, model, notes = _snapshot_target(change, before, setting)
     replay = _replay_step("replay-before", f"replay the cohort on the snapshot before ({before})", cohort, baseline,
                           target, setting, model=model, notes=notes)
@@ -350,6 +354,8 @@ def _prompt_version(con: Any, change: dict[str, Any], setting: Setting) -> list[
                      f"(write {prompt_name or 'NAME'}-{before}.md with `version: {before}`)")
         variant = f"{prompt_name or 'prompt'}-{before}"
     target, t_notes = _current_target(model, setting)
+    if not before:
+        return []  # no previous version to replay with or roll back to
     replay = _replay_step("replay-previous-prompt", f"replay the cohort with the previous version ({before})",
                           cohort, baseline, target, setting, prompt=variant, notes=notes + t_notes)
     values = {"prompt": prompt_name, "cohort": cohort, "baseline": baseline, "candidate": target,
@@ -389,15 +395,26 @@ def _current_target(model: str | None, setting: Setting) -> tuple[str, list[str]
 
 
 # -- an error burst on a provider ---------------------------------------------------------------------------
-def _outage(con: Any, change: dict[str, Any], setting: Setting) -> NextStep:
-    provider = str(change["cohort"]["provider"])
-    cls = _error_classes(con, change["filter"])
-    cohort = change["filter"] + (f" error={','.join(cls)}" if cls else "")
+def _failing_provider(con: Any, flt: str) -> str | None:
+    """The provider of nearly all (FAILING_SHARE) of a window's failed calls: a burst seen in all
+    traffic when one provider carries it."""
+    c = compile_on(con, flt)
+    rows = con.execute(f"SELECT s.provider, count(*) FROM spans s WHERE {c.where} AND s.status = 'error' "
+                       f"GROUP BY 1 ORDER BY 2 DESC, 1", c.params).fetchall()
+    total = sum(int(r[1]) for r in rows)
+    if rows and rows[0][0] is not None and total and int(rows[0][1]) >= FAILING_SHARE * total:
+        return str(rows[0][0])
+    return None
+
+
+def _outage(con: Any, change: dict[str, Any], provider: str, setting: Setting) -> NextStep:
+    flt = _with(change["filter"], "provider", provider)
+    cls = _error_classes(con, flt)
+    cohort = flt + (f" error={','.join(cls)}" if cls else "")
     notes: list[str] = []
-    alias = _provider_alias(setting.gateway, provider, _mode(con, change["filter"], "model"),
-                            _mode(con, change["filter"], "feature"))
+    alias = _provider_alias(setting.gateway, provider, _mode(con, flt, "model"), _mode(con, flt, "feature"))
     if alias is None:
-        alias = _mode(con, change["filter"], "model")
+        alias = _mode(con, flt, "model")
         notes.append(f"alias: {setting.gateway_problem or 'no gateway model_name routes to ' + provider}; "
                      f"the model the failing calls requested ({alias}) instead")
     fallback = _fallback(setting.gateway, alias) if alias else None
