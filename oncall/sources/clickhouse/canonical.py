@@ -192,7 +192,7 @@ def _signature_row(m: dict[str, str]) -> dict[str, Any]:
     special = {k: m.pop(k, "") for k in ("_exc_type", "_exc_message", "_status", "_message", "_name", "_span_kind",
                                          "_g3_finish")}
     if special["_g3_finish"]:
-        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": %s}]' % _json_str(special["_g3_finish"])
+        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": ' + _json_str(special["_g3_finish"]) + "}]"
     events: list[Any] = []
     if special["_exc_type"] or special["_exc_message"]:
         ev = {k: v for k, v in (("exception.type", special["_exc_type"]),
