@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LITELLM_VERSION=1.108.7
-ENV_DIR=.envs/litellm-proxy
+source .ci/lib.sh
+ENV_DIR="$ENVS_HOME/litellm-proxy"
+exec {lock}>"$ENVS_HOME/.litellm-proxy.lock"; flock "$lock"
 case "$LITELLM_VERSION" in
   1.107.0|1.82.7|1.82.8) echo "setup-actions: refusing compromised litellm $LITELLM_VERSION" >&2; exit 1 ;;
 esac

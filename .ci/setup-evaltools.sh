@@ -5,11 +5,12 @@
 # install fails, the reason is left in .envs/<tool>-install.log and the tests skip quoting it.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-mkdir -p .envs
+source .ci/lib.sh
+exec {lock}>"$ENVS_HOME/.evaltools.lock"; flock "$lock"
 PROMPTFOO_VERSION=0.121.20
 INSPECT_VERSION=0.3.285
 
-pf=.envs/promptfoo
+pf="$ENVS_HOME/promptfoo"
 if [ ! -x "$pf/node_modules/.bin/promptfoo" ] || ! grep -q "\"version\": \"$PROMPTFOO_VERSION\"" "$pf/node_modules/promptfoo/package.json" 2>/dev/null; then
   if ! command -v npm >/dev/null 2>&1; then
     echo "npm not installed (promptfoo needs Node 20 and npm)" > .envs/promptfoo-install.log
@@ -22,7 +23,7 @@ if [ ! -x "$pf/node_modules/.bin/promptfoo" ] || ! grep -q "\"version\": \"$PROM
   fi
 fi
 
-ins=.envs/inspect
+ins="$ENVS_HOME/inspect"
 if [ ! -x "$ins/bin/inspect" ] || ! "$ins/bin/python" -c "import inspect_ai, sys; sys.exit(inspect_ai.__version__ != '$INSPECT_VERSION')" 2>/dev/null; then
   if (python3 -m venv "$ins" && ("$ins/bin/pip" install -q "inspect-ai==$INSPECT_VERSION" openai \
         || "$ins/bin/pip" install -q "inspect-ai==$INSPECT_VERSION" openai)) > .envs/inspect-install.log 2>&1; then

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 dir=tests/node
 log=.envs/node-install.log
 stamp=$dir/node_modules/.oncall-lock
-mkdir -p .envs
+source .ci/lib.sh
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   echo "node/npm not installed (the Node export tests need Node 20 and npm)" > "$log"
   echo "ci: node/npm missing; the Node export tests will skip" >&2

@@ -14,36 +14,15 @@
 # Usage: setup-retrieval.sh [NAME...]  (no names: every env)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-PY="${PYTHON:-python3}"
-
-make_env() {  # name, then the pip requirements
-  local name="$1"; shift
-  local dir=".envs/$name" want="$*"
-  if [ -f "$dir/.ready" ] && [ "$(cat "$dir/.ready")" = "$want" ]; then
-    return 0
-  fi
-  for attempt in 1 2; do
-    rm -rf "$dir"
-    if "$PY" -m venv "$dir" \
-        && { timeout 900 "$dir/bin/pip" install -q --disable-pip-version-check --timeout 60 "$@" 2>&1 \
-               | grep -v '^WARNING: Location .* is ignored' >&2; [ "${PIPESTATUS[0]}" -eq 0 ]; }; then
-      printf '%s' "$want" > "$dir/.ready"
-      echo "setup-retrieval: $name ready"
-      return 0
-    fi
-    echo "setup-retrieval: installing $name failed (attempt $attempt)" >&2
-  done
-  rm -rf "$dir"
-  echo "setup-retrieval: $name unavailable; its tests will skip" >&2
-  return 0
-}
+source .ci/lib.sh
+env_() { make_env setup-retrieval 900 "$@"; }
 
 OTEL="opentelemetry-sdk==1.45.2"
 FILE_EXPORTER="opentelemetry-exporter-otlp-json-file==0.66b1"
 ASKED=("$@")
 run() {  # run NAME REQS... when NAME was asked for
   local name="$1"; shift
-  if [ "${#ASKED[@]}" -eq 0 ] || [[ " ${ASKED[*]} " == *" $name "* ]]; then make_env "$name" "$@"; fi
+  if [ "${#ASKED[@]}" -eq 0 ] || [[ " ${ASKED[*]} " == *" $name "* ]]; then env_ "$name" "$@"; fi
 }
 
 run rag-langchain "langchain-core==1.8.1" "langchain-openai==1.7.4" \

@@ -1,17 +1,13 @@
 """The demo ships its world: replay targets demo-pinned / demo-current served on loopback from the
-demo's generator, and action targets (gateway, flags, prompts) beside the incident that every
-shipped runbook passes on with its defaults. Real commands, run as a new user would, in a temp dir
-with no replay suite and no oncall.toml."""
+demo's generator, and action targets (gateway, flags, prompts, search) beside the incident. Real
+commands, run as a new user would, in a temp dir with no replay suite and no oncall.toml."""
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx2
@@ -19,36 +15,14 @@ import pytest
 
 from oncall.demoworld import find_world, world_dir
 from oncall.demoworld.responder import answer
-from oncall.store.db import copy_incident
+from tests.demo_world_helpers import build_small_demo, copy_demo, env, oncall
 
-ROOT = Path(__file__).resolve().parents[1]
 EXTRACT_NEW = "served_model=gpt-4o-2024-11-20 feature=extract"
-
-
-def copy_demo(demo_db: Path, into: Path) -> Path:
-    """The session's demo and its world as ./incident.duckdb in `into` (what `oncall demo` leaves)."""
-    db = into / "incident.duckdb"
-    copy_incident(demo_db, db)
-    shutil.copytree(world_dir(demo_db), world_dir(db), ignore=shutil.ignore_patterns("serve.json", "*.lock"))
-    return db
-
-
-def oncall(cwd: Path, *args: str, timeout: float = 300, **kw) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ONCALL_DEMO_LATENCY": "0", "COLUMNS": "160"}
-    env.pop("ONCALL_DB", None)
-    return subprocess.run([sys.executable, "-m", "oncall", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=timeout, env=env, **kw)
 
 
 @pytest.fixture(scope="module")
 def small_demo(tmp_path_factory) -> Path:
-    """The demo at small scale: the same generator, seed and story (every cause and runbook cohort),
-    an eighth of the traffic, built with its world once for this module."""
-    from oncall.demo import build_demo
-
-    path = tmp_path_factory.mktemp("small-demo") / "demo.duckdb"
-    build_demo(path, hours=3.5, scale=0.25)
-    return path
+    return build_small_demo(tmp_path_factory.mktemp("small-demo"))
 
 
 @pytest.fixture
@@ -101,6 +75,18 @@ def test_a_resumed_run_finds_the_demo_server_again(demo: Path) -> None:
     assert json.loads(res.stdout)["counts"]["results"] == 6
 
 
+def test_oncall_demo_says_where_its_world_is(tmp_path: Path) -> None:
+    res = oncall(tmp_path, "demo", "--no-tui", "--hours", "0.2", "--json")
+    assert res.returncode == 0, res.stderr[-2000:]
+    world = json.loads(res.stdout)["world"]
+    assert world["replay_targets"] == ["demo-pinned", "demo-current"]
+    assert {"gateway", "flags", "prompts"} <= set(world["action_targets"])
+    assert Path(world["dir"]) == world_dir(tmp_path / "incident.duckdb") and find_world(tmp_path / "incident.duckdb")
+    w = find_world(tmp_path / "incident.duckdb")
+    for path in (w.gateway, w.flags, w.prompts, w.search, w.variants / "support-bot-v12.md"):
+        assert path.is_file() and Path(world["dir"]) in path.parents, path
+
+
 def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
     msgs = [{"role": "system", "content": "Extract the order as JSON with keys order_id, amount, currency, status. "
                                           "Reply with the JSON object only."},
@@ -118,8 +104,7 @@ def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
 
 def test_demo_serve_announces_where_it_listens_and_stops_cleanly(demo: Path) -> None:
     cwd = demo.parent
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ONCALL_DEMO_LATENCY": "0"}
-    proc = subprocess.Popen([sys.executable, "-m", "oncall", "demo", "serve", "--json"], cwd=cwd, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "oncall", "demo", "serve", "--json"], cwd=cwd, env=env(),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         info = json.loads(proc.stdout.readline())
@@ -143,95 +128,3 @@ def test_demo_serve_announces_where_it_listens_and_stops_cleanly(demo: Path) -> 
         proc.wait(timeout=20)
     assert proc.returncode == 0
     assert not world.serve_file.exists()
-
-
-def _undo(cwd: Path, ids: list[int]) -> None:
-    for action_id in sorted(ids, reverse=True):
-        res = oncall(cwd, "action", "undo", str(action_id), "--yes")
-        assert res.returncode == 0, res.stderr[-2000:]
-
-
-def _state(db: Path) -> dict[str, str]:
-    w = world_dir(db)
-    labels = {n: {v["version"]: sorted(v["labels"]) for v in vs}
-              for n, vs in json.loads((w / "prompts.json").read_text())["prompts"].items()}
-    return {"gateway": (w / "gateway.yaml").read_text(), "flags": (w / "flags.json").read_text(),
-            "search": (w / "search.json").read_text(), "prompts": json.dumps(labels, sort_keys=True)}
-
-
-SHIPPED = sorted(p.stem for p in (ROOT / "runbooks").glob("*.md") if p.name != "README.md")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", SHIPPED)
-def test_each_shipped_runbook_passes_on_the_demo_with_its_defaults_and_undoes(demo: Path, name: str) -> None:
-    cwd = demo.parent
-    before = _state(demo)
-    res = oncall(cwd, "runbook", "run", name, "--yes", "--json", "--why", f"drill {name}")
-    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-2000:]
-    data = json.loads(res.stdout)
-    assert data["outcome"] == "completed"
-    gates = data["events"][-1]["data"]["gates"]
-    assert all(g["passed"] for g in gates), gates
-    acts = [e["data"]["action"] for e in data["events"] if e["kind"] == "action"]
-    assert acts and all(a["status"] == "verified" for a in acts), acts
-    assert _state(demo) != before  # it acted on the demo's own targets
-    _undo(cwd, [a["action_id"] for a in acts])
-    assert _state(demo) == before
-
-
-# -- the README's examples, run as written ------------------------------------------------------
-def readme_blocks() -> list[tuple[str, list[str]]]:
-    """Each ```sh block of the READMEs that runs replay, runbooks or actions: (where, commands)."""
-    out = []
-    for doc in (ROOT / "README.md", ROOT / "runbooks" / "README.md", ROOT / "replay" / "README.md"):
-        text = doc.read_text(encoding="utf-8")
-        for i, chunk in enumerate(text.split("```sh\n")[1:]):
-            body = chunk.split("```", 1)[0].replace("\\\n", " ")
-            cmds = [ln.strip() for ln in body.splitlines() if ln.strip().startswith("oncall ")]
-            if any(c.split()[1] in ("replay", "runbook", "action") for c in cmds if len(c.split()) > 1):
-                out.append((f"{doc.relative_to(ROOT)} block {i + 1}", cmds))
-    return out
-
-
-BLOCKS = readme_blocks()
-
-
-def run_typed(cwd: Path, line: str) -> subprocess.CompletedProcess[str]:
-    """One README line in a shell, at a terminal that answers yes to whatever it asks."""
-    import pty
-
-    master, slave = pty.openpty()
-    os.write(master, b"y\n" * 8)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "ONCALL_DEMO_LATENCY": "0", "COLUMNS": "160",
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("ONCALL_DB", None)
-    try:
-        return subprocess.run(["bash", "-c", line], cwd=cwd, stdin=slave, capture_output=True, text=True,
-                              timeout=300, env=env)
-    finally:
-        os.close(slave)
-        os.close(master)
-
-
-def test_readme_examples_are_found() -> None:
-    where = {w.split(" block")[0] for w, _ in BLOCKS}
-    assert where == {"README.md", "runbooks/README.md", "replay/README.md"}
-    cmds = [c for _, cs in BLOCKS for c in cs]
-    assert any("--target demo-pinned" in c for c in cmds) and any("runbook run" in c for c in cmds)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("where,commands", BLOCKS, ids=[w for w, _ in BLOCKS])
-def test_readme_example_runs_as_written_on_the_demo(small_demo: Path, tmp_path: Path, where: str,
-                                                    commands: list[str]) -> None:
-    if shutil.which("oncall", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("the `oncall` script is not installed beside this Python (pip install -e .)")
-    copy_demo(small_demo, tmp_path)  # what `oncall demo --no-tui` builds, at small scale
-    for line in commands:
-        if line.split("#")[0].split() == ["oncall", "demo", "--no-tui"]:
-            continue  # built above, identically
-        started = time.monotonic()
-        res = run_typed(tmp_path, line)
-        assert res.returncode == 0, f"{where}: `{line}` exited {res.returncode} after " \
-                                    f"{time.monotonic() - started:.0f} s\n{res.stdout[-2000:]}\n{res.stderr[-2000:]}"

@@ -75,7 +75,9 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
     finally:
         store.close()
     if as_json:
-        emit_json({"db": str(path), "truth": truth.to_dict(), **report.to_dict(), "summary": summ})
+        emit_json({"db": str(path), "truth": truth.to_dict(), **report.to_dict(), "summary": summ,
+                   "world": {"dir": str(world_dir(path)), "replay_targets": list(REPLAY_TARGETS),
+                             "action_targets": action_target_names()}})
         sys.exit(EXIT_OK)
     print_load_report(report, summ)
     click.echo(f"\ndemo incident written to {path}")

@@ -59,6 +59,9 @@ class OncallApp(App[None]):
             "the console was opened with --read-only" if read_only else
             "the database was opened read-only" if store.read_only else "")
         self.filter_history: list[str] = []
+        # What the responder typed in each runbook's form, kept for the session: after a failed gate
+        # (or a bad value) the form opens again with it, not with the defaults.
+        self.runbook_edits: dict[str, tuple[dict[str, str], str]] = {}
         # What changed, as the overview last computed it: the explorer and reader find their cause in it.
         self.known_changes: list[Any] = []
         self._refresh_worker: Any = None

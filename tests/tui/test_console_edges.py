@@ -219,3 +219,68 @@ async def test_postmortem_preview_shows_no_escapes(make_app) -> None:
         shown = "\n".join(lines)
         assert "\\_" not in shown and "-\\>" not in shown and "**" not in shown
         assert lines[0].startswith("Postmortem (draft): ") and "rate_limit" in shown
+
+
+# -- the runbook form keeps edits after a failed run and fits 40 rows -------------------------------------
+async def test_runbook_form_keeps_edits_after_a_failed_run_and_fits_40_rows(make_app, tmp_path, monkeypatch) -> None:
+    import json
+    import time
+    from pathlib import Path
+
+    from textual.widgets import Button, Input
+
+    from oncall.tui.screens.runbook import RunbookParamsModal, RunbookRunScreen, RunbooksScreen
+
+    flags = tmp_path / "flags.json"
+    flags.write_text(json.dumps({"flags": {"agent-tools-send-email": {
+        "state": "ENABLED", "variants": {"on": True, "off": False}, "defaultVariant": "on"}}}))
+    (tmp_path / "oncall.toml").write_text(f'[actions.targets.flags]\nadapter = "flagd-file"\npath = "{flags}"\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ONCALL_TOML", raising=False)
+    monkeypatch.delenv("ONCALL_RUNBOOKS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+
+    async def until(pilot, cond, what: str) -> None:
+        deadline = time.monotonic() + 60
+        while not cond():
+            assert time.monotonic() < deadline, what
+            await pilot.pause(0.05)
+
+    app = make_app()
+    async with app.run_test(size=(80, 40)) as pilot:
+        await settle(pilot)
+        await pilot.press("f3")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen) and app.screen.books, "runbooks")
+        names = [b.name for b in app.screen.books]
+        for _ in range(names.index("provider-model-regression")):
+            await pilot.press("j")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form")
+        form = app.screen
+        assert form.query_one("#start", Button).region.bottom <= 40  # the buttons are on the screen
+        for name in ("cohort", "baseline", "candidate"):  # the parameters show beside the plan, one line each
+            box = form.query_one(f"#param-{name}", Input)
+            assert box.region.height == 1 and box.region.bottom <= 40, name
+        await pilot.press("escape")
+        await pilot.pause()
+        step = names.index("prompt-injected-agent") - names.index("provider-model-regression")
+        for _ in range(abs(step)):
+            await pilot.press("j" if step > 0 else "k")
+        await pilot.press("enter")
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form")
+        app.screen.query_one("#param-variant", Input).value = "nosuch"
+        app.screen.query_one("#why", Input).value = "agent emailing customers"
+        await pilot.press("enter")  # the plan refuses a variant the flag does not have: the run stops
+        await until(pilot, lambda: isinstance(app.screen, RunbookRunScreen) and app.screen.outcome is not None,
+                    "the run to stop")
+        assert app.screen.outcome != "completed"
+        await pilot.press("e")  # edit and run again: the form holds what was typed, not the defaults
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form again")
+        assert app.screen.query_one("#param-variant", Input).value == "nosuch"
+        assert app.screen.query_one("#why", Input).value == "agent emailing customers"
+        await pilot.press("escape")
+        await until(pilot, lambda: isinstance(app.screen, RunbooksScreen), "the runbooks")
+        await pilot.press("enter")  # and from the list too
+        await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form from the list")
+        assert app.screen.query_one("#param-variant", Input).value == "nosuch"

@@ -246,7 +246,9 @@ async def test_runbook_screen_form_dry_run_and_apply_button(make_app, flags) -> 
         await wait_for(pilot, lambda: app.screen is rb_screen)
 
         await pilot.press("enter")
-        await until_modal(pilot, RunbookParamsModal)
+        form = await until_modal(pilot, RunbookParamsModal)
+        assert form.query_one("#param-variant", Input).value == "nosuch"  # the edit is kept after the failure
+        form.query_one("#param-variant", Input).value = "off"
         await pilot.press("enter")
         modal = await until_modal(pilot)
         assert modal.query_one("#cancel", Button).has_focus  # the default is Cancel

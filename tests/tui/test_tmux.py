@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/run installs it)")
+pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (.ci/test installs it with apt where it can)")
 
 SESSION = f"oncall-e2e-{os.getpid()}"
 SOCKET = SESSION  # a tmux server of our own (-L): never the user's, never another test run's

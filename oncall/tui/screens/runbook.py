@@ -350,7 +350,8 @@ class RunbooksScreen(Screen):
             if answer is not None:
                 self.app.open_runbook_run(rb, answer["values"], dry_run=dry_run, why=answer.get("why"))
 
-        self.app.push_screen(RunbookParamsModal(rb, dry_run=dry_run), done)
+        given, why = getattr(self.app, "runbook_edits", {}).get(rb.name, ({}, ""))
+        self.app.push_screen(RunbookParamsModal(rb, dry_run=dry_run, values=given, why=why), done)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -435,7 +436,11 @@ class RunbookParamsModal(ModalScreen[dict[str, Any] | None]):
         if event is not None:
             event.stop()
         why = "" if self.dry_run else self.query_one("#why", Input).value.strip()
-        self._check(self.given(), why)
+        given = self.given()
+        edits = getattr(self.app, "runbook_edits", None)
+        if edits is not None:  # kept for the form's next opening (after a failed gate: `e` on the run)
+            edits[self.rb.name] = (dict(given), why)
+        self._check(given, why)
 
     @work(thread=True, exclusive=True, group="runbook-params", exit_on_error=False)
     def _check(self, given: dict[str, str], why: str) -> None:
@@ -565,6 +570,7 @@ class RunbookRunScreen(Screen):
     BINDINGS = [
         Binding("x", "cancel_run", "cancel run", id="runbook_run.cancel"),
         Binding("escape", "back", "cancel / back", id="runbook_run.back"),
+        Binding("e", "edit", "edit and run again", id="runbook_run.edit"),
     ]
 
     def __init__(self, rb: Any, values: dict[str, Any], *, dry_run: bool = False, why: str | None = None) -> None:
@@ -670,7 +676,7 @@ class RunbookRunScreen(Screen):
         self.outcome = "failed" if failure else outcome
         if failure:
             self._write(Text("stopped: " + _one(failure, 2000), style="bold red"))
-        self._status(_one(self.outcome) + "   esc back · f4 actions")
+        self._status(_one(self.outcome) + "   e edit and run again · esc back · f4 actions")
         ok = self.outcome == "completed"
         self.app.notify(_one(f"runbook {self.rb.name} {self.outcome}", 200), markup=False,
                         severity="information" if ok else "warning")
@@ -678,7 +684,24 @@ class RunbookRunScreen(Screen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_run":
             return self.running  # `x` is in the footer only while the runbook runs
+        if action == "edit":
+            return not self.running  # `e` once it stopped (a failed gate): the form with the values it ran with
         return True
+
+    def action_edit(self) -> None:
+        """The form again, holding what was typed for this run (not the defaults); it runs anew."""
+        if self.running:
+            return
+        rb, dry_run = self.rb, self.dry_run
+        given, why = getattr(self.app, "runbook_edits", {}).get(
+            rb.name, ({k: default_text(v) for k, v in self.values.items()}, self.why or ""))
+
+        def done(answer: dict[str, Any] | None) -> None:
+            if answer is not None:
+                self.app.open_runbook_run(rb, answer["values"], dry_run=dry_run, why=answer.get("why"))
+
+        self.app.pop_screen()
+        self.app.push_screen(RunbookParamsModal(rb, dry_run=dry_run, values=given, why=why), done)
 
     def action_cancel_run(self) -> None:
         if not self.running or self._cancel.is_set():
