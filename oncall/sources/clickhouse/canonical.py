@@ -135,7 +135,11 @@ def build(source: Any, window: Window) -> Relation:
     base = (f"SELECT {', '.join(f'{v} AS {k}' for k, v in cols.items())} "
             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t LEFT JOIN ({keys_sql}) AS k ON k.TraceId = t.TraceId "
             f"WHERE {win}")
-    sql = _with_cost(source, base, params)
+    # The models to price read only the span's own columns: no trace join for that question.
+    priced = ("kind", "provider", "model", "served_model", "input_tokens", "output_tokens", "exported_cost")
+    own_rows = (f"SELECT {', '.join(f'{cols[k]} AS {k}' for k in priced)} "
+                f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
+    sql = _with_cost(source, base, own_rows, params)
     return Relation(sql, params, has_retrieval="retriever" in kinds)
 
 
@@ -188,7 +192,7 @@ def _signature_row(m: dict[str, str]) -> dict[str, Any]:
     special = {k: m.pop(k, "") for k in ("_exc_type", "_exc_message", "_status", "_message", "_name", "_span_kind",
                                          "_g3_finish")}
     if special["_g3_finish"]:
-        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": %s}]' % _json_str(special["_g3_finish"])
+        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": ' + _json_str(special["_g3_finish"]) + "}]"
     events: list[Any] = []
     if special["_exc_type"] or special["_exc_message"]:
         ev = {k: v for k, v in (("exception.type", special["_exc_type"]),
@@ -258,11 +262,12 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
-def _with_cost(source: Any, base: str, params: Params) -> str:
-    """`base` with `cost` and `cost_source` as ingest.cost sets them at load."""
+def _with_cost(source: Any, base: str, own_rows: str, params: Params) -> str:
+    """`base` with `cost` and `cost_source` as ingest.cost sets them at load (the models to price are
+    read from `own_rows`, the same columns without the trace join)."""
     from oncall.sources.clickhouse.client import errors_named
 
-    groups_sql = (f"SELECT provider, served_model, model FROM ({base}) WHERE exported_cost IS NULL "
+    groups_sql = (f"SELECT provider, served_model, model FROM ({own_rows}) WHERE exported_cost IS NULL "
                   f"AND kind IN ('llm', 'embedding') AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) "
                   f"GROUP BY ALL LIMIT 1000")
     with errors_named(source.ref, "listing the models to price"):
