@@ -63,6 +63,34 @@ def _dumps(value: Any) -> str | None:
     return jsonio.dumps(value)
 
 
+_IMPORTER_SET = frozenset(IMPORTER_COLUMNS)
+
+
+def stage_rows(rows: list[dict[str, Any]], report: Callable[[int | None, str, str], None]) -> pa.Table:
+    """Canonical rows as the Arrow batch the writer inserts: JSON columns serialised, every value in
+    its column's type. A row that cannot be held (JSON nested past what any reader parses back, an
+    integer past 64 bits) is reported at its line and left out; an unknown column is a bug.
+
+    FileWriter.flush stages its buffered rows with this; the live receiver stages each request's
+    rows as it decodes them (live.payload), so what waits for the next part is Arrow memory, not
+    millions of Python objects the garbage collector walks again and again."""
+    kept = []
+    for r in rows:
+        unknown = r.keys() - _IMPORTER_SET
+        if unknown:
+            raise KeyError(f"importer produced unknown columns: {sorted(unknown)}")
+        try:
+            for c in JSON_COLUMNS:
+                v = r.get(c)
+                if v is not None and not isinstance(v, str):
+                    r[c] = _dumps(v)
+        except ValueError as exc:  # jsonio.TooDeep: a value no reader could parse back
+            report(r.get("source_line"), "too-deep", f"{c}: {exc}; record skipped")
+            continue
+        kept.append(r)
+    return rows_to_arrow(kept, _STAGE_SCHEMA, report)
+
+
 def _select_list() -> str:
     parts = []
     for c in IMPORTER_COLUMNS:
@@ -110,9 +138,6 @@ class FileWriter:
     # -- what importers call -----------------------------------------------------------------
     def add(self, row: dict[str, Any], line: int | None = None) -> None:
         """Add one canonical span row (keys from IMPORTER_COLUMNS; unknown keys are a bug)."""
-        unknown = set(row) - set(IMPORTER_COLUMNS)
-        if unknown:
-            raise KeyError(f"importer produced unknown columns: {sorted(unknown)}")
         if line is not None and row.get("source_line") is None:
             row["source_line"] = line
         self.rows.append(row)
@@ -144,19 +169,8 @@ class FileWriter:
         if not self.rows:
             return
         rows, self.rows = self.rows, []
-        kept = []
-        for r in rows:
-            try:
-                for c in JSON_COLUMNS:
-                    v = r.get(c)
-                    if v is not None and not isinstance(v, str):
-                        r[c] = _dumps(v)
-            except ValueError as exc:  # jsonio.TooDeep: a value no reader could parse back
-                self.problem(r.get("source_line"), "too-deep", f"{c}: {exc}; record skipped")
-                continue
-            kept.append(r)
         # source_file/source_format left empty are filled in by the INSERT (coalesce).
-        self._insert_relation(rows_to_arrow(kept, _STAGE_SCHEMA, self.problem))
+        self._insert_relation(stage_rows(rows, self.problem))
 
     def _insert_relation(self, table: pa.Table) -> None:
         missing = [c for c in IMPORTER_COLUMNS if c not in table.column_names]

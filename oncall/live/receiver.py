@@ -23,6 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow as pa
+
 from oncall.live.partwrite import write_part
 from oncall.live.payload import Decoded
 from oncall.store.db import IncidentDB, open_db
@@ -123,7 +125,7 @@ class Receiver:
 
     def offer(self, decoded: Decoded) -> Ticket | None:
         """Queue a request's rows for the next part; None when the receiver is full or stopping."""
-        n = len(decoded.rows)
+        n = decoded.spans
         ticket = Ticket(n)
         with self._cond:
             if self._stopping:
@@ -187,7 +189,8 @@ class Receiver:
             return batch
 
     def _write(self, db: IncidentDB, batch: list[tuple[Decoded, Ticket]]) -> None:
-        rows = [row for decoded, _ in batch for row in decoded.rows]
+        tables = [decoded.table for decoded, _ in batch if decoded.table is not None and decoded.table.num_rows]
+        rows = pa.concat_tables(tables) if tables else []
         problems = [p for decoded, _ in batch for p in decoded.problems]
         digest = hashlib.sha256(b"".join(d.digest for d, _ in batch)).hexdigest()
         size = sum(d.body_bytes for d, _ in batch)
