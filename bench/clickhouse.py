@@ -12,7 +12,10 @@ and a 429 burst from anthropic at 20:00-20:15), then measures, each in a fresh `
   tenant=acme --limit 100000`): seconds, rows and bytes received, peak RSS;
 - the same for a small cohort (one tenant and feature over one hour), the case a responder opens;
 - the reference "pull everything first": the whole 6-hour window (every LLM call), then `oncall
-  changes` on the local incident; at 10M spans it is measured on one hour and scaled (said so).
+  changes` on the local incident; at 10M spans it is measured on one hour and scaled (said so);
+- in place (issue 20 item 4): `oncall changes --source … --since --until` over the 6-hour window and
+  `oncall compare --source …` (the anthropic 429 burst against the hour before), every aggregate
+  computed in ClickHouse: seconds, queries and bytes of aggregates received, peak RSS.
 
 The engine runs inside the oncall process (chdb://), so its memory counts in oncall's peak RSS.
 Results are printed as a Markdown table with the command, the machine and its load.
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -117,6 +121,11 @@ def oncall(args: list[str], db: Path) -> dict[str, Any]:
     if proc.returncode != 0:
         raise SystemExit(f"oncall {' '.join(args)} failed ({proc.returncode}): {proc.stderr.decode()[-2000:]}")
     out: dict[str, Any] = {"seconds": wall, "peak_mb": peak}
+    said = re.search(r"computed in .*: (\d+) queries, ([\d,]+) bytes of aggregates received, ([\d.]+) s",
+                     proc.stderr.decode(errors="replace"))
+    if said:
+        out.update(queries=int(said.group(1)), bytes=int(said.group(2).replace(",", "")),
+                   in_place_s=float(said.group(3)))
     try:
         doc = json.loads(proc.stdout)
         if isinstance(doc, dict) and "pull" in doc:
@@ -154,6 +163,7 @@ def main() -> int:
     ap.add_argument("--keep", default=None, help="keep the chDB data here (reused when it holds the same size)")
     ap.add_argument("--full-window", action="store_true", help="also pull the whole 6-hour window (reference)")
     ap.add_argument("--generate-only", action="store_true", help="make the tables (with --keep) and stop")
+    ap.add_argument("--only-in-place", action="store_true", help="measure changes/compare --source only")
     args = ap.parse_args()
     base = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-ch-"))
     rows = []
@@ -176,12 +186,20 @@ def main() -> int:
         url = f"chdb://{path}?database=bench&table=otel_traces"
         tmp = Path(tempfile.mkdtemp(prefix="bench-ch-db-"))
         load_before = loadavg()
-        cohort = median_run(["load", url, "--since", SIX_HOURS[0], "--until", SIX_HOURS[1], "tenant=acme",
-                             "--limit", "100000", "--json"], args.runs, tmp)
-        small = median_run(["load", url, "--since", ONE_HOUR[0], "--until", ONE_HOUR[1], "tenant=acme",
-                            "feature=extract", "--json"], args.runs, tmp)
-        entry = {"spans": n, "generate_s": gen_s, "cohort_100k": cohort, "small_cohort": small,
-                 "load": f"{load_before} -> {loadavg()}"}
+        entry: dict[str, Any] = {"spans": n, "generate_s": gen_s}
+        window = ["--source", url, "--since", SIX_HOURS[0], "--until", SIX_HOURS[1]]
+        entry["changes_in_place"] = median_run(["changes", *window, "--json"], args.runs, tmp)
+        entry["changes_in_place"]["load"] = loadavg()
+        entry["compare_in_place"] = median_run(
+            ["compare", *window, f"provider=anthropic since={DAY}T20:00:00Z until={DAY}T20:15:00Z", "--baseline",
+             f"provider=anthropic since={DAY}T19:00:00Z until={DAY}T20:00:00Z", "--json"], args.runs, tmp)
+        entry["compare_in_place"]["load"] = loadavg()
+        if not args.only_in_place:
+            entry["cohort_100k"] = median_run(["load", url, "--since", SIX_HOURS[0], "--until", SIX_HOURS[1],
+                                               "tenant=acme", "--limit", "100000", "--json"], args.runs, tmp)
+            entry["small_cohort"] = median_run(["load", url, "--since", ONE_HOUR[0], "--until", ONE_HOUR[1],
+                                                "tenant=acme", "feature=extract", "--json"], args.runs, tmp)
+        entry["load"] = f"{load_before} -> {loadavg()}"
         if args.full_window:
             win = SIX_HOURS if n <= 2_000_000 else ONE_HOUR
             full = median_run(["load", url, "--since", win[0], "--until", win[1], "--json"], 1, tmp,

@@ -84,6 +84,31 @@ def template_request() -> bytes:
     return encode_spans(spans).SerializeToString()
 
 
+def request_shape(req: object) -> tuple[list, list[tuple[int, int | None]]]:
+    """The request's spans and, for each, (its trace's number, its parent's index or None).
+
+    The SDK groups spans by scope (the app's spans, then every chat span), so a trace's spans are
+    not side by side: the trace and parent of each span are read from the template's own ids."""
+    spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]  # type: ignore[attr-defined]
+    traces: dict[bytes, int] = {}
+    index = {s.span_id: i for i, s in enumerate(spans)}
+    shape = [(traces.setdefault(s.trace_id, len(traces)), index.get(s.parent_span_id) if s.parent_span_id else None)
+             for s in spans]
+    return spans, shape
+
+
+def renumber(spans: list, shape: list[tuple[int, int | None]], key: int, now: int) -> None:
+    """Fresh ids (trace and span ids name the batch `key`; parents kept) and times for one send."""
+    for i, s in enumerate(spans):
+        trace_no, parent = shape[i]
+        s.trace_id = key.to_bytes(8, "big") + trace_no.to_bytes(8, "big")
+        s.span_id = (key << 16 | i).to_bytes(8, "big")
+        if parent is not None:
+            s.parent_span_id = (key << 16 | parent).to_bytes(8, "big")
+        s.start_time_unix_nano = now
+        s.end_time_unix_nano = now + 1_000_000
+
+
 def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out: mp.Queue) -> None:
     """Send fresh-id copies of the template until time is up; report acked batches and send times."""
     from opentelemetry.exporter.otlp.proto.http import Compression
@@ -100,19 +125,11 @@ def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out:
         exporter = OTLPSpanExporter(endpoint=f"http://127.0.0.1:{port}/v1/traces", compression=Compression.Gzip,
                                     timeout=30)
         req = ExportTraceServiceRequest.FromString(template)
-        spans = [s for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans]
+        spans, shape = request_shape(req)
         batch = 0
         while time.monotonic() < deadline:
             key = (proc_no << 40) | (t << 32) | batch  # which batch a span id belongs to
-            now = time.time_ns()
-            for i, s in enumerate(spans):
-                trace_no = i // 3
-                s.trace_id = key.to_bytes(8, "big") + trace_no.to_bytes(8, "big")
-                s.span_id = (key << 16 | i).to_bytes(8, "big")
-                if s.parent_span_id:
-                    s.parent_span_id = (key << 16 | (trace_no * 3 + 2)).to_bytes(8, "big")
-                s.start_time_unix_nano = now
-                s.end_time_unix_nano = now + 1_000_000
+            renumber(spans, shape, key, time.time_ns())
             ok = exporter._client.export(req.SerializeToString()).success  # the exporter's own HTTP client
             with lock:
                 (acked if ok else failed).append(key)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.fileio import write_atomic
+from oncall.ingest.formats.otlp import encode_kv
 
 DEMO_DAY_END = dt.datetime(2026, 11, 24, 3, 0, tzinfo=dt.UTC)
 OLD_SNAPSHOT, NEW_SNAPSHOT = "gpt-4o-2024-08-06", "gpt-4o-2024-11-20"
@@ -210,20 +211,8 @@ class DemoTruth:
 
 
 # -- OTLP building ---------------------------------------------------------------------------------
-def _any(v: Any) -> dict[str, Any]:
-    if isinstance(v, bool):
-        return {"boolValue": v}
-    if isinstance(v, int):
-        return {"intValue": str(v)}
-    if isinstance(v, float):
-        return {"doubleValue": v}
-    if isinstance(v, (list, tuple)):
-        return {"arrayValue": {"values": [_any(x) for x in v]}}
-    return {"stringValue": str(v)}
-
-
 def _attrs(d: dict[str, Any]) -> list[dict[str, Any]]:
-    return [{"key": k, "value": _any(v)} for k, v in d.items() if v is not None]
+    return encode_kv({k: v for k, v in d.items() if v is not None})
 
 
 def _ns(t: dt.datetime) -> str:

@@ -80,6 +80,11 @@ _B64 = "A-Za-z0-9+/"
 _BEARER = "A-Za-z0-9._~+/-"
 
 # -- the rules -----------------------------------------------------------------------------------
+# Phoenix's /spans/otlpv1 writes an AnyValue with every oneof field, the unset ones null and in
+# alphabetical order, so `string_value` comes after `"array_value": null, "bool_value": null, …`.
+_UNSET = rf'(?:"[A-Za-z_]+"{_WS}:{_WS}null{_WS},{_WS})*'
+_WSE = r"(?:[ \t\r\n]|\\[nrt])*"  # whitespace inside a JSON string: also \n written as an escape
+_UNSET_ESC = rf'(?:\\"[A-Za-z_]+\\"{_WSE}:{_WSE}null{_WSE},{_WSE})*'
 # Each pass is one regular expression (alternatives) and one replacement template. Alternatives
 # capture what they keep around the secret in groups; a group of an alternative that did not match
 # is empty in both engines, so one template serves them all. RE2 rewrites only \1..\9.
@@ -89,7 +94,7 @@ _NAME_KEYED = [
     # {"key": "http.request.header.api-key", "value": {"stringValue": "…"}} (OTLP) and
     # {"name": "Authorization", "value": "…"} (HAR-style header lists)
     rf'("(?:key|name)"{_WS}:{_WS}"[^"\\]*{_N}"{_WS},{_WS}"value"{_WS}:{_WS}'
-    rf'(?:\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS})?"){_JSON_STR_BODY}(")',
+    rf'(?:\{{{_WS}{_UNSET}"(?:stringValue|string_value)"{_WS}:{_WS})?"){_JSON_STR_BODY}(")',
     # {'api_key': '…'} — a Python repr, possibly inside a JSON string (so no unescaped ")
     rf"('[^'\"\\]*{_N}'{_WS}:{_WS}')(?:[^'\"\\]|\\.)*(')",
     # ?filter=%7B%22api_key%22%3A%22…%22%7D — JSON URL-encoded into a query string (value up to the
@@ -113,13 +118,14 @@ _NAME_KEYED_ESCAPED = [
 _NAME_KEYED_ESCAPED_REPL = rf"\1\3{REDACTED}\2\4"
 
 _ELEM = rf'"{_JSON_STR_BODY}"'
-_OTLP_ELEM = rf'\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS}{_ELEM}{_WS}\}}'
+_OTLP_ELEM = rf'\{{{_WS}{_UNSET}"(?:stringValue|string_value)"{_WS}:{_WS}{_ELEM}{_WS}\}}'
 _NAME_KEYED_ARRAYS = [
     # "authorization": ["Bearer …", "…"] — every element goes; one [REDACTED] stays
     rf'("[^"\\]*{_N}"{_WS}:{_WS}\[{_WS}"){_JSON_STR_BODY}(")(?:{_WS},{_WS}{_ELEM})*({_WS}\])',
     # OTLP string arrays (http.request.header.* are string[] in the semantic conventions)
     rf'("key"{_WS}:{_WS}"[^"\\]*{_N}"{_WS},{_WS}"value"{_WS}:{_WS}\{{{_WS}"(?:arrayValue|array_value)"{_WS}:'
-    rf'{_WS}\{{{_WS}"values"{_WS}:{_WS}\[{_WS}\{{{_WS}"(?:stringValue|string_value)"{_WS}:{_WS}"){_JSON_STR_BODY}'
+    rf'{_WS}\{{{_WS}"values"{_WS}:{_WS}\[{_WS}\{{{_WS}{_UNSET}"(?:stringValue|string_value)"{_WS}:{_WS}")'
+    rf'{_JSON_STR_BODY}'
     rf'("{_WS}\}})(?:{_WS},{_WS}{_OTLP_ELEM})*({_WS}\])',
     # \"authorization\": [\"…\", …] — the same inside a JSON string
     rf'([^\\]\\"[^"\\]*{_N}\\"{_WS}:{_WS}\[{_WS}\\"){_ESC1_BODY}({_ESC1_END})'
@@ -134,6 +140,20 @@ _NAME_KEYED_KV_ARRAYS = [
     rf'(?:{_WS},{_WS}{_ELEM})*({_WS}\])',
 ]
 _NAME_KEYED_KV_ARRAYS_REPL = rf"\1{REDACTED}\2\3"
+# The key/value shapes above inside a JSON string (depth 1: quotes are \"), as exporters write when
+# they keep a span's attributes as a JSON-encoded string: a string or {stringValue} value, a bare
+# array, an arrayValue.
+_KV_ESC = rf'[^\\]\\"(?:key|name)\\"{_WSE}:{_WSE}\\"[^"\\]*{_N}\\"{_WSE},{_WSE}\\"value\\"{_WSE}:{_WSE}'
+_SV_ESC = rf'\\"(?:stringValue|string_value)\\"{_WSE}:{_WSE}'
+_ELEM_ESC = rf'\\"{_ESC1_BODY}{_ESC1_END}'
+_NAME_KEYED_KV_ESCAPED = [
+    rf'({_KV_ESC}(?:\{{{_WSE}{_UNSET_ESC}{_SV_ESC})?\\"){_ESC1_BODY}({_ESC1_END})',
+    rf'({_KV_ESC}\[{_WSE}\\"){_ESC1_BODY}({_ESC1_END})(?:{_WSE},{_WSE}{_ELEM_ESC})*({_WSE}\])',
+    rf'({_KV_ESC}\{{{_WSE}\\"(?:arrayValue|array_value)\\"{_WSE}:{_WSE}\{{{_WSE}\\"values\\"{_WSE}:{_WSE}\[{_WSE}'
+    rf'\{{{_WSE}{_UNSET_ESC}{_SV_ESC}\\"){_ESC1_BODY}({_ESC1_END}{_WSE}\}})'
+    rf'(?:{_WSE},{_WSE}\{{{_WSE}{_UNSET_ESC}{_SV_ESC}{_ELEM_ESC}{_WSE}\}})*({_WSE}\])',
+]
+_NAME_KEYED_KV_ESCAPED_REPL = rf"\1\3\6{REDACTED}\2\4\7\5\8"
 
 _FREE_STOP = r" \t\r\n\"'&,;<>\\"
 _FREE_VALUE = f"[^{_FREE_STOP}]*[^0-9.{_FREE_STOP}][^{_FREE_STOP}]*"  # not a bare number
@@ -189,6 +209,7 @@ RULES: list[tuple[list[str], str]] = [
     (_NAME_KEYED_ARRAYS, _NAME_KEYED_ARRAYS_REPL),
     (_NAME_KEYED_KV_ARRAYS, _NAME_KEYED_KV_ARRAYS_REPL),
     (_NAME_KEYED, _NAME_KEYED_REPL),
+    (_NAME_KEYED_KV_ESCAPED, _NAME_KEYED_KV_ESCAPED_REPL),
     (_NAME_KEYED_ESCAPED, _NAME_KEYED_ESCAPED_REPL),
     (_IN_TEXT, _IN_TEXT_REPL),
     (VALUE_PATTERNS, REDACTED),

@@ -13,6 +13,7 @@ each table in its own database.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -28,6 +29,9 @@ clickhouse_connect = pytest.importorskip("clickhouse_connect")
 from click.testing import CliRunner  # noqa: E402
 
 from oncall.cli import cli  # noqa: E402
+from oncall.query.changes import changes  # noqa: E402
+from oncall.query.filters import compile_filter  # noqa: E402
+from oncall.query.overview import glance  # noqa: E402
 from oncall.store import open_db  # noqa: E402
 from tests.chdb_server import ChdbHTTPServer  # noqa: E402
 from tests.chdb_tables import (  # noqa: E402
@@ -356,6 +360,29 @@ def test_a_window_with_retrievals_finds_the_index_cause_and_compares_on_pulled_r
     assert metric["empty_retrieval_rate"]["cohort"] > 0.5 > metric["empty_retrieval_rate"]["baseline"]
     assert [(m["metric"], m["cohort"], m["baseline"]) for m in remote["metrics"]] == \
         [(m["metric"], m["cohort"], m["baseline"]) for m in here["metrics"]]
+
+
+def test_compare_in_place_reads_only_the_range_its_filters_name(demo, local_demo, chdb_path, tmp_path):
+    """Cohort and baseline bounded by absolute times: the engine reads only from the earliest since to
+    the latest until (not the whole --since/--until window), and the numbers are the local ones."""
+    args = ["provider=openai", "since=2026-11-24T01:12:00Z", "until=2026-11-24T01:40:00Z", "--baseline",
+            "provider=openai since=2026-11-24T00:30:00Z until=2026-11-24T01:12:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _chdb_url(chdb_path),
+                 "--since", START, "--until", END, "--json")
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    assert (remote["in_place"]["since"], remote["in_place"]["until"]) == \
+        ("2026-11-24T00:30:00+00:00", "2026-11-24T01:40:00+00:00")
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert remote["cohort"]["requests"] == local["cohort"]["requests"] > 0
+    assert remote["baseline"]["requests"] == local["baseline"]["requests"] > 0
+    for r, m in zip(remote["metrics"], local["metrics"], strict=True):
+        assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+    # A relative time counts from the window's newest span: then the whole window is read.
+    rel = oncall("--db", str(tmp_path / "none.duckdb"), "compare", "provider=openai", "since=-30m", "--baseline",
+                 "provider=openai until=-30m", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
+                 "--json")
+    assert json.loads(rel.stdout)["in_place"]["since"] == "2026-11-23T21:00:00+00:00"
 
 
 def test_compare_in_place_over_http_binds_every_value_and_agrees(demo, local_demo, http, tmp_path):
@@ -694,3 +721,146 @@ def test_watch_on_a_source_notifies_its_causes_once_and_keeps_state_in_the_incid
         assert again.exit_code == 0 and json.loads(again.stdout)["sent"] == []
     finally:
         srv.shutdown()
+
+# -- the console opened on a source (`oncall open --source`), driven with Textual's Pilot ------------------
+# The overview and what-changed are computed in place (the local incident starts empty and stays so
+# until a cause is opened); opening, reading and labelling a cause's cohort brings just those rows
+# home (capped, newest first), where the label stays, keyed by the span's own id.
+CONSOLE_CAP = 400
+CONSOLE_SIZE = (160, 44)
+
+
+@pytest.fixture(scope="module")
+def source_session(demo, chdb_path):
+    """One session for the console tests: its engine (the window's canonical relation) is built once."""
+    from oncall.sources.session import SourceSession
+
+    s = SourceSession(_chdb_url(chdb_path), START, END, cap=CONSOLE_CAP)
+    yield s
+    s.close()
+
+
+def _local(db: Path, sql: str, params: list | None = None) -> list[tuple]:
+    store = open_db(db, read_only=True)
+    try:
+        return store.cursor().execute(sql, params or []).fetchall()
+    finally:
+        store.close()
+
+
+def _count(db: Path, flt: str) -> int:
+    store = open_db(db, read_only=True)
+    try:
+        c = compile_filter(store.cursor(), flt, alias="s")
+        return store.cursor().execute(f"SELECT count(*) FROM spans s WHERE {c.where}", c.params).fetchone()[0]
+    finally:
+        store.close()
+
+
+def _span_ids(db: Path, flt: str, newest: int | None = None) -> list[tuple]:
+    store = open_db(db, read_only=True)
+    try:
+        c = compile_filter(store.cursor(), flt, alias="s")
+        limit = f" ORDER BY s.start_time DESC LIMIT {int(newest)}" if newest else ""
+        return store.cursor().execute(f"SELECT s.span_id FROM spans s WHERE {c.where}{limit}", c.params).fetchall()
+    finally:
+        store.close()
+
+
+def test_the_overview_in_place_gives_the_local_numbers(source_session, local_demo):
+    """glance() and changes(), the core the overview asks, through the source's connection equal the
+    same calls on the local load of the same spans."""
+    store = open_db(local_demo, read_only=True)
+    try:
+        local, local_changes = glance(store.cursor()), changes(store.cursor())
+    finally:
+        store.close()
+    g = source_session.ask(lambda e: glance(e.connection()))
+    assert g.head.cost == pytest.approx(local.head.cost, rel=1e-9)  # sums in another order: float noise only
+    assert g.head == dataclasses.replace(local.head, cost=g.head.cost) and g.head.calls > 1000 and g.head.errors > 0
+    assert (g.top, g.bucket_s) == (local.top, local.bucket_s)
+
+    def sums(rows: list[dict]) -> dict:
+        return {(r["bucket"], r["grp"]): (r["requests"], r["error_rate__x"], r["cost_per_request__n"]) for r in rows}
+
+    assert sums(g.overall) == sums(local.overall) and sums(g.by_key) == sums(local.by_key)
+    remote = source_session.ask(lambda e: changes(e.connection()))
+    assert [(c.kind, c.began_at, c.filter, c.affected_requests) for c in remote] == \
+        [(c.kind, c.began_at, c.filter, c.affected_requests) for c in local_changes]
+    assert source_session.bytes_received < 1_000_000  # aggregates, not the window's rows
+
+
+def test_a_stopped_pull_leaves_the_incident_as_it_was(source_session, tmp_path):
+    from oncall.tui.screens.pull import PullStopped
+
+    db = tmp_path / "incident.duckdb"
+    store = open_db(db)
+
+    def stop(rows: int) -> None:
+        raise PullStopped()
+
+    try:
+        with pytest.raises(PullStopped):
+            source_session.pull(store, "", progress=stop)
+        assert store.cursor().execute("SELECT count(*) FROM spans").fetchone()[0] == 0
+        done = source_session.pull(store, "tenant=acme")  # and the session still pulls afterwards
+        assert 0 < done.spans_added and done.capped
+    finally:
+        store.close()
+
+
+async def test_console_on_a_source_computes_in_place_and_brings_home_what_is_opened(source_session, local_demo,
+                                                                                      tmp_path):
+    from textual.widgets import OptionList
+
+    from oncall.tui.app import OncallApp
+    from oncall.tui.results import ResultsView
+    from oncall.tui.screens.explorer import ExplorerScreen
+    from oncall.tui.screens.overview import OverviewScreen
+    from oncall.tui.screens.reader import ReaderScreen
+    from tests.tui.conftest import settle
+    from tests.tui.test_console import static_text
+
+    db = tmp_path / "incident.duckdb"
+    store = open_db(db)
+    app = OncallApp(store, keymap={}, source=source_session)
+    try:
+        async with app.run_test(size=CONSOLE_SIZE) as pilot:
+            await settle(pilot)
+            assert isinstance(app.screen, OverviewScreen)
+            head = static_text(app.screen, "#incident")
+            assert "in place" in head and "chdb://" in head and "requests" in head
+            assert _local(db, "SELECT count(*) FROM spans") == [(0,)]  # computed there, nothing pulled yet
+            options = app.screen.query_one("#changes", OptionList)
+            prompts = [options.get_option_at_index(i).prompt.plain for i in range(options.option_count)]
+            assert any("served model gpt-4o-2024-08-06 -> gpt-4o-2024-11-20" in p for p in prompts)
+            assert source_session.queries > 10
+            cause = next(c for c in app.screen.changes if c.kind == "new_served_model")
+            options.highlighted = next(i for i, p in enumerate(prompts) if "served model" in p)
+
+            await pilot.press("enter")  # open the cause: its cohort and baseline brought home, then the explorer
+            await settle(pilot)
+            assert isinstance(app.screen, ExplorerScreen)
+            view = app.screen.query_one(ResultsView)
+            assert view.filter_text == cause.filter
+            # At most CONSOLE_CAP LLM calls of the cohort came home, the newest: exactly those of the local load.
+            assert _count(db, cause.filter) == min(CONSOLE_CAP, _count(local_demo, cause.filter)) == view.total == CONSOLE_CAP
+            assert {r[0] for r in _span_ids(db, cause.filter)} == {r[0] for r in _span_ids(local_demo, cause.filter,
+                                                                                               CONSOLE_CAP)}
+            spans_home = _local(db, "SELECT count(*) FROM spans")[0][0]
+
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, OverviewScreen)
+            await pilot.press("r")  # read the same cohort: pulled again, nothing twice
+            await settle(pilot)
+            assert isinstance(app.screen, ReaderScreen)
+            assert _local(db, "SELECT count(*) FROM spans")[0][0] == spans_home
+            await pilot.press("b")  # labelled at home
+            await settle(pilot)
+    finally:
+        store.close()
+    labelled = _local(db, "SELECT s.span_id, l.label FROM labels l JOIN spans s ON s.span_pk = l.span_pk")
+    assert len(labelled) == 1 and labelled[0][1] == "bad"
+    # The label's span is the source's span (same id), of the cause's cohort.
+    assert labelled[0][0] in {r[0] for r in _span_ids(local_demo, cause.filter)}

@@ -79,12 +79,13 @@ def test_oncall_demo_says_where_its_world_is(tmp_path: Path) -> None:
     res = oncall(tmp_path, "demo", "--no-tui", "--hours", "0.2", "--json")
     assert res.returncode == 0, res.stderr[-2000:]
     world = json.loads(res.stdout)["world"]
+    world_path = tmp_path / world["dir"]  # named as the db was (relative here), so --json is the same from any cwd
     assert world["replay_targets"] == ["demo-pinned", "demo-current"]
     assert {"gateway", "flags", "prompts"} <= set(world["action_targets"])
-    assert Path(world["dir"]) == world_dir(tmp_path / "incident.duckdb") and find_world(tmp_path / "incident.duckdb")
+    assert world_path.absolute() == world_dir(tmp_path / "incident.duckdb") and find_world(tmp_path / "incident.duckdb")
     w = find_world(tmp_path / "incident.duckdb")
     for path in (w.gateway, w.flags, w.prompts, w.search, w.variants / "support-bot-v12.md"):
-        assert path.is_file() and Path(world["dir"]) in path.parents, path
+        assert path.is_file() and world_path.absolute() in path.parents, path
 
 
 def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:

@@ -54,7 +54,7 @@ def _receive(db_path: Path, spans: list[dict]) -> None:
     body = orjson.dumps({"resourceSpans": [{"resource": {}, "scopeSpans": [{"spans": spans}]}]})
     decoded = decode_body(body, "application/json", None, max_bytes=1 << 26, source="otlp-http://127.0.0.1:4318")
     with open_db(db_path) as db:
-        write_part(db, decoded.rows, source="otlp-http://127.0.0.1:4318", digest=str(time.time()))
+        write_part(db, decoded.table, source="otlp-http://127.0.0.1:4318", digest=str(time.time()))
 
 
 def _runbook(tmp_path: Path, within: str) -> Path:

@@ -16,6 +16,17 @@ from oncall.redact import PASSES, PREFILTER, REDACTED, redact_text, sql_redact
 NEEDLES = sc.needles()
 
 
+def _phoenix_any(v: str | list[str]) -> dict[str, object]:
+    """An AnyValue as Phoenix's /spans/otlpv1 writes it: every oneof field, the unset ones null."""
+    out: dict[str, object] = dict.fromkeys(("array_value", "bool_value", "bytes_value", "double_value", "int_value",
+                                            "kvlist_value", "string_value"))
+    if isinstance(v, list):
+        out["array_value"] = {"values": [_phoenix_any(x) for x in v]}
+    else:
+        out["string_value"] = v
+    return out
+
+
 def _wrappings(name: str, value: str) -> list[str]:
     """`value` under `name` in every record shape an importer reads."""
     obj = {name: value, "n": 1}
@@ -29,6 +40,16 @@ def _wrappings(name: str, value: str) -> list[str]:
             {"stringValue": value}, {"stringValue": "b]c"}]}}}),
         json.dumps({"key": f"app.{name}", "value": {"string_value": value}}),                    # snake_case OTLP
         json.dumps({"name": name.title(), "value": value}),                  # HAR-style header lists
+        json.dumps({"key": f"app.{name}", "value": _phoenix_any(value)}),    # Phoenix otlpv1: every oneof field
+        json.dumps({"key": f"app.{name}", "value": _phoenix_any([value, "b]c"])}),
+        # the key/value shapes inside a JSON string (attributes kept as a JSON-encoded string)
+        json.dumps({"attrs": json.dumps([{"key": f"app.{name}", "value": {"stringValue": value}},
+                                         {"key": "n", "value": {"intValue": 1}}])}),
+        json.dumps({"attrs": json.dumps({"key": f"app.{name}", "value": _phoenix_any(value)}, indent=2)}),
+        json.dumps({"attrs": json.dumps({"key": f"app.{name}", "value": [value, "x"]})}),
+        json.dumps({"attrs": json.dumps({"key": f"app.{name}", "value": {"arrayValue": {"values": [
+            {"stringValue": value}, {"stringValue": "b]c"}]}}})}),
+        json.dumps({"headers": json.dumps([{"name": name.title(), "value": value}], indent=1)}),
         json.dumps({name: [value, "x"]}),                                    # string[] attribute, flattened
         json.dumps({"outer": json.dumps({name: [value]})}),
         repr(obj),                                                           # a Python repr

@@ -11,8 +11,17 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from oncall.cliutil import (EXIT_OK, EXIT_PROBLEM, EXIT_USAGE, db_option, emit_json, fail, json_option, open_store,
-                            resolve_db)
+from oncall.cliutil import (
+    EXIT_OK,
+    EXIT_PROBLEM,
+    EXIT_USAGE,
+    db_option,
+    emit_json,
+    fail,
+    json_option,
+    open_store,
+    resolve_db,
+)
 from oncall.output import stdout
 from oncall.safe_text import safe_rich, safe_text
 

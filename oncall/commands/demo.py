@@ -77,7 +77,8 @@ def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool,
         store.close()
     if as_json:
         emit_json({"db": str(path), "truth": truth.to_dict(), **report.to_dict(), "summary": summ,
-                   "world": {"dir": str(world_dir(path)), "replay_targets": list(REPLAY_TARGETS),
+                   "world": {"dir": str(path.parent / world_dir(path).name),  # as the db was named
+ "replay_targets": list(REPLAY_TARGETS),
                              "action_targets": action_target_names()}})
         sys.exit(EXIT_OK)
     print_load_report(report, summ)

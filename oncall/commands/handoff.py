@@ -145,17 +145,14 @@ def evalset_cmd(ctx: click.Context, filter_words: tuple[str, ...], fmt: str, out
                 db: str | None, as_json: bool) -> None:
     """The labelled requests (default: label=bad,good) as a regression eval set with the checks that
     would have caught the incident."""
-    from oncall.postmortem.evalset import EvalsetError, build_cases, evalset_kind, write_evalset
+    from oncall.postmortem.evalset import EvalsetError, evalset_kind, export_evalset
 
     store = open_store(ctx, db)
     try:
-        cases = build_cases(store.cursor(), " ".join(filter_words) if filter_words else None)
-        files = write_evalset(cases, fmt, Path(out), model=model)
+        cases, files = export_evalset(store, " ".join(filter_words) if filter_words else None, fmt, Path(out),
+                                      model=model)
     except EvalsetError as exc:
         fail(str(exc), 1 if "no request matches" in str(exc) else 2)
-    if not store.read_only:
-        store.record_event("export", f"exported {len(cases)} request(s) as {evalset_kind(fmt)} to {out}",
-                           {"format": fmt, "out": out, "cases": len(cases), "filter": " ".join(filter_words)})
     if as_json:
         emit_json({"format": fmt, "out": out, "files": [str(f) for f in files], "cases": len(cases),
                    "bad": sum(1 for c in cases if c.label == "bad"), "good": sum(1 for c in cases if c.label == "good")})

@@ -125,32 +125,21 @@ def incident_or_source(ctx: click.Context, db: str | None, source: str | None, s
         fail(str(exc))
 
 
-def in_place(text: str, since: str | None, until: str | None, question: Callable[[Any], dict[str, Any]]) -> Any:
+def in_place(text: str, since: str | None, until: str | None, question: Callable[[Any], dict[str, Any]],
+             within: list[Any] | None = None) -> Any:
     """`question(engine)` answered inside the source (aggregates only; the result gains `in_place`
     with the bytes received), or None when the source or the question needs pulled rows (said on
-    stderr; the caller then asks a scratch incident)."""
-    from oncall.query.filters import FilterError, parse_filter
-    from oncall.sources.pull import window_of
-    from oncall.sources.registry import open_source
+    stderr; the caller then asks a scratch incident). `within`: the filters the question is about
+    (the engine reads only the time range their absolute since=/until= name)."""
+    from oncall.query.filters import FilterError
+    from oncall.sources.clickhouse.canonical import InPlaceUnsupported
 
+    session = open_session(text, since, until, within=within)
     try:
-        window = window_of(since, until, parse_filter(None))
-        source = open_source(text)
-    except FilterError as exc:
-        fail(str(exc))
-    except SourceError as exc:
-        fail(str(exc), exc.exit_code)
-    try:
-        engine_for = getattr(sys.modules.get(type(source).__module__), "engine_for", None)
-        if engine_for is None:
+        if not session.in_place:
             return None
-        from oncall.sources.clickhouse.canonical import InPlaceUnsupported
-
-        t0 = time.perf_counter()
-        engine = None
         try:
-            engine = engine_for(source, window)
-            res = question(engine)
+            res = session.ask(question)
         except InPlaceUnsupported as exc:
             click.echo(f"oncall: {exc}; answering on the window's rows pulled into a scratch incident", err=True)
             return None
@@ -158,22 +147,33 @@ def in_place(text: str, since: str | None, until: str | None, question: Callable
             fail(str(exc))
         except SourceError as exc:
             fail(str(exc), exc.exit_code)
-        finally:
-            if engine is not None:
-                engine.close()
-        took = time.perf_counter() - t0
-        res["in_place"] = {"source": source.ref.display, "since": window.since.isoformat(),
-                           "until": window.until.isoformat(), "queries": engine.client.queries,
-                           "bytes_received": engine.bytes, "seconds": round(took, 3),
-                           "notes": list(engine.relation.notes)}
-        for note in engine.relation.notes:
+        window = session.window
+        res["in_place"] = {"source": session.display, "since": window.since.isoformat(),
+                           "until": window.until.isoformat(), "queries": session.queries,
+                           "bytes_received": session.bytes_received, "seconds": round(session.seconds, 3),
+                           "notes": session.notes}
+        for note in session.notes:
             click.echo(f"oncall: note: {note}", err=True)
-        click.echo(f"oncall: computed in {source.ref.display} over {window.since.isoformat()} → "
-                   f"{window.until.isoformat()}: {engine.client.queries} queries, "
-                   f"{engine.bytes:,} bytes of aggregates received, {took:.2f} s", err=True)
+        click.echo(f"oncall: computed in {session.display} over {window.since.isoformat()} → "
+                   f"{window.until.isoformat()}: {session.queries} queries, "
+                   f"{session.bytes_received:,} bytes of aggregates received, {session.seconds:.2f} s", err=True)
         return res
     finally:
-        source.close()
+        session.close()
+
+
+def open_session(text: str, since: str | None, until: str | None, cap: int | None = None,
+                 within: list[Any] | None = None) -> Any:
+    """The source over its window (oncall.sources.session), or a one-line error naming what to change."""
+    from oncall.query.filters import FilterError
+    from oncall.sources.session import DEFAULT_CAP, SourceSession
+
+    try:
+        return SourceSession(text, since, until, cap=cap or DEFAULT_CAP, within=within)
+    except FilterError as exc:
+        fail(str(exc))
+    except SourceError as exc:
+        fail(str(exc), exc.exit_code)
 
 
 def store_label(text: str) -> str:
@@ -182,39 +182,25 @@ def store_label(text: str) -> str:
     return parse_ref(text).display
 
 
-OPEN_CAP = 20_000  # LLM calls `open --source` brings home unless --limit says otherwise
-
-
 def pull_for_console(ctx: click.Context, db: str | None, text: str, since: str | None, until: str | None,
                      limit: int | None) -> None:
-    """`open --source`: the window's newest LLM calls (capped) pulled into the incident before the
-    console opens on it; labels, notes, replays and actions then stay local, keyed by span id."""
+    """`open --source` on a source that answers nothing in place (the stores' APIs): the window's
+    newest LLM calls (capped) pulled into the incident before the console opens on it."""
     from oncall.ingest.loader import LoadError
-    from oncall.sources.pull import load_source, window_of
-    from oncall.sources.registry import open_source
 
-    try:
-        window = window_of(since, until, parse_filter_or_empty())
-        source = open_source(text)
-    except SourceError as exc:
-        fail(str(exc), exc.exit_code)
+    session = open_session(text, since, until, limit)
     progress = _rows_progress(sys.stderr.isatty())
     try:
         store = open_store(ctx, db)
-        report, stats = load_source(store, source, window, None, limit=limit or OPEN_CAP, progress=progress)
+        try:
+            done = session.pull(store, None, progress=progress)
+        finally:
+            store.close()
     except SourceError as exc:
         fail(str(exc), exc.exit_code)
     except LoadError as exc:
         fail(str(exc))
     finally:
-        source.close()
-    store.close()
-    added = sum(f.spans for f in report.files)
-    click.echo(f"\roncall: pulled {added:,} spans ({stats.rows:,} rows received, newest first, at most "
-               f"{limit or OPEN_CAP:,} LLM calls) from {source.ref.display}", err=True)
-
-
-def parse_filter_or_empty() -> Any:
-    from oncall.query.filters import Filter
-
-    return Filter()
+        session.close()
+    click.echo(f"\roncall: pulled {done.spans_added:,} spans ({done.rows_received:,} rows received, newest first, at "
+               f"most {done.cap:,} LLM calls) from {session.display}", err=True)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from oncall.ingest.loader import PartWriter
 from oncall.ingest.writer import FileWriter
 from oncall.store.db import IncidentDB, load_lock, now_utc
@@ -31,9 +33,10 @@ class PartResult:
     duplicates: int
 
 
-def write_part(db: IncidentDB, rows: list[dict[str, Any]], *, source: str, digest: str,
+def write_part(db: IncidentDB, rows: list[dict[str, Any]] | pa.Table, *, source: str, digest: str,
                problems: list[tuple[str, str]] | None = None, size_bytes: int = 0) -> PartResult:
-    """Write rows as a new registered part (durable when this returns). Loads take turns with this."""
+    """Write rows (canonical rows, or already staged as the writer's Arrow batch: ingest.writer.stage_rows)
+    as a new registered part (durable when this returns). Loads take turns with this."""
     with load_lock(db.path):
         db.refresh()
         part = PartWriter(db)
@@ -50,15 +53,18 @@ def write_part(db: IncidentDB, rows: list[dict[str, Any]], *, source: str, diges
     return PartResult(part.number, result[0], result[1], result[2])
 
 
-def _write_import(part: PartWriter, import_id: int, rows: list[dict[str, Any]], *, source: str, digest: str,
+def _write_import(part: PartWriter, import_id: int, rows: list[dict[str, Any]] | pa.Table, *, source: str, digest: str,
                   problems: list[tuple[str, str]], size_bytes: int) -> tuple[int, int, int]:
     con = part.cur
     started = now_utc()
     con.execute("BEGIN TRANSACTION")
     writer = FileWriter(con, import_id, Path(source), FORMAT)
     try:
-        for row in rows:
-            writer.add(row)
+        if isinstance(rows, pa.Table):
+            writer.add_arrow(rows)
+        else:
+            for row in rows:
+                writer.add(row)
         writer.write_all()
         con.execute(
             "INSERT INTO imports VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",

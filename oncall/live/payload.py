@@ -6,6 +6,10 @@ ingest.formats.otlp maps exactly as it maps an exported file, so a span reads th
 received live or loaded later from the exporter's file. Spans the mapping cannot use (no trace or span
 id, unreadable values) are counted as rejected with the reason: the OTLP response's
 `partial_success` tells the exporter, and the part's problems table keeps it.
+
+The rows are staged as the writer's Arrow batch right here (ingest.writer.stage_rows), in the
+request's own thread: a request waiting for its part then holds one Arrow table, not hundreds of
+thousands of Python dicts and strings that every garbage collection would walk again.
 """
 
 from __future__ import annotations
@@ -18,9 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
 
 from oncall.ingest.formats.otlp import SpanLinks, add_document, is_otlp_doc
 from oncall.ingest.otlp_proto import ProtoDecodeError, decode_request
+from oncall.ingest.writer import stage_rows
+from oncall.redact import redact_text
 
 PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
@@ -39,11 +46,17 @@ class PayloadError(Exception):
 
 @dataclass
 class Decoded:
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    rows: list[dict[str, Any]] = field(default_factory=list)  # while mapping; emptied once staged
+    table: pa.Table | None = None  # the rows as the writer's Arrow batch (ingest.writer.stage_rows)
     rejected: int = 0
     problems: list[tuple[str, str]] = field(default_factory=list)  # (kind, message), at most MAX_PROBLEMS
     body_bytes: int = 0
     digest: bytes = b""
+
+    @property
+    def spans(self) -> int:
+        """Spans to write (staged, or still rows while mapping)."""
+        return self.table.num_rows if self.table is not None else len(self.rows)
 
     def error_message(self) -> str:
         if not self.rejected:
@@ -65,7 +78,8 @@ class _RowSink:
     def problem(self, line: int | None, kind: str, message: str) -> None:
         self.out.rejected += 1
         if len(self.out.problems) < MAX_PROBLEMS:
-            self.out.problems.append((kind, message))
+            # It may quote the span (its name): redacted like the span itself before it is kept.
+            self.out.problems.append((kind, redact_text(message) or ""))
 
     def progress(self, done: int) -> None:
         pass
@@ -129,4 +143,6 @@ def decode_body(body: bytes, content_type: str | None, content_encoding: str | N
     linker.finish()
     for row in out.rows:
         row["source_file"] = source
+    rows, out.rows = out.rows, []
+    out.table = stage_rows(rows, sink.problem)
     return out

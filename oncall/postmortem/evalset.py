@@ -180,6 +180,18 @@ def write_evalset(cases: list[Case], fmt: str, out: Path, *, model: str | None =
     return _inspect(cases, out, model)
 
 
+def export_evalset(store: Any, flt: str | None, fmt: str, out: Path, *,
+                   model: str | None = None) -> tuple[list[Case], list[Path]]:
+    """`oncall export evalset` and the console's export: the cases written to `out`, and the export
+    recorded in the trail (the timeline and the postmortem say it) unless the incident is read-only."""
+    cases = build_cases(store.cursor(), flt)
+    files = write_evalset(cases, fmt, out, model=model)
+    if not store.read_only:
+        store.record_event("export", f"exported {len(cases)} request(s) as {evalset_kind(fmt)} to {out}",
+                           {"format": fmt, "out": str(out), "cases": len(cases), "filter": flt or ""})
+    return cases, files
+
+
 def _write(path: Path, text: str) -> Path:
     return write_atomic(path, text, "writing the eval set")
 

@@ -1,5 +1,8 @@
 """The incident at a glance: the numbers the console's header and filter completion show, asked of
-the core so a screen holds no SQL (and `oncall` scripts can ask the same)."""
+the core so a screen holds no SQL (and `oncall` scripts can ask the same).
+
+`con` is the incident's DuckDB connection or a source's connection in place (a console opened on a
+ClickHouse source): the SQL here is written for both (alias `s`, a dialect-free subset)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from oncall.query.filters import CATEGORICAL, COLUMNS
+from oncall.query.filters import CATEGORICAL, COLUMNS, compile_on
+from oncall.query.metrics import auto_bucket, series_sets
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,12 @@ class Header:
 
 def incident_header(con: Any) -> Header:
     n, errors, cost, first, last, estimated = con.execute(
-        "SELECT count(*), count(*) FILTER (WHERE status = 'error'), sum(cost), min(start_time), max(start_time), "
-        "count(*) FILTER (WHERE cost_source = 'estimated') FROM spans WHERE kind = 'llm'").fetchone()
-    return Header(int(n), int(errors), None if cost is None else float(cost), first, last, int(estimated))
+        "SELECT count(*), count(*) FILTER (WHERE s.status = 'error'), sum(s.cost), min(s.start_time), "
+        "max(s.start_time), count(*) FILTER (WHERE s.cost_source = 'estimated') FROM spans s "
+        "WHERE s.kind = 'llm'").fetchone()
+    n = int(n or 0)
+    return Header(n, int(errors or 0), None if cost is None else float(cost), first if n else None,
+                  last if n else None, int(estimated or 0))
 
 
 def top_values(con: Any, key: str, limit: int) -> list[str]:
@@ -44,8 +51,8 @@ def top_values(con: Any, key: str, limit: int) -> list[str]:
     col = COLUMNS[key]
     if col is None:
         raise ValueError(f"{key} is not a column of its own")
-    rows = con.execute(f"SELECT {col}, count(*) FROM spans WHERE kind = 'llm' AND {col} IS NOT NULL "
-                       f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT ?", [int(limit)]).fetchall()
+    rows = con.execute(f"SELECT s.{col}, count(*) FROM spans s WHERE s.kind = 'llm' AND s.{col} IS NOT NULL "
+                       f"GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT {int(limit)}").fetchall()
     return [str(r[0]) for r in rows]
 
 
@@ -53,3 +60,26 @@ def completion_values(con: Any, keys: Sequence[str] = CATEGORICAL, limit: int = 
     """{filter key: its most frequent values}: what the filter bar completes beside the language's
     closed vocabularies (filters.completions)."""
     return {k: top_values(con, k, limit) for k in keys}
+
+
+@dataclass(frozen=True)
+class Glance:
+    """What the overview shows above what-changed: the header, the top cohorts, and per-bucket signal
+    sums for all traffic and for each tenant (metrics.series_sets rows, `key` None or "tenant")."""
+
+    head: Header
+    top: list[str]
+    bucket_s: int
+    overall: list[dict[str, Any]]
+    by_key: list[dict[str, Any]]
+
+
+def glance(con: Any, key: str = "tenant", top: int = 3) -> Glance:
+    """The overview's numbers in one pass of questions (one scan for all the series)."""
+    head = incident_header(con)
+    values = top_values(con, key, top)
+    c = compile_on(con, "")
+    bucket_s = auto_bucket(head.span_s) if head.first is not None else 60
+    # One scan for all traffic and every value of the key; the quality checks are not plotted.
+    rows = series_sets(con, c.where, c.params, bucket_s=bucket_s, keys=[None, key], quality=False)
+    return Glance(head, values, bucket_s, [r for r in rows if r["key"] is None], [r for r in rows if r["key"] == key])

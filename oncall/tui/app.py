@@ -8,9 +8,9 @@ All database work happens in thread workers with their own cursors (IncidentDB.c
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -23,6 +23,8 @@ from oncall.safe_text import safe_text
 from oncall.store import IncidentDB, open_db
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
 from oncall.tui.live import LiveScreen
+
+T = TypeVar("T")
 
 HISTORY_MAX = 200
 REFRESH_S = 1.0  # how often the console folds in what other processes wrote (shown within 2 s)
@@ -50,9 +52,12 @@ class OncallApp(App[None]):
     COMMANDS = App.COMMANDS | {lambda: _oncall_commands(), lambda: _runbook_commands()}
 
     def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None,
-                 read_only_reason: str | None = None) -> None:
+                 read_only_reason: str | None = None, source: Any = None) -> None:
         super().__init__()
         self.store = store
+        # Opened on a source (oncall.sources.session.SourceSession): the overview and what-changed are
+        # computed there, and what the responder opens is brought home into `store` first.
+        self.source = source
         self.read_only = read_only or store.read_only
         # Why labels and notes are refused, in the words the toast uses.
         self.read_only_reason = read_only_reason or (
@@ -89,7 +94,8 @@ class OncallApp(App[None]):
                 short += "; `?` lists each screen's ids (all are printed when the console exits)"
             self.notify(safe_text(short, multiline=False), severity="warning", markup=False, timeout=20)
         self.sub_title = safe_text(str(self.store.path), multiline=False, max_len=80) + (
-            "  (read-only)" if self.read_only else "")
+            "  (read-only)" if self.read_only else "") + (
+            safe_text(f"  on {self.source.display}", multiline=False, max_len=120) if self.source else "")
         if self.read_only:  # say it up front, not only when a label is refused
             self.notify(safe_text(f"read-only: {self.read_only_reason}; labels, notes, stars, replays, runbook "
                                   "runs and actions are disabled (reading and dry runs still work)", multiline=False),
@@ -136,6 +142,36 @@ class OncallApp(App[None]):
         for screen in self.screen_stack:
             if isinstance(screen, LiveScreen):
                 screen.store_changed(on_top=screen is top)
+
+    # -- where the questions are answered ---------------------------------------------------------------
+    def ask(self, question: Callable[[Any], T]) -> T:
+        """`question(con)` (a core function of oncall.query) over the incident, or in place over the
+        source the console was opened on. Blocking: call it from a worker."""
+        if self.source is not None:
+            return self.source.ask(lambda engine: question(engine.connection()))
+        return question(self.store.cursor())
+
+    def bring_home(self, filters: list[str], why: str, then: Callable[[], None]) -> None:
+        """Run `then` once the filters' rows are in the incident: at once without a source; on a
+        source, after pulling them (capped, with progress; esc stops and `then` is not run)."""
+        if self.source is None:
+            then()
+            return
+        if not self.guard_action("bringing rows home"):
+            return
+        from oncall.tui.screens.pull import PullModal
+
+        def pulled(done: list[Any] | None) -> None:
+            if done is None:
+                return
+            added = sum(p.spans_added for p in done)
+            capped = [p for p in done if p.capped]
+            self.notify(safe_text(f"brought home {added:,} new spans ({sum(p.rows_received for p in done):,} rows "
+                                  f"received)" + (f"; capped at {capped[0].cap:,} LLM calls, the newest"
+                                                  if capped else ""), multiline=False), markup=False)
+            then()
+
+        self.push_screen(PullModal(filters, why), pulled)
 
     # -- navigation ------------------------------------------------------------------------------------
     def open_overview(self) -> None:
@@ -455,9 +491,15 @@ def _serve_demo_world(db_path: Path) -> Any:
     return srv
 
 
-def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
-    store, read_only, reason = open_for_console(db_path, read_only=read_only)
-    app = OncallApp(store, read_only=read_only, read_only_reason=reason)
+def run_app(db_path: str | Path | None, *, read_only: bool = False, source: Any = None) -> None:
+    """The console on the incident; with `source` (a SourceSession, closed at exit) opened on it."""
+    try:
+        store, read_only, reason = open_for_console(db_path, read_only=read_only)
+    except BaseException:
+        if source is not None:
+            source.close()
+        raise
+    app = OncallApp(store, read_only=read_only, read_only_reason=reason, source=source)
     world = _serve_demo_world(store.path)  # before the UI loop starts: binding a port is quick
     try:
         app.run()
@@ -465,5 +507,7 @@ def run_app(db_path: str | Path | None, *, read_only: bool = False) -> None:
         if world is not None:
             world.stop()
         store.close()
+        if source is not None:
+            source.close()
     for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
         print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

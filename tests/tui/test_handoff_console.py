@@ -378,6 +378,49 @@ async def test_a_read_only_console_previews_and_exports_the_draft(make_app, resp
         assert out.read_text() == screen.markdown
 
 
+async def test_e_on_the_postmortem_exports_the_eval_set_as_the_cli_does(make_app, responded, tmp_path: Path) -> None:
+    """`e` on the postmortem: the labelled requests as a promptfoo eval set in a folder beside the
+    incident, the files `oncall export evalset --format promptfoo` writes; a folder holding files is
+    replaced only when confirmed; the trail records the export."""
+    path = responded["path"]
+    cli_out = tmp_path / "cli-evalset"
+    oncall("export", "evalset", "--format", "promptfoo", "--out", str(cli_out), "--db", str(path))
+    app = make_app(path)
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await pilot.press("f7")
+        await settle(pilot)
+        screen = app.screen
+        await pilot.press("e")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportPathModal)
+        out = path.resolve().parent / "evalset"
+        assert app.screen.query_one("#export-path", Input).value == str(out)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert app.screen is screen
+        written = (out / "promptfooconfig.yaml").read_text()
+        assert written == (cli_out / "promptfooconfig.yaml").read_text()
+        await pilot.press("e")
+        await settle(pilot)
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmOverwriteModal)  # Cancel is the default
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, ExportPathModal)
+        app.screen.query_one("#export-path", Input).value = str(out / "promptfooconfig.yaml")
+        await pilot.press("enter")
+        await settle(pilot)
+        assert "is a file" in app.screen.query_one("#export-error").render().plain
+    store = open_db(path, read_only=True)
+    try:
+        exports = [r[0] for r in store.cursor().execute("SELECT summary FROM trail WHERE kind = 'export'").fetchall()]
+    finally:
+        store.close()
+    assert any(str(out) in e for e in exports), exports
+
+
 def test_styling_never_reaches_inside_a_fence() -> None:
     """Quoted outputs hold headings, tables and fences of their own: inside the draft's fence they stay
     plain text, and a shorter backtick run does not close it."""

@@ -135,7 +135,11 @@ def build(source: Any, window: Window) -> Relation:
     base = (f"SELECT {', '.join(f'{v} AS {k}' for k, v in cols.items())} "
             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t LEFT JOIN ({keys_sql}) AS k ON k.TraceId = t.TraceId "
             f"WHERE {win}")
-    sql = _with_cost(source, base, params)
+    # The models to price read only the span's own columns: no trace join for that question.
+    priced = ("kind", "provider", "model", "served_model", "input_tokens", "output_tokens", "exported_cost")
+    own_rows = (f"SELECT {', '.join(f'{cols[k]} AS {k}' for k in priced)} "
+                f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
+    sql = _with_cost(source, base, own_rows, params)
     return Relation(sql, params, has_retrieval="retriever" in kinds)
 
 
@@ -148,6 +152,13 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
     if G3_OUTPUT in present:  # a G3 message's own finish_reason (when no finish attribute says)
         fin = (f"arrayFirst(x -> x != '', arrayMap(m -> JSONExtractString(m, 'finish_reason'), "
                f"JSONExtractArrayRaw({proj.attr(G3_OUTPUT)})))")
+        said = [k for k in CANDIDATE_KEYS["finish_reason"] if k in present]
+        if said and not proj.t.json_attributes:
+            # The mapping reads a message's finish_reason only when no finish attribute has a value
+            # (mapping._scan: non-empty, not an empty list): then the messages need not be parsed.
+            has = " OR ".join(f"({proj.attr(k)} != '' AND arrayStringConcat(splitByWhitespace({proj.attr(k)})) != '[]')"
+                              for k in said)
+            fin = f"if({has}, '', {fin})"
         vals.append(f"'_g3_finish', {fin}")
     a = proj.a
     if proj.t.json_attributes:
@@ -188,7 +199,7 @@ def _signature_row(m: dict[str, str]) -> dict[str, Any]:
     special = {k: m.pop(k, "") for k in ("_exc_type", "_exc_message", "_status", "_message", "_name", "_span_kind",
                                          "_g3_finish")}
     if special["_g3_finish"]:
-        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": %s}]' % _json_str(special["_g3_finish"])
+        m[G3_OUTPUT] = '[{"role": "assistant", "finish_reason": ' + _json_str(special["_g3_finish"]) + "}]"
     events: list[Any] = []
     if special["_exc_type"] or special["_exc_message"]:
         ev = {k: v for k, v in (("exception.type", special["_exc_type"]),
@@ -252,17 +263,21 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
     if G3_OUTPUT not in present:
         return "CAST(NULL AS Nullable(String))"
     v = proj.attr(G3_OUTPUT)
+    # Every tool-call part type below contains `tool` or `function_call`: text without either has none,
+    # and is not parsed.
+    maybe = f"(position({v}, 'tool') > 0 OR position({v}, 'function_call') > 0)"
     calls = (f"arrayFlatten(arrayMap(m -> arrayFilter(p -> JSONExtractString(p, 'type') IN ('tool_call', 'tool-call', "
              f"'tool_use', 'function_call'), JSONExtractArrayRaw(m, 'parts')), JSONExtractArrayRaw({v})))")
-    return f"if(length({calls}) > 0, concat('[', arrayStringConcat({calls}, ','), ']'), NULL)"
+    return f"if({maybe} AND length({calls}) > 0, concat('[', arrayStringConcat({calls}, ','), ']'), NULL)"
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
-def _with_cost(source: Any, base: str, params: Params) -> str:
-    """`base` with `cost` and `cost_source` as ingest.cost sets them at load."""
+def _with_cost(source: Any, base: str, own_rows: str, params: Params) -> str:
+    """`base` with `cost` and `cost_source` as ingest.cost sets them at load (the models to price are
+    read from `own_rows`, the same columns without the trace join)."""
     from oncall.sources.clickhouse.client import errors_named
 
-    groups_sql = (f"SELECT provider, served_model, model FROM ({base}) WHERE exported_cost IS NULL "
+    groups_sql = (f"SELECT provider, served_model, model FROM ({own_rows}) WHERE exported_cost IS NULL "
                   f"AND kind IN ('llm', 'embedding') AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) "
                   f"GROUP BY ALL LIMIT 1000")
     with errors_named(source.ref, "listing the models to price"):

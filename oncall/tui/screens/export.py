@@ -27,9 +27,12 @@ def resolve_path(typed: str, base: Path) -> Path:
     return p if p.is_absolute() else base / p
 
 
-def path_problem(path: Path) -> str | None:
-    """Why `path` cannot be written, or None (an existing file is not a problem: it is asked about)."""
-    if path.is_dir():
+def path_problem(path: Path, *, folder: bool = False) -> str | None:
+    """Why `path` cannot be written, or None (an existing file, or for a `folder` export an existing
+    folder, is not a problem: it is asked about)."""
+    if folder and path.exists() and not path.is_dir():
+        return f"{path} is a file: name a folder (created if missing)"
+    if not folder and path.is_dir():
         return f"{path} is a folder: name a file in it"
     if not path.parent.is_dir():
         return f"cannot write {path}: folder {path.parent} does not exist"
@@ -70,12 +73,14 @@ class ExportPathModal(ModalScreen[Path | None]):
 
     BINDINGS = [Binding("escape", "cancel", "cancel", id="export.cancel")]
 
-    def __init__(self, what: str, default: Path, *, base: Path, note: str | None = None) -> None:
+    def __init__(self, what: str, default: Path, *, base: Path, note: str | None = None,
+                 folder: bool = False) -> None:
         super().__init__()
         self.what = what
         self.default = default
         self.base = base
         self.note = note
+        self.folder = folder  # the export is a folder of files (an eval set), not one file
 
     def compose(self) -> ComposeResult:
         with Vertical(id="dialog"):
@@ -102,11 +107,11 @@ class ExportPathModal(ModalScreen[Path | None]):
             self._error("type a file name")
             return
         path = resolve_path(event.value, self.base)
-        problem = path_problem(path)
+        problem = path_problem(path, folder=self.folder)
         if problem:
             self._error(problem)
             return
-        if not path.exists():
+        if not path.exists() or (self.folder and not any(path.iterdir())):
             self.dismiss(path)
             return
 

@@ -110,7 +110,10 @@ class OverviewScreen(LiveScreen):
     def data_changed(self) -> None:
         """The refresh hook: others wrote to the incident (app._store_changed). The header and charts
         again; the what-changed list too, at most every CHANGES_EVERY_S while data keeps arriving (live
-        traffic), keeping the change under the cursor and announcing a cause that was not there."""
+        traffic), keeping the change under the cursor and announcing a cause that was not there. On a
+        source the numbers are the source's window, not the incident's: nothing to redo (f5 asks again)."""
+        if self.app.source is not None:
+            return
         self.load()
         if self._changes_loaded_once and time.monotonic() - self._changes_at >= CHANGES_EVERY_S:
             self.load_changes()
@@ -131,27 +134,20 @@ class OverviewScreen(LiveScreen):
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        from oncall.query.filters import compile_filter
-        from oncall.query.metrics import auto_bucket, series_sets
-        from oncall.query.overview import incident_header, top_values
+        """The header and charts: the incident's, or the source's computed in place (app.ask)."""
+        from oncall.query.overview import glance
 
-        cur = self.app.store.cursor()
         try:
-            head = incident_header(cur)
-            self._days = spans_days(head.first, head.last)  # before what-changed (it waits for this query)
-            top = top_values(cur, "tenant", TOP_COHORTS)
-            c = compile_filter(cur, "", alias="s")
-            bucket_s = auto_bucket(head.span_s) if head.first is not None else 60
-            # One scan for all traffic and every tenant; the quality checks are not plotted here.
-            rows = series_sets(cur, c.where, c.params, bucket_s=bucket_s, keys=[None, "tenant"], quality=False)
+            g = self.app.ask(lambda con: glance(con, "tenant", TOP_COHORTS))
+            self._days = spans_days(g.head.first, g.head.last)  # before what-changed (it waits for this)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
             return
         finally:
             self._header_queried.set()
-        overall = {"bucket_s": bucket_s, "rows": [r for r in rows if r["key"] is None]}
-        by_tenant = {"rows": [r for r in rows if r["key"] == "tenant"]}
-        self.app.call_from_thread(self._loaded, head, overall, top, by_tenant)
+        overall = {"bucket_s": g.bucket_s, "rows": g.overall}
+        by_tenant = {"rows": g.by_key}
+        self.app.call_from_thread(self._loaded, g.head, overall, g.top, by_tenant)
 
     @work(thread=True, exclusive=True, group="changes")
     def load_changes(self) -> None:
@@ -161,7 +157,7 @@ class OverviewScreen(LiveScreen):
         self._changes_at = time.monotonic()
         self._header_queried.wait(10)
         try:
-            found = changes(self.app.store.cursor())
+            found = self.app.ask(changes)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not compute what changed", str(exc))
             return
@@ -169,7 +165,10 @@ class OverviewScreen(LiveScreen):
 
     def _loaded(self, head: Any, overall: dict, top: list[str], by_tenant: dict | None) -> None:
         t = Text()
-        t.append("incident ", style="bold")
+        if self.app.source is not None:
+            t.append("in place ", style="bold cyan")
+            t.append(safe_text(self.app.source.display, multiline=False, max_len=80) + "  ", style="cyan")
+        t.append("incident " if self.app.source is None else "window ", style="bold")
         t.append(f"{time_text(head.first, seconds=False)} → {time_text(head.last, seconds=False)} UTC   "
                  if head.first else "no data   ")
         t.append(f"{head.calls:,} requests   ", style="bold")
@@ -265,13 +264,21 @@ class OverviewScreen(LiveScreen):
             return None
         return self.changes[self.lines[idx][0]]
 
+    def _cause_filters(self, ch: Any) -> list[str]:
+        """What opening a cause needs at home: its cohort, and the same cohort before it began (the
+        baseline its compare, replay and runbook gates read)."""
+        from oncall.query.next_steps import baseline_window
+
+        return [ch.filter, baseline_window({"cohort": ch.cohort, "began_at": ch.began_at})]
+
     @on(OptionList.OptionSelected, "#changes")
     def chosen(self, event: OptionList.OptionSelected) -> None:
         ch = self.changes[self.lines[event.option_index][0]]
-        self.app.open_explorer(ch.filter)
+        self.app.bring_home(self._cause_filters(ch), "opening the cause",
+                            lambda: self.app.open_explorer(ch.filter))
 
     def action_explore(self) -> None:
-        self.app.open_explorer("")
+        self.app.bring_home([""], "exploring the window", lambda: self.app.open_explorer(""))
 
     def action_replay(self) -> None:
         """Replay a sample of the highlighted change's cohort (its filter and window)."""
@@ -281,18 +288,26 @@ class OverviewScreen(LiveScreen):
 
         ch = self.highlighted_change()
         if ch is not None:  # the baseline offered: the same cohort before the cause began
-            self.app.open_replay(ch.filter, baseline=baseline_window({"cohort": ch.cohort, "began_at": ch.began_at}))
+            baseline = baseline_window({"cohort": ch.cohort, "began_at": ch.began_at})
+            self.app.bring_home(self._cause_filters(ch), "replaying the cause",
+                                lambda: self.app.open_replay(ch.filter, baseline=baseline))
         else:
             self.app.notify("highlight a change in the what-changed list first", markup=False)
 
     def action_next_steps(self) -> None:
         """The highlighted cause's next steps: the replay that tests it, the runbook that mitigates it."""
-        self.app.open_next_steps(self.highlighted_change())
+        self.action_take_step(None)
 
-    def action_take_step(self, index: int) -> None:
-        self.app.open_next_steps(self.highlighted_change(), index)
+    def action_take_step(self, index: int | None) -> None:
+        ch = self.highlighted_change()
+        if ch is None:
+            self.app.open_next_steps(None, index)  # says why there is none
+            return
+        self.app.bring_home(self._cause_filters(ch), "the cause's next steps",
+                            lambda: self.app.open_next_steps(ch, index))
 
     def action_read(self) -> None:
         """A sample of the highlighted change's cohort (all requests when nothing changed)."""
         ch = self.highlighted_change()
-        self.app.open_reader(ch.filter if ch is not None else "", None, 0)
+        flt = ch.filter if ch is not None else ""
+        self.app.bring_home([flt], "reading a sample", lambda: self.app.open_reader(flt, None, 0))

@@ -94,6 +94,7 @@ class PostmortemScreen(LiveScreen):
         Binding("n", "section(1)", "next section", id="postmortem.next_section"),
         Binding("N", "section(-1)", "previous section", show=False, id="postmortem.previous_section"),
         Binding("ctrl+s", "export", "export", id="postmortem.export"),
+        Binding("e", "export_evalset", "eval set", id="postmortem.evalset"),
         Binding("r", "rebuild", "rebuild", id="postmortem.rebuild"),
         Binding("p", "pager", "pager", id="postmortem.pager"),
         Binding("w", "wrap", "wrap", id="postmortem.wrap"),
@@ -185,7 +186,7 @@ class PostmortemScreen(LiveScreen):
             t.append("  ·  rebuilding… (esc cancels)", style="dim")
         elif self.outdated:
             t.append("  ·  the incident changed since: r rebuilds", style="bold yellow")
-        t.append("  ·  ctrl+s exports", style="dim")
+        t.append("  ·  ctrl+s exports · e the eval set", style="dim")
         self._title(t)
 
     def data_changed(self) -> None:
@@ -279,6 +280,36 @@ class PostmortemScreen(LiveScreen):
             return
         self.app.call_from_thread(self.app.notify, safe_text(
             f"postmortem draft written to {path} ({len(markdown.splitlines())} lines)", multiline=False),
+            markup=False)
+
+    # -- the eval set (as `oncall export evalset --format promptfoo --out DIR`) --------------------------
+    def action_export_evalset(self) -> None:
+        """The labelled requests (and those with a note) as a promptfoo eval set, in a folder beside the
+        incident; the trail records the export, so the next draft says it."""
+        from oncall.tui.screens.export import ExportPathModal
+
+        base = Path(self.app.store.path).resolve().parent
+
+        def chosen(path: Path | None) -> None:
+            if path is not None:
+                self.write_evalset(path)
+
+        self.app.push_screen(ExportPathModal(
+            "the labelled requests as a promptfoo eval set (as `oncall export evalset --format promptfoo`)",
+            base / "evalset", base=base, folder=True,
+            note=None if not self.app.read_only else "read-only: the export is not recorded in the trail"), chosen)
+
+    @work(thread=True, group="postmortem-evalset", exit_on_error=False)
+    def write_evalset(self, path: Path) -> None:
+        from oncall.postmortem.evalset import EvalsetError, export_evalset
+
+        try:
+            cases, files = export_evalset(self.app.store, None, "promptfoo", path)
+        except (EvalsetError, OSError) as exc:
+            self.app.call_from_thread(self.app.show_error, "the eval set was not exported", str(exc))
+            return
+        self.app.call_from_thread(self.app.notify, safe_text(
+            f"eval set: {len(cases)} request(s) written to {', '.join(str(f) for f in files)}", multiline=False),
             markup=False)
 
     # -- machine summary (as `oncall postmortem --summarize-with TARGET`) ----------------------------------
