@@ -418,6 +418,30 @@ def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_pat
     assert len(_spans(db)) == 300
 
 
+def test_open_on_a_window_with_retrievals_brings_it_home_first(rag_demo, demo, chdb_path, tmp_path):
+    """The console cannot compute a window with retrieval spans in place (the link is made at load):
+    `open --source` then pulls the window's newest calls, their retrievals linked, as for an API store."""
+    import click
+
+    from oncall.commands.sources import cannot_answer_in_place, open_session, pull_for_console
+
+    plain = open_session(_chdb_url(chdb_path), START, END)
+    try:
+        assert cannot_answer_in_place(plain) is None
+    finally:
+        plain.close()
+    rag = open_session(_chdb_url(chdb_path, database="rag"), "2026-11-24T01:00:00Z", "2026-11-24T03:00:00Z")
+    try:
+        assert "retrieval spans" in (cannot_answer_in_place(rag) or "")
+    finally:
+        rag.close()
+    db = tmp_path / "console.duckdb"
+    pull_for_console(click.Context(cli), str(db), _chdb_url(chdb_path, database="rag"), "2026-11-24T01:00:00Z",
+                     "2026-11-24T03:00:00Z", 2000)
+    fed = _spans(db, "kind = 'llm' AND feature = 'help-center' AND retrieval_index IS NOT NULL")
+    assert len(_spans(db)) == 2000 and fed
+
+
 # -- schemas ----------------------------------------------------------------------------------------------
 def test_json_typed_otel_traces_reads_as_the_map_variant(demo, ch, chdb_path, tmp_path):
     create_otel(ch, "demojson", json_typed=True)
