@@ -307,6 +307,29 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
 
 
+def test_compare_in_place_reads_only_the_range_its_filters_name(demo, local_demo, chdb_path, tmp_path):
+    """Cohort and baseline bounded by absolute times: the engine reads only from the earliest since to
+    the latest until (not the whole --since/--until window), and the numbers are the local ones."""
+    args = ["provider=openai", "since=2026-11-24T01:12:00Z", "until=2026-11-24T01:40:00Z", "--baseline",
+            "provider=openai since=2026-11-24T00:30:00Z until=2026-11-24T01:12:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", _chdb_url(chdb_path),
+                 "--since", START, "--until", END, "--json")
+    assert res.exit_code == 0, res.output
+    remote = json.loads(res.stdout)
+    assert (remote["in_place"]["since"], remote["in_place"]["until"]) == \
+        ("2026-11-24T00:30:00+00:00", "2026-11-24T01:40:00+00:00")
+    local = json.loads(oncall("--db", str(local_demo), "compare", *args, "--json").output)
+    assert remote["cohort"]["requests"] == local["cohort"]["requests"] > 0
+    assert remote["baseline"]["requests"] == local["baseline"]["requests"] > 0
+    for r, m in zip(remote["metrics"], local["metrics"], strict=True):
+        assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
+    # A relative time counts from the window's newest span: then the whole window is read.
+    rel = oncall("--db", str(tmp_path / "none.duckdb"), "compare", "provider=openai", "since=-30m", "--baseline",
+                 "provider=openai until=-30m", "--source", _chdb_url(chdb_path), "--since", START, "--until", END,
+                 "--json")
+    assert json.loads(rel.stdout)["in_place"]["since"] == "2026-11-23T21:00:00+00:00"
+
+
 def test_compare_in_place_over_http_binds_every_value_and_agrees(demo, local_demo, http, tmp_path):
     """The same in-place compare over real HTTP (the loopback server answering from chDB): the window
     computed once into a temporary table of the session, then aggregates only; what the responder typed

@@ -48,7 +48,8 @@ def compare(ctx: click.Context, filter_words: tuple[str, ...], baseline: str, so
 
         # In place: every aggregate computed in ClickHouse; None when the question needs pulled rows.
         res = in_place(source, source_since, source_until,
-                       lambda engine: compare_on(engine, list(filter_words), [baseline]))
+                       lambda engine: compare_on(engine, list(filter_words), [baseline]),
+                       within=[list(filter_words), [baseline]])
         if res is not None:
             _show_compare(res, as_json)
             return

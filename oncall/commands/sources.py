@@ -125,14 +125,16 @@ def incident_or_source(ctx: click.Context, db: str | None, source: str | None, s
         fail(str(exc))
 
 
-def in_place(text: str, since: str | None, until: str | None, question: Callable[[Any], dict[str, Any]]) -> Any:
+def in_place(text: str, since: str | None, until: str | None, question: Callable[[Any], dict[str, Any]],
+             within: list[Any] | None = None) -> Any:
     """`question(engine)` answered inside the source (aggregates only; the result gains `in_place`
     with the bytes received), or None when the source or the question needs pulled rows (said on
-    stderr; the caller then asks a scratch incident)."""
+    stderr; the caller then asks a scratch incident). `within`: the filters the question is about
+    (the engine reads only the time range their absolute since=/until= name)."""
     from oncall.query.filters import FilterError
     from oncall.sources.clickhouse.canonical import InPlaceUnsupported
 
-    session = open_session(text, since, until)
+    session = open_session(text, since, until, within=within)
     try:
         if not session.in_place:
             return None
@@ -160,13 +162,14 @@ def in_place(text: str, since: str | None, until: str | None, question: Callable
         session.close()
 
 
-def open_session(text: str, since: str | None, until: str | None, cap: int | None = None) -> Any:
+def open_session(text: str, since: str | None, until: str | None, cap: int | None = None,
+                 within: list[Any] | None = None) -> Any:
     """The source over its window (oncall.sources.session), or a one-line error naming what to change."""
     from oncall.query.filters import FilterError
     from oncall.sources.session import DEFAULT_CAP, SourceSession
 
     try:
-        return SourceSession(text, since, until, cap=cap or DEFAULT_CAP)
+        return SourceSession(text, since, until, cap=cap or DEFAULT_CAP, within=within)
     except FilterError as exc:
         fail(str(exc))
     except SourceError as exc:

@@ -14,6 +14,7 @@ per process), so callers on several threads are served in turn.
 
 from __future__ import annotations
 
+import datetime as dt
 import sys
 import threading
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from oncall.query.filters import Filter, parse_filter
+from oncall.query.filters import Filter, parse_filter, resolve_time
 from oncall.sources.base import Progress, Source, Window
 from oncall.sources.pull import load_source, window_of
 from oncall.sources.registry import open_source
@@ -50,8 +51,11 @@ class Pulled:
 class SourceSession:
     """A source and a window: questions in place, cohorts pulled on demand."""
 
-    def __init__(self, text: str, since: str | None, until: str | None, *, cap: int = DEFAULT_CAP) -> None:
+    def __init__(self, text: str, since: str | None, until: str | None, *, cap: int = DEFAULT_CAP,
+                 within: list[Filter | str | list[str] | None] | None = None) -> None:
         self.window = window_of(since, until, Filter())
+        if within:  # every question is about these filters: the engine reads only their time range
+            self.window = narrowed(self.window, within)
         self.source: Source = open_source(text)
         self.cap = cap
         self._engine: Any = None
@@ -140,3 +144,34 @@ def _engine_factory(source: Source) -> Callable[[Source, Window], Any] | None:
 
 def _has_extra(report: Any) -> bool:
     return all(hasattr(r, "extra") for r in report.files)
+
+
+_ANCHORS = (dt.datetime(2001, 1, 1, tzinfo=dt.UTC), dt.datetime(2002, 2, 2, 2, 2, 2, tzinfo=dt.UTC))
+
+
+def narrowed(window: Window, filters: list[Filter | str | list[str] | None]) -> Window:
+    """The part of `window` that filters with absolute since=/until= bounds can name: from the
+    earliest since to the latest until among them (`compare`'s cohort and baseline). The window as
+    it is when any filter is unbounded on a side or counts its time from the newest span (relative
+    and clock times: the anchor is the whole window's newest span)."""
+    lo: dt.datetime | None = None
+    hi: dt.datetime | None = None
+    for flt in filters:
+        f = parse_filter(flt)
+        bounds: dict[str, dt.datetime] = {}
+        for t in f.terms:
+            if t.key not in ("since", "until"):
+                continue
+            at = [resolve_time(t.key, t.value, a)[0] for a in _ANCHORS]
+            if at[0] != at[1]:
+                return window  # relative to the newest span
+            bounds[t.key] = max(bounds.get(t.key, at[0]), at[0]) if t.key == "since" else \
+                min(bounds.get(t.key, at[0]), at[0])
+        if "since" not in bounds or "until" not in bounds:
+            return window
+        lo = bounds["since"] if lo is None else min(lo, bounds["since"])
+        hi = bounds["until"] if hi is None else max(hi, bounds["until"])
+    if lo is None or hi is None:
+        return window
+    lo, hi = max(lo, window.since), min(hi, window.until)
+    return Window(lo, hi) if lo < hi else window

@@ -152,6 +152,13 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
     if G3_OUTPUT in present:  # a G3 message's own finish_reason (when no finish attribute says)
         fin = (f"arrayFirst(x -> x != '', arrayMap(m -> JSONExtractString(m, 'finish_reason'), "
                f"JSONExtractArrayRaw({proj.attr(G3_OUTPUT)})))")
+        said = [k for k in CANDIDATE_KEYS["finish_reason"] if k in present]
+        if said and not proj.t.json_attributes:
+            # The mapping reads a message's finish_reason only when no finish attribute has a value
+            # (mapping._scan: non-empty, not an empty list): then the messages need not be parsed.
+            has = " OR ".join(f"({proj.attr(k)} != '' AND arrayStringConcat(splitByWhitespace({proj.attr(k)})) != '[]')"
+                              for k in said)
+            fin = f"if({has}, '', {fin})"
         vals.append(f"'_g3_finish', {fin}")
     a = proj.a
     if proj.t.json_attributes:
@@ -256,9 +263,12 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
     if G3_OUTPUT not in present:
         return "CAST(NULL AS Nullable(String))"
     v = proj.attr(G3_OUTPUT)
+    # Every tool-call part type below contains `tool` or `function_call`: text without either has none,
+    # and is not parsed.
+    maybe = f"(position({v}, 'tool') > 0 OR position({v}, 'function_call') > 0)"
     calls = (f"arrayFlatten(arrayMap(m -> arrayFilter(p -> JSONExtractString(p, 'type') IN ('tool_call', 'tool-call', "
              f"'tool_use', 'function_call'), JSONExtractArrayRaw(m, 'parts')), JSONExtractArrayRaw({v})))")
-    return f"if(length({calls}) > 0, concat('[', arrayStringConcat({calls}, ','), ']'), NULL)"
+    return f"if({maybe} AND length({calls}) > 0, concat('[', arrayStringConcat({calls}, ','), ']'), NULL)"
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
