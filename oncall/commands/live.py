@@ -45,9 +45,12 @@ def receive(ctx: click.Context, host: str, port: int, token_env: str | None, flu
     written at least every --flush-every seconds, through the same mapping, redaction and dedupe as
     `oncall load`, and acknowledged only once written: an exporter retries whatever was not.
     """
+    from oncall.ingest.gcpace import pace_for_bulk_mapping
     from oncall.live.service import ReceiveService
     from oncall.store import StoreError, open_db
     from oncall.store.db import default_db_path
+
+    pace_for_bulk_mapping()
 
     token = None
     if token_env:
