@@ -137,6 +137,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     if since or until or limit is not None:
         fail("--since, --until and --limit apply to source loads (oncall load URL …), not to files")
     from oncall.ingest import registry
+    from oncall.ingest.gcpace import pace_for_bulk_mapping
     from oncall.ingest.loader import LoadError, load_paths, summary
     from oncall.ingest.registry import FormatError, LoadOptions
     from oncall.output import ProgressBar, print_load_report
@@ -162,6 +163,7 @@ def load(ctx: click.Context, paths: tuple[str, ...], fmt: str | None, maps: tupl
     if fresh:  # runs before open_store's close (LIFO): a load that wrote nothing leaves no database
         ctx.call_on_close(lambda: discard_if_unused(store))
     bar = None if (no_progress or as_json or not sys.stderr.isatty()) else ProgressBar()
+    pace_for_bulk_mapping()
     try:
         report = load_paths(store, list(paths), fmt=fmt, options=LoadOptions(strict=strict, column_map=column_map),
                             progress=bar.update if bar else None,

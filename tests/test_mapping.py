@@ -371,3 +371,23 @@ def test_map_attributes_never_raises(attrs, events) -> None:
         for m in r.get(k, []):
             assert m["role"] in ("system", "user", "assistant", "tool")
             assert m["content"] is None or isinstance(m["content"], str)
+
+
+def test_message_keys_list_every_key_the_message_dialects_read() -> None:
+    """_messages skips its dialect chain when a span has none of _MESSAGE_KEYS: a key read there
+    and missing from the list would lose that dialect's messages on spans with no events."""
+    import ast
+    import inspect
+
+    from oncall.ingest import mapping
+
+    source = inspect.getsource(mapping._messages)
+    read = {node.value for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "." in node.value
+            and " " not in node.value}
+    assert read, "the check found no keys: _messages changed shape"
+    assert read - mapping._MESSAGE_KEYS == set()
+    # and the skip gives what the chain gives on a span with none of them
+    attrs = {"http.route": "/chat", "db.system.name": "postgresql", "tenant": "acme"}
+    assert mapping._messages(attrs, None, {}) == {"_finish": None, "_response_id": None}
+    assert map_attributes({**attrs, "input.value": "hello"})["input_text"] == "hello"

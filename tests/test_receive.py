@@ -280,6 +280,30 @@ def test_write_failure_answers_503_and_keeps_going(tmp_path, monkeypatch):
     assert len(_spans(tmp_path / "i.duckdb")) == 1
 
 
+def test_a_lone_request_is_written_once_the_traffic_is_quiet(tmp_path):
+    """flush_every is the longest a span waits: a sender waiting for its answer, with nothing else
+    arriving, is answered after the linger (0.1 s), not after flush_every; requests sent together
+    still share one part."""
+    svc = ReceiveService(tmp_path / "i.duckdb", port=0, flush_every=30)
+    svc.start()
+    try:
+        started = time.monotonic()
+        assert _post(svc.port, _json_request([_span(1)]), ctype="application/json")[0] == 200
+        assert time.monotonic() - started < 10
+        results: list[int] = []
+        senders = [threading.Thread(target=lambda i=i: results.append(
+            _post(svc.port, _json_request([_span(i)]), ctype="application/json")[0])) for i in range(2, 6)]
+        for t in senders:
+            t.start()
+        for t in senders:
+            t.join(20)
+        assert results == [200] * 4
+        assert svc.receiver.stats.parts <= 3  # one for the first request; the four together in one or two
+    finally:
+        svc.stop()
+    assert len(_spans(tmp_path / "i.duckdb")) == 5
+
+
 def test_retried_spans_are_not_doubled(service):
     body = _json_request([_span(i) for i in range(1, 4)])
     for _ in range(3):
@@ -289,7 +313,7 @@ def test_retried_spans_are_not_doubled(service):
 
 
 def test_stop_drains_what_was_accepted(tmp_path):
-    svc = ReceiveService(tmp_path / "i.duckdb", port=0, flush_every=30)  # nothing flushes on its own
+    svc = ReceiveService(tmp_path / "i.duckdb", port=0, flush_every=30, linger=None)  # nothing flushes on its own
     svc.start()
     results: list[int] = []
     t = threading.Thread(target=lambda: results.append(

@@ -17,6 +17,7 @@ from typing import Any
 from oncall.ingest import jsonio
 
 _HEX_RE = re.compile(r"^[0-9a-fA-F]+$")
+_LOWER_HEX_RE = re.compile(r"[0-9a-f]+\Z")
 _B64_RE = re.compile(r"^[A-Za-z0-9+/_-]+={0,2}$")
 _PREFIXED_RE = re.compile(r"^(trace|span|group|run|obs)_[0-9A-Za-z-]+$")
 
@@ -30,6 +31,8 @@ def normalize_id(value: Any, *, hex_len: int | None = None) -> str | None:
     """
     if value is None:
         return None
+    if type(value) is str and len(value) in (16, 32) and _LOWER_HEX_RE.match(value):
+        return value  # the OTLP/JSON form itself (what the receiver and most exporters write)
     if isinstance(value, dict):
         data = value.get("data")
         if isinstance(data, list) and all(isinstance(b, int) and 0 <= b < 256 for b in data):
@@ -161,6 +164,8 @@ def to_epoch_us(value: Any, unit: str | None = None) -> int | None:
     if isinstance(value, Decimal):
         return epoch_us_from_number(value, unit) if value.is_finite() else None
     if isinstance(value, str):
+        if value.isascii() and value.isdigit():  # OTLP/JSON's decimal nanoseconds: no regex needed
+            return epoch_us_from_number(int(value), unit)
         s = value.strip()
         if not s:
             return None

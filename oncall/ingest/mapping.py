@@ -430,9 +430,26 @@ def _event_attr(events: list[dict] | None, event_name: str, key: str) -> Any:
     return None
 
 
+# Every attribute key _messages reads (tests/test_mapping.py holds this list to its source): a span
+# with none of them, no events and no flattened families has no messages, and most spans of a
+# trace (HTTP, retrieval, tool, workflow spans) skip the dialect chain below.
+_MESSAGE_KEYS = frozenset({
+    "events", "gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.prompt", "gen_ai.completion",
+    "gen_ai.system_instructions", "gen_ai.content.prompt", "gen_ai.content.completion",
+    "gen_ai.tool.call.arguments", "gen_ai.tool.call.result", "ai.prompt", "ai.prompt.messages",
+    "ai.response.text", "ai.response.toolCalls", "ai.response.object", "ai.toolCall.args", "ai.toolCall.result",
+    "langfuse.observation.input", "langfuse.observation.output", "traceloop.entity.input",
+    "traceloop.entity.output", "input.value", "output.value", "oncall.raw_input", "oncall.raw_output",
+    "tool.parameters", "llm.input_messages", "llm.output_messages", "llm.prompts", "llm.choices", "prompt.text",
+    "completion.text",
+})
+
+
 def _messages(view: dict[str, Any], events: list[dict] | None,
               fams: dict[str, dict[int, dict[str, Any]]]) -> dict[str, Any]:
     """input/output messages, finish reason and response id from the first dialect that has them."""
+    if not events and not fams and view.keys().isdisjoint(_MESSAGE_KEYS):
+        return {"_finish": None, "_response_id": None}
     out: dict[str, Any] = {}
     finish = None
     inp: list[dict[str, Any]] = []

@@ -37,9 +37,12 @@ ORDER_SLACK_MS = 1
 _LINKED = [*RETRIEVAL_COLUMNS, "retrieval_span", "fed_span"]
 
 
-def link_retrievals(con: duckdb.DuckDBPyConnection, import_id: int, traces: str, prior: str) -> int:
+def link_retrievals(con: duckdb.DuckDBPyConnection, import_id: int, traces: str, prior: str,
+                    copy_from: str | None = None) -> int:
     """Link the retrievals of the traces `traces` (SQL selecting trace ids) to their calls; `prior`
-    is the incident's view without this load's part. Returns how many spans changed."""
+    is the incident's view without this load's part (or a table of the columns read here of its
+    rows in these traces), `copy_from` where whole rows of it are copied from (default `prior`).
+    Returns how many spans changed."""
     iid = int(import_id)
     _doc_ages(con, iid)
     cols = ", ".join(["span_pk", "trace_id", "span_id", "kind", "start_time", "end_time", "latency_ms", *_LINKED])
@@ -58,7 +61,7 @@ def link_retrievals(con: duckdb.DuckDBPyConnection, import_id: int, traces: str,
                           "FROM _oncall_rl").fetchall()[0]
         if not has[0] or not has[1]:
             return 0
-        return _link(con, iid, prior)
+        return _link(con, iid, copy_from or prior)
     finally:
         con.execute("DROP TABLE IF EXISTS _oncall_rl")
         con.execute("DROP TABLE IF EXISTS _oncall_rl_new")

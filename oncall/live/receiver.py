@@ -1,8 +1,10 @@
 """The receiver's core: accept decoded requests, write them as a part at least every second, acknowledge.
 
 Request handlers hand their rows to `Receiver.offer()` and wait on the returned ticket. One flusher
-thread takes everything offered so far and writes it as one load part (live.partwrite); when the part
-is durable and registered it releases the tickets, and only then do the handlers answer 200. So a
+thread takes everything offered so far and writes it as one load part (live.partwrite): at most
+`flush_every` after the first request it holds, sooner once `linger` passes with no new request (the
+senders are waiting for their answers) or `flush_spans` wait. When the part is durable and
+registered it releases the tickets, and only then do the handlers answer 200. So a
 `kill -9` loses only requests not yet answered, which the exporters retry (and the writer's dedupe
 drops whatever of a retry was in fact written).
 
@@ -19,7 +21,8 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +38,15 @@ DEFAULT_FLUSH_EVERY = 1.0
 DEFAULT_MAX_BACKLOG_SPANS = 100_000
 # A flush starts early once this many spans wait, so a burst becomes parts of bounded size.
 DEFAULT_FLUSH_SPANS = 50_000
+# ... or once no request has arrived for this long while some wait: the exporters that sent are
+# then waiting for their answer (an SDK exporter sends one batch at a time, a Collector a few), so
+# waiting out flush_every would only idle them. Holding a part back this long still gathers the
+# requests sent together into one part: at 20,000 spans/s from 32 concurrent senders, parts of a
+# few thousand spans each rather than one per request (a part has a fixed cost: bench/RESULTS.md).
+DEFAULT_LINGER = 0.1
+# Early parts start no closer together than this: a part costs ~0.1 s of CPU whatever its size, so
+# one exporter sending back to back is written at most a few times a second, not once per request.
+MIN_PART_GAP = 0.25
 
 
 class Ticket:
@@ -79,10 +91,13 @@ class Stats:
 class Receiver:
     def __init__(self, db_path: Path, *, source: str, flush_every: float = DEFAULT_FLUSH_EVERY,
                  max_backlog_spans: int = DEFAULT_MAX_BACKLOG_SPANS, flush_spans: int = DEFAULT_FLUSH_SPANS,
+                 linger: float | None = DEFAULT_LINGER,
                  after_flush: Callable[[IncidentDB], None] | None = None) -> None:
         self.db_path = db_path
         self.source = source
         self.flush_every = flush_every
+        # None: wait flush_every (or flush_spans) whatever the traffic does; never more than flush_every.
+        self.linger = None if linger is None else min(linger, flush_every)
         self.max_backlog_spans = max_backlog_spans
         self.flush_spans = flush_spans
         self.after_flush = after_flush
@@ -92,6 +107,9 @@ class Receiver:
         self._queued_spans = 0
         self._writing_spans = 0
         self._oldest: float | None = None
+        self._newest = 0.0  # monotonic time the last request was queued (or refused)
+        self._incoming = 0  # requests being read and decoded: the traffic is not quiet while any is
+        self._last_part = 0.0  # monotonic time the last part was taken for writing
         self._stopping = False
         self._thread: threading.Thread | None = None
         self._opened = threading.Event()
@@ -123,6 +141,20 @@ class Receiver:
         """True when no more spans may wait (answer 429 before even reading the body)."""
         return self._queued_spans + self._writing_spans >= self.max_backlog_spans
 
+    @contextmanager
+    def receiving(self) -> Iterator[None]:
+        """Around reading, decoding and offering one request: a part is not written early (linger)
+        while a request is still on its way to the queue."""
+        with self._cond:
+            self._incoming += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._incoming -= 1
+                self._newest = time.monotonic()
+                self._cond.notify_all()
+
     def offer(self, decoded: Decoded) -> Ticket | None:
         """Queue a request's rows for the next part; None when the receiver is full or stopping."""
         n = decoded.spans
@@ -141,8 +173,9 @@ class Receiver:
                 return None
             self._queue.append((decoded, ticket))
             self._queued_spans += n
+            self._newest = time.monotonic()
             if self._oldest is None:  # the flusher starts counting flush_every from the first request
-                self._oldest = time.monotonic()
+                self._oldest = self._newest
                 self._cond.notify_all()
             elif self._queued_spans >= self.flush_spans:
                 self._cond.notify_all()
@@ -175,10 +208,17 @@ class Receiver:
         with self._cond:
             while True:
                 if self._queue:
-                    waited = time.monotonic() - (self._oldest or time.monotonic())
+                    now = time.monotonic()
+                    waited = now - (self._oldest or now)
                     if self._stopping or waited >= self.flush_every or self._queued_spans >= self.flush_spans:
                         break
-                    self._cond.wait(self.flush_every - waited)
+                    timeout = self.flush_every - waited
+                    if self.linger is not None and not self._incoming:
+                        wait = max(self.linger - (now - self._newest), MIN_PART_GAP - (now - self._last_part))
+                        if wait <= 0:
+                            break
+                        timeout = min(timeout, wait)
+                    self._cond.wait(timeout)
                     continue
                 if self._stopping:
                     return None
@@ -186,6 +226,7 @@ class Receiver:
             batch, self._queue = self._queue, []
             self._writing_spans, self._queued_spans = self._queued_spans, 0
             self._oldest = None
+            self._last_part = time.monotonic()
             return batch
 
     def _write(self, db: IncidentDB, batch: list[tuple[Decoded, Ticket]]) -> None:

@@ -168,19 +168,20 @@ class OTLPHandler(BaseHTTPRequestHandler):
             receiver.stats.busy_responses += 1
             self._error(429, "the receiver is behind; retry later", retry_after=receiver.retry_after(), close=True)
             return
-        if not srv.decoding.acquire(timeout=SOCKET_TIMEOUT):
-            self._error(503, "too many requests being decoded", retry_after=receiver.retry_after(), close=True)
-            return
-        try:
-            body = self._read_body(srv.max_body)
-            decoded = decode_body(body, self.headers.get("Content-Type"), self.headers.get("Content-Encoding"),
-                                  max_bytes=srv.max_body, source=receiver.source)
-        except PayloadError as exc:
-            self._error(exc.status, str(exc), close=exc.status in (411, 413))
-            return
-        finally:
-            srv.decoding.release()
-        ticket = receiver.offer(decoded)
+        with receiver.receiving():
+            if not srv.decoding.acquire(timeout=SOCKET_TIMEOUT):
+                self._error(503, "too many requests being decoded", retry_after=receiver.retry_after(), close=True)
+                return
+            try:
+                body = self._read_body(srv.max_body)
+                decoded = decode_body(body, self.headers.get("Content-Type"), self.headers.get("Content-Encoding"),
+                                      max_bytes=srv.max_body, source=receiver.source)
+            except PayloadError as exc:
+                self._error(exc.status, str(exc), close=exc.status in (411, 413))
+                return
+            finally:
+                srv.decoding.release()
+            ticket = receiver.offer(decoded)
         if ticket is None:
             status, why = (503, "the receiver is stopping") if receiver.stopping else (
                 429, "the receiver is behind; retry later")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from oncall.errors import InputError
 from oncall.live.payload import SOURCE_PREFIX
-from oncall.live.receiver import DEFAULT_FLUSH_EVERY, DEFAULT_MAX_BACKLOG_SPANS, Receiver
+from oncall.live.receiver import DEFAULT_FLUSH_EVERY, DEFAULT_LINGER, DEFAULT_MAX_BACKLOG_SPANS, Receiver
 from oncall.live.server import DEFAULT_MAX_BODY, OTLPServer
 from oncall.store.compact import Compactor
 
@@ -39,7 +39,7 @@ class ReceiveService:
     def __init__(self, db_path: Path, *, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                  token: str | None = None, flush_every: float = DEFAULT_FLUSH_EVERY,
                  max_backlog_spans: int = DEFAULT_MAX_BACKLOG_SPANS, max_body: int = DEFAULT_MAX_BODY,
-                 compact: bool = True) -> None:
+                 compact: bool = True, linger: float | None = DEFAULT_LINGER) -> None:
         if not is_loopback(host) and not token:
             raise InputError(f"--host {host} accepts traces from other machines; that needs a bearer token: "
                              "put it in an environment variable and pass --token-env NAME")
@@ -51,7 +51,7 @@ class ReceiveService:
         # them in its own thread, woken after every part; readers are never blocked by it.
         self.compactor = Compactor(db_path) if compact else None
         self.receiver = Receiver(db_path, source=f"{SOURCE_PREFIX}{host}:{port}", flush_every=flush_every,
-                                 max_backlog_spans=max_backlog_spans,
+                                 max_backlog_spans=max_backlog_spans, linger=linger,
                                  after_flush=(lambda db: self.compactor.poke()) if self.compactor else None)
         self.server: OTLPServer | None = None
         self._thread: threading.Thread | None = None

@@ -103,13 +103,15 @@ def proxy_env() -> dict[str, str]:
             "UPSTREAM_KEY": UPSTREAM_KEY, "LITELLM_LOG": "ERROR"}
 
 
-def start_proxy(workdir: Path, primary: OpenAIServer, fallback: OpenAIServer, *extra: str) -> Proxy:
+def start_proxy(workdir: Path, primary: OpenAIServer, fallback: OpenAIServer, *extra: str,
+                config_text: str | None = None) -> Proxy:
+    """The real proxy on a free port, serving CONFIG_TEMPLATE on the two upstreams (or `config_text`)."""
     binary = litellm_bin()
     if binary is None:
         pytest.skip("the real LiteLLM proxy is not installed: run .ci/setup-actions.sh (or set ONCALL_LITELLM_BIN)")
     workdir.mkdir(parents=True, exist_ok=True)
     config = workdir / "config.yaml"
-    config.write_text(CONFIG_TEMPLATE.format(primary=primary.base_url, fallback=fallback.base_url))
+    config.write_text(config_text or CONFIG_TEMPLATE.format(primary=primary.base_url, fallback=fallback.base_url))
     port = free_port()
     log = workdir / "proxy.log"
     # cwd is the fixture's own directory: --reload also watches *.py in the working directory.

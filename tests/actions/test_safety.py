@@ -87,6 +87,38 @@ def test_round_trip_keeps_quotes_comments_and_order(gw, db):
     assert rec.status == "unverified" and "no proxy_url" in rec.result
 
 
+FLOW = """\
+model_list:
+  - model_name: extract
+    litellm_params: {model: openai/gpt-4o, api_base: "http://127.0.0.1:9/v1", api_key: os.environ/UPSTREAM_KEY}
+  - model_name: support-bot
+    litellm_params: {model: openai/gpt-4o, api_base: "http://127.0.0.1:9/v1", api_key: os.environ/UPSTREAM_KEY}
+"""
+
+
+def test_a_flow_style_entry_is_undone_byte_for_byte(gw, db):
+    """A deployment written on one line keeps its api_key beside the model: the audit stores that line
+    redacted, so the undo makes the pin again towards the model before (and checks the bytes)."""
+    from oncall.actions import plan_undo, undo
+    from oncall.actions.errors import StateMoved
+
+    cfg, conf = gw
+    cfg.write_text(FLOW)
+    pin = {"op": "pin", "deployment": "extract", "model": "openai/gpt-4o-2024-08-06"}
+    rec = execute(plan(get_adapter("gw", conf), pin), db=db, confirm="gw")
+    assert rec.status == "unverified" and "gpt-4o-2024-08-06, api_base" in cfg.read_text()
+    assert "[REDACTED]" in json.dumps(db.cursor().execute(
+        "SELECT plan FROM actions WHERE action_id = 1 ORDER BY action_row DESC LIMIT 1").fetchone()[0])
+    undone = undo(rec.action_id, db=db, confirm="gw", config=conf)
+    assert undone.status == "unverified" and cfg.read_text() == FLOW
+    again = undo(undone.action_id, db=db, confirm="gw", config=conf)  # the undo of the undo: pinned again
+    assert again.status == "unverified" and cfg.read_text() == FLOW.replace(
+        "{model: openai/gpt-4o, api_base", "{model: openai/gpt-4o-2024-08-06, api_base", 1)
+    cfg.write_text(FLOW.replace("9/v1", "8/v1"))  # someone else's change since: refused, theirs stands
+    with pytest.raises(StateMoved, match="changed since action"):
+        plan_undo(again.action_id, db=db, config=conf)
+
+
 def test_state_moved_between_plan_and_write_aborts(gw, db):
     cfg, conf = gw
     p = plan(get_adapter("gw", conf), FLIP)

@@ -34,9 +34,10 @@ from typing import Any
 from oncall.actions import files
 from oncall.actions.adapters import litellm_yaml as ly
 from oncall.actions.adapters.base import Adapter, Op, RunContext
-from oncall.actions.errors import BadArguments, ConfigError, InvalidChange, TargetError
+from oncall.actions.errors import BadArguments, ConfigError, InvalidChange, StateMoved, TargetError
 from oncall.actions.model import Plan, Proposal, State, Verification
 from oncall.actions.secrets import scrub, secret
+from oncall.redact import REDACTED
 
 RELOAD_MODES = ("watch", "sighup", "command")
 
@@ -156,7 +157,7 @@ class LiteLLMConfig(Adapter):
 
     def restore(self, plan: Plan, state: State) -> Proposal:
         text = state.data.decode("utf-8")
-        old_text = files.apply_patch(text, plan.payload["patch"], reverse=True, what=self.what)
+        old_text = self._before(plan, text)
         probe = plan.payload["probe"]
         summary = plan.summary
         prop = Proposal(summary=f"back to {summary.split(' → ')[0]}" if " → " in summary else summary,
@@ -168,6 +169,24 @@ class LiteLLMConfig(Adapter):
         if prop.expected != plan.fingerprint:
             raise TargetError(f"{self.what}: the reversed change does not give back the original file; refusing")
         return prop
+
+    def _before(self, plan: Plan, text: str) -> str:
+        """The file as it was before `plan`: its patch backwards; or, where the audit could keep a
+        changed line only redacted (a flow-style entry, `{model: …, api_key: …}` on one line), the
+        same operation made again towards plan.before. restore() then checks the bytes are the
+        original's, so a file that moved since is still refused."""
+        try:
+            return files.apply_patch(text, plan.payload["patch"], reverse=True, what=self.what)
+        except StateMoved:
+            if not any(REDACTED in line for h in plan.payload["patch"] for line in h["old"] + h["new"]):
+                raise
+        doc, y = ly.load(text, self.what)
+        b = plan.before
+        if plan.op.endswith("repoint"):
+            self._repoint(doc, str(b["alias"]), str(b["served_by"]))
+        else:
+            self._pin(doc, str(b["deployment"]), str(b["model"]))
+        return ly.dump(y, doc)
 
     # -- write and pick up -----------------------------------------------------------------------
     def apply(self, plan: Plan, state: State, ctx: RunContext) -> dict[str, Any]:
