@@ -116,6 +116,26 @@ def test_merging_keeps_every_row_and_removes_the_old_files(incident: Path) -> No
         fresh.close()
 
 
+def test_a_stopped_merge_changes_nothing_and_the_next_one_runs(incident: Path) -> None:
+    """A merge copies in one transaction: stopped (or failing) inside it, the transaction is rolled
+    back and the merged file detached, so the next merge can attach its own."""
+    from oncall.store.compact import CompactionError
+
+    db = open_db(incident)
+    try:
+        before = snapshot(db)
+        numbers = sorted(db.attached_parts())[:3]
+        stop = threading.Event()
+        stop.set()
+        with pytest.raises(CompactionError):
+            merge(db, numbers, stop=stop)
+        assert merged_files(incident) == [] and snapshot(db) == before
+        assert merge(db, numbers).spans > 0
+        assert snapshot(db) == before
+    finally:
+        db.close()
+
+
 def test_full_compaction_and_more_loads_after_it(incident: Path, tmp_path: Path) -> None:
     db = open_db(incident)
     try:

@@ -210,6 +210,11 @@ def merge(db: IncidentDB, numbers: list[int], stop: threading.Event | None = Non
     alias = "mergepart"
     try:
         imports: list[int] = []
+        # One transaction for the whole copy: DuckDB writes its row groups straight into the file
+        # and checkpoints once, at the detach. Committing each INSERT on its own re-wrote them
+        # through the WAL and its automatic checkpoints: a merge of 9 one-second parts of 8k spans
+        # cost 24-31 us of CPU per span, against 13-17 in one transaction (same run).
+        cur.execute("BEGIN TRANSACTION")
         for n in numbers:
             if stop is not None and stop.is_set():
                 raise _Stopped
@@ -222,6 +227,7 @@ def merge(db: IncidentDB, numbers: list[int], stop: threading.Event | None = Non
         cur.execute(f"INSERT INTO {alias}.main.meta VALUES ('kind', 'merged-part'), ('replaces', ?)",
                     [",".join(str(n) for n in numbers)])
         spans = int(cur.execute(f"SELECT count(*) FROM {alias}.main.spans").fetchone()[0])
+        cur.execute("COMMIT")
         detach_part(db, cur, alias)
         cur = None
         db.register_merged_part(number, path.name, rank=max(ranks[n] for n in numbers), replaces=numbers,
@@ -259,6 +265,10 @@ def _create_merged_part(db: IncidentDB, path: Path):  # -> duckdb cursor
 
 
 def _close_quietly(db: IncidentDB, cur, alias: str) -> None:
+    try:
+        cur.execute("ROLLBACK")  # the merge's transaction, if it is still open
+    except Exception:  # noqa: BLE001 - not in one
+        pass
     try:
         cur.execute("USE memory")
         cur.execute(f"DETACH {alias}")
