@@ -842,6 +842,7 @@ async def test_console_on_a_source_computes_in_place_and_brings_home_what_is_ope
     from oncall.tui.screens.explorer import ExplorerScreen
     from oncall.tui.screens.overview import OverviewScreen
     from oncall.tui.screens.reader import ReaderScreen
+    from oncall.tui.screens.replay import ReplaySetupModal
     from tests.tui.conftest import settle
     from tests.tui.test_console import static_text
 
@@ -882,6 +883,15 @@ async def test_console_on_a_source_computes_in_place_and_brings_home_what_is_ope
             assert _local(db, "SELECT count(*) FROM spans")[0][0] == spans_home
             await pilot.press("b")  # labelled at home
             await settle(pilot)
+
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, OverviewScreen)
+            await pilot.press("R")  # replay the cause: its rows are home, the dialog opens on them
+            await settle(pilot)
+            assert isinstance(app.screen, ReplaySetupModal)
+            assert _local(db, "SELECT count(*) FROM spans")[0][0] == spans_home
+            assert [p.spans_added for p in source_session.pulls[-2:]] == [0, 0]  # cohort and baseline: home already
     finally:
         store.close()
     labelled = _local(db, "SELECT s.span_id, l.label FROM labels l JOIN spans s ON s.span_pk = l.span_pk")
