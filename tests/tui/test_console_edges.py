@@ -117,7 +117,7 @@ async def test_overview_at_80x24_reads_and_tab_jumps_from_cause_to_cause(make_ap
             assert w.size.width >= len(w.render().plain)  # each title fits over its chart
         options = screen.query_one("#changes", OptionList)
         causes = [n for n, (_, kind, _) in enumerate(screen.lines) if kind == "change"]
-        assert len(causes) == 3 and options.highlighted == causes[0]
+        assert len(causes) == 4 and options.highlighted == causes[0]  # prompt, served model, index, 429s
         await pilot.press("tab")
         assert options.highlighted == causes[1]  # over the first cause's effects
         await pilot.press("tab")

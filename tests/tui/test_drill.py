@@ -106,13 +106,30 @@ class Cause:
     requests: str  # the cohort's size, as printed ("3,315")
 
 
-CAUSE_LINE = re.compile(r"^▊ \S.*? for (?P<cohort>\S+=\S+(?:, \S+=\S+)*)\s+\((?P<n>[\d,]+) requests\)")
+# A cause's line: its time, its title `… for k=v, k=v` (a retrieval index adds `(with embedding model …)`),
+# then its size. A title longer than the screen wraps onto the next row.
+CAUSE_LINE = re.compile(r"^▊ \S.*? for (?P<cohort>\S+=\S+(?:, \S+=\S+)*)(?: \(with [^)]*\))?\s+"
+                        r"\((?P<n>[\d,]+) requests\)")
+CAUSE_START = re.compile(r"^▊ \d\d:\d\d")
+
+
+def _rows(screen: str) -> list[str]:
+    """The what-changed rows with a wrapped cause title joined back onto its first row."""
+    rows: list[str] = []
+    for line in screen.splitlines():
+        body = line.rstrip().rstrip("▎").rstrip()
+        if rows and CAUSE_START.match(rows[-1]) and " requests)" not in rows[-1] and body.startswith("▊ ") \
+                and not CAUSE_START.match(body) and "└" not in body:
+            rows[-1] += " " + body[2:].strip()
+        else:
+            rows.append(body)
+    return rows
 
 
 def overview_causes(screen: str) -> list[Cause]:
     """The causes the overview's what-changed lists, top to bottom (effects, indented └, skipped)."""
     out = []
-    for line in screen.splitlines():
+    for line in _rows(screen):
         m = CAUSE_LINE.match(line)
         if m and "└" not in line.split(" for ")[0]:
             out.append(Cause(line.strip("▊▎ "), m["cohort"].split(", "), m["n"]))

@@ -185,6 +185,10 @@ class ReplaySetupModal(ModalScreen[int | None]):
                  style="bold")
         for _, key, reason in plan.unreplayable[:5]:
             t.append(safe_text(f"not replayable {key}: {reason}", multiline=False, max_len=160) + "\n", style="yellow")
+        ctx = e.get("context")
+        if ctx:  # documents a retrieval gave the calls: sent again from the recorded messages
+            t.append(safe_text(ctx["note"], multiline=False, max_len=600) + "\n", style="" if ctx["complete"]
+                     else "yellow")
         if spec.baseline:
             t.append("the summary compares with the baseline " + safe_text(spec.baseline[0], multiline=False,
                                                                           max_len=160) + "\n", style="dim")
