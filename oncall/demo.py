@@ -1,4 +1,4 @@
-"""The demo incident: hours of realistic LLM traffic with three injected problems, deterministic.
+"""The demo incident: hours of realistic LLM traffic with four injected problems, deterministic.
 
 It is written the way a real team's traces arrive — OTLP JSON Lines from the OpenTelemetry file
 exporter, current GenAI semantic conventions (`gen_ai.input.messages` / `gen_ai.output.messages` in
@@ -8,13 +8,22 @@ as `oncall load`, so the demo exercises the real path end to end.
 
 The story (times are UTC on DEMO_DAY; `DemoTruth` records exactly what was injected):
 - 21:00-03:00 normal traffic: tenants acme, globex, initech, umbrella, hooli; features support-bot
-  (multi-turn sessions, gpt-4o), extract (JSON output, gpt-4o) and summarize (claude-3-5-sonnet).
+  (multi-turn sessions, gpt-4o), extract (JSON output, gpt-4o), summarize (claude-3-5-sonnet) and
+  help-center (RAG, gpt-4o-mini: the question is embedded with text-embedding-3-small, the
+  help-articles index searched, the articles found pasted into the system prompt; each step a span).
 - 00:30 acme ships prompt support-bot v13 (a retrieval block pasted into the system prompt): input
   tokens, and so cost per request, roughly triple for acme's support-bot.
 - 01:12 OpenAI silently updates the gpt-4o alias: served model gpt-4o-2024-08-06 -> gpt-4o-2024-11-20
   for every tenant; answers get longer and more agreeable, and extract's JSON renames `order_id` to
   `orderId` in some outputs and wraps others in prose (invalid JSON).
+- 01:38 the help-center index alias moves to help-articles-v42, rebuilt with text-embedding-3-large
+  while queries are still embedded with text-embedding-3-small: neighbours no longer match, so most
+  retrievals come back empty (about two thirds; the rest with low scores and the wrong articles) and
+  the bot answers "I'm sorry, I don't know" or short off-topic answers.
 - 02:05-02:20 a burst of 429 rate-limit errors from anthropic (summarize).
+
+The help-center traffic comes from its own random stream, so the other features' traffic is the
+same with or without it.
 """
 
 from __future__ import annotations
@@ -35,7 +44,8 @@ OLD_SNAPSHOT, NEW_SNAPSHOT = "gpt-4o-2024-08-06", "gpt-4o-2024-11-20"
 CLAUDE = "claude-3-5-sonnet-20241022"
 TENANTS = [("acme", 0.34), ("globex", 0.22), ("initech", 0.18), ("umbrella", 0.15), ("hooli", 0.11)]
 FEATURES = [("support-bot", 0.55), ("extract", 0.25), ("summarize", 0.20)]
-PRICES = {"gpt-4o": (2.5e-6, 10e-6), CLAUDE: (3e-6, 15e-6)}  # USD per input / output token
+MINI, MINI_SNAPSHOT = "gpt-4o-mini", "gpt-4o-mini-2024-07-18"
+PRICES = {"gpt-4o": (2.5e-6, 10e-6), CLAUDE: (3e-6, 15e-6), MINI: (0.15e-6, 0.6e-6)}  # USD per input / output token
 RELEASE = "2026.11.3"
 EXPORT_NAME = "otlp-traces.jsonl"
 TRACES_PER_LINE = 25
@@ -86,6 +96,42 @@ SYSTEM_EXTRACT = ("Extract the order as JSON with keys order_id, amount, currenc
                   "Reply with the JSON object only.")
 SYSTEM_SUMMARIZE = "Summarize the article in one sentence."
 
+# -- help-center: retrieval over the help articles (the fourth injected problem) ----------------------
+HELP_RATE = 0.07  # requests per second at scale 1 (the other features share 0.5)
+QUERY_EMBEDDING = "text-embedding-3-small"
+OLD_INDEX, NEW_INDEX = "help-articles-v41", "help-articles-v42"
+INDEX_EMBEDDING = {OLD_INDEX: "text-embedding-3-small", NEW_INDEX: "text-embedding-3-large"}
+TOP_K, MIN_SCORE = 4, 0.3  # the app keeps at most TOP_K articles scoring at least MIN_SCORE
+HELP_ARTICLES = [  # (id, source, updated, question, article)
+    ("ha-1001", "help/security/reset-password.md", "2026-10-02", "How do I reset my password?",
+     "Reset your password from Settings > Security > Reset password. The emailed link is valid for 30 minutes."),
+    ("ha-1002", "help/billing/double-charge.md", "2026-09-14", "Why was I charged twice?",
+     "A second charge is usually a pending authorisation; it drops off within 3 business days."),
+    ("ha-1003", "help/billing/annual-plan.md", "2026-08-30", "Can I switch to annual billing?",
+     "Switch to annual billing under Billing > Plan; the unused part of the month is prorated."),
+    ("ha-1004", "help/data/csv-export.md", "2026-11-03", "My CSV export fails, what can I do?",
+     "CSV exports over 1 GB time out. Narrow the date range or use the scheduled export, which has no limit."),
+    ("ha-1005", "help/workspace/invite.md", "2026-07-21", "How do I invite a teammate?",
+     "Invite teammates from Workspace > Members > Invite; they get the role you pick."),
+    ("ha-1006", "help/billing/invoices.md", "2026-10-18", "Where are my invoices?",
+     "Invoices are under Billing > History, each with a PDF link."),
+    ("ha-1007", "help/security/two-factor.md", "2026-06-11", "How do I turn on two-factor authentication?",
+     "Turn on two-factor under Settings > Security > Two-factor and scan the QR code with an authenticator app."),
+    ("ha-1008", "help/api/rate-limits.md", "2026-11-12", "What is the API rate limit?",
+     "The pro plan allows 600 requests per minute per key; the X-RateLimit-Remaining header shows what is left."),
+    ("ha-1009", "help/api/rotate-key.md", "2026-09-27", "How do I rotate an API key?",
+     "Create a new key under Developer > API keys, deploy it, then revoke the old key."),
+    ("ha-1010", "help/integrations/webhooks.md", "2026-11-19", "Why did my webhook stop?",
+     "Webhooks are disabled after 20 consecutive failures. Fix the endpoint, then re-enable it under Webhooks."),
+    ("ha-1011", "help/billing/refunds.md", "2026-10-25", "Can I get a refund for an accidental upgrade?",
+     "Accidental upgrades are refunded in full within 7 days; open Billing > History and choose Request refund."),
+    ("ha-1012", "help/account/delete.md", "2026-05-08", "How do I delete my account?",
+     "Owners can delete the workspace under Settings > Danger zone; data is erased after 30 days."),
+]
+SYSTEM_HELP = ("You answer customers' questions using only the help-center articles below. Quote the settings "
+               "path. If the articles do not cover the question, say you don't know.\n\nArticles:\n{articles}")
+HELP_DONT_KNOW = "I'm sorry, I don't know: the help center has nothing on that."
+
 
 # -- the model's answers: the generator and the demo's replay server (oncall/demoworld) share them ---------
 def support_reply(answer: str, new_snapshot: bool, rng: random.Random) -> str:
@@ -114,6 +160,20 @@ def summarize_reply(article: str) -> str:
     return "In short: " + article.lower().rstrip(".") + "."
 
 
+def help_reply(question: str, article_ids: list[str]) -> str:
+    """help-center's answer from the articles it was given, best first: the right one answers the
+    question; another is paraphrased, short and beside the point; none is "I don't know"."""
+    if not article_ids:
+        return HELP_DONT_KNOW
+    by_id = {a[0]: a for a in HELP_ARTICLES}
+    top = by_id.get(article_ids[0])
+    if top is None:
+        return HELP_DONT_KNOW
+    if top[3] == question:
+        return f"{top[4]} (see {top[1]})"
+    return "Possibly related: " + top[4].split(";")[0].split(". ")[0] + "."
+
+
 def latency_seconds(input_tokens: int, output_tokens: int, rng: random.Random) -> float:
     """How long an answer takes: a fixed overhead, the tokens generated, the prompt read, and jitter."""
     return (0.35 + output_tokens * 0.018 + input_tokens * 0.00004) * rng.uniform(0.8, 1.35)
@@ -126,7 +186,7 @@ def token_counts(input_chars: int, answer: str, rng: random.Random) -> tuple[int
 
 @dataclass
 class InjectedChange:
-    kind: str  # new_served_model | new_prompt_version | error_burst
+    kind: str  # new_served_model | new_prompt_version | new_retrieval_index | error_burst
     description: str
     at: str  # ISO UTC start
     until: str | None
@@ -167,7 +227,7 @@ def _parts(role: str, text: str, finish: str | None = None) -> dict[str, Any]:
 
 
 class _Gen:
-    def __init__(self, seed: int, hours: float, incident: bool, scale: float) -> None:
+    def __init__(self, seed: int, hours: float, incident: bool, scale: float, retrieval: bool = True) -> None:
         self.rng = random.Random(seed)
         self.end = DEMO_DAY_END
         self.start = self.end - dt.timedelta(hours=hours)
@@ -176,6 +236,9 @@ class _Gen:
         self.prompt_change = self.end - dt.timedelta(hours=2, minutes=30)  # 00:30
         self.model_change = self.end - dt.timedelta(hours=1, minutes=48)  # 01:12
         self.burst = (self.end - dt.timedelta(minutes=55), self.end - dt.timedelta(minutes=40))  # 02:05-02:20
+        self.index_change = self.end - dt.timedelta(hours=1, minutes=22)  # 01:38
+        self.help_rng = random.Random(f"help-center-{seed}")  # its own stream: the rest is unchanged by it
+        self.retrieval = retrieval  # False: no help-center feature (and no fourth problem)
         self.traces: list[dict[str, Any]] = []  # each: {"resource": …, "spans": […]}
         self.requests = 0
 
@@ -203,6 +266,20 @@ class _Gen:
                 self._session(t, tenant)
             else:
                 self._request(t, tenant, feature, history=[], session=None, user=f"u-{self.rng.randint(1, 400):04d}")
+        if self.retrieval:
+            self._help_center(span)
+
+    def _help_center(self, span: float) -> None:
+        """The help-center feature: its own Poisson arrivals on its own random stream."""
+        rng = self.help_rng
+        t = self.start
+        while True:
+            frac = (t - self.start).total_seconds() / span
+            t += dt.timedelta(seconds=rng.expovariate(HELP_RATE * self.scale * (1.0 - 0.35 * frac)))
+            if t >= self.end:
+                break
+            tenant = rng.choices([w[0] for w in TENANTS], [w[1] for w in TENANTS])[0]
+            self._help_request(t, tenant, f"u-{rng.randint(1, 400):04d}")
 
     def _session(self, t: dt.datetime, tenant: str) -> None:
         user = f"u-{self.rng.randint(1, 400):04d}"
@@ -323,6 +400,102 @@ class _Gen:
         history.extend([_parts("user", question), _parts("assistant", answer)])
         return answer
 
+    def _help_request(self, t: dt.datetime, tenant: str, user: str, index: str | None = None) -> None:
+        """One help-center request: embed the question, search the index, answer from what was found."""
+        rng = self.help_rng
+        self.requests += 1
+        if index is None:
+            index = NEW_INDEX if self.incident and t >= self.index_change else OLD_INDEX
+        k = rng.randrange(len(HELP_ARTICLES))
+        question = HELP_ARTICLES[k][3]
+        # The search: the right article first when the index was built with the query's embedding
+        # model; near-random neighbours (low scores, mostly under MIN_SCORE) when it was not.
+        others = rng.sample([i for i in range(len(HELP_ARTICLES)) if i != k], TOP_K - 1)
+        if INDEX_EMBEDDING.get(index, QUERY_EMBEDDING) != QUERY_EMBEDDING:
+            scored = [(i, rng.uniform(0.05, 0.32)) for i in [k, *others]]
+        elif rng.random() < 0.015:  # the odd question phrased so that nothing matches
+            scored = [(i, rng.uniform(0.1, 0.29)) for i in [k, *others]]
+        else:
+            scored = [(k, rng.uniform(0.74, 0.93))] + [(i, rng.uniform(0.3, 0.62)) for i in others]
+        hits = sorted(((i, round(sc, 4)) for i, sc in scored if sc >= MIN_SCORE), key=lambda x: -x[1])[:TOP_K]
+        docs = [{"id": HELP_ARTICLES[i][0], "score": sc, "content": HELP_ARTICLES[i][4],
+                 "metadata": {"source": HELP_ARTICLES[i][1], "updated_at": HELP_ARTICLES[i][2] + "T09:00:00Z"}}
+                for i, sc in hits]
+        answer = help_reply(question, [HELP_ARTICLES[i][0] for i, _ in hits])
+        articles = "\n".join(f"[{d['id']}] ({d['metadata']['source']}) {d['content']}" for d in docs)
+        system = SYSTEM_HELP.format(articles=articles or "(none)")
+        input_msgs = [_parts("system", system), _parts("user", question)]
+        input_tokens = int(sum(len(m["parts"][0]["content"]) for m in input_msgs) / 4) + rng.randint(5, 25)
+        output_tokens = max(3, int(len(answer) / 4) + rng.randint(-3, 8))
+        error = rng.random() < 0.004
+
+        trace_id, root_id = format(rng.getrandbits(128), "032x"), format(rng.getrandbits(64), "016x")
+        emb_id, ret_id, chat_id = (format(rng.getrandbits(64), "016x") for _ in range(3))
+        emb_start = t + dt.timedelta(milliseconds=rng.uniform(2, 8))
+        emb_end = emb_start + dt.timedelta(milliseconds=rng.uniform(35, 140))
+        ret_start = emb_end + dt.timedelta(milliseconds=rng.uniform(0.5, 2))
+        ret_end = ret_start + dt.timedelta(milliseconds=rng.uniform(12, 70))
+        start = ret_end + dt.timedelta(milliseconds=rng.uniform(1, 6))
+        if error:
+            end = start + dt.timedelta(seconds=rng.uniform(0.5, 20.0))
+        else:
+            end = start + dt.timedelta(seconds=(0.25 + output_tokens * 0.011) * rng.uniform(0.8, 1.35))
+        root_end = end + dt.timedelta(milliseconds=rng.uniform(3, 20))
+        root_attrs = {
+            "http.request.method": "POST", "http.route": "/v1/help-center",
+            "http.response.status_code": 502 if error else 200, "app.request_id": "req_" + format(
+                rng.getrandbits(64), "016x"), "app.tenant": tenant, "app.feature": "help-center", "user.id": user,
+            "app.prompt_name": "help-center", "app.prompt_version": "v7",
+        }
+        emb_attrs = {"gen_ai.operation.name": "embeddings", "gen_ai.provider.name": "openai",
+                     "gen_ai.request.model": QUERY_EMBEDDING, "gen_ai.response.model": QUERY_EMBEDDING,
+                     "gen_ai.usage.input_tokens": int(len(question) / 4) + 2,
+                     "server.address": "api.openai.com"}
+        # The app's own span around the vector search (GenAI retrieval conventions), with the
+        # index's build metadata the app logs beside it.
+        ret_attrs = {"gen_ai.operation.name": "retrieval", "gen_ai.data_source.id": index,
+                     "gen_ai.retrieval.query.text": question, "gen_ai.request.top_k": TOP_K,
+                     "gen_ai.retrieval.documents": json.dumps(docs, ensure_ascii=False),
+                     "metadata": json.dumps({"index_alias": "help-articles", "score_threshold": MIN_SCORE,
+                                             "embedding_model": INDEX_EMBEDDING.get(index, QUERY_EMBEDDING)})}
+        chat_attrs: dict[str, Any] = {
+            "gen_ai.operation.name": "chat", "gen_ai.provider.name": "openai", "gen_ai.request.model": MINI,
+            "gen_ai.request.temperature": 0.0, "gen_ai.request.max_tokens": 400,
+            "gen_ai.input.messages": json.dumps(input_msgs, ensure_ascii=False), "server.address": "api.openai.com",
+        }
+        status: dict[str, Any] = {}
+        events: list[dict[str, Any]] = []
+        if error:
+            msg = "Error code: 500 - internal server error"
+            chat_attrs.update({"error.type": "InternalServerError", "http.response.status_code": 500})
+            status = {"code": 2, "message": msg}
+            events.append({"timeUnixNano": _ns(end), "name": "exception",
+                           "attributes": _attrs({"exception.type": "InternalServerError", "exception.message": msg})})
+        else:
+            pin, pout = PRICES[MINI]
+            chat_attrs.update({
+                "gen_ai.response.model": MINI_SNAPSHOT, "gen_ai.response.id": "chatcmpl-" + format(
+                    rng.getrandbits(96), "024x"),
+                "gen_ai.response.finish_reasons": ["stop"],
+                "gen_ai.usage.input_tokens": input_tokens, "gen_ai.usage.output_tokens": output_tokens,
+                "gen_ai.usage.cost": round(input_tokens * pin + output_tokens * pout, 8),
+                "gen_ai.output.messages": json.dumps([_parts("assistant", answer, "stop")], ensure_ascii=False),
+            })
+
+        def child(sid: str, name: str, a: dt.datetime, b: dt.datetime, attrs: dict[str, Any], **kw: Any):
+            return {"traceId": trace_id, "spanId": sid, "parentSpanId": root_id, "name": name, "kind": kw.get(
+                "kind", 3), "startTimeUnixNano": _ns(a), "endTimeUnixNano": _ns(b), "attributes": _attrs(attrs),
+                    "events": kw.get("events", []), "status": kw.get("status", {})}
+
+        self.traces.append({"spans": [
+            {"traceId": trace_id, "spanId": root_id, "name": "POST /v1/help-center", "kind": 2,
+             "startTimeUnixNano": _ns(t), "endTimeUnixNano": _ns(root_end), "attributes": _attrs(root_attrs),
+             "status": {"code": 2} if error else {}},
+            child(emb_id, f"embeddings {QUERY_EMBEDDING}", emb_start, emb_end, emb_attrs),
+            child(ret_id, f"retrieval {index}", ret_start, ret_end, ret_attrs, kind=1),
+            child(chat_id, f"chat {MINI}", start, end, chat_attrs, events=events, status=status),
+        ]})
+
     # -- output ----------------------------------------------------------------------------------
     def lines(self) -> list[str]:
         resource = {"attributes": _attrs({"service.name": "support-api", "service.version": RELEASE,
@@ -342,7 +515,7 @@ class _Gen:
     def truth(self, seed: int) -> DemoTruth:
         iso = lambda x: x.isoformat().replace("+00:00", "Z")  # noqa: E731
         tr = DemoTruth(seed=seed, start=iso(self.start), end=iso(self.end), incident=self.incident,
-                       requests=self.requests, spans=2 * len(self.traces))
+                       requests=self.requests, spans=sum(len(tr["spans"]) for tr in self.traces))
         if self.incident:
             tr.changes = [
                 InjectedChange("new_prompt_version", "acme ships support-bot prompt v13 (knowledge base pasted into "
@@ -358,18 +531,42 @@ class _Gen:
                                iso(self.burst[1]), {"provider": "anthropic", "feature": "summarize"}, None, None,
                                {"error_rate": "about 70 % rate_limit during the window"}),
             ]
+            if self.retrieval:  # in time order: after the served model, before the 429s
+                tr.changes.insert(2, InjectedChange(
+                    "new_retrieval_index", "the help-center index alias moves to help-articles-v42, rebuilt with "
+                    "text-embedding-3-large while queries are still embedded with text-embedding-3-small: most "
+                    "retrievals come back empty, the rest low-scoring and off-topic; the bot says it doesn't know",
+                    iso(self.index_change), None, {"feature": "help-center"}, OLD_INDEX, NEW_INDEX,
+                    {"empty_retrieval_rate": "about 2 % -> about 67 %",
+                     "top_score": "about 0.84 -> about 0.31 (where any article came back)",
+                     "refusal_rate": "about 1 % -> about 67 % (\"I'm sorry, I don't know\")",
+                     "output_length": "about -45 %",
+                     "embedding_model": "text-embedding-3-small -> text-embedding-3-large (the index's)"}))
         return tr
 
 
 def generate_demo(out_dir: Path, *, seed: int = 7, hours: float = 6.0, incident: bool = True,
-                  scale: float = 1.0) -> DemoTruth:
-    """Write the demo export (`out_dir/otlp-traces.jsonl`) and return what was injected."""
-    gen = _Gen(seed, hours, incident, scale)
+                  scale: float = 1.0, retrieval: bool = True) -> DemoTruth:
+    """Write the demo export (`out_dir/otlp-traces.jsonl`) and return what was injected (retrieval=False:
+    without the help-center feature, the other features' traffic byte for byte the same)."""
+    gen = _Gen(seed, hours, incident, scale, retrieval)
     gen.run()
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / EXPORT_NAME
     write_atomic(path, (line + "\n" for line in gen.lines()), "writing the demo's export")
     return gen.truth(seed)
+
+
+def help_center_traffic(path: Path, *, index: str, start: dt.datetime, requests: int = 20, seed: int = 1) -> int:
+    """The help-center's traffic from `start` (one request a second) searching `index`, as an OTLP
+    export: what the app sends once its alias points there (live evidence for the index-rollback
+    runbook). An index other than the two the demo knows is read as one built with the query's model."""
+    gen = _Gen(seed, 1.0, False, 1.0)
+    for i in range(requests):
+        tenant = gen.help_rng.choices([w[0] for w in TENANTS], [w[1] for w in TENANTS])[0]
+        gen._help_request(start + dt.timedelta(seconds=i), tenant, f"u-{gen.help_rng.randint(1, 400):04d}", index)
+    write_atomic(path, (line + "\n" for line in gen.lines()), "writing the help-center traffic")
+    return gen.requests
 
 
 def export_dir_for(db_path: Path) -> Path:

@@ -253,3 +253,50 @@ def metric_text(v: float | None, unit: str) -> str:
     if unit == "s":
         return age_text(v)
     return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def retrieval_header(d: dict[str, Any]) -> str | None:
+    """One line on the retrieval that fed a call (or a retrieval span's own): how many documents from
+    which index, the best score, the embedding model, the time; None when no retrieval is linked.
+    An empty retrieval says so plainly: the answer beside it was given from nothing."""
+    if d.get("retrieved") is None and not d.get("retrieval_span") and d.get("kind") != "retriever":
+        return None
+    n = d.get("retrieved")
+    parts = [("EMPTY: no document" if n == 0 else f"{n} document" + ("" if n == 1 else "s")) if n is not None
+             else "documents not recorded"]
+    if d.get("retrieval_index"):
+        parts[0] += f" from {d['retrieval_index']}"
+    if d.get("top_score") is not None:
+        parts.append(f"top score {d['top_score']:.2f}")
+    if d.get("embedding_model"):
+        parts.append(f"embedding {d['embedding_model']}")
+    if d.get("retrieval_ms") is not None:
+        parts.append(f"{d['retrieval_ms']:.0f} ms")
+    if d.get("doc_age_s") is not None:
+        parts.append(f"newest document {age_text(d['doc_age_s'])} old")
+    return ", ".join(parts)
+
+
+def document_lines(docs: Any, *, excerpt_chars: int = 300) -> list[tuple[str, str]]:
+    """The documents a call was given, in rank order, as (head, excerpt) pairs: head is
+    `1. 0.87  help/billing/refunds.md  [ha-1011]` (score or distance, source, id, date), the excerpt
+    the stored content cut to excerpt_chars. Plain strings of untrusted text: callers pass them through
+    safe_text before display."""
+    out: list[tuple[str, str]] = []
+    for i, doc in enumerate(docs if isinstance(docs, list) else [], 1):
+        if not isinstance(doc, dict):
+            continue
+        head = [f"{i}."]
+        if doc.get("score") is not None:
+            head.append(f"{float(doc['score']):.2f}")
+        elif doc.get("distance") is not None:
+            head.append(f"distance {float(doc['distance']):.2f}")
+        if doc.get("source"):
+            head.append(str(doc["source"]))
+        if doc.get("id"):
+            head.append(f"[{doc['id']}]")
+        if doc.get("updated_at"):
+            head.append(f"updated {str(doc['updated_at'])[:10]}")
+        text = str(doc.get("content") or "")
+        out.append(("  ".join(head), text if len(text) <= excerpt_chars else text[:excerpt_chars - 1] + "…"))
+    return out

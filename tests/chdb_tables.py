@@ -276,14 +276,16 @@ def create_langfuse(client: Any, database: str) -> None:
         client.command(stmt.format(db=database))
 
 
-def demo_docs(hours: float = 6.0, seed: int = 7, scale: float = 1.0) -> tuple[Any, list[dict[str, Any]]]:
-    """The demo incident's OTLP documents (and its truth), generated as `oncall demo` does."""
+def demo_docs(hours: float = 6.0, seed: int = 7, scale: float = 1.0,
+              retrieval: bool = True) -> tuple[Any, list[dict[str, Any]]]:
+    """The demo incident's OTLP documents (and its truth), generated as `oncall demo` does
+    (retrieval=False: without its help-center feature)."""
     import tempfile
     from pathlib import Path
 
     from oncall.demo import EXPORT_NAME, generate_demo
 
     with tempfile.TemporaryDirectory() as d:
-        truth = generate_demo(Path(d), seed=seed, hours=hours, scale=scale)
+        truth = generate_demo(Path(d), seed=seed, hours=hours, scale=scale, retrieval=retrieval)
         docs = [json.loads(line) for line in (Path(d) / EXPORT_NAME).read_text().splitlines() if line.strip()]
     return truth, docs

@@ -100,12 +100,12 @@ def _within(iso: str, truth: str, seconds: float = 60) -> bool:
 
 
 def test_changes_names_the_demo_causes_with_their_effects(demo) -> None:
-    """Exactly the three injected causes, top three, each with its effects inside and its times right."""
+    """Exactly the four injected causes, top four, each with its effects inside and its times right."""
     truth = {t.kind: t for t in demo_truth(demo.con).changes}
     found = changes(demo.con)
-    assert len(found) == 3, [c.description for c in found]
+    assert len(found) == 4, [c.description for c in found]
     by_kind = {c.kind: c for c in found}
-    assert set(by_kind) == {"new_prompt_version", "new_served_model", "metric_shift"}
+    assert set(by_kind) == {"new_prompt_version", "new_served_model", "new_retrieval_index", "metric_shift"}
 
     prompt, inj = by_kind["new_prompt_version"], truth["new_prompt_version"]
     assert (prompt.cohort["tenant"], prompt.cohort["feature"], prompt.before, prompt.after) == (
@@ -125,6 +125,20 @@ def test_changes_names_the_demo_causes_with_their_effects(demo) -> None:
     assert effects["json_valid_rate"]["after"] < 0.8 < 0.95 < effects["json_valid_rate"]["before"]
     assert "amount,currency,orderId,status" in effects["json_key_drift"]["new_key_sets"]
     assert all(e["began_at"] == model.began_at for e in model.effects)  # never before the cause
+
+    index, inj = by_kind["new_retrieval_index"], truth["new_retrieval_index"]
+    assert (index.before, index.after, index.cohort) == (inj.before, inj.after, inj.cohort)
+    assert _within(index.began_at, inj.at) and index.ended_at is None
+    assert "embedding model text-embedding-3-small -> text-embedding-3-large" in index.description  # one cause
+    assert index.together_with == [{"dimension": "embedding_model", "before": "text-embedding-3-small",
+                                    "after": "text-embedding-3-large"}]
+    effects = {e["metric"]: e for e in index.effects}
+    assert {"empty_retrieval_rate", "top_score_mean", "refusal_rate", "output_length_mean"} <= set(effects)
+    assert effects["empty_retrieval_rate"]["before"] < 0.05 < 0.5 < effects["empty_retrieval_rate"]["after"]
+    assert effects["top_score_mean"]["after"] < 0.5 < effects["top_score_mean"]["before"]
+    assert effects["output_length_mean"]["after"] < effects["output_length_mean"]["before"]
+    assert all(e["began_at"] == index.began_at for e in index.effects)
+    assert not any(c.metric in ("empty_retrieval_rate", "top_score_mean") for c in found if c is not index)
 
     burst, inj = by_kind["metric_shift"], truth["error_burst"]
     assert burst.metric == "error_rate" and burst.cohort in ({"provider": "anthropic"}, {"feature": "summarize"})

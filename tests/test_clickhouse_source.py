@@ -63,8 +63,10 @@ def ch(chdb_path):
 @pytest.fixture(scope="session")
 def demo(ch, tmp_path_factory) -> dict[str, Any]:
     """The demo incident: its OTLP export on disk (for the local load) and the same spans in
-    `demo.otel_traces` (Map attributes) as the exporter writes them."""
-    truth, docs = demo_docs()
+    `demo.otel_traces` (Map attributes) as the exporter writes them. Without its help-center feature:
+    the in-place engine does not compile the retrieval link, and a window with retrieval spans is
+    answered on pulled rows (`rag_demo` below)."""
+    truth, docs = demo_docs(retrieval=False)
     d = tmp_path_factory.mktemp("demo-export")
     export = d / "otlp-traces.jsonl"
     export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
@@ -85,6 +87,26 @@ def local_demo(demo, tmp_path_factory) -> Path:
     finally:
         store.close()
     return path
+
+
+@pytest.fixture(scope="session")
+def rag_demo(ch, tmp_path_factory) -> dict[str, Any]:
+    """The whole demo (with its help-center retrievals) over the two hours around its index switch:
+    in `rag.otel_traces` and loaded from the file."""
+    from oncall.ingest.loader import load_paths
+
+    truth, docs = demo_docs(hours=2.0)
+    d = tmp_path_factory.mktemp("rag-export")
+    export = d / "otlp-traces.jsonl"
+    export.write_text("".join(json.dumps(doc) + "\n" for doc in docs))
+    create_otel(ch, "rag")
+    insert_otel(ch, "rag", "otel_traces", exporter_rows(docs))
+    store = open_db(d / "local.duckdb")
+    try:
+        load_paths(store, [str(export)])
+    finally:
+        store.close()
+    return {"truth": truth, "local": d / "local.duckdb"}
 
 
 @pytest.fixture(scope="session")
@@ -307,6 +329,39 @@ def test_compare_on_a_source_agrees_with_the_local_incident(demo, local_demo, ch
         assert r == {k: pytest.approx(v, rel=1e-9) if isinstance(v, float) else v for k, v in m.items()}
 
 
+def test_a_window_with_retrievals_finds_the_index_cause_and_compares_on_pulled_rows(rag_demo, chdb_path, tmp_path):
+    """The pull brings each call's retrieval with it (linked at load), so `changes --source` names the
+    index switch as the local load does; `compare --source` does not answer in place (the link is not
+    compiled for ClickHouse) but on pulled rows, says so, and agrees with the local incident."""
+    url = _chdb_url(chdb_path, database="rag")
+    since, until = "2026-11-24T01:00:00Z", "2026-11-24T03:00:00Z"
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "changes", "--source", url, "--since", since, "--until",
+                 until, "--json")
+    assert res.exit_code == 0, res.output
+    pulled = json.loads(res.stdout)
+    local = json.loads(oncall("--db", str(rag_demo["local"]), "changes", "--json").output)
+
+    def index(doc: Any) -> list[tuple]:
+        return [(c["before"], c["after"], c["began_at"], c["together_with"], [e["metric"] for e in c["effects"]])
+                for c in doc if c["kind"] == "new_retrieval_index"]
+
+    assert index(pulled) == index(local) and len(index(local)) == 1
+    assert index(local)[0][:2] == ("help-articles-v41", "help-articles-v42")
+    args = ["feature=help-center", "since=2026-11-24T01:38:00Z", "--baseline", "feature=help-center "
+            "until=2026-11-24T01:38:00Z"]
+    res = oncall("--db", str(tmp_path / "none.duckdb"), "compare", *args, "--source", url, "--since", since,
+                 "--until", until, "--json")
+    assert res.exit_code == 0, res.output
+    assert "retrieval spans" in res.stderr and "answered on pulled rows" in res.stderr
+    remote = json.loads(res.stdout)
+    here = json.loads(oncall("--db", str(rag_demo["local"]), "compare", *args, "--json").output)
+    assert "in_place" not in remote
+    metric = {m["metric"]: m for m in remote["metrics"]}
+    assert metric["empty_retrieval_rate"]["cohort"] > 0.5 > metric["empty_retrieval_rate"]["baseline"]
+    assert [(m["metric"], m["cohort"], m["baseline"]) for m in remote["metrics"]] == \
+        [(m["metric"], m["cohort"], m["baseline"]) for m in here["metrics"]]
+
+
 def test_compare_in_place_reads_only_the_range_its_filters_name(demo, local_demo, chdb_path, tmp_path):
     """Cohort and baseline bounded by absolute times: the engine reads only from the earliest since to
     the latest until (not the whole --since/--until window), and the numbers are the local ones."""
@@ -361,6 +416,30 @@ def test_open_on_a_source_pulls_the_newest_calls_capped(demo, chdb_path, tmp_pat
     ctx = click.Context(cli)
     pull_for_console(ctx, str(db), _chdb_url(chdb_path), START, END, 300)
     assert len(_spans(db)) == 300
+
+
+def test_open_on_a_window_with_retrievals_brings_it_home_first(rag_demo, demo, chdb_path, tmp_path):
+    """The console cannot compute a window with retrieval spans in place (the link is made at load):
+    `open --source` then pulls the window's newest calls, their retrievals linked, as for an API store."""
+    import click
+
+    from oncall.commands.sources import cannot_answer_in_place, open_session, pull_for_console
+
+    plain = open_session(_chdb_url(chdb_path), START, END)
+    try:
+        assert cannot_answer_in_place(plain) is None
+    finally:
+        plain.close()
+    rag = open_session(_chdb_url(chdb_path, database="rag"), "2026-11-24T01:00:00Z", "2026-11-24T03:00:00Z")
+    try:
+        assert "retrieval spans" in (cannot_answer_in_place(rag) or "")
+    finally:
+        rag.close()
+    db = tmp_path / "console.duckdb"
+    pull_for_console(click.Context(cli), str(db), _chdb_url(chdb_path, database="rag"), "2026-11-24T01:00:00Z",
+                     "2026-11-24T03:00:00Z", 2000)
+    fed = _spans(db, "kind = 'llm' AND feature = 'help-center' AND retrieval_index IS NOT NULL")
+    assert len(_spans(db)) == 2000 and fed
 
 
 # -- schemas ----------------------------------------------------------------------------------------------
@@ -763,6 +842,7 @@ async def test_console_on_a_source_computes_in_place_and_brings_home_what_is_ope
     from oncall.tui.screens.explorer import ExplorerScreen
     from oncall.tui.screens.overview import OverviewScreen
     from oncall.tui.screens.reader import ReaderScreen
+    from oncall.tui.screens.replay import ReplaySetupModal
     from tests.tui.conftest import settle
     from tests.tui.test_console import static_text
 
@@ -803,6 +883,15 @@ async def test_console_on_a_source_computes_in_place_and_brings_home_what_is_ope
             assert _local(db, "SELECT count(*) FROM spans")[0][0] == spans_home
             await pilot.press("b")  # labelled at home
             await settle(pilot)
+
+            await pilot.press("escape")
+            await settle(pilot)
+            assert isinstance(app.screen, OverviewScreen)
+            await pilot.press("R")  # replay the cause: its rows are home, the dialog opens on them
+            await settle(pilot)
+            assert isinstance(app.screen, ReplaySetupModal)
+            assert _local(db, "SELECT count(*) FROM spans")[0][0] == spans_home
+            assert [p.spans_added for p in source_session.pulls[-2:]] == [0, 0]  # cohort and baseline: home already
     finally:
         store.close()
     labelled = _local(db, "SELECT s.span_id, l.label FROM labels l JOIN spans s ON s.span_pk = l.span_pk")

@@ -83,9 +83,13 @@ def test_estimates_equal_genai_prices_on_the_demo_without_cost(demo_export, tmp_
         for r in priced:
             assert r["cost_source"] == "estimated", (r["served_model"], r["provider"])
             assert r["cost"] == pytest.approx(_reference(r), rel=1e-9, abs=1e-15)
-        # Calls without tokens (the 429s) have no estimate, and say so; no other span is priced.
+        # Calls without tokens (the 429s) have no estimate, and say so. The help-center's query
+        # embeddings are priced the same way (ingest.cost prices embedding spans); no other span is.
         assert {r["cost_source"] for r in rows if r not in priced} <= {"unknown"}
-        assert _rows(db, "kind <> 'llm' AND cost_source IS NOT NULL") == []
+        others = _rows(db, "kind <> 'llm' AND cost_source IS NOT NULL")
+        assert others and {r["kind"] for r in others} == {"embedding"}
+        for r in others:
+            assert r["cost_source"] == "estimated" and r["cost"] == pytest.approx(_reference(r), rel=1e-9, abs=1e-15)
         summ = cost_summary(db.cursor())
         assert summ["estimated"] == len(priced) and summ["exported"] == 0 and summ["unpriced_models"] == []
     finally:

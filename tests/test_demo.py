@@ -79,19 +79,49 @@ def test_rate_limit_burst(demo_db: Path) -> None:
     assert provider == "anthropic" and first >= "2026-11-24 02:05" and last < "2026-11-24 02:20" and n >= 20
 
 
+def test_index_rebuilt_with_another_embedding_model(demo_db: Path) -> None:
+    """help-center: embedding, retrieval and chat spans per request; after 01:38 the index alias reads
+    help-articles-v42 (built with another embedding model than the query's) and most retrievals are empty."""
+    shapes = q(demo_db, """SELECT DISTINCT shape FROM (SELECT list(kind ORDER BY start_time, span_pk) AS shape
+                           FROM spans WHERE trace_id IN (SELECT trace_id FROM spans WHERE feature = 'help-center')
+                           GROUP BY trace_id)""")
+    assert shapes == [(["span", "embedding", "retriever", "llm"],)]  # root, embed, search, answer
+    rows = {r[0]: r[1:] for r in q(demo_db, """SELECT retrieval_index, min(start_time)::VARCHAR,
+        max(start_time)::VARCHAR, any_value(embedding_model), count(*), avg((retrieved = 0)::INT), avg(top_score),
+        avg(length(output_text)), avg((output_text LIKE 'I''m sorry, I don''t know%')::INT)
+        FROM spans WHERE kind = 'llm' AND feature = 'help-center' AND status <> 'error' GROUP BY 1""")}
+    assert set(rows) == {"help-articles-v41", "help-articles-v42"}
+    old, new = rows["help-articles-v41"], rows["help-articles-v42"]
+    assert old[1] < "2026-11-24 01:38" <= new[0] and new[0].startswith("2026-11-24 01:38")
+    assert (old[2], new[2]) == ("text-embedding-3-small", "text-embedding-3-large")
+    assert old[4] < 0.05 and 0.5 < new[4] < 0.85  # empty retrievals
+    assert old[5] > 0.75 and new[5] < 0.4  # top score where anything came back
+    assert new[6] < 0.7 * old[6] and new[7] > 0.5  # shorter answers, "I don't know"
+    # the query side never changed: every embedding span says the model the queries are embedded with
+    assert q(demo_db, "SELECT DISTINCT model FROM spans WHERE kind = 'embedding'") == [("text-embedding-3-small",)]
+    # each answer carries the articles it was given, and they are the ones in its system prompt
+    sample = q(demo_db, """SELECT retrieved_docs, input_text FROM spans WHERE kind = 'llm' AND feature = 'help-center'
+                           AND retrieved > 0 LIMIT 20""")
+    for docs, prompt in sample:
+        for d in json.loads(docs):
+            assert f"[{d['id']}] ({d['source']}) {d['content']}" in prompt
+
+
 def test_truth_recorded_and_steady_control(demo_db: Path, tmp_path: Path) -> None:
     store = open_db(demo_db, read_only=True)
     try:
         truth = demo_truth(store.con)
     finally:
         store.close()
-    assert [c.kind for c in truth.changes] == ["new_prompt_version", "new_served_model", "error_burst"]
+    assert [c.kind for c in truth.changes] == ["new_prompt_version", "new_served_model", "new_retrieval_index",
+                                               "error_burst"]
     steady = tmp_path / "steady.duckdb"
     t2, _ = build_demo(steady, incident=False, scale=0.5)
     assert t2.changes == []
     assert q(steady, "SELECT count(DISTINCT served_model) FILTER (WHERE model = 'gpt-4o'), "
                      "count(*) FILTER (WHERE error_type = 'rate_limit'), count(DISTINCT prompt_version) "
-                     "FILTER (WHERE feature = 'support-bot') FROM spans WHERE kind = 'llm'")[0] == (1, 0, 1)
+                     "FILTER (WHERE feature = 'support-bot'), count(DISTINCT retrieval_index), "
+                     "count(DISTINCT embedding_model) FROM spans WHERE kind = 'llm'")[0] == (1, 0, 1, 1, 1)
 
 
 def test_cli_builds_and_never_clobbers_a_real_incident(tmp_path: Path, fixtures: Path) -> None:

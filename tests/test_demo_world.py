@@ -103,6 +103,35 @@ def test_answers_are_the_generators_deterministic_per_seed_and_input() -> None:
         [answer(8, "gpt-4o", msgs, k).content for k in range(20)] != [r.content for r in new[:20]]
 
 
+def test_help_center_answers_from_the_articles_it_is_sent_as_the_generator_did(tmp_path: Path) -> None:
+    """A replay of the help-center sends the recorded context (its articles are in the system prompt):
+    the demo's model answers from them as the app's model did, so an empty retrieval is a refusal
+    again and the right article the right answer, on either index."""
+    import datetime as dt
+
+    from oncall import demo as demo_gen
+    from oncall.ingest.formats.otlp import decode_kv
+
+    asked = 0
+    for index in (demo_gen.OLD_INDEX, demo_gen.NEW_INDEX):
+        path = tmp_path / f"{index}.jsonl"
+        demo_gen.help_center_traffic(path, index=index, start=dt.datetime(2026, 11, 24, 3, tzinfo=dt.UTC),
+                                     requests=30)
+        for line in path.read_text().splitlines():
+            for rs in json.loads(line)["resourceSpans"]:
+                for ss in rs["scopeSpans"]:
+                    for span in ss["spans"]:
+                        attrs = decode_kv(span.get("attributes") or [])
+                        if attrs.get("gen_ai.operation.name") != "chat" or "gen_ai.output.messages" not in attrs:
+                            continue
+                        msgs = [{"role": m["role"], "content": m["parts"][0]["content"]}
+                                for m in json.loads(attrs["gen_ai.input.messages"])]
+                        said = json.loads(attrs["gen_ai.output.messages"])[0]["parts"][0]["content"]
+                        assert answer(1, attrs["gen_ai.request.model"], msgs).content == said, msgs
+                        asked += 1
+    assert asked >= 50
+
+
 def test_demo_serve_announces_where_it_listens_and_stops_cleanly(demo: Path) -> None:
     cwd = demo.parent
     proc = subprocess.Popen([sys.executable, "-m", "oncall", "demo", "serve", "--json"], cwd=cwd, env=env(),

@@ -151,6 +151,20 @@ def test_error_burst_offers_the_fallback_runbook_for_the_alias_the_provider_serv
     assert p["cohort"] == c["filter"] + " error=rate_limit"  # the burst's window and its error class
 
 
+def test_index_change_offers_the_index_rollback_and_no_replay(found) -> None:
+    """A replay sends the documents each call was given as recorded, so it cannot test a retrieval
+    change: the index cause offers the rollback alone. With no `search` target in oncall.toml the
+    alias is left to the runbook's default, and said."""
+    c = _cause(found, "new_retrieval_index")
+    assert (c["before"], c["after"]) == ("help-articles-v41", "help-articles-v42")
+    assert [s["id"] for s in c["next_steps"]] == ["runbook:index-rollback"]
+    step = c["next_steps"][0]
+    assert step["params"] == {"index": "help-articles-v41", "cohort": c["filter"], "feature": "feature=help-center",
+                              "baseline": f"feature=help-center retrieval_index=help-articles-v41 "
+                                          f"until={c['began_at']}"}
+    assert any(n.startswith("alias: no index-alias action target `search`") for n in step["notes"]), step["notes"]
+
+
 def test_text_output_shows_each_cause_next_steps(world: Path, found) -> None:
     res = oncall(world, "changes", "--db", "incident.duckdb")
     assert res.returncode == 0, res.stderr
@@ -260,6 +274,25 @@ def test_on_the_demo_world_every_step_is_prefilled_from_its_files_and_the_pin_ru
     taken = {s["id"]: s["taken"] for c in json.loads(pm.stdout)["facts"]["next_steps"] for s in c["steps"]}
     assert taken["runbook:provider-model-regression"]["how"] == "command line"
     assert taken["replay-before"] is None
+
+
+def test_on_the_demo_world_the_index_rollback_names_the_alias_and_runs_as_written(demo_world) -> None:
+    res = _world_oncall(demo_world, "changes", "--db", "incident.duckdb", "--json")
+    assert res.returncode == 0, res.stderr
+    c = next(c for c in json.loads(res.stdout) if c["kind"] == "new_retrieval_index")
+    step = c["next_steps"][0]
+    assert step["notes"] == [] and step["params"]["alias"] == "help-articles"  # from the world's search.json
+    search = demo_world / "incident.demo-world" / "search.json"
+    assert json.loads(search.read_text())["aliases"] == {"help-articles": "help-articles-v42"}
+    run = _world_oncall(demo_world, *step["argv"], "--yes", "--json")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    out = json.loads(run.stdout)
+    acts = [e["data"]["action"] for e in out["events"] if e["kind"] == "action"]
+    assert out["outcome"] == "completed" and [a["status"] for a in acts] == ["verified"]
+    assert json.loads(search.read_text())["aliases"] == {"help-articles": "help-articles-v41"}
+    undo = _world_oncall(demo_world, "action", "undo", str(acts[0]["action_id"]), "--yes")
+    assert undo.returncode == 0, undo.stderr[-2000:]
+    assert json.loads(search.read_text())["aliases"] == {"help-articles": "help-articles-v42"}
 
 
 # -- an incident that is not the demo ---------------------------------------------------------------------------

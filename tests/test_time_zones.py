@@ -89,7 +89,7 @@ def _oncall(cwd: Path, tz: str, argv: list[str]) -> str:
     proc = subprocess.run([sys.executable, "-m", "oncall", "--db", "incident.duckdb", *argv], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, f"TZ={tz} oncall {' '.join(argv)}: exit {proc.returncode}\n{proc.stderr}"
-    return proc.stdout
+    return proc.stdout.replace(str(cwd), "CWD")  # each zone's own directory (the demo names its world's)
 
 
 @pytest.fixture(scope="module")

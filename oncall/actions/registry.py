@@ -19,6 +19,8 @@ ADAPTERS: dict[str, tuple[str, str, str]] = {
                    "OpenFeature flagd JSON flag file: switch a flag's default or a targeting rule's variant"),
     "langfuse-label": ("oncall.actions.adapters.langfuse", "LangfuseLabel",
                        "Langfuse prompt label: move `production` (or any label) to another version"),
+    "index-alias": ("oncall.actions.adapters.index_alias", "IndexAlias",
+                    "search-index alias (a JSON alias file, or Elasticsearch/OpenSearch): point it at another index"),
     "webhook": ("oncall.actions.adapters.webhook", "Webhook",
                 "HTTP webhook: a configured request, for a deploy pipeline, a status page, anything else"),
 }

@@ -48,9 +48,10 @@ def _check_replaceable(path: Path, force: bool) -> None:
 @click.pass_context
 def demo(ctx: click.Context, no_tui: bool, seed: int, hours: float, force: bool, db: str | None,
          as_json: bool) -> None:
-    """Build a realistic demo incident (silent model update, prompt cost regression, 429 burst), and
-    its world beside it: replay targets demo-pinned and demo-current, action targets gateway, flags
-    and prompts (`oncall demo serve` serves them; commands and the console start them as needed)."""
+    """Build a realistic demo incident (silent model update, prompt cost regression, index rebuilt with
+    another embedding model, 429 burst), and its world beside it: replay targets demo-pinned and
+    demo-current, action targets gateway, flags, prompts and search (`oncall demo serve` serves them;
+    commands and the console start them as needed)."""
     if ctx.invoked_subcommand is not None:
         return
     from oncall.demo import build_demo

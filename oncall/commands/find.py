@@ -12,11 +12,13 @@ from rich.text import Text
 
 from oncall.cliutil import EXIT_PROBLEM, db_option, emit_json, fail, json_option, open_store
 from oncall.display import (
+    document_lines,
     format_cost_cell,
     is_failure,
     jsonable,
     public_status,
     request_fields,
+    retrieval_header,
     status_text,
     time_text,
 )
@@ -155,6 +157,17 @@ def print_request(d: dict[str, Any]) -> None:
     for k, v in request_fields(d):
         head.add_row(k, safe_rich(v, multiline=False))
     stdout.print(head)
+    header = retrieval_header(d)
+    if header is not None:  # the documents the call was given (the retrieval that fed it)
+        stdout.print(Text("\n── documents given ──", style="bold cyan"))
+        stdout.print(safe_rich(header, multiline=False, style="bold red" if d.get("retrieved") == 0 else ""),
+                     soft_wrap=True)
+        if d.get("retrieval_query"):
+            stdout.print(safe_rich("query: " + d["retrieval_query"], multiline=False, max_len=300), soft_wrap=True)
+        for line, excerpt in document_lines(d.get("retrieved_docs")):
+            stdout.print(safe_rich(line, multiline=False, max_len=200, style="cyan"), soft_wrap=True)
+            if excerpt:
+                stdout.print(safe_rich("   " + excerpt, multiline=False, max_len=400), soft_wrap=True)
     for title, msgs in (("input", d.get("input_messages")), ("output", d.get("output_messages"))):
         stdout.print(Text(f"\n── {title} ──", style="bold cyan"))
         if not msgs:

@@ -26,10 +26,13 @@ def open_console(ctx: click.Context, read_only: bool, source: str | None, since:
 
     session = None
     if source is not None:
-        from oncall.commands.sources import open_session, pull_for_console
+        from oncall.commands.sources import cannot_answer_in_place, open_session, pull_for_console
 
         session = open_session(source, since, until, limit)
-        if not session.in_place:  # an API store: its newest calls brought home first, then the console
+        why = cannot_answer_in_place(session) if session.in_place else None
+        if why:
+            click.echo(f"oncall: {why}; the window's newest calls are brought home first", err=True)
+        if not session.in_place or why:  # an API store: its newest calls brought home first, then the console
             session.close()
             session = None
             pull_for_console(ctx, db, source, since, until, limit)

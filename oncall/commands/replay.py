@@ -249,6 +249,8 @@ def _print_plan(spec: Any, p: Any) -> None:
          + (f" (prices: {t.price_source})" if e["cost"] is not None else ""))
     if spec.max_cost is not None and e["cost"] is not None and e["cost"] > spec.max_cost:
         _say(f"the estimate is above --max-cost ${spec.max_cost:g}: the run will stop at the cap", "yellow")
+    if e.get("context"):  # documents a retrieval gave the calls: sent again from the recorded messages
+        _say(e["context"]["note"], "" if e["context"]["complete"] else "yellow")
     if p.unreplayable:
         _say(f"{len(p.unreplayable)} request(s) cannot be replayed faithfully and will be listed, not sent:", "yellow")
         for _, key, reason in p.unreplayable[:10]:
@@ -278,6 +280,9 @@ def _print_summary(s: dict[str, Any]) -> None:
                                multiline=False), soft_wrap=True)
     else:
         stdout.print(safe_rich(f"noise: {n['note']}", multiline=False), style="dim", soft_wrap=True)
+    if s.get("context"):
+        stdout.print(safe_rich(s["context"]["note"], multiline=False), style="" if s["context"]["complete"]
+                     else "yellow", soft_wrap=True)
     for what in ("original", "replay"):
         fr = s["finish_reasons"][what]
         if fr:

@@ -182,6 +182,22 @@ def store_label(text: str) -> str:
     return parse_ref(text).display
 
 
+def cannot_answer_in_place(session: Any) -> str | None:
+    """Why the source cannot compute the console's overview in place over this window (None: it can),
+    e.g. a window with retrieval spans, whose link to the calls they fed is made at load. Builds the
+    session's engine, which its first question would build anyway."""
+    from oncall.sources.clickhouse.canonical import InPlaceUnsupported
+
+    try:
+        session.ask(lambda engine: None)
+    except InPlaceUnsupported as exc:
+        return str(exc)
+    except SourceError as exc:
+        session.close()
+        fail(str(exc), exc.exit_code)
+    return None
+
+
 def pull_for_console(ctx: click.Context, db: str | None, text: str, since: str | None, until: str | None,
                      limit: int | None) -> None:
     """`open --source` on a source that answers nothing in place (the stores' APIs): the window's

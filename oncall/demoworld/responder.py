@@ -74,6 +74,7 @@ def _document_patterns() -> list[re.Pattern[str]]:
 
 
 _DOCUMENTS = _document_patterns()
+_ARTICLE_ID = re.compile(r"^\[(ha-\d+)\]", re.M)  # help-center's articles in its system prompt, in order
 
 
 def answer(seed: int, model: str, messages: list[dict[str, Any]], draw: int = 0,
@@ -86,6 +87,8 @@ def answer(seed: int, model: str, messages: list[dict[str, Any]], draw: int = 0,
     user = next((text_of(m.get("content")) for m in reversed(messages) if m.get("role") == "user"), "")
     if system.startswith(demo.SYSTEM_EXTRACT[:40]):
         content = _extract(user, new, rng)
+    elif system.startswith(demo.SYSTEM_HELP[:40]):  # help-center: answers from the articles it was sent
+        content = demo.help_reply(user, _ARTICLE_ID.findall(system.split("Articles:", 1)[-1]))
     elif system.startswith(demo.SYSTEM_SUMMARIZE[:30]):
         content = demo.summarize_reply(user) if user else "There is no article to summarize."
     else:  # support-bot, with any version of its system prompt

@@ -45,9 +45,9 @@ ACTION_TARGETS: dict[str, str] = {
     "prompts": "langfuse-label",
     "search": "index-alias",
 }
-# The help-center's search alias and the indexes it may point at (the index-rollback runbook's target).
-SEARCH_ALIASES = {"aliases": {"help-articles": "help-articles-v42"},
-                  "indexes": ["help-articles-v41", "help-articles-v42"]}
+# The help-center's search alias as the incident leaves it (on the index rebuilt with another embedding
+# model) and the indexes it may point at (the index-rollback runbook's target).
+SEARCH_ALIASES = {"aliases": {"help-articles": demo.NEW_INDEX}, "indexes": [demo.OLD_INDEX, demo.NEW_INDEX]}
 
 GATEWAY_YAML = """\
 # The demo's LiteLLM proxy config (written by `oncall demo`; the `gateway` action target).

@@ -249,19 +249,15 @@ def json_deep_loads(value: Any, max_depth: int = 4) -> Any:
         if not isinstance(value, str):
             return value
         s = value.strip()
-        if not s or s[0] not in '{["' and s not in ("true", "false", "null") and not _looks_numeric(s):
+        # Only an object, array or string decodes: a bare number/bool/null in a string stays a
+        # string, and neither starts with one of these.
+        if not s or s[0] not in '{["':
             return value
-        if _looks_numeric(s) or s in ("true", "false", "null"):
-            return value  # a bare number/bool in a string stays a string
         try:
             value = jsonio.loads(s)
         except (ValueError, RecursionError):
             return value
     return value
-
-
-def _looks_numeric(s: str) -> bool:
-    return bool(re.fullmatch(r"[+-]?\d+(\.\d+)?([eE][+-]?\d+)?", s))
 
 
 def first(*values: Any) -> Any:

@@ -161,7 +161,8 @@ def build_draft(db: ReadStore, *, title: str | None = None, found: list[Any] | N
     impact_rows, impact = _impact(con, causes, mits, app, clock)
     facts["impact"] = impact
     facts["causes"] = [{k: c.get(k) for k in ("kind", "description", "began_at", "ended_at", "before", "after",
-                                               "cohort", "filter", "affected_requests")} for c in causes]
+                                               "together_with", "cohort", "filter", "affected_requests")}
+                       for c in causes]
     evidence = _evidence(con)
     facts["evidence"] = [{k: v for k, v in e.items() if k != "output"} for e in evidence]
     actions = _actions(con)
@@ -417,11 +418,16 @@ def _what_changed(causes: list[dict[str, Any]], app: _Appendix) -> list[str]:
     out = ["## What changed", ""]
     real = [c for c in causes if c["kind"] != "metric_shift"]
     if not real:
-        return out + ["No new served model, prompt version, release or provider appeared in the data.", ""]
+        return out + ["No new served model, prompt version, release, provider, retrieval index or embedding model "
+                      "appeared in the data.", ""]
     rows = []
     for c in real:
         effects = "; ".join(str(e.get("description") or e.get("metric")) for e in c.get("effects") or []) or "—"
-        rows.append([c["kind"].replace("new_", "").replace("_", " "), f"{_num(c.get('before'))} → {_num(c.get('after'))}",
+        # What changed on the same rows (an index rebuilt with another embedding model): one cause, both named.
+        together = "".join(f"; {t['dimension'].replace('_', ' ')} {_num(t.get('before'))} → {_num(t.get('after'))}"
+                           for t in c.get("together_with") or [])
+        rows.append([c["kind"].replace("new_", "").replace("_", " "),
+                     f"{_num(c.get('before'))} → {_num(c.get('after'))}{together}",
                      c["began_at"], ", ".join(f"{k}={v}" for k, v in (c.get("cohort") or {}).items()) or "all traffic",
                      effects, Raw(app.ref(f"the cohort of {c.get('title') or c['kind']}",
                                           ["search", *_words(c.get("filter")), "--json"]))])
@@ -684,6 +690,10 @@ def _action_items(causes: list[dict[str, Any]]) -> list[str]:
         out.append("- [ ] Pin dated model snapshots in the gateway config; alert when the served model changes.")
     if "new_prompt_version" in kinds:
         out.append("- [ ] Gate prompt releases on a replay of production traffic against the new version.")
+    if kinds & {"new_retrieval_index", "new_embedding_model"}:
+        out.append("- [ ] Gate index rebuilds and alias moves on a retrieval check (empty-retrieval rate, top score "
+                   "on known questions), and check the index was built with the embedding model the queries use; "
+                   "roll the alias back with runbook index-rollback.")
     if any(c["kind"] == "metric_shift" and c.get("metric") == "error_rate" for c in causes):
         out.append("- [ ] Configure a fallback deployment for rate-limit storms (runbook provider-outage).")
     out.append("- [ ] ✍️ Add the items this review decides on.")

@@ -105,13 +105,18 @@ class Change:
         return _rounded(asdict(self))
 
 
-def _rounded(v: Any) -> Any:
+P_DIGITS = 4  # a p-value's significant digits: a tail probability far out (z of 30 or more) is
+# ill-conditioned, the sums' last-digit noise is multiplied by about z squared in it
+
+
+def _rounded(v: Any, digits: int = 12) -> Any:
     """Floats to 12 significant digits: DuckDB sums doubles in parallel, in no fixed order, so the
-    last digits differ between runs and --json would not be byte-identical from one run to the next."""
+    last digits differ between runs and --json would not be byte-identical from one run to the next.
+    p-values to P_DIGITS."""
     if isinstance(v, float):
-        return float(f"{v:.12g}")
+        return float(f"{v:.{digits}g}")
     if isinstance(v, dict):
-        return {k: _rounded(x) for k, x in v.items()}
+        return {k: _rounded(x, P_DIGITS if k == "p_value" else 12) for k, x in v.items()}
     if isinstance(v, list):
         return [_rounded(x) for x in v]
     return v
@@ -1060,7 +1065,9 @@ def _only_in_cause(ctx: _Ctx, c: _Cause, fam: _Family) -> bool:
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum({v}), count({v}), "
                            f"sum({v}::DOUBLE * {v}) FROM ({proj}) GROUP BY 1", [a0, a1, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     z, va, vb = _test(sg.kind, seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0)))
     return va is None or vb is None or _p(z) >= 1e-3 or _hold_size(sg.kind, va, vb) < HOLD_SHARE * h.size
@@ -1121,7 +1128,9 @@ def _quiet_before(ctx: _Ctx, fam: _Family, t: dt.datetime) -> bool:
     v = f"v_{sg.name}"
     rows = ctx.con.execute(f"SELECT start_time >= ? AS inside, sum({v}), count({v}), sum({v}::DOUBLE * {v}) "
                            f"FROM ({proj}) GROUP BY 1", [a0, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
     if inside.n == 0 or outside.n == 0:
@@ -1229,7 +1238,9 @@ def _echo(ctx: _Ctx, main: _Family, f: _Family) -> bool:
     rows = ctx.con.execute(
         f"SELECT (start_time >= ? AND start_time < ?) AS inside, sum(v_{sg.name}), count(v_{sg.name}), "
         f"sum(v_{sg.name}::DOUBLE * v_{sg.name}) FROM ({proj}) GROUP BY 1", [b0, b1, *params]).fetchall()
-    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float(r[3] if sg.kind == "mean" else r[1] or 0))
+    # A side with no value of a mean signal (a cohort whose retrievals all came back empty has no top
+    # score) sums to NULL: it is an empty segment, not an error.
+    seg = {bool(r[0]): _Seg(float(r[1] or 0), float(r[2] or 0), float((r[3] if sg.kind == "mean" else r[1]) or 0))
            for r in rows}
     inside, outside = seg.get(True, _Seg(0, 0, 0)), seg.get(False, _Seg(0, 0, 0))
     z, va, vb = _test(sg.kind, inside, outside)

@@ -7,7 +7,7 @@ from typing import Any
 
 from oncall.store.schema import SPAN_COLUMN_NAMES
 
-_JSON = ("input_messages", "output_messages", "tool_calls", "attributes", "inherited")
+_JSON = ("input_messages", "output_messages", "tool_calls", "attributes", "inherited", "retrieved_docs")
 MAX_TREE = 2000  # spans of one trace shown; a runaway agent loop can have many more
 
 

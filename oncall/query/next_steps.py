@@ -11,7 +11,11 @@ Each entry of `changes` (as `Change.to_dict()` gives it) knows what would test i
 - an error burst on a provider: the fallback runbook (`provider-outage`) for the alias that provider
   serves (read from the LiteLLM gateway config of the runbook's action target);
 - a cost shift (a shift of cost/request, or a cause whose effects raise it): the cost runbook
-  (`cost-runaway`).
+  (`cost-runaway`);
+- a new retrieval index (an index rebuilt, often with another embedding model): the index rollback
+  (`index-rollback`) pointing the alias that names the new index (read from the runbook's `search`
+  action target's alias file) back at the index before. No replay: a replay sends the documents each
+  call was given as recorded (they are in its messages), so it cannot test a retrieval change.
 
 Every step is prefilled from the cause — cohort, baseline window (the same cohort before the cause
 began), target, alias — and carries the exact `oncall` command line (argv and shell text) that runs
@@ -42,6 +46,8 @@ PIN_RUNBOOK = "provider-model-regression"
 PROMPT_RUNBOOK = "prompt-regression"
 OUTAGE_RUNBOOK = "provider-outage"
 COST_RUNBOOK = "cost-runaway"
+INDEX_RUNBOOK = "index-rollback"
+SEARCH_TARGET = "search"  # the index-alias action target index-rollback acts on
 # The demo's loopback replay targets (oncall demo serve): the snapshot before the silent update, and today's.
 DEMO_PINNED, DEMO_CURRENT = "demo-pinned", "demo-current"
 SAMPLE = 20  # requests of the cohort a suggested replay sends
@@ -93,6 +99,8 @@ class Setting:
     suite_problem: str | None = None
     gateway: dict[str, Any] | None = None  # the LiteLLM config of the runbooks' gateway target, parsed
     gateway_problem: str | None = None
+    aliases: dict[str, str] | None = None  # the search target's aliases (alias -> index), when it is a file
+    aliases_problem: str | None = None
 
 
 def load_setting(con: Any, *, db: str | None = None, incident: str | os.PathLike[str] | None = None,
@@ -124,6 +132,7 @@ def load_setting(con: Any, *, db: str | None = None, incident: str | os.PathLike
         s.prompt_dirs.append(world.variants)
         s.suite_problem = None
     s.gateway, s.gateway_problem = _gateway_doc(world.gateway if world is not None else None)
+    s.aliases, s.aliases_problem = _search_aliases(world.search if world is not None else None)
     return s
 
 
@@ -156,6 +165,35 @@ def _gateway_doc(demo_gateway: Path | None) -> tuple[dict[str, Any] | None, str 
     return (doc if isinstance(doc, dict) else None), None
 
 
+def _search_aliases(demo_search: Path | None) -> tuple[dict[str, str] | None, str | None]:
+    """The aliases of the index-alias target index-rollback acts on (`search`; on the demo, the world's
+    alias file), read from its file; an Elasticsearch/OpenSearch target is not asked (nothing is
+    contacted to suggest a step): its alias is left to the runbook's default, said in the notes."""
+    from oncall.actions.adapters.index_alias import alias_table
+    from oncall.actions.config import load_config
+
+    path: Path | None = demo_search
+    if path is None:
+        try:
+            cfg = load_config()
+        except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
+            return None, f"cannot read the action targets: {exc}"
+        target = cfg.targets.get(SEARCH_TARGET)
+        if target is None or target.adapter != "index-alias":
+            return None, f"no index-alias action target `{SEARCH_TARGET}` in oncall.toml"
+        if target.get("path") in (None, ""):
+            return None, f"target {SEARCH_TARGET} is a search service (not asked to suggest a step)"
+        try:
+            path = target.path("path")
+        except Exception as exc:  # noqa: BLE001 - a bad path setting
+            return None, str(exc)
+    try:
+        assert path is not None
+        return alias_table(json.loads(path.read_text(encoding="utf-8"))), None
+    except Exception as exc:  # noqa: BLE001 - unreadable or not an alias file
+        return None, f"cannot read the alias file {path}: {exc}"
+
+
 # -- the steps of one cause ------------------------------------------------------------------------------
 def next_steps(con: Any, change: dict[str, Any], setting: Setting) -> list[NextStep]:
     """The suggestions for one entry of `changes`, the test first, then the mitigation."""
@@ -165,6 +203,8 @@ def next_steps(con: Any, change: dict[str, Any], setting: Setting) -> list[NextS
         steps += _served_model(con, change, setting)
     elif kind == "new_prompt_version":
         steps += _prompt_version(con, change, setting)
+    elif kind == "new_retrieval_index":
+        steps += _index(change, setting)
     elif kind == "metric_shift" and change.get("metric") in ERROR_METRICS:
         provider = (change.get("cohort") or {}).get("provider") or _failing_provider(con, change["filter"])
         if provider:
@@ -473,6 +513,25 @@ def _fallback(gateway: dict[str, Any] | None, alias: str) -> str | None:
         return declared[0]
     names = [str(m["model_name"]) for m in _model_list(gateway)]
     return next((n for n in names if n == f"{alias}-fallback"), None)
+
+
+# -- a new retrieval index ---------------------------------------------------------------------------------
+def _index(change: dict[str, Any], setting: Setting) -> list[NextStep]:
+    before, after = str(change.get("before") or ""), str(change.get("after") or "")
+    if not before:
+        return []  # no index before it to point the alias back at
+    notes: list[str] = []  # no replay step: it would send the recorded documents again, not the index's
+    named = sorted(a for a, index in (setting.aliases or {}).items() if index == after)
+    alias = named[0] if named else None
+    if alias is None:
+        notes.append(f"alias: {setting.aliases_problem or 'no alias of the search target names ' + after}; "
+                     "the runbook's default")
+    cohort_terms = _terms(change.get("cohort") or {})
+    values = {"alias": alias, "index": before, "cohort": change["filter"],
+              "baseline": baseline_window(change, {"retrieval_index": before}),
+              "feature": " ".join(cohort_terms) or None}
+    return [_runbook_step(INDEX_RUNBOOK, f"point {alias or 'the alias'} back at {before} (runbook {INDEX_RUNBOOK})",
+                          values, change, setting, notes)]
 
 
 # -- a cost shift -----------------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from oncall.ingest.canonical import normalize_finish_reason
 from oncall.query.ids import request_key
 from oncall.replay import store as rstore
 from oncall.replay.checks import noise_verdict, pair_checks, side_fold, summary_rows, word_diff
+from oncall.replay.context import ContextFold
 from oncall.replay.conversation import Conversation, Unreplayable, rebuild
 from oncall.replay.engine import CapReached, Caps, Counters, Engine, FatalError, Outcome, Policy
 from oncall.replay.suite import PromptVariant, SuiteError, Target
@@ -25,7 +26,8 @@ if TYPE_CHECKING:
 
 ROW_COLUMNS = ["span_pk", "span_id", "request_id", "response_id", "kind", "status", "source_format", "model",
                "served_model", "prompt_name", "prompt_version", "input_messages", "output_text", "tool_calls",
-               "finish_reason", "input_tokens", "output_tokens", "latency_ms", "ttft_ms", "cost", "attributes", "raw"]
+               "finish_reason", "input_tokens", "output_tokens", "latency_ms", "ttft_ms", "cost", "attributes", "raw",
+               "retrieved", "retrieved_docs", "retrieval_index", "retrieval_span"]
 FETCH_CHUNK = 64
 JUDGE_SYSTEM = ("You compare two answers to the same conversation: the ORIGINAL (what production answered) and "
                 "the REPLAY (another model or prompt). Grade the REPLAY against the ORIGINAL with the rubric below. "
@@ -116,12 +118,14 @@ def plan(con: Any, spec: ReplaySpec, span_pks: list[int] | None = None) -> Plan:
     replayable = 0
     unrep: list[tuple[int, str, str]] = []
     judge_in = judge_out = 0
+    context = ContextFold()
     for row in fetch_rows(con, pks):
         conv = rebuild(row, spec.prompt)
         if isinstance(conv, Unreplayable):
             unrep.append((conv.span_pk, conv.request_key, conv.reason))
             continue
         replayable += 1
+        context.add(row, [conv.prefix, [st.results for st in conv.steps]])
         i, o = conv.estimated_tokens()
         est_in += i * spec.repeat
         est_out += o * spec.repeat
@@ -134,7 +138,9 @@ def plan(con: Any, spec: ReplaySpec, span_pks: list[int] | None = None) -> Plan:
     total = None if cost is None or jcost is None else cost + jcost
     estimate = {"requests": replayable * spec.repeat, "input_tokens": est_in, "output_tokens": est_out,
                 "cost": total, "replay_cost": cost, "judge_cost": jcost if spec.judge is not None else None,
-                "price_in": t.price_in, "price_out": t.price_out, "price_source": t.price_source}
+                "price_in": t.price_in, "price_out": t.price_out, "price_source": t.price_source,
+                # the documents retrieval gave the calls: sent again from the recorded messages (replay.context)
+                "context": context.result()}
     return Plan(span_pks=pks, replayable=replayable, unreplayable=unrep, estimate=estimate)
 
 
@@ -436,6 +442,9 @@ def summarize(con: Any, run_id: int, *, per_request: bool = True) -> dict[str, A
         "judge": judge, "cost": {"replay": t.replay_cost, "judge": judge["cost"] if judge else None,
                                  "total": t.replay_cost + (judge["cost"] if judge else 0.0)},
     }
+    # What the plan found about retrieved context (kept: the recorded messages are sent), for runs
+    # that were fed by a retrieval; None otherwise.
+    summ["context"] = (run.get("estimate") or {}).get("context")
     if per_request:
         summ["requests"] = per_req
     summ["headline"] = _headline(summ)

@@ -36,6 +36,7 @@ from oncall.store.schema import ARROW_SCHEMA, IMPORTER_COLUMNS
 # incident resolves through its span_ids table (the source matches trace/span/request ids itself).
 _WINDOW_KEYS = ("since", "until")
 _SOURCE_ONLY_KEYS = ("request",)
+RETRIEVAL_KINDS = "kind=retriever,embedding"  # pulled with the calls they fed
 EXACT_BATCH = 2000
 
 
@@ -63,6 +64,12 @@ class ExactFilter:
     def __init__(self, flt: Filter) -> None:
         terms = tuple(t for t in flt.terms if t.key not in _WINDOW_KEYS + _SOURCE_ONLY_KEYS)
         self.compiled = compile_filter(None, Filter(terms), alias="b")
+        # A filter without kind= names LLM calls; the retrieval and embedding spans that fed them come
+        # along (with the filter's other terms), so the load links each call to its retrieval.
+        if "kind" not in Filter(terms).keys():
+            rag = compile_filter(None, Filter(terms + parse_filter(RETRIEVAL_KINDS).terms), alias="b")
+            self.compiled.where = f"(({self.compiled.where}) OR ({rag.where}))"
+            self.compiled.params = [*self.compiled.params, *rag.params]
         used = set(re.findall(r"\bb\.([a-z_]+)", self.compiled.where))
         self.columns = [c for c in IMPORTER_COLUMNS if c in used] or ["kind"]
         self.schema = pa.schema([ARROW_SCHEMA.field(c) for c in self.columns])
@@ -127,7 +134,7 @@ class FilteredSink:
         for row, ok in zip(rows, self.exact.keep(rows), strict=True):
             if ok and not self.full:
                 self.writer.add(row)
-                self.kept += 1
+                self.kept += row.get("kind") not in ("retriever", "embedding")  # --limit counts calls
 
 
 def _where_text(flt: Filter) -> str:

@@ -67,9 +67,10 @@ class LoopbackServer:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
-                self.wfile.write(data)
+                if self.command != "HEAD":  # a HEAD answer has headers only
+                    self.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _serve
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = do_HEAD = _serve
 
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
@@ -211,3 +212,56 @@ class WebhookReceiver(LoopbackServer):
 
     def handle(self, req: Received) -> Reply:
         return Reply(self.status, {"ok": self.status < 300})
+
+
+class SearchAliasServer(LoopbackServer):
+    """Elasticsearch/OpenSearch index aliases, as documented: `GET /_alias/{name}` (200
+    `{index: {"aliases": {name: {}}}}`, 404 when no index has it), `HEAD /{index}` (200 or 404), and
+    `POST /_aliases` with `remove`/`add` actions applied atomically (all checked first: a missing index
+    or alias fails the whole request with 404 and changes nothing), answering `{"acknowledged": true}`.
+    Requests need `Authorization: ApiKey <api_key>` when api_key is set."""
+
+    def __init__(self, indexes: list[str], aliases: dict[str, set[str]], api_key: str | None = None) -> None:
+        super().__init__()
+        self.indexes = set(indexes)
+        self.aliases = {k: set(v) for k, v in aliases.items()}  # alias -> indexes
+        self.api_key = api_key
+
+    def handle(self, req: Received) -> Reply:
+        if self.api_key and req.headers.get("authorization") != f"ApiKey {self.api_key}":
+            return Reply(401, {"error": {"type": "security_exception", "reason": "missing authentication"},
+                               "status": 401})
+        parts = [p for p in req.path.split("/") if p]
+        if req.method == "GET" and len(parts) == 2 and parts[0] == "_alias":
+            on = sorted(self.aliases.get(parts[1], set()))
+            if not on:
+                return Reply(404, {"error": f"alias [{parts[1]}] missing", "status": 404})
+            return Reply(200, {i: {"aliases": {parts[1]: {}}} for i in on})
+        if req.method == "HEAD" and len(parts) == 1:
+            return Reply(200 if parts[0] in self.indexes else 404)
+        if req.method == "POST" and parts == ["_aliases"]:
+            actions = (req.body or {}).get("actions") if isinstance(req.body, dict) else None
+            if not isinstance(actions, list) or not actions:
+                return Reply(400, {"error": {"type": "action_request_validation_exception",
+                                             "reason": "Validation Failed: 1: no actions;"}, "status": 400})
+            new = {k: set(v) for k, v in self.aliases.items()}
+            for a in actions:
+                (verb, spec), = a.items()
+                index, alias = spec.get("index"), spec.get("alias")
+                if index not in self.indexes:
+                    return Reply(404, {"error": {"type": "index_not_found_exception",
+                                                 "reason": f"no such index [{index}]"}, "status": 404})
+                if verb == "remove":
+                    if index not in new.get(alias, set()):
+                        return Reply(404, {"error": {"type": "aliases_not_found_exception",
+                                                     "reason": f"aliases [{alias}] missing"}, "status": 404})
+                    new[alias].discard(index)
+                elif verb == "add":
+                    new.setdefault(alias, set()).add(index)
+                else:
+                    return Reply(400, {"error": {"type": "parsing_exception", "reason": f"unknown action [{verb}]"},
+                                       "status": 400})
+            with self._lock:
+                self.aliases = {k: v for k, v in new.items() if v}
+            return Reply(200, {"acknowledged": True})
+        return Reply(404, {"error": "no handler", "status": 404})

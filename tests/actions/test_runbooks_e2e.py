@@ -68,6 +68,7 @@ def run_book(db: Path, cwd: Path, name: str, *params: str, env: dict[str, str] |
 # Every shipped runbook and the test that runs it with its defaults (a new runbook needs one here).
 DEFAULT_RUNS = {
     "prompt-injected-agent": "test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back",
+    "index-rollback": "test_index_rollback_points_the_alias_back_and_live_retrievals_recover",
     "prompt-regression": "test_prompt_regression_gates_on_a_replay_with_the_previous_prompt_then_rolls_the_label",
     "provider-outage": "test_gateway_flip_runbooks_through_the_real_proxy",
     "cost-runaway": "test_gateway_flip_runbooks_through_the_real_proxy",
@@ -82,6 +83,7 @@ DEMO_COHORTS = {
     "provider-model-regression": ("served_model=gpt-4o-2024-11-20 feature=extract", 530),
     "model-deprecation": ("http_status=404", 0),
     "prompt-injected-agent": ("kind=tool", 0),
+    "index-rollback": ("feature=help-center retrieval_index=help-articles-v42", 232),
 }
 
 
@@ -127,6 +129,49 @@ def test_prompt_injected_agent_turns_the_tool_off_and_undo_turns_it_back(inciden
     undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
     assert undo.returncode == 0, undo.stderr
     assert flags.read_text() == original
+
+
+def test_index_rollback_points_the_alias_back_and_live_retrievals_recover(incident: Path, tmp_path: Path) -> None:
+    """The demo's help-center index was rebuilt with another embedding model. The runbook reads the
+    cause and points the alias file back at help-articles-v41 (verified by reading it back). The app's
+    next requests search whatever index the alias names (read from the file, as the app does): loaded,
+    their retrievals find documents again; the undo puts the file back byte for byte."""
+    import datetime as dt
+
+    from oncall.demo import help_center_traffic
+
+    aliases = tmp_path / "aliases.json"
+    original = json.dumps({"aliases": {"help-articles": "help-articles-v42"},
+                           "indexes": ["help-articles-v41", "help-articles-v42"]}, indent=2) + "\n"
+    aliases.write_text(original)
+    write_toml(tmp_path, '[actions.targets.search]\nadapter = "index-alias"\npath = "aliases.json"\n')
+    res, data = run_book(incident, tmp_path, "index-rollback")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    assert data["outcome"] == "completed"
+    check_queries(data, "index-rollback")
+    assert [e["kind"] for e in data["events"] if e["kind"] in ("query", "plan", "action")] == \
+        ["query", "query", "query", "plan", "action"]
+    changes = next(e for e in data["events"] if e["kind"] == "query" and e["data"]["command"] == "oncall changes")
+    assert any(c["kind"] == "new_retrieval_index" and c["after"] == "help-articles-v42"
+               for c in changes["data"]["result"])
+    (act,) = actions(incident, tmp_path)
+    assert act["runbook"] == "index-rollback" and act["status"] == "verified"
+    index = json.loads(aliases.read_text())["aliases"]["help-articles"]  # what the app now searches
+    assert index == "help-articles-v41"
+    start = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    traffic = tmp_path / "after-rollback.jsonl"
+    assert help_center_traffic(traffic, index=index, start=start, requests=20) == 20
+    assert oncall(incident, tmp_path, "load", str(traffic)).returncode == 0
+    since = start.isoformat().replace("+00:00", "Z")
+    out = oncall(incident, tmp_path, "compare", "feature=help-center", f"since={since}", "--baseline",
+                 "feature=help-center retrieval_index=help-articles-v42", "--json")
+    m = {r["metric"]: r for r in json.loads(out.stdout)["metrics"]}
+    assert m["requests"]["cohort"] == 20
+    assert m["empty_retrieval_rate"]["cohort"] < 0.1 < 0.5 < m["empty_retrieval_rate"]["baseline"]
+    assert m["top_score_mean"]["cohort"] > 0.7 > 0.4 > m["top_score_mean"]["baseline"]
+    undo = oncall(incident, tmp_path, "action", "undo", str(act["action_id"]), "--yes")
+    assert undo.returncode == 0, undo.stderr
+    assert aliases.read_text() == original
 
 
 @pytest.fixture

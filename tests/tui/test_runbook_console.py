@@ -207,6 +207,41 @@ async def test_run_from_the_palette_cancel_by_default_confirm_verify_undo(make_a
     assert path.read_bytes() == original
 
 
+async def test_u_on_the_finished_run_undoes_its_action(make_app, flags) -> None:
+    """Once the runbook stopped, `u` on its screen undoes the action it wrote (confirmed as in the
+    audit, Cancel first); the log says so and `u` leaves the footer: nothing of this run stands."""
+    path = flags(production=False)
+    original = path.read_bytes()
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        await palette(pilot, "runbook prompt-injected-agent")
+        await pilot.press("enter")
+        await until_modal(pilot)
+        await pilot.press("tab", "enter")
+        screen = await until_finished(pilot)
+        assert screen.outcome == "completed" and path.read_bytes() != original
+        (act,) = list_actions(app.store)
+        assert "u undoes its action" in str(screen.query_one("#run-status").render())
+        assert app.screen is screen and screen.check_action("undo", ()) is True
+        await pilot.press("u")
+        modal = await until_modal(pilot)
+        assert f"undo action {act['action_id']}?" in modal_text(modal)
+        await pilot.press("enter")  # Cancel has the focus: nothing changes
+        await pilot.pause(0.3)
+        assert path.read_bytes() != original
+        await pilot.press("u")
+        await until_modal(pilot)
+        await pilot.press("tab", "enter")
+        await wait_for(pilot, lambda: path.read_bytes() == original, what="the undo")
+        await wait_for(pilot, lambda: f"undo of action {act['action_id']}: action" in screen.plain(),
+                       what="the run's log to say the undo")
+        assert screen.written == [] and screen.check_action("undo", ()) is False
+        assert "u undoes" not in str(screen.query_one("#run-status").render())
+    undo = max(list_actions(app.store), key=lambda a: a["action_id"])
+    assert undo["undo_of"] == act["action_id"] and undo["status"] == "verified"
+
+
 async def test_runbook_screen_form_dry_run_and_apply_button(make_app, flags) -> None:
     path = flags(production=False)
     original = path.read_bytes()

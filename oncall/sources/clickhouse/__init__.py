@@ -97,6 +97,12 @@ class ClickHouseSource:
                     f"WHERE t.Timestamp >= {{lookback:DateTime64(9)}} AND t.Timestamp < {{until:DateTime64(9)}} "
                     f"AND {carriers})")
         full = compile_terms(flt, outer, params)
+        if "kind" not in flt.keys():
+            # The LLM calls and the retrieval and embedding spans of the window: a call's retrieval
+            # columns come from the retrieval that fed it, linked when the pulled rows are loaded.
+            rag = outer.retrieval_superset()
+            if rag:
+                full = f"((({compile_terms(flt, outer, params, default_kind=None)}) AND ({rag})) OR ({full}))"
         keys = otel.trace_keys_sql(t, inner, win, pre)
         kcols = ", ".join(f"k.{k}__v AS {k}__v, k.{k}__from AS {k}__from" for k in INHERITED_KEYS if k in
                           otel.CANDIDATE_KEYS)

@@ -31,6 +31,7 @@ from oncall.sources.clickhouse import otel
 from oncall.sources.clickhouse.sql import Params, ch_time, literal
 
 MAX_SIGNATURES = 20_000  # distinct (kind, status, error…) signatures mapped in Python per question
+MAX_PRICED = 1000  # distinct (provider, served model, model) looked up in the price table
 # Attribute keys whose *values* decide kind, status, error_type, finish_reason and provider.
 SIGNATURE_KEYS = tuple(dict.fromkeys([
     *KIND_KEYS, *CANDIDATE_KEYS["kind"], *CANDIDATE_KEYS["operation"], "ai.operationId", "gen_ai.tool.name",
@@ -96,7 +97,13 @@ def build(source: Any, window: Window) -> Relation:
     inner = otel.Projection(t, inherited_alias=None, present=span_keys, present_resource=res_keys)
     win = "t.Timestamp >= {since:DateTime64(9)} AND t.Timestamp < {until:DateTime64(9)}"
     sig = _signature(proj, span_keys)
-    mapped = _map_signatures(source, sig, win, params)
+    own = {c: proj.own(c) for c in CANDIDATE_KEYS}
+    # What the price lookup needs of a span, asked in the same scan as the signatures: its models,
+    # where it has tokens and no exported cost (ingest.cost prices exactly those).
+    to_price = (f"(toInt64OrNull({own['input_tokens']}) IS NOT NULL OR toInt64OrNull({own['output_tokens']}) IS NOT "
+                f"NULL) AND ({_exported_cost(proj, span_keys)}) IS NULL")
+    models = f"(nullIf({own['served_model']}, ''), nullIf({own['model']}, ''))"
+    mapped, to_price_models = _map_signatures(source, sig, win, params, models, to_price)
     kinds = {m["kind"] for m in mapped.values()}
     hashes = params.p(list(mapped), "Array(UInt64)")
 
@@ -104,7 +111,6 @@ def build(source: Any, window: Window) -> Relation:
         vals = params.p([m.get(col) or "" for m in mapped.values()], "Array(String)")
         return f"nullIf(transform(cityHash64({sig}), {hashes}, {vals}, ''), '')"
 
-    own = {c: proj.own(c) for c in CANDIDATE_KEYS}
     cols = {
         "start_time": "toDateTime64(t.Timestamp, 6, 'UTC')", "trace_id": "lower(t.TraceId)", "span_id": "lower(t.SpanId)",
         "name": "t.SpanName", "service": "toString(t.ServiceName)",
@@ -135,11 +141,9 @@ def build(source: Any, window: Window) -> Relation:
     base = (f"SELECT {', '.join(f'{v} AS {k}' for k, v in cols.items())} "
             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t LEFT JOIN ({keys_sql}) AS k ON k.TraceId = t.TraceId "
             f"WHERE {win}")
-    # The models to price read only the span's own columns: no trace join for that question.
-    priced = ("kind", "provider", "model", "served_model", "input_tokens", "output_tokens", "exported_cost")
-    own_rows = (f"SELECT {', '.join(f'{cols[k]} AS {k}' for k in priced)} "
-                f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
-    sql = _with_cost(source, base, own_rows, params)
+    groups = sorted({(m["provider"], served, requested) for h, m in mapped.items() if m["kind"] in ("llm", "embedding")
+                     for served, requested in to_price_models.get(h, ())}, key=lambda g: tuple(x or "" for x in g))
+    sql = _with_cost(source, base, groups[:MAX_PRICED], params)
     return Relation(sql, params, has_retrieval="retriever" in kinds)
 
 
@@ -173,9 +177,13 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
     return f"mapFilter((k, v) -> v != '', map({', '.join(vals)}))"
 
 
-def _map_signatures(source: Any, sig: str, win: str, params: Params) -> dict[int, dict[str, Any]]:
-    sql = (f"SELECT cityHash64(sig) AS h, any(sig) FROM (SELECT {sig} AS sig FROM {{db:Identifier}}.{{table:Identifier}} "
-           f"AS t WHERE {win}) GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
+def _map_signatures(source: Any, sig: str, win: str, params: Params, models: str,
+                    to_price: str) -> tuple[dict[int, dict[str, Any]], dict[int, list[tuple[Any, Any]]]]:
+    """{signature hash: the mapping's answers}, and per signature the (served model, model) pairs of
+    its spans the price lookup would price."""
+    sql = (f"SELECT cityHash64(sig) AS h, any(sig), groupUniqArrayIf({MAX_PRICED})(m, p) FROM (SELECT {sig} AS sig, "
+           f"{models} AS m, {to_price} AS p FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}) "
+           f"GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
     from oncall.sources.clickhouse.client import errors_named
 
     with errors_named(source.ref, "reading the distinct span signatures"):
@@ -184,14 +192,16 @@ def _map_signatures(source: Any, sig: str, win: str, params: Params) -> dict[int
         raise InPlaceUnsupported(f"{source.ref.display}: more than {MAX_SIGNATURES:,} distinct error messages and "
                                  "span kinds in the window")
     out: dict[int, dict[str, Any]] = {}
-    for h, m in rows:
+    priced: dict[int, list[tuple[Any, Any]]] = {}
+    for h, m, pairs in rows:
+        priced[int(h)] = [tuple(x) for x in pairs or ()]
         row = otel.row_of(_signature_row(dict(m)))
         out[int(h)] = {"kind": row.get("kind") or "span", "status": row.get("status"),
                        "error_type": row.get("error_type"), "finish_reason": row.get("finish_reason"),
                        "provider": row.get("provider"),
                        "http_status": None if row.get("http_status") is None else str(row["http_status"]),
                        "error": row.get("error")}
-    return out
+    return out, priced
 
 
 def _signature_row(m: dict[str, str]) -> dict[str, Any]:
@@ -272,16 +282,9 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
-def _with_cost(source: Any, base: str, own_rows: str, params: Params) -> str:
-    """`base` with `cost` and `cost_source` as ingest.cost sets them at load (the models to price are
-    read from `own_rows`, the same columns without the trace join)."""
-    from oncall.sources.clickhouse.client import errors_named
-
-    groups_sql = (f"SELECT provider, served_model, model FROM ({own_rows}) WHERE exported_cost IS NULL "
-                  f"AND kind IN ('llm', 'embedding') AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) "
-                  f"GROUP BY ALL LIMIT 1000")
-    with errors_named(source.ref, "listing the models to price"):
-        groups = source.client.query(groups_sql, parameters=params.values, settings=source.settings).result_rows
+def _with_cost(source: Any, base: str, groups: list[tuple[Any, Any, Any]], params: Params) -> str:
+    """`base` with `cost` and `cost_source` as ingest.cost sets them at load; `groups` are the
+    (provider, served model, model) of the window's spans to price."""
     table = prices.overrides()
     keys, rates = [], []
     for provider, served, requested in groups:

@@ -7,7 +7,8 @@ Filters compile exactly over the canonical columns (every value a bound paramete
 since=/until=, cohort keys, models, provider, status, kind, finish, error classes, numbers and `~`
 substrings. A term this compiler does not read exactly (bare-word text search, meta.KEY, request
 ids, documents; label= lives in the incident) raises InPlaceUnsupported and the question is
-answered on pulled rows instead, saying why.
+answered on pulled rows instead, saying why; so does a window with retrieval spans (their link to
+the calls they fed is made at load).
 """
 
 from __future__ import annotations
@@ -86,6 +87,11 @@ class ClickHouseEngine:
         self.source = source
         self.window = window
         self.relation = canonical.build(source, window)
+        if self.relation.has_retrieval:
+            # The retrieval columns of an LLM call come from the retrieval that fed it, linked at load
+            # (ingest.retrieval_link); not compiled here, so in place they would read as absent.
+            raise canonical.InPlaceUnsupported("the window has retrieval spans, whose link to the calls they fed "
+                                               "is made at load: answered on pulled rows")
         self.client = _Counted(self)
         self._anchor: dt.datetime | None = None
         self.session: dict[str, str] = {}  # the setting naming the session that holds the window's table

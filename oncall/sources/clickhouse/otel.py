@@ -34,6 +34,7 @@ from oncall.ingest.mapping import (
     RESOURCE_FALLBACK_KEYS,
     flatten_attributes,
 )
+from oncall.ingest.retrieval import VECTOR_SYSTEMS
 from oncall.sources.clickhouse.pushdown import Col
 from oncall.sources.clickhouse.sql import Params, literal
 from oncall.store.schema import INHERITED_KEYS
@@ -159,6 +160,20 @@ class Projection:
 
     def _code(self) -> str:
         return f"upper(toString({self.a}.StatusCode))"
+
+    def retrieval_superset(self) -> str | None:
+        """Spans that may be a retrieval or embedding step (pulled with the LLM calls: the link from a
+        retrieval to the call it fed is made at load, ingest.retrieval_link)."""
+        names = ", ".join(literal(s) for s in sorted(kind_spellings("retriever") | kind_spellings("embedding")
+                                                     | {"retrieval", "embeddings"}))
+        parts = [f"lower({self.attr(k)}) IN ({names})" for k in (*KIND_KEYS, *CANDIDATE_KEYS["operation"])
+                 if self._has(k)]
+        systems = ", ".join(literal(s) for s in sorted(VECTOR_SYSTEMS))
+        parts += [f"lower({self.attr(k)}) IN ({systems})" for k in ("db.system", "db.system.name") if self._has(k)]
+        parts += [f"{self.attr(k)} != ''" for k in ("gen_ai.retrieval.documents", "gen_ai.data_source.id",
+                                                    "retrieval.documents.0.document.id",
+                                                    "retrieval.documents.0.document.content") if self._has(k)]
+        return " OR ".join(parts) if parts else None
 
     def error_superset(self) -> str:
         events = "" if self.t.json_attributes else f" OR has({self.a}.Events.Name, 'exception')"

@@ -241,10 +241,10 @@ class UndoMixin:
         if rec.error:
             message += _one(f" — {rec.error}", 300)
         self.app.notify(message, markup=False, severity="information" if rec.ok else "error", timeout=10)
-        self.undo_finished()
+        self.undo_finished(rec)
 
-    def undo_finished(self) -> None:
-        """Redraw after an undo (the screens reload the audit)."""
+    def undo_finished(self, rec: Any) -> None:
+        """Redraw after an undo (`rec`: the undo's ActionRecord; the screens reload the audit)."""
 
 
 # -- the list -------------------------------------------------------------------------------------------
@@ -311,7 +311,7 @@ class ActionsScreen(UndoMixin, LiveScreen):
         self.stale = False
         self.data_changed()  # back from one action (maybe just undone there): the list again, it is small
 
-    def undo_finished(self) -> None:
+    def undo_finished(self, rec: Any) -> None:
         self.load()
 
     def action_refresh(self) -> None:
@@ -441,7 +441,7 @@ class ActionDetailScreen(UndoMixin, LiveScreen):
     def data_changed(self) -> None:
         self.load()
 
-    def undo_finished(self) -> None:
+    def undo_finished(self, rec: Any) -> None:
         self.load()
 
     @work(thread=True, exclusive=True, group="action-load", exit_on_error=False)

@@ -22,7 +22,7 @@ from textual.containers import Horizontal
 from textual.widgets import Footer, Static
 
 from oncall.config import ConfigError
-from oncall.display import request_fields, time_text
+from oncall.display import document_lines, request_fields, retrieval_header, time_text
 from oncall.redact import redact_export, redact_text
 from oncall.safe_text import safe_text
 from oncall.tui.live import LiveScreen
@@ -48,6 +48,26 @@ def meta_text(d: dict[str, Any]) -> Text:
     for note in d.get("notes") or []:
         t.append("note         ", style="bold")
         t.append(safe_text(f"{note['author']}: {note['text']}", multiline=False, max_len=300) + "\n", style="yellow")
+    return t
+
+
+def documents_text(d: dict[str, Any]) -> Text:
+    """The documents the call was given (its retrieval), beside its output: rank, score, source, id,
+    an excerpt. Retrieved text is untrusted (anyone who can edit a help article wrote it): safe_text."""
+    header = retrieval_header(d)
+    t = Text()
+    if header is None:
+        return t
+    t.append("documents given  ", style="bold")
+    t.append(safe_text(header, multiline=False, max_len=200) + "\n",
+             style="bold red" if d.get("retrieved") == 0 else "")
+    if d.get("retrieval_query"):
+        t.append("  query ", style="dim")
+        t.append(safe_text(d["retrieval_query"], multiline=False, max_len=200) + "\n")
+    for head, excerpt in document_lines(d.get("retrieved_docs")):
+        t.append("  " + safe_text(head, multiline=False, max_len=160) + "\n", style="cyan")
+        if excerpt:
+            t.append("    " + safe_text(excerpt, multiline=False, max_len=400) + "\n")
     return t
 
 
@@ -188,8 +208,9 @@ class ReaderScreen(LiveScreen):
         self.query_one("#position", Static).update(pos)
         if not same_output:
             self.query_one("#output", OutputView).load_text(output_of(d))
-        self.query_one("#side", RichLinesView).update(meta_text(d) + Text("\n") + conversation_text(d),
-                                                      keep_scroll=keep_scroll)
+        docs = documents_text(d)
+        side = meta_text(d) + Text("\n") + (docs + Text("\n") if docs else Text()) + conversation_text(d)
+        self.query_one("#side", RichLinesView).update(side, keep_scroll=keep_scroll)
 
     # -- actions -----------------------------------------------------------------------------------------
     def action_move(self, step: int) -> None:

@@ -39,7 +39,7 @@ from textual.widgets.option_list import Option
 from textual.worker import get_current_worker
 
 from oncall.safe_text import safe_text
-from oncall.tui.screens.actions import ConfirmActionModal, gate_text, plan_text, verification_text
+from oncall.tui.screens.actions import ConfirmActionModal, UndoMixin, gate_text, plan_text, verification_text
 from oncall.tui.textview import RichLinesView
 
 
@@ -555,7 +555,7 @@ def event_text(ev: Any) -> Text:
         t.append("\n")
         t.append_text(verification_text(a.get("verification")))
         if a.get("status") in ("verified", "unverified"):
-            t.append(f"  undo: f4 (actions), then u on action {a.get('action_id')}", style="dim")
+            t.append(f"  undo: u once the runbook stops (or f4, then u on action {a.get('action_id')})", style="dim")
     elif ev.kind == "stop":
         t.append("stopped: " + _one(ev.text), style="bold red")
     elif ev.kind == "done":
@@ -566,11 +566,12 @@ def event_text(ev: Any) -> Text:
     return t
 
 
-class RunbookRunScreen(Screen):
+class RunbookRunScreen(UndoMixin, Screen):
     BINDINGS = [
         Binding("x", "cancel_run", "cancel run", id="runbook_run.cancel"),
         Binding("escape", "back", "cancel / back", id="runbook_run.back"),
         Binding("e", "edit", "edit and run again", id="runbook_run.edit"),
+        Binding("u", "undo", "undo its action", id="runbook_run.undo"),
     ]
 
     def __init__(self, rb: Any, values: dict[str, Any], *, dry_run: bool = False, why: str | None = None) -> None:
@@ -582,6 +583,7 @@ class RunbookRunScreen(Screen):
         self._cancel = threading.Event()
         self._step = 0
         self._current_step: Any = None
+        self.written: list[int] = []  # the actions this run wrote and nobody undid here, oldest first
 
     def compose(self) -> ComposeResult:
         yield Static(self._status_text("starting…"), id="run-status")
@@ -664,6 +666,9 @@ class RunbookRunScreen(Screen):
 
     # -- on the UI thread ---------------------------------------------------------------------------------
     def _event(self, ev: Any) -> None:
+        action = ((ev.data or {}).get("action") or {}) if ev.kind == "action" else {}
+        if action.get("status") in ("verified", "unverified") and action.get("action_id") is not None:
+            self.written.append(int(action["action_id"]))
         if ev.kind == "step":
             self._step += 1
             self._status(f"step {self._step} of {len(self.rb.steps)}: {_one(step_title(ev.step), 80)}"
@@ -676,17 +681,37 @@ class RunbookRunScreen(Screen):
         self.outcome = "failed" if failure else outcome
         if failure:
             self._write(Text("stopped: " + _one(failure, 2000), style="bold red"))
-        self._status(_one(self.outcome) + "   e edit and run again · esc back · f4 actions")
+        self._status(self._stopped_text())
         ok = self.outcome == "completed"
         self.app.notify(_one(f"runbook {self.rb.name} {self.outcome}", 200), markup=False,
                         severity="information" if ok else "warning")
+
+    def _stopped_text(self) -> str:
+        return (_one(self.outcome or "") + ("   u undoes its action ·" if self.written else "")
+                + "   e edit and run again · esc back · f4 actions")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "cancel_run":
             return self.running  # `x` is in the footer only while the runbook runs
         if action == "edit":
             return not self.running  # `e` once it stopped (a failed gate): the form with the values it ran with
+        if action == "undo":
+            return not self.running and bool(self.written)  # `u` once it stopped, while an action stands
         return True
+
+    def action_undo(self) -> None:
+        """Undo the newest action this run wrote (confirmed as in the audit, f4); again, the one before."""
+        if not self.running and self.written:
+            self.start_undo(self.written[-1])
+
+    def undo_finished(self, rec: Any) -> None:
+        undone = rec.plan.undo_of
+        if rec.status in ("verified", "unverified", "unchanged") and undone in self.written:
+            self.written.remove(undone)
+        self._write(Text(_one(f"undo of action {undone}: action {rec.action_id} {rec.status}: {rec.result}"),
+                         style="bold green" if rec.ok else "bold red"))
+        self.refresh_bindings()
+        self._status(self._stopped_text())
 
     def action_edit(self) -> None:
         """The form again, holding what was typed for this run (not the defaults); it runs anew."""
