@@ -183,6 +183,44 @@ async def test_replay_dialog_labels_offers_the_baseline_and_compare_shows_the_su
             assert not screen.query_one("#replay-summary").display
 
 
+async def test_at_80x24_the_replay_dialog_opens_with_its_estimate_and_buttons_in_view(make_app, tmp_path,
+                                                                                       monkeypatch) -> None:
+    """The dialog is taller than 24 rows: it scrolls, and once the estimate is in it shows what the
+    focused Cancel / Replay act on (the estimate above them), not the middle of the form."""
+    import sys
+    from pathlib import Path
+
+    from textual.widgets import Button
+
+    from oncall.tui.screens.replay import ReplaySetupModal
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from openai_server import OpenAIServer
+    from replay_helpers import write_suite
+
+    with OpenAIServer() as srv:
+        monkeypatch.setenv("ONCALL_REPLAY_SUITE", str(write_suite(tmp_path, srv.base_url)))
+        monkeypatch.setenv("ONCALL_TEST_KEY", "sk-test-console-0123456789abcdef")
+        app = make_app()
+        async with app.run_test(size=SIZE) as pilot:
+            await settle(pilot)
+            await pilot.press("tab", "R")
+            await settle(pilot)
+            modal = app.screen
+            assert isinstance(modal, ReplaySetupModal)
+            dialog = modal.query_one("#dialog")
+            buttons = [modal.query_one(f"#{b}", Button) for b in ("cancel", "start")]
+            for _ in range(100):  # the estimate comes from a worker; the scroll follows its refresh
+                if "requests x1" in static_text(modal, "#estimate") and all(
+                        dialog.content_region.contains_region(b.region) for b in buttons):
+                    break
+                await pilot.pause(0.05)
+            assert "requests x1" in static_text(modal, "#estimate")
+            for button in buttons:  # inside what the scrolled dialog shows
+                assert dialog.content_region.contains_region(button.region), (dialog.content_region, button.region)
+            assert modal.query_one("#cancel", Button).has_focus
+
+
 # -- the postmortem preview renders the Markdown --------------------------------------------------------
 def test_the_preview_renders_the_drafts_markdown_and_keeps_fences_and_hostile_text_as_written() -> None:
     from oncall.tui import mdpreview

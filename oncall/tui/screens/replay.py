@@ -196,6 +196,9 @@ class ReplaySetupModal(ModalScreen[int | None]):
             t.append("Replay sends these requests to " + safe_text(spec.target.base_url, multiline=False), style="dim")
         self._estimate_text(t)
         self.query_one("#start", Button).disabled = plan.replayable == 0 or self.app.read_only
+        if self.focused is not None and self.focused.id in ("cancel", "start"):
+            # a short terminal (80x24) scrolls the dialog: the estimate grew, keep the buttons it sits on in view
+            self.call_after_refresh(self.query_one("#replay-buttons").scroll_visible, animate=False)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
