@@ -79,11 +79,14 @@ def test_pull_gives_every_llm_call_exactly(langsmith, tmp_path):
     # LLM calls only (the default filter), each with the root run's tenant, user, session… inherited
     check_calls(rows, langsmith["exchanges"], truth, cohort=gen.COHORT)
     assert len(rows) == 5 and {r["kind"] for r in rows} == {"llm"}
-    # the window and the run type went to the server; the parent runs (for the keys a call lacks)
-    # were asked for by id, since the root run is not an LLM call
+    # the window and the run types went to the server (the calls and the retriever and embedding runs
+    # that may have fed them); the parent runs (for the keys a call lacks) were asked for by id, since
+    # the root run is not an LLM call
     queries = langsmith["server"].queries
     window = [q for q in queries if q.get("start_time")]
-    assert window and all(q["run_type"] == "llm" and q["filter"].startswith("lt(start_time,") for q in window)
+    assert window and all(q["filter"].startswith("and(lt(start_time,") and "run_type" not in q for q in window)
+    assert all('or(eq(run_type, "llm"), eq(run_type, "retriever"), eq(run_type, "embedding"))' in q["filter"]
+               for q in window)
     assert [q for q in queries if q.get("id")], "parent runs were not fetched by id"
     for f in tmp_path.rglob("*"):  # the key never lands in the incident (base file, parts, journal)
         assert not f.is_file() or KEY.encode() not in f.read_bytes(), f

@@ -84,6 +84,7 @@ def rag(request, tmp_path_factory) -> dict[str, Any]:
                 run_generator(ENV, "gen_rag.py", *common, "--base-url", srv.base_url, "--endpoint", ls.url)
                 files = [out / "runs.jsonl"]
                 ls.write_jsonl(files[0])
+                api = _pull_langsmith(ls, out / "api.duckdb")
         else:
             with CaptureServer() as cap:
                 run_generator(ENV, "gen_rag.py", *common, "--base-url", srv.base_url, "--endpoint", cap.url)
@@ -95,8 +96,26 @@ def rag(request, tmp_path_factory) -> dict[str, Any]:
         chats = [e for e in srv.completions() if e.path.endswith("/chat/completions")]
     db = open_db(out / "incident.duckdb")
     load_paths(db, [str(f) for f in files])
-    yield {"db": db, "chats": chats, "docs": {d["text"]: d for d in docs}, "inst": inst}
+    yield {"db": db, "chats": chats, "docs": {d["text"]: d for d in docs}, "inst": inst,
+           "api": api if inst == "langsmith" else None}
     db.close()
+
+
+def _pull_langsmith(ls: LangSmithServer, db: Path) -> Path:
+    """The same runs pulled through LangSmith's runs query API (`oncall load langsmith://kb-bot`)."""
+    import datetime as dt
+
+    from click.testing import CliRunner
+
+    from oncall.cli import cli
+
+    now = dt.datetime.now(dt.UTC)
+    res = CliRunner().invoke(cli, ["load", "langsmith://kb-bot", "--db", str(db), "--since",
+                                   (now - dt.timedelta(hours=1)).isoformat(), "--until", now.isoformat()],
+                             env={"LANGSMITH_ENDPOINT": ls.url, "LANGSMITH_API_KEY": "lsv2-test-not-a-real-key"},
+                             catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    return db
 
 
 def _calls(db: Any) -> list[dict[str, Any]]:
@@ -133,6 +152,23 @@ def test_each_call_carries_the_documents_it_was_given(rag):
         fed = cur.execute("SELECT fed_span, kind FROM spans WHERE trace_id = ? AND span_id = ?",
                           [call["trace_id"], call["retrieval_span"]]).fetchone()
         assert fed == (call["span_id"], "retriever"), where
+
+
+def test_a_store_api_pull_brings_the_retrievals_with_the_calls(rag):
+    """langsmith://: the calls pulled from the runs API carry the same retrieval columns as the
+    same runs loaded from the file (the retriever runs come along and are linked at load)."""
+    if rag["api"] is None:
+        pytest.skip("the store API is LangSmith's here")
+    cols = "retrieved, top_score, retrieval_index, embedding_model, retrieval_query, retrieved_docs"
+    here = rag["db"].cursor().execute(f"SELECT span_id, {cols} FROM spans WHERE kind = 'llm' AND "
+                                      "retrieval_span IS NOT NULL ORDER BY span_id").fetchall()
+    api = open_db(rag["api"], read_only=True)
+    try:
+        pulled = api.cursor().execute(f"SELECT span_id, {cols} FROM spans WHERE kind = 'llm' AND "
+                                      "retrieval_span IS NOT NULL ORDER BY span_id").fetchall()
+    finally:
+        api.close()
+    assert len(here) == QUESTIONS and pulled == here
 
 
 def test_answers_from_an_empty_retrieval_are_one_filter(rag):

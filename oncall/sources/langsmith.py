@@ -10,8 +10,9 @@ the same body with `cursor` set. The server is `LANGSMITH_ENDPOINT` (the SDK's v
 `LANGCHAIN_API_KEY`, or `[sources.NAME] password_env`), sent as `X-API-Key`, never stored.
 
 Pushed down: the window (`start_time` >= since, and `lt(start_time, "until")` in the filter
-language), `run_type: "llm"` when only LLM calls are asked for (the mapping's kind is the run
-type), `eq(name, …)` for `name=`, `error: true` for `status=error`/`error=`. Every run goes through
+language), `run_type: "llm"` when only LLM calls are asked for with `kind=llm` (the mapping's kind is
+the run type); by default (no `kind=`) the LLM calls and the retriever and embedding runs that fed
+them (`or(eq(run_type, …), …)`: the load links each call to its retrieval), `eq(name, …)` for `name=`, `error: true` for `status=error`/`error=`. Every run goes through
 the file importer's own mapping (`ingest.formats.langsmith.run_row`); the cohort keys an LLM run
 lacks (tenant, user, session on the root run's metadata) come from its nearest ancestor run,
 fetched by id (`id: [...]`) when the window or the run type left it out.
@@ -34,6 +35,7 @@ from oncall.sources.terms import equals, kinds, wants_errors_only
 
 DEFAULT_ENDPOINT = "https://api.smith.langchain.com"
 PAGE = 100  # runs per /runs/query page (the API's maximum)
+RAG_RUN_TYPES = ("llm", "retriever", "embedding")  # pulled by default: the calls and what fed them
 ID_BATCH = 100  # parent runs asked for by id in one query
 # What list_runs selects by default, less what oncall never reads (feedback, attachments' URLs).
 SELECT = ["completion_cost", "completion_tokens", "dotted_order", "end_time", "error", "events", "extra",
@@ -83,10 +85,13 @@ class LangSmithSource:
         names = equals(flt, "name")
         if names:
             conds.append(_any_of("name", names))
+        fed_by = kinds(flt) == frozenset({"llm"}) and "kind" not in flt.keys()
+        if fed_by:  # the calls and the retrievals that fed them (pull.ExactFilter keeps those too)
+            conds.append(_any_of("run_type", RAG_RUN_TYPES))
         body: dict[str, Any] = {"session": [self.project_id], "start_time": _iso(window.since),
                                 "filter": conds[0] if len(conds) == 1 else f"and({', '.join(conds)})",
                                 "select": SELECT, "limit": PAGE}
-        if kinds(flt) == frozenset({"llm"}):
+        if kinds(flt) == frozenset({"llm"}) and not fed_by:
             body["run_type"] = "llm"
         if wants_errors_only(flt):
             body["error"] = True
