@@ -165,16 +165,17 @@ def test_a_call_pulled_by_default_carries_the_retrieval_that_fed_it(docs, tmp_pa
     finally:
         db.close()
     assert len(want) == 1 and want[0][1:4] == (1, 0.81, "kb-v42")
-    with LangfuseServer([doc], public_key=PUBLIC, secret_key=SECRET) as srv:
-        res = pull(srv, tmp_path / "api.duckdb")
-    assert res.exit_code == 0, res.output
-    db = open_db(tmp_path / "api.duckdb", read_only=True)
-    try:
-        got = db.cursor().execute(f"SELECT {cols} FROM spans WHERE kind = 'llm' AND retrieval_span IS NOT NULL"
-                                  ).fetchall()
-    finally:
-        db.close()
-    assert got == want
+    for name, extra in (("api", ()), ("capped", ("--limit", "1"))):  # a capped pull ends on the calls' pass
+        with LangfuseServer([doc], public_key=PUBLIC, secret_key=SECRET) as srv:
+            res = pull(srv, tmp_path / f"{name}.duckdb", *extra)
+        assert res.exit_code == 0, res.output
+        db = open_db(tmp_path / f"{name}.duckdb", read_only=True)
+        try:
+            got = db.cursor().execute(f"SELECT {cols} FROM spans WHERE kind = 'llm' AND retrieval_span IS NOT NULL"
+                                      ).fetchall()
+        finally:
+            db.close()
+        assert got == want, name
 
 
 def test_rate_limits_are_waited_out_and_a_repull_adds_nothing(v2server, tmp_path):

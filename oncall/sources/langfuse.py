@@ -13,7 +13,7 @@ Endpoints (Langfuse API reference, as langfuse-python 5.0.4's generated client c
   `GET /api/public/observations` (page-numbered, `meta.totalPages`). Pushed down: the window
   (`fromStartTime`/`toStartTime`), `type=GENERATION` when only LLM calls are asked for with
   `kind=llm` (the mapping's kind is the observation type; by default, no `kind=`, a pass each for
-  GENERATION, RETRIEVER and EMBEDDING: the calls and the retrievals that fed them, linked at load),
+  RETRIEVER, EMBEDDING and GENERATION: the calls and the retrievals that fed them, linked at load),
   `name=`, `level=ERROR` for errors.
 - traces, for the user, session, release, tags and metadata (tenant, feature) an observation
   inherits: `GET /api/public/traces` over the window (from an hour before it: a trace's timestamp
@@ -43,7 +43,9 @@ from oncall.sources.terms import equals, kinds, wants_errors_only
 
 V2_PAGE = 500  # observations per v2 page (the API allows 1000)
 V1_PAGE = 100  # per page of the page-numbered endpoints
-RAG_TYPES = ("GENERATION", "RETRIEVER", "EMBEDDING")  # pulled by default: the calls and what fed them
+# Pulled by default: the calls and what fed them. The retrievals first: a --limit counts calls and ends
+# the pull once reached, so the calls' pass comes last (the capped calls still find their retrievals).
+RAG_TYPES = ("RETRIEVER", "EMBEDDING", "GENERATION")
 TRACE_LOOKBACK = dt.timedelta(hours=1)
 BY_ID_MAX = 20  # traces fetched one by one before listing the window's traces instead
 V2_FIELDS = "core,basic,time,io,metadata,model,usage,prompt,metrics"
