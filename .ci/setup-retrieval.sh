@@ -7,6 +7,8 @@
 #                         (OpenInference RETRIEVER spans), OpenLLMetry's opentelemetry-instrumentation-langchain
 #                         and -openai (vector-store task spans, GenAI `embeddings`), langsmith (run_type=retriever)
 #                         and langfuse (its LangChain handler: retriever observations over OTLP)
+#   .envs/rag-qdrant      qdrant-client (in-memory mode) under OpenLLMetry's opentelemetry-instrumentation-qdrant
+#                         and -openai (vector-store spans that record the collection, not the hits)
 #
 # Idempotent: an env whose .ready stamp matches its package list is left alone. A registry that is
 # slow or down must not fail CI: each env is tried twice (each try bounded), and on a second failure
@@ -29,4 +31,6 @@ run rag-langchain "langchain-core==1.8.1" "langchain-openai==1.7.4" \
   "openinference-instrumentation-langchain==0.1.80" "opentelemetry-instrumentation-langchain==0.62.4" \
   "opentelemetry-instrumentation-openai==0.62.4" "langsmith==0.14.17" "langfuse==5.0.4" "numpy" \
   "$OTEL" "$FILE_EXPORTER"
+run rag-qdrant "qdrant-client==1.20.0" "opentelemetry-instrumentation-qdrant==0.62.4" \
+  "opentelemetry-instrumentation-openai==0.62.4" "openai==3.63.0" "$OTEL" "$FILE_EXPORTER"
 exit 0

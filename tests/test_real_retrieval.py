@@ -15,6 +15,7 @@ The truth is what the chat model was actually sent: the context in each request'
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 from pathlib import Path
@@ -35,6 +36,9 @@ from oncall.store import open_db
 pytestmark = pytest.mark.retrieval
 ROOT = Path(__file__).resolve().parents[1]
 ENV = ROOT / ".envs" / "rag-langchain" / "bin" / "python"
+# OpenLLMetry's Qdrant and OpenAI instrumentations over qdrant-client's in-memory mode (another env
+# may be named by ONCALL_RAG_QDRANT_PYTHON)
+QDRANT_ENV = Path(os.environ.get("ONCALL_RAG_QDRANT_PYTHON") or ROOT / ".envs" / "rag-qdrant" / "bin" / "python")
 QUESTIONS, SWITCH = 60, 30
 REFUSAL = "I don't know: the knowledge base has nothing on that."
 TOPICS = [
@@ -209,3 +213,35 @@ def test_the_index_switch_is_one_cause_with_its_effects(rag):
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
 
+
+
+def test_a_vector_store_span_that_records_no_hits_is_a_retrieval_of_unknown_size(tmp_path):
+    """OpenLLMetry's Qdrant spans name the collection and top_k, never what came back: the call is
+    linked to its search and the index switch is still found with its effects, but no call is
+    counted as answered from an empty retrieval (the count is unknown, not 0)."""
+    if not QDRANT_ENV.exists():
+        pytest.skip("no .envs/rag-qdrant (run .ci/setup-retrieval.sh)")
+    n = 4 * QUESTIONS  # no retrieval counts to measure: the answers alone must show the switch
+    _, common = _inputs(tmp_path, "openllmetry", questions=n)
+    args = [a for a in common if a not in ("--instrument", "openllmetry")]
+    with OpenAIServer(answerer=_answer) as srv:
+        run_generator(QDRANT_ENV, "gen_qdrant_rag.py", *args, "--base-url", srv.base_url,
+                      "--out", str(tmp_path / "spans.jsonl"))
+        chats = [e for e in srv.completions() if e.path.endswith("/chat/completions")]
+    db = open_db(tmp_path / "incident.duckdb")
+    try:
+        load_paths(db, [str(tmp_path / "spans.jsonl")])
+        calls = _calls(db)
+        assert len(calls) == n == len(chats)
+        assert [c["retrieval_index"] for c in calls] == ["kb-v41"] * (n // 2) + ["kb-v42"] * (n // 2)
+        assert all(c["retrieved"] is None and c["retrieved_docs"] is None for c in calls)
+        c = compile_filter(db.cursor(), "retrieved<1")
+        assert db.cursor().execute(f"SELECT count(*) FROM spans WHERE {c.where}", c.params).fetchone()[0] == 0
+        refused = sum(not e.request["messages"][0]["content"].split("Context:\n", 1)[1].strip() for e in chats[n // 2:])
+        assert refused > n // 4  # the switch did empty most searches
+        found = changes(db.cursor())
+        index = [c for c in found if c.kind == "new_retrieval_index"]
+        assert len(index) == 1, [c.description for c in found] and (index[0].before, index[0].after) == ("kb-v41", "kb-v42")
+        assert "output_length_mean" in {e["metric"] for e in index[0].effects}  # the shorter "I don't know"s
+    finally:
+        db.close()

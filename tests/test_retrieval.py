@@ -62,6 +62,14 @@ def test_openllmetry_vector_store_query_with_result_events():
     assert r["retrieved_docs"][0]["distance"] == pytest.approx(0.1)
 
 
+def test_a_qdrant_query_span_names_its_collection_and_leaves_the_count_unknown():
+    # OpenLLMetry opentelemetry-instrumentation-qdrant 0.62.4 as it writes a query_points span: the
+    # vendor, the collection and top_k, never the hits (tests/test_real_retrieval.py runs it for real)
+    r = row({"db.system": "Qdrant", "qdrant.search.collection_name": "kb-v41", "db.vector.query.top_k": 3})
+    assert r["kind"] == "retriever" and r["retrieval_index"] == "kb-v41"
+    assert r.get("retrieved") is None and r.get("retrieved_docs") is None  # unknown, not an empty retrieval
+
+
 def test_openinference_retriever_without_documents_is_empty_and_versioned_index():
     # Arize-ai/openinference spec: a RETRIEVER span that found nothing writes no document keys
     r = row({"openinference.span.kind": "RETRIEVER", "input.value": "what changed?",

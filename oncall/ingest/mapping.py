@@ -708,7 +708,7 @@ def map_attributes(attrs: dict[str, Any], *, resource: dict | None = None, scope
     if out["kind"] in _RETRIEVAL_KINDS:
         got = retrieval.from_attributes(view, attrs, events, kind=out["kind"],
                                         model=out.get("model") or out.get("served_model"))
-        if got.get("retrieved") is not None and out["kind"] in (None, "span"):
+        if (got.get("retrieved") is not None or retrieval.is_vector_query(view)) and out["kind"] in (None, "span"):
             out["kind"] = "retriever"  # a vector-store query (OpenLLMetry `db.system`) or a span with documents
         out.update(got)
     if out["kind"] == "tool":

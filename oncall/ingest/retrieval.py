@@ -76,6 +76,11 @@ _RESULT_EVENT_RE = re.compile(r"^db\.(?:[a-z0-9_]+\.)?(?:query|search)\.result$"
 VECTOR_SYSTEMS = frozenset({"chroma", "chromadb", "pinecone", "qdrant", "weaviate", "milvus", "lancedb", "marqo",
                             "pgvector", "redis", "elasticsearch", "opensearch", "mongodb_atlas", "faiss"})
 
+# ... of those, the ones whose OpenLLMetry instrumentation writes a result event per hit (none: empty).
+RESULT_EVENT_SYSTEMS = frozenset({"chroma", "chromadb", "pinecone", "milvus", "marqo"})
+# A vendor's own name for the collection searched (OpenLLMetry Qdrant: `qdrant.search.collection_name`).
+_VENDOR_COLLECTION_RE = re.compile(r"^([a-z0-9_]+)\.[a-z_]+\.collection_name$")
+
 _SOURCE_KEYS = ("source", "url", "file_path", "file_name", "filename", "path", "document_source", "doc_source",
                 "source_url", "title")
 _DATE_KEYS = ("updated_at", "updatedAt", "last_modified", "last_modified_date", "lastModified", "modified",
@@ -243,7 +248,8 @@ def _text(v: Any) -> str | None:
 
 
 def index_name(view: Mapping[str, Any]) -> str | None:
-    name = _text(_first(view, _INDEX_KEYS))
+    name = _text(_first(view, _INDEX_KEYS)) or _text(next(
+        (v for k, v in view.items() if (m := _VENDOR_COLLECTION_RE.match(k)) and m.group(1) in VECTOR_SYSTEMS), None))
     version = _text(_first(view, _INDEX_VERSION_KEYS))
     if name and version and version not in name:
         return f"{name}@{version}"
@@ -284,6 +290,13 @@ def _event_docs(events: list[dict[str, Any]] | None) -> list[dict[str, Any]] | N
     return docs if seen else None
 
 
+def _results_unrecorded(view: Mapping[str, Any]) -> bool:
+    """A vector-store span whose instrumentation never records what came back (OpenLLMetry's Qdrant
+    spans: collection and top_k only): no result is not an empty retrieval there, the count is unknown."""
+    system = str(view.get("db.system") or view.get("db.system.name") or "").lower()
+    return is_vector_query(view) and system not in RESULT_EVENT_SYSTEMS and "openinference.span.kind" not in view
+
+
 def is_vector_query(view: Mapping[str, Any]) -> bool:
     """An OpenLLMetry vector-store span: `db.system` names a vector store and the span is a query."""
     system = str(view.get("db.system") or view.get("db.system.name") or "").lower()
@@ -320,9 +333,10 @@ def from_attributes(view: Mapping[str, Any], attrs: Mapping[str, Any], events: l
     if docs is None and kind == "retriever":
         raw = _first(view, _RAW_OUTPUT_KEYS)
         docs = documents_from_value(raw) if raw is not None else None
-    if docs is None:
+    if docs is None and not _results_unrecorded(view):
         docs = []  # a retrieval that returned nothing: OpenInference and OpenLLMetry write no document keys
-    out.update(summarize(docs))
+    if docs is not None:
+        out.update(summarize(docs))
     query = _first(view, _QUERY_KEYS)
     if query is None and kind == "retriever":
         raw = _first(view, _RAW_INPUT_KEYS)

@@ -110,8 +110,9 @@ def _link(con: duckdb.DuckDBPyConnection, iid: int, prior: str) -> int:
         l_new AS (
             SELECT l_pk AS span_pk,
                    arg_max(retrieval_query, end_time) FILTER (WHERE retrieval_query IS NOT NULL) AS retrieval_query,
-                   to_json(flatten(list(coalesce(json_extract(retrieved_docs, '$[*]'), []::JSON[])
-                                        ORDER BY start_time, span_pk))) AS retrieved_docs,
+                   CASE WHEN count(retrieved_docs) > 0  -- none: no retrieval said what came back
+                        THEN to_json(flatten(list(coalesce(json_extract(retrieved_docs, '$[*]'), []::JSON[])
+                                                  ORDER BY start_time, span_pk))) END AS retrieved_docs,
                    sum(retrieved)::INTEGER AS retrieved,
                    max(top_score) AS top_score,
                    arg_max(emb, end_time) FILTER (WHERE emb IS NOT NULL) AS embedding_model,
