@@ -6,9 +6,11 @@ instrumentor's patching stay out of the test process):
 
     python tests/drill_traffic.py --base-url http://127.0.0.1:PORT/v1 --out traces.jsonl --calls 60
 
-Two features, as a support app has them: `support-bot` (a question, a prose answer) and `extract`
-(an order message, JSON the app parses). The model asked for is `gpt-4o`; which snapshot answers is
-the server's business (the test moves it between runs).
+Two features, as a support app has them: `support-bot` (a question, a prose answer; its root span
+names the prompt version, `prompt.version`) and `extract` (an order message, JSON the app parses),
+for three tenants. `--acme-prompt v13` puts tenant acme's support prompt on v13 (the help articles
+pasted in). The model asked for is `gpt-4o`; which snapshot answers is the server's business (the
+test moves it between runs).
 """
 
 from __future__ import annotations
@@ -24,6 +26,10 @@ ORDERS = ["Order 24531 shipped yesterday, 42.50 EUR.", "Order 37915 is still pen
 TENANTS = ["acme", "globex", "initech"]
 EXTRACT_SYSTEM = "Extract the order as JSON with keys order_id, status, amount, currency. JSON only."
 SUPPORT_SYSTEM = "You are a concise support assistant."
+# v13 pastes the help articles into the system prompt (the app's prompt registry names the version).
+ARTICLES = " ".join(f"[KB-{n:03d}] " + "Settings, billing, invoices, members and keys are under the account menu."
+                    for n in range(12))
+PROMPTS = {"v12": SUPPORT_SYSTEM, "v13": f"{SUPPORT_SYSTEM} Use the help articles below. {ARTICLES}"}
 
 
 def main() -> int:
@@ -33,6 +39,8 @@ def main() -> int:
     ap.add_argument("--calls", type=int, default=60)
     ap.add_argument("--model", default="gpt-4o")
     ap.add_argument("--offset", type=int, default=0, help="where in the question rotation to start")
+    ap.add_argument("--acme-prompt", default="v12", choices=sorted(PROMPTS),
+                    help="the support prompt version tenant acme is on (the others stay on v12)")
     args = ap.parse_args()
     os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
     os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "span_only"
@@ -55,12 +63,15 @@ def main() -> int:
     client = openai.OpenAI(base_url=args.base_url, api_key="sk-test-not-a-real-key", max_retries=0)
     tracer = trace.get_tracer("support-app")
     for i in range(args.offset, args.offset + args.calls):
-        feature = "extract" if i % 3 == 0 else "support-bot"
+        feature, tenant = ("extract" if i % 3 == 0 else "support-bot"), TENANTS[i // 3 % len(TENANTS)]
+        version = args.acme_prompt if tenant == "acme" else "v12"
         system, user = ((EXTRACT_SYSTEM, ORDERS[i // 3 % len(ORDERS)]) if feature == "extract"
-                        else (SUPPORT_SYSTEM, QUESTIONS[i % len(QUESTIONS)]))
+                        else (PROMPTS[version], QUESTIONS[i % len(QUESTIONS)]))
         with tracer.start_as_current_span(f"POST /{feature}") as root:
-            root.set_attribute("tenant", TENANTS[i % len(TENANTS)])
+            root.set_attribute("tenant", tenant)
             root.set_attribute("feature", feature)
+            if feature == "support-bot":
+                root.set_attribute("prompt.version", version)
             client.chat.completions.create(model=args.model, temperature=0,
                                            messages=[{"role": "system", "content": system},
                                                      {"role": "user", "content": user}])

@@ -155,6 +155,11 @@ def test_demo_serve_announces_where_it_listens_and_stops_cleanly(demo: Path) -> 
         assert chat.model == "gpt-4o-2024-11-20" and "API keys" in chat.choices[0].message.content
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
-    assert proc.returncode == 0
+        try:
+            _, err = proc.communicate(timeout=60)  # drains its pipes: a full stderr pipe must not hold it
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+            pytest.fail(f"`oncall demo serve` did not stop within 60 s of Ctrl-C; its stderr:\n{err[-3000:]}")
+    assert proc.returncode == 0, err[-3000:]
     assert not world.serve_file.exists()

@@ -27,6 +27,7 @@ from langfuse_server import LangfuseServer
 from oncall.cli import cli
 from oncall.ingest.loader import load_paths
 from oncall.sources.base import Window
+from oncall.sources.langfuse import RAG_TYPES
 from oncall.sources.pull import plan_slices
 from oncall.store import open_db
 
@@ -124,9 +125,57 @@ def test_llm_calls_by_default_with_the_trace_keys_inherited(server, file_rows, t
     want = {sid: r for sid, r in file_rows.items() if r["kind"] == "llm"}
     assert got == want and len(got) >= 10
     assert any(r["user_id"] and r["session_id"] for r in got.values())
-    # only generations travelled: the kind went to the server as type=GENERATION
+    # only generations, and the retrievals and embeddings that may have fed them, travelled: a pass
+    # per observation type, each pushed down
     obs_queries = [q for p, q in server.requests if p.endswith("/observations")]
-    assert obs_queries and all(q.get("type") == ["GENERATION"] for q in obs_queries)
+    assert obs_queries and {tuple(q.get("type") or ()) for q in obs_queries} == {
+        ("GENERATION",), ("RETRIEVER",), ("EMBEDDING",)}
+
+
+def _with_a_retrieval(doc: dict[str, Any]) -> dict[str, Any]:
+    """A real trace with a retriever observation written before its generation (the app searched an
+    index, then asked the model): the documents as LangChain's Langfuse handler records them."""
+    doc = json.loads(json.dumps(doc))
+    gen = next(o for o in doc["observations"] if o["type"] == "GENERATION")
+    gen["startTime"] = "2025-06-06T14:40:28.900Z"
+    ret = {**{k: None for k in gen}, "id": "9e7f0c1d2b3a4f50", "traceId": gen["traceId"], "type": "RETRIEVER",
+           "name": "kb-search", "parentObservationId": gen["parentObservationId"], "projectId": gen.get("projectId"),
+           "startTime": "2025-06-06T14:40:28.600Z", "endTime": "2025-06-06T14:40:28.850Z", "level": "DEFAULT",
+           "input": {"query": "where is my invoice?"}, "metadata": {"index": "kb-v42"},
+           "output": [{"page_content": "Invoices are under Billing > History.",
+                       "metadata": {"id": "kb-006", "source": "help/invoices.md", "score": 0.81}, "type": "Document"}]}
+    ret.pop("observations", None)
+    doc["observations"].insert(0, ret)
+    return doc
+
+
+def test_a_call_pulled_by_default_carries_the_retrieval_that_fed_it(docs, tmp_path):
+    """The default pull brings the retriever observation with the generation, so the call has its
+    retrieval columns, as when the same trace is loaded from its file."""
+    base = next(d for d in docs if d["trace"]["id"] and any(o["type"] == "GENERATION" for o in d["observations"])
+                and d["observations"][0]["startTime"].startswith("2025-06-06T14:40"))
+    doc = _with_a_retrieval(base)
+    (tmp_path / "t.trace.json").write_text(json.dumps(doc))
+    cols = "span_id, retrieved, top_score, retrieval_index, retrieval_query, retrieved_docs"
+    db = open_db(tmp_path / "file.duckdb")
+    try:
+        assert not load_paths(db, [str(tmp_path / "t.trace.json")]).failed
+        want = db.cursor().execute(f"SELECT {cols} FROM spans WHERE kind = 'llm' AND retrieval_span IS NOT NULL"
+                                   ).fetchall()
+    finally:
+        db.close()
+    assert len(want) == 1 and want[0][1:4] == (1, 0.81, "kb-v42")
+    for name, extra in (("api", ()), ("capped", ("--limit", "1"))):  # a capped pull ends on the calls' pass
+        with LangfuseServer([doc], public_key=PUBLIC, secret_key=SECRET) as srv:
+            res = pull(srv, tmp_path / f"{name}.duckdb", *extra)
+        assert res.exit_code == 0, res.output
+        db = open_db(tmp_path / f"{name}.duckdb", read_only=True)
+        try:
+            got = db.cursor().execute(f"SELECT {cols} FROM spans WHERE kind = 'llm' AND retrieval_span IS NOT NULL"
+                                      ).fetchall()
+        finally:
+            db.close()
+        assert got == want, name
 
 
 def test_rate_limits_are_waited_out_and_a_repull_adds_nothing(v2server, tmp_path):
@@ -159,7 +208,8 @@ def test_an_interrupted_pull_keeps_its_finished_slices_and_resumes(v2server, fil
     holding = [i for i, w in enumerate(slices)
                if any(w.since.timestamp() * 1e6 <= r["start_us"] < w.until.timestamp() * 1e6 for r in want.values())]
     assert len(holding) >= 2
-    server.fail_after = holding[1]  # one listing per slice: the second slice with calls in it fails
+    per_slice = len(RAG_TYPES)  # a listing per observation type a default pull asks for
+    server.fail_after = holding[1] * per_slice  # the second slice with calls in it fails
     first = pull(server, tmp_path / "i.duckdb")
     lines = [ln for ln in first.output.splitlines() if ln.strip()]
     assert first.exit_code == 1 and len(lines) == 1, first.output
@@ -174,8 +224,8 @@ def test_an_interrupted_pull_keeps_its_finished_slices_and_resumes(v2server, fil
     assert skipped and all("pulled before" in f["note"] for f in skipped)
     assert out["spans_added"] == len(want) - len(partial)
     assert _rows(tmp_path / "i.duckdb") == want
-    # the slices pulled before were not asked for again: one listing per slice still to pull
-    assert server.listings == len(out["files"]) - len(skipped)
+    # the slices pulled before were not asked for again: the listings of the slices still to pull
+    assert server.listings == (len(out["files"]) - len(skipped)) * per_slice
 
 
 @pytest.mark.parametrize("case", ["bad-secret", "no-public-key", "unreachable"])

@@ -66,15 +66,7 @@ def rag(request, tmp_path_factory) -> dict[str, Any]:
         pytest.skip("no .envs/rag-langchain (run .ci/setup-retrieval.sh)")
     inst = request.param
     out = tmp_path_factory.mktemp(f"rag-{inst}")
-    docs = [{"id": f"kb-{i:03d}", "text": text, "source": f"help/{key}.md",
-             "updated_at": f"2026-1{i % 2}-0{1 + i}T00:00:00Z"} for i, (key, text) in enumerate(TOPICS)]
-    rng = random.Random(11)
-    questions = [{"question": rng.choice(ASKED), "tenant": rng.choice(["acme", "globex"]), "session": f"s-{i // 3}"}
-                 for i in range(QUESTIONS)]
-    (out / "docs.json").write_text(json.dumps(docs))
-    (out / "questions.json").write_text(json.dumps(questions))
-    common = ["--docs", str(out / "docs.json"), "--questions", str(out / "questions.json"), "--instrument", inst,
-              "--switch-at", str(SWITCH)]
+    docs, common = _inputs(out, inst)
     with OpenAIServer(answerer=_answer) as srv:
         if inst in ("openinference", "openllmetry"):
             files = [out / "spans.jsonl"]
@@ -99,6 +91,19 @@ def rag(request, tmp_path_factory) -> dict[str, Any]:
     yield {"db": db, "chats": chats, "docs": {d["text"]: d for d in docs}, "inst": inst,
            "api": api if inst == "langsmith" else None}
     db.close()
+
+
+def _inputs(out: Path, inst: str, questions: int = QUESTIONS) -> tuple[list[dict[str, Any]], list[str]]:
+    """The documents and questions the app is given (written to `out`), and gen_rag.py's arguments."""
+    docs = [{"id": f"kb-{i:03d}", "text": text, "source": f"help/{key}.md",
+             "updated_at": f"2026-1{i % 2}-0{1 + i}T00:00:00Z"} for i, (key, text) in enumerate(TOPICS)]
+    rng = random.Random(11)
+    asked = [{"question": rng.choice(ASKED), "tenant": rng.choice(["acme", "globex"]), "session": f"s-{i // 3}"}
+             for i in range(questions)]
+    (out / "docs.json").write_text(json.dumps(docs))
+    (out / "questions.json").write_text(json.dumps(asked))
+    return docs, ["--docs", str(out / "docs.json"), "--questions", str(out / "questions.json"), "--instrument",
+                  inst, "--switch-at", str(questions // 2)]
 
 
 def _pull_langsmith(ls: LangSmithServer, db: Path) -> Path:
@@ -143,6 +148,7 @@ def test_each_call_carries_the_documents_it_was_given(rag):
         assert call["retrieval_index"] == ("kb-v42" if i >= SWITCH else "kb-v41"), where
         assert call["embedding_model"] == "text-embedding-3-small", where
         assert call["retrieval_query"] == ex.request["messages"][-1]["content"], where
+        assert call["retrieval_ms"] is not None and call["retrieval_ms"] > 0, where  # the retrieval's latency
         if given:
             assert 0.35 <= call["top_score"] <= 1.0 and call["doc_age_s"] > 0, where
         else:
@@ -202,3 +208,4 @@ def test_the_index_switch_is_one_cause_with_its_effects(rag):
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-q"]))
+

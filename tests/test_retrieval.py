@@ -197,6 +197,46 @@ def test_retrieval_filter_terms(tmp_path):
     db.close()
 
 
+def test_retrievals_going_empty_with_no_version_change_are_a_cause_of_their_own(tmp_path):
+    """A filter bug or a stale index under the same name: no version says what changed, so the shift
+    in empty retrievals is itself the cause (with its effects on the answers it fed)."""
+    from oncall.query.changes import changes
+
+    ns0, n, spans = 1_767_225_600_000_000_000, 160, []
+    for i in range(n):  # a request every 10 s for 27 min; from the middle on, every search comes back empty
+        empty, t = i >= n // 2, i * 10.0
+
+        def span(sid: str, name: str, a: float, b: float, attrs: dict[str, Any], parent: str = "a" * 16,
+                 i: int = i, t: float = t) -> dict[str, Any]:
+            return {"traceId": f"{i:032x}", "spanId": sid, "parentSpanId": parent, "name": name,
+                    "startTimeUnixNano": str(ns0 + int((t + a) * 1e9)),
+                    "endTimeUnixNano": str(ns0 + int((t + b) * 1e9)), "attributes": _kv(attrs), "status": {"code": 1}}
+
+        docs = {} if empty else {f"retrieval.documents.{j}.document.{k}": v for j in range(2)
+                                 for k, v in (("id", f"d{j}"), ("content", f"c{j}"), ("score", 0.8 - j / 10))}
+        answer = "I don't know." if empty else "From the docs: c0"
+        spans += [span("a" * 16, "POST /ask", 0, 2.1, {"app.tenant": "acme", "app.feature": "kb"}, parent=""),
+                  span("3" * 16, "search", 0.1, 0.3, {"openinference.span.kind": "RETRIEVER", "input.value": "q",
+                                                      "metadata": json.dumps({"index": "kb-v1"}), **docs}),
+                  span("4" * 16, "answer", 0.4, 2.0, {
+                      "gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 30,
+                      "gen_ai.usage.output_tokens": 9, "gen_ai.output.messages": json.dumps(
+                          [{"role": "assistant", "parts": [{"type": "text", "content": answer}]}])})]
+    path = tmp_path / "spans.jsonl"
+    path.write_text(json.dumps({"resourceSpans": [{"resource": {"attributes": []},
+                                                   "scopeSpans": [{"spans": spans}]}]}) + "\n")
+    db = open_db(tmp_path / "i.duckdb")
+    try:
+        assert not load_paths(db, [str(path)]).failed
+        found = changes(db.cursor())
+    finally:
+        db.close()
+    assert [c.kind for c in found][:1] == ["metric_shift"] and found[0].metric == "empty_retrieval_rate", \
+        [c.description for c in found]
+    assert not [c for c in found if c.kind == "new_retrieval_index"]
+    assert found[0].after == 1.0 and "docs_per_request" in {e["metric"] for e in found[0].effects}
+
+
 def test_a_file_with_no_retrieval_is_untouched(tmp_path):
     (tmp_path / "a.jsonl").write_text(_otlp([_span("4" * 16, "answer", 1.0, 2.0, {
         "gen_ai.operation.name": "chat", "gen_ai.request.model": "m", "gen_ai.usage.input_tokens": 30,

@@ -111,6 +111,7 @@ def serve(ctx: click.Context, port: int, db: str | None, as_json: bool) -> None:
     so `oncall replay --target demo-pinned` and runbooks use it; removes it on exit."""
     import json
     import signal
+    import threading
 
     from oncall.demoworld import find_world
     from oncall.demoworld.server import DemoServer, live_url
@@ -129,9 +130,14 @@ def serve(ctx: click.Context, port: int, db: str | None, as_json: bool) -> None:
         fail(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}")
     srv.announce()
 
-    def _stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    # The server runs on its own thread; this one only waits for Ctrl-C or SIGTERM, so a signal never
+    # lands inside the server's request handling and stopping is always the same path.
+    stop = threading.Event()
 
+    def _stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     info = {"url": srv.url, "serve_file": str(world.serve_file), "replay_targets": list(REPLAY_TARGETS),
             "action_targets": action_target_names(), "base_url": srv.url + "/v1"}
@@ -143,10 +149,10 @@ def serve(ctx: click.Context, port: int, db: str | None, as_json: bool) -> None:
                    f"  action targets: {', '.join(action_target_names())} (files in {world.dir})\n"
                    f"  written: {world.serve_file}")
     sys.stdout.flush()
+    srv.start()
     try:
-        srv.serve_forever()
-    except KeyboardInterrupt:
-        pass
+        while not stop.wait(1.0):
+            pass
     finally:
         srv.stop()
     if not as_json:

@@ -29,6 +29,10 @@ def open_console(ctx: click.Context, read_only: bool, source: str | None, since:
         from oncall.commands.sources import cannot_answer_in_place, open_session, pull_for_console
 
         session = open_session(source, since, until, limit)
+        if session.in_place:  # the window's canonical relation is built there first: seconds to a minute
+            w = session.window
+            click.echo(f"oncall: preparing {w.since.isoformat()} → {w.until.isoformat()} in {session.display} "
+                       "(the overview is computed there)…", err=True)
         why = cannot_answer_in_place(session) if session.in_place else None
         if why:
             click.echo(f"oncall: {why}; the window's newest calls are brought home first", err=True)

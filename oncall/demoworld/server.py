@@ -63,9 +63,6 @@ class DemoServer:
         self._thread.start()
         return self
 
-    def serve_forever(self) -> None:
-        self._httpd.serve_forever()
-
     def stop(self) -> None:
         """Stop serving (idempotent), and take serve.json away if this server wrote it."""
         if self._announced:

@@ -136,25 +136,39 @@ def load_setting(con: Any, *, db: str | None = None, incident: str | os.PathLike
     return s
 
 
+def _action_targets() -> tuple[dict[str, Any], str | None]:
+    """oncall.toml's action targets, or why they cannot be read (said in the notes)."""
+    from oncall.actions.config import load_config
+
+    try:
+        return load_config().targets, None
+    except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
+        return {}, f"cannot read the action targets: {exc}"
+
+
+def _target_file(target: Any, key: str) -> tuple[Path | None, str | None]:
+    """The file a target's setting names, or why it names none."""
+    try:
+        return target.path(key), None
+    except Exception as exc:  # noqa: BLE001 - a target without that setting, or a bad path
+        return None, str(exc)
+
+
 def _gateway_doc(demo_gateway: Path | None) -> tuple[dict[str, Any] | None, str | None]:
     """The LiteLLM config.yaml behind the action target the runbooks name (`gateway`; on the demo, the
     world's gateway.yaml, which replaces it), else the only litellm-config target."""
-    from oncall.actions.config import load_config
-
     path: Path | None = demo_gateway
     if path is None:
-        try:
-            cfg = load_config()
-        except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
-            return None, f"cannot read the action targets: {exc}"
-        litellm = [t for t in cfg.targets.values() if t.adapter == "litellm-config"]
+        targets, problem = _action_targets()
+        if problem:
+            return None, problem
+        litellm = [t for t in targets.values() if t.adapter == "litellm-config"]
         target = next((t for t in litellm if t.name == "gateway"), litellm[0] if len(litellm) == 1 else None)
         if target is None:
             return None, "no LiteLLM gateway action target in oncall.toml ([actions.targets.gateway])"
-        try:
-            path = target.path("config")
-        except Exception as exc:  # noqa: BLE001 - a target without `config`
-            return None, str(exc)
+        path, problem = _target_file(target, "config")
+        if path is None:
+            return None, problem
     try:
         from ruamel.yaml import YAML
 
@@ -170,23 +184,20 @@ def _search_aliases(demo_search: Path | None) -> tuple[dict[str, str] | None, st
     alias file), read from its file; an Elasticsearch/OpenSearch target is not asked (nothing is
     contacted to suggest a step): its alias is left to the runbook's default, said in the notes."""
     from oncall.actions.adapters.index_alias import alias_table
-    from oncall.actions.config import load_config
 
     path: Path | None = demo_search
     if path is None:
-        try:
-            cfg = load_config()
-        except Exception as exc:  # noqa: BLE001 - ConfigError: said in the notes
-            return None, f"cannot read the action targets: {exc}"
-        target = cfg.targets.get(SEARCH_TARGET)
+        targets, problem = _action_targets()
+        if problem:
+            return None, problem
+        target = targets.get(SEARCH_TARGET)
         if target is None or target.adapter != "index-alias":
             return None, f"no index-alias action target `{SEARCH_TARGET}` in oncall.toml"
         if target.get("path") in (None, ""):
             return None, f"target {SEARCH_TARGET} is a search service (not asked to suggest a step)"
-        try:
-            path = target.path("path")
-        except Exception as exc:  # noqa: BLE001 - a bad path setting
-            return None, str(exc)
+        path, problem = _target_file(target, "path")
+        if path is None:
+            return None, problem
     try:
         assert path is not None
         return alias_table(json.loads(path.read_text(encoding="utf-8"))), None

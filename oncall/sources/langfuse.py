@@ -11,8 +11,10 @@ Endpoints (Langfuse API reference, as langfuse-python 5.0.4's generated client c
   `expandMetadata=` so the OTel attributes kept in metadata are not cut at 200 characters); a server
   without it (404: self-hosted Langfuse before v3.1xx) is read through
   `GET /api/public/observations` (page-numbered, `meta.totalPages`). Pushed down: the window
-  (`fromStartTime`/`toStartTime`), `type=GENERATION` when only LLM calls are asked for (the
-  mapping's kind is the observation type), `name=`, `level=ERROR` for errors.
+  (`fromStartTime`/`toStartTime`), `type=GENERATION` when only LLM calls are asked for with
+  `kind=llm` (the mapping's kind is the observation type; by default, no `kind=`, a pass each for
+  RETRIEVER, EMBEDDING and GENERATION: the calls and the retrievals that fed them, linked at load),
+  `name=`, `level=ERROR` for errors.
 - traces, for the user, session, release, tags and metadata (tenant, feature) an observation
   inherits: `GET /api/public/traces` over the window (from an hour before it: a trace's timestamp
   is its start) when many are needed, `GET /api/public/traces/{id}` for the few others.
@@ -41,6 +43,9 @@ from oncall.sources.terms import equals, kinds, wants_errors_only
 
 V2_PAGE = 500  # observations per v2 page (the API allows 1000)
 V1_PAGE = 100  # per page of the page-numbered endpoints
+# Pulled by default: the calls and what fed them. The retrievals first: a --limit counts calls and ends
+# the pull once reached, so the calls' pass comes last (the capped calls still find their retrievals).
+RAG_TYPES = ("RETRIEVER", "EMBEDDING", "GENERATION")
 TRACE_LOOKBACK = dt.timedelta(hours=1)
 BY_ID_MAX = 20  # traces fetched one by one before listing the window's traces instead
 V2_FIELDS = "core,basic,time,io,metadata,model,usage,prompt,metrics"
@@ -147,6 +152,15 @@ class LangfuseSource:
 
     def _observation_pages(self, window: Window, flt: Filter) -> Any:
         params = self._filters(window, flt)
+        if kinds(flt) == frozenset({"llm"}) and "kind" not in flt.keys():
+            # By default the calls and the retriever and embedding observations that fed them (linked
+            # at load; pull.ExactFilter keeps those too): one pass per type, each pushed down.
+            for t in RAG_TYPES:
+                yield from self._pages({**params, "type": t})
+            return
+        yield from self._pages(params)
+
+    def _pages(self, params: dict[str, Any]) -> Any:
         if self.v2 is not False:
             first = self._v2_page({**params, "limit": V2_PAGE, "fields": V2_FIELDS,
                                    "expandMetadata": EXPAND_METADATA})

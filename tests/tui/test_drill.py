@@ -13,7 +13,8 @@ terminal program). The screen is read back at each step; the files and the incid
 
 The same drill on an incident loaded from real instrumentation exports (opentelemetry-instrumentation-
 openai-v2 writing OTLP JSON through the official file exporter, tests/drill_traffic.py) against a
-loopback OpenAI server whose `gpt-4o` moves to a new snapshot mid-stream, with a replay suite naming
+loopback OpenAI server whose `gpt-4o` moves to a new snapshot mid-stream (after one tenant's prompt
+moved to a new version: two causes), with a replay suite naming
 the snapshot before and a real LiteLLM proxy (--reload) as the production gateway: at most 50 keys.
 """
 
@@ -361,7 +362,8 @@ def snapshot_answers(server: OpenAIServer) -> Callable[[dict[str, Any]], str | N
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory: pytest.TempPathFactory):
     """A responder's directory: the app's traffic as its instrumentation exported it, loaded with
-    `oncall load` (150 calls on the old snapshot, then 150 after the provider moved `gpt-4o`); the
+    `oncall load` (150 calls; 150 more once tenant acme's support prompt went to v13; 150 after the
+    provider moved `gpt-4o` to a new snapshot); the
     replay suite's targets on the same upstream; the real LiteLLM proxy (--reload) in front of it,
     named in oncall.toml as the production gateway."""
     from tests.actions.conftest import start_proxy, stop_proxy
@@ -372,15 +374,15 @@ def exported(tmp_path_factory: pytest.TempPathFactory):
     proxy = None
     try:
         gen = Path(__file__).resolve().parents[1] / "drill_traffic.py"
-        for name, offset in (("before", 0), ("after", 150)):
-            if name == "after":
-                upstream.served_models["gpt-4o"] = NEW  # the provider's silent update
+        phases = (("before", "v12", OLD), ("prompt", "v13", OLD), ("after", "v13", NEW))
+        for n, (name, acme_prompt, served) in enumerate(phases):
+            upstream.served_models["gpt-4o"] = served  # "after": the provider's silent update
             subprocess.run([sys.executable, str(gen), "--base-url", upstream.base_url, "--out",
-                            str(where / f"{name}.jsonl"), "--calls", "150", "--offset", str(offset)],
-                           check=True, capture_output=True, text=True, timeout=300)
-            time.sleep(1.0)  # the update lands on a later second than the last call before it
-        subprocess.run([str(ONCALL), "load", "--db", "incident.duckdb", "before.jsonl", "after.jsonl"], cwd=where,
-                       check=True, capture_output=True, text=True, timeout=300)
+                            str(where / f"{name}.jsonl"), "--calls", "150", "--offset", str(150 * n),
+                            "--acme-prompt", acme_prompt], check=True, capture_output=True, text=True, timeout=300)
+            time.sleep(1.0)  # each change lands on a later second than the last call before it
+        subprocess.run([str(ONCALL), "load", "--db", "incident.duckdb", *(f"{name}.jsonl" for name, *_ in phases)],
+                       cwd=where, check=True, capture_output=True, text=True, timeout=300)
         (where / "replay").mkdir()
         (where / "replay" / "targets.toml").write_text("".join(
             f'[targets.{name}]\nbase_url = "{upstream.base_url}"\nmodel = "{model}"\napi_key_env = "ONCALL_TEST_KEY"\n'
@@ -415,6 +417,7 @@ def test_the_drill_on_real_exporter_traffic_in_50_keys(exported, tmp_path: Path)
           f"{' '.join(t.keys)}")
     assert len(t.keys) <= MAX_KEYS_EXPORTERS, t.keys
     assert elapsed < MAX_SECONDS
+    assert len(causes) == 2
     check_what_the_drill_left(here, here / "incident.duckdb")
     assert proxy.config.read_bytes() == proxy.original  # pinned, then put back
     assert oncall_json("replay", "show", "1", "--db", str(here / "incident.duckdb"))["run"]["target"] == "gpt-4o-pinned"
