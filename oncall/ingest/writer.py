@@ -362,8 +362,7 @@ _PRIOR_READ = ["span_pk", "trace_id", "span_id", "parent_id", "kind", "start_tim
 def _prior_of_traces(con: duckdb.DuckDBPyConnection, traces: str) -> str:
     """The columns finish reads of the spans loaded before in the traces `traces` selects, as a
     temporary table (its name is returned): the incident's view, a UNION ALL over every part, is
-    scanned once per bucket instead of once per step (dedupe, inheritance, links; ~0.1 s of
-    planning and scanning per step for a live receiver's one-second part)."""
+    planned and scanned once per bucket instead of once per step (dedupe, inheritance, links)."""
     con.execute(f"""CREATE OR REPLACE TEMP TABLE _oncall_prior AS
                     SELECT {', '.join(_PRIOR_READ)} FROM {PRIOR} WHERE trace_id IN ({traces})""")
     return "_oncall_prior"
