@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from openai_server import OpenAIServer
 from replay_helpers import build_incident, record, write_suite
@@ -95,7 +96,13 @@ def _user(req: dict) -> str:
     return next(m["content"] for m in req["messages"] if m["role"] == "user")
 
 
-def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
+# Starts the command with SIGINT ignored, as a background job of a shell script is (kept across exec).
+_SIGINT_IGNORED = ("import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_IGN); "
+                   "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])")
+
+
+@pytest.mark.parametrize("ignored", [False, True], ids=["sigint-default", "sigint-ignored-at-start"])
+def test_ctrl_c_keeps_what_finished(tmp_path: Path, ignored: bool) -> None:
     db = build_incident(tmp_path, [record(i, _question(i), f"Parcel {i} is in Lyon.") for i in range(N)])
     env = {**os.environ, "ONCALL_TEST_KEY": "sk-test-resume-0123456789abcdef",
            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
@@ -105,7 +112,8 @@ def test_ctrl_c_keeps_what_finished(tmp_path: Path) -> None:
         # written, the next CONCURRENCY held at the server (in flight, to be given up).
         srv.hold_after(answered)
         suite = write_suite(tmp_path, srv.base_url, concurrency=CONCURRENCY)
-        proc = subprocess.Popen([sys.executable, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
+        launch = [sys.executable, "-c", _SIGINT_IGNORED] if ignored else [sys.executable]
+        proc = subprocess.Popen([*launch, "-m", "oncall", "replay", "--db", str(db), "--suite", str(suite),
                                  "--target", "loop", "--yes"], env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 120

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import signal
 import sys
 import time
 from typing import Any
@@ -213,6 +214,10 @@ def run(ctx: click.Context, filter_words: tuple[str, ...], request_id: str | Non
         run_id = runner.create_run(store, spec, p)
         _say(f"replay {run_id} started (resume with `oncall replay --resume {run_id}`)")
     prog = _Progress(run_id, not no_progress and not as_json)
+    # SIGINT is how a run is stopped (Ctrl-C, the console's `x`, a runbook's cancel). A process started
+    # with SIGINT ignored (a background job of a script inherits that) would never stop: take it back.
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         res = asyncio.run(runner.execute(store, run_id, progress=prog,
                                          max_requests=max_requests if resume_id is not None else None,
