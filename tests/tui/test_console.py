@@ -44,7 +44,7 @@ async def test_overview_change_opens_explorer_on_its_cohort(make_app) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await settle(pilot)
         assert isinstance(app.screen, OverviewScreen)
-        assert "14," in static_text(app.screen, "#incident") and "requests" in static_text(app.screen, "#incident")
+        assert "15,753 requests" in static_text(app.screen, "#incident") and "requests" in static_text(app.screen, "#incident")
         assert "what changed:" in static_text(app.screen, "#changes-title")
         options = app.screen.query_one("#changes", OptionList)
         prompts = [options.get_option_at_index(i).prompt.plain for i in range(options.option_count)]
@@ -360,7 +360,7 @@ async def test_overview_lists_causes_with_effects_and_r_reads_the_highlighted_co
         options = app.screen.query_one("#changes", OptionList)
         prompts = [options.get_option_at_index(i).prompt.plain for i in range(options.option_count)]
         heads = [p for p in prompts if not p.lstrip().startswith("└")]
-        assert len(heads) == len(app.screen.changes) == 3
+        assert len(heads) == len(app.screen.changes) == 4  # the demo's four injected problems
         model = next(i for i, p in enumerate(prompts) if "served model" in p)
         effects = []
         for p in prompts[model + 1:]:
