@@ -30,8 +30,19 @@ async def test_reader_shows_the_documents_beside_the_output(make_app) -> None:
         assert screen.current["span_pk"] != d["span_pk"] and "documents given" in screen.query_one(
             "#side", RichLinesView).plain()
 
+        first = app.screen
         app.open_reader("feature=help-center retrieved<1", None, 0)
-        await settle(pilot)
+        for _ in range(100):  # the new reader is on top and has read its first call (a loaded machine is slow)
+            await settle(pilot)
+            if app.screen is not first and getattr(app.screen, "current", None) is not None:
+                break
+        assert isinstance(app.screen, ReaderScreen) and app.screen is not first
+        assert app.screen.filter_text == "feature=help-center retrieved<1"
         side = app.screen.query_one("#side", RichLinesView).plain()
-        assert "documents given  EMPTY: no document from help-articles-v42" in side
-        assert "I'm sorry, I don't know" in app.screen.query_one("#output", OutputView).text
+        # The reader samples the cohort at random: most empty retrievals are on v42, a few (before the
+        # switch) on v41, so the index is the one of the call on screen.
+        index = app.screen.current["retrieval_index"]
+        assert index in ("help-articles-v41", "help-articles-v42")
+        assert f"documents given  EMPTY: no document from {index}" in side
+        if app.screen.current["status"] != "error":  # one of them failed (no answer at all)
+            assert "I'm sorry, I don't know" in app.screen.query_one("#output", OutputView).text
