@@ -19,10 +19,9 @@ import pyarrow as pa
 
 from oncall.ingest.loader import PartWriter
 from oncall.ingest.writer import FileWriter
+from oncall.live.status import FORMAT
 from oncall.store.db import IncidentDB, load_lock, now_utc
 from oncall.store.loadparts import discard_import
-
-FORMAT = "otlp-http"
 
 
 @dataclass

@@ -11,7 +11,10 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from oncall.live.partwrite import FORMAT
+# The `imports.format` of the parts the receiver writes (live/partwrite.py writes it; read here without
+# importing the writer, so the console starts without pyarrow and the load path).
+FORMAT = "otlp-http"
+
 
 RATE_WINDOW_S = 10  # spans/s is averaged over this many seconds
 IDLE_AFTER_S = 60  # no part for this long: the marker says idle
