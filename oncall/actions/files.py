@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from oncall.actions.errors import StateMoved, TargetError
+from oncall.actions.model import Plan, Proposal, State
 from oncall.redact import REDACTED
 
 
@@ -68,6 +69,17 @@ def apply_patch(text: str, hunks: list[dict[str, Any]], *, reverse: bool = False
 
 
 _SECRET_LINE = re.compile(r"(?i)^(\s*-?\s*[\w\-]*(?:key|token|secret|password|authorization)[\w\-]*\s*[:=]\s*)(.+)$")
+
+
+def undo_proposal(plan: Plan, state: State, *, what: str, name: str, summary: str, payload: dict[str, Any],
+                  checks: Callable[[str], list[str]]) -> Proposal:
+    """The Proposal that takes a file back to before `plan`'s patch: the patch reversed on the file as it
+    is now, its diff, the fingerprint it will have, and the adapter's checks of the text it will hold."""
+    text = state.data.decode("utf-8")
+    old_text = apply_patch(text, plan.payload["patch"], reverse=True, what=what)
+    return Proposal(summary=summary, before=plan.after, after=plan.before, diff=display_diff(text, old_text, name),
+                    payload={"patch": make_patch(text, old_text), "path": plan.payload["path"], **payload},
+                    expected=sha256(old_text.encode("utf-8")), checks=checks(old_text))
 
 
 def redact_line(line: str) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from oncall.display import percent
+
 MARK = "~"
 COST_METRICS = ("cost_per_request", "cost_total")
 
@@ -64,10 +66,10 @@ def mark_change(con: Any, change: Any) -> None:
     share = estimated_share(con, c.where, c.params)["share"]
     change.cost_estimated = share
     if share:
-        change.description += f" ({MARK} costs estimated from tokens x price: {100 * share:.0f} %)"
+        change.description += f" ({MARK} costs estimated from tokens x price: {percent(share)})"
 
 
 def estimate_note(share: float | None, who: str) -> str | None:
     if not share:
         return None
-    return f"{MARK} {who}: {100 * share:.0f} % of costs are estimated from tokens x price (cost_source=estimated)"
+    return f"{MARK} {who}: {percent(share)} of costs are estimated from tokens x price (cost_source=estimated)"

@@ -123,13 +123,9 @@ class FlagdFile(Adapter):
             time.sleep(0.1)
 
     def restore(self, plan: Plan, state: State) -> Proposal:
-        text = state.data.decode("utf-8")
-        old_text = files.apply_patch(text, plan.payload["patch"], reverse=True, what=self.what)
-        return Proposal(summary=f"flag {plan.before['flag']} back to {plan.before['variant']}", before=plan.after,
-                        after=plan.before, diff=files.display_diff(text, old_text, self.path.name),
-                        payload={"patch": files.make_patch(text, old_text), "path": plan.payload["path"],
-                                 "variant": plan.before["variant"]},
-                        expected=files.sha256(old_text.encode("utf-8")), checks=self._checks(old_text))
+        return files.undo_proposal(plan, state, what=self.what, name=self.path.name,
+                                   summary=f"flag {plan.before['flag']} back to {plan.before['variant']}",
+                                   payload={"variant": plan.before["variant"]}, checks=self._checks)
 
 
 def _get(doc: Any, path: tuple[str | int, ...]) -> Any:

@@ -201,14 +201,10 @@ class IndexAlias(Adapter):
     def restore(self, plan: Plan, state: State) -> Proposal:
         alias = plan.before["alias"]
         if self.path is not None:
-            text = state.data.decode("utf-8")
-            old_text = files.apply_patch(text, plan.payload["patch"], reverse=True, what=self.what)
-            return Proposal(summary=f"alias {alias} back to {plan.before['index']}", before=plan.after,
-                            after=plan.before, diff=files.display_diff(text, old_text, self.path.name),
-                            payload={"patch": files.make_patch(text, old_text), "path": plan.payload["path"],
-                                     "index": plan.before["index"]},
-                            expected=files.sha256(old_text.encode("utf-8")),
-                            checks=self._checks(old_text, alias, plan.before["index"]))
+            index = plan.before["index"]
+            return files.undo_proposal(plan, state, what=self.what, name=self.path.name,
+                                       summary=f"alias {alias} back to {index}", payload={"index": index},
+                                       checks=lambda text: self._checks(text, alias, index))
         # (the engine has checked the alias is where the action left it: plan_undo compares fingerprints)
         return self._api_proposal(alias, list(state.data["indexes"]), list(plan.before["indexes"]))
 
