@@ -146,6 +146,9 @@ class ResultsView(ScrollView, can_focus=True):
         self._stale: set[int] = set()  # pages shown from before a reload, fetched again
         self._generation = 0  # pages of an older filter or sort are interrupted, and dropped if they land
         self._queries = Inflight()
+        # `enter` pressed before the cursor's page landed: (generation, row) to open when it does. A
+        # key typed straight after the count shows must not be lost (the count lands before the rows).
+        self._open_when_landed: tuple[int, int] | None = None
 
     # -- data --------------------------------------------------------------------------------------
     def set_filter(self, filter_text: str, total: int) -> None:
@@ -242,6 +245,9 @@ class ResultsView(ScrollView, can_focus=True):
             for k in sorted(self._pages, key=lambda p: abs(p - page), reverse=True)[:10]:
                 self._pages.pop(k, None)
         self.refresh()
+        if self._open_when_landed == (generation, self.cursor) and self.cursor // PAGE == page:
+            self._open_when_landed = None
+            self.action_open()
 
     # -- rendering ---------------------------------------------------------------------------------
     def render_line(self, y: int) -> Strip:
@@ -284,6 +290,8 @@ class ResultsView(ScrollView, can_focus=True):
         r = self.row(self.cursor)
         if r is not None:
             self.post_message(self.Opened(self.cursor, int(r["span_pk"])))
+        elif self.cursor < self.total:
+            self._open_when_landed = (self._generation, self.cursor)
 
     def action_sort(self) -> None:
         i = SORT_KEYS.index(self.order_by) if self.order_by in SORT_KEYS else -1

@@ -311,6 +311,36 @@ async def test_g_then_a_quick_j_labels_the_request_that_was_shown(make_app, monk
         assert trail == [(f"labelled {shown['request_id']} good",)]
 
 
+async def test_enter_before_the_rows_land_opens_the_reader_when_they_do(make_app, monkeypatch) -> None:
+    """The count shows before the first page of rows; an `enter` typed in between is kept, not dropped
+    (CI caught the drill pressing enter there under load: nothing opened)."""
+    import oncall.query.search as search
+
+    release = threading.Event()
+    real = search.page_at
+
+    def page_at(*args, **kwargs):  # the first page is held until the test lets it go
+        release.wait(60)
+        return real(*args, **kwargs)
+
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await settle(pilot)
+        monkeypatch.setattr(search, "page_at", page_at)
+        app.open_explorer("tenant=acme")
+        await wait_until(pilot, lambda: isinstance(app.screen, ExplorerScreen) and app.screen.query(ResultsView)
+                         and app.screen.query_one(ResultsView).total > 0, "the count")
+        view = app.screen.query_one(ResultsView)
+        assert view.row(0) is None  # the rows are still held
+        await pilot.press("enter")
+        await pilot.pause(0.3)
+        assert isinstance(app.screen, ExplorerScreen)
+        release.set()
+        await wait_until(pilot, lambda: isinstance(app.screen, ReaderScreen) and app.screen.current,
+                         "the reader to open")
+        assert app.screen.current["tenant"] == "acme"
+
+
 # -- the keymap ------------------------------------------------------------------------------------------
 async def test_unknown_binding_ids_in_the_config_are_reported(demo_copy: Path, tmp_path: Path, monkeypatch) -> None:
     config = tmp_path / "config.toml"
