@@ -4,6 +4,7 @@ hour-equivalent of one-second parts compacted as they arrive (issue 21 item 2, i
     .venv/bin/python bench/parts.py                    # layouts from bench/query.py's 1M-span database
     .venv/bin/python bench/parts.py --spans 200000     # smaller, to try it
     .venv/bin/python bench/parts.py --layouts 10,100   # only some layouts
+    .venv/bin/python bench/parts.py --reuse            # measure the layouts an earlier run cut
 
 Layouts are cut from the one load part of bench/query.py's database (built there if missing), so
 every layout holds exactly the same rows: part k gets the k-th slice of spans in load order with
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -91,6 +93,15 @@ def cut(src_db: Path, dst_db: Path, n_parts: int, compact_each: bool = False) ->
     return out
 
 
+def reused(dst: Path) -> dict[str, float] | None:
+    """What cutting `dst` reported, if an earlier run cut it (and nothing else wrote it since)."""
+    info = dst.parent / "cut.json"
+    if not (dst.exists() and info.exists() and info.stat().st_mtime >= dst.stat().st_mtime):
+        return None
+    print(f"reusing {dst.parent.name} (cut earlier: {info})", flush=True)
+    return json.loads(info.read_text())
+
+
 def ops(con, ids: list[str], rng: random.Random) -> list[tuple[str, object, int | None]]:
     from oncall.query.changes import changes
     from oncall.query.compare import compare
@@ -145,14 +156,19 @@ def main() -> int:
     ap.add_argument("--layouts", default="10,100,hour")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure a layout already cut by an earlier run (same database) instead of cutting it again")
     args = ap.parse_args()
     one = build(args.spans)
     sections = []
     for layout in args.layouts.split(","):
         dst = DATA / f"parts-{args.spans}-{layout}" / "incident.duckdb"
         hour = layout == "hour"
-        print(f"cutting {layout} ...", flush=True)
-        info = cut(one, dst, HOUR_PARTS if hour else int(layout), compact_each=hour)
+        info = reused(dst) if args.reuse else None
+        if info is None:
+            print(f"cutting {layout} ...", flush=True)
+            info = cut(one, dst, HOUR_PARTS if hour else int(layout), compact_each=hour)
+            (dst.parent / "cut.json").write_text(json.dumps(info))
         print(f"  {info}", flush=True)
         load = os.getloadavg()
         rows = measure(one, dst, args.runs)
