@@ -32,6 +32,7 @@ from oncall.sources.clickhouse.sql import Params, ch_time, literal
 
 MAX_SIGNATURES = 20_000  # distinct (kind, status, error…) signatures mapped in Python per question
 MAX_PRICED = 1000  # distinct (provider, served model, model) looked up in the price table
+MATERIALIZED_KINDS = ("llm", "tool")  # the spans a session materializes: what changes and compare read
 # Attribute keys whose *values* decide kind, status, error_type, finish_reason and provider.
 SIGNATURE_KEYS = tuple(dict.fromkeys([
     *KIND_KEYS, *CANDIDATE_KEYS["kind"], *CANDIDATE_KEYS["operation"], "ai.operationId", "gen_ai.tool.name",
@@ -73,6 +74,9 @@ class Relation:
     params: Params
     notes: list[str] = field(default_factory=list)
     has_retrieval: bool = False
+    # The same relation over only the window's MATERIALIZED_KINDS spans, chosen by the span's
+    # signature before any per-row work (the trace join, output text): what a session materializes.
+    materialized: str = ""
 
 
 def build(source: Any, window: Window) -> Relation:
@@ -109,15 +113,13 @@ def build(source: Any, window: Window) -> Relation:
 
     def looked_up(col: str) -> str:
         vals = params.p([m.get(col) or "" for m in mapped.values()], "Array(String)")
-        return f"nullIf(transform(cityHash64({sig}), {hashes}, {vals}, ''), '')"
+        return f"nullIf(transform(l._h, {hashes}, {vals}, ''), '')"
 
-    cols = {
+    # The span's own columns, computed only for the spans kept (`l`); then the signature's answers
+    # and the inherited cohort keys (its trace's, `k`) over those few columns.
+    own_cols = {
         "start_time": "toDateTime64(t.Timestamp, 6, 'UTC')", "trace_id": "lower(t.TraceId)", "span_id": "lower(t.SpanId)",
         "name": "t.SpanName", "service": "toString(t.ServiceName)",
-        "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
-        "error_type": looked_up("error_type"), "finish_reason": looked_up("finish_reason"),
-        "provider": looked_up("provider"), "http_status": f"toInt32OrNull({looked_up('http_status')})",
-        "error": looked_up("error"),
         "model": f"nullIf({own['model']}, '')", "served_model": f"nullIf({own['served_model']}, '')",
         "latency_ms": "(intDiv(t.Duration, 1000) / 1000.0)",
         "ttft_ms": _ttft(proj, span_keys),
@@ -127,24 +129,38 @@ def build(source: Any, window: Window) -> Relation:
         "exported_cost": _exported_cost(proj, span_keys),
         "output_text": _output_text(proj, span_keys),
         "tool_calls": _tool_calls(proj, span_keys),
+    }
+    cohort = ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env")
+    own_cols.update({f"_o_{key}": own[key] for key in cohort})
+    cols = {c: f"l.{c}" for c in own_cols if not c.startswith("_o_")}
+    cols.update({
+        "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
+        "error_type": looked_up("error_type"), "finish_reason": looked_up("finish_reason"),
+        "provider": looked_up("provider"), "http_status": f"toInt32OrNull({looked_up('http_status')})",
+        "error": looked_up("error"),
         "retrieved": "CAST(NULL AS Nullable(Int64))", "top_score": "CAST(NULL AS Nullable(Float64))",
         "doc_age_s": "CAST(NULL AS Nullable(Float64))", "retrieval_ms": "CAST(NULL AS Nullable(Float64))",
         "label": "CAST(NULL AS Nullable(String))", "retrieval_index": "CAST(NULL AS Nullable(String))",
         "embedding_model": "CAST(NULL AS Nullable(String))",
-    }
-    for key in ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env"):
-        if key in proj.columns:
-            cols[key] = f"nullIf({proj.columns[key].sql}, '')"
-        else:
-            cols[key] = f"nullIf({own[key]}, '')"
-    keys_sql = otel.trace_keys_sql(t, inner, win, "1")
-    base = (f"SELECT {', '.join(f'{v} AS {k}' for k, v in cols.items())} "
-            f"FROM {{db:Identifier}}.{{table:Identifier}} AS t LEFT JOIN ({keys_sql}) AS k ON k.TraceId = t.TraceId "
-            f"WHERE {win}")
+    })
+    for key in cohort:  # a span's own value wins, else its trace's (otel.trace_keys_sql)
+        o = f"l._o_{key}"
+        cols[key] = f"nullIf(if({o} != '', {o}, k.{key}__v), '')" if key in proj.columns else f"nullIf({o}, '')"
+    select = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
+    keys_sql = otel.trace_keys_sql(t, inner, win, "1", sources=False)
+    spans = (f"SELECT t.TraceId AS _trace, cityHash64({sig}) AS _h, {', '.join(f'{v} AS {k}' for k, v in own_cols.items())} "
+             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
     groups = sorted({(m["provider"], served, requested) for h, m in mapped.items() if m["kind"] in ("llm", "embedding")
                      for served, requested in to_price_models.get(h, ())}, key=lambda g: tuple(x or "" for x in g))
-    sql = _with_cost(source, base, groups[:MAX_PRICED], params)
-    return Relation(sql, params, has_retrieval="retriever" in kinds)
+    cost = _cost_columns(source, groups[:MAX_PRICED], params)
+
+    def relation(where: str) -> str:
+        return (f"SELECT *, {cost} FROM (SELECT {select} FROM ({spans}{where}) AS l "
+                f"LEFT JOIN ({keys_sql}) AS k ON k.TraceId = l._trace)")
+
+    wanted = params.p([h for h, m in mapped.items() if m["kind"] in MATERIALIZED_KINDS], "Array(UInt64)")
+    return Relation(relation(""), params, has_retrieval="retriever" in kinds,
+                    materialized=relation(f" AND has({wanted}, cityHash64({sig}))"))
 
 
 # -- signatures: the mapping's small inputs, mapped once each in Python ------------------------------------
@@ -282,9 +298,9 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
-def _with_cost(source: Any, base: str, groups: list[tuple[Any, Any, Any]], params: Params) -> str:
-    """`base` with `cost` and `cost_source` as ingest.cost sets them at load; `groups` are the
-    (provider, served model, model) of the window's spans to price."""
+def _cost_columns(source: Any, groups: list[tuple[Any, Any, Any]], params: Params) -> str:
+    """`cost` and `cost_source` over the canonical columns, as ingest.cost sets them at load; `groups`
+    are the (provider, served model, model) of the window's spans to price."""
     table = prices.overrides()
     keys, rates = [], []
     for provider, served, requested in groups:
@@ -307,6 +323,6 @@ def _with_cost(source: Any, base: str, groups: list[tuple[Any, Any, Any]], param
     priced = (f"kind IN ('llm', 'embedding') AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) "
               f"AND indexOf({k}, {key}) > 0")
     estimate = f"({rate}[1] + {rate}[2] * ({inp} - {cached}) + {rate}[3] * {cached} + {rate}[4] * {out})"
-    return (f"SELECT *, if(exported_cost IS NOT NULL, exported_cost, if({priced}, {estimate}, NULL)) AS cost, "
+    return (f"if(exported_cost IS NOT NULL, exported_cost, if({priced}, {estimate}, NULL)) AS cost, "
             f"multiIf(exported_cost IS NOT NULL, 'exported', {priced}, 'estimated', "
-            f"kind IN ('llm', 'embedding'), 'unknown', NULL) AS cost_source FROM ({base})")
+            f"kind IN ('llm', 'embedding'), 'unknown', NULL) AS cost_source")
