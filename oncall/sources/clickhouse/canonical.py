@@ -9,7 +9,7 @@ distinct signatures of those values in the window (the span's kind, operation, t
 and HTTP-status attributes, its name, status code, status message and exception event; model and
 token attributes by presence only), each signature goes through the file importers' own row mapping
 (`otel.row_of`: build_row, map_attributes, apply_status, classify_error), and the answers are bound
-back as parameter arrays (`transform(cityHash64(signature), …)`). Estimated costs use the loader's
+back as parameter arrays (`transform(cityHash64(signature values), …)`). Estimated costs use the loader's
 own price lookup per (provider, served model, model), bound the same way. Output text (for output
 length, refusals, JSON validity and key drift) is read from the GenAI message attribute
 (`gen_ai.output.messages`, parts joined as messages.py joins them).
@@ -28,7 +28,7 @@ from oncall.ingest import prices
 from oncall.ingest.mapping import CANDIDATE_KEYS, KIND_KEYS
 from oncall.sources.base import SourceError, Window
 from oncall.sources.clickhouse import otel
-from oncall.sources.clickhouse.sql import Params, ch_time, literal
+from oncall.sources.clickhouse.sql import Params, ch_time
 
 MAX_SIGNATURES = 20_000  # distinct (kind, status, error…) signatures mapped in Python per question
 MAX_PRICED = 1000  # distinct (provider, served model, model) looked up in the price table
@@ -59,6 +59,13 @@ class InPlaceUnsupported(SourceError):
     caller answers it on pulled rows instead (and says why)."""
 
 
+# Compiled as constants (NULL): a retrieval's link to the call it fed is made at load (engine.py).
+RETRIEVAL_COLUMNS = ("retrieved", "top_score", "doc_age_s", "retrieval_ms", "label", "retrieval_index",
+                     "embedding_model")
+# Text columns of few distinct values, stored as LowCardinality where the window is materialized.
+FEW_VALUED = ("name", "service", "kind", "status", "error_type", "finish_reason", "provider", "error", "model",
+              "served_model", "tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version",
+              "release", "env", "cost_source")
 # The canonical columns the relation holds (besides cost and cost_source, added last).
 COLUMNS = ("start_time", "trace_id", "span_id", "name", "service", "kind", "status", "error_type", "finish_reason",
            "provider", "http_status", "error", "model", "served_model", "latency_ms", "ttft_ms", "input_tokens",
@@ -77,6 +84,7 @@ class Relation:
     # The same relation over only the window's MATERIALIZED_KINDS spans, chosen by the span's
     # signature before any per-row work (the trace join, output text): what a session materializes.
     materialized: str = ""
+    constants: dict[str, str] = field(default_factory=dict)  # columns `materialized` leaves out, as SQL
 
 
 def build(source: Any, window: Window) -> Relation:
@@ -132,6 +140,10 @@ def build(source: Any, window: Window) -> Relation:
     }
     cohort = ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env")
     own_cols.update({f"_o_{key}": own[key] for key in cohort})
+    # A column none of whose attributes occur in the window is a constant: not computed per span,
+    # and not stored where the session materializes the window (Relation.constants).
+    constants = {c: v for c, v in own_cols.items() if "t." not in v and not c.startswith("_o_")}
+    own_cols = {c: v for c, v in own_cols.items() if c not in constants}
     cols = {c: f"l.{c}" for c in own_cols if not c.startswith("_o_")}
     cols.update({
         "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
@@ -143,12 +155,14 @@ def build(source: Any, window: Window) -> Relation:
         "label": "CAST(NULL AS Nullable(String))", "retrieval_index": "CAST(NULL AS Nullable(String))",
         "embedding_model": "CAST(NULL AS Nullable(String))",
     })
+    constants.update({c: v for c, v in cols.items() if c in RETRIEVAL_COLUMNS})
+    cols.update(constants)
     for key in cohort:  # a span's own value wins, else its trace's (otel.trace_keys_sql)
         o = f"l._o_{key}"
         cols[key] = f"nullIf(if({o} != '', {o}, k.{key}__v), '')" if key in proj.columns else f"nullIf({o}, '')"
     select = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
     keys_sql = otel.trace_keys_sql(t, inner, win, "1", sources=False)
-    spans = (f"SELECT t.TraceId AS _trace, cityHash64({sig}) AS _h, {', '.join(f'{v} AS {k}' for k, v in own_cols.items())} "
+    spans = (f"SELECT t.TraceId AS _trace, {sig.hash} AS _h, {', '.join(f'{v} AS {k}' for k, v in own_cols.items())} "
              f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
     groups = sorted({(m["provider"], served, requested) for h, m in mapped.items() if m["kind"] in ("llm", "embedding")
                      for served, requested in to_price_models.get(h, ())}, key=lambda g: tuple(x or "" for x in g))
@@ -159,16 +173,32 @@ def build(source: Any, window: Window) -> Relation:
                 f"LEFT JOIN ({keys_sql}) AS k ON k.TraceId = l._trace)")
 
     wanted = params.p([h for h, m in mapped.items() if m["kind"] in MATERIALIZED_KINDS], "Array(UInt64)")
+    # Stored compactly: the constants left out, names and other few-valued text as LowCardinality
+    # (the same values; 10M spans, 6 h: ~600 -> ~230 bytes a span held).
+    stored = ", ".join(f"toLowCardinality({c}) AS {c}" if c in FEW_VALUED else c
+                       for c in (*COLUMNS, "cost", "cost_source") if c not in constants)
     return Relation(relation(""), params, has_retrieval="retriever" in kinds,
-                    materialized=relation(f" AND has({wanted}, cityHash64({sig}))"))
+                    materialized=f"SELECT {stored} FROM ({relation(f' AND has({wanted}, {sig.hash})')})",
+                    constants=constants)
 
 
 # -- signatures: the mapping's small inputs, mapped once each in Python ------------------------------------
-def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
-    """A Map(String, String) of the span's own values that decide kind/status/errors/finish/provider."""
-    vals = [f"{literal(k)}, {proj.attr(k)}" for k in SIGNATURE_KEYS if k in present]
-    vals += [f"{literal(k)}, if({proj.attr(k)} != '', '1', '')" for k in PRESENCE_KEYS
-             if k in present and k not in SIGNATURE_KEYS]
+@dataclass
+class Signature:
+    """The span's own values that decide kind/status/errors/finish/provider, named; `hash` identifies
+    a span's signature in ClickHouse (hashing the values themselves: building a Map per span to hash
+    cost more than its lookups)."""
+    names: list[str]
+    values: list[str]
+
+    @property
+    def hash(self) -> str:
+        return f"cityHash64({', '.join(self.values)})"
+
+
+def _signature(proj: otel.Projection, present: frozenset[str]) -> Signature:
+    vals = [(k, proj.attr(k)) for k in SIGNATURE_KEYS if k in present]
+    vals += [(k, f"if({proj.attr(k)} != '', '1', '')") for k in PRESENCE_KEYS if k in present and k not in SIGNATURE_KEYS]
     if G3_OUTPUT in present:  # a G3 message's own finish_reason (when no finish attribute says)
         fin = (f"arrayFirst(x -> x != '', arrayMap(m -> JSONExtractString(m, 'finish_reason'), "
                f"JSONExtractArrayRaw({proj.attr(G3_OUTPUT)})))")
@@ -179,7 +209,7 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
             has = " OR ".join(f"({proj.attr(k)} != '' AND arrayStringConcat(splitByWhitespace({proj.attr(k)})) != '[]')"
                               for k in said)
             fin = f"if({has}, '', {fin})"
-        vals.append(f"'_g3_finish', {fin}")
+        vals.append(("_g3_finish", fin))
     a = proj.a
     if proj.t.json_attributes:
         exc = "''"
@@ -188,18 +218,19 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
         idx = f"indexOf({a}.Events.Name, 'exception')"
         exc = f"if({idx} > 0, {a}.Events.Attributes[{idx}]['exception.type'], '')"
         exc_msg = f"if({idx} > 0, {a}.Events.Attributes[{idx}]['exception.message'], '')"
-    vals += [f"'_exc_type', {exc}", f"'_exc_message', {exc_msg}", f"'_status', toString({a}.StatusCode)",
-             f"'_message', {a}.StatusMessage", f"'_name', toString({a}.SpanName)", f"'_span_kind', toString({a}.SpanKind)"]
-    return f"mapFilter((k, v) -> v != '', map({', '.join(vals)}))"
+    vals += [("_exc_type", exc), ("_exc_message", exc_msg), ("_status", f"toString({a}.StatusCode)"),
+             ("_message", f"{a}.StatusMessage"), ("_name", f"toString({a}.SpanName)"),
+             ("_span_kind", f"toString({a}.SpanKind)")]
+    return Signature([k for k, _ in vals], [v for _, v in vals])
 
 
-def _map_signatures(source: Any, sig: str, win: str, params: Params, models: str,
+def _map_signatures(source: Any, sig: Signature, win: str, params: Params, models: str,
                     to_price: str) -> tuple[dict[int, dict[str, Any]], dict[int, list[tuple[Any, Any]]]]:
     """{signature hash: the mapping's answers}, and per signature the (served model, model) pairs of
     its spans the price lookup would price."""
-    sql = (f"SELECT cityHash64(sig) AS h, any(sig), groupUniqArrayIf({MAX_PRICED})(m, p) FROM (SELECT {sig} AS sig, "
-           f"{models} AS m, {to_price} AS p FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}) "
-           f"GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
+    sql = (f"SELECT h, any(v), groupUniqArrayIf({MAX_PRICED})(m, p) FROM (SELECT {sig.hash} AS h, "
+           f"tuple({', '.join(sig.values)}) AS v, {models} AS m, {to_price} AS p "
+           f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}) GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
     from oncall.sources.clickhouse.client import errors_named
 
     with errors_named(source.ref, "reading the distinct span signatures"):
@@ -209,15 +240,21 @@ def _map_signatures(source: Any, sig: str, win: str, params: Params, models: str
                                  "span kinds in the window")
     out: dict[int, dict[str, Any]] = {}
     priced: dict[int, list[tuple[Any, Any]]] = {}
-    for h, m, pairs in rows:
+    for h, values, pairs in rows:
         priced[int(h)] = [tuple(x) for x in pairs or ()]
-        row = otel.row_of(_signature_row(dict(m)))
+        m = {k: v for k, v in zip(sig.names, _values(values), strict=True) if v != ""}
+        row = otel.row_of(_signature_row(m))
         out[int(h)] = {"kind": row.get("kind") or "span", "status": row.get("status"),
                        "error_type": row.get("error_type"), "finish_reason": row.get("finish_reason"),
                        "provider": row.get("provider"),
                        "http_status": None if row.get("http_status") is None else str(row["http_status"]),
                        "error": row.get("error")}
     return out, priced
+
+
+def _values(t: Any) -> list[str]:
+    """A tuple as the client hands it back (a tuple, or a dict of its positions)."""
+    return [str(v) for v in (t.values() if isinstance(t, dict) else t)]
 
 
 def _signature_row(m: dict[str, str]) -> dict[str, Any]:

@@ -133,7 +133,10 @@ class ClickHouseEngine:
         return p
 
     def _from(self) -> str:
-        return self.table or f"({self.relation.sql})"
+        if self.table is None:
+            return f"({self.relation.sql})"
+        constants = "".join(f", {v} AS {c}" for c, v in self.relation.constants.items())
+        return f"(SELECT *{constants} FROM {self.table})" if constants else self.table
 
     def connection(self) -> ClickHouseConnection:
         """A connection `changes` can ask its questions through, answered in this engine."""
