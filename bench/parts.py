@@ -4,6 +4,7 @@ hour-equivalent of one-second parts compacted as they arrive (issue 21 item 2, i
     .venv/bin/python bench/parts.py                    # layouts from bench/query.py's 1M-span database
     .venv/bin/python bench/parts.py --spans 200000     # smaller, to try it
     .venv/bin/python bench/parts.py --layouts 10,100   # only some layouts
+    .venv/bin/python bench/parts.py --reuse            # measure the layouts an earlier run cut
 
 Layouts are cut from the one load part of bench/query.py's database (built there if missing), so
 every layout holds exactly the same rows: part k gets the k-th slice of spans in load order with
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -91,6 +93,15 @@ def cut(src_db: Path, dst_db: Path, n_parts: int, compact_each: bool = False) ->
     return out
 
 
+def reused(dst: Path) -> dict[str, float] | None:
+    """What cutting `dst` reported, if an earlier run cut it (and nothing else wrote it since)."""
+    info = dst.parent / "cut.json"
+    if not (dst.exists() and info.exists() and info.stat().st_mtime >= dst.stat().st_mtime):
+        return None
+    print(f"reusing {dst.parent.name} (cut earlier: {info})", flush=True)
+    return json.loads(info.read_text())
+
+
 def ops(con, ids: list[str], rng: random.Random) -> list[tuple[str, object, int | None]]:
     from oncall.query.changes import changes
     from oncall.query.compare import compare
@@ -110,7 +121,11 @@ def ops(con, ids: list[str], rng: random.Random) -> list[tuple[str, object, int 
     ]
 
 
-def measure(one: Path, layout: Path, runs: int) -> list[tuple[str, float, float, int | None]]:
+def measure(one: Path, layout: Path, runs: int) -> list[tuple[str, float, float, int | None, float, float]]:
+    """(operation, one part ms, layout ms, target, one part CPU ms, layout CPU ms), medians.
+
+    CPU is the process's (every DuckDB thread): on a shared machine wall time says how busy the
+    machine was, CPU what the query cost and, over wall, how many cores it could use."""
     from oncall.store import open_db
 
     a = open_db(one, read_only=True)
@@ -122,16 +137,19 @@ def measure(one: Path, layout: Path, runs: int) -> list[tuple[str, float, float,
                                               strict=True):
         fa()
         fb()
-        ta, tb = [], []
+        ta, tb, pa, pb = [], [], [], []
         n = 3 if name.startswith(("compare", "changes")) else runs
         for _ in range(n):
-            t = time.perf_counter()
+            t, p = time.perf_counter(), time.process_time()
             fa()
             ta.append((time.perf_counter() - t) * 1000)
-            t = time.perf_counter()
+            pa.append((time.process_time() - p) * 1000)
+            t, p = time.perf_counter(), time.process_time()
             fb()
             tb.append((time.perf_counter() - t) * 1000)
-        rows.append((name, statistics.median(ta), statistics.median(tb), target))
+            pb.append((time.process_time() - p) * 1000)
+        rows.append((name, statistics.median(ta), statistics.median(tb), target, statistics.median(pa),
+                     statistics.median(pb)))
         print(f"  {name:<70} one part {rows[-1][1]:8.1f} ms  layout {rows[-1][2]:8.1f} ms  "
               f"x{rows[-1][2] / rows[-1][1]:.2f}", flush=True)
     a.close()
@@ -145,14 +163,19 @@ def main() -> int:
     ap.add_argument("--layouts", default="10,100,hour")
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--reuse", action="store_true",
+                    help="measure a layout already cut by an earlier run (same database) instead of cutting it again")
     args = ap.parse_args()
     one = build(args.spans)
     sections = []
     for layout in args.layouts.split(","):
         dst = DATA / f"parts-{args.spans}-{layout}" / "incident.duckdb"
         hour = layout == "hour"
-        print(f"cutting {layout} ...", flush=True)
-        info = cut(one, dst, HOUR_PARTS if hour else int(layout), compact_each=hour)
+        info = reused(dst) if args.reuse else None
+        if info is None:
+            print(f"cutting {layout} ...", flush=True)
+            info = cut(one, dst, HOUR_PARTS if hour else int(layout), compact_each=hour)
+            (dst.parent / "cut.json").write_text(json.dumps(info))
         print(f"  {info}", flush=True)
         load = os.getloadavg()
         rows = measure(one, dst, args.runs)
@@ -164,7 +187,9 @@ def main() -> int:
         "",
         f"Measured {dt.datetime.now(dt.UTC).strftime('%Y-%m-%d %H:%M UTC')} on bench/query.py's {args.spans:,}-span "
         "database cut into N load parts (same rows); each operation run on the one-part database and on the "
-        f"layout interleaved, median of {args.runs} pairs (3 for compare and changes), in one process.",
+        f"layout interleaved, median of {args.runs} pairs (3 for compare and changes), in one process; CPU is "
+        "the process's CPU time (all of DuckDB's threads), which a busy machine does not inflate as it does wall "
+        "time: CPU over wall is the cores a query could use.",
         f"Machine: {m['cpus']} CPUs ({m['cpu']}), {m['ram']} RAM; Python {m['python']}, DuckDB {m['duckdb']}, "
         f"{platform.platform()}. Shared with other engineers' jobs: the load average is given per layout.",
         f"Command: `python bench/parts.py {' '.join(sys.argv[1:])}`",
@@ -175,9 +200,10 @@ def main() -> int:
                 f"(compaction {info['compaction_s']:.0f} s of {info['seconds']:.0f} s)" if layout == "hour"
                 else f"{layout} parts")
         lines += [f"**{what}**; load average {load[0]:.1f} at the start, {load_end[0]:.1f} at the end.", "",
-                  "| operation | one part, ms | this layout, ms | ratio | target ms |", "|---|---:|---:|---:|---:|"]
-        for name, a, b, target in rows:
-            lines.append(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f} | {target or ''} |")
+                  "| operation | one part, ms | this layout, ms | ratio | target ms | CPU ms, one part | CPU ms, layout |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for name, a, b, target, cpu_a, cpu_b in rows:
+            lines.append(f"| {name} | {a:.1f} | {b:.1f} | {b / a:.2f} | {target or ''} | {cpu_a:.0f} | {cpu_b:.0f} |")
         lines.append("")
     text = "\n".join(lines)
     if not args.no_write:

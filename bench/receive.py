@@ -22,6 +22,7 @@ Results go to bench/RESULTS.md between the receive markers, with the load averag
 from __future__ import annotations
 
 import argparse
+import json
 import datetime as dt
 import multiprocessing as mp
 import os
@@ -109,8 +110,10 @@ def renumber(spans: list, shape: list[tuple[int, int | None]], key: int, now: in
         s.end_time_unix_nano = now + 1_000_000
 
 
-def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out: mp.Queue) -> None:
-    """Send fresh-id copies of the template until time is up; report acked batches and send times."""
+def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out: mp.Queue,
+                     every: float = 0.0) -> None:
+    """Send fresh-id copies of the template until time is up; report acked batches and send times.
+    `every` > 0: each sender starts a send at most every `every` seconds (a paced, offered load)."""
     from opentelemetry.exporter.otlp.proto.http import Compression
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -127,7 +130,11 @@ def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out:
         req = ExportTraceServiceRequest.FromString(template)
         spans, shape = request_shape(req)
         batch = 0
+        next_send = time.monotonic() + every * t / senders  # paced senders spread over the interval
         while time.monotonic() < deadline:
+            if every:
+                time.sleep(max(0.0, next_send - time.monotonic()))
+                next_send += every
             key = (proc_no << 40) | (t << 32) | batch  # which batch a span id belongs to
             renumber(spans, shape, key, time.time_ns())
             ok = exporter._client.export(req.SerializeToString()).success  # the exporter's own HTTP client
@@ -146,21 +153,28 @@ def exporter_process(port: int, proc_no: int, senders: int, seconds: float, out:
 
 
 def reader_process(db: str, seconds: float, out: mp.Queue) -> None:
-    """A console's view: refresh every second, note how old the newest visible span is."""
+    """A console's view: refresh as often as the console does (oncall.tui.app.REFRESH_S), note how old
+    the newest visible span is, and what the refresh and the query cost."""
     from oncall.store import open_db
+    from oncall.tui.app import REFRESH_S
 
     while not Path(db).exists():
         time.sleep(0.1)
     store = open_db(db, read_only=True)
     lags = []
+    costs = []
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        time.sleep(1.0)
+        time.sleep(REFRESH_S)
+        t0 = time.monotonic()
         store.refresh()
+        t1 = time.monotonic()
         newest = store.cursor().execute("SELECT max(start_time) FROM spans").fetchone()[0]
+        t2 = time.monotonic()
         if newest is not None:
             lags.append(time.time() - newest.timestamp())
-    out.put(lags)
+            costs.append((t1 - t0, t2 - t1))
+    out.put((lags, costs))
 
 
 def rss_mb(pid: int) -> float:
@@ -182,7 +196,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run(seconds: float, exporters: int, senders: int) -> dict:
+def run(seconds: float, exporters: int, senders: int, rate: float = 0.0) -> dict:
     shutil.rmtree(DATA, ignore_errors=True)
     DATA.mkdir(parents=True)
     db = DATA / "live.duckdb"
@@ -201,7 +215,10 @@ def run(seconds: float, exporters: int, senders: int) -> dict:
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
     rq: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=exporter_process, args=(port, p, senders, seconds, q)) for p in range(exporters)]
+    # --rate: every sender of every exporter sends one batch every `every` seconds (0: back to back).
+    every = exporters * senders * BATCH_TRACES * 3 / rate if rate else 0.0
+    procs = [ctx.Process(target=exporter_process, args=(port, p, senders, seconds, q, every))
+             for p in range(exporters)]
     reader = ctx.Process(target=reader_process, args=(str(db), seconds + 15, rq))
     reader.start()
     for p in procs:
@@ -220,13 +237,12 @@ def run(seconds: float, exporters: int, senders: int) -> dict:
     load_during = os.getloadavg()
     recv.send_signal(signal.SIGINT)
     out, err = recv.communicate(timeout=120)
-    lags = rq.get()
+    lags, reader_costs = rq.get()
     reader.join()
     acked = [k for _, a, _, _ in results for k in a]
     failed = [k for _, _, f, _ in results for k in f]
     per_batch = results[0][3]
     check = verify(db, acked, per_batch)
-    import json
 
     summary = json.loads(out) if out.strip() else {}
     steady = [m for t, m in rss if t >= 10]
@@ -237,6 +253,8 @@ def run(seconds: float, exporters: int, senders: int) -> dict:
         "rss_10s": steady[0] if steady else None, "rss_end": steady[-1] if steady else None,
         "rss_max": max((m for _, m in rss), default=None),
         "lag_p50": statistics.median(lags) if lags else None, "lag_max": max(lags) if lags else None,
+        "reader_refresh_p50": statistics.median(c[0] for c in reader_costs) if reader_costs else None,
+        "reader_query_p50": statistics.median(c[1] for c in reader_costs) if reader_costs else None,
         "load_before": load_before, "load_during": load_during, "stderr_tail": err[-500:],
     }
 
@@ -254,21 +272,28 @@ def verify(db: Path, acked: list[int], per_batch: int) -> dict:
     return {"spans_in_incident": int(total), "distinct": int(distinct), "acked_batches_incomplete": len(missing)}
 
 
+def _s(seconds: float | None) -> str:
+    return "?" if seconds is None else f"{seconds:.2f}"
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--exporters", type=int, default=4)
     ap.add_argument("--senders", type=int, default=8, help="concurrent requests per exporter process")
+    ap.add_argument("--rate", type=float, default=0.0,
+                    help="offer about this many spans/s in all (paced senders); default: as fast as acknowledged")
     ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--json", metavar="PATH", help="also write every figure measured to PATH")
     args = ap.parse_args()
-    r = run(args.seconds, args.exporters, args.senders)
+    r = run(args.seconds, args.exporters, args.senders, args.rate)
     c = r["check"]
     lines = [
         "## Receive (`oncall receive`)",
         "",
         f"Measured {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC on {platform.node()} ({os.cpu_count()} cores): "
         f"`.venv/bin/python bench/receive.py --seconds {args.seconds:g} --exporters {args.exporters} "
-        f"--senders {args.senders}`. Load average before: {r['load_before'][0]:.2f} (1 min), "
+        f"--senders {args.senders}{f' --rate {args.rate:g}' if args.rate else ''}`. Load average before: {r['load_before'][0]:.2f} (1 min), "
         f"at the end: {r['load_during'][0]:.2f}, {r['load_during'][1]:.2f}, {r['load_during'][2]:.2f}.",
         "",
         "| measure | value | target |",
@@ -282,12 +307,18 @@ def main() -> int:
         f"{r['rss_max'] or 0:,.0f} | flat |",
         f"| newest span's age seen by a console refreshing every 1 s: median / max (s) | "
         f"{r['lag_p50'] or 0:.2f} / {r['lag_max'] or 0:.2f} | < 2 s |",
+        f"| of which, median: a part's first request queued / the part's write / the console's refresh + "
+        f"query (s) | {_s(r['receiver'].get('queued_seconds_recent_median'))} / "
+        f"{_s(r['receiver'].get('flush_seconds_recent_median'))} / "
+        f"{_s(r['reader_refresh_p50'])} + {_s(r['reader_query_p50'])} | |",
         f"| receiver CPU per acknowledged span (user + system, all its threads) | {r['cpu_us_per_span']:.0f} µs | |",
         f"| receiver: parts written / 429s sent | {r['receiver'].get('parts', '?')} / "
         f"{r['receiver'].get('busy_responses', '?')} | |",
     ]
     text = "\n".join(lines)
     print(text)
+    if args.json:
+        Path(args.json).write_text(json.dumps({k: v for k, v in r.items() if k != "stderr_tail"}, default=str))
     if not args.no_write:
         write_section(BEGIN, END, text)
     return 0

@@ -22,7 +22,7 @@ def open_console(ctx: click.Context, read_only: bool, source: str | None, since:
                  limit: int | None, db: str | None) -> None:
     """Open the incident console (overview, explorer, reader, trace)."""
     from oncall.store import StoreError
-    from oncall.tui.app import run_app
+    from oncall.tui.launch import run_app  # no Textual yet: it is imported while the overview's questions run
 
     session = None
     if source is not None:

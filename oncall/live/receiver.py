@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import statistics
 import threading
 import time
 from collections import deque
@@ -81,11 +82,21 @@ class Stats:
     parts: int = 0
     last_arrival: float | None = None  # time.time() of the last accepted request
     last_error: str | None = None
+    # Where a request's wait for its acknowledgement goes, over the recent parts: how long the part's
+    # first request waited for the part to start (linger, flush_every, or the write before it), and
+    # the part's write. A console sees the spans a refresh after the write (bench/receive.py).
     flush_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=50))
+    queued_seconds: deque[float] = field(default_factory=lambda: deque(maxlen=50))
 
     def as_dict(self) -> dict[str, object]:
-        return {k: v for k, v in self.__dict__.items() if k != "flush_seconds"} | {
-            "flush_seconds_recent_max": max(self.flush_seconds, default=None)}
+        return {k: v for k, v in self.__dict__.items() if k not in ("flush_seconds", "queued_seconds")} | {
+            "flush_seconds_recent_max": max(self.flush_seconds, default=None),
+            "flush_seconds_recent_median": _median(self.flush_seconds),
+            "queued_seconds_recent_median": _median(self.queued_seconds)}
+
+
+def _median(values: deque[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
 
 
 class Receiver:
@@ -225,8 +236,9 @@ class Receiver:
                 self._cond.wait()
             batch, self._queue = self._queue, []
             self._writing_spans, self._queued_spans = self._queued_spans, 0
-            self._oldest = None
             self._last_part = time.monotonic()
+            self.stats.queued_seconds.append(self._last_part - (self._oldest or self._last_part))
+            self._oldest = None
             return batch
 
     def _write(self, db: IncidentDB, batch: list[tuple[Decoded, Ticket]]) -> None:

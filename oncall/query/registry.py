@@ -606,10 +606,14 @@ def measure(con: Any, where: str, params: Sequence[Any], metrics: Iterable[Metri
     if needs_label(ms):
         extra += ", lab.label AS _label"
         join = LATEST_LABEL_JOIN.format(a="s")
-    proj = f"SELECT {', '.join(cols)} FROM (SELECT s.*{extra} FROM spans s {join} WHERE {where}) s"
+    proj = f"SELECT 1 AS _one, {', '.join(cols)} FROM (SELECT s.*{extra} FROM spans s {join} WHERE {where}) s"
     aggs = aggregate_columns(ms, dialect=d)
-    sql = f"SELECT {', '.join(a for _, _, a in aggs)} FROM ({proj})"
-    row = con.execute(sql, [*d.params, *params]).fetchone()
+    # Grouped by a constant (one group): an ungrouped aggregate holding a floating-point sum is
+    # order-dependent to DuckDB, so over the spans view of several load parts (a UNION ALL) it
+    # scans the parts one after another on one core, to keep the sum's order fixed; a grouped one
+    # scans them on every core (bench/RESULTS.md, many parts). No row matches: no group, no row.
+    sql = f"SELECT {', '.join(a for _, _, a in aggs)} FROM ({proj}) GROUP BY _one"
+    row = con.execute(sql, [*d.params, *params]).fetchone() or [None] * len(aggs)
     out: dict[str, Stat] = {m.name: Stat() for m in ms}
     for (name, stat, _), v in zip(aggs, row, strict=True):
         setattr(out[name], stat, v if stat == "q" else float(v or 0.0))

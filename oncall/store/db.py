@@ -23,7 +23,11 @@ folds the journal into in-memory tables; views under the familiar names (`spans`
 them together, so queries read as if it were one database. `refresh()` folds in what others wrote
 since (the console calls it every second); a command sees everything written before it started.
 
-Measured at 1M spans (bench/RESULTS.md): views over attached parts query as fast as the tables.
+Measured at 1M spans (bench/RESULTS.md): views over one part query as fast as its tables. Over
+many parts every statement binds and optimises every part's branch (~0.5 ms a part), so fewer
+statements and fewer parts (compaction) are what keep queries fast; and an ungrouped aggregate
+holding a floating-point sum scans the parts one after another on one core (DuckDB keeps such a
+sum's order fixed), so aggregate over the views grouped (registry.measure groups by a constant).
 """
 
 from __future__ import annotations
@@ -43,7 +47,6 @@ from typing import Any
 
 import duckdb
 import orjson
-import pyarrow as pa
 
 from oncall.errors import MachineError, is_machine_error
 from oncall.store.journal import Journal, JournalError
@@ -269,8 +272,9 @@ _SHARED_TABLES: dict[str, list[tuple[str, str]]] = {
                  ("message", "VARCHAR")],
 }
 
-_ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(),
-                "VARCHAR": pa.string(), "JSON": pa.string(), "TIMESTAMPTZ": pa.timestamp("us", tz="UTC")}
+# The type a journal value is bound as (JSON as its text, which the INSERT casts as a VARCHAR would be).
+_PARAM_TYPES = {"BIGINT": "BIGINT", "INTEGER": "INTEGER", "DOUBLE": "DOUBLE", "BOOLEAN": "BOOLEAN",
+                "VARCHAR": "VARCHAR", "JSON": "VARCHAR", "TIMESTAMPTZ": "TIMESTAMPTZ"}
 
 
 def _memory_table(name: str) -> str:
@@ -278,7 +282,7 @@ def _memory_table(name: str) -> str:
     return f"_j_{name}" if TABLES[name].legacy else name
 
 
-def _to_arrow_value(value: Any, dtype: str) -> Any:
+def _to_row_value(value: Any, dtype: str) -> Any:
     if value is None:
         return None
     if dtype == "TIMESTAMPTZ":
@@ -436,10 +440,11 @@ class IncidentDB:
         cur = self.cursor()
         for table, rows in rows_by_table.items():
             spec = TABLES[table]
-            arrays = {c: pa.array([_to_arrow_value(r.get(c), t) for r in rows], _ARROW_TYPES.get(t, pa.string()))
-                      for c, t in spec.columns}
-            batch = pa.table(arrays)  # noqa: F841 - read by name in the INSERT below
-            cur.execute(f"INSERT INTO {_memory_table(table)} SELECT * FROM batch")
+            # One list parameter per column, zipped by unnest. Not an Arrow table: pa.array imports
+            # pandas, and that import was 0.5 s of the console's start (cProfile of open_db, load 5).
+            cols = ", ".join(f"unnest(?::{_PARAM_TYPES.get(t, 'VARCHAR')}[])" for _, t in spec.columns)
+            cur.execute(f"INSERT INTO {_memory_table(table)} SELECT {cols}",
+                        [[_to_row_value(r.get(c), t) for r in rows] for c, t in spec.columns])
             if spec.id:
                 top = max(int(r[spec.id]) for r in rows if r.get(spec.id) is not None)
                 self._next_id[table] = max(self._next_id[table], top + 1)

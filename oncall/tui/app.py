@@ -7,9 +7,8 @@ All database work happens in thread workers with their own cursors (IncidentDB.c
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Iterable
-from pathlib import Path
+from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from textual import work
@@ -17,12 +16,14 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding
 from textual.screen import Screen
 
-from oncall.fileio import writable_refusal
 from oncall.live.status import live_status
 from oncall.safe_text import safe_text
-from oncall.store import IncidentDB, open_db
+from oncall.store import IncidentDB
 from oncall.tui.keys import config_path, load_keymap, unknown_ids
+from oncall.tui.launch import Early, open_for_console, run_app
 from oncall.tui.live import LiveScreen
+
+__all__ = ["OncallApp", "open_for_console", "run_app"]  # the last two live in launch.py (no Textual there)
 
 T = TypeVar("T")
 
@@ -52,9 +53,11 @@ class OncallApp(App[None]):
     COMMANDS = App.COMMANDS | {lambda: _oncall_commands(), lambda: _runbook_commands()}
 
     def __init__(self, store: IncidentDB, *, read_only: bool = False, keymap: dict[str, str] | None = None,
-                 read_only_reason: str | None = None, source: Any = None) -> None:
+                 read_only_reason: str | None = None, source: Any = None, early: Early | None = None) -> None:
         super().__init__()
         self.store = store
+        # The overview's first answers, asked at launch while Textual started (oncall/tui/launch.py).
+        self._early = early
         # Opened on a source (oncall.sources.session.SourceSession): the overview and what-changed are
         # computed there, and what the responder opens is brought home into `store` first.
         self.source = source
@@ -150,6 +153,10 @@ class OncallApp(App[None]):
         if self.source is not None:
             return self.source.ask(lambda engine: question(engine.connection()))
         return question(self.store.cursor())
+
+    def take_early(self, name: str) -> Future[Any] | None:
+        """The answer to `name` asked at launch (launch.ask_overview), once; None: ask now."""
+        return self._early.take(name) if self._early is not None else None
 
     def bring_home(self, filters: list[str], why: str, then: Callable[[], None]) -> None:
         """Run `then` once the filters' rows are in the incident: at once without a source; on a
@@ -449,65 +456,3 @@ def _runbook_commands() -> type:
     from oncall.tui.screens.runbook import RunbookCommands
 
     return RunbookCommands
-
-
-def open_for_console(db_path: str | Path | None, *,
-                     read_only: bool = False) -> tuple[IncidentDB, bool, str | None]:
-    """(store, read-only?, why) for the console. Any number of consoles and commands share an
-    incident (oncall/store), so the only refusal left is a file some other program holds read-write,
-    and open_db's message names that program and its PID."""
-    store = open_db(db_path, read_only=read_only, create=False)
-    if read_only:
-        return store, True, None
-    # A read-only disk or directory: the console still opens, read-only, and says why (a write
-    # would otherwise fail at the first label).
-    where = store.dir if store.dir.exists() else store.path.parent
-    refusal = writable_refusal(where)
-    if refusal is None:
-        return store, False, None
-    store.close()
-    reason = f"{where}: {refusal.strerror.lower() if refusal.strerror else refusal}: opened read-only"
-    return open_db(db_path, read_only=True, create=False), True, reason
-
-
-def _serve_demo_world(db_path: Path) -> Any:
-    """On a demo incident, serve its world (replay and action targets) while the console runs,
-    unless `oncall demo serve` already does; the server to stop at exit, or None."""
-    from oncall.demoworld import find_world
-    from oncall.demoworld.server import DemoServer, live_url
-
-    world = find_world(db_path)
-    if world is None or live_url(world, timeout=0.5):
-        return None
-    try:
-        srv = DemoServer(world).start()
-    except OSError:
-        return None  # replay and runbooks start their own server when they need one
-    try:
-        srv.announce()
-    except OSError:
-        srv.stop()  # cannot say where it listens (a read-only directory): commands start their own
-        return None
-    return srv
-
-
-def run_app(db_path: str | Path | None, *, read_only: bool = False, source: Any = None) -> None:
-    """The console on the incident; with `source` (a SourceSession, closed at exit) opened on it."""
-    try:
-        store, read_only, reason = open_for_console(db_path, read_only=read_only)
-    except BaseException:
-        if source is not None:
-            source.close()
-        raise
-    app = OncallApp(store, read_only=read_only, read_only_reason=reason, source=source)
-    world = _serve_demo_world(store.path)  # before the UI loop starts: binding a port is quick
-    try:
-        app.run()
-    finally:
-        if world is not None:
-            world.stop()
-        store.close()
-        if source is not None:
-            source.close()
-    for problem in app.keymap_problems:  # the toast is gone with the screen: say it where it stays
-        print(f"oncall: warning: {safe_text(problem, multiline=False)}", file=sys.stderr)

@@ -9,7 +9,7 @@ distinct signatures of those values in the window (the span's kind, operation, t
 and HTTP-status attributes, its name, status code, status message and exception event; model and
 token attributes by presence only), each signature goes through the file importers' own row mapping
 (`otel.row_of`: build_row, map_attributes, apply_status, classify_error), and the answers are bound
-back as parameter arrays (`transform(cityHash64(signature), …)`). Estimated costs use the loader's
+back as parameter arrays (`transform(cityHash64(signature values), …)`). Estimated costs use the loader's
 own price lookup per (provider, served model, model), bound the same way. Output text (for output
 length, refusals, JSON validity and key drift) is read from the GenAI message attribute
 (`gen_ai.output.messages`, parts joined as messages.py joins them).
@@ -28,10 +28,11 @@ from oncall.ingest import prices
 from oncall.ingest.mapping import CANDIDATE_KEYS, KIND_KEYS
 from oncall.sources.base import SourceError, Window
 from oncall.sources.clickhouse import otel
-from oncall.sources.clickhouse.sql import Params, ch_time, literal
+from oncall.sources.clickhouse.sql import Params, ch_time
 
 MAX_SIGNATURES = 20_000  # distinct (kind, status, error…) signatures mapped in Python per question
 MAX_PRICED = 1000  # distinct (provider, served model, model) looked up in the price table
+MATERIALIZED_KINDS = ("llm", "tool")  # the spans a session materializes: what changes and compare read
 # Attribute keys whose *values* decide kind, status, error_type, finish_reason and provider.
 SIGNATURE_KEYS = tuple(dict.fromkeys([
     *KIND_KEYS, *CANDIDATE_KEYS["kind"], *CANDIDATE_KEYS["operation"], "ai.operationId", "gen_ai.tool.name",
@@ -58,6 +59,13 @@ class InPlaceUnsupported(SourceError):
     caller answers it on pulled rows instead (and says why)."""
 
 
+# Compiled as constants (NULL): a retrieval's link to the call it fed is made at load (engine.py).
+RETRIEVAL_COLUMNS = ("retrieved", "top_score", "doc_age_s", "retrieval_ms", "label", "retrieval_index",
+                     "embedding_model")
+# Text columns of few distinct values, stored as LowCardinality where the window is materialized.
+FEW_VALUED = ("name", "service", "kind", "status", "error_type", "finish_reason", "provider", "error", "model",
+              "served_model", "tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version",
+              "release", "env", "cost_source")
 # The canonical columns the relation holds (besides cost and cost_source, added last).
 COLUMNS = ("start_time", "trace_id", "span_id", "name", "service", "kind", "status", "error_type", "finish_reason",
            "provider", "http_status", "error", "model", "served_model", "latency_ms", "ttft_ms", "input_tokens",
@@ -73,6 +81,10 @@ class Relation:
     params: Params
     notes: list[str] = field(default_factory=list)
     has_retrieval: bool = False
+    # The same relation over only the window's MATERIALIZED_KINDS spans, chosen by the span's
+    # signature before any per-row work (the trace join, output text): what a session materializes.
+    materialized: str = ""
+    constants: dict[str, str] = field(default_factory=dict)  # columns `materialized` leaves out, as SQL
 
 
 def build(source: Any, window: Window) -> Relation:
@@ -109,15 +121,13 @@ def build(source: Any, window: Window) -> Relation:
 
     def looked_up(col: str) -> str:
         vals = params.p([m.get(col) or "" for m in mapped.values()], "Array(String)")
-        return f"nullIf(transform(cityHash64({sig}), {hashes}, {vals}, ''), '')"
+        return f"nullIf(transform(l._h, {hashes}, {vals}, ''), '')"
 
-    cols = {
+    # The span's own columns, computed only for the spans kept (`l`); then the signature's answers
+    # and the inherited cohort keys (its trace's, `k`) over those few columns.
+    own_cols = {
         "start_time": "toDateTime64(t.Timestamp, 6, 'UTC')", "trace_id": "lower(t.TraceId)", "span_id": "lower(t.SpanId)",
         "name": "t.SpanName", "service": "toString(t.ServiceName)",
-        "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
-        "error_type": looked_up("error_type"), "finish_reason": looked_up("finish_reason"),
-        "provider": looked_up("provider"), "http_status": f"toInt32OrNull({looked_up('http_status')})",
-        "error": looked_up("error"),
         "model": f"nullIf({own['model']}, '')", "served_model": f"nullIf({own['served_model']}, '')",
         "latency_ms": "(intDiv(t.Duration, 1000) / 1000.0)",
         "ttft_ms": _ttft(proj, span_keys),
@@ -127,32 +137,68 @@ def build(source: Any, window: Window) -> Relation:
         "exported_cost": _exported_cost(proj, span_keys),
         "output_text": _output_text(proj, span_keys),
         "tool_calls": _tool_calls(proj, span_keys),
+    }
+    cohort = ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env")
+    own_cols.update({f"_o_{key}": own[key] for key in cohort})
+    # A column none of whose attributes occur in the window is a constant: not computed per span,
+    # and not stored where the session materializes the window (Relation.constants).
+    constants = {c: v for c, v in own_cols.items() if "t." not in v and not c.startswith("_o_")}
+    own_cols = {c: v for c, v in own_cols.items() if c not in constants}
+    cols = {c: f"l.{c}" for c in own_cols if not c.startswith("_o_")}
+    cols.update({
+        "kind": f"ifNull({looked_up('kind')}, 'span')", "status": looked_up("status"),
+        "error_type": looked_up("error_type"), "finish_reason": looked_up("finish_reason"),
+        "provider": looked_up("provider"), "http_status": f"toInt32OrNull({looked_up('http_status')})",
+        "error": looked_up("error"),
         "retrieved": "CAST(NULL AS Nullable(Int64))", "top_score": "CAST(NULL AS Nullable(Float64))",
         "doc_age_s": "CAST(NULL AS Nullable(Float64))", "retrieval_ms": "CAST(NULL AS Nullable(Float64))",
         "label": "CAST(NULL AS Nullable(String))", "retrieval_index": "CAST(NULL AS Nullable(String))",
         "embedding_model": "CAST(NULL AS Nullable(String))",
-    }
-    for key in ("tenant", "feature", "user_id", "session_id", "prompt_name", "prompt_version", "release", "env"):
-        if key in proj.columns:
-            cols[key] = f"nullIf({proj.columns[key].sql}, '')"
-        else:
-            cols[key] = f"nullIf({own[key]}, '')"
-    keys_sql = otel.trace_keys_sql(t, inner, win, "1")
-    base = (f"SELECT {', '.join(f'{v} AS {k}' for k, v in cols.items())} "
-            f"FROM {{db:Identifier}}.{{table:Identifier}} AS t LEFT JOIN ({keys_sql}) AS k ON k.TraceId = t.TraceId "
-            f"WHERE {win}")
+    })
+    constants.update({c: v for c, v in cols.items() if c in RETRIEVAL_COLUMNS})
+    cols.update(constants)
+    for key in cohort:  # a span's own value wins, else its trace's (otel.trace_keys_sql)
+        o = f"l._o_{key}"
+        cols[key] = f"nullIf(if({o} != '', {o}, k.{key}__v), '')" if key in proj.columns else f"nullIf({o}, '')"
+    select = ", ".join(f"{cols[c]} AS {c}" for c in COLUMNS)
+    keys_sql = otel.trace_keys_sql(t, inner, win, "1", sources=False)
+    spans = (f"SELECT t.TraceId AS _trace, {sig.hash} AS _h, {', '.join(f'{v} AS {k}' for k, v in own_cols.items())} "
+             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}")
     groups = sorted({(m["provider"], served, requested) for h, m in mapped.items() if m["kind"] in ("llm", "embedding")
                      for served, requested in to_price_models.get(h, ())}, key=lambda g: tuple(x or "" for x in g))
-    sql = _with_cost(source, base, groups[:MAX_PRICED], params)
-    return Relation(sql, params, has_retrieval="retriever" in kinds)
+    cost = _cost_columns(source, groups[:MAX_PRICED], params)
+
+    def relation(where: str) -> str:
+        return (f"SELECT *, {cost} FROM (SELECT {select} FROM ({spans}{where}) AS l "
+                f"LEFT JOIN ({keys_sql}) AS k ON k.TraceId = l._trace)")
+
+    wanted = params.p([h for h, m in mapped.items() if m["kind"] in MATERIALIZED_KINDS], "Array(UInt64)")
+    # Stored compactly: the constants left out, names and other few-valued text as LowCardinality
+    # (the same values; 10M spans, 6 h: ~600 -> ~230 bytes a span held).
+    stored = ", ".join(f"toLowCardinality({c}) AS {c}" if c in FEW_VALUED else c
+                       for c in (*COLUMNS, "cost", "cost_source") if c not in constants)
+    return Relation(relation(""), params, has_retrieval="retriever" in kinds,
+                    materialized=f"SELECT {stored} FROM ({relation(f' AND has({wanted}, {sig.hash})')})",
+                    constants=constants)
 
 
 # -- signatures: the mapping's small inputs, mapped once each in Python ------------------------------------
-def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
-    """A Map(String, String) of the span's own values that decide kind/status/errors/finish/provider."""
-    vals = [f"{literal(k)}, {proj.attr(k)}" for k in SIGNATURE_KEYS if k in present]
-    vals += [f"{literal(k)}, if({proj.attr(k)} != '', '1', '')" for k in PRESENCE_KEYS
-             if k in present and k not in SIGNATURE_KEYS]
+@dataclass
+class Signature:
+    """The span's own values that decide kind/status/errors/finish/provider, named; `hash` identifies
+    a span's signature in ClickHouse (hashing the values themselves: building a Map per span to hash
+    cost more than its lookups)."""
+    names: list[str]
+    values: list[str]
+
+    @property
+    def hash(self) -> str:
+        return f"cityHash64({', '.join(self.values)})"
+
+
+def _signature(proj: otel.Projection, present: frozenset[str]) -> Signature:
+    vals = [(k, proj.attr(k)) for k in SIGNATURE_KEYS if k in present]
+    vals += [(k, f"if({proj.attr(k)} != '', '1', '')") for k in PRESENCE_KEYS if k in present and k not in SIGNATURE_KEYS]
     if G3_OUTPUT in present:  # a G3 message's own finish_reason (when no finish attribute says)
         fin = (f"arrayFirst(x -> x != '', arrayMap(m -> JSONExtractString(m, 'finish_reason'), "
                f"JSONExtractArrayRaw({proj.attr(G3_OUTPUT)})))")
@@ -163,7 +209,7 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
             has = " OR ".join(f"({proj.attr(k)} != '' AND arrayStringConcat(splitByWhitespace({proj.attr(k)})) != '[]')"
                               for k in said)
             fin = f"if({has}, '', {fin})"
-        vals.append(f"'_g3_finish', {fin}")
+        vals.append(("_g3_finish", fin))
     a = proj.a
     if proj.t.json_attributes:
         exc = "''"
@@ -172,18 +218,19 @@ def _signature(proj: otel.Projection, present: frozenset[str]) -> str:
         idx = f"indexOf({a}.Events.Name, 'exception')"
         exc = f"if({idx} > 0, {a}.Events.Attributes[{idx}]['exception.type'], '')"
         exc_msg = f"if({idx} > 0, {a}.Events.Attributes[{idx}]['exception.message'], '')"
-    vals += [f"'_exc_type', {exc}", f"'_exc_message', {exc_msg}", f"'_status', toString({a}.StatusCode)",
-             f"'_message', {a}.StatusMessage", f"'_name', toString({a}.SpanName)", f"'_span_kind', toString({a}.SpanKind)"]
-    return f"mapFilter((k, v) -> v != '', map({', '.join(vals)}))"
+    vals += [("_exc_type", exc), ("_exc_message", exc_msg), ("_status", f"toString({a}.StatusCode)"),
+             ("_message", f"{a}.StatusMessage"), ("_name", f"toString({a}.SpanName)"),
+             ("_span_kind", f"toString({a}.SpanKind)")]
+    return Signature([k for k, _ in vals], [v for _, v in vals])
 
 
-def _map_signatures(source: Any, sig: str, win: str, params: Params, models: str,
+def _map_signatures(source: Any, sig: Signature, win: str, params: Params, models: str,
                     to_price: str) -> tuple[dict[int, dict[str, Any]], dict[int, list[tuple[Any, Any]]]]:
     """{signature hash: the mapping's answers}, and per signature the (served model, model) pairs of
     its spans the price lookup would price."""
-    sql = (f"SELECT cityHash64(sig) AS h, any(sig), groupUniqArrayIf({MAX_PRICED})(m, p) FROM (SELECT {sig} AS sig, "
-           f"{models} AS m, {to_price} AS p FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}) "
-           f"GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
+    sql = (f"SELECT h, any(v), groupUniqArrayIf({MAX_PRICED})(m, p) FROM (SELECT {sig.hash} AS h, "
+           f"tuple({', '.join(sig.values)}) AS v, {models} AS m, {to_price} AS p "
+           f"FROM {{db:Identifier}}.{{table:Identifier}} AS t WHERE {win}) GROUP BY h LIMIT {MAX_SIGNATURES + 1}")
     from oncall.sources.clickhouse.client import errors_named
 
     with errors_named(source.ref, "reading the distinct span signatures"):
@@ -193,15 +240,21 @@ def _map_signatures(source: Any, sig: str, win: str, params: Params, models: str
                                  "span kinds in the window")
     out: dict[int, dict[str, Any]] = {}
     priced: dict[int, list[tuple[Any, Any]]] = {}
-    for h, m, pairs in rows:
+    for h, values, pairs in rows:
         priced[int(h)] = [tuple(x) for x in pairs or ()]
-        row = otel.row_of(_signature_row(dict(m)))
+        m = {k: v for k, v in zip(sig.names, _values(values), strict=True) if v != ""}
+        row = otel.row_of(_signature_row(m))
         out[int(h)] = {"kind": row.get("kind") or "span", "status": row.get("status"),
                        "error_type": row.get("error_type"), "finish_reason": row.get("finish_reason"),
                        "provider": row.get("provider"),
                        "http_status": None if row.get("http_status") is None else str(row["http_status"]),
                        "error": row.get("error")}
     return out, priced
+
+
+def _values(t: Any) -> list[str]:
+    """A tuple as the client hands it back (a tuple, or a dict of its positions)."""
+    return [str(v) for v in (t.values() if isinstance(t, dict) else t)]
 
 
 def _signature_row(m: dict[str, str]) -> dict[str, Any]:
@@ -282,9 +335,9 @@ def _tool_calls(proj: otel.Projection, present: frozenset[str]) -> str:
 
 
 # -- cost: exported, else the loader's price lookup per (provider, served model, model) ----------------------
-def _with_cost(source: Any, base: str, groups: list[tuple[Any, Any, Any]], params: Params) -> str:
-    """`base` with `cost` and `cost_source` as ingest.cost sets them at load; `groups` are the
-    (provider, served model, model) of the window's spans to price."""
+def _cost_columns(source: Any, groups: list[tuple[Any, Any, Any]], params: Params) -> str:
+    """`cost` and `cost_source` over the canonical columns, as ingest.cost sets them at load; `groups`
+    are the (provider, served model, model) of the window's spans to price."""
     table = prices.overrides()
     keys, rates = [], []
     for provider, served, requested in groups:
@@ -307,6 +360,6 @@ def _with_cost(source: Any, base: str, groups: list[tuple[Any, Any, Any]], param
     priced = (f"kind IN ('llm', 'embedding') AND (input_tokens IS NOT NULL OR output_tokens IS NOT NULL) "
               f"AND indexOf({k}, {key}) > 0")
     estimate = f"({rate}[1] + {rate}[2] * ({inp} - {cached}) + {rate}[3] * {cached} + {rate}[4] * {out})"
-    return (f"SELECT *, if(exported_cost IS NOT NULL, exported_cost, if({priced}, {estimate}, NULL)) AS cost, "
+    return (f"if(exported_cost IS NOT NULL, exported_cost, if({priced}, {estimate}, NULL)) AS cost, "
             f"multiIf(exported_cost IS NOT NULL, 'exported', {priced}, 'estimated', "
-            f"kind IN ('llm', 'embedding'), 'unknown', NULL) AS cost_source FROM ({base})")
+            f"kind IN ('llm', 'embedding'), 'unknown', NULL) AS cost_source")

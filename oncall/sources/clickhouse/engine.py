@@ -28,7 +28,6 @@ from oncall.sources.clickhouse import metrics as chm
 from oncall.sources.clickhouse.client import errors_named
 from oncall.sources.clickhouse.sql import Params, ch_time
 
-MATERIALIZED_KINDS = "('llm', 'tool')"  # the spans changes and compare read
 # Canonical columns a filter may name in place (filters.COLUMNS' targets the relation holds exactly).
 IN_PLACE_COLUMNS = frozenset({"tenant", "feature", "model", "served_model", "provider", "prompt_version", "release",
                               "env", "user_id", "session_id", "prompt_name", "status", "kind", "finish_reason",
@@ -105,8 +104,7 @@ class ClickHouseEngine:
         the same numbers, slower; said in the notes."""
         name = f"oncall_window_{uuid.uuid4().hex[:12]}"
         session = {} if self.source.ref.scheme == "chdb" else {"session_id": f"oncall-{uuid.uuid4()}"}
-        sql = (f"CREATE TEMPORARY TABLE {name} ENGINE = Memory AS SELECT * FROM ({self.relation.sql}) AS r "
-               f"WHERE r.kind IN {MATERIALIZED_KINDS}")
+        sql = f"CREATE TEMPORARY TABLE {name} ENGINE = Memory AS {self.relation.materialized}"
         try:
             self.source.client.command(sql, parameters=self.relation.params.values,
                                        settings={**self.source.settings, **session})
@@ -135,7 +133,10 @@ class ClickHouseEngine:
         return p
 
     def _from(self) -> str:
-        return self.table or f"({self.relation.sql})"
+        if self.table is None:
+            return f"({self.relation.sql})"
+        constants = "".join(f", {v} AS {c}" for c, v in self.relation.constants.items())
+        return f"(SELECT *{constants} FROM {self.table})" if constants else self.table
 
     def connection(self) -> ClickHouseConnection:
         """A connection `changes` can ask its questions through, answered in this engine."""
@@ -170,7 +171,7 @@ class ClickHouseEngine:
             op = ">=" if key == "since" else "<"
             value = when if isinstance(params, _Positional) else ch_time(when)
             return f"s.start_time {op} {params.p(value, 'DateTime64(9)')}"
-        if key == "kind" and self.table is not None and (t.op != "=" or not set(t.values) <= {"llm", "tool"}):
+        if key == "kind" and self.table is not None and (t.op != "=" or not set(t.values) <= set(canonical.MATERIALIZED_KINDS)):
             raise canonical.InPlaceUnsupported(f"term '{t}': in place holds the window's LLM calls and tool spans")
         if key == "error":
             if t.op == "~":

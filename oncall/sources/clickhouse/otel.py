@@ -42,6 +42,18 @@ from oncall.store.schema import INHERITED_KEYS
 REQUIRED = {"Timestamp", "TraceId", "SpanId", "ParentSpanId", "SpanName", "SpanKind", "ServiceName",
             "ResourceAttributes", "SpanAttributes", "Duration", "StatusCode", "StatusMessage"}
 INHERIT_LOOKBACK = dt.timedelta(hours=1)
+# A trace's spans in the order inherited keys are picked from: root first, then by start time. The
+# pair (is-not-root, Timestamp) packed into one Int128 (the root bit above the signed nanoseconds),
+# which orders exactly as the pair does: argMin over a number keeps a 16-byte state per key and
+# trace where a tuple kept a generic one (10M spans, 6 h: the aggregation 7.7 -> 4.3 s of CPU).
+TRACE_ORDER = ("bitShiftLeft(toInt128(t.ParentSpanId != ''), 64) + toInt128(toUnixTimestamp64Nano(t.Timestamp))")
+
+
+def map_value(column: str, key: str) -> str:
+    """`column[key]` of a Map attribute column ('' when absent), as the map's own lookup answers it,
+    but searching its keys subcolumn: the exporter's keys are LowCardinality, and `m[key]` converts
+    them to full strings on every lookup (10M spans, 6 h, 12 lookups: 2.2 -> 1.1 s of CPU)."""
+    return f"{column}.values[indexOf({column}.keys, {key})]"
 
 
 @dataclass(frozen=True)
@@ -101,7 +113,7 @@ class Projection:
         """String value of one of oncall's own attribute keys ('' when absent)."""
         if self.t.json_attributes:
             return f"ifNull(toString(getSubcolumn({self.a}.{column}, {literal(key)})), '')"
-        return f"{self.a}.{column}[{literal(key)}]"
+        return map_value(f"{self.a}.{column}", literal(key))
 
     def _has(self, key: str, resource: bool = False) -> bool:
         keys = self.present_resource if resource else self.present
@@ -152,9 +164,9 @@ class Projection:
     def meta(self, params: Params, key: str) -> str | None:
         if self.t.json_attributes:
             return f"ifNull(toString(getSubcolumn({self.a}.SpanAttributes, {params.p(key, 'String')})), '')"
-        span = f"{self.a}.SpanAttributes[{params.p(key, 'String')}]"
+        span = map_value(f"{self.a}.SpanAttributes", params.p(key, "String"))
         if key.startswith("resource."):
-            res = f"{self.a}.ResourceAttributes[{params.p(key[len('resource.'):], 'String')}]"
+            res = map_value(f"{self.a}.ResourceAttributes", params.p(key[len("resource."):], "String"))
             return f"if({span} != '', {span}, {res})"
         return span
 
@@ -219,17 +231,25 @@ def select_columns(table: Table, alias: str = "t") -> str:
             f"{a}.Events.Name AS event_names")
 
 
-def trace_keys_sql(table: Table, proj_inner: Projection, window_where: str, pre_where: str) -> str:
-    """Per trace in the window that has a span matching `pre_where`: each inherited key's value and
-    the span it came from (root first, then the earliest span carrying it). Each key's projection is
-    computed once per span (inner select), then aggregated."""
+def trace_keys_sql(table: Table, proj_inner: Projection, window_where: str, pre_where: str, *,
+                   sources: bool = True) -> str:
+    """Per trace in the window that has a span matching `pre_where`: each inherited key's value (and,
+    with `sources`, the span it came from): root first, then the earliest span carrying it. Each
+    key's projection is computed once per span (inner select), then aggregated. A key no candidate
+    of which occurs in the window is '' without being aggregated."""
     keys = [k for k in INHERITED_KEYS if k in CANDIDATE_KEYS]
-    own = ", ".join(f"{proj_inner.own(k)} AS o_{k}" for k in keys)
-    order = "(ParentSpanId != '', Timestamp)"
-    picks = ", ".join(f"argMinIf(o_{k}, {order}, o_{k} != '') AS {k}__v, "
-                      f"argMinIf(SpanId, {order}, o_{k} != '') AS {k}__from" for k in keys)
-    return (f"SELECT TraceId, {picks} FROM (SELECT t.TraceId AS TraceId, t.SpanId AS SpanId, "
-            f"t.ParentSpanId AS ParentSpanId, t.Timestamp AS Timestamp, {own} "
+    owns = {k: proj_inner.own(k) for k in keys}
+    own = ", ".join(f"{owns[k]} AS o_{k}" for k in keys if owns[k] != "''")
+    picks = []
+    for k in keys:
+        if owns[k] == "''":
+            picks.append(f"'' AS {k}__v" + (f", '' AS {k}__from" if sources else ""))
+            continue
+        picks.append(f"argMinIf(o_{k}, _order, o_{k} != '') AS {k}__v")
+        if sources:
+            picks.append(f"argMinIf(SpanId, _order, o_{k} != '') AS {k}__from")
+    return (f"SELECT TraceId, {', '.join(picks)} FROM (SELECT t.TraceId AS TraceId, t.SpanId AS SpanId, "
+            f"{TRACE_ORDER} AS _order{', ' + own if own else ''} "
             f"FROM {{db:Identifier}}.{{table:Identifier}} AS t "
             f"WHERE t.Timestamp >= {{lookback:DateTime64(9)}} AND t.Timestamp < {{until:DateTime64(9)}} "
             f"AND t.TraceId IN (SELECT t.TraceId FROM {{db:Identifier}}.{{table:Identifier}} AS t "
@@ -242,7 +262,8 @@ def present_keys_sql(table: Table) -> str:
         return ("SELECT groupUniqArrayArray(JSONAllPaths(SpanAttributes)), "
                 "groupUniqArrayArray(JSONAllPaths(ResourceAttributes)) FROM {db:Identifier}.{table:Identifier} "
                 "WHERE Timestamp >= {lookback:DateTime64(9)} AND Timestamp < {until:DateTime64(9)}")
-    return ("SELECT groupUniqArrayArray(mapKeys(SpanAttributes)), groupUniqArrayArray(mapKeys(ResourceAttributes)) "
+    # The keys subcolumns: only the maps' keys are read, not their values (10M spans, 7 h: 1.2 -> 0.5 s CPU).
+    return ("SELECT groupUniqArrayArray(SpanAttributes.keys), groupUniqArrayArray(ResourceAttributes.keys) "
             "FROM {db:Identifier}.{table:Identifier} "
             "WHERE Timestamp >= {lookback:DateTime64(9)} AND Timestamp < {until:DateTime64(9)}")
 

@@ -21,14 +21,12 @@ from textual.widgets.option_list import Option
 
 from oncall.display import format_cost, list_time, percent, spans_days, time_text
 from oncall.query.cost_marks import marked
+from oncall.query.overview import CHARTED, overview_glance
 from oncall.query.registry import METRICS
 from oncall.safe_text import safe_text
 from oncall.tui.live import LiveScreen
 from oncall.tui.nextsteps import step_bindings
 
-# The charted metrics (the registry's definitions: latency over successful calls, and so on).
-CHARTED = ("error_rate", "latency_ms_p95", "cost_per_request", "output_length_mean")
-TOP_COHORTS = 3
 # While data keeps arriving, what-changed (the costly part) runs again at most this often.
 CHANGES_EVERY_S = 10.0
 
@@ -134,11 +132,11 @@ class OverviewScreen(LiveScreen):
 
     @work(thread=True, exclusive=True)
     def load(self) -> None:
-        """The header and charts: the incident's, or the source's computed in place (app.ask)."""
-        from oncall.query.overview import glance
-
+        """The header and charts: the incident's, or the source's computed in place (app.ask); the
+        first time, the answer asked at launch (oncall/tui/launch.py)."""
         try:
-            g = self.app.ask(lambda con: glance(con, "tenant", TOP_COHORTS))
+            early = self.app.take_early("glance")
+            g = early.result() if early is not None else self.app.ask(overview_glance)
             self._days = spans_days(g.head.first, g.head.last)  # before what-changed (it waits for this)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not load the overview", str(exc))
@@ -155,9 +153,11 @@ class OverviewScreen(LiveScreen):
         from oncall.query.changes import changes
 
         self._changes_at = time.monotonic()
-        self._header_queried.wait(10)
+        early = self.app.take_early("changes")  # asked at launch beside the header's questions
+        if early is None:
+            self._header_queried.wait(10)
         try:
-            found = self.app.ask(changes)
+            found = early.result() if early is not None else self.app.ask(changes)
         except Exception as exc:  # noqa: BLE001
             self.app.call_from_thread(self.app.show_error, "could not compute what changed", str(exc))
             return
