@@ -22,8 +22,8 @@ Results go to bench/RESULTS.md between the receive markers, with the load averag
 from __future__ import annotations
 
 import argparse
-import json
 import datetime as dt
+import json
 import multiprocessing as mp
 import os
 import platform

@@ -4,8 +4,8 @@
 
 - first screen: from launching a fresh `python -c "…OncallApp…"` process to the overview's header and
   charts being on screen (headless Textual, same code path as `oncall open`);
-- filter applied: from pressing enter in the explorer to the count and the first page of rows shown,
-  while a key press sent during the query is still handled (the UI loop never blocks);
+- filter applied: from pressing enter in the explorer to the count and the first page of rows in the
+  view, while a key press sent during the query is still handled (the UI loop never blocks);
 - reader next/previous: from pressing j/k to the next request's full text on screen.
 Median of several runs; results go to bench/RESULTS.md between the tui markers.
 """
@@ -38,6 +38,14 @@ async def _until(pilot, cond, timeout: float = 30.0) -> None:
         if time.perf_counter() > deadline:
             raise TimeoutError("the console did not get there in time")
         await pilot.pause(0.005)
+
+
+async def _landed_at(view, generation: int) -> float:
+    """perf_counter when a filter applied after `generation` has its count and first page in the view
+    (read without asking for the page: polling must not fetch it earlier than the view would)."""
+    while not (view._generation > generation and (view.total == 0 or (0 in view._pages and 0 not in view._stale))):
+        await asyncio.sleep(0.002)
+    return time.perf_counter()
 
 
 async def big_output(tmp: Path) -> float:
@@ -106,13 +114,16 @@ async def child(db: str, t_launch: float) -> dict:
             box.value = f
             box.focus()
             before = view._generation
+            # Watched beside the key presses: the time the count and first page are in the view, not
+            # the time the presses below return (Pilot waits for the app to go idle after each, and
+            # `end` then fetches the last page too: that was counted in the figure before 2026-12-07).
+            landed = asyncio.ensure_future(_landed_at(view, before))
             t = time.perf_counter()
             await pilot.press("enter")
             t_key = time.perf_counter()
             await pilot.press("end")  # a key during the query must still be handled promptly
             handled.append((time.perf_counter() - t_key) * 1000)
-            await _until(pilot, lambda v=view, b=before: v._generation > b and (v.total == 0 or v.row(0) is not None))
-            applies.append((time.perf_counter() - t) * 1000)
+            applies.append((await asyncio.wait_for(landed, 30) - t) * 1000)
         out["filter_apply_ms"] = applies
         out["keypress_during_query_ms"] = handled
         view = app.screen.query_one(ResultsView)
@@ -205,7 +216,7 @@ def main() -> int:
         f"{max(r['first_screen_s'] for r in results):.2f} s | 1 s | {'met' if first < 1 else '**MISSED**'} |",
         f"| what-changed list on screen (process launch to the list filled) | {changes_s:.2f} s | "
         f"{max(r['changes_s'] for r in results):.2f} s | 2 s | {'met' if changes_s < 2 else '**MISSED**'} |",
-        f"| filter applied (enter to count and first page shown; {len(FILTERS)} filters) | {apply:.0f} ms | "
+        f"| filter applied (enter to count and first page in the view; {len(FILTERS)} filters) | {apply:.0f} ms | "
         f"{apply_max:.0f} ms | 300 ms | {'met' if apply < 300 else '**MISSED**'} |",
         f"| key press handled while the filter query runs | {key:.1f} ms | | | |",
         f"| reader next/previous, press to new request rendered (Pilot) | {move:.1f} ms | {move_max:.1f} ms | | |",

@@ -149,6 +149,14 @@ class ResultsView(ScrollView, can_focus=True):
         # `enter` pressed before the cursor's page landed: (generation, row) to open when it does. A
         # key typed straight after the count shows must not be lost (the count lands before the rows).
         self._open_when_landed: tuple[int, int] | None = None
+        # The first page of the filter being applied, fetched beside its count (prefetch): what it is
+        # for (number, filter, sort, descending), its rows once landed, and the generation that waits
+        # for them (set_filter ran before they landed).
+        self._early: tuple[int, str, str, bool] | None = None
+        self._early_rows: list[dict[str, Any]] | None = None
+        self._early_waiting: int | None = None
+        self._early_seq = 0
+        self._prefetches = Inflight()
 
     # -- data --------------------------------------------------------------------------------------
     def set_filter(self, filter_text: str, total: int) -> None:
@@ -156,6 +164,70 @@ class ResultsView(ScrollView, can_focus=True):
         self.total = total
         self.cursor = 0
         self._reset()
+        self._take_early()
+
+    def prefetch(self, filter_text: str) -> None:
+        """Fetch the first page of a filter about to be applied now, beside its count, not after it:
+        set_filter shows it without a second round trip (the rows used to wait for the count, then
+        for a repaint to ask for them)."""
+        self._early_seq += 1
+        self._prefetches.supersede(self._early_seq)
+        self._early = (self._early_seq, filter_text, self.order_by, self.descending)
+        self._early_rows, self._early_waiting = None, None
+        self._fetch_early(self._early_seq, filter_text, self.order_by, self.descending)
+
+    def interrupt_prefetch(self) -> None:
+        """esc during a count: the first page fetched beside it is interrupted too (or never starts)."""
+        waiting = self._early_waiting
+        self._early_seq += 1
+        self._prefetches.supersede(self._early_seq)
+        self._early, self._early_rows, self._early_waiting = None, None, None
+        if waiting is not None and waiting == self._generation:  # the shown filter's page: asked as usual
+            self._pending.discard(0)
+            self.refresh()
+
+    def _take_early(self) -> None:
+        """set_filter: page 0 from the prefetch of this very filter and sort, landed or on its way."""
+        early, self._early_waiting = self._early, None
+        if early is None or early[1:] != (self.filter_text, self.order_by, self.descending):
+            return
+        if self._early_rows is not None:
+            self._landed(0, self._generation, self._early_rows)
+            self._early = self._early_rows = None
+        else:
+            self._pending.add(0)  # not asked again: the prefetch brings it
+            self._early_waiting = self._generation
+
+    @work(thread=True, group="pages")
+    def _fetch_early(self, seq: int, flt: str, order_by: str, descending: bool) -> None:
+        from oncall.query.search import page_at
+
+        try:
+            with self._prefetches.connection(self.app.store, seq) as cur:
+                rows = page_at(cur, flt, 0, PAGE, order_by=order_by, descending=descending)
+        except Superseded:
+            return
+        except Exception:  # noqa: BLE001 - a bad filter is the count's to report; the page is asked again
+            self.app.call_from_thread(self._early_landed, seq, None)
+            return
+        self.app.call_from_thread(self._early_landed, seq, rows)
+
+    def _early_landed(self, seq: int, rows: list[dict[str, Any]] | None) -> None:
+        if self._early is None or self._early[0] != seq:
+            return  # another filter was applied since
+        waiting, self._early_waiting = self._early_waiting, None
+        if rows is None:  # failed (or interrupted): a waiting view asks for its page as usual
+            self._early = None
+            if waiting == self._generation:
+                self._pending.discard(0)
+                self.refresh()
+            return
+        if waiting is None:
+            self._early_rows = rows  # the count has not landed: set_filter takes them
+        else:
+            self._early = None
+            if waiting == self._generation:
+                self._landed(0, waiting, rows)
 
     def update_total(self, total: int, cursor: int | None = None) -> None:
         """The same filter over newer data: its new row count and rows, the cursor kept (clamped), or

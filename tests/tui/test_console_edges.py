@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 
+import pytest
 from rich.console import Console
 from rich.text import Text
 from textual.widgets import Static
@@ -322,3 +323,53 @@ async def test_runbook_form_keeps_edits_after_a_failed_run_and_fits_40_rows(make
         await pilot.press("enter")  # and from the list too
         await until(pilot, lambda: isinstance(app.screen, RunbookParamsModal), "the form from the list")
         assert app.screen.query_one("#param-variant", Input).value == "nosuch"
+
+
+@pytest.mark.parametrize("first", ["page", "count"])
+async def test_a_filters_first_page_is_fetched_beside_its_count_once_whichever_lands_first(make_app, monkeypatch,
+                                                                                          first) -> None:
+    """The explorer asks for the first page with the count (ResultsView.prefetch), not after it: the
+    rows shown are that page's, whichever of the two answers lands first, and it is not fetched twice."""
+    import threading
+
+    import oncall.query.search as search
+
+    flt = "tenant=acme feature=extract"
+    real_page, real_count = search.page_at, search.count_noted
+    pages: list[int] = []
+    page_done, count_shown = threading.Event(), threading.Event()
+    real_set = ResultsView.set_filter
+
+    def set_filter(view, text, total):
+        real_set(view, text, total)
+        if text == flt:
+            count_shown.set()
+
+    def page_at(con, text, offset, *args, **kw):
+        if text == flt and first == "count":
+            assert count_shown.wait(10)  # the count is on screen before the page lands
+        rows = real_page(con, text, offset, *args, **kw)
+        if text == flt:
+            pages.append(offset)
+            page_done.set()
+        return rows
+
+    def count_noted(con, text):
+        if text == flt and first == "page":
+            assert page_done.wait(10)
+        return real_count(con, text)
+
+    monkeypatch.setattr(search, "page_at", page_at)
+    monkeypatch.setattr(search, "count_noted", count_noted)
+    monkeypatch.setattr(ResultsView, "set_filter", set_filter)
+    app = make_app()
+    async with app.run_test(size=(140, 40)) as pilot:
+        await settle(pilot)
+        app.open_explorer(flt)
+        await settle(pilot)
+        view = app.screen.query_one(ResultsView)
+        expected = real_page(app.store.cursor(), flt, 0, 100)
+        assert view.filter_text == flt and view.total == real_count(app.store.cursor(), flt)[0] > 0
+        assert [r["span_pk"] for r in view._pages[0]] == [r["span_pk"] for r in expected]
+        assert pages.count(0) == 1, pages  # the prefetched page is the one shown, not asked again
+        assert "loading" not in " ".join(view.render_line(y).text for y in range(3))

@@ -144,10 +144,13 @@ def visiting_order(n: int, last: int) -> list[int]:
     def moves(a: int, b: int) -> int:
         return min((b - a) % n, (a - b) % n)
 
+    def cost(path: tuple[int, ...]) -> int:
+        return sum(moves(a, b) for a, b in zip((0, *path), (*path, last), strict=True))
+
+    if last == 0:  # the drill's cohort is the highlighted one: visit the others first, then come back
+        return [*min(itertools.permutations(range(1, n)), key=cost), 0]
     rest = [i for i in range(1, n) if i != last]
-    best = min(itertools.permutations(rest), key=lambda p: sum(moves(a, b) for a, b in
-                                                                 zip((0, *p), (*p, last), strict=True)))
-    return [0, *best, last] if last != 0 else [0, *best]
+    return [0, *min(itertools.permutations(rest), key=cost), last]
 
 
 def move_keys(a: int, b: int, n: int) -> list[str]:

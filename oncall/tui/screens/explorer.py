@@ -144,6 +144,7 @@ class ExplorerScreen(LiveScreen):
         self._counts.supersede(self._generation)
         self.set_status(Text("applying…", style="dim"))
         self.count(text, self._generation)
+        self.query_one(ResultsView).prefetch(text)  # its first page, beside the count
 
     @work(thread=True, group="count")
     def count(self, text: str, generation: int, refresh: bool = False, anchor: tuple | None = None) -> None:
@@ -321,6 +322,7 @@ class ExplorerScreen(LiveScreen):
             self.query_one(ResultsView).focus()
             return
         if self._counts.interrupt_all():  # long work can be cancelled: esc interrupts the count in flight
+            self.query_one(ResultsView).interrupt_prefetch()  # and the first page fetched beside it
             return
         if len(self.app.screen_stack) > 2:
             self.app.pop_screen()
