@@ -34,6 +34,7 @@ from typing import Any
 from oncall.query import quality
 from oncall.query.labels import LATEST_LABELS
 from oncall.query.stats import Test, two_proportions, welch
+from oncall.store.schema import SPAN_COLUMN_NAMES
 
 # -- expressions over canonical columns ------------------------------------------------------------------
 
@@ -606,7 +607,11 @@ def measure(con: Any, where: str, params: Sequence[Any], metrics: Iterable[Metri
     if needs_label(ms):
         extra += ", lab.label AS _label"
         join = LATEST_LABEL_JOIN.format(a="s")
-    proj = f"SELECT 1 AS _one, {', '.join(cols)} FROM (SELECT s.*{extra} FROM spans s {join} WHERE {where}) s"
+    # Only the columns the metrics read go through the label join (`s.*` carried all of them: ~10 %
+    # more CPU at one part and at 10, bench/RESULTS.md).
+    read = set().union(*(m.columns() for m in ms))
+    inner = ", ".join(f"s.{c}" for c in SPAN_COLUMN_NAMES if c in read) or "s.span_pk"
+    proj = f"SELECT 1 AS _one, {', '.join(cols)} FROM (SELECT {inner}{extra} FROM spans s {join} WHERE {where}) s"
     aggs = aggregate_columns(ms, dialect=d)
     # Grouped by a constant (one group): an ungrouped aggregate holding a floating-point sum is
     # order-dependent to DuckDB, so over the spans view of several load parts (a UNION ALL) it
