@@ -207,10 +207,17 @@ def _compact_after_load(store: Any) -> None:
     from oncall.store.compact import AFTER_LOAD_POLICY, compact
 
     try:
-        compact(store, AFTER_LOAD_POLICY)
+        report = compact(store, AFTER_LOAD_POLICY)
     except (StoreError, duckdb.Error, OSError) as exc:
         click.echo(f"oncall: warning: the load is complete, but merging load parts failed: {exc} "
                    "(try `oncall compact`)", err=True)
+        return
+    # The pass after a load merges only small runs; past max_parts every query plans each part
+    # (~0.5 ms a part a statement, bench/RESULTS.md "Many load parts"), so say how to merge them.
+    if report.parts_after > AFTER_LOAD_POLICY.max_parts:
+        click.echo(f"oncall: note: the incident has {report.parts_after} load parts; queries slow down past "
+                   f"{AFTER_LOAD_POLICY.max_parts}. `oncall compact` merges them (readers are not blocked).",
+                   err=True)
 
 
 @cli.command()

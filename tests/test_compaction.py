@@ -369,3 +369,24 @@ def test_another_compaction_running_is_not_waited_for(incident: Path) -> None:
     finally:
         db.close()
     assert os.path.exists(incident)
+
+
+def test_a_load_that_leaves_many_parts_says_how_to_merge_them(tmp_path: Path, monkeypatch) -> None:
+    """The pass after a load merges only small runs (bounded, so a load never waits long); when parts
+    are left past max_parts, the responder is told that queries slow down and what merges them."""
+    from click.testing import CliRunner
+
+    import oncall.store.compact as compact_module
+    from oncall.cli import cli
+
+    monkeypatch.setattr(compact_module, "AFTER_LOAD_POLICY", Policy(max_spans=1, max_parts=2))  # merges nothing
+    db = tmp_path / "i.duckdb"
+    notes = []
+    for k in range(3):
+        src = tmp_path / f"load{k}.jsonl"
+        src.write_text("\n".join(tracegen.otlp_lines(k * 10, 10)) + "\n")
+        result = CliRunner().invoke(cli, ["--db", str(db), "load", "--no-progress", str(src)])
+        assert result.exit_code == 0, result.output
+        notes.append("`oncall compact` merges them" in result.stderr)
+    assert notes == [False, False, True]
+    assert "the incident has 3 load parts" in result.stderr
