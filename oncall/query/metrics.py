@@ -104,10 +104,13 @@ def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, grou
     named = [k for k in SERIES_KEYS if k in keys]  # GROUPING() may only name columns some set groups by
     sums = _sums(signals, quantiles, dialect())
     grouping = f"GROUPING({', '.join(named)})" if named else "0"
+    # Rows of one bucket come in the key's value order: without it their order follows the hash
+    # aggregate's threads, and two asks of the same question list a bucket's cohorts differently.
+    order = "".join(f", {k}" for k in named)
     if percentiles:  # a quantile does not recombine: every grouping set aggregates the rows
         cols = ", ".join(f"{expr} AS {name}" for name, expr in sums)
         sql = (f"SELECT {group} AS bucket, {''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
-               f"FROM ({proj}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
+               f"FROM ({proj}) GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket{order}")
     else:
         # Sums recombine: aggregate the rows once per (group, every key), then roll the few
         # resulting rows up into the grouping sets (one hash aggregate over the spans, not one per set).
@@ -117,7 +120,7 @@ def grouped_signals(con: Any, where: str, params: list[Any], *, group: str, grou
         sql = (f"WITH fine AS (SELECT {group} AS bucket{fine_keys}, {fine_cols} FROM ({proj}) "
                f"GROUP BY bucket{fine_keys}) "
                f"SELECT bucket, {''.join(k + ', ' for k in named)}{grouping} AS g, {cols} "
-               f"FROM fine GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket")
+               f"FROM fine GROUP BY GROUPING SETS ({sets}) ORDER BY g, bucket{order}")
     cur = con.execute(sql, list(group_params or []) + pparams)
     names = [d[0] for d in cur.description]
     out = []
