@@ -770,7 +770,8 @@ def _class_bursts(ctx: _Ctx, times: list[dt.datetime], found: list[_Shift],
     rows = con.execute(
         f"SELECT error_type, {', '.join(keys)}, GROUPING({', '.join(keys)}) AS g, count(*), min(start_time), "
         f"max(start_time) FROM (SELECT s.* FROM spans s WHERE {llm.where} AND s.status = 'error' "
-        f"AND s.error_type IS NOT NULL) GROUP BY GROUPING SETS ({sets}) HAVING count(*) >= ? AND min(start_time) > ?",
+        f"AND s.error_type IS NOT NULL) GROUP BY GROUPING SETS ({sets}) HAVING count(*) >= ? AND min(start_time) > ? "
+        f"ORDER BY g DESC, error_type, {', '.join(keys)}",  # one order every ask (not the threads')
         [*llm.params, MIN_BURST, settle]).fetchall()
     full = (1 << len(keys)) - 1
     out: list[_Shift] = []
